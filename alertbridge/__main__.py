@@ -1,0 +1,3 @@
+from alertbridge.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,334 @@
+"""Configuration: one TOML file, validated once at start-up into frozen objects.
+
+``load_config(path, environ)`` reads the file with stdlib ``tomllib``,
+substitutes ``${VAR}`` / ``${VAR:-default}`` in every string, validates with
+pydantic and then checks the rules that span keys (a receiver naming an app
+that does not exist …). Every problem found is reported at once in one
+``ConfigError`` whose lines read ``FILE: key.path: what is wrong``.
+
+Nothing else in alertbridge reads the environment or the file: the resulting
+``Config`` is passed down from the composition root.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+from alertbridge.duration import parse_duration
+from alertbridge.errors import ConfigError
+
+Language = Literal["zh", "en"]
+MessageType = Literal["text", "markdown"]
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _duration(value: object) -> object:
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    return value
+
+
+class ServerConfig(_Section):
+    listen: str = "127.0.0.1:8080"
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    timezone: str = "Asia/Shanghai"
+    language: Language = "zh"
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected HOST:PORT, got {value!r}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r} (use an IANA name such as Asia/Shanghai)") from None
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class StoreConfig(_Section):
+    url: str = "sqlite:///./data/alertbridge.db"
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith("sqlite:///"):
+            raise ValueError("only sqlite:///PATH is supported (PostgreSQL comes later)")
+        if value == "sqlite:///":
+            raise ValueError("sqlite:/// needs a file path")
+        return value
+
+    @property
+    def sqlite_path(self) -> Path:
+        """Relative paths are relative to the working directory."""
+        return Path(self.url.removeprefix("sqlite:///"))
+
+
+class BasicAuthConfig(_Section):
+    username: str = Field(min_length=1)
+    password: SecretStr
+
+
+class WebhookAuthConfig(_Section):
+    bearer_token: SecretStr | None = None
+    basic_auth: BasicAuthConfig | None = None
+
+    @field_validator("bearer_token")
+    @classmethod
+    def _non_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            raise ValueError("is empty; remove the key to disable webhook auth")
+        return value
+
+
+class WeComAppConfig(_Section):
+    corp_id: str = Field(min_length=1)
+    agent_id: int = Field(gt=0)
+    secret: SecretStr
+    # Callback settings; the callback endpoint arrives in a later phase.
+    token: SecretStr | None = None
+    encoding_aes_key: SecretStr | None = None
+
+    @field_validator("secret")
+    @classmethod
+    def _non_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("is empty")
+        return value
+
+
+class WeComConfig(_Section):
+    api_base: str = "https://qyapi.weixin.qq.com"
+    timeout: Annotated[timedelta, Field(gt=timedelta(0))] = timedelta(seconds=10)
+    apps: dict[str, WeComAppConfig] = Field(default_factory=dict)
+
+    _parse_timeout = field_validator("timeout", mode="before")(_duration)
+
+    @field_validator("api_base")
+    @classmethod
+    def _check_base(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        return value.rstrip("/")
+
+
+class DeliveryConfig(_Section):
+    """How the dispatcher retries: exponential backoff with jitter."""
+
+    max_age: timedelta = timedelta(hours=24)
+    initial_backoff: timedelta = timedelta(seconds=1)
+    max_backoff: timedelta = timedelta(minutes=5)
+    concurrency: int = Field(default=8, gt=0, le=256)
+
+    _parse = field_validator("max_age", "initial_backoff", "max_backoff", mode="before")(_duration)
+
+
+class TemplatesConfig(_Section):
+    # Searched before the built-in templates, so a file here overrides one there.
+    dir: Path | None = None
+
+
+class _ReceiverBase(_Section):
+    msgtype: MessageType = "markdown"
+    template: str = "default"
+    send_resolved: bool = True
+    language: Language | None = None  # None: [server].language
+
+
+class AppReceiver(_ReceiverBase):
+    channel: Literal["app"]
+    app: str
+    to_user: list[str] = Field(default_factory=list)
+    to_party: list[str] = Field(default_factory=list)
+    to_tag: list[str] = Field(default_factory=list)
+
+
+class RobotReceiver(_ReceiverBase):
+    channel: Literal["robot"]
+    robot_key: SecretStr
+
+    @field_validator("robot_key")
+    @classmethod
+    def _non_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("is empty")
+        return value
+
+
+class ConsoleReceiver(_ReceiverBase):
+    channel: Literal["console"]
+
+
+ReceiverConfig = AppReceiver | RobotReceiver | ConsoleReceiver
+Receiver = Annotated[ReceiverConfig, Field(discriminator="channel")]
+
+
+class Config(_Section):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    webhook_auth: WebhookAuthConfig | None = None
+    wecom: WeComConfig = Field(default_factory=WeComConfig)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
+    receivers: dict[str, Receiver] = Field(default_factory=dict)
+
+    def language_of(self, receiver: str) -> Language:
+        return self.receivers[receiver].language or self.server.language
+
+    def secrets(self) -> list[str]:
+        """Every secret value in the config, for log redaction and leak tests."""
+        found: list[str] = []
+        for app in self.wecom.apps.values():
+            for secret in (app.secret, app.token, app.encoding_aes_key):
+                if secret is not None:
+                    found.append(secret.get_secret_value())
+        for receiver in self.receivers.values():
+            if isinstance(receiver, RobotReceiver):
+                found.append(receiver.robot_key.get_secret_value())
+        if self.webhook_auth is not None:
+            if self.webhook_auth.bearer_token is not None:
+                found.append(self.webhook_auth.bearer_token.get_secret_value())
+            if self.webhook_auth.basic_auth is not None:
+                found.append(self.webhook_auth.basic_auth.password.get_secret_value())
+        return [s for s in found if s]
+
+
+def load_config(path: str | Path, environ: Mapping[str, str]) -> Config:
+    """Read, substitute, validate. Raises ``ConfigError`` listing every problem."""
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(source, [("", f"cannot read: {exc.strerror}")]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(source, [("", f"not valid TOML: {exc}")]) from None
+    return parse_config(data, environ, source)
+
+
+def parse_config(data: Mapping[str, Any], environ: Mapping[str, str], source: str) -> Config:
+    problems: list[tuple[str, str]] = []
+    substituted = _substitute(data, environ, (), problems)
+    if problems:
+        raise ConfigError(source, problems)
+    try:
+        config = Config.model_validate(substituted)
+    except ValidationError as exc:
+        raise ConfigError(source, [_describe(err) for err in exc.errors()]) from None
+    problems.extend(_cross_checks(config))
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def _substitute(
+    value: Any, environ: Mapping[str, str], path: tuple[str | int, ...], problems: list[tuple[str, str]]
+) -> Any:
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in environ:
+                return environ[name]
+            if default is not None:
+                return default
+            problems.append((_dotted(path), f"environment variable {name} is not set"))
+            return ""
+
+        return _ENV_REF.sub(replace, value)
+    if isinstance(value, dict):
+        return {k: _substitute(v, environ, (*path, k), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, environ, (*path, i), problems) for i, v in enumerate(value)]
+    return value
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            text = part if _NAME.match(part) and "." not in part else f'"{part}"'
+            out += f".{text}" if out else text
+    return out
+
+
+def _describe(err: Mapping[str, Any]) -> tuple[str, str]:
+    loc = list(err["loc"])
+    # A tagged union puts the tag into the location: receivers.NAME.<tag>.key.
+    if len(loc) >= 3 and loc[0] == "receivers" and loc[2] in ("app", "robot", "console"):
+        del loc[2]
+    kind, message = err["type"], err["msg"]
+    if kind == "extra_forbidden":
+        message = "unknown key"
+    elif kind == "missing":
+        message = "required key is missing"
+    elif kind == "union_tag_invalid":
+        message = "channel must be one of: app, robot, console"
+    elif kind == "union_tag_not_found":
+        message = "channel is missing (one of: app, robot, console)"
+    elif message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    return _dotted(tuple(loc)), message
+
+
+def _cross_checks(config: Config) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for name, app in config.wecom.apps.items():
+        if not _NAME.match(name):
+            problems.append((f"wecom.apps.{name}", "app names may use letters, digits, _ . -"))
+        del app
+    for name, receiver in config.receivers.items():
+        key = _dotted(("receivers", name))
+        if not _NAME.match(name):
+            problems.append((key, "receiver names may use letters, digits, _ . - (they appear in URLs)"))
+        if isinstance(receiver, AppReceiver):
+            if receiver.app not in config.wecom.apps:
+                known = ", ".join(sorted(config.wecom.apps)) or "none defined"
+                problems.append((f"{key}.app", f"no app {receiver.app!r} in [wecom.apps] ({known})"))
+            if not (receiver.to_user or receiver.to_party or receiver.to_tag):
+                problems.append((key, "an app receiver needs at least one of to_user, to_party, to_tag"))
+    return problems

@@ -1,0 +1,68 @@
+"""What a channel sends: one rendered message body, and WeCom's byte limits.
+
+The limits are in UTF-8 bytes of the content (a CJK character is 3 bytes);
+sources: WeCom message/send and group robot docs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# (channel, msgtype) -> max UTF-8 bytes of the content.
+BYTE_LIMITS: dict[tuple[str, str], int] = {
+    ("app", "text"): 2048,
+    ("app", "markdown"): 2048,
+    ("robot", "text"): 2048,
+    ("robot", "markdown"): 4096,
+    # The console stands in for an app during trials; keep the app's limits so
+    # what a user sees there is what WeCom would show.
+    ("console", "text"): 2048,
+    ("console", "markdown"): 2048,
+}
+
+
+def byte_limit(channel: str, msgtype: str) -> int:
+    return BYTE_LIMITS[(channel, msgtype)]
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedMessage:
+    """One complete message body, guaranteed to fit its limit.
+
+    ``part``/``parts`` number the messages a group was split into (1/1 when it
+    fit in one).
+    """
+
+    msgtype: str  # "text" | "markdown"
+    content: str
+    limit: int
+    part: int = 1
+    parts: int = 1
+
+    @property
+    def byte_count(self) -> int:
+        return len(self.content.encode("utf-8"))
+
+
+@dataclass(frozen=True, slots=True)
+class Recipients:
+    """Who an app message goes to; captured when the webhook is accepted.
+
+    Robot and console messages have no recipients of their own (the robot key
+    names the group chat), so theirs is empty.
+    """
+
+    to_user: tuple[str, ...] = ()
+    to_party: tuple[str, ...] = ()
+    to_tag: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"to_user": list(self.to_user), "to_party": list(self.to_party), "to_tag": list(self.to_tag)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list[str]]) -> Recipients:
+        return cls(
+            to_user=tuple(data.get("to_user", ())),
+            to_party=tuple(data.get("to_party", ())),
+            to_tag=tuple(data.get("to_tag", ())),
+        )

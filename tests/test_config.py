@@ -1,0 +1,160 @@
+"""Config loading: env substitution, validation, and messages naming file and key."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from alertbridge.config import AppReceiver, RobotReceiver, load_config
+from alertbridge.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+
+APP_AND_ROBOT = """
+[wecom.apps.ops]
+corp_id = "ww0123456789abcdef"
+agent_id = 1000002
+secret = "${WECOM_OPS_SECRET}"
+
+[receivers.oncall]
+channel = "app"
+app = "ops"
+to_user = ["zhangsan", "lisi"]
+msgtype = "markdown"
+
+[receivers.sre-room]
+channel = "robot"
+robot_key = "${WECOM_ROBOT_KEY:-fallback-key}"
+msgtype = "text"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "alertbridge.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> str:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env or {})
+    message = str(info.value)
+    assert all(line.startswith(f"{path}: ") for line in message.splitlines()), message
+    return message
+
+
+def test_example_config_loads_with_defaults() -> None:
+    config = load_config(REPO / "config.example.toml", {})
+    assert config.server.listen == "127.0.0.1:8080"
+    assert config.server.language == "zh"
+    assert config.store.url == "sqlite:///./data/alertbridge.db"
+    assert list(config.receivers) == ["console"]
+    assert config.receivers["console"].channel == "console"
+
+
+def test_env_substitution_and_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, APP_AND_ROBOT), {"WECOM_OPS_SECRET": "s3cret-value"})
+    assert config.wecom.apps["ops"].secret.get_secret_value() == "s3cret-value"
+    robot = config.receivers["sre-room"]
+    assert isinstance(robot, RobotReceiver)
+    assert robot.robot_key.get_secret_value() == "fallback-key"
+    oncall = config.receivers["oncall"]
+    assert isinstance(oncall, AppReceiver) and oncall.to_user == ["zhangsan", "lisi"]
+    # Secrets do not show in reprs (which end up in tracebacks and logs).
+    assert "s3cret-value" not in repr(config)
+    assert set(config.secrets()) == {"s3cret-value", "fallback-key"}
+
+
+def test_missing_env_var_is_named(tmp_path: Path) -> None:
+    message = problems(tmp_path, APP_AND_ROBOT)
+    assert "wecom.apps.ops.secret: environment variable WECOM_OPS_SECRET is not set" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[server]\nlisten = 8080\n", "server.listen: Input should be a valid string"),
+        ('[server]\nlisten = "localhost"\n', "server.listen: expected HOST:PORT"),
+        ('[server]\ntimezone = "Asia/Nowhere"\n', "server.timezone: unknown timezone 'Asia/Nowhere'"),
+        ('[server]\nlanguage = "fr"\n', "server.language: Input should be 'zh' or 'en'"),
+        ("[server]\nbogus = 1\n", "server.bogus: unknown key"),
+        ("surprise = true\n", "surprise: unknown key"),
+        ('[store]\nurl = "mysql://x"\n', "store.url: only sqlite:///PATH is supported"),
+        ('[receivers.x]\nchannel = "email"\n', "receivers.x: channel must be one of: app, robot, console"),
+        ('[receivers.x]\nmsgtype = "text"\n', "receivers.x: channel is missing"),
+        (
+            '[receivers.x]\nchannel = "console"\nmsgtype = "news"\n',
+            "receivers.x.msgtype: Input should be 'text' or 'markdown'",
+        ),
+        ('[receivers.x]\nchannel = "robot"\n', "receivers.x.robot_key: required key is missing"),
+        ('[receivers.x]\nchannel = "robot"\nrobot_key = ""\n', "receivers.x.robot_key: is empty"),
+        (
+            '[receivers.x]\nchannel = "app"\napp = "ops"\nto_user = ["a"]\n',
+            "receivers.x.app: no app 'ops' in [wecom.apps] (none defined)",
+        ),
+        (
+            '[wecom.apps.ops]\ncorp_id = "c"\nagent_id = 1\nsecret = "s"\n'
+            '[receivers.x]\nchannel = "app"\napp = "ops"\n',
+            "receivers.x: an app receiver needs at least one of to_user, to_party, to_tag",
+        ),
+        ('[wecom.apps.ops]\ncorp_id = "c"\nagent_id = 1\n', "wecom.apps.ops.secret: required key is missing"),
+        ('[wecom]\napi_base = "qyapi.weixin.qq.com"\n', "wecom.api_base: must be an http:// or https:// URL"),
+        ('[delivery]\nmax_age = "forever"\n', "delivery.max_age: invalid duration 'forever'"),
+        ('[receivers."bad name"]\nchannel = "console"\n', 'receivers."bad name": receiver names may use'),
+        ("[server\n", "not valid TOML"),
+    ],
+)
+def test_each_rule_has_a_clear_message(tmp_path: Path, text: str, expected: str) -> None:
+    assert expected in problems(tmp_path, text)
+
+
+def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
+    message = problems(tmp_path, '[server]\nbogus = 1\ntimezone = "X/Y"\n')
+    assert len(message.splitlines()) == 2
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml", {})
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "alertbridge", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+
+
+def test_check_config_cli_ok_and_failure(tmp_path: Path) -> None:
+    ok = run_cli("check-config", "-c", str(REPO / "config.example.toml"))
+    assert ok.returncode == 0, ok.stderr
+    assert "OK" in ok.stdout
+
+    bad = write(tmp_path, '[receivers.x]\nchannel = "app"\napp = "nope"\nto_user = ["a"]\n')
+    failed = run_cli("check-config", "-c", str(bad))
+    assert failed.returncode == 1
+    assert f"{bad}: receivers.x.app: no app 'nope'" in failed.stderr
+
+
+def test_check_config_reports_broken_and_missing_templates(tmp_path: Path) -> None:
+    templates = tmp_path / "tpl"
+    templates.mkdir()
+    (templates / "broken.zh.markdown.j2").write_text("{% for a in alerts %}\nno end\n", encoding="utf-8")
+    config = write(
+        tmp_path,
+        f'[templates]\ndir = "{templates}"\n'
+        '[receivers.a]\nchannel = "console"\ntemplate = "broken"\n'
+        '[receivers.b]\nchannel = "console"\ntemplate = "absent"\n',
+    )
+    result = run_cli("check-config", "-c", str(config))
+    assert result.returncode == 1
+    assert "receivers.a.template" in result.stderr and "broken.zh.markdown.j2" in result.stderr
+    assert "receivers.b.template" in result.stderr and "absent" in result.stderr
