@@ -1,0 +1,121 @@
+"""Template filters as pure functions.
+
+Everything a template needs that Jinja's built-ins do not cover. They take
+all their inputs as arguments (time zone, language, ``now``) so they are
+trivially testable; ``environment.py`` binds them to the per-render context.
+Label helpers return sorted pairs so output never depends on dict order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, tzinfo
+from urllib.parse import quote
+
+from alertbridge.duration import format_duration
+from alertbridge.model import Alert, AlertGroup
+
+DEFAULT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+# Characters that start markup in WeCom's markdown subset when they appear
+# mid-line: emphasis, inline code, links, HTML tags (<font>), and the escape
+# itself. Line-start markup (#, >) cannot occur once newlines are folded.
+# What WeCom's markdown subset treats as markup: bold, inline code, links and
+# tags (<font>, <@userid>). Underscores are not markup there.
+_MD_SPECIAL = re.compile(r"([`*\[\]<])")
+# WeCom does not document backslash escapes, so a backslash might show up
+# literally; a zero-width space after the character breaks the markup
+# invisibly instead.
+ZWSP = "\u200b"
+# A run of line breaks (everything a client may break a line at, not only
+# \n) with the indentation after it. No leading quantifier: that would make
+# a long run of spaces quadratic to scan.
+_LINE_BREAKS = re.compile("[\r\n\v\f\x85\u2028\u2029][ \t\r\n\v\f\x85\u2028\u2029]*")
+_LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _aware(moment: datetime) -> datetime:
+    # The model's datetimes are aware; a naive one can only be UTC from a
+    # hand-written payload, never local time.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def localtime(value: datetime, tz: tzinfo, fmt: str = DEFAULT_TIME_FORMAT) -> str:
+    """``value`` as wall-clock time in ``tz``: ``2026-11-29 20:08:44``."""
+    return _aware(value).astimezone(tz).strftime(fmt)
+
+
+def humanize_duration(delta: timedelta, language: str) -> str:
+    """``3小时5分`` / ``3h 5m``: at most two units, never negative."""
+    return format_duration(delta, language)
+
+
+def since(start: datetime, end: datetime, language: str) -> str:
+    """How long from ``start`` to ``end`` (``now`` for a firing alert)."""
+    return format_duration(_aware(end) - _aware(start), language)
+
+
+def only(labels: Mapping[str, str], *names: str) -> list[tuple[str, str]]:
+    """The pairs of ``labels`` named in ``names``, sorted by name."""
+    wanted = set(names)
+    return sorted((k, v) for k, v in labels.items() if k in wanted)
+
+
+def without(labels: Mapping[str, str], *names: str) -> list[tuple[str, str]]:
+    """The pairs of ``labels`` not named in ``names``, sorted by name."""
+    unwanted = set(names)
+    return sorted((k, v) for k, v in labels.items() if k not in unwanted)
+
+
+def oneline(value: object) -> str:
+    """``value`` with its line breaks folded into spaces, for titles and first lines."""
+    return _LINE_BREAKS.sub(" ", str(value))
+
+
+def md_escape(value: object) -> str:
+    """``value`` as literal text inside a WeCom markdown line.
+
+    Line breaks become a space (a value must not start a heading or quote, or
+    end the quote block it sits in) and every markup character is followed by
+    a zero-width space, so a label like ``**x** [c](d) <font>`` cannot change
+    the layout around it yet reads the same.
+    """
+    return _MD_SPECIAL.sub(lambda m: m.group(1) + ZWSP, oneline(value))
+
+
+def md_url(url: str) -> str:
+    """``url`` safe as the target of a markdown link ``[text](url)``.
+
+    A space or parenthesis would end the link early; their percent-encodings
+    mean the same to any server.
+    """
+    return url.replace(" ", "%20").replace("(", "%28").replace(")", "%29")
+
+
+def silence_matchers(labels: Mapping[str, str]) -> str:
+    """``{k="v",…}`` matching exactly ``labels``, in Alertmanager's matcher syntax."""
+    pairs = (f'{_matcher_name(k)}="{_matcher_value(v)}"' for k, v in sorted(labels.items()))
+    return "{" + ",".join(pairs) + "}"
+
+
+def silence_url(alert: Alert, group: AlertGroup) -> str:
+    """Alertmanager's "new silence" form pre-filled with the alert's labels.
+
+    Empty when the source gave no external URL (Grafana, hand-written
+    payloads): a template should then leave the link out.
+    """
+    base = group.external_url.rstrip("/")
+    if not base:
+        return ""
+    return f"{base}/#/silences/new?filter={quote(silence_matchers(alert.labels), safe='')}"
+
+
+def _matcher_value(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _matcher_name(name: str) -> str:
+    # Classic label names go bare; anything else (UTF-8 names, Grafana) must
+    # be quoted for Alertmanager >= 0.27 to parse the matcher.
+    return name if _LABEL_NAME.match(name) else f'"{_matcher_value(name)}"'

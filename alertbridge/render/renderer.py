@@ -1,0 +1,202 @@
+"""``Renderer``: an ``AlertGroup`` → WeCom message bodies that fit their byte limit.
+
+A Renderer owns one Jinja environment and its compiled templates (no global
+caches, so tests and config reloads get fresh state). Rendering is a pure
+function of (group, template, language, msgtype, channel, now): the
+dispatcher may re-render after a crash and must get byte-identical parts.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+from alertbridge.errors import TemplateError
+from alertbridge.message import BYTE_LIMITS, RenderedMessage, byte_limit
+from alertbridge.model import Alert, AlertGroup
+from alertbridge.render.environment import build_environment, template_loaders
+from alertbridge.render.sample import sample_group
+from alertbridge.render.split import split_into_parts
+
+# Shown where an alert too big for a message of its own was cut.
+TRUNCATION_MARKERS: dict[str, str] = {"zh": "\n…（已截断）", "en": "\n… (truncated)"}
+
+# check() renders at a fixed instant so its outcome never depends on the clock.
+_CHECK_NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+# What a template's own code can raise on unexpected data (a filter given the
+# wrong type, a division by zero, a missing key …), besides Jinja's errors.
+_RENDER_ERRORS = (
+    jinja2.TemplateError,
+    TypeError,
+    ValueError,
+    LookupError,
+    ArithmeticError,
+    AttributeError,
+)
+
+_Numbered = tuple[int, Alert]
+
+
+class Renderer:
+    """Compiles templates on first use and renders groups into size-safe messages."""
+
+    def __init__(self, *, timezone: ZoneInfo, templates_dir: Path | None = None) -> None:
+        self._tz = timezone
+        self._loaders = template_loaders(templates_dir)
+        self._env = build_environment(self._loaders, timezone)
+        self._compiled: dict[tuple[str, str, str], jinja2.Template] = {}
+
+    def check(self, template: str, language: str, msgtype: str) -> None:
+        """Compile the template and render the sample group once per channel that could use it.
+
+        Raises:
+            TemplateError: naming the file (and line, when known).
+        """
+        group = sample_group(_CHECK_NOW)
+        for channel in sorted({c for c, m in BYTE_LIMITS if m == msgtype}):
+            self.render(
+                group,
+                template=template,
+                language=language,
+                msgtype=msgtype,
+                channel=channel,
+                now=_CHECK_NOW,
+            )
+
+    def render(
+        self,
+        group: AlertGroup,
+        *,
+        template: str,
+        language: str,
+        msgtype: str,
+        channel: str,
+        now: datetime,
+    ) -> list[RenderedMessage]:
+        """Render ``group`` into one message, or several split between alerts.
+
+        Every message is within ``byte_limit(channel, msgtype)``; every alert
+        appears in exactly one of them.
+
+        Raises:
+            TemplateError: the template is missing, does not compile, fails to
+                render (e.g. an undefined variable) or renders nothing.
+            ValueError: ``now`` is naive, or the channel has no such msgtype.
+        """
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        if (channel, msgtype) not in BYTE_LIMITS:
+            raise ValueError(f"channel {channel!r} cannot send msgtype {msgtype!r}")
+        limit = byte_limit(channel, msgtype)
+        compiled = self._template(template, language, msgtype)
+        ordered = (*group.firing, *group.resolved)
+
+        def render_part(numbered: Sequence[_Numbered], part: int, parts: int) -> str:
+            context = {
+                "group": group,
+                "alerts": [alert for _, alert in numbered],
+                # Index of this part's first alert in the whole group, so
+                # numbering continues across parts.
+                "offset": numbered[0][0] if numbered else 0,
+                "part": part,
+                "parts": parts,
+                "language": language,
+                "now": now,
+                "tz": self._tz,
+                "channel": channel,
+            }
+            return self._render_one(compiled, context)
+
+        marker = TRUNCATION_MARKERS.get(language, TRUNCATION_MARKERS["en"])
+        contents = split_into_parts(list(enumerate(ordered)), render_part, limit, marker)
+        return [
+            RenderedMessage(msgtype=msgtype, content=content, limit=limit, part=number, parts=len(contents))
+            for number, content in enumerate(contents, 1)
+        ]
+
+    def _template(self, name: str, language: str, msgtype: str) -> jinja2.Template:
+        key = (name, language, msgtype)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = self._compiled[key] = self._load(name, language, msgtype)
+        return compiled
+
+    def _load(self, name: str, language: str, msgtype: str) -> jinja2.Template:
+        """``{name}.{language}.{msgtype}.j2``, else ``{name}.{msgtype}.j2``.
+
+        Directories are searched in order and both names are tried in each
+        before the next, so an operator's generic ``default.markdown.j2``
+        overrides the built-in language-specific files too.
+        """
+        candidates = (f"{name}.{language}.{msgtype}.j2", f"{name}.{msgtype}.j2")
+        for loader in self._loaders:
+            for candidate in candidates:
+                if not self._provides(loader, candidate):
+                    continue
+                try:
+                    return self._env.get_template(candidate)
+                except jinja2.TemplateSyntaxError as exc:
+                    raise _syntax_error(exc, candidate) from None
+        where = ", ".join(str(p) for p in self._search_paths()) or "no template directory"
+        raise TemplateError(candidates[0], f"not found (nor {candidates[1]}) in {where}")
+
+    def _provides(self, loader: jinja2.BaseLoader, name: str) -> bool:
+        try:
+            loader.get_source(self._env, name)
+        except jinja2.TemplateNotFound:
+            return False
+        return True
+
+    def _search_paths(self) -> list[Path]:
+        return [
+            Path(path)
+            for loader in self._loaders
+            if isinstance(loader, jinja2.FileSystemLoader)
+            for path in loader.searchpath
+        ]
+
+    def _render_one(self, compiled: jinja2.Template, context: dict[str, object]) -> str:
+        name = compiled.filename or compiled.name or "<template>"
+        try:
+            text = compiled.render(context)
+        except jinja2.TemplateSyntaxError as exc:  # in an imported/included file
+            raise _syntax_error(exc, name) from None
+        except jinja2.TemplateNotFound as exc:
+            raise TemplateError(name, f"imports or includes {exc.name!r}, which was not found") from None
+        except _RENDER_ERRORS as exc:
+            where, lineno = self._locate(exc, name)
+            problem = str(exc) if isinstance(exc, jinja2.TemplateError) else f"{type(exc).__name__}: {exc}"
+            raise TemplateError(where, problem, lineno) from None
+        text = _valid_utf8(text.strip())
+        if not text:
+            raise TemplateError(name, "rendered an empty message (WeCom rejects empty content)")
+        return text
+
+    def _locate(self, exc: BaseException, fallback: str) -> tuple[str, int | None]:
+        """The innermost template frame of ``exc``: Jinja rewrites tracebacks to template lines."""
+        roots = [p.resolve() for p in self._search_paths()]
+        found: tuple[str, int | None] = (fallback, None)
+        for frame in traceback.extract_tb(exc.__traceback__):
+            path = Path(frame.filename).resolve()
+            if any(path.is_relative_to(root) for root in roots):
+                found = (frame.filename, frame.lineno)
+        return found
+
+
+def _syntax_error(exc: jinja2.TemplateSyntaxError, fallback: str) -> TemplateError:
+    return TemplateError(exc.filename or exc.name or fallback, exc.message or "syntax error", exc.lineno)
+
+
+def _valid_utf8(text: str) -> str:
+    """Replace lone surrogates (from ``\\ud800`` JSON escapes) so the text is encodable at all."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
