@@ -1,0 +1,33 @@
+"""Channels: where rendered messages go.
+
+Every channel implements one method, ``send``, and reports failure by raising
+``TransientDeliveryError`` (retry later) or ``PermanentDeliveryError``
+(dead-letter). Retry policy is not a channel's business: the dispatcher owns it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from alertbridge.message import Recipients, RenderedMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What a successful send reports back (for logs; msgid enables recall)."""
+
+    msgid: str | None = None
+
+
+class Channel(Protocol):
+    kind: str  # "app" | "robot" | "console": selects the byte limits
+
+    async def send(self, message: RenderedMessage, recipients: Recipients) -> Receipt:
+        """Send one message.
+
+        Raises:
+            TransientDeliveryError: try again later.
+            PermanentDeliveryError: retrying cannot help.
+        """
+        ...

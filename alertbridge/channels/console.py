@@ -1,0 +1,41 @@
+"""The console channel: prints messages instead of sending them.
+
+For trials and ``check-config``-style dry runs: what is printed is exactly
+the content WeCom would get, with its byte count against the limit.
+"""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from alertbridge.channels import Receipt
+from alertbridge.message import Recipients, RenderedMessage
+
+_RULE = "=" * 72
+
+
+def format_block(receiver: str, message: RenderedMessage) -> str:
+    """One delimited block: a header line, the content (trailing newlines trimmed), a closing rule."""
+    header = (
+        f"===== receiver={receiver} msgtype={message.msgtype} part={message.part}/{message.parts} "
+        f"bytes={message.byte_count}/{message.limit} ====="
+    )
+    lines = [header, message.content.rstrip("\n"), _RULE]
+    return "\n".join(lines) + "\n"
+
+
+class ConsoleChannel:
+    kind = "console"
+
+    def __init__(self, out: TextIO, receiver: str = "console") -> None:
+        self._out = out
+        self._receiver = receiver
+
+    def __repr__(self) -> str:
+        return f"<ConsoleChannel receiver={self._receiver!r}>"
+
+    async def send(self, message: RenderedMessage, recipients: Recipients) -> Receipt:
+        del recipients  # console receivers have none
+        self._out.write(format_block(self._receiver, message))
+        self._out.flush()
+        return Receipt()

@@ -1,0 +1,44 @@
+"""Builds the channel for a configured receiver: the one place that maps
+``channel = "app" | "robot" | "console"`` to a class."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TextIO
+
+from alertbridge.channels import Channel
+from alertbridge.channels.app import AppChannel
+from alertbridge.channels.console import ConsoleChannel
+from alertbridge.channels.robot import RobotChannel
+from alertbridge.config import AppReceiver, ConsoleReceiver, RobotReceiver, WeComAppConfig
+from alertbridge.errors import ConfigError
+from alertbridge.wecom.client import WeComClient
+
+
+def build_channel(
+    receiver_name: str,
+    receiver_config: AppReceiver | RobotReceiver | ConsoleReceiver,
+    *,
+    apps: Mapping[str, WeComAppConfig],
+    client: WeComClient,
+    out: TextIO,
+) -> Channel:
+    """The channel that delivers ``receiver_name``'s messages.
+
+    Raises:
+        ConfigError: an app receiver names an app missing from ``apps`` (the
+            config loader already rejects that; this guards other callers).
+    """
+    match receiver_config:
+        case AppReceiver(app=app_name):
+            if app_name not in apps:
+                raise ConfigError(
+                    "config",
+                    [(f"receivers.{receiver_name}.app", f"no app {app_name!r} in [wecom.apps]")],
+                )
+            return AppChannel(client, app_name, apps[app_name])
+        case RobotReceiver(robot_key=key):
+            return RobotChannel(client, key)
+        case ConsoleReceiver():
+            return ConsoleChannel(out, receiver_name)
+    raise TypeError(f"unknown receiver type {type(receiver_config).__name__}")

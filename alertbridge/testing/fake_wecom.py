@@ -1,0 +1,812 @@
+"""A fake WeCom (企业微信) server API that enforces what the real one enforces.
+
+It serves ``gettoken``, ``message/send`` and ``webhook/send`` with the real
+errcodes (docs/wecom-api.md §4-5), so the client, the channels and end-to-end
+tests run against the same checks WeCom would apply:
+
+- tokens per app, expiring after ``token_lifetime`` (42001), unknown (40014),
+  missing (41001); wrong corp id (40013) or secret (40001);
+- request bodies must be UTF-8 JSON without ``\\uXXXX`` escapes (40033);
+- content limits in UTF-8 bytes: app text 2048 (45002), app markdown 2048
+  (40058), robot text 2048 and markdown 4096 (40058);
+- recipients: none (82001), some unknown (listed in ``invaliduser``, the rest
+  still delivered), all unknown (81013);
+- ``enable_duplicate_check``: an identical request within the interval is
+  answered ok but not delivered again;
+- per app and member at most 30 messages a minute and 1000 an hour; the
+  excess is answered ok and **silently dropped**, as WeCom does;
+- per robot at most 20 messages a minute, then 45009.
+
+Tests inject faults (an errcode, an HTTP status, a delay) per endpoint, expire
+all tokens, and inspect what was delivered or dropped, from Python or over
+HTTP under ``/_fake/``. Time comes from an injectable clock.
+
+Run it standalone for manual trials::
+
+    python -m alertbridge.testing.fake_wecom --port 8081 \\
+        --corp-id ww-test --secret s3cret --agent-id 1000002 --robot-key robot-key-1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from alertbridge.testing.server import ServerThread
+
+GETTOKEN = "gettoken"
+MESSAGE_SEND = "message/send"
+WEBHOOK_SEND = "webhook/send"
+ENDPOINTS = (GETTOKEN, MESSAGE_SEND, WEBHOOK_SEND)
+
+DEFAULT_CORP_ID = "ww0000fakecorp"
+DEFAULT_SECRET = "fake-app-secret-0123456789"
+DEFAULT_AGENT_ID = 1000002
+DEFAULT_ROBOT_KEY = "fake-robot-key-0123456789"
+
+APP_CONTENT_LIMIT = 2048
+ROBOT_TEXT_LIMIT = 2048
+ROBOT_MARKDOWN_LIMIT = 4096
+MEMBER_PER_MINUTE = 30
+MEMBER_PER_HOUR = 1000
+ROBOT_PER_MINUTE = 20
+DEFAULT_DUPLICATE_INTERVAL = 1800
+MAX_DUPLICATE_INTERVAL = 4 * 3600
+
+APP_MSGTYPES = frozenset(
+    {
+        "text",
+        "markdown",
+        "image",
+        "voice",
+        "video",
+        "file",
+        "textcard",
+        "news",
+        "mpnews",
+        "miniprogram_notice",
+        "template_card",
+    }
+)
+ROBOT_MSGTYPES = frozenset(
+    {"text", "markdown", "markdown_v2", "image", "news", "file", "voice", "template_card"}
+)
+
+# A JSON \uXXXX escape: preceded by an even number of backslashes (so "\\u"
+# in content, an escaped backslash followed by "u", does not count).
+_UNICODE_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u[0-9a-fA-F]{4}")
+
+Clock = Callable[[], float]
+
+
+class ManualClock:
+    """A clock that moves only when told to; pass it as ``clock`` to the fake and the client."""
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
+
+
+@dataclass(frozen=True, slots=True)
+class FakeApp:
+    """One self-built app: ``corp_id`` + ``secret`` identify it, ``agent_id`` names it in messages."""
+
+    corp_id: str = DEFAULT_CORP_ID
+    secret: str = DEFAULT_SECRET
+    agent_id: int = DEFAULT_AGENT_ID
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """An injected failure, applied before the endpoint's own checks.
+
+    ``delay`` seconds pass first (the request is abandoned early if the client
+    disconnects); then ``status`` answers with that HTTP status and an HTML
+    body, or ``errcode`` answers HTTP 200 with that errcode. A fault with only
+    a delay lets the request proceed normally afterwards.
+    """
+
+    errcode: int | None = None
+    errmsg: str = "injected fault"
+    status: int | None = None
+    delay: float = 0.0
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Fault:
+        """Raises ``ValueError``/``TypeError`` on values of the wrong type."""
+        errcode, status = data.get("errcode"), data.get("status")
+        return cls(
+            errcode=None if errcode is None else int(errcode),
+            errmsg=str(data.get("errmsg", "injected fault")),
+            status=None if status is None else int(status),
+            delay=float(data.get("delay", 0.0)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message as the fake handled it: delivered, or dropped with a ``reason``.
+
+    For app messages the recipients are the ones it reached (or, when
+    dropped, the ones it did not); for robot messages ``mentioned*`` hold the
+    @-mentions. ``timestamp`` is wall-clock seconds.
+    """
+
+    endpoint: str
+    msgtype: str
+    content: str | None
+    body: Mapping[str, Any]
+    timestamp: float
+    msgid: str = ""
+    agent_id: int | None = None
+    robot_key: str | None = None
+    to_user: tuple[str, ...] = ()
+    to_party: tuple[str, ...] = ()
+    to_tag: tuple[str, ...] = ()
+    mentioned: tuple[str, ...] = ()
+    mentioned_mobiles: tuple[str, ...] = ()
+    reason: str = ""  # why it was dropped: duplicate, member_minute_limit, member_hour_limit
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        return (*self.to_user, *self.to_party, *self.to_tag)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class _Token:
+    app: FakeApp
+    expires_at: float
+
+
+@dataclass(slots=True)
+class _FaultRate:
+    fault: Fault
+    probability: float
+
+
+class _Reject(Exception):
+    """Ends request handling with an errcode answer (internal to the fake)."""
+
+    def __init__(self, errcode: int, errmsg: str) -> None:
+        super().__init__(errmsg)
+        self.errcode = errcode
+        self.errmsg = errmsg
+
+
+@dataclass(slots=True)
+class _Recipients:
+    users: list[str] = field(default_factory=list)
+    parties: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+
+
+class FakeWeCom:
+    """The fake's state and its ASGI app (``.app``).
+
+    ``users``/``parties``/``tags``: the ids that exist; ``None`` means every id
+    exists. ``unlicensed_users`` exist but have no API license: they are listed
+    in ``unlicenseduser`` and get nothing. State is guarded by a lock because
+    the server runs in its own thread while tests inspect it from theirs.
+    """
+
+    def __init__(
+        self,
+        apps: Iterable[FakeApp] = (FakeApp(),),
+        robot_keys: Iterable[str] = (DEFAULT_ROBOT_KEY,),
+        *,
+        users: Iterable[str] | None = None,
+        parties: Iterable[str] | None = None,
+        tags: Iterable[str] | None = None,
+        unlicensed_users: Iterable[str] = (),
+        token_lifetime: int = 7200,
+        clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
+        seed: int | None = None,
+    ) -> None:
+        self.apps = tuple(apps)
+        self.robot_keys = frozenset(robot_keys)
+        self.users = _folded(users)
+        self.parties = None if parties is None else frozenset(parties)
+        self.tags = None if tags is None else frozenset(tags)
+        self.unlicensed_users = _folded(unlicensed_users) or frozenset()
+        self.token_lifetime = token_lifetime
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+        self._tokens: dict[str, _Token] = {}
+        self._disabled_robots: set[str] = set()
+        self._clear()
+        self.app = Starlette(routes=self._routes())
+
+    # ---- control (Python API) ----------------------------------------
+
+    def add_fault(self, endpoint: str, fault: Fault, times: int = 1) -> None:
+        """Answer the next ``times`` requests to ``endpoint`` with ``fault``."""
+        _check_endpoint(endpoint)
+        with self._lock:
+            self._fault_queues[endpoint].extend([fault] * times)
+
+    def set_fault_rate(self, endpoint: str, fault: Fault, probability: float) -> None:
+        """Answer each request to ``endpoint`` with ``fault`` with this probability (0 clears)."""
+        _check_endpoint(endpoint)
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError("probability must be within [0, 1]")
+        with self._lock:
+            if probability:
+                self._fault_rates[endpoint] = _FaultRate(fault, probability)
+            else:
+                self._fault_rates.pop(endpoint, None)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            for queue in self._fault_queues.values():
+                queue.clear()
+            self._fault_rates.clear()
+
+    def expire_tokens(self) -> None:
+        """Expire every token issued so far (the next use answers 42001)."""
+        with self._lock:
+            for token in self._tokens.values():
+                token.expires_at = float("-inf")
+
+    def disable_robot(self, key: str) -> None:
+        """Make ``key``'s robot answer 93004, as a robot an admin switched off."""
+        with self._lock:
+            self._disabled_robots.add(key)
+
+    def reset(self) -> None:
+        """Forget messages, counters, faults, rate windows and duplicate memory.
+
+        Issued tokens stay valid, so clients holding one keep working.
+        """
+        with self._lock:
+            self._clear()
+
+    # ---- inspection (Python API) -------------------------------------
+
+    def messages(self, endpoint: str | None = None) -> list[Message]:
+        """Delivered messages, oldest first, optionally of one endpoint."""
+        with self._lock:
+            return [m for m in self._delivered if endpoint is None or m.endpoint == endpoint]
+
+    def dropped(self) -> list[Message]:
+        """Messages answered ok but not delivered (duplicates, per-member rate limits)."""
+        with self._lock:
+            return list(self._dropped)
+
+    @property
+    def gettoken_calls(self) -> int:
+        return self.request_count(GETTOKEN)
+
+    def request_count(self, endpoint: str) -> int:
+        """Requests received by ``endpoint``, whatever their outcome."""
+        with self._lock:
+            return self._requests[endpoint]
+
+    def issued_tokens(self) -> list[str]:
+        """Every access token handed out (tests check that none leaks into logs or errors)."""
+        with self._lock:
+            return list(self._tokens)
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "gettoken_calls": self._requests[GETTOKEN],
+                "requests": dict(self._requests),
+                "delivered": len(self._delivered),
+                "dropped": len(self._dropped),
+                "tokens_issued": len(self._tokens),
+            }
+
+    @contextmanager
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+        """Serve the fake on a real uvicorn server in a thread; yields its base URL."""
+        with ServerThread(self.app, host, port) as server:
+            yield server.base_url
+
+    # ---- internals -----------------------------------------------------
+
+    def _clear(self) -> None:
+        self._delivered: list[Message] = []
+        self._dropped: list[Message] = []
+        self._requests: dict[str, int] = dict.fromkeys(ENDPOINTS, 0)
+        self._fault_queues: dict[str, deque[Fault]] = {e: deque() for e in ENDPOINTS}
+        self._fault_rates: dict[str, _FaultRate] = {}
+        self._member_sends: dict[tuple[int, str], deque[float]] = {}
+        self._robot_sends: dict[str, deque[float]] = {}
+        self._seen_bodies: dict[tuple[int, str], tuple[float, str]] = {}
+
+    def _routes(self) -> list[Route]:
+        return [
+            Route("/cgi-bin/gettoken", self._gettoken, methods=["GET"]),
+            Route("/cgi-bin/message/send", self._message_send, methods=["POST"]),
+            Route("/cgi-bin/webhook/send", self._webhook_send, methods=["POST"]),
+            Route("/_fake/messages", self._http_messages, methods=["GET"]),
+            Route("/_fake/dropped", self._http_dropped, methods=["GET"]),
+            Route("/_fake/stats", self._http_stats, methods=["GET"]),
+            Route("/_fake/reset", self._http_reset, methods=["POST"]),
+            Route("/_fake/faults", self._http_faults, methods=["POST", "DELETE"]),
+            Route("/_fake/expire-tokens", self._http_expire_tokens, methods=["POST"]),
+        ]
+
+    async def _begin(self, endpoint: str, request: Request) -> Response | None:
+        """Count the request and apply any injected fault; a response ends the request."""
+        with self._lock:
+            self._requests[endpoint] += 1
+            fault = self._take_fault(endpoint)
+        if fault is None:
+            return None
+        if fault.delay > 0:
+            await request.body()  # read first: is_disconnected() would consume it
+            if await _sleep_unless_disconnected(request, fault.delay):
+                return Response(status_code=499)  # nobody is listening any more
+        if fault.status is not None:
+            return PlainTextResponse(f"<html><body>{fault.status} injected</body></html>", fault.status)
+        if fault.errcode is not None:
+            return _answer(fault.errcode, fault.errmsg)
+        return None
+
+    def _take_fault(self, endpoint: str) -> Fault | None:
+        queue = self._fault_queues[endpoint]
+        if queue:
+            return queue.popleft()
+        rate = self._fault_rates.get(endpoint)
+        if rate is not None and self._random.random() < rate.probability:
+            return rate.fault
+        return None
+
+    async def _gettoken(self, request: Request) -> Response:
+        early = await self._begin(GETTOKEN, request)
+        if early is not None:
+            return early
+        corp_id = request.query_params.get("corpid", "")
+        secret = request.query_params.get("corpsecret", "")
+        if not any(app.corp_id == corp_id for app in self.apps):
+            return _answer(40013, "invalid corpid")
+        app = next((a for a in self.apps if a.corp_id == corp_id and a.secret == secret), None)
+        if app is None:
+            return _answer(40001, "invalid credential, access_token is invalid or not latest")
+        token = secrets.token_urlsafe(48)
+        with self._lock:
+            self._tokens[token] = _Token(app, self._clock() + self.token_lifetime)
+        return JSONResponse(
+            {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": self.token_lifetime}
+        )
+
+    async def _message_send(self, request: Request) -> Response:
+        early = await self._begin(MESSAGE_SEND, request)
+        if early is not None:
+            return early
+        try:
+            app = self._authorize(request.query_params.get("access_token", ""))
+            body = _parse_body(await request.body())
+            return self._accept_app_message(app, body)
+        except _Reject as reject:
+            return _answer(reject.errcode, reject.errmsg)
+
+    def _authorize(self, token: str) -> FakeApp:
+        if not token:
+            raise _Reject(41001, "access_token missing")
+        with self._lock:
+            issued = self._tokens.get(token)
+            now = self._clock()
+        if issued is None:
+            raise _Reject(40014, "invalid access_token")
+        if now >= issued.expires_at:
+            raise _Reject(42001, "access_token expired")
+        return issued.app
+
+    def _accept_app_message(self, app: FakeApp, body: dict[str, Any]) -> Response:
+        agent_id = _agent_id(body.get("agentid"))
+        if agent_id is None:
+            raise _Reject(40056, "invalid agentid")
+        if agent_id != app.agent_id:
+            raise _Reject(301002, "not allow operate another agent with this accesstoken")
+        msgtype, content = _app_content(body)
+        wanted = _Recipients(
+            users=_ids(body, "touser", 1000),
+            parties=_ids(body, "toparty", 100),
+            tags=_ids(body, "totag", 100),
+        )
+        if not (wanted.users or wanted.parties or wanted.tags):
+            raise _Reject(82001, "All touser & toparty & totag invalid")
+        valid, invalid, unlicensed = self._resolve(wanted)
+        if not (valid.users or valid.parties or valid.tags or unlicensed):
+            raise _Reject(81013, "user & party & tag all invalid")
+        answer = {
+            "errcode": 0,
+            "errmsg": "ok",
+            "invaliduser": "|".join(u.lower() for u in invalid.users),
+            "invalidparty": "|".join(invalid.parties),
+            "invalidtag": "|".join(invalid.tags),
+            "unlicenseduser": "|".join(u.lower() for u in unlicensed),
+        }
+        with self._lock:
+            now = self._clock()
+            msgid = self._duplicate_msgid(agent_id, body, now)
+            record = Message(
+                endpoint=MESSAGE_SEND,
+                msgtype=msgtype,
+                content=content,
+                body=body,
+                timestamp=self._wall_clock(),
+                agent_id=agent_id,
+            )
+            if msgid is not None:
+                self._dropped.append(_replace(record, msgid, valid, reason="duplicate"))
+            else:
+                msgid = _new_msgid()
+                self._remember_body(agent_id, body, now, msgid)
+                self._deliver_app(record, msgid, valid, now)
+        answer["msgid"] = msgid
+        return JSONResponse(answer)
+
+    def _resolve(self, wanted: _Recipients) -> tuple[_Recipients, _Recipients, list[str]]:
+        """Split recipients into (deliverable, invalid, unlicensed)."""
+        valid, invalid, unlicensed = _Recipients(), _Recipients(), []
+        for user in wanted.users:
+            folded = user.casefold()
+            if user == "@all" or self.users is None or folded in self.users:
+                if folded in self.unlicensed_users:
+                    unlicensed.append(user)
+                else:
+                    valid.users.append(user)
+            else:
+                invalid.users.append(user)
+        if "@all" in wanted.users:  # party and tag are ignored when sending to everyone
+            return valid, invalid, unlicensed
+        for party in wanted.parties:
+            (valid if self.parties is None or party in self.parties else invalid).parties.append(party)
+        for tag in wanted.tags:
+            (valid if self.tags is None or tag in self.tags else invalid).tags.append(tag)
+        return valid, invalid, unlicensed
+
+    def _duplicate_msgid(self, agent_id: int, body: dict[str, Any], now: float) -> str | None:
+        """The msgid of an identical request still inside its duplicate-check interval."""
+        if body.get("enable_duplicate_check") not in (1, "1", True):
+            return None
+        seen = self._seen_bodies.get((agent_id, _canonical(body)))
+        if seen is None:
+            return None
+        seen_at, msgid = seen
+        if now - seen_at < _duplicate_interval(body):
+            return msgid
+        return None
+
+    def _remember_body(self, agent_id: int, body: dict[str, Any], now: float, msgid: str) -> None:
+        if body.get("enable_duplicate_check") in (1, "1", True):
+            self._seen_bodies[(agent_id, _canonical(body))] = (now, msgid)
+
+    def _deliver_app(self, record: Message, msgid: str, valid: _Recipients, now: float) -> None:
+        """Record the delivery, dropping members over their per-app rate limits (silently, as WeCom)."""
+        delivered, over_minute, over_hour = [], [], []
+        for user in valid.users:
+            if user == "@all":
+                delivered.append(user)
+                continue
+            window = self._member_sends.setdefault((record.agent_id or 0, user.casefold()), deque())
+            while window and now - window[0] >= 3600:
+                window.popleft()
+            if sum(1 for t in window if now - t < 60) >= MEMBER_PER_MINUTE:
+                over_minute.append(user)
+            elif len(window) >= MEMBER_PER_HOUR:
+                over_hour.append(user)
+            else:
+                window.append(now)
+                delivered.append(user)
+        if delivered or valid.parties or valid.tags:
+            kept = _Recipients(delivered, valid.parties, valid.tags)
+            self._delivered.append(_replace(record, msgid, kept))
+        for reason, users in (
+            ("member_minute_limit", over_minute),
+            ("member_hour_limit", over_hour),
+        ):
+            if users:
+                self._dropped.append(_replace(record, msgid, _Recipients(users), reason=reason))
+
+    async def _webhook_send(self, request: Request) -> Response:
+        early = await self._begin(WEBHOOK_SEND, request)
+        if early is not None:
+            return early
+        key = request.query_params.get("key", "")
+        try:
+            if key not in self.robot_keys:
+                raise _Reject(93000, "invalid webhook url")
+            with self._lock:
+                disabled = key in self._disabled_robots
+            if disabled:
+                raise _Reject(93004, "robot is disabled")
+            body = _parse_body(await request.body())
+            record = _robot_message(body, key, self._wall_clock())
+            with self._lock:
+                now = self._clock()
+                window = self._robot_sends.setdefault(key, deque())
+                while window and now - window[0] >= 60:
+                    window.popleft()
+                if len(window) >= ROBOT_PER_MINUTE:
+                    raise _Reject(45009, "api freq out of limit")
+                window.append(now)
+                self._delivered.append(record)
+        except _Reject as reject:
+            return _answer(reject.errcode, reject.errmsg)
+        return JSONResponse({"errcode": 0, "errmsg": "ok"})
+
+    # ---- inspection and control over HTTP -----------------------------
+
+    async def _http_messages(self, request: Request) -> Response:
+        endpoint = request.query_params.get("endpoint")
+        return JSONResponse([m.to_json() for m in self.messages(endpoint)])
+
+    async def _http_dropped(self, request: Request) -> Response:
+        return JSONResponse([m.to_json() for m in self.dropped()])
+
+    async def _http_stats(self, request: Request) -> Response:
+        return JSONResponse(self.stats())
+
+    async def _http_reset(self, request: Request) -> Response:
+        self.reset()
+        return JSONResponse({"ok": True})
+
+    async def _http_expire_tokens(self, request: Request) -> Response:
+        self.expire_tokens()
+        return JSONResponse({"ok": True})
+
+    async def _http_faults(self, request: Request) -> Response:
+        """POST ``{"endpoint", "errcode"?, "errmsg"?, "status"?, "delay"?, "times"? | "probability"?}``;
+        DELETE clears every fault."""
+        if request.method == "DELETE":
+            self.clear_faults()
+            return JSONResponse({"ok": True})
+        try:
+            data = json.loads(await request.body())
+            endpoint = str(data["endpoint"])
+            fault = Fault.from_json(data)
+            if "probability" in data:
+                self.set_fault_rate(endpoint, fault, float(data["probability"]))
+            else:
+                self.add_fault(endpoint, fault, int(data.get("times", 1)))
+        except (ValueError, KeyError, TypeError) as exc:
+            return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
+        return JSONResponse({"ok": True})
+
+
+# ---- request parsing (pure) -------------------------------------------
+
+
+def _parse_body(raw: bytes) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Reject(40058, "invalid Request Parameter, body is not UTF-8") from None
+    if _UNICODE_ESCAPE.search(text):
+        raise _Reject(
+            40033,
+            "invalid charset. please check your request, if include \\uxxxx will create fail!",
+        )
+    try:
+        body = json.loads(text)
+    except ValueError:
+        raise _Reject(40058, "invalid Request Parameter, body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise _Reject(40058, "invalid Request Parameter, body must be a JSON object")
+    return body
+
+
+def _agent_id(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _app_content(body: Mapping[str, Any]) -> tuple[str, str | None]:
+    """(msgtype, content) of an app message; content only for text/markdown."""
+    msgtype = body.get("msgtype")
+    if not isinstance(msgtype, str) or msgtype not in APP_MSGTYPES:
+        raise _Reject(40008, "invalid message type")
+    section = body.get(msgtype)
+    if msgtype not in ("text", "markdown"):
+        if not isinstance(section, dict):
+            raise _Reject(40058, f"invalid Request Parameter, {msgtype} is missing")
+        return msgtype, None
+    content = section.get("content") if isinstance(section, dict) else None
+    if content is not None and not isinstance(content, str):
+        raise _Reject(40058, f"invalid Request Parameter, {msgtype}.content must be a string")
+    if not content:
+        if msgtype == "text":
+            raise _Reject(44004, "empty content")
+        raise _Reject(40058, "invalid Request Parameter, markdown.content is empty")
+    size = len(content.encode("utf-8"))
+    if size > APP_CONTENT_LIMIT:
+        if msgtype == "text":
+            raise _Reject(45002, f"content size out of limit: {size} > {APP_CONTENT_LIMIT}")
+        raise _Reject(
+            40058,
+            f"markdown.content exceed max length {APP_CONTENT_LIMIT}. invalid Request Parameter",
+        )
+    return msgtype, content
+
+
+def _ids(body: Mapping[str, Any], key: str, limit: int) -> list[str]:
+    value = body.get(key, "")
+    if not isinstance(value, str):
+        raise _Reject(40058, f"invalid Request Parameter, {key} must be a string")
+    ids = [part for part in value.split("|") if part]
+    if len(ids) > limit:
+        raise _Reject(40058, f"invalid Request Parameter, {key} exceeds {limit} ids")
+    return ids
+
+
+def _robot_message(body: Mapping[str, Any], key: str, timestamp: float) -> Message:
+    msgtype = body.get("msgtype")
+    if not isinstance(msgtype, str) or msgtype not in ROBOT_MSGTYPES:
+        raise _Reject(40008, "invalid message type")
+    section = body.get(msgtype)
+    if not isinstance(section, dict):
+        raise _Reject(40058, f"invalid Request Parameter, {msgtype} is missing")
+    content: str | None = None
+    mentioned: tuple[str, ...] = ()
+    mobiles: tuple[str, ...] = ()
+    if msgtype in ("text", "markdown", "markdown_v2"):
+        content = section.get("content")
+        if not isinstance(content, str) or not content:
+            raise _Reject(44004, "empty content")
+        limit = ROBOT_TEXT_LIMIT if msgtype == "text" else ROBOT_MARKDOWN_LIMIT
+        if len(content.encode("utf-8")) > limit:
+            raise _Reject(40058, f"{msgtype}.content exceed max length {limit}. invalid Request Parameter")
+    if msgtype == "text":
+        mentioned = _string_list(section, "mentioned_list")
+        mobiles = _string_list(section, "mentioned_mobile_list")
+    return Message(
+        endpoint=WEBHOOK_SEND,
+        msgtype=msgtype,
+        content=content,
+        body=body,
+        timestamp=timestamp,
+        robot_key=key,
+        mentioned=mentioned,
+        mentioned_mobiles=mobiles,
+    )
+
+
+def _string_list(section: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = section.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _Reject(40058, f"invalid Request Parameter, {key} must be a list of strings")
+    return tuple(value)
+
+
+def _duplicate_interval(body: Mapping[str, Any]) -> float:
+    value = body.get("duplicate_check_interval", DEFAULT_DUPLICATE_INTERVAL)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return DEFAULT_DUPLICATE_INTERVAL
+    return min(float(value), MAX_DUPLICATE_INTERVAL)
+
+
+def _canonical(body: Mapping[str, Any]) -> str:
+    return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def _replace(record: Message, msgid: str, recipients: _Recipients, *, reason: str = "") -> Message:
+    return Message(
+        endpoint=record.endpoint,
+        msgtype=record.msgtype,
+        content=record.content,
+        body=record.body,
+        timestamp=record.timestamp,
+        msgid=msgid,
+        agent_id=record.agent_id,
+        to_user=tuple(recipients.users),
+        to_party=tuple(recipients.parties),
+        to_tag=tuple(recipients.tags),
+        reason=reason,
+    )
+
+
+def _new_msgid() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def _folded(ids: Iterable[str] | None) -> frozenset[str] | None:
+    # WeCom userids are case-insensitive (and reported back lower-cased).
+    return None if ids is None else frozenset(i.casefold() for i in ids)
+
+
+def _answer(errcode: int, errmsg: str) -> JSONResponse:
+    return JSONResponse({"errcode": errcode, "errmsg": errmsg})
+
+
+def _check_endpoint(endpoint: str) -> None:
+    if endpoint not in ENDPOINTS:
+        raise ValueError(f"unknown endpoint {endpoint!r}; one of {', '.join(ENDPOINTS)}")
+
+
+async def _sleep_unless_disconnected(request: Request, seconds: float) -> bool:
+    """Sleep ``seconds``; True if the client went away meanwhile."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
+        if await request.is_disconnected():
+            return True
+        await asyncio.sleep(min(0.05, remaining))
+    return False
+
+
+# ---- command line ----------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m alertbridge.testing.fake_wecom",
+        description="A fake WeCom API for trials and tests (never for production).",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--corp-id", action="append", default=[], help="one per app (repeat)")
+    parser.add_argument("--secret", action="append", default=[], help="one per app, in --corp-id order")
+    parser.add_argument("--agent-id", action="append", type=int, default=[], help="one per app")
+    parser.add_argument("--robot-key", action="append", default=[], help="a valid robot key (repeat)")
+    parser.add_argument(
+        "--user", action="append", default=None, help="a known userid (repeat); default: all exist"
+    )
+    parser.add_argument(
+        "--token-lifetime", type=int, default=7200, help="expires_in of issued tokens, seconds"
+    )
+    return parser
+
+
+def apps_from_args(args: argparse.Namespace) -> list[FakeApp]:
+    corp_ids: Sequence[str] = args.corp_id
+    if not (len(corp_ids) == len(args.secret) == len(args.agent_id)):
+        raise SystemExit("give --corp-id, --secret and --agent-id once per app, in the same order")
+    if not corp_ids:
+        return [FakeApp()]
+    return [FakeApp(c, s, a) for c, s, a in zip(corp_ids, args.secret, args.agent_id, strict=True)]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import uvicorn  # only the command line needs it directly
+
+    args = build_parser().parse_args(argv)
+    apps = apps_from_args(args)
+    robot_keys = args.robot_key or [DEFAULT_ROBOT_KEY]
+    fake = FakeWeCom(apps, robot_keys, users=args.user, token_lifetime=args.token_lifetime)
+    for app in apps:
+        print(f"fake WeCom app: corp_id={app.corp_id} agent_id={app.agent_id} secret={app.secret}")
+    for key in robot_keys:
+        print(f"fake WeCom robot key: {key}")
+    uvicorn.run(fake.app, host=args.host, port=args.port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()

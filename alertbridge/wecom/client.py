@@ -1,0 +1,278 @@
+"""The WeCom API client: app messages (``message/send``) and group robots (``webhook/send``).
+
+One ``httpx.AsyncClient`` per process is passed in; the composition root
+creates it with timeouts and closes it. The client keeps one access-token
+cache per app and turns every outcome into either a result or one of the
+errors in ``alertbridge.wecom.errors``.
+
+Credentials travel in query strings (``corpsecret``, ``access_token``,
+``key``), so this module never logs a URL, never formats an httpx exception
+(whose text and ``request`` carry the URL) and scrubs the credentials in play
+out of anything WeCom echoes back. httpx itself logs every request URL at
+INFO: the composition root must call ``quiet_http_loggers()`` at start-up.
+
+API reference: docs/wecom-api.md §4 (access_token, message/send) and §5 (robots).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from urllib.parse import quote, quote_plus
+
+import httpx
+
+from alertbridge.config import WeComAppConfig
+from alertbridge.wecom.errcodes import ErrCode, is_token_error
+from alertbridge.wecom.errors import WeComHTTPError, WeComTransportError, api_error
+from alertbridge.wecom.token import AccessTokenCache, Clock, IssuedToken
+
+logger = logging.getLogger(__name__)
+
+GETTOKEN = "/cgi-bin/gettoken"
+MESSAGE_SEND = "/cgi-bin/message/send"
+WEBHOOK_SEND = "/cgi-bin/webhook/send"
+
+_REDACTED = "[REDACTED]"
+
+
+def quiet_http_loggers() -> None:
+    """Stop httpx/httpcore from logging requests: their INFO line prints the full
+    URL, which carries the access token, corp secret or robot key.
+
+    Call once at start-up, before the first request (the composition root does).
+    """
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True, slots=True)
+class AppSendResult:
+    """A successful ``message/send``.
+
+    WeCom answers errcode 0 even when some recipients were invalid, out of the
+    app's visibility or unlicensed; those are listed here (lower-cased user ids,
+    as WeCom returns them). ``msgid`` enables recall.
+    """
+
+    msgid: str
+    invalid_user: tuple[str, ...] = ()
+    invalid_party: tuple[str, ...] = ()
+    invalid_tag: tuple[str, ...] = ()
+    unlicensed_user: tuple[str, ...] = ()
+
+    @property
+    def partial(self) -> bool:
+        """Some recipients did not get the message."""
+        return bool(self.invalid_user or self.invalid_party or self.invalid_tag or self.unlicensed_user)
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    errcode: int
+    errmsg: str
+    data: Mapping[str, object]
+
+
+class WeComClient:
+    """Sends app and robot messages; one per process, shared by all channels.
+
+    Counters (plain ints until metrics are wired in): ``partial_deliveries``
+    counts successful app sends that listed invalid/unlicensed recipients,
+    ``token_replays`` counts sends replayed after a token error.
+    """
+
+    def __init__(self, http: httpx.AsyncClient, api_base: str, *, clock: Clock = time.monotonic) -> None:
+        self._http = http
+        self._api_base = api_base.rstrip("/")
+        self._clock = clock
+        self._tokens: dict[tuple[str, str, int, str], AccessTokenCache] = {}
+        self.partial_deliveries = 0
+        self.token_replays = 0
+
+    async def send_app_message(
+        self, app_name: str, app: WeComAppConfig, body: Mapping[str, object]
+    ) -> AppSendResult:
+        """Send one app message; ``body`` is the message/send JSON without ``agentid``.
+
+        On an invalid or expired token (40014, 42001) the token is dropped and
+        the request replayed exactly once with a fresh one.
+
+        Raises:
+            TransientDeliveryError: a retryable errcode or a transport failure.
+            PermanentDeliveryError: any other errcode, including a failed token
+                refresh with a bad secret or corp id.
+        """
+        payload = {**body, "agentid": app.agent_id}
+        cache = self._token_cache(app_name, app)
+        token = await cache.get()
+        answer = await self._post(MESSAGE_SEND, {"access_token": token}, payload, secrets=(token,))
+        if is_token_error(answer.errcode):
+            logger.info(
+                "wecom_token_rejected app=%s errcode=%d: refreshing and replaying once",
+                app_name,
+                answer.errcode,
+            )
+            cache.invalidate(token)
+            self.token_replays += 1
+            token = await cache.get()
+            answer = await self._post(MESSAGE_SEND, {"access_token": token}, payload, secrets=(token,))
+        if answer.errcode != ErrCode.OK:
+            raise api_error(answer.errcode, answer.errmsg, MESSAGE_SEND)
+        result = AppSendResult(
+            msgid=str(answer.data.get("msgid", "")),
+            invalid_user=_split(answer.data.get("invaliduser")),
+            invalid_party=_split(answer.data.get("invalidparty")),
+            invalid_tag=_split(answer.data.get("invalidtag")),
+            unlicensed_user=_split(answer.data.get("unlicenseduser")),
+        )
+        if result.partial:
+            self.partial_deliveries += 1
+            logger.warning(
+                "wecom_partial_delivery app=%s msgid=%s invaliduser=%s invalidparty=%s "
+                "invalidtag=%s unlicenseduser=%s: these recipients did not get the message",
+                app_name,
+                result.msgid,
+                "|".join(result.invalid_user),
+                "|".join(result.invalid_party),
+                "|".join(result.invalid_tag),
+                "|".join(result.unlicensed_user),
+            )
+        return result
+
+    async def send_robot_message(self, key: str, body: Mapping[str, object]) -> None:
+        """Send one group-robot message (``body`` is the webhook/send JSON).
+
+        Raises:
+            TransientDeliveryError: a retryable errcode (45009: over 20/min) or a transport failure.
+            PermanentDeliveryError: any other errcode (93000: wrong key, 40058: too long …).
+        """
+        answer = await self._post(WEBHOOK_SEND, {"key": key}, body, secrets=(key,))
+        if answer.errcode != ErrCode.OK:
+            raise api_error(answer.errcode, answer.errmsg, WEBHOOK_SEND)
+
+    def _token_cache(self, app_name: str, app: WeComAppConfig) -> AccessTokenCache:
+        secret = app.secret.get_secret_value()
+        # Keyed by the credentials too, so a reloaded config with a new secret
+        # gets a new cache; the key holds a digest, never the secret.
+        key = (app_name, app.corp_id, app.agent_id, hashlib.sha256(secret.encode()).hexdigest())
+        cache = self._tokens.get(key)
+        if cache is None:
+
+            async def fetch() -> IssuedToken:
+                return await self._fetch_token(app_name, app)
+
+            cache = AccessTokenCache(fetch, clock=self._clock)
+            self._tokens[key] = cache
+        return cache
+
+    async def _fetch_token(self, app_name: str, app: WeComAppConfig) -> IssuedToken:
+        secret = app.secret.get_secret_value()
+        params = {"corpid": app.corp_id, "corpsecret": secret}
+        answer = await self._request("GET", GETTOKEN, params, None, secrets=(secret,))
+        if answer.errcode != ErrCode.OK:
+            raise api_error(answer.errcode, answer.errmsg, GETTOKEN)
+        token = answer.data.get("access_token")
+        expires_in = answer.data.get("expires_in")
+        if not isinstance(token, str) or not token or not isinstance(expires_in, int) or expires_in <= 0:
+            raise WeComTransportError(
+                GETTOKEN,
+                "answer lacks access_token or a positive expires_in",
+                reason="bad_response",
+            )
+        logger.info("wecom_token_refreshed app=%s expires_in=%d", app_name, expires_in)
+        return IssuedToken(token, float(expires_in))
+
+    async def _post(
+        self,
+        endpoint: str,
+        params: Mapping[str, str],
+        body: Mapping[str, object],
+        *,
+        secrets: Iterable[str],
+    ) -> _Answer:
+        # WeCom rejects \uXXXX escapes (errcode 40033): send real UTF-8.
+        content = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        return await self._request("POST", endpoint, params, content, secrets=secrets)
+
+    async def _request(
+        self,
+        method: str,
+        endpoint: str,
+        params: Mapping[str, str],
+        content: bytes | None,
+        *,
+        secrets: Iterable[str],
+    ) -> _Answer:
+        """One HTTP exchange, reduced to an errcode answer.
+
+        A transport failure becomes our own error, raised *after* the except
+        block: the httpx exception's ``request`` carries the URL with the
+        credentials, and raising inside the block (even ``from None``) would
+        still attach it as ``__context__`` for any error reporter to find.
+        """
+        secrets = tuple(s for s in secrets if s)
+        headers = {"Content-Type": "application/json; charset=utf-8"} if content is not None else None
+        failure: WeComTransportError | None = None
+        try:
+            response = await self._http.request(
+                method, self._api_base + endpoint, params=params, content=content, headers=headers
+            )
+        except httpx.TimeoutException as exc:
+            failure = WeComTransportError(endpoint, _describe(exc, secrets), reason="timeout")
+        except httpx.HTTPError as exc:
+            failure = WeComTransportError(endpoint, _describe(exc, secrets), reason="connection_error")
+        if failure is not None:
+            raise failure
+        if response.status_code >= 500:
+            raise WeComTransportError(endpoint, f"HTTP {response.status_code}", reason="server_error")
+        if response.status_code == 429:
+            raise WeComTransportError(endpoint, "HTTP 429", reason="rate_limited", min_delay=60.0)
+        if response.status_code != 200:
+            raise WeComHTTPError(endpoint, response.status_code)
+        try:
+            data = json.loads(response.content)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise WeComTransportError(endpoint, "answer is not a JSON object", reason="bad_response")
+        errcode = data.get("errcode", 0)
+        if not isinstance(errcode, int) or isinstance(errcode, bool):
+            raise WeComTransportError(endpoint, "answer has a non-integer errcode", reason="bad_response")
+        return _Answer(errcode, _scrub(str(data.get("errmsg", "")), secrets), data)
+
+
+def _describe(exc: httpx.HTTPError, secrets: tuple[str, ...]) -> str:
+    """A description of a transport failure without the URL or any credential."""
+    text = str(exc)
+    url = _request_url(exc)
+    if url:
+        text = text.replace(url, "<url>")
+    text = _scrub(text, secrets)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _request_url(exc: httpx.HTTPError) -> str | None:
+    try:
+        return str(exc.request.url)
+    except RuntimeError:  # httpx raises this when the exception carries no request
+        return None
+
+
+def _scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """Replace each secret, raw or percent-encoded as it would appear in a URL."""
+    for secret in secrets:
+        for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
+            text = text.replace(form, _REDACTED)
+    return text
+
+
+def _split(value: object) -> tuple[str, ...]:
+    """WeCom lists rejected recipients as one "|"-joined string ("" when none)."""
+    if not isinstance(value, str) or not value:
+        return ()
+    return tuple(part for part in value.split("|") if part)
