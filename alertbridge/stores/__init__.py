@@ -1,0 +1,99 @@
+"""Durable state behind narrow interfaces.
+
+The outbox holds one row per accepted notification per receiver ("delivery").
+The webhook handler commits a ``NewDelivery`` and only then answers 200; the
+dispatcher claims due deliveries, renders and sends them, and marks them sent,
+rescheduled or dead. SQLite is the default; a PostgreSQL store for several
+replicas implements the same ``OutboxStore`` protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from alertbridge.message import Recipients
+from alertbridge.model import AlertGroup
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """A notification accepted for one receiver, not yet stored."""
+
+    receiver: str
+    channel: str
+    recipients: Recipients
+    group: AlertGroup
+    request_id: str
+    accepted_at: datetime  # timezone-aware UTC; also the "now" templates render against
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A stored delivery with its progress."""
+
+    id: int
+    receiver: str
+    channel: str
+    recipients: Recipients
+    group: AlertGroup
+    request_id: str
+    accepted_at: datetime
+    status: DeliveryStatus
+    attempts: int
+    parts_sent: int  # messages of a split group already accepted by WeCom
+    next_attempt_at: datetime
+    last_error: str | None
+    finished_at: datetime | None
+
+
+class OutboxStore(Protocol):
+    async def open(self) -> None:
+        """Connect; create or migrate the schema."""
+
+    async def release_leases(self) -> int:
+        """Free leases left by a crashed run; the serving process calls it at start-up."""
+
+    async def close(self) -> None: ...
+
+    async def enqueue(self, delivery: NewDelivery) -> int:
+        """Durably store one delivery and return its id.
+
+        Concurrent calls are committed together (group commit): one
+        transaction and one fsync for all callers waiting at that moment.
+
+        Raises:
+            StoreError: the delivery was not stored; the caller must not
+                acknowledge it.
+        """
+
+    async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[Delivery]:
+        """Pending deliveries due at ``now``, oldest first, leased to the caller."""
+
+    async def next_due_at(self) -> datetime | None:
+        """When the earliest unleased pending delivery becomes due."""
+
+    async def record_progress(self, delivery_id: int, parts_sent: int) -> None: ...
+
+    async def mark_sent(self, delivery_id: int, now: datetime) -> None: ...
+
+    async def reschedule(self, delivery_id: int, next_attempt_at: datetime, error: str) -> None:
+        """Count a failed attempt and release the lease until ``next_attempt_at``."""
+
+    async def mark_dead(self, delivery_id: int, reason: str, now: datetime) -> None: ...
+
+    async def list(self, status: DeliveryStatus | None = None, limit: int = 100) -> list[Delivery]:
+        """Newest first."""
+
+    async def retry(self, delivery_id: int, now: datetime) -> bool:
+        """Make a dead (or pending) delivery due now with zero attempts; False if unknown."""
+
+    async def count(self, status: DeliveryStatus) -> int: ...

@@ -1,0 +1,598 @@
+"""The SQLite outbox: the default, single-process ``OutboxStore``.
+
+Why it looks the way it does:
+
+* **Durability first.** The webhook handler answers 200 only after
+  ``enqueue`` returns, and Alertmanager will not resend an acknowledged
+  notification. So every commit is fsynced (WAL + ``synchronous=FULL``): an
+  acknowledged alert survives a power cut.
+* **Group commit.** An fsync costs milliseconds; a burst of webhooks must not
+  pay one each. ``enqueue`` hands its row to a single writer task, which
+  inserts everything queued at that moment in one transaction and commits
+  once. Either the whole batch is stored or none of it, and every caller of
+  that batch learns which.
+* **One connection, one lock.** aiosqlite runs every call on one thread, but
+  awaits between statements let other coroutines slip their statements into
+  an open transaction. All transactions and reads therefore run under one
+  ``asyncio.Lock``, so a claim can never land inside (and be rolled back with)
+  the writer's batch.
+* **Errors are StoreErrors.** Any ``sqlite3.Error``/``OSError`` (locked, disk
+  full, read-only) becomes ``StoreError`` with a short reason; the failed
+  transaction is rolled back and the next operation simply tries again.
+
+Timestamps are stored as integer microseconds since the Unix epoch (UTC):
+exact round trips, cheap comparisons, and index-friendly. In the ``sqlite3``
+shell, ``datetime(col / 1e6, 'unixepoch')`` shows them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import aiosqlite
+
+from alertbridge.errors import StoreError
+from alertbridge.message import Recipients
+from alertbridge.model import AlertGroup
+from alertbridge.stores import Delivery, DeliveryStatus, NewDelivery
+
+logger = logging.getLogger(__name__)
+
+# Each entry brings the schema from version ``index`` to ``index + 1``; the
+# version lives in ``PRAGMA user_version``. Append, never edit: a database
+# created by an older release replays only the entries it has not seen.
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    (
+        # AUTOINCREMENT: ids are shown to operators (list/retry) and in logs;
+        # pruning sent rows must never let a new delivery reuse an old id.
+        """
+        CREATE TABLE deliveries (
+            id              INTEGER PRIMARY KEY AUTOINCREMENT,
+            receiver        TEXT    NOT NULL,
+            channel         TEXT    NOT NULL,
+            recipients      TEXT    NOT NULL,  -- JSON, Recipients.to_dict()
+            alert_group     TEXT    NOT NULL,  -- JSON, AlertGroup.to_dict()
+            request_id      TEXT    NOT NULL,
+            accepted_at     INTEGER NOT NULL,  -- µs since epoch, UTC
+            status          TEXT    NOT NULL DEFAULT 'pending'
+                            CHECK (status IN ('pending', 'sent', 'dead')),
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            parts_sent      INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at INTEGER NOT NULL,  -- µs since epoch, UTC
+            lease_until     INTEGER,           -- µs since epoch, UTC; NULL = unclaimed
+            last_error      TEXT,
+            finished_at     INTEGER            -- µs since epoch, UTC
+        )
+        """,
+        # Claiming and next_due_at: pending rows in due order.
+        "CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at, id)",
+        # list(status) newest first, count(status).
+        "CREATE INDEX deliveries_status_id ON deliveries (status, id)",
+        # Retention pruning of sent rows.
+        "CREATE INDEX deliveries_finished ON deliveries (status, finished_at)",
+    ),
+)
+
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+
+# Rows deleted per transaction when pruning, so a large backlog of sent rows
+# never holds the lock long enough to stall webhook commits.
+_PRUNE_CHUNK: Final = 1000
+
+_COLUMNS: Final = (
+    "id, receiver, channel, recipients, alert_group, request_id, accepted_at, status,"
+    " attempts, parts_sent, next_attempt_at, last_error, finished_at"
+)
+
+_INSERT: Final = (
+    "INSERT INTO deliveries (receiver, channel, recipients, alert_group, request_id,"
+    " accepted_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _to_us(value: datetime) -> int:
+    """Aware datetime → integer µs since the epoch; naive times are a bug."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r}: the store needs timezone-aware times")
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def _from_us(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def _dumps(data: Any) -> str:
+    # Compact and readable in the sqlite3 shell (CJK stays CJK).
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, secret-free reason for a StoreError message."""
+    if isinstance(exc, sqlite3.Error):
+        name = getattr(exc, "sqlite_errorname", None)
+        return f"{exc} ({name})" if name else str(exc)
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return type(exc).__name__
+
+
+class _UndecodableRow(Exception):
+    """A stored row this version cannot turn back into a ``Delivery``."""
+
+    def __init__(self, delivery_id: int, cause: BaseException) -> None:
+        self.delivery_id = delivery_id
+        super().__init__(f"delivery {delivery_id} is unreadable: {type(cause).__name__}: {cause}")
+
+
+def _to_delivery(row: Sequence[Any]) -> Delivery:
+    """Decode one row selected with ``_COLUMNS``."""
+    try:
+        return Delivery(
+            id=row[0],
+            receiver=row[1],
+            channel=row[2],
+            recipients=Recipients.from_dict(json.loads(row[3])),
+            group=AlertGroup.from_dict(json.loads(row[4])),
+            request_id=row[5],
+            accepted_at=_from_us(row[6]),
+            status=DeliveryStatus(row[7]),
+            attempts=row[8],
+            parts_sent=row[9],
+            next_attempt_at=_from_us(row[10]),
+            last_error=row[11],
+            finished_at=_from_us(row[12]) if row[12] is not None else None,
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise _UndecodableRow(row[0], exc) from exc
+
+
+@dataclass(slots=True)
+class _Pending:
+    """One enqueue waiting for the writer: its row and its caller's future."""
+
+    params: tuple[Any, ...]
+    future: asyncio.Future[int]
+
+
+class _Stop:
+    """Queue sentinel: everything queued before it is drained, then the writer exits."""
+
+
+_STOP: Final = _Stop()
+
+
+class SqliteOutboxStore:
+    """``OutboxStore`` on one SQLite file, for a single alertbridge process.
+
+    Leases exist so a slow send is not claimed twice, but with one serving
+    process any lease found when it starts belongs to a run that crashed, so
+    the server calls ``release_leases()`` at start-up rather than waiting for
+    them to expire. CLI tools (``outbox list``) open the same file without
+    releasing anything. Do not point two serving processes at the same file.
+
+    ``commits`` counts committed enqueue batches (group commits), so tests
+    and metrics can see how well bursts are being batched.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        batch_limit: int = 512,
+        busy_timeout: timedelta = timedelta(seconds=5),
+    ) -> None:
+        if batch_limit < 1:
+            raise ValueError("batch_limit must be at least 1")
+        self.path = Path(path)
+        self.batch_limit = batch_limit
+        self.busy_timeout = busy_timeout
+        self.commits = 0
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._queue: asyncio.Queue[_Pending | _Stop] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._accepting = False
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, configure durability, migrate, start the writer."""
+        if self._db is not None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: the module never opens transactions behind
+            # our back; every BEGIN/COMMIT below is explicit.
+            db = await aiosqlite.connect(self.path, isolation_level=None)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open {self.path}: {_reason(exc)}") from exc
+        try:
+            await self._configure(db)
+            await self._migrate(db)
+        except (sqlite3.Error, OSError, StoreError) as exc:
+            await self._close_quietly(db)
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"cannot open {self.path}: {_reason(exc)}") from exc
+        self._db = db
+        self._queue = asyncio.Queue()
+        self._accepting = True
+        self._writer = asyncio.create_task(self._run_writer(), name=f"outbox-writer:{self.path}")
+
+    async def release_leases(self) -> int:
+        """Free every lease; only for a serving process at start-up (see class doc)."""
+        async with self._session("release leases", write=True) as db:
+            cursor = await db.execute(
+                "UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL"
+            )
+            return cursor.rowcount
+
+    async def close(self) -> None:
+        """Commit every enqueue already accepted, then close the connection."""
+        if self._db is None:
+            return
+        self._accepting = False
+        if self._writer is not None:
+            self._queue.put_nowait(_STOP)
+            await self._writer
+            self._writer = None
+        async with self._lock:
+            db, self._db = self._db, None
+            if db is not None:
+                try:
+                    await db.close()
+                except (sqlite3.Error, OSError) as exc:
+                    raise StoreError(f"closing {self.path}: {_reason(exc)}") from exc
+
+    async def _configure(self, db: aiosqlite.Connection) -> None:
+        async with db.execute("PRAGMA journal_mode = WAL") as cur:
+            row = await cur.fetchone()
+        if row is None or str(row[0]).lower() != "wal":
+            raise StoreError(f"{self.path}: cannot enable WAL journal mode (got {row and row[0]!r})")
+        # FULL in WAL mode fsyncs the WAL on every commit: an acknowledged
+        # webhook survives power loss, not just a process crash.
+        await db.execute("PRAGMA synchronous = FULL")
+        await db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout / timedelta(milliseconds=1))}")
+        await db.execute("PRAGMA foreign_keys = ON")
+
+    async def _migrate(self, db: aiosqlite.Connection) -> None:
+        async with db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: schema version {version} is newer than this alertbridge"
+                f" supports ({SCHEMA_VERSION}); upgrade alertbridge"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            # One transaction per step, user_version included (it is part of
+            # the transactional file header): a step is applied fully or not.
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[target - 1]:
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA user_version = {target}")
+                await db.execute("COMMIT")
+            except BaseException:
+                await self._rollback(db)
+                raise
+            logger.info("migrated %s to schema version %d", self.path, target)
+
+    @staticmethod
+    async def _close_quietly(db: aiosqlite.Connection) -> None:
+        """Close after a failed open; the open error is the one worth raising."""
+        try:
+            await db.close()
+        except (sqlite3.Error, OSError) as exc:
+            logger.warning("closing after failed open: %s", _reason(exc))
+
+    # -- plumbing ----------------------------------------------------------
+
+    @staticmethod
+    async def _rollback(db: aiosqlite.Connection) -> None:
+        """Roll back if a transaction is still open.
+
+        SQLite already rolls back by itself on some errors (SQLITE_FULL), so
+        check first; a failing ROLLBACK is logged, not raised, so it cannot
+        mask the error that caused it.
+        """
+        if not db.in_transaction:
+            return
+        try:
+            await db.execute("ROLLBACK")
+        except (sqlite3.Error, OSError) as exc:
+            logger.error("rollback failed: %s", _reason(exc))
+
+    @asynccontextmanager
+    async def _session(self, op: str, *, write: bool) -> AsyncIterator[aiosqlite.Connection]:
+        """The connection, alone, for one operation; errors become StoreError.
+
+        ``write`` wraps the operation in ``BEGIN IMMEDIATE … COMMIT`` (taking
+        the write lock up front, so a busy database fails fast at BEGIN rather
+        than half-way through).
+        """
+        async with self._lock:
+            db = self._db
+            if db is None:
+                raise StoreError(f"{op}: store is not open")
+            try:
+                if write:
+                    await db.execute("BEGIN IMMEDIATE")
+                yield db
+                if write:
+                    await db.execute("COMMIT")
+            except (sqlite3.Error, OSError) as exc:
+                await self._rollback(db)
+                raise StoreError(f"{op}: {_reason(exc)}") from exc
+            except BaseException:
+                await self._rollback(db)
+                raise
+
+    # -- enqueue / group commit -------------------------------------------
+
+    async def enqueue(self, delivery: NewDelivery) -> int:
+        """Durably store ``delivery`` (group-committed with concurrent callers)."""
+        if not self._accepting:
+            raise StoreError("enqueue: store is not open")
+        # Serialize here, in the caller: a bad value fails only this caller,
+        # never the batch it would have joined.
+        accepted = _to_us(delivery.accepted_at)
+        params = (
+            delivery.receiver,
+            delivery.channel,
+            _dumps(delivery.recipients.to_dict()),
+            _dumps(delivery.group.to_dict()),
+            delivery.request_id,
+            accepted,
+            accepted,
+        )
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(params, future))
+        return await future
+
+    async def _run_writer(self) -> None:
+        """Commit queued enqueues in batches until told to stop."""
+        batch: list[_Pending] = []
+        try:
+            while True:
+                first = await self._queue.get()
+                if isinstance(first, _Stop):
+                    return
+                batch = [first]
+                stop = False
+                while len(batch) < self.batch_limit:
+                    try:
+                        item = self._queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        break
+                    if isinstance(item, _Stop):
+                        stop = True
+                        break
+                    batch.append(item)
+                await self._commit_batch(batch)
+                batch = []
+                if stop:
+                    return
+        finally:
+            # Only reached with work left if the writer itself was cancelled:
+            # nobody may wait forever on a future the writer will never set.
+            leftovers = list(batch)
+            while not self._queue.empty():
+                item = self._queue.get_nowait()
+                if isinstance(item, _Pending):
+                    leftovers.append(item)
+            for item in leftovers:
+                if not item.future.done():
+                    item.future.set_exception(StoreError("enqueue: store closed"))
+
+    async def _commit_batch(self, batch: list[_Pending]) -> None:
+        """Insert ``batch`` in one transaction; resolve every future either way."""
+        # A caller that gave up (cancelled) before we started need not be stored.
+        live = [item for item in batch if not item.future.done()]
+        if not live:
+            return
+        ids: list[int] = []
+        try:
+            async with self._session("enqueue", write=True) as db:
+                for item in live:
+                    row = await db.execute_insert(_INSERT, item.params)
+                    if row is None:  # pragma: no cover - last_insert_rowid() always answers
+                        raise StoreError("enqueue: no row id returned")
+                    ids.append(int(row[0]))
+        except StoreError as exc:
+            for item in live:
+                if not item.future.done():
+                    item.future.set_exception(StoreError(str(exc)))
+            logger.error("outbox batch of %d not stored: %s", len(live), exc)
+            return
+        except Exception as exc:
+            # A bug must not kill the writer (every later enqueue would hang):
+            # fail this batch loudly and keep serving.
+            logger.exception("outbox writer failed on a batch of %d", len(live))
+            for item in live:
+                if not item.future.done():
+                    item.future.set_exception(StoreError(f"enqueue: {_reason(exc)}"))
+            return
+        self.commits += 1
+        for item, delivery_id in zip(live, ids, strict=True):
+            if not item.future.done():
+                item.future.set_result(delivery_id)
+
+    # -- dispatcher side ----------------------------------------------------
+
+    async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[Delivery]:
+        """Lease up to ``limit`` due pending deliveries, oldest first.
+
+        One ``UPDATE … RETURNING`` picks and leases the rows atomically, so
+        two claimers (even on two connections) never get the same row. A row
+        this version cannot decode is dead-lettered in the same transaction
+        instead of blocking the queue forever.
+        """
+        if limit <= 0:
+            return []
+        now_us = _to_us(now)
+        lease_us = _to_us(now + lease)
+        claimed: list[Delivery] = []
+        async with self._session("claim_due", write=True) as db:
+            rows = await db.execute_fetchall(
+                f"""
+                UPDATE deliveries SET lease_until = ?
+                WHERE id IN (
+                    SELECT id FROM deliveries
+                    WHERE status = 'pending' AND next_attempt_at <= ?
+                      AND (lease_until IS NULL OR lease_until <= ?)
+                    ORDER BY next_attempt_at, id
+                    LIMIT ?
+                )
+                RETURNING {_COLUMNS}
+                """,
+                (lease_us, now_us, now_us, limit),
+            )
+            for row in rows:
+                try:
+                    claimed.append(_to_delivery(row))
+                except _UndecodableRow as exc:
+                    logger.error("dead-lettering: %s", exc)
+                    await db.execute(
+                        "UPDATE deliveries SET status = 'dead', last_error = ?, finished_at = ?,"
+                        " lease_until = NULL WHERE id = ?",
+                        (str(exc), now_us, exc.delivery_id),
+                    )
+        # RETURNING order is unspecified; the contract is oldest first.
+        claimed.sort(key=lambda d: (d.next_attempt_at, d.id))
+        return claimed
+
+    async def next_due_at(self) -> datetime | None:
+        """When the earliest pending delivery can next be claimed.
+
+        For an unleased row that is its ``next_attempt_at``; for a leased one
+        the later of that and its lease expiry, so a dispatcher sleeping until
+        this time also wakes for a lease that runs out.
+        """
+        async with self._session("next_due_at", write=False) as db:
+            rows = await db.execute_fetchall(
+                "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, next_attempt_at)))"
+                " FROM deliveries WHERE status = 'pending'"
+            )
+        value = next(iter(rows))[0]
+        return _from_us(value) if value is not None else None
+
+    async def record_progress(self, delivery_id: int, parts_sent: int) -> None:
+        """Remember how many parts WeCom accepted, so a retry never resends them."""
+        async with self._session("record_progress", write=True) as db:
+            await db.execute("UPDATE deliveries SET parts_sent = ? WHERE id = ?", (parts_sent, delivery_id))
+
+    async def mark_sent(self, delivery_id: int, now: datetime) -> None:
+        async with self._session("mark_sent", write=True) as db:
+            await db.execute(
+                "UPDATE deliveries SET status = 'sent', finished_at = ?, lease_until = NULL WHERE id = ?",
+                (_to_us(now), delivery_id),
+            )
+
+    async def reschedule(self, delivery_id: int, next_attempt_at: datetime, error: str) -> None:
+        """Count a failed attempt and release the lease until ``next_attempt_at``."""
+        async with self._session("reschedule", write=True) as db:
+            await db.execute(
+                "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?,"
+                " last_error = ?, lease_until = NULL WHERE id = ?",
+                (_to_us(next_attempt_at), error, delivery_id),
+            )
+
+    async def mark_dead(self, delivery_id: int, reason: str, now: datetime) -> None:
+        async with self._session("mark_dead", write=True) as db:
+            await db.execute(
+                "UPDATE deliveries SET status = 'dead', last_error = ?, finished_at = ?,"
+                " lease_until = NULL WHERE id = ?",
+                (reason, _to_us(now), delivery_id),
+            )
+
+    # -- operator side -------------------------------------------------------
+
+    async def list(self, status: DeliveryStatus | None = None, limit: int = 100) -> list[Delivery]:
+        """Newest first (by id, i.e. commit order).
+
+        A row this version cannot decode is logged and left out rather than
+        making the whole listing fail.
+        """
+        async with self._session("list", write=False) as db:
+            if status is None:
+                rows = await db.execute_fetchall(
+                    f"SELECT {_COLUMNS} FROM deliveries ORDER BY id DESC LIMIT ?", (limit,)
+                )
+            else:
+                rows = await db.execute_fetchall(
+                    f"SELECT {_COLUMNS} FROM deliveries WHERE status = ? ORDER BY id DESC LIMIT ?",
+                    (DeliveryStatus(status).value, limit),
+                )
+        result: list[Delivery] = []
+        for row in rows:
+            try:
+                result.append(_to_delivery(row))
+            except _UndecodableRow as exc:
+                logger.error("list: %s", exc)
+        return result
+
+    async def retry(self, delivery_id: int, now: datetime) -> bool:
+        """Make a dead or pending delivery due ``now`` with zero attempts.
+
+        ``last_error`` and ``parts_sent`` are kept: the error is history for
+        the operator, and parts WeCom already accepted must not be sent again.
+        A lease still running is kept too, so an attempt in flight is not
+        claimed a second time. Returns False for an unknown id — and for a
+        sent delivery, which there is nothing to retry for.
+        """
+        now_us = _to_us(now)
+        async with (
+            self._session("retry", write=True) as db,
+            db.execute(
+                "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?,"
+                " finished_at = NULL,"
+                " lease_until = CASE WHEN lease_until > ? THEN lease_until END"
+                " WHERE id = ? AND status IN ('pending', 'dead')",
+                (now_us, now_us, delivery_id),
+            ) as cur,
+        ):
+            changed = cur.rowcount
+        return changed > 0
+
+    async def count(self, status: DeliveryStatus) -> int:
+        async with self._session("count", write=False) as db:
+            rows = await db.execute_fetchall(
+                "SELECT COUNT(*) FROM deliveries WHERE status = ?", (DeliveryStatus(status).value,)
+            )
+        return int(next(iter(rows))[0])
+
+    async def delete_finished(self, older_than: datetime) -> int:
+        """Prune sent deliveries finished before ``older_than``; dead ones stay.
+
+        Dead letters are kept for the operator to inspect and retry. Deletes
+        run in chunks, each its own transaction, so webhook commits queued
+        behind the lock wait for one chunk at most.
+        """
+        cutoff = _to_us(older_than)
+        total = 0
+        while True:
+            async with (
+                self._session("delete_finished", write=True) as db,
+                db.execute(
+                    "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries"
+                    " WHERE status = 'sent' AND finished_at < ? LIMIT ?)",
+                    (cutoff, _PRUNE_CHUNK),
+                ) as cur,
+            ):
+                deleted = cur.rowcount
+            total += deleted
+            if deleted < _PRUNE_CHUNK:
+                return total

@@ -1,0 +1,551 @@
+"""SqliteOutboxStore against a real SQLite file.
+
+Each test pins one promise the dispatcher or the webhook handler relies on:
+nothing acknowledged is lost, nothing is claimed twice, and a failing disk
+turns into StoreError instead of a silently missing alert or a wedged store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import aiosqlite
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from alertbridge.errors import StoreError
+from alertbridge.message import Recipients
+from alertbridge.model import Alert, AlertGroup, Status
+from alertbridge.stores import DeliveryStatus, NewDelivery
+from alertbridge.stores.sqlite import SCHEMA_VERSION, SqliteOutboxStore, _from_us, _to_us
+
+T0 = datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def make_group(name: str = "HighCPU", *, note: str = "CPU 使用率过高", alerts: int = 2) -> AlertGroup:
+    return AlertGroup(
+        source="alertmanager",
+        status=Status.FIRING,
+        group_key='{}:{alertname="' + name + '"}',
+        alerts=tuple(
+            Alert(
+                status=Status.FIRING if i % 2 == 0 else Status.RESOLVED,
+                labels={"alertname": name, "instance": f"node-{i}", "severity": "critical"},
+                annotations={"summary": note},
+                starts_at=T0 - timedelta(minutes=5 + i),
+                ends_at=None if i % 2 == 0 else T0 - timedelta(minutes=1),
+                fingerprint=f"fp{i:04d}",
+                generator_url=f"http://prom/graph?g0.expr=up{i}",
+            )
+            for i in range(alerts)
+        ),
+        group_labels={"alertname": name},
+        common_labels={"alertname": name, "severity": "critical"},
+        common_annotations={},
+        external_url="http://alertmanager:9093",
+        source_receiver="wecom-ops",
+        truncated_alerts=3,
+    )
+
+
+def make_delivery(
+    accepted_at: datetime = T0, *, request_id: str = "req-1", group: AlertGroup | None = None
+) -> NewDelivery:
+    return NewDelivery(
+        receiver="ops",
+        channel="app",
+        recipients=Recipients(to_user=("zhangsan", "lisi"), to_party=("2",), to_tag=()),
+        group=group or make_group(),
+        request_id=request_id,
+        accepted_at=accepted_at,
+    )
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "outbox.db"
+
+
+@pytest.fixture
+async def store(db_path: Path) -> AsyncIterator[SqliteOutboxStore]:
+    s = SqliteOutboxStore(db_path)
+    await s.open()
+    yield s
+    await s.close()
+
+
+def private_connection(store: SqliteOutboxStore) -> aiosqlite.Connection:
+    """The store's own aiosqlite connection, for per-connection test hooks."""
+    db = store._db  # PRAGMAs like max_page_count only affect this connection
+    assert db is not None
+    return db
+
+
+# -- round trip ---------------------------------------------------------------
+
+
+async def test_enqueue_claim_mark_sent_round_trip(store: SqliteOutboxStore) -> None:
+    new = make_delivery()
+    delivery_id = await store.enqueue(new)
+
+    [claimed] = await store.claim_due(T0, limit=10, lease=timedelta(minutes=1))
+
+    assert claimed.id == delivery_id
+    assert claimed.group.to_dict() == new.group.to_dict()
+    assert claimed.group == new.group
+    assert claimed.recipients == new.recipients
+    assert (claimed.receiver, claimed.channel, claimed.request_id) == ("ops", "app", "req-1")
+    assert claimed.accepted_at == T0 and claimed.accepted_at.tzinfo is not None
+    assert claimed.accepted_at.utcoffset() == timedelta(0)
+    assert claimed.next_attempt_at == T0
+    assert (claimed.status, claimed.attempts, claimed.parts_sent) == (DeliveryStatus.PENDING, 0, 0)
+    assert claimed.last_error is None and claimed.finished_at is None
+
+    done_at = T0 + timedelta(seconds=2)
+    await store.mark_sent(delivery_id, done_at)
+
+    [sent] = await store.list(DeliveryStatus.SENT)
+    assert sent.id == delivery_id and sent.finished_at == done_at
+    assert await store.count(DeliveryStatus.SENT) == 1
+    assert await store.count(DeliveryStatus.PENDING) == 0
+    assert await store.claim_due(T0 + timedelta(hours=1), limit=10, lease=timedelta(minutes=1)) == []
+    assert await store.next_due_at() is None
+
+
+async def test_non_utc_aware_times_are_stored_as_the_same_instant(store: SqliteOutboxStore) -> None:
+    shanghai = timezone(timedelta(hours=8))
+    await store.enqueue(make_delivery(T0.astimezone(shanghai)))
+    [claimed] = await store.claim_due(T0, limit=1, lease=timedelta(minutes=1))
+    assert claimed.accepted_at == T0
+    assert claimed.accepted_at.utcoffset() == timedelta(0)
+
+
+async def test_naive_datetime_is_refused(store: SqliteOutboxStore) -> None:
+    with pytest.raises(ValueError, match="naive"):
+        await store.enqueue(make_delivery(T0.replace(tzinfo=None)))
+
+
+@given(st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)))
+def test_timestamp_encoding_is_exact(value: datetime) -> None:
+    assert _from_us(_to_us(value)) == value
+
+
+async def test_record_progress_is_kept(store: SqliteOutboxStore) -> None:
+    delivery_id = await store.enqueue(make_delivery())
+    await store.record_progress(delivery_id, 2)
+    [row] = await store.list()
+    assert row.parts_sent == 2
+
+
+# -- group commit ---------------------------------------------------------------
+
+
+async def test_concurrent_enqueues_share_commits(store: SqliteOutboxStore) -> None:
+    ids = await asyncio.gather(*(store.enqueue(make_delivery(request_id=f"req-{i}")) for i in range(200)))
+
+    assert len(set(ids)) == 200
+    assert store.commits <= 10, f"{store.commits} commits for 200 enqueues: no group commit"
+    assert await store.count(DeliveryStatus.PENDING) == 200
+    # Every caller got the id of its own row.
+    by_id = {d.id: d.request_id for d in await store.list(limit=500)}
+    assert [by_id[i] for i in ids] == [f"req-{i}" for i in range(200)]
+
+
+async def test_batch_limit_caps_a_transaction(db_path: Path) -> None:
+    store = SqliteOutboxStore(db_path, batch_limit=16)
+    await store.open()
+    try:
+        ids = await asyncio.gather(*(store.enqueue(make_delivery()) for i in range(64)))
+        assert len(set(ids)) == 64
+        assert store.commits >= 4
+    finally:
+        await store.close()
+
+
+async def test_close_drains_queued_enqueues(db_path: Path) -> None:
+    store = SqliteOutboxStore(db_path)
+    await store.open()
+    tasks = [asyncio.create_task(store.enqueue(make_delivery(request_id=f"r{i}"))) for i in range(50)]
+    await asyncio.sleep(0)  # let every task queue its row
+    await store.close()
+
+    ids = await asyncio.gather(*tasks)
+    assert len(set(ids)) == 50
+
+    with pytest.raises(StoreError):
+        await store.enqueue(make_delivery())
+
+    reopened = SqliteOutboxStore(db_path)
+    await reopened.open()
+    try:
+        assert await reopened.count(DeliveryStatus.PENDING) == 50
+    finally:
+        await reopened.close()
+
+
+async def test_enqueue_before_open_raises(db_path: Path) -> None:
+    with pytest.raises(StoreError):
+        await SqliteOutboxStore(db_path).enqueue(make_delivery())
+
+
+# -- durability -------------------------------------------------------------------
+
+
+async def test_pending_rows_survive_close_and_reopen(db_path: Path) -> None:
+    first = SqliteOutboxStore(db_path)
+    await first.open()
+    ids = [await first.enqueue(make_delivery(T0 + timedelta(seconds=i))) for i in range(3)]
+    await first.close()
+
+    second = SqliteOutboxStore(db_path)
+    await second.open()
+    try:
+        claimed = await second.claim_due(T0 + timedelta(minutes=1), limit=10, lease=timedelta(minutes=1))
+        assert [d.id for d in claimed] == ids
+        assert claimed[0].group == make_group()
+    finally:
+        await second.close()
+
+
+async def test_lease_of_a_crashed_run_is_released_at_server_start(db_path: Path) -> None:
+    crashed = SqliteOutboxStore(db_path)
+    await crashed.open()
+    try:
+        delivery_id = await crashed.enqueue(make_delivery())
+        [claimed] = await crashed.claim_due(T0, limit=10, lease=timedelta(hours=1))
+        assert claimed.id == delivery_id
+        # "Crash": the first store never finishes the delivery nor closes;
+        # the restarted process opens the same file.
+        restarted = SqliteOutboxStore(db_path)
+        await restarted.open()
+        try:
+            # A CLI opening the file (outbox list) must not steal leases.
+            assert await restarted.claim_due(T0, limit=10, lease=timedelta(minutes=1)) == []
+            assert await restarted.release_leases() == 1
+            [again] = await restarted.claim_due(T0, limit=10, lease=timedelta(minutes=1))
+            assert again.id == delivery_id
+        finally:
+            await restarted.close()
+    finally:
+        await crashed.close()
+
+
+# -- claiming ---------------------------------------------------------------------
+
+
+async def test_concurrent_claimers_never_get_the_same_row(db_path: Path) -> None:
+    a = SqliteOutboxStore(db_path)
+    b = SqliteOutboxStore(db_path)
+    await a.open()
+    await b.open()
+    try:
+        ids = await asyncio.gather(*(a.enqueue(make_delivery()) for _ in range(60)))
+        lease = timedelta(minutes=5)
+        batches = await asyncio.gather(*(s.claim_due(T0, limit=7, lease=lease) for s in (a, b) * 10))
+        claimed = [d.id for batch in batches for d in batch]
+        assert len(claimed) == len(set(claimed)), "a row was claimed twice"
+        assert sorted(claimed) == sorted(ids)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_claims_and_enqueues_interleave_safely(store: SqliteOutboxStore) -> None:
+    """Claims running while the writer commits must not land inside its transaction."""
+    lease = timedelta(minutes=5)
+    ids, batches = await asyncio.gather(
+        asyncio.gather(*(store.enqueue(make_delivery()) for _ in range(100))),
+        asyncio.gather(*(store.claim_due(T0, limit=5, lease=lease) for _ in range(20))),
+    )
+    claimed = [d.id for batch in batches for d in batch]
+    assert len(set(ids)) == 100
+    assert len(claimed) == len(set(claimed)) and set(claimed) <= set(ids)
+    rest = await store.claim_due(T0, limit=200, lease=lease)
+    assert sorted(claimed + [d.id for d in rest]) == sorted(ids)
+
+
+async def test_leased_rows_wait_for_the_lease_to_expire(store: SqliteOutboxStore) -> None:
+    delivery_id = await store.enqueue(make_delivery())
+    lease = timedelta(seconds=30)
+    assert [d.id for d in await store.claim_due(T0, limit=10, lease=lease)] == [delivery_id]
+
+    assert await store.claim_due(T0 + timedelta(seconds=10), limit=10, lease=lease) == []
+    assert await store.next_due_at() == T0 + lease
+
+    [again] = await store.claim_due(T0 + lease, limit=10, lease=lease)
+    assert again.id == delivery_id
+
+
+async def test_claim_is_oldest_first_limited_and_skips_future_rows(
+    store: SqliteOutboxStore,
+) -> None:
+    late = await store.enqueue(make_delivery(T0 + timedelta(seconds=3)))
+    early = await store.enqueue(make_delivery(T0 + timedelta(seconds=1)))
+    middle = await store.enqueue(make_delivery(T0 + timedelta(seconds=2)))
+    future = await store.enqueue(make_delivery(T0 + timedelta(hours=1)))
+    now = T0 + timedelta(seconds=10)
+    lease = timedelta(hours=2)  # outlasts the future row's due time
+
+    first = await store.claim_due(now, limit=2, lease=lease)
+    rest = await store.claim_due(now, limit=10, lease=lease)
+
+    assert [d.id for d in first] == [early, middle]
+    assert [d.id for d in rest] == [late]
+    assert await store.next_due_at() == T0 + timedelta(hours=1)
+    assert future not in {d.id for d in first + rest}
+    assert await store.claim_due(now, limit=0, lease=lease) == []
+
+
+async def test_next_due_at_is_none_when_empty(store: SqliteOutboxStore) -> None:
+    assert await store.next_due_at() is None
+
+
+# -- outcomes -----------------------------------------------------------------------
+
+
+async def test_reschedule_counts_the_attempt_and_defers(store: SqliteOutboxStore) -> None:
+    delivery_id = await store.enqueue(make_delivery())
+    await store.claim_due(T0, limit=1, lease=timedelta(minutes=5))
+    retry_at = T0 + timedelta(seconds=60)
+
+    await store.reschedule(delivery_id, retry_at, "server_error: 502")
+
+    assert await store.next_due_at() == retry_at  # lease released
+    assert await store.claim_due(retry_at - timedelta(seconds=1), limit=1, lease=timedelta(minutes=5)) == []
+    [claimed] = await store.claim_due(retry_at, limit=1, lease=timedelta(minutes=5))
+    assert (claimed.attempts, claimed.next_attempt_at) == (1, retry_at)
+    assert claimed.last_error == "server_error: 502"
+
+    await store.reschedule(delivery_id, retry_at + timedelta(seconds=60), "again")
+    [row] = await store.list()
+    assert row.attempts == 2 and row.status is DeliveryStatus.PENDING
+
+
+async def test_mark_dead_then_retry_revives(store: SqliteOutboxStore) -> None:
+    delivery_id = await store.enqueue(make_delivery())
+    await store.record_progress(delivery_id, 1)
+    await store.reschedule(delivery_id, T0, "timeout")
+    died_at = T0 + timedelta(minutes=1)
+
+    await store.mark_dead(delivery_id, "content_too_long", died_at)
+
+    [dead] = await store.list(DeliveryStatus.DEAD)
+    assert (dead.id, dead.last_error, dead.finished_at) == (
+        delivery_id,
+        "content_too_long",
+        died_at,
+    )
+    assert await store.count(DeliveryStatus.DEAD) == 1
+    assert await store.claim_due(T0 + timedelta(days=1), limit=10, lease=timedelta(minutes=1)) == []
+
+    revived_at = T0 + timedelta(hours=1)
+    assert await store.retry(delivery_id, revived_at) is True
+
+    [claimed] = await store.claim_due(revived_at, limit=10, lease=timedelta(minutes=1))
+    assert claimed.id == delivery_id
+    assert (claimed.status, claimed.attempts, claimed.next_attempt_at) == (
+        DeliveryStatus.PENDING,
+        0,
+        revived_at,
+    )
+    assert claimed.last_error == "content_too_long"  # history for the operator
+    assert claimed.finished_at is None
+    assert claimed.parts_sent == 1  # parts WeCom accepted are never resent
+    assert await store.count(DeliveryStatus.DEAD) == 0
+
+
+async def test_retry_of_a_pending_row_makes_it_due_now(store: SqliteOutboxStore) -> None:
+    delivery_id = await store.enqueue(make_delivery())
+    await store.reschedule(delivery_id, T0 + timedelta(hours=2), "rate_limited")
+
+    assert await store.retry(delivery_id, T0 + timedelta(minutes=1)) is True
+
+    [claimed] = await store.claim_due(T0 + timedelta(minutes=1), limit=1, lease=timedelta(minutes=1))
+    assert claimed.attempts == 0
+
+
+async def test_retry_does_not_break_a_lease_in_flight(store: SqliteOutboxStore) -> None:
+    delivery_id = await store.enqueue(make_delivery())
+    await store.claim_due(T0, limit=1, lease=timedelta(minutes=5))
+
+    assert await store.retry(delivery_id, T0 + timedelta(seconds=1)) is True
+
+    assert await store.claim_due(T0 + timedelta(seconds=1), limit=1, lease=timedelta(minutes=5)) == []
+
+
+async def test_retry_unknown_or_sent_is_false(store: SqliteOutboxStore) -> None:
+    assert await store.retry(424242, T0) is False
+    delivery_id = await store.enqueue(make_delivery())
+    await store.mark_sent(delivery_id, T0)
+    assert await store.retry(delivery_id, T0) is False
+    assert await store.count(DeliveryStatus.SENT) == 1
+
+
+async def test_list_filters_by_status_newest_first(store: SqliteOutboxStore) -> None:
+    ids = [await store.enqueue(make_delivery(request_id=f"r{i}")) for i in range(5)]
+    await store.mark_sent(ids[0], T0)
+    await store.mark_dead(ids[1], "bad", T0)
+    await store.mark_sent(ids[3], T0)
+
+    assert [d.id for d in await store.list()] == ids[::-1]
+    assert [d.id for d in await store.list(limit=2)] == [ids[4], ids[3]]
+    assert [d.id for d in await store.list(DeliveryStatus.SENT)] == [ids[3], ids[0]]
+    assert [d.id for d in await store.list(DeliveryStatus.DEAD)] == [ids[1]]
+    assert [d.id for d in await store.list(DeliveryStatus.PENDING)] == [ids[4], ids[2]]
+    assert await store.count(DeliveryStatus.PENDING) == 2
+
+
+async def test_delete_finished_prunes_old_sent_rows_only(store: SqliteOutboxStore) -> None:
+    old_sent, new_sent, old_dead, pending = [await store.enqueue(make_delivery()) for _ in range(4)]
+    await store.mark_sent(old_sent, T0)
+    await store.mark_sent(new_sent, T0 + timedelta(days=8))
+    await store.mark_dead(old_dead, "bad", T0)
+
+    assert await store.delete_finished(T0 + timedelta(days=7)) == 1
+
+    assert {d.id for d in await store.list()} == {new_sent, old_dead, pending}
+    # Ids are never reused after pruning.
+    assert await store.enqueue(make_delivery()) > pending
+
+
+# -- failures -------------------------------------------------------------------------
+
+
+async def test_disk_full_fails_the_whole_batch_and_the_store_recovers(
+    store: SqliteOutboxStore,
+) -> None:
+    db = private_connection(store)
+    async with db.execute("PRAGMA page_count") as cur:
+        row = await cur.fetchone()
+    assert row is not None
+    pages = row[0]
+    # Room for a few more rows only: the batch fails part-way through.
+    await db.execute(f"PRAGMA max_page_count = {pages + 3}")
+    big = make_group(note="x" * 3000)
+
+    results = await asyncio.gather(
+        *(store.enqueue(make_delivery(group=big, request_id=f"r{i}")) for i in range(20)),
+        return_exceptions=True,
+    )
+
+    assert all(isinstance(r, StoreError) for r in results), results
+    assert "full" in str(results[0])
+    assert await store.count(DeliveryStatus.PENDING) == 0, "a failed batch left rows behind"
+    commits_before = store.commits
+
+    await db.execute("PRAGMA max_page_count = 1073741823")
+    ids = await asyncio.gather(*(store.enqueue(make_delivery(group=big)) for _ in range(20)))
+
+    assert len(set(ids)) == 20
+    assert store.commits > commits_before
+    assert await store.count(DeliveryStatus.PENDING) == 20
+
+
+async def test_locked_database_is_a_store_error_and_the_store_recovers(db_path: Path) -> None:
+    store = SqliteOutboxStore(db_path, busy_timeout=timedelta(milliseconds=50))
+    await store.open()
+    kept = await store.enqueue(make_delivery())
+    other = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+
+        with pytest.raises(StoreError, match="locked"):
+            await store.enqueue(make_delivery())
+        with pytest.raises(StoreError, match="locked"):
+            await store.claim_due(T0, limit=10, lease=timedelta(minutes=1))
+        with pytest.raises(StoreError, match="locked"):
+            await store.mark_sent(kept, T0)
+
+        other.execute("ROLLBACK")
+
+        new_id = await store.enqueue(make_delivery())
+        claimed = await store.claim_due(T0, limit=10, lease=timedelta(minutes=1))
+        assert [d.id for d in claimed] == [kept, new_id]
+    finally:
+        other.close()
+        await store.close()
+
+
+async def test_open_failure_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    store = SqliteOutboxStore(tmp_path / "a-file" / "outbox.db")  # parent is not a directory
+    with pytest.raises(StoreError):
+        await store.open()
+
+
+async def test_not_a_database_is_a_store_error(db_path: Path) -> None:
+    db_path.write_bytes(b"this is not an sqlite database, just some junk bytes" * 100)
+    with pytest.raises(StoreError):
+        await SqliteOutboxStore(db_path).open()
+
+
+# -- schema -----------------------------------------------------------------------------
+
+
+async def test_schema_is_created_from_empty(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "nested" / "outbox.db"
+    store = SqliteOutboxStore(path)
+    await store.open()
+    await store.close()
+
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 1
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(deliveries)")}
+        assert {
+            "id",
+            "receiver",
+            "channel",
+            "recipients",
+            "alert_group",
+            "request_id",
+            "accepted_at",
+            "status",
+            "attempts",
+            "parts_sent",
+            "next_attempt_at",
+            "lease_until",
+            "last_error",
+            "finished_at",
+        } <= columns
+        indexes = {row[1] for row in conn.execute("PRAGMA index_list(deliveries)")}
+        assert "deliveries_due" in indexes
+    finally:
+        conn.close()
+
+    # Reopening an up-to-date database runs no migration again.
+    again = SqliteOutboxStore(path)
+    await again.open()
+    await again.close()
+
+
+async def test_newer_schema_is_refused(db_path: Path) -> None:
+    conn = sqlite3.connect(db_path)
+    try:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    finally:
+        conn.close()
+    with pytest.raises(StoreError, match="newer"):
+        await SqliteOutboxStore(db_path).open()
+
+
+async def test_connection_is_configured_for_durability(store: SqliteOutboxStore) -> None:
+    db = private_connection(store)
+    values = {}
+    for pragma in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout"):
+        async with db.execute(f"PRAGMA {pragma}") as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        values[pragma] = row[0]
+    assert values == {
+        "journal_mode": "wal",
+        "synchronous": 2,
+        "foreign_keys": 1,
+        "busy_timeout": 5000,
+    }
