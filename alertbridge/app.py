@@ -1,0 +1,128 @@
+"""The composition root: builds every concrete object from one ``Config``.
+
+Nothing else in alertbridge constructs stores, clients or channels; they are
+created here (in the lifespan, so they are opened and closed with the server)
+and passed down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator
+from typing import TextIO
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from alertbridge import __version__
+from alertbridge.channels import Channel
+from alertbridge.channels.registry import build_channel
+from alertbridge.config import Config
+from alertbridge.dispatcher import Dispatcher
+from alertbridge.errors import ConfigError, TemplateError
+from alertbridge.render import Renderer
+from alertbridge.stores import OutboxStore
+from alertbridge.stores.sqlite import SqliteOutboxStore
+from alertbridge.web.auth import WebhookAuthenticator
+from alertbridge.web.health import healthz
+from alertbridge.web.ingest import WebhookIngest
+from alertbridge.wecom.client import WeComClient, quiet_http_loggers
+
+log = logging.getLogger(__name__)
+
+
+def build_renderer(config: Config, source: str) -> Renderer:
+    """A renderer with every receiver's template compiled and smoke-rendered.
+
+    Raises:
+        ConfigError: a receiver's template is missing or broken.
+    """
+    renderer = Renderer(timezone=config.server.tz, templates_dir=config.templates.dir)
+    problems: list[tuple[str, str]] = []
+    for name, receiver in config.receivers.items():
+        try:
+            renderer.check(receiver.template, config.language_of(name), receiver.msgtype)
+        except TemplateError as exc:
+            problems.append((f"receivers.{name}.template", str(exc)))
+    if problems:
+        raise ConfigError(source, problems)
+    return renderer
+
+
+def new_http_client(config: Config) -> httpx.AsyncClient:
+    timeout = config.wecom.timeout.total_seconds()
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+        headers={"User-Agent": f"alertbridge/{__version__}"},
+        follow_redirects=False,
+    )
+
+
+def build_channels(config: Config, client: WeComClient, out: TextIO) -> dict[str, Channel]:
+    return {
+        name: build_channel(name, receiver, apps=config.wecom.apps, client=client, out=out)
+        for name, receiver in config.receivers.items()
+    }
+
+
+def create_app(
+    config: Config,
+    *,
+    config_source: str = "config",
+    out: TextIO | None = None,
+    store: OutboxStore | None = None,
+) -> Starlette:
+    """The ASGI app. Raises ``ConfigError`` for templates that do not render.
+
+    ``store`` replaces the one the config names (tests inject failures with it).
+    """
+    quiet_http_loggers()
+    renderer = build_renderer(config, config_source)
+    outbox: OutboxStore = store if store is not None else SqliteOutboxStore(config.store.sqlite_path)
+    http = new_http_client(config)
+    client = WeComClient(http, config.wecom.api_base)
+    stream = out if out is not None else sys.stdout
+    dispatcher = Dispatcher(
+        config=config,
+        store=outbox,
+        channels=build_channels(config, client, stream),
+        renderer=renderer,
+    )
+    ingest = WebhookIngest(
+        config, outbox, WebhookAuthenticator(config.webhook_auth), on_enqueued=dispatcher.wake
+    )
+    running: list[asyncio.Task[None]] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await outbox.open()
+        await outbox.release_leases()
+        task = asyncio.create_task(dispatcher.run(), name="dispatcher")
+        running.append(task)
+        log.info("alertbridge_started version=%s receivers=%s", __version__, ",".join(config.receivers))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await http.aclose()
+            await outbox.close()
+
+    async def readyz(request: Request) -> PlainTextResponse:
+        if not running or running[-1].done():
+            return PlainTextResponse("dispatcher not running\n", status_code=503)
+        return PlainTextResponse("ok\n")
+
+    routes = [
+        Route("/alertmanager/{receiver}", ingest.alertmanager, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -1,0 +1,186 @@
+"""The dispatcher: claims due deliveries from the outbox and sends them.
+
+Runs as one task in the app's lifespan. For each delivery it renders the
+group (against the time it was accepted, so a re-render after a crash yields
+the same parts), sends the parts not yet sent in order, and records progress
+after each so a restart never re-sends an accepted part. All retry policy
+lives here: channels only say whether a failure is transient or permanent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+
+from alertbridge.backoff import retry_delay
+from alertbridge.channels import Channel
+from alertbridge.config import Config
+from alertbridge.errors import DeliveryError, StoreError, TemplateError, TransientDeliveryError
+from alertbridge.render import Renderer
+from alertbridge.stores import Delivery, OutboxStore
+
+log = logging.getLogger(__name__)
+
+# A claimed delivery is ours for this long; it must exceed the slowest send
+# of all parts, or another claimer could pick it up while we still work on it.
+LEASE = timedelta(minutes=10)
+# Upper bound on sleeping: also picks up rows changed by `alertbridge outbox retry`.
+POLL_INTERVAL = 1.0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        store: OutboxStore,
+        channels: Mapping[str, Channel],
+        renderer: Renderer,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._channels = channels
+        self._renderer = renderer
+        self._clock = clock
+        self._rand = rand
+        self._wake = asyncio.Event()
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._slots = config.delivery.concurrency
+
+    def wake(self) -> None:
+        """Called after an enqueue so new deliveries go out without waiting for a poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Claim and send until cancelled; in-flight sends are cancelled with it."""
+        try:
+            while True:
+                self._wake.clear()
+                claimed = await self._claim()
+                for delivery in claimed:
+                    task = asyncio.create_task(self._deliver_guarded(delivery))
+                    self._inflight[delivery.id] = task
+                    task.add_done_callback(functools.partial(self._done, delivery.id))
+                if not claimed or len(self._inflight) >= self._slots:
+                    await self._sleep()
+        finally:
+            for task in list(self._inflight.values()):
+                task.cancel()
+            if self._inflight:
+                await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+
+    def _done(self, delivery_id: int, _task: asyncio.Task[None]) -> None:
+        self._inflight.pop(delivery_id, None)
+        self._wake.set()
+
+    async def _claim(self) -> list[Delivery]:
+        free = self._slots - len(self._inflight)
+        if free <= 0:
+            return []
+        try:
+            claimed = await self._store.claim_due(self._clock(), free, LEASE)
+        except StoreError as exc:
+            log.error("outbox_claim_failed error=%s", exc)
+            return []
+        return [d for d in claimed if d.id not in self._inflight]
+
+    async def _sleep(self) -> None:
+        timeout = POLL_INTERVAL
+        try:
+            due = await self._store.next_due_at()
+        except StoreError:
+            due = None
+        if due is not None:
+            timeout = min(timeout, max(0.0, (due - self._clock()).total_seconds()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+    async def _deliver_guarded(self, delivery: Delivery) -> None:
+        try:
+            await self.deliver(delivery)
+        except asyncio.CancelledError:
+            raise
+        except StoreError as exc:
+            # The send may have happened; the lease expiring brings the
+            # delivery back, and WeCom's duplicate check hides a re-send.
+            log.error("outbox_update_failed delivery=%d error=%s", delivery.id, exc)
+        except Exception as exc:
+            # A bug in one delivery must neither kill the dispatcher nor lose
+            # the delivery: log it and retry it like a transient failure.
+            log.exception("delivery_crashed delivery=%d", delivery.id)
+            try:
+                await self._retry_or_dead(delivery, f"internal error: {type(exc).__name__}", 0.0)
+            except StoreError as store_exc:
+                log.error("outbox_update_failed delivery=%d error=%s", delivery.id, store_exc)
+
+    async def deliver(self, delivery: Delivery) -> None:
+        receiver = self._config.receivers.get(delivery.receiver)
+        channel = self._channels.get(delivery.receiver)
+        if receiver is None or channel is None:
+            await self._dead(delivery, f"receiver {delivery.receiver!r} is no longer configured")
+            return
+        try:
+            messages = self._renderer.render(
+                delivery.group,
+                template=receiver.template,
+                language=self._config.language_of(delivery.receiver),
+                msgtype=receiver.msgtype,
+                channel=channel.kind,
+                now=delivery.accepted_at,
+            )
+        except TemplateError as exc:
+            await self._dead(delivery, str(exc))
+            return
+        for index in range(delivery.parts_sent, len(messages)):
+            try:
+                receipt = await channel.send(messages[index], delivery.recipients)
+            except DeliveryError as exc:
+                if isinstance(exc, TransientDeliveryError):
+                    await self._retry_or_dead(delivery, f"{exc.reason}: {exc}", exc.min_delay)
+                else:
+                    await self._dead(delivery, f"{exc.reason}: {exc}")
+                return
+            log.info(
+                "message_sent delivery=%d receiver=%s part=%d/%d msgid=%s",
+                delivery.id,
+                delivery.receiver,
+                index + 1,
+                len(messages),
+                receipt.msgid or "-",
+            )
+            await self._store.record_progress(delivery.id, index + 1)
+        await self._store.mark_sent(delivery.id, self._clock())
+
+    async def _retry_or_dead(self, delivery: Delivery, error: str, min_delay: float) -> None:
+        now = self._clock()
+        delivery_config = self._config.delivery
+        if now - delivery.accepted_at >= delivery_config.max_age:
+            await self._dead(delivery, f"gave up after {delivery.attempts + 1} attempts: {error}")
+            return
+        delay = retry_delay(
+            delivery.attempts + 1,
+            initial=delivery_config.initial_backoff,
+            maximum=delivery_config.max_backoff,
+            min_delay=min_delay,
+            rand=self._rand,
+        )
+        log.warning(
+            "delivery_retry delivery=%d receiver=%s attempt=%d in=%.1fs error=%s",
+            delivery.id,
+            delivery.receiver,
+            delivery.attempts + 1,
+            delay.total_seconds(),
+            error,
+        )
+        await self._store.reschedule(delivery.id, now + delay, error)
+
+    async def _dead(self, delivery: Delivery, reason: str) -> None:
+        log.error("delivery_dead delivery=%d receiver=%s reason=%s", delivery.id, delivery.receiver, reason)
+        await self._store.mark_dead(delivery.id, reason, self._clock())

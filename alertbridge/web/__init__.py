@@ -1,0 +1,1 @@
+"""HTTP endpoints: the webhook ingest and health checks."""

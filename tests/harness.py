@@ -1,0 +1,189 @@
+"""Run alertbridge as users do: a real ``alertbridge serve`` process on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class AlertbridgeProcess:
+    """``alertbridge serve`` in a subprocess with its own config and data dir.
+
+    stdout (where the console channel prints) and stderr (logs) go to files in
+    the work dir so tests can read them after the process is gone.
+    """
+
+    def __init__(self, workdir: Path, config_body: str, env: dict[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.config_path = workdir / "alertbridge.toml"
+        self.db_path = workdir / "data" / "alertbridge.db"
+        self.config_path.write_text(
+            f'[server]\nlisten = "127.0.0.1:{self.port}"\n'
+            f'[store]\nurl = "sqlite:///{self.db_path}"\n' + config_body,
+            encoding="utf-8",
+        )
+        self.env = {**os.environ, **(env or {})}
+        self.stdout_path = workdir / "stdout.log"
+        self.stderr_path = workdir / "stderr.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> AlertbridgeProcess:
+        with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "alertbridge", "serve", "-c", str(self.config_path)],
+                stdout=out,
+                stderr=err,
+                cwd=self.workdir,
+                env=self.env,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"alertbridge exited with {self.proc.returncode}:\n{self.stderr()}")
+            try:
+                if httpx.get(f"{self.base_url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"alertbridge did not become ready:\n{self.stderr()}")
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no chance to clean up."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(encoding="utf-8", errors="replace")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_for_stdout(self, text: str, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self.stdout()
+            if text in out:
+                return out
+            time.sleep(0.05)
+        raise AssertionError(
+            f"{text!r} not printed within {timeout}s; stdout:\n{self.stdout()}\nstderr:\n{self.stderr()}"
+        )
+
+
+def require_binary(name: str) -> str:
+    """Path of a tool a test needs; a skip locally, a failure under CI=true."""
+    import shutil
+
+    import pytest
+
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (CI installs it in .ci/run)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+class AlertmanagerProcess:
+    """The real Alertmanager (Debian ``prometheus-alertmanager``) on loopback."""
+
+    def __init__(self, workdir: Path, webhook_url: str, bearer_token: str | None = None) -> None:
+        self.binary = require_binary("prometheus-alertmanager")
+        self.workdir = workdir
+        self.port = free_port()
+        auth = ""
+        if bearer_token:
+            auth = (
+                "        http_config:\n"
+                "          authorization:\n"
+                "            type: Bearer\n"
+                f"            credentials: {bearer_token}\n"
+            )
+        self.config_path = workdir / "alertmanager.yml"
+        self.config_path.write_text(
+            "route:\n"
+            "  receiver: alertbridge\n"
+            "  group_by: [alertname]\n"
+            "  group_wait: 1s\n"
+            "  group_interval: 1s\n"
+            "  repeat_interval: 1h\n"
+            "receivers:\n"
+            "  - name: alertbridge\n"
+            "    webhook_configs:\n"
+            f"      - url: {webhook_url}\n"
+            "        send_resolved: true\n" + auth,
+            encoding="utf-8",
+        )
+        self.log_path = workdir / "alertmanager.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> AlertmanagerProcess:
+        (self.workdir / "am-data").mkdir(exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    self.binary,
+                    f"--config.file={self.config_path}",
+                    f"--storage.path={self.workdir / 'am-data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    f"--web.external-url=http://127.0.0.1:{self.port}",
+                    "--cluster.listen-address=",
+                ],
+                stdout=log,
+                stderr=log,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"alertmanager exited: {self.log_path.read_text()}")
+            try:
+                if httpx.get(f"{self.base_url}/-/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.kill()
+        raise RuntimeError(f"alertmanager not ready: {self.log_path.read_text()}")
+
+    def post_alerts(self, alerts: list[dict[str, object]]) -> None:
+        response = httpx.post(f"{self.base_url}/api/v2/alerts", json=alerts, timeout=5)
+        response.raise_for_status()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)

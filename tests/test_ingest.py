@@ -1,0 +1,197 @@
+"""``POST /alertmanager/{receiver}`` on a real uvicorn server: every status code."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from alertbridge.app import create_app
+from alertbridge.config import Config, parse_config
+from alertbridge.errors import StoreError
+from alertbridge.stores import NewDelivery
+from alertbridge.stores.sqlite import SqliteOutboxStore
+from alertbridge.testing.server import ServerThread
+
+DATA = Path(__file__).parent / "data" / "alertmanager"
+FIRING = (DATA / "firing.json").read_bytes()
+RESOLVED = (DATA / "resolved.json").read_bytes()
+TOKEN = "webhook-token-0123456789"
+
+
+def make_config(tmp_path: Path, **receivers: dict[str, object]) -> Config:
+    data = {
+        "server": {"max_body_bytes": 64 * 1024},
+        "store": {"url": f"sqlite:///{tmp_path / 'outbox.db'}"},
+        "webhook_auth": {"bearer_token": TOKEN, "basic_auth": {"username": "am", "password": "pw-123456"}},
+        "receivers": receivers or {"console": {"channel": "console"}},
+    }
+    return parse_config(data, {}, "test.toml")
+
+
+class FailingStore(SqliteOutboxStore):
+    """A real store whose commits can be made to fail, as a full or read-only disk does."""
+
+    failing = False
+
+    async def enqueue(self, delivery: NewDelivery) -> int:
+        if self.failing:
+            raise StoreError("database or disk is full")
+        return await super().enqueue(delivery)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, FailingStore, io.StringIO]]:
+    config = make_config(
+        tmp_path,
+        console={"channel": "console"},
+        quiet={"channel": "console", "send_resolved": False},
+    )
+    store = FailingStore(config.store.sqlite_path)
+    out = io.StringIO()
+    with ServerThread(create_app(config, out=out, store=store)) as running:
+        yield running.base_url, store, out
+
+
+def post(base_url: str, path: str, body: bytes, **headers: str) -> httpx.Response:
+    headers.setdefault("Authorization", f"Bearer {TOKEN}")
+    headers.setdefault("Content-Type", "application/json")
+    return httpx.post(f"{base_url}{path}", content=body, headers=headers, timeout=10)
+
+
+def stored_rows(tmp_path: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(tmp_path / "outbox.db") as db:
+        return db.execute("SELECT receiver, request_id FROM deliveries ORDER BY id").fetchall()
+
+
+def test_200_only_after_the_delivery_is_committed(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    base_url, _, _ = server
+    response = post(base_url, "/alertmanager/console", FIRING)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["status"] == "accepted"
+    # Read back through a second connection: the row is on disk when we hear 200.
+    assert ("console", answer["request_id"]) in stored_rows(tmp_path)
+
+
+def test_basic_auth_is_accepted_too(server) -> None:  # type: ignore[no-untyped-def]
+    base_url, _, _ = server
+    credentials = base64.b64encode(b"am:pw-123456").decode()
+    assert (
+        post(base_url, "/alertmanager/console", FIRING, Authorization=f"Basic {credentials}").status_code
+        == 200
+    )
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    ["", "Bearer wrong", f"Bearer {TOKEN}x", f"Basic {base64.b64encode(b'am:nope').decode()}"],
+)
+def test_401_without_valid_credentials(server, tmp_path: Path, authorization: str) -> None:  # type: ignore[no-untyped-def]
+    base_url, _, _ = server
+    response = post(base_url, "/alertmanager/console", FIRING, Authorization=authorization)
+    assert response.status_code == 401
+    assert TOKEN not in response.text
+    assert stored_rows(tmp_path) == []
+
+
+def test_401_comes_before_404_so_receiver_names_do_not_leak(server) -> None:  # type: ignore[no-untyped-def]
+    base_url, _, _ = server
+    assert post(base_url, "/alertmanager/nope", FIRING, Authorization="").status_code == 401
+
+
+def test_404_unknown_receiver(server) -> None:  # type: ignore[no-untyped-def]
+    base_url, _, _ = server
+    response = post(base_url, "/alertmanager/nope", FIRING)
+    assert response.status_code == 404
+    assert "nope" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{", "not valid JSON"),
+        (b"[]", "must be a JSON object"),
+        (json.dumps({"version": "4"}).encode(), "required field is missing"),
+        (FIRING.replace(b'"version": "4"', b'"version": "5"'), "version"),
+    ],
+)
+def test_400_malformed_with_a_one_line_reason(server, tmp_path: Path, body: bytes, reason: str) -> None:  # type: ignore[no-untyped-def]
+    base_url, _, _ = server
+    response = post(base_url, "/alertmanager/console", body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert reason in error and "\n" not in error
+    assert stored_rows(tmp_path) == []
+
+
+def test_413_over_max_body_bytes(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    base_url, _, _ = server
+    response = post(base_url, "/alertmanager/console", b" " * (64 * 1024 + 1))
+    assert response.status_code == 413
+    assert "max_body_bytes" in response.json()["error"]
+
+    # Also when the client does not declare a length (chunked upload).
+    def chunks() -> Iterator[bytes]:
+        for _ in range(80):
+            yield b" " * 1024
+
+    chunked = httpx.post(
+        f"{base_url}/alertmanager/console",
+        content=chunks(),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert chunked.status_code == 413
+    assert stored_rows(tmp_path) == []
+
+
+def test_415_wrong_content_type(server) -> None:  # type: ignore[no-untyped-def]
+    base_url, _, _ = server
+    response = post(
+        base_url, "/alertmanager/console", FIRING, **{"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert response.status_code == 415
+
+
+def test_503_when_the_store_cannot_commit_then_recovers(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    base_url, store, _ = server
+    store.failing = True
+    response = post(base_url, "/alertmanager/console", FIRING)
+    assert response.status_code == 503
+    assert stored_rows(tmp_path) == []
+    store.failing = False
+    assert post(base_url, "/alertmanager/console", FIRING).status_code == 200
+
+
+def test_send_resolved_false_drops_resolved_only_groups(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    base_url, _, _ = server
+    response = post(base_url, "/alertmanager/quiet", RESOLVED)
+    assert response.status_code == 200
+    assert response.json()["status"] == "dropped"
+    assert stored_rows(tmp_path) == []
+    # A mixed group keeps only its firing alerts.
+    mixed = post(base_url, "/alertmanager/quiet", (DATA / "partially-resolved.json").read_bytes())
+    assert mixed.status_code == 200 and mixed.json()["status"] == "accepted"
+
+
+def test_only_post_is_allowed(server) -> None:  # type: ignore[no-untyped-def]
+    base_url, _, _ = server
+    assert httpx.get(f"{base_url}/alertmanager/console", timeout=10).status_code == 405
+
+
+def test_accepted_notification_reaches_the_console(server) -> None:  # type: ignore[no-untyped-def]
+    base_url, _, out = server
+    assert post(base_url, "/alertmanager/console", FIRING).status_code == 200
+    deadline = time.monotonic() + 10
+    while "E2EHighLatency" not in out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    printed = out.getvalue()
+    assert "E2EHighLatency" in printed and "api-1:9100" in printed and "api-2:9100" in printed
