@@ -1,0 +1,249 @@
+"""The ``alertbridge`` command.
+
+    serve         run the service
+    check-config  validate a config file, compile and smoke-render its templates
+    render        print the messages a payload would produce, with byte counts
+    send-test     send a sample alert to one receiver through the real client
+    outbox        list deliveries, or retry a dead one
+
+Exit codes: 0 ok, 1 a check or send failed, 2 usage error (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from alertbridge import __version__
+from alertbridge.config import Config, ReceiverConfig, load_config
+from alertbridge.errors import AlertbridgeError, DeliveryError
+from alertbridge.stores import DeliveryStatus
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        result: int = args.run(args)
+    except AlertbridgeError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alertbridge", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"alertbridge {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, run: object, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("-c", "--config", required=True, type=Path, help="the TOML config file")
+        sub.set_defaults(run=run)
+        return sub
+
+    command("serve", _serve, "run the service")
+    command("check-config", _check_config, "validate a config file and its templates")
+    render = command("render", _render, "print the messages a webhook payload would produce")
+    render.add_argument("--receiver", required=True)
+    render.add_argument("--payload", required=True, type=Path, help="an Alertmanager webhook JSON file")
+    send = command("send-test", _send_test, "send a sample alert to a receiver through the real path")
+    send.add_argument("--receiver", required=True)
+
+    outbox = commands.add_parser("outbox", help="inspect and retry deliveries")
+    outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
+    listing = outbox_commands.add_parser("list", help="list deliveries, newest first")
+    listing.add_argument("-c", "--config", required=True, type=Path)
+    listing.add_argument("--dead", action="store_true", help="only dead letters")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.set_defaults(run=_outbox_list)
+    retry = outbox_commands.add_parser("retry", help="make a dead delivery due again")
+    retry.add_argument("-c", "--config", required=True, type=Path)
+    retry.add_argument("id", type=int)
+    retry.set_defaults(run=_outbox_retry)
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(args.config, os.environ)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from alertbridge.app import create_app
+    from alertbridge.logs import configure_logging
+
+    config = _load(args)
+    configure_logging(config.secrets(), sys.stderr)
+    app = create_app(config, config_source=str(args.config), out=sys.stdout)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.server.host,
+            port=config.server.port,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            lifespan="on",
+        )
+    )
+    server.run()
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from alertbridge.app import build_renderer
+
+    config = _load(args)
+    build_renderer(config, str(args.config))
+    print(
+        f"{args.config}: OK ({len(config.receivers)} receivers, {len(config.wecom.apps)} WeCom apps; "
+        "every template compiled and rendered against sample data)"
+    )
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from alertbridge.app import build_renderer
+    from alertbridge.sources import alertmanager
+
+    config = _load(args)
+    receiver = _receiver(config, args.receiver)
+    renderer = build_renderer(config, str(args.config))
+    try:
+        body = args.payload.read_bytes()
+    except OSError as exc:
+        print(f"{args.payload}: cannot read: {exc.strerror}", file=sys.stderr)
+        return 1
+    group = alertmanager.parse(body)
+    messages = renderer.render(
+        group,
+        template=receiver.template,
+        language=config.language_of(args.receiver),
+        msgtype=receiver.msgtype,
+        channel=receiver.channel,
+        now=datetime.now(UTC),
+    )
+    for message in messages:
+        _print_message(
+            sys.stdout,
+            message.part,
+            message.parts,
+            message.msgtype,
+            message.byte_count,
+            message.limit,
+            message.content,
+        )
+    return 0
+
+
+def _print_message(
+    out: TextIO, part: int, parts: int, msgtype: str, size: int, limit: int, body: str
+) -> None:
+    out.write(f"----- message {part}/{parts} · {msgtype} · {size}/{limit} bytes -----\n{body}\n")
+
+
+def _send_test(args: argparse.Namespace) -> int:
+    config = _load(args)
+    _receiver(config, args.receiver)
+    return asyncio.run(_send_test_async(config, args))
+
+
+async def _send_test_async(config: Config, args: argparse.Namespace) -> int:
+    from alertbridge.app import build_renderer, new_http_client
+    from alertbridge.channels.registry import build_channel
+    from alertbridge.logs import configure_logging
+    from alertbridge.message import Recipients
+    from alertbridge.render import sample_group
+    from alertbridge.web.ingest import recipients_of
+    from alertbridge.wecom.client import WeComClient
+
+    configure_logging(config.secrets(), sys.stderr)
+    receiver = config.receivers[args.receiver]
+    renderer = build_renderer(config, str(args.config))
+    now = datetime.now(UTC)
+    messages = renderer.render(
+        sample_group(now),
+        template=receiver.template,
+        language=config.language_of(args.receiver),
+        msgtype=receiver.msgtype,
+        channel=receiver.channel,
+        now=now,
+    )
+    recipients: Recipients = recipients_of(receiver)
+    async with new_http_client(config) as http:
+        client = WeComClient(http, config.wecom.api_base)
+        channel = build_channel(
+            args.receiver, receiver, apps=config.wecom.apps, client=client, out=sys.stdout
+        )
+        for message in messages:
+            try:
+                receipt = await channel.send(message, recipients)
+            except DeliveryError as exc:
+                kind = "retryable" if exc.retryable else "permanent"
+                print(f"FAILED part {message.part}/{message.parts} ({kind}, {exc.reason}): {exc}")
+                return 1
+            print(
+                f"sent part {message.part}/{message.parts} to {args.receiver} "
+                f"({message.byte_count}/{message.limit} bytes, msgid {receipt.msgid or '-'})"
+            )
+    return 0
+
+
+def _receiver(config: Config, name: str) -> ReceiverConfig:
+    if name not in config.receivers:
+        known = ", ".join(sorted(config.receivers)) or "none"
+        raise SystemExit(f"no receiver {name!r} in the config (configured: {known})")
+    return config.receivers[name]
+
+
+def _outbox_list(args: argparse.Namespace) -> int:
+    from alertbridge.stores.sqlite import SqliteOutboxStore
+
+    config = _load(args)
+
+    async def run() -> int:
+        store = SqliteOutboxStore(config.store.sqlite_path)
+        await store.open()
+        try:
+            rows = await store.list(DeliveryStatus.DEAD if args.dead else None, args.limit)
+        finally:
+            await store.close()
+        header = f"{'ID':>6}  {'STATUS':7}  {'RECEIVER':16}  {'ATTEMPTS':>8}  {'ACCEPTED (UTC)':19}"
+        print(f"{header}  ALERTS  LAST ERROR")
+        for d in rows:
+            print(
+                f"{d.id:>6}  {d.status.value:7}  {d.receiver[:16]:16}  {d.attempts:>8}  "
+                f"{d.accepted_at:%Y-%m-%d %H:%M:%S}  {len(d.group.alerts):>6}  {d.last_error or ''}"
+            )
+        if not rows:
+            print("(none)")
+        return 0
+
+    return asyncio.run(run())
+
+
+def _outbox_retry(args: argparse.Namespace) -> int:
+    from alertbridge.stores.sqlite import SqliteOutboxStore
+
+    config = _load(args)
+
+    async def run() -> int:
+        store = SqliteOutboxStore(config.store.sqlite_path)
+        await store.open()
+        try:
+            found = await store.retry(args.id, datetime.now(UTC))
+        finally:
+            await store.close()
+        if not found:
+            print(f"no delivery with id {args.id}", file=sys.stderr)
+            return 1
+        print(f"delivery {args.id} is due again; a running alertbridge sends it within a second")
+        return 0
+
+    return asyncio.run(run())
