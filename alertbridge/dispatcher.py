@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=10)
 # Upper bound on sleeping: also picks up rows changed by `alertbridge outbox retry`.
 POLL_INTERVAL = 1.0
+PRUNE_INTERVAL = timedelta(hours=1)
 
 
 class Dispatcher:
@@ -53,6 +54,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._slots = config.delivery.concurrency
+        self._next_prune: datetime | None = None
 
     def wake(self) -> None:
         """Called after an enqueue so new deliveries go out without waiting for a poll."""
@@ -63,6 +65,7 @@ class Dispatcher:
         try:
             while True:
                 self._wake.clear()
+                await self._prune_if_due()
                 claimed = await self._claim()
                 for delivery in claimed:
                     task = asyncio.create_task(self._deliver_guarded(delivery))
@@ -79,6 +82,19 @@ class Dispatcher:
     def _done(self, delivery_id: int, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(delivery_id, None)
         self._wake.set()
+
+    async def _prune_if_due(self) -> None:
+        now = self._clock()
+        if self._next_prune is not None and now < self._next_prune:
+            return
+        self._next_prune = now + PRUNE_INTERVAL
+        try:
+            pruned = await self._store.delete_finished(now - self._config.store.retention)
+        except StoreError as exc:
+            log.error("outbox_prune_failed error=%s", exc)
+            return
+        if pruned:
+            log.info("outbox_pruned deliveries=%d", pruned)
 
     async def _claim(self) -> list[Delivery]:
         free = self._slots - len(self._inflight)

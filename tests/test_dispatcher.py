@@ -1,0 +1,181 @@
+"""The dispatcher against a real SQLite outbox and renderer, with scripted channels."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from alertbridge.channels import Receipt
+from alertbridge.config import Config, parse_config
+from alertbridge.dispatcher import Dispatcher
+from alertbridge.errors import PermanentDeliveryError, TransientDeliveryError
+from alertbridge.message import RenderedMessage, Recipients
+from alertbridge.render import Renderer
+from alertbridge.sources import alertmanager
+from alertbridge.stores import DeliveryStatus, NewDelivery
+from alertbridge.stores.sqlite import SqliteOutboxStore
+
+DATA = Path(__file__).parent / "data" / "alertmanager"
+T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+class ScriptedChannel:
+    """Fails the calls whose number is in ``failures`` with the given error."""
+
+    kind = "app"
+
+    def __init__(self, failures: dict[int, Exception] | None = None) -> None:
+        self.failures = failures or {}
+        self.calls = 0
+        self.sent: list[RenderedMessage] = []
+
+    async def send(self, message: RenderedMessage, recipients: Recipients) -> Receipt:
+        self.calls += 1
+        if self.calls in self.failures:
+            raise self.failures[self.calls]
+        self.sent.append(message)
+        return Receipt(msgid=str(self.calls))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def make_config(tmp_path: Path) -> Config:
+    return parse_config(
+        {
+            "store": {"url": f"sqlite:///{tmp_path / 'o.db'}", "retention": "1d"},
+            "delivery": {"max_age": "1h", "initial_backoff": "10s", "max_backoff": "1m"},
+            "receivers": {"r": {"channel": "console", "msgtype": "markdown"}},
+        },
+        {},
+        "t",
+    )
+
+
+def big_group(alerts: int = 30):  # type: ignore[no-untyped-def]
+    data = json.loads((DATA / "firing.json").read_text(encoding="utf-8"))
+    template = data["alerts"][0]
+    data["alerts"] = [
+        {**template, "labels": {**template["labels"], "instance": f"host-{i:02d}-" + "x" * 60}, "fingerprint": f"{i:016x}"}
+        for i in range(alerts)
+    ]
+    return alertmanager.parse(json.dumps(data).encode())
+
+
+@pytest.fixture
+async def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    outbox = SqliteOutboxStore(tmp_path / "o.db")
+    await outbox.open()
+    yield outbox
+    await outbox.close()
+
+
+async def enqueue(store: SqliteOutboxStore, group) -> int:  # type: ignore[no-untyped-def]
+    return await store.enqueue(
+        NewDelivery(receiver="r", channel="console", recipients=Recipients(), group=group, request_id="q", accepted_at=T0)
+    )
+
+
+def make_dispatcher(tmp_path: Path, store: SqliteOutboxStore, channel: ScriptedChannel, clock: Clock) -> Dispatcher:
+    config = make_config(tmp_path)
+    return Dispatcher(
+        config=config,
+        store=store,
+        channels={"r": channel},
+        renderer=Renderer(timezone=config.server.tz),
+        clock=clock,
+        rand=lambda: 1.0,
+    )
+
+
+async def claim_and_deliver(dispatcher: Dispatcher, store: SqliteOutboxStore, clock: Clock) -> None:
+    for delivery in await store.claim_due(clock(), 10, timedelta(minutes=10)):
+        await dispatcher.deliver(delivery)
+
+
+async def test_a_split_group_resumes_at_the_part_that_failed(tmp_path: Path, store) -> None:  # type: ignore[no-untyped-def]
+    clock = Clock()
+    channel = ScriptedChannel({2: TransientDeliveryError("busy", reason="system_busy")})
+    dispatcher = make_dispatcher(tmp_path, store, channel, clock)
+    delivery_id = await enqueue(store, big_group())
+
+    await claim_and_deliver(dispatcher, store, clock)
+    [row] = await store.list()
+    assert row.status is DeliveryStatus.PENDING and row.parts_sent == 1 and row.attempts == 1
+    assert row.next_attempt_at == T0 + timedelta(seconds=10)
+    parts = channel.sent[0].parts
+    assert parts > 2
+
+    clock.now += timedelta(seconds=10)
+    await claim_and_deliver(dispatcher, store, clock)
+    [row] = await store.list()
+    assert row.id == delivery_id and row.status is DeliveryStatus.SENT
+    # Every part exactly once, in order, despite the retry.
+    assert [m.part for m in channel.sent] == list(range(1, parts + 1))
+
+
+async def test_permanent_failure_dead_letters_at_once(tmp_path: Path, store) -> None:  # type: ignore[no-untyped-def]
+    clock = Clock()
+    channel = ScriptedChannel({1: PermanentDeliveryError("81013 all recipients invalid", reason="bad_recipients")})
+    await enqueue(store, big_group(1))
+    await claim_and_deliver(make_dispatcher(tmp_path, store, channel, clock), store, clock)
+    [row] = await store.list()
+    assert row.status is DeliveryStatus.DEAD
+    assert row.last_error is not None and "bad_recipients" in row.last_error
+
+
+async def test_rate_limit_delay_is_honoured(tmp_path: Path, store) -> None:  # type: ignore[no-untyped-def]
+    clock = Clock()
+    channel = ScriptedChannel({1: TransientDeliveryError("45009", reason="rate_limited", min_delay=60)})
+    await enqueue(store, big_group(1))
+    await claim_and_deliver(make_dispatcher(tmp_path, store, channel, clock), store, clock)
+    [row] = await store.list()
+    assert row.next_attempt_at == T0 + timedelta(seconds=60)
+
+
+async def test_transient_failures_past_max_age_become_dead(tmp_path: Path, store) -> None:  # type: ignore[no-untyped-def]
+    clock = Clock()
+    failures: dict[int, Exception] = {n: TransientDeliveryError("busy", reason="system_busy") for n in range(1, 100)}
+    dispatcher = make_dispatcher(tmp_path, store, ScriptedChannel(failures), clock)
+    await enqueue(store, big_group(1))
+    for _ in range(200):
+        [row] = await store.list()
+        if row.status is DeliveryStatus.DEAD:
+            break
+        clock.now = max(clock.now, row.next_attempt_at)
+        await claim_and_deliver(dispatcher, store, clock)
+    assert row.status is DeliveryStatus.DEAD
+    assert row.last_error is not None and row.last_error.startswith("gave up after")
+    assert clock.now - T0 >= timedelta(hours=1)
+
+
+async def test_receiver_removed_from_config_is_dead_lettered_not_dropped(tmp_path: Path, store) -> None:  # type: ignore[no-untyped-def]
+    clock = Clock()
+    await store.enqueue(
+        NewDelivery(receiver="gone", channel="app", recipients=Recipients(), group=big_group(1), request_id="q", accepted_at=T0)
+    )
+    await claim_and_deliver(make_dispatcher(tmp_path, store, ScriptedChannel(), clock), store, clock)
+    [row] = await store.list()
+    assert row.status is DeliveryStatus.DEAD and "no longer configured" in (row.last_error or "")
+
+
+async def test_sent_rows_are_pruned_after_retention_dead_ones_kept(tmp_path: Path, store) -> None:  # type: ignore[no-untyped-def]
+    clock = Clock()
+    channel = ScriptedChannel({2: PermanentDeliveryError("bad", reason="invalid_parameter")})
+    dispatcher = make_dispatcher(tmp_path, store, channel, clock)
+    await enqueue(store, big_group(1))
+    await enqueue(store, big_group(1))
+    await claim_and_deliver(dispatcher, store, clock)
+    assert {r.status for r in await store.list()} == {DeliveryStatus.SENT, DeliveryStatus.DEAD}
+
+    clock.now += timedelta(days=1, seconds=1)
+    await dispatcher._prune_if_due()
+    assert [r.status for r in await store.list()] == [DeliveryStatus.DEAD]
