@@ -25,6 +25,7 @@ from alertbridge.testing.fake_wecom import (
     DEFAULT_SECRET,
     GETTOKEN,
     MESSAGE_SEND,
+    UPDATE_TEMPLATE_CARD,
     WEBHOOK_SEND,
     FakeApp,
     FakeWeCom,
@@ -533,7 +534,7 @@ async def test_http_control_and_inspection(http: httpx.AsyncClient, fake: FakeWe
     assert [d["reason"] for d in (await http.get("/_fake/dropped")).json()] == ["duplicate"]
     stats = (await http.get("/_fake/stats")).json()
     assert stats["gettoken_calls"] == 1
-    assert stats["requests"] == {GETTOKEN: 1, MESSAGE_SEND: 2, WEBHOOK_SEND: 1}
+    assert stats["requests"] == {GETTOKEN: 1, MESSAGE_SEND: 2, UPDATE_TEMPLATE_CARD: 0, WEBHOOK_SEND: 1}
     assert (stats["delivered"], stats["dropped"]) == (2, 1)
 
     fault = {"endpoint": MESSAGE_SEND, "errcode": 45033, "times": 1}

@@ -15,7 +15,18 @@ tests run against the same checks WeCom would apply:
   answered ok but not delivered again;
 - per app and member at most 30 messages a minute and 1000 an hour; the
   excess is answered ok and **silently dropped**, as WeCom does;
-- per robot at most 20 messages a minute, then 45009.
+- per robot at most 20 messages a minute, then 45009;
+- template cards (docs §4.3): ``task_id`` format (``[A-Za-z0-9_-@]``, at most
+  128 bytes) and uniqueness per app (40058), required for interaction cards;
+  ``button_interaction`` needs ``main_title.title`` or ``sub_title_text``
+  (42033) and 1-6 buttons with a ``text`` (42038) and a unique ``key`` of at
+  most 1024 bytes (42039); interaction cards are answered with a fresh
+  ``response_code``;
+- ``message/update_template_card`` (docs §4.4): same token and agentid checks
+  as message/send; the ``response_code`` must be one the fake issued for this
+  app, unused and younger than ``response_code_lifetime`` (24 h), else 60140;
+  each code works **once**. ``new_response_code_for(task_id)`` mints the fresh
+  code WeCom puts into each click callback.
 
 Tests inject faults (an errcode, an HTTP status, a delay) per endpoint, expire
 all tokens, and inspect what was delivered or dropped, from Python or over
@@ -40,7 +51,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from starlette.applications import Starlette
@@ -52,8 +63,9 @@ from alertbridge.testing.server import ServerThread
 
 GETTOKEN = "gettoken"
 MESSAGE_SEND = "message/send"
+UPDATE_TEMPLATE_CARD = "message/update_template_card"
 WEBHOOK_SEND = "webhook/send"
-ENDPOINTS = (GETTOKEN, MESSAGE_SEND, WEBHOOK_SEND)
+ENDPOINTS = (GETTOKEN, MESSAGE_SEND, UPDATE_TEMPLATE_CARD, WEBHOOK_SEND)
 
 DEFAULT_CORP_ID = "ww0000fakecorp"
 DEFAULT_SECRET = "fake-app-secret-0123456789"
@@ -68,6 +80,19 @@ MEMBER_PER_HOUR = 1000
 ROBOT_PER_MINUTE = 20
 DEFAULT_DUPLICATE_INTERVAL = 1800
 MAX_DUPLICATE_INTERVAL = 4 * 3600
+# The send-answer field description says 24 h, the 2025 update page 72 h
+# (docs §4.4): the fake holds to the stricter one.
+RESPONSE_CODE_LIFETIME = 24 * 3600
+
+CARD_TYPES = frozenset(
+    {"text_notice", "news_notice", "button_interaction", "vote_interaction", "multiple_interaction"}
+)
+# Cards that call back and are answered with a response_code; they need a task_id.
+INTERACTION_CARD_TYPES = frozenset({"button_interaction", "vote_interaction", "multiple_interaction"})
+TASK_ID_LIMIT = 128
+BUTTON_LIMIT = 6
+BUTTON_KEY_LIMIT = 1024
+_TASK_ID = re.compile(r"[A-Za-z0-9_\-@]+")
 
 APP_MSGTYPES = frozenset(
     {
@@ -170,6 +195,9 @@ class Message:
     mentioned: tuple[str, ...] = ()
     mentioned_mobiles: tuple[str, ...] = ()
     reason: str = ""  # why it was dropped: duplicate, member_minute_limit, member_hour_limit
+    # Template cards: the card's task_id and the response_code the send answered with.
+    task_id: str = ""
+    response_code: str = ""
 
     @property
     def recipients(self) -> tuple[str, ...]:
@@ -177,6 +205,48 @@ class Message:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class CardUpdate:
+    """One accepted ``message/update_template_card`` call.
+
+    Exactly one of ``replace_name`` (the buttons were greyed out with this
+    label) and ``template_card`` (the card was replaced) is set. ``task_id``
+    is that of the card the response_code belongs to. ``timestamp`` is
+    wall-clock seconds.
+    """
+
+    agent_id: int
+    task_id: str
+    response_code: str
+    userids: tuple[str, ...]
+    partyids: tuple[str, ...]
+    tagids: tuple[str, ...]
+    atall: bool
+    replace_name: str | None
+    template_card: Mapping[str, Any] | None
+    body: Mapping[str, Any]
+    timestamp: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class _IssuedCode:
+    agent_id: int
+    task_id: str
+    issued_at: float
+    used: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _CardCheck:
+    """What the send path needs to know about a valid template card."""
+
+    task_id: str
+    interactive: bool
 
 
 @dataclass(slots=True)
@@ -226,6 +296,7 @@ class FakeWeCom:
         tags: Iterable[str] | None = None,
         unlicensed_users: Iterable[str] = (),
         token_lifetime: int = 7200,
+        response_code_lifetime: float = RESPONSE_CODE_LIFETIME,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
         seed: int | None = None,
@@ -237,6 +308,7 @@ class FakeWeCom:
         self.tags = None if tags is None else frozenset(tags)
         self.unlicensed_users = _folded(unlicensed_users) or frozenset()
         self.token_lifetime = token_lifetime
+        self.response_code_lifetime = response_code_lifetime
         self._clock = clock
         self._wall_clock = wall_clock
         self._random = random.Random(seed)
@@ -282,8 +354,25 @@ class FakeWeCom:
         with self._lock:
             self._disabled_robots.add(key)
 
+    def new_response_code_for(self, task_id: str, *, agent_id: int | None = None) -> str:
+        """Mint a fresh one-use response_code for the card ``task_id``, as WeCom puts
+        one into every ``template_card_event`` callback.
+
+        ``agent_id`` picks the app when several sent a card with this task_id.
+
+        Raises:
+            ValueError: no card (or more than one) with this task_id was sent.
+        """
+        with self._lock:
+            owners = [a for (a, t) in self._task_ids if t == task_id and agent_id in (None, a)]
+            if len(owners) != 1:
+                found = "no card" if not owners else "cards of several apps"
+                raise ValueError(f"{found} with task_id {task_id!r} was sent; pass agent_id")
+            return self._issue_code(owners[0], task_id)
+
     def reset(self) -> None:
-        """Forget messages, counters, faults, rate windows and duplicate memory.
+        """Forget messages, card task ids and response codes, counters, faults,
+        rate windows and duplicate memory.
 
         Issued tokens stay valid, so clients holding one keep working.
         """
@@ -296,6 +385,11 @@ class FakeWeCom:
         """Delivered messages, oldest first, optionally of one endpoint."""
         with self._lock:
             return [m for m in self._delivered if endpoint is None or m.endpoint == endpoint]
+
+    def card_updates(self) -> list[CardUpdate]:
+        """Accepted ``message/update_template_card`` calls, oldest first."""
+        with self._lock:
+            return list(self._card_updates)
 
     def dropped(self) -> list[Message]:
         """Messages answered ok but not delivered (duplicates, per-member rate limits)."""
@@ -343,14 +437,26 @@ class FakeWeCom:
         self._member_sends: dict[tuple[int, str], deque[float]] = {}
         self._robot_sends: dict[str, deque[float]] = {}
         self._seen_bodies: dict[tuple[int, str], tuple[float, str]] = {}
+        self._task_ids: set[tuple[int, str]] = set()
+        self._response_codes: dict[str, _IssuedCode] = {}
+        self._card_updates: list[CardUpdate] = []
+
+    def _issue_code(self, agent_id: int, task_id: str) -> str:
+        """Record and return a fresh response_code (call with the lock held)."""
+        code = secrets.token_urlsafe(32)
+        self._response_codes[code] = _IssuedCode(agent_id, task_id, self._clock())
+        return code
 
     def _routes(self) -> list[Route]:
         return [
             Route("/cgi-bin/gettoken", self._gettoken, methods=["GET"]),
             Route("/cgi-bin/message/send", self._message_send, methods=["POST"]),
+            Route("/cgi-bin/message/update_template_card", self._update_template_card, methods=["POST"]),
             Route("/cgi-bin/webhook/send", self._webhook_send, methods=["POST"]),
             Route("/_fake/messages", self._http_messages, methods=["GET"]),
             Route("/_fake/dropped", self._http_dropped, methods=["GET"]),
+            Route("/_fake/card-updates", self._http_card_updates, methods=["GET"]),
+            Route("/_fake/response-codes", self._http_response_codes, methods=["POST"]),
             Route("/_fake/stats", self._http_stats, methods=["GET"]),
             Route("/_fake/reset", self._http_reset, methods=["POST"]),
             Route("/_fake/faults", self._http_faults, methods=["POST", "DELETE"]),
@@ -431,6 +537,7 @@ class FakeWeCom:
         if agent_id != app.agent_id:
             raise _Reject(301002, "not allow operate another agent with this accesstoken")
         msgtype, content = _app_content(body)
+        card = _check_card(body["template_card"], sent=True) if msgtype == "template_card" else None
         wanted = _Recipients(
             users=_ids(body, "touser", 1000),
             parties=_ids(body, "toparty", 100),
@@ -459,15 +566,80 @@ class FakeWeCom:
                 body=body,
                 timestamp=self._wall_clock(),
                 agent_id=agent_id,
+                task_id=card.task_id if card is not None else "",
             )
             if msgid is not None:
+                # An identical request in the interval: not delivered, so its
+                # task_id is not taken again and no new response_code issued.
                 self._dropped.append(_replace(record, msgid, valid, reason="duplicate"))
             else:
+                if card is not None and card.task_id:
+                    if (agent_id, card.task_id) in self._task_ids:
+                        raise _Reject(40058, f"invalid Request Parameter, task_id {card.task_id} exist")
+                    self._task_ids.add((agent_id, card.task_id))
+                if card is not None and card.interactive:
+                    response_code = self._issue_code(agent_id, card.task_id)
+                    answer["response_code"] = response_code
+                    record = replace(record, response_code=response_code)
                 msgid = _new_msgid()
                 self._remember_body(agent_id, body, now, msgid)
                 self._deliver_app(record, msgid, valid, now)
         answer["msgid"] = msgid
         return JSONResponse(answer)
+
+    async def _update_template_card(self, request: Request) -> Response:
+        early = await self._begin(UPDATE_TEMPLATE_CARD, request)
+        if early is not None:
+            return early
+        try:
+            app = self._authorize(request.query_params.get("access_token", ""))
+            body = _parse_body(await request.body())
+            return self._accept_card_update(app, body)
+        except _Reject as reject:
+            return _answer(reject.errcode, reject.errmsg)
+
+    def _accept_card_update(self, app: FakeApp, body: dict[str, Any]) -> Response:
+        agent_id = _agent_id(body.get("agentid"))
+        if agent_id is None:
+            raise _Reject(40056, "invalid agentid")
+        if agent_id != app.agent_id:
+            raise _Reject(301002, "not allow operate another agent with this accesstoken")
+        code = body.get("response_code")
+        if not isinstance(code, str) or not code:
+            raise _Reject(40058, "invalid Request Parameter, response_code is missing")
+        userids = _id_list(body, "userids", 1000)
+        partyids = _id_list(body, "partyids", 100)
+        tagids = _id_list(body, "tagids", 100)
+        atall = body.get("atall", 0)
+        if atall not in (0, 1) or isinstance(atall, bool):
+            raise _Reject(40058, "invalid Request Parameter, atall must be 0 or 1")
+        replace_name, new_card = _card_replacement(body)
+        with self._lock:
+            issued = self._response_codes.get(code)
+            now = self._clock()
+            if issued is None or issued.agent_id != agent_id:
+                raise _Reject(60140, "invalid response_code")
+            if issued.used:
+                raise _Reject(60140, "invalid response_code, response_code has been used")
+            if now - issued.issued_at >= self.response_code_lifetime:
+                raise _Reject(60140, "invalid response_code, response_code expired")
+            issued.used = True
+            self._card_updates.append(
+                CardUpdate(
+                    agent_id=agent_id,
+                    task_id=issued.task_id,
+                    response_code=code,
+                    userids=userids,
+                    partyids=partyids,
+                    tagids=tagids,
+                    atall=atall == 1,
+                    replace_name=replace_name,
+                    template_card=new_card,
+                    body=body,
+                    timestamp=self._wall_clock(),
+                )
+            )
+        return JSONResponse({"errcode": 0, "errmsg": "ok", "invaliduser": []})
 
     def _resolve(self, wanted: _Recipients) -> tuple[_Recipients, _Recipients, list[str]]:
         """Split recipients into (deliverable, invalid, unlicensed)."""
@@ -568,6 +740,21 @@ class FakeWeCom:
     async def _http_dropped(self, request: Request) -> Response:
         return JSONResponse([m.to_json() for m in self.dropped()])
 
+    async def _http_card_updates(self, request: Request) -> Response:
+        return JSONResponse([u.to_json() for u in self.card_updates()])
+
+    async def _http_response_codes(self, request: Request) -> Response:
+        """POST ``{"task_id", "agent_id"?}``: mint a callback response_code (``new_response_code_for``)."""
+        try:
+            data = json.loads(await request.body())
+            agent_id = data.get("agent_id")
+            code = self.new_response_code_for(
+                str(data["task_id"]), agent_id=None if agent_id is None else int(agent_id)
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
+        return JSONResponse({"ok": True, "response_code": code})
+
     async def _http_stats(self, request: Request) -> Response:
         return JSONResponse(self.stats())
 
@@ -658,6 +845,92 @@ def _app_content(body: Mapping[str, Any]) -> tuple[str, str | None]:
     return msgtype, content
 
 
+def _check_card(card: Mapping[str, Any], *, sent: bool) -> _CardCheck:
+    """Validate a template card as message/send does (``sent``) or as a replacement card.
+
+    The errcodes are those of the WeCom errcode table for template cards
+    (42033 title, 42038 button text, 42039 button key); task_id problems and
+    counts have no specific errcode there and get the generic 40058.
+    """
+    card_type = card.get("card_type")
+    if not isinstance(card_type, str) or card_type not in CARD_TYPES:
+        raise _Reject(42031, "Template_Card.CardType invalid")
+    interactive = card_type in INTERACTION_CARD_TYPES
+    task_id = card.get("task_id", "")
+    if not isinstance(task_id, str):
+        raise _Reject(40058, "invalid Request Parameter, task_id must be a string")
+    if not task_id and sent and (interactive or "action_menu" in card):
+        raise _Reject(40058, f"invalid Request Parameter, task_id is required for {card_type}")
+    if task_id and (not _TASK_ID.fullmatch(task_id) or len(task_id.encode("utf-8")) > TASK_ID_LIMIT):
+        raise _Reject(40058, "invalid Request Parameter, task_id must be at most 128 bytes of [A-Za-z0-9_-@]")
+    if card_type == "button_interaction":
+        _check_title(card)
+        _check_buttons(card.get("button_list"))
+    return _CardCheck(task_id, interactive)
+
+
+def _check_title(card: Mapping[str, Any]) -> None:
+    main_title = card.get("main_title")
+    title = main_title.get("title") if isinstance(main_title, dict) else None
+    sub_title = card.get("sub_title_text")
+    if not (isinstance(title, str) and title) and not (isinstance(sub_title, str) and sub_title):
+        raise _Reject(42033, "Template_Card.main_title.title or sub_title_text is required")
+
+
+def _check_buttons(buttons: object) -> None:
+    if not isinstance(buttons, list) or not 1 <= len(buttons) <= BUTTON_LIMIT:
+        raise _Reject(40058, f"invalid Request Parameter, button_list must hold 1-{BUTTON_LIMIT} buttons")
+    keys: set[str] = set()
+    for button in buttons:
+        if not isinstance(button, dict):
+            raise _Reject(40058, "invalid Request Parameter, button_list items must be objects")
+        text = button.get("text")
+        if not isinstance(text, str) or not text:
+            raise _Reject(42038, "Template_Card.button_list.text missing or invalid")
+        button_type = button.get("type", 0)
+        if button_type not in (0, 1) or isinstance(button_type, bool):
+            raise _Reject(40058, "invalid Request Parameter, button_list.type must be 0 or 1")
+        if button_type == 1:
+            url = button.get("url")
+            if not isinstance(url, str) or not url:
+                raise _Reject(42028, "Template_Card.button_list.url missing")
+            continue
+        key = button.get("key")
+        if not isinstance(key, str) or not key or len(key.encode("utf-8")) > BUTTON_KEY_LIMIT:
+            raise _Reject(42039, "Template_Card.button_list.key missing or invalid")
+        if key in keys:
+            raise _Reject(42039, f"Template_Card.button_list.key {key} duplicated")
+        keys.add(key)
+
+
+def _card_replacement(body: Mapping[str, Any]) -> tuple[str | None, Mapping[str, Any] | None]:
+    """(replace_name, template_card) of an update: exactly one of ``button`` and ``template_card``."""
+    button, card = body.get("button"), body.get("template_card")
+    if (button is None) == (card is None):
+        raise _Reject(40058, "invalid Request Parameter, give either button or template_card")
+    if button is not None:
+        name = button.get("replace_name") if isinstance(button, dict) else None
+        if not isinstance(name, str) or not name:
+            raise _Reject(40058, "invalid Request Parameter, button.replace_name is missing")
+        return name, None
+    if not isinstance(card, dict):
+        raise _Reject(40058, "invalid Request Parameter, template_card must be an object")
+    _check_card(card, sent=False)
+    return None, card
+
+
+def _id_list(body: Mapping[str, Any], key: str, limit: int) -> tuple[str, ...]:
+    """A list of ids (strings or numbers) as update_template_card takes them."""
+    value = body.get(key, [])
+    if not isinstance(value, list) or not all(
+        isinstance(v, str | int) and not isinstance(v, bool) for v in value
+    ):
+        raise _Reject(40058, f"invalid Request Parameter, {key} must be a list of ids")
+    if len(value) > limit:
+        raise _Reject(40058, f"invalid Request Parameter, {key} exceeds {limit} ids")
+    return tuple(str(v) for v in value)
+
+
 def _ids(body: Mapping[str, Any], key: str, limit: int) -> list[str]:
     value = body.get(key, "")
     if not isinstance(value, str):
@@ -719,14 +992,9 @@ def _canonical(body: Mapping[str, Any]) -> str:
 
 
 def _replace(record: Message, msgid: str, recipients: _Recipients, *, reason: str = "") -> Message:
-    return Message(
-        endpoint=record.endpoint,
-        msgtype=record.msgtype,
-        content=record.content,
-        body=record.body,
-        timestamp=record.timestamp,
+    return replace(
+        record,
         msgid=msgid,
-        agent_id=record.agent_id,
         to_user=tuple(recipients.users),
         to_party=tuple(recipients.parties),
         to_tag=tuple(recipients.tags),

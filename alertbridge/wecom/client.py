@@ -1,4 +1,5 @@
-"""The WeCom API client: app messages (``message/send``) and group robots (``webhook/send``).
+"""The WeCom API client: app messages (``message/send``, ``message/update_template_card``)
+and group robots (``webhook/send``).
 
 One ``httpx.AsyncClient`` per process is passed in; the composition root
 creates it with timeouts and closes it. The client keeps one access-token
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 GETTOKEN = "/cgi-bin/gettoken"
 MESSAGE_SEND = "/cgi-bin/message/send"
+UPDATE_TEMPLATE_CARD = "/cgi-bin/message/update_template_card"
 WEBHOOK_SEND = "/cgi-bin/webhook/send"
 
 _REDACTED = "[REDACTED]"
@@ -64,6 +66,9 @@ class AppSendResult:
     invalid_party: tuple[str, ...] = ()
     invalid_tag: tuple[str, ...] = ()
     unlicensed_user: tuple[str, ...] = ()
+    # Only for button/vote/multiple interaction cards: the one-use code that
+    # lets message/update_template_card change the card for its recipients.
+    response_code: str = ""
 
     @property
     def partial(self) -> bool:
@@ -108,27 +113,14 @@ class WeComClient:
                 refresh with a bad secret or corp id.
         """
         payload = {**body, "agentid": app.agent_id}
-        cache = self._token_cache(app_name, app)
-        token = await cache.get()
-        answer = await self._post(MESSAGE_SEND, {"access_token": token}, payload, secrets=(token,))
-        if is_token_error(answer.errcode):
-            logger.info(
-                "wecom_token_rejected app=%s errcode=%d: refreshing and replaying once",
-                app_name,
-                answer.errcode,
-            )
-            cache.invalidate(token)
-            self.token_replays += 1
-            token = await cache.get()
-            answer = await self._post(MESSAGE_SEND, {"access_token": token}, payload, secrets=(token,))
-        if answer.errcode != ErrCode.OK:
-            raise api_error(answer.errcode, answer.errmsg, MESSAGE_SEND)
+        answer = await self._app_call(app_name, app, MESSAGE_SEND, payload)
         result = AppSendResult(
             msgid=str(answer.data.get("msgid", "")),
             invalid_user=_split(answer.data.get("invaliduser")),
             invalid_party=_split(answer.data.get("invalidparty")),
             invalid_tag=_split(answer.data.get("invalidtag")),
             unlicensed_user=_split(answer.data.get("unlicenseduser")),
+            response_code=_string(answer.data.get("response_code")),
         )
         if result.partial:
             self.partial_deliveries += 1
@@ -144,6 +136,27 @@ class WeComClient:
             )
         return result
 
+    async def update_template_card(
+        self, app_name: str, app: WeComAppConfig, body: Mapping[str, object]
+    ) -> None:
+        """Update a sent template card (``message/update_template_card``, docs §4.4).
+
+        ``body`` is the request JSON without ``agentid``: the ``response_code``
+        from the send answer or a click callback, the recipients (``userids``,
+        ``partyids``, ``tagids``, ``atall``) and either ``button.replace_name``
+        (grey out the buttons with that label) or a whole new ``template_card``.
+        Token errors are replayed once, as for ``send_app_message``; the replay
+        is safe because a rejected token means WeCom did not use the code.
+
+        Raises:
+            PermanentWeComAPIError: 60140 (``ErrCode.INVALID_RESPONSE_CODE``,
+                reason ``invalid_response_code``) when the code was already used
+                or has expired, and every other permanent errcode.
+            TransientDeliveryError: a retryable errcode or a transport failure.
+        """
+        payload = {**body, "agentid": app.agent_id}
+        await self._app_call(app_name, app, UPDATE_TEMPLATE_CARD, payload)
+
     async def send_robot_message(self, key: str, body: Mapping[str, object]) -> None:
         """Send one group-robot message (``body`` is the webhook/send JSON).
 
@@ -154,6 +167,33 @@ class WeComClient:
         answer = await self._post(WEBHOOK_SEND, {"key": key}, body, secrets=(key,))
         if answer.errcode != ErrCode.OK:
             raise api_error(answer.errcode, answer.errmsg, WEBHOOK_SEND)
+
+    async def _app_call(
+        self, app_name: str, app: WeComAppConfig, endpoint: str, payload: Mapping[str, object]
+    ) -> _Answer:
+        """POST ``payload`` to an app endpoint with the app's access token.
+
+        On an invalid or expired token (40014, 42001) the token is dropped and
+        the request replayed exactly once with a fresh one; any other non-zero
+        errcode (or the replay's) is raised.
+        """
+        cache = self._token_cache(app_name, app)
+        token = await cache.get()
+        answer = await self._post(endpoint, {"access_token": token}, payload, secrets=(token,))
+        if is_token_error(answer.errcode):
+            logger.info(
+                "wecom_token_rejected app=%s endpoint=%s errcode=%d: refreshing and replaying once",
+                app_name,
+                endpoint,
+                answer.errcode,
+            )
+            cache.invalidate(token)
+            self.token_replays += 1
+            token = await cache.get()
+            answer = await self._post(endpoint, {"access_token": token}, payload, secrets=(token,))
+        if answer.errcode != ErrCode.OK:
+            raise api_error(answer.errcode, answer.errmsg, endpoint)
+        return answer
 
     def _token_cache(self, app_name: str, app: WeComAppConfig) -> AccessTokenCache:
         secret = app.secret.get_secret_value()
@@ -269,6 +309,11 @@ def _scrub(text: str, secrets: tuple[str, ...]) -> str:
         for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
             text = text.replace(form, _REDACTED)
     return text
+
+
+def _string(value: object) -> str:
+    """A string field of an answer, "" when absent or of another type."""
+    return value if isinstance(value, str) else ""
 
 
 def _split(value: object) -> tuple[str, ...]:

@@ -29,6 +29,15 @@ class ErrCode(IntEnum):
     INVALID_PARAMETER = 40058
     ACCESS_TOKEN_MISSING = 41001
     ACCESS_TOKEN_EXPIRED = 42001
+    # Button errcodes of the legacy task card (任务卡片), worded without a card
+    # type in the errcode table; template cards document 42038/42039 instead.
+    BUTTON_KEY_NOT_FOUND = 42017
+    INVALID_BUTTON_KEY = 42018
+    BUTTON_KEY_MISSING = 42019
+    BUTTON_NAME_MISSING = 42020
+    INVALID_CARD_BUTTON_TEXT = 42038
+    INVALID_CARD_BUTTON_KEY = 42039
+    CALLBACK_URL_REQUIRED = 43012
     CONTENT_EMPTY = 44004
     CONTENT_TOO_LONG = 45002
     FREQUENCY_LIMIT = 45009
@@ -38,6 +47,7 @@ class ErrCode(IntEnum):
     OUT_OF_VISIBILITY = 60011
     IP_NOT_ALLOWED = 60020
     INVALID_USER = 60111
+    INVALID_RESPONSE_CODE = 60140
     ALL_RECIPIENTS_INVALID = 81013
     NO_RECIPIENTS = 82001
     ROBOT_INVALID = 93000
@@ -123,6 +133,25 @@ RULES: dict[int, Rule] = {
         hint="add the recipients to the app's visible range (可见范围) in the WeCom admin console",
     ),
     ErrCode.IP_NOT_ALLOWED: Rule(Action.FAIL, "ip_not_allowed", hint=_TRUSTED_IP_HINT),
+    ErrCode.BUTTON_KEY_NOT_FOUND: Rule(Action.FAIL, "invalid_card_button"),
+    ErrCode.INVALID_BUTTON_KEY: Rule(Action.FAIL, "invalid_card_button"),
+    ErrCode.BUTTON_KEY_MISSING: Rule(Action.FAIL, "invalid_card_button"),
+    ErrCode.BUTTON_NAME_MISSING: Rule(Action.FAIL, "invalid_card_button"),
+    ErrCode.INVALID_CARD_BUTTON_TEXT: Rule(Action.FAIL, "invalid_card_button"),
+    ErrCode.INVALID_CARD_BUTTON_KEY: Rule(Action.FAIL, "invalid_card_button"),
+    ErrCode.CALLBACK_URL_REQUIRED: Rule(
+        Action.FAIL,
+        "callback_url_required",
+        hint="cards with buttons need the app's 接收消息 callback URL configured in the WeCom admin console",
+    ),
+    # A response_code works once and expires (24 h to be safe; the newest doc
+    # says 72 h): retrying the same code can never succeed.
+    ErrCode.INVALID_RESPONSE_CODE: Rule(
+        Action.FAIL,
+        "invalid_response_code",
+        hint="a response_code can update a card only once and only within about 24 hours; "
+        "use the fresh one from the latest click callback",
+    ),
     ErrCode.ALL_RECIPIENTS_INVALID: Rule(Action.FAIL, "all_recipients_invalid"),
     ErrCode.NO_RECIPIENTS: Rule(Action.FAIL, "no_recipients"),
     ErrCode.ROBOT_INVALID: Rule(
