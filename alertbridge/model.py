@@ -139,3 +139,11 @@ class AlertGroup:
             source_receiver=data.get("source_receiver", ""),
             truncated_alerts=int(data.get("truncated_alerts", 0)),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Who acknowledged an alert group, and when (shown on its later messages)."""
+
+    user: str
+    at: datetime

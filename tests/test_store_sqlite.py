@@ -22,7 +22,9 @@ from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.model import Alert, AlertGroup, Status
 from alertbridge.stores import DeliveryStatus, NewDelivery
-from alertbridge.stores.sqlite import SCHEMA_VERSION, SqliteOutboxStore, _from_us, _to_us
+from alertbridge.stores.sqlite import SCHEMA_VERSION, SqliteOutboxStore
+from alertbridge.stores.sqlite_db import from_us as _from_us
+from alertbridge.stores.sqlite_db import to_us as _to_us
 
 T0 = datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 

@@ -97,3 +97,6 @@ class OutboxStore(Protocol):
         """Make a dead (or pending) delivery due now with zero attempts; False if unknown."""
 
     async def count(self, status: DeliveryStatus) -> int: ...
+
+    async def delete_finished(self, older_than: datetime) -> int:
+        """Prune sent deliveries finished before ``older_than``; dead letters stay."""

@@ -34,7 +34,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -44,6 +44,7 @@ from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.model import AlertGroup
 from alertbridge.stores import Delivery, DeliveryStatus, NewDelivery
+from alertbridge.stores.sqlite_db import configure_connection, dumps, from_us, reason, to_us
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +85,6 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND: Final = timedelta(microseconds=1)
 
 # Rows deleted per transaction when pruning, so a large backlog of sent rows
 # never holds the lock long enough to stall webhook commits.
@@ -100,32 +99,6 @@ _INSERT: Final = (
     "INSERT INTO deliveries (receiver, channel, recipients, alert_group, request_id,"
     " accepted_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-
-
-def _to_us(value: datetime) -> int:
-    """Aware datetime → integer µs since the epoch; naive times are a bug."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"naive datetime {value!r}: the store needs timezone-aware times")
-    return (value - _EPOCH) // _MICROSECOND
-
-
-def _from_us(value: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=value)
-
-
-def _dumps(data: Any) -> str:
-    # Compact and readable in the sqlite3 shell (CJK stays CJK).
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-
-
-def _reason(exc: BaseException) -> str:
-    """A short, secret-free reason for a StoreError message."""
-    if isinstance(exc, sqlite3.Error):
-        name = getattr(exc, "sqlite_errorname", None)
-        return f"{exc} ({name})" if name else str(exc)
-    if isinstance(exc, OSError):
-        return exc.strerror or type(exc).__name__
-    return type(exc).__name__
 
 
 class _UndecodableRow(Exception):
@@ -146,13 +119,13 @@ def _to_delivery(row: Sequence[Any]) -> Delivery:
             recipients=Recipients.from_dict(json.loads(row[3])),
             group=AlertGroup.from_dict(json.loads(row[4])),
             request_id=row[5],
-            accepted_at=_from_us(row[6]),
+            accepted_at=from_us(row[6]),
             status=DeliveryStatus(row[7]),
             attempts=row[8],
             parts_sent=row[9],
-            next_attempt_at=_from_us(row[10]),
+            next_attempt_at=from_us(row[10]),
             last_error=row[11],
-            finished_at=_from_us(row[12]) if row[12] is not None else None,
+            finished_at=from_us(row[12]) if row[12] is not None else None,
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise _UndecodableRow(row[0], exc) from exc
@@ -217,7 +190,7 @@ class SqliteOutboxStore:
             # our back; every BEGIN/COMMIT below is explicit.
             db = await aiosqlite.connect(self.path, isolation_level=None)
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open {self.path}: {_reason(exc)}") from exc
+            raise StoreError(f"cannot open {self.path}: {reason(exc)}") from exc
         try:
             await self._configure(db)
             await self._migrate(db)
@@ -225,7 +198,7 @@ class SqliteOutboxStore:
             await self._close_quietly(db)
             if isinstance(exc, StoreError):
                 raise
-            raise StoreError(f"cannot open {self.path}: {_reason(exc)}") from exc
+            raise StoreError(f"cannot open {self.path}: {reason(exc)}") from exc
         self._db = db
         self._queue = asyncio.Queue()
         self._accepting = True
@@ -254,17 +227,10 @@ class SqliteOutboxStore:
                 try:
                     await db.close()
                 except (sqlite3.Error, OSError) as exc:
-                    raise StoreError(f"closing {self.path}: {_reason(exc)}") from exc
+                    raise StoreError(f"closing {self.path}: {reason(exc)}") from exc
 
     async def _configure(self, db: aiosqlite.Connection) -> None:
-        async with db.execute("PRAGMA journal_mode = WAL") as cur:
-            row = await cur.fetchone()
-        if row is None or str(row[0]).lower() != "wal":
-            raise StoreError(f"{self.path}: cannot enable WAL journal mode (got {row and row[0]!r})")
-        # FULL in WAL mode fsyncs the WAL on every commit: an acknowledged
-        # webhook survives power loss, not just a process crash.
-        await db.execute("PRAGMA synchronous = FULL")
-        await db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout / timedelta(milliseconds=1))}")
+        await configure_connection(db, self.path, self.busy_timeout)
         await db.execute("PRAGMA foreign_keys = ON")
 
     async def _migrate(self, db: aiosqlite.Connection) -> None:
@@ -296,7 +262,7 @@ class SqliteOutboxStore:
         try:
             await db.close()
         except (sqlite3.Error, OSError) as exc:
-            logger.warning("closing after failed open: %s", _reason(exc))
+            logger.warning("closing after failed open: %s", reason(exc))
 
     # -- plumbing ----------------------------------------------------------
 
@@ -313,7 +279,7 @@ class SqliteOutboxStore:
         try:
             await db.execute("ROLLBACK")
         except (sqlite3.Error, OSError) as exc:
-            logger.error("rollback failed: %s", _reason(exc))
+            logger.error("rollback failed: %s", reason(exc))
 
     @asynccontextmanager
     async def _session(self, op: str, *, write: bool) -> AsyncIterator[aiosqlite.Connection]:
@@ -335,7 +301,7 @@ class SqliteOutboxStore:
                     await db.execute("COMMIT")
             except (sqlite3.Error, OSError) as exc:
                 await self._rollback(db)
-                raise StoreError(f"{op}: {_reason(exc)}") from exc
+                raise StoreError(f"{op}: {reason(exc)}") from exc
             except BaseException:
                 await self._rollback(db)
                 raise
@@ -348,12 +314,12 @@ class SqliteOutboxStore:
             raise StoreError("enqueue: store is not open")
         # Serialize here, in the caller: a bad value fails only this caller,
         # never the batch it would have joined.
-        accepted = _to_us(delivery.accepted_at)
+        accepted = to_us(delivery.accepted_at)
         params = (
             delivery.receiver,
             delivery.channel,
-            _dumps(delivery.recipients.to_dict()),
-            _dumps(delivery.group.to_dict()),
+            dumps(delivery.recipients.to_dict()),
+            dumps(delivery.group.to_dict()),
             delivery.request_id,
             accepted,
             accepted,
@@ -423,7 +389,7 @@ class SqliteOutboxStore:
             logger.exception("outbox writer failed on a batch of %d", len(live))
             for item in live:
                 if not item.future.done():
-                    item.future.set_exception(StoreError(f"enqueue: {_reason(exc)}"))
+                    item.future.set_exception(StoreError(f"enqueue: {reason(exc)}"))
             return
         self.commits += 1
         for item, delivery_id in zip(live, ids, strict=True):
@@ -442,8 +408,8 @@ class SqliteOutboxStore:
         """
         if limit <= 0:
             return []
-        now_us = _to_us(now)
-        lease_us = _to_us(now + lease)
+        now_us = to_us(now)
+        lease_us = to_us(now + lease)
         claimed: list[Delivery] = []
         async with self._session("claim_due", write=True) as db:
             rows = await db.execute_fetchall(
@@ -487,7 +453,7 @@ class SqliteOutboxStore:
                 " FROM deliveries WHERE status = 'pending'"
             )
         value = next(iter(rows))[0]
-        return _from_us(value) if value is not None else None
+        return from_us(value) if value is not None else None
 
     async def record_progress(self, delivery_id: int, parts_sent: int) -> None:
         """Remember how many parts WeCom accepted, so a retry never resends them."""
@@ -498,7 +464,7 @@ class SqliteOutboxStore:
         async with self._session("mark_sent", write=True) as db:
             await db.execute(
                 "UPDATE deliveries SET status = 'sent', finished_at = ?, lease_until = NULL WHERE id = ?",
-                (_to_us(now), delivery_id),
+                (to_us(now), delivery_id),
             )
 
     async def reschedule(self, delivery_id: int, next_attempt_at: datetime, error: str) -> None:
@@ -507,7 +473,7 @@ class SqliteOutboxStore:
             await db.execute(
                 "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?,"
                 " last_error = ?, lease_until = NULL WHERE id = ?",
-                (_to_us(next_attempt_at), error, delivery_id),
+                (to_us(next_attempt_at), error, delivery_id),
             )
 
     async def mark_dead(self, delivery_id: int, reason: str, now: datetime) -> None:
@@ -515,7 +481,7 @@ class SqliteOutboxStore:
             await db.execute(
                 "UPDATE deliveries SET status = 'dead', last_error = ?, finished_at = ?,"
                 " lease_until = NULL WHERE id = ?",
-                (reason, _to_us(now), delivery_id),
+                (reason, to_us(now), delivery_id),
             )
 
     # -- operator side -------------------------------------------------------
@@ -553,7 +519,7 @@ class SqliteOutboxStore:
         claimed a second time. Returns False for an unknown id — and for a
         sent delivery, which there is nothing to retry for.
         """
-        now_us = _to_us(now)
+        now_us = to_us(now)
         async with (
             self._session("retry", write=True) as db,
             db.execute(
@@ -581,7 +547,7 @@ class SqliteOutboxStore:
         run in chunks, each its own transaction, so webhook commits queued
         behind the lock wait for one chunk at most.
         """
-        cutoff = _to_us(older_than)
+        cutoff = to_us(older_than)
         total = 0
         while True:
             async with (

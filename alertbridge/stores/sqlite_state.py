@@ -1,0 +1,870 @@
+"""The SQLite ``StateStore``: references, acks, silences, callback dedup,
+cards and the audit trail, in the same file as the outbox.
+
+Why it looks the way it does:
+
+* **Same file, own schema version.** One file is one thing to back up, and
+  the outbox owns ``PRAGMA user_version``; this store therefore keeps its
+  version in ``schema_versions`` (one row per component) and never touches
+  the outbox's tables. Each store has its own connection; SQLite's file lock
+  (with ``busy_timeout``) serializes their writes.
+* **Same durability and locking rules as the outbox** (see
+  ``alertbridge.stores.sqlite``): WAL + ``synchronous=FULL``, one
+  ``asyncio.Lock`` around every operation, explicit ``BEGIN IMMEDIATE`` …
+  ``COMMIT`` for writes, and ``sqlite3.Error``/``OSError`` → ``StoreError``.
+  An ack or a silence a user was told about must survive a power cut like an
+  accepted webhook does.
+* **Reference numbers are never reused.** ``#27`` is typed by people and
+  appears in old chat messages; ``AUTOINCREMENT`` guarantees a pruned
+  reference's number is never handed to a different alert group.
+* **No foreign keys.** Silence records and audit rows must outlive the
+  references they mention, and sent-index rows and cards are only written
+  for references that exist (``INSERT … SELECT``), so pruning deletes them
+  together with their reference explicitly, in one transaction.
+
+Timestamps are integer microseconds since the Unix epoch (UTC), as in the
+outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+
+import aiosqlite
+
+from alertbridge.errors import StoreError
+from alertbridge.message import Recipients
+from alertbridge.model import AlertGroup, Status
+from alertbridge.stores.sqlite_db import configure_connection, dumps, from_us, reason, to_us
+from alertbridge.stores.state import (
+    Ack,
+    AlertRef,
+    AuditEntry,
+    CardRecord,
+    RefAlert,
+    RefUpdate,
+    SilenceRecord,
+)
+
+logger = logging.getLogger(__name__)
+
+# The row of ``schema_versions`` this store owns.
+COMPONENT: Final = "state"
+
+# Each entry brings this component from version ``index`` to ``index + 1``.
+# Append, never edit: an older database replays only the steps it lacks.
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    (
+        # AUTOINCREMENT: numbers are typed by users and sit in old messages;
+        # a pruned reference's number must never name another group.
+        """
+        CREATE TABLE alert_refs (
+            ref          INTEGER PRIMARY KEY AUTOINCREMENT,
+            receiver     TEXT    NOT NULL,
+            source       TEXT    NOT NULL,
+            group_key    TEXT    NOT NULL,
+            external_url TEXT    NOT NULL,
+            title        TEXT    NOT NULL,
+            alerts       TEXT    NOT NULL,  -- JSON [{fingerprint, labels, firing}]
+            recipients   TEXT    NOT NULL,  -- JSON, Recipients.to_dict()
+            firing       INTEGER NOT NULL CHECK (firing IN (0, 1)),
+            created_at   INTEGER NOT NULL,  -- µs since epoch, UTC
+            updated_at   INTEGER NOT NULL,
+            resolved_at  INTEGER,           -- NULL while firing
+            ack_user     TEXT,              -- both NULL or both set
+            ack_at       INTEGER,
+            UNIQUE (receiver, group_key)
+        )
+        """,
+        "CREATE INDEX alert_refs_resolved ON alert_refs (resolved_at) WHERE resolved_at IS NOT NULL",
+        "CREATE INDEX alert_refs_updated ON alert_refs (updated_at, ref)",
+        # Who was sent which reference, and when last: `ack` without a number
+        # and `alerts` answer from here.
+        """
+        CREATE TABLE ref_sent (
+            user_id TEXT    NOT NULL,
+            ref     INTEGER NOT NULL,
+            sent_at INTEGER NOT NULL,
+            PRIMARY KEY (user_id, ref)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX ref_sent_user_time ON ref_sent (user_id, sent_at, ref)",
+        "CREATE INDEX ref_sent_ref ON ref_sent (ref)",
+        """
+        CREATE TABLE callback_keys (
+            key        TEXT    PRIMARY KEY,
+            expires_at INTEGER NOT NULL
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX callback_keys_expires ON callback_keys (expires_at)",
+        # ref is a plain number: a silence can outlive its reference.
+        """
+        CREATE TABLE silences (
+            silence_id TEXT    PRIMARY KEY,
+            silencer   TEXT    NOT NULL,
+            ref        INTEGER,
+            created_by TEXT    NOT NULL,
+            ends_at    INTEGER NOT NULL,
+            matchers   TEXT    NOT NULL,
+            created_at INTEGER NOT NULL,
+            via_ack    INTEGER NOT NULL CHECK (via_ack IN (0, 1)),
+            expired_at INTEGER
+        )
+        """,
+        "CREATE INDEX silences_ref ON silences (ref, ends_at)",
+        "CREATE INDEX silences_active ON silences (ends_at) WHERE expired_at IS NULL",
+        # AUTOINCREMENT: audit ids are cited by operators and never reused.
+        """
+        CREATE TABLE audit (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            at         INTEGER NOT NULL,
+            user_id    TEXT    NOT NULL,
+            action     TEXT    NOT NULL,
+            ref        INTEGER,
+            result     TEXT    NOT NULL,
+            detail     TEXT    NOT NULL,
+            silence_id TEXT
+        )
+        """,
+        "CREATE INDEX audit_at ON audit (at, id)",
+        """
+        CREATE TABLE cards (
+            task_id          TEXT    PRIMARY KEY,
+            ref              INTEGER NOT NULL,
+            app              TEXT    NOT NULL,
+            users            TEXT    NOT NULL,  -- JSON list
+            response_code    TEXT,
+            response_code_at INTEGER
+        )
+        """,
+        "CREATE INDEX cards_ref ON cards (ref)",
+    ),
+)
+
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+TITLE_MAX: Final = 80
+
+# References deleted per prune transaction: a large backlog never holds the
+# write lock long enough to stall webhook commits on the outbox connection.
+_PRUNE_CHUNK: Final = 500
+
+
+_REF_FIELDS: Final = (
+    "ref",
+    "receiver",
+    "source",
+    "group_key",
+    "external_url",
+    "title",
+    "alerts",
+    "recipients",
+    "firing",
+    "created_at",
+    "updated_at",
+    "resolved_at",
+    "ack_user",
+    "ack_at",
+)
+_REF_COLUMNS: Final = ", ".join(_REF_FIELDS)
+_R_REF_COLUMNS: Final = ", ".join(f"r.{name}" for name in _REF_FIELDS)
+
+_SILENCE_COLUMNS: Final = (
+    "silence_id, silencer, ref, created_by, ends_at, matchers, created_at, via_ack, expired_at"
+)
+_CARD_COLUMNS: Final = "task_id, ref, app, users, response_code, response_code_at"
+_AUDIT_COLUMNS: Final = "id, at, user_id, action, ref, result, detail, silence_id"
+
+
+def ref_title(group: AlertGroup) -> str:
+    """A short name for replies (``#27 HighCPU``).
+
+    The common ``alertname`` says what fires; without one (a group mixing
+    alerts) the group labels say what the group is; the group key is the
+    last resort because it is long and unreadable.
+    """
+    title = group.common_labels.get("alertname", "")
+    if not title:
+        names = {alert.labels.get("alertname", "") for alert in group.alerts}
+        if len(names) == 1:
+            title = names.pop()
+    if not title and group.group_labels:
+        title = ", ".join(f"{key}={value}" for key, value in sorted(group.group_labels.items()))
+    if not title:
+        title = group.group_key
+    if len(title) > TITLE_MAX:
+        title = title[: TITLE_MAX - 1] + "…"
+    return title
+
+
+def _frozen(mapping: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(sorted(mapping.items())))
+
+
+def _us_or_none(value: datetime | None) -> int | None:
+    return to_us(value) if value is not None else None
+
+
+def _dt_or_none(value: int | None) -> datetime | None:
+    return from_us(value) if value is not None else None
+
+
+class _Undecodable(Exception):
+    """A stored row this version cannot turn back into its dataclass."""
+
+    def __init__(self, what: str, cause: BaseException) -> None:
+        super().__init__(f"{what} is unreadable: {type(cause).__name__}: {cause}")
+
+
+_DECODE_ERRORS: Final = (ValueError, KeyError, TypeError, AttributeError)
+
+
+def _alerts_json(group: AlertGroup) -> str:
+    return dumps(
+        [
+            {
+                "fingerprint": alert.fingerprint,
+                "labels": dict(alert.labels),
+                "firing": alert.status is Status.FIRING,
+            }
+            for alert in group.alerts
+        ]
+    )
+
+
+def _decode_alerts(text: str) -> tuple[RefAlert, ...]:
+    return tuple(
+        RefAlert(
+            fingerprint=str(item["fingerprint"]),
+            labels=_frozen({str(k): str(v) for k, v in item["labels"].items()}),
+            firing=bool(item["firing"]),
+        )
+        for item in json.loads(text)
+    )
+
+
+def _to_ref(row: Sequence[Any]) -> AlertRef:
+    """Decode one row selected with ``_REF_COLUMNS``."""
+    try:
+        ack = Ack(user=row[12], at=from_us(row[13])) if row[12] is not None else None
+        return AlertRef(
+            ref=row[0],
+            receiver=row[1],
+            source=row[2],
+            group_key=row[3],
+            external_url=row[4],
+            title=row[5],
+            alerts=_decode_alerts(row[6]),
+            recipients=Recipients.from_dict(json.loads(row[7])),
+            firing=bool(row[8]),
+            created_at=from_us(row[9]),
+            updated_at=from_us(row[10]),
+            resolved_at=_dt_or_none(row[11]),
+            ack=ack,
+        )
+    except _DECODE_ERRORS as exc:
+        raise _Undecodable(f"reference #{row[0]}", exc) from exc
+
+
+def _to_silence(row: Sequence[Any]) -> SilenceRecord:
+    return SilenceRecord(
+        silence_id=row[0],
+        silencer=row[1],
+        ref=row[2],
+        created_by=row[3],
+        ends_at=from_us(row[4]),
+        matchers=row[5],
+        created_at=from_us(row[6]),
+        via_ack=bool(row[7]),
+        expired_at=_dt_or_none(row[8]),
+    )
+
+
+def _to_card(row: Sequence[Any]) -> CardRecord:
+    try:
+        users = tuple(str(u) for u in json.loads(row[3]))
+    except _DECODE_ERRORS as exc:
+        raise _Undecodable(f"card {row[0]}", exc) from exc
+    return CardRecord(
+        task_id=row[0],
+        ref=row[1],
+        app=row[2],
+        users=users,
+        response_code=row[4],
+        response_code_at=_dt_or_none(row[5]),
+    )
+
+
+def _to_audit(row: Sequence[Any]) -> AuditEntry:
+    return AuditEntry(
+        id=row[0],
+        at=from_us(row[1]),
+        user=row[2],
+        action=row[3],
+        ref=row[4],
+        result=row[5],
+        detail=row[6],
+        silence_id=row[7],
+    )
+
+
+def _decode_refs(rows: Sequence[Sequence[Any]], op: str) -> list[AlertRef]:
+    """Decode rows, leaving out (and logging) any this version cannot read,
+    so one bad row never hides every other reference from a user."""
+    refs: list[AlertRef] = []
+    for row in rows:
+        try:
+            refs.append(_to_ref(row))
+        except _Undecodable as exc:
+            logger.error("%s: %s", op, exc)
+    return refs
+
+
+class SqliteStateStore:
+    """``StateStore`` on one SQLite file (normally the outbox's file).
+
+    Like the outbox, it is meant for a single serving process; CLI tools may
+    open the same file alongside it (``list_refs``, ``list_audit``).
+    """
+
+    def __init__(self, path: Path, *, busy_timeout: timedelta = timedelta(seconds=5)) -> None:
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, configure durability, create or migrate this store's tables."""
+        if self._db is not None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: every BEGIN/COMMIT below is explicit.
+            db = await aiosqlite.connect(self.path, isolation_level=None)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open {self.path}: {reason(exc)}") from exc
+        try:
+            await self._configure(db)
+            await self._migrate(db)
+        except (sqlite3.Error, OSError, StoreError) as exc:
+            await self._close_quietly(db)
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"cannot open {self.path}: {reason(exc)}") from exc
+        self._db = db
+
+    async def close(self) -> None:
+        async with self._lock:
+            db, self._db = self._db, None
+            if db is not None:
+                try:
+                    await db.close()
+                except (sqlite3.Error, OSError) as exc:
+                    raise StoreError(f"closing {self.path}: {reason(exc)}") from exc
+
+    async def _configure(self, db: aiosqlite.Connection) -> None:
+        await configure_connection(db, self.path, self.busy_timeout)
+
+    async def _migrate(self, db: aiosqlite.Connection) -> None:
+        """Apply missing steps, one transaction each.
+
+        The version is read inside ``BEGIN IMMEDIATE``, so a server and a
+        CLI opening a fresh file at the same moment cannot both apply a step.
+        """
+        while True:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                await db.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_versions ("
+                    " component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+                )
+                async with db.execute(
+                    "SELECT version FROM schema_versions WHERE component = ?", (COMPONENT,)
+                ) as cur:
+                    row = await cur.fetchone()
+                version = int(row[0]) if row else 0
+                if version > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"{self.path}: {COMPONENT} schema version {version} is newer than this"
+                        f" alertbridge supports ({SCHEMA_VERSION}); upgrade alertbridge"
+                    )
+                if version == SCHEMA_VERSION:
+                    await db.execute("COMMIT")
+                    return
+                for statement in MIGRATIONS[version]:
+                    await db.execute(statement)
+                await db.execute(
+                    "INSERT INTO schema_versions (component, version) VALUES (?, ?)"
+                    " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                    (COMPONENT, version + 1),
+                )
+                await db.execute("COMMIT")
+            except BaseException:
+                await self._rollback(db)
+                raise
+            logger.info("migrated %s (%s) to schema version %d", self.path, COMPONENT, version + 1)
+
+    @staticmethod
+    async def _close_quietly(db: aiosqlite.Connection) -> None:
+        """Close after a failed open; the open error is the one worth raising."""
+        try:
+            await db.close()
+        except (sqlite3.Error, OSError) as exc:
+            logger.warning("closing after failed open: %s", reason(exc))
+
+    # -- plumbing ----------------------------------------------------------
+
+    @staticmethod
+    async def _rollback(db: aiosqlite.Connection) -> None:
+        """Roll back if still in a transaction; never mask the original error."""
+        if not db.in_transaction:
+            return
+        try:
+            await db.execute("ROLLBACK")
+        except (sqlite3.Error, OSError) as exc:
+            logger.error("rollback failed: %s", reason(exc))
+
+    @asynccontextmanager
+    async def _session(self, op: str, *, write: bool) -> AsyncIterator[aiosqlite.Connection]:
+        """The connection, alone, for one operation; errors become StoreError.
+
+        ``write`` wraps the operation in ``BEGIN IMMEDIATE … COMMIT``: the
+        write lock is taken up front, so every read-then-write below (the
+        previous fingerprints, the response code) is atomic against the
+        other connection too, and a busy file fails fast at BEGIN.
+        """
+        async with self._lock:
+            db = self._db
+            if db is None:
+                raise StoreError(f"{op}: store is not open")
+            try:
+                if write:
+                    await db.execute("BEGIN IMMEDIATE")
+                yield db
+                if write:
+                    await db.execute("COMMIT")
+            except (sqlite3.Error, OSError) as exc:
+                await self._rollback(db)
+                raise StoreError(f"{op}: {reason(exc)}") from exc
+            except BaseException:
+                await self._rollback(db)
+                raise
+
+    @staticmethod
+    async def _fetch_ref(db: aiosqlite.Connection, ref: int) -> AlertRef | None:
+        async with db.execute(f"SELECT {_REF_COLUMNS} FROM alert_refs WHERE ref = ?", (ref,)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        try:
+            return _to_ref(row)
+        except _Undecodable as exc:
+            raise StoreError(str(exc)) from exc
+
+    # -- references ----------------------------------------------------------
+
+    async def record_notification(
+        self, receiver: str, group: AlertGroup, recipients: Recipients, now: datetime
+    ) -> RefUpdate:
+        """Upsert the reference of (receiver, group_key); see ``StateStore``.
+
+        ``changed`` compares firing fingerprints only: a repeat that merely
+        drops resolved alerts, or relabels annotations, is not news to
+        someone who acknowledged it, but a new firing alert is.
+        """
+        now_us = to_us(now)
+        firing = group.status is Status.FIRING
+        new_fps = {alert.fingerprint for alert in group.alerts if alert.status is Status.FIRING}
+        title = ref_title(group)
+        alerts = _alerts_json(group)
+        recipients_json = dumps(recipients.to_dict())
+        async with self._session("record_notification", write=True) as db:
+            async with db.execute(
+                "SELECT ref, alerts, ack_user, ack_at, firing FROM alert_refs WHERE receiver = ? AND group_key = ?",
+                (receiver, group.group_key),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                inserted = await db.execute_insert(
+                    "INSERT INTO alert_refs (receiver, source, group_key, external_url, title, alerts,"
+                    " recipients, firing, created_at, updated_at, resolved_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        receiver,
+                        group.source,
+                        group.group_key,
+                        group.external_url,
+                        title,
+                        alerts,
+                        recipients_json,
+                        int(firing),
+                        now_us,
+                        now_us,
+                        None if firing else now_us,
+                    ),
+                )
+                if inserted is None:  # pragma: no cover - last_insert_rowid() always answers
+                    raise StoreError("record_notification: no row id returned")
+                ref_no = int(inserted[0])
+                changed = True
+                suppressed = False
+            else:
+                ref_no = int(row[0])
+                old_fps: set[str] | None
+                try:
+                    old_fps = {a.fingerprint for a in _decode_alerts(row[1]) if a.firing}
+                except _DECODE_ERRORS as exc:
+                    # Unknown previous state: treat as news rather than suppress.
+                    logger.error("reference #%d has unreadable alerts (%s); treating as changed", ref_no, exc)
+                    old_fps = None
+                changed = old_fps != new_fps
+                # The ack holds for one firing episode, resolution included
+                # (its message still says who was on it); a group that fires
+                # again after resolving starts unacknowledged. Only an
+                # unchanged repeat of an acknowledged, firing group is held back.
+                new_episode = firing and not row[4]
+                keep_ack = row[2] is not None and not new_episode
+                suppressed = keep_ack and firing and not changed
+                await db.execute(
+                    "UPDATE alert_refs SET source = ?, external_url = ?, title = ?, alerts = ?,"
+                    " recipients = ?, firing = ?, updated_at = ?,"
+                    # The first resolve time counts: a repeated resolved
+                    # notification must not push pruning further out.
+                    " resolved_at = CASE WHEN ? THEN NULL ELSE COALESCE(resolved_at, ?) END,"
+                    " ack_user = CASE WHEN ? THEN ack_user END,"
+                    " ack_at = CASE WHEN ? THEN ack_at END"
+                    " WHERE ref = ?",
+                    (
+                        group.source,
+                        group.external_url,
+                        title,
+                        alerts,
+                        recipients_json,
+                        int(firing),
+                        now_us,
+                        int(firing),
+                        now_us,
+                        int(keep_ack),
+                        int(keep_ack),
+                        ref_no,
+                    ),
+                )
+            stored = await self._fetch_ref(db, ref_no)
+        if stored is None:  # pragma: no cover - written in this very transaction
+            raise StoreError(f"record_notification: reference #{ref_no} vanished")
+        return RefUpdate(ref=stored, changed=changed, suppressed=suppressed)
+
+    async def get_ref(self, ref: int) -> AlertRef | None:
+        async with self._session("get_ref", write=False) as db:
+            return await self._fetch_ref(db, ref)
+
+    async def list_refs(self, limit: int) -> list[AlertRef]:
+        """Most recently notified first, for the CLI."""
+        async with self._session("list_refs", write=False) as db:
+            rows = await db.execute_fetchall(
+                f"SELECT {_REF_COLUMNS} FROM alert_refs ORDER BY updated_at DESC, ref DESC LIMIT ?",
+                (limit,),
+            )
+        return _decode_refs(list(rows), "list_refs")
+
+    async def record_sent(self, ref: int, users: Sequence[str], now: datetime) -> None:
+        """Remember that these users were sent this reference.
+
+        Only for a reference that exists: one pruned meanwhile has nothing
+        left to answer `ack` with, and a dangling row would outlive pruning.
+        """
+        unique = list(dict.fromkeys(users))
+        if not unique:
+            return
+        now_us = to_us(now)
+        async with self._session("record_sent", write=True) as db:
+            await db.executemany(
+                "INSERT INTO ref_sent (user_id, ref, sent_at) SELECT ?, ref, ? FROM alert_refs"
+                " WHERE ref = ? ON CONFLICT (user_id, ref) DO UPDATE SET sent_at = excluded.sent_at",
+                [(user, now_us, ref) for user in unique],
+            )
+
+    async def latest_ref_for_user(self, user: str) -> AlertRef | None:
+        """The reference last sent to ``user`` (what a bare `ack` means)."""
+        refs = await self._refs_for_user("latest_ref_for_user", user, firing_only=False, limit=1)
+        return refs[0] if refs else None
+
+    async def refs_for_user(self, user: str, *, firing_only: bool, limit: int) -> list[AlertRef]:
+        """Newest first by the time each was last sent to ``user``."""
+        return await self._refs_for_user("refs_for_user", user, firing_only=firing_only, limit=limit)
+
+    async def _refs_for_user(self, op: str, user: str, *, firing_only: bool, limit: int) -> list[AlertRef]:
+        firing_clause = " AND r.firing = 1" if firing_only else ""
+        async with self._session(op, write=False) as db:
+            rows = await db.execute_fetchall(
+                f"SELECT {_R_REF_COLUMNS} FROM ref_sent s JOIN alert_refs r ON r.ref = s.ref"
+                f" WHERE s.user_id = ?{firing_clause}"
+                " ORDER BY s.sent_at DESC, s.ref DESC LIMIT ?",
+                (user, limit),
+            )
+        return _decode_refs(list(rows), op)
+
+    async def set_ack(self, ref: int, user: str, now: datetime) -> AlertRef | None:
+        """Acknowledge (or re-acknowledge) ``ref``; None if it is unknown.
+
+        Resolved references are acked too: whether that makes sense is the
+        command's decision, and the next firing notification clears it anyway
+        (its fingerprints differ from the resolved notification's none).
+        """
+        async with self._session("set_ack", write=True) as db:
+            await db.execute(
+                "UPDATE alert_refs SET ack_user = ?, ack_at = ? WHERE ref = ?", (user, to_us(now), ref)
+            )
+            return await self._fetch_ref(db, ref)
+
+    # -- callback dedup --------------------------------------------------------
+
+    async def claim_callback(self, key: str, now: datetime, ttl: timedelta) -> bool:
+        """True the first time ``key`` is seen within ``ttl``.
+
+        One upsert decides: it inserts a new key or takes over an expired
+        one, and changes nothing (0 rows) for a live key. Being a single
+        statement inside ``BEGIN IMMEDIATE``, it is atomic across coroutines
+        and across connections and processes alike.
+        """
+        now_us = to_us(now)
+        async with (
+            self._session("claim_callback", write=True) as db,
+            db.execute(
+                "INSERT INTO callback_keys (key, expires_at) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at"
+                " WHERE callback_keys.expires_at <= ?",
+                (key, to_us(now + ttl), now_us),
+            ) as cur,
+        ):
+            claimed = cur.rowcount
+        return claimed > 0
+
+    # -- silences ----------------------------------------------------------------
+
+    async def add_silence(self, record: SilenceRecord) -> None:
+        """Store ``record``; the same ``silence_id`` again replaces it.
+
+        Replacing rather than failing makes a retried call harmless, and a
+        silencer that updates a silence in place returns the same id.
+        """
+        async with self._session("add_silence", write=True) as db:
+            await db.execute(
+                f"INSERT INTO silences ({_SILENCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (silence_id) DO UPDATE SET silencer = excluded.silencer,"
+                " ref = excluded.ref, created_by = excluded.created_by, ends_at = excluded.ends_at,"
+                " matchers = excluded.matchers, created_at = excluded.created_at,"
+                " via_ack = excluded.via_ack, expired_at = excluded.expired_at",
+                (
+                    record.silence_id,
+                    record.silencer,
+                    record.ref,
+                    record.created_by,
+                    to_us(record.ends_at),
+                    record.matchers,
+                    to_us(record.created_at),
+                    int(record.via_ack),
+                    _us_or_none(record.expired_at),
+                ),
+            )
+
+    async def replace_silence_id(self, old_id: str, new_id: str, ends_at: datetime) -> None:
+        """The silencer re-created (or extended) ``old_id`` as ``new_id``.
+
+        Everything else (creator, reference, matchers, ``expired_at``) is
+        kept. An unknown ``old_id`` is a no-op, so a retry after a commit
+        whose answer was lost is harmless.
+        """
+        async with self._session("replace_silence_id", write=True) as db:
+            await db.execute(
+                "UPDATE silences SET silence_id = ?, ends_at = ? WHERE silence_id = ?",
+                (new_id, to_us(ends_at), old_id),
+            )
+
+    async def mark_silence_expired(self, silence_id: str, now: datetime) -> None:
+        """Record when the silence was expired; the first time counts."""
+        async with self._session("mark_silence_expired", write=True) as db:
+            await db.execute(
+                "UPDATE silences SET expired_at = ? WHERE silence_id = ? AND expired_at IS NULL",
+                (to_us(now), silence_id),
+            )
+
+    async def get_silence(self, silence_id: str) -> SilenceRecord | None:
+        async with (
+            self._session("get_silence", write=False) as db,
+            db.execute(f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE silence_id = ?", (silence_id,)) as cur,
+        ):
+            row = await cur.fetchone()
+        return _to_silence(row) if row is not None else None
+
+    async def silences_for_ref(self, ref: int, *, active_at: datetime) -> list[SilenceRecord]:
+        """Silences of ``ref`` not expired and still running at ``active_at``, oldest first."""
+        async with self._session("silences_for_ref", write=False) as db:
+            rows = await db.execute_fetchall(
+                f"SELECT {_SILENCE_COLUMNS} FROM silences"
+                " WHERE ref = ? AND expired_at IS NULL AND ends_at > ?"
+                " ORDER BY created_at, silence_id",
+                (ref, to_us(active_at)),
+            )
+        return [_to_silence(row) for row in rows]
+
+    async def active_silences(self, now: datetime) -> list[SilenceRecord]:
+        """Every silence not expired and still running at ``now``, oldest first."""
+        async with self._session("active_silences", write=False) as db:
+            rows = await db.execute_fetchall(
+                f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE expired_at IS NULL AND ends_at > ?"
+                " ORDER BY created_at, silence_id",
+                (to_us(now),),
+            )
+        return [_to_silence(row) for row in rows]
+
+    # -- audit -------------------------------------------------------------------
+
+    async def add_audit(self, entry: AuditEntry) -> None:
+        """Append ``entry``; its ``id`` is ignored (the database assigns one)."""
+        async with self._session("add_audit", write=True) as db:
+            await db.execute(
+                "INSERT INTO audit (at, user_id, action, ref, result, detail, silence_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    to_us(entry.at),
+                    entry.user,
+                    entry.action,
+                    entry.ref,
+                    entry.result,
+                    entry.detail,
+                    entry.silence_id,
+                ),
+            )
+
+    async def list_audit(self, limit: int) -> list[AuditEntry]:
+        """Newest first (by ``at``, then insertion order)."""
+        async with self._session("list_audit", write=False) as db:
+            rows = await db.execute_fetchall(
+                f"SELECT {_AUDIT_COLUMNS} FROM audit ORDER BY at DESC, id DESC LIMIT ?", (limit,)
+            )
+        return [_to_audit(row) for row in rows]
+
+    # -- cards -------------------------------------------------------------------
+
+    async def save_card(self, card: CardRecord) -> None:
+        """Store (or replace) ``card``; skipped if its reference is gone.
+
+        Like ``record_sent``: a card of a pruned reference will never be
+        updated, and a dangling row would outlive pruning.
+        """
+        async with self._session("save_card", write=True) as db:
+            await db.execute(
+                f"INSERT INTO cards ({_CARD_COLUMNS}) SELECT ?, ref, ?, ?, ?, ? FROM alert_refs WHERE ref = ?"
+                " ON CONFLICT (task_id) DO UPDATE SET ref = excluded.ref, app = excluded.app,"
+                " users = excluded.users, response_code = excluded.response_code,"
+                " response_code_at = excluded.response_code_at",
+                (
+                    card.task_id,
+                    card.app,
+                    dumps(list(card.users)),
+                    card.response_code,
+                    _us_or_none(card.response_code_at),
+                    card.ref,
+                ),
+            )
+
+    async def cards_for_ref(self, ref: int) -> list[CardRecord]:
+        """In the order they were first saved."""
+        async with self._session("cards_for_ref", write=False) as db:
+            rows = await db.execute_fetchall(
+                f"SELECT {_CARD_COLUMNS} FROM cards WHERE ref = ? ORDER BY rowid", (ref,)
+            )
+        cards: list[CardRecord] = []
+        for row in rows:
+            try:
+                cards.append(_to_card(row))
+            except _Undecodable as exc:
+                logger.error("cards_for_ref: %s", exc)
+        return cards
+
+    async def get_card(self, task_id: str) -> CardRecord | None:
+        async with (
+            self._session("get_card", write=False) as db,
+            db.execute(f"SELECT {_CARD_COLUMNS} FROM cards WHERE task_id = ?", (task_id,)) as cur,
+        ):
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        try:
+            return _to_card(row)
+        except _Undecodable as exc:
+            raise StoreError(str(exc)) from exc
+
+    async def use_response_code(self, task_id: str) -> str | None:
+        """Take the card's response_code and clear it, in one transaction, so
+        two concurrent updates can never both spend the same code."""
+        async with self._session("use_response_code", write=True) as db:
+            async with db.execute("SELECT response_code FROM cards WHERE task_id = ?", (task_id,)) as cur:
+                row = await cur.fetchone()
+            code: str | None = row[0] if row is not None else None
+            if code is not None:
+                await db.execute(
+                    "UPDATE cards SET response_code = NULL, response_code_at = NULL WHERE task_id = ?",
+                    (task_id,),
+                )
+        return code
+
+    async def set_response_code(self, task_id: str, response_code: str, now: datetime) -> None:
+        """Keep the fresh code a click's callback brought; unknown cards are ignored."""
+        async with self._session("set_response_code", write=True) as db:
+            await db.execute(
+                "UPDATE cards SET response_code = ?, response_code_at = ? WHERE task_id = ?",
+                (response_code, to_us(now), task_id),
+            )
+
+    # -- retention -----------------------------------------------------------------
+
+    async def prune(self, now: datetime, retention: timedelta) -> int:
+        """Delete what can no longer be referred to; returns the rows deleted.
+
+        * references resolved before ``now - retention``, with their
+          sent-index rows and cards (same transaction, chunked);
+        * callback keys whose ttl has run out;
+        * silence records that ended (expired, or ran out) before
+          ``now - retention``.
+
+        The audit trail is kept: it is the record of who did what.
+        """
+        cutoff = to_us(now - retention)
+        total = 0
+        while True:
+            async with self._session("prune", write=True) as db:
+                rows = await db.execute_fetchall(
+                    "SELECT ref FROM alert_refs WHERE resolved_at < ? LIMIT ?", (cutoff, _PRUNE_CHUNK)
+                )
+                chosen = [int(row[0]) for row in rows]
+                refs = dumps(chosen)
+                chunk = 0
+                for table in ("ref_sent", "cards", "alert_refs"):
+                    async with db.execute(
+                        f"DELETE FROM {table} WHERE ref IN (SELECT value FROM json_each(?))", (refs,)
+                    ) as cur:
+                        chunk += cur.rowcount
+            total += chunk
+            if len(chosen) < _PRUNE_CHUNK:
+                break
+        async with self._session("prune", write=True) as db:
+            async with db.execute("DELETE FROM callback_keys WHERE expires_at <= ?", (to_us(now),)) as cur:
+                total += cur.rowcount
+            async with db.execute(
+                "DELETE FROM silences WHERE MIN(ends_at, COALESCE(expired_at, ends_at)) < ?", (cutoff,)
+            ) as cur:
+                total += cur.rowcount
+        return total

@@ -1,0 +1,166 @@
+"""What alertbridge remembers besides the outbox: alert references, acks,
+silences it created, callback dedup, cards, and the audit trail.
+
+A reference (``#27``) names one alert group as one receiver saw it: the
+source, the group key, its alerts (fingerprints and full label sets) and who
+it was sent to. It stays the same across re-notifications of the group and
+stays valid until the group resolves plus ``commands.reference_retention``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from alertbridge.message import Recipients
+from alertbridge.model import Ack, AlertGroup
+
+__all__ = [
+    "Ack",
+    "AlertRef",
+    "AuditEntry",
+    "CardRecord",
+    "RefAlert",
+    "RefUpdate",
+    "SilenceRecord",
+    "StateStore",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RefAlert:
+    fingerprint: str
+    labels: Mapping[str, str]
+    firing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRef:
+    ref: int
+    receiver: str
+    source: str
+    group_key: str
+    external_url: str
+    title: str  # a short name for replies: the group's alertname, or its group labels
+    alerts: tuple[RefAlert, ...]  # the alerts of the latest notification
+    recipients: Recipients
+    firing: bool
+    created_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+    ack: Ack | None  # cleared when the group fires again after resolving
+
+
+@dataclass(frozen=True, slots=True)
+class RefUpdate:
+    """The result of recording a notification against its reference."""
+
+    ref: AlertRef
+    changed: bool  # the set of firing fingerprints differs from the previous notification
+    suppressed: bool  # acknowledged and unchanged: do not notify again
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceRecord:
+    silence_id: str
+    silencer: str
+    ref: int | None
+    created_by: str
+    ends_at: datetime
+    matchers: str  # human-readable, e.g. alertname="X", instance=~"a|b"
+    created_at: datetime
+    via_ack: bool = False  # created by `ack` with ack_silences: extended until resolved
+    expired_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    at: datetime
+    user: str
+    action: str  # ack | silence | unsilence | alerts | silences | help | button:<action>
+    ref: int | None
+    result: str  # ok | refused | failed | invalid
+    detail: str = ""
+    silence_id: str | None = None
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CardRecord:
+    """A template card sent for a reference; its response_code is usable once."""
+
+    task_id: str
+    ref: int
+    app: str
+    users: tuple[str, ...]
+    response_code: str | None
+    response_code_at: datetime | None
+
+
+class StateStore(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def record_notification(
+        self, receiver: str, group: AlertGroup, recipients: Recipients, now: datetime
+    ) -> RefUpdate:
+        """Upsert the reference of (receiver, group_key) with this notification's alerts.
+
+        The same group keeps its number while it fires; a group that resolved
+        and fires again later keeps it too (same key). An ack holds for one
+        firing episode, its resolution included, and is cleared when the
+        group fires again after resolving; ``suppressed`` marks an unchanged
+        repeat of an acknowledged, firing group.
+        """
+
+    async def get_ref(self, ref: int) -> AlertRef | None: ...
+
+    async def record_sent(self, ref: int, users: Sequence[str], now: datetime) -> None:
+        """Remember that these users were sent this reference (for `ack` and `alerts`)."""
+
+    async def latest_ref_for_user(self, user: str) -> AlertRef | None: ...
+
+    async def refs_for_user(self, user: str, *, firing_only: bool, limit: int) -> list[AlertRef]:
+        """Newest first."""
+
+    async def set_ack(self, ref: int, user: str, now: datetime) -> AlertRef | None: ...
+
+    async def claim_callback(self, key: str, now: datetime, ttl: timedelta) -> bool:
+        """True the first time ``key`` is seen within ``ttl``: WeCom re-sends
+        callbacks it got no answer for, and each must act once."""
+
+    async def add_silence(self, record: SilenceRecord) -> None: ...
+
+    async def replace_silence_id(self, old_id: str, new_id: str, ends_at: datetime) -> None: ...
+
+    async def mark_silence_expired(self, silence_id: str, now: datetime) -> None: ...
+
+    async def get_silence(self, silence_id: str) -> SilenceRecord | None: ...
+
+    async def silences_for_ref(self, ref: int, *, active_at: datetime) -> list[SilenceRecord]: ...
+
+    async def active_silences(self, now: datetime) -> list[SilenceRecord]: ...
+
+    async def add_audit(self, entry: AuditEntry) -> None: ...
+
+    async def list_audit(self, limit: int) -> list[AuditEntry]:
+        """Newest first."""
+
+    async def save_card(self, card: CardRecord) -> None: ...
+
+    async def cards_for_ref(self, ref: int) -> list[CardRecord]: ...
+
+    async def get_card(self, task_id: str) -> CardRecord | None: ...
+
+    async def use_response_code(self, task_id: str) -> str | None:
+        """Take the card's response_code (it is valid once) and clear it."""
+
+    async def set_response_code(self, task_id: str, response_code: str, now: datetime) -> None:
+        """A click's callback brings a fresh response_code for the next update."""
+
+    async def prune(self, now: datetime, retention: timedelta) -> int:
+        """Forget references resolved longer than ``retention`` ago, old
+        dedup keys, cards of gone references; audit rows are kept."""
