@@ -23,13 +23,18 @@ from starlette.routing import Route
 from alertbridge import __version__
 from alertbridge.channels import Channel
 from alertbridge.channels.registry import build_channel
+from alertbridge.commands.executor import CommandExecutor
 from alertbridge.config import Config
 from alertbridge.dispatcher import Dispatcher
 from alertbridge.errors import ConfigError, TemplateError
 from alertbridge.render import Renderer
+from alertbridge.silencers.registry import build_silencers
 from alertbridge.stores import OutboxStore
 from alertbridge.stores.sqlite import SqliteOutboxStore
+from alertbridge.stores.sqlite_state import SqliteStateStore
+from alertbridge.tracking import GroupTracker
 from alertbridge.web.auth import WebhookAuthenticator
+from alertbridge.web.callback import WeComCallback
 from alertbridge.web.health import healthz
 from alertbridge.web.ingest import WebhookIngest
 from alertbridge.wecom.client import WeComClient, quiet_http_loggers
@@ -47,7 +52,7 @@ def build_renderer(config: Config, source: str) -> Renderer:
     problems: list[tuple[str, str]] = []
     for name, receiver in config.receivers.items():
         try:
-            renderer.check(receiver.template, config.language_of(name), receiver.msgtype)
+            renderer.check(receiver.template, config.language_of(name), receiver.rendered_msgtype)
         except TemplateError as exc:
             problems.append((f"receivers.{name}.template", str(exc)))
     if problems:
@@ -85,43 +90,59 @@ def create_app(
     quiet_http_loggers()
     renderer = build_renderer(config, config_source)
     outbox: OutboxStore = store if store is not None else SqliteOutboxStore(config.store.sqlite_path)
+    # References, acks and the audit trail live in the same database file.
+    state = SqliteStateStore(config.store.sqlite_path)
     http = new_http_client(config)
     client = WeComClient(http, config.wecom.api_base)
+    silencers = build_silencers(config, http)
     stream = out if out is not None else sys.stdout
+    tracker = GroupTracker(config=config, state=state, silencers=silencers, client=client)
     dispatcher = Dispatcher(
         config=config,
         store=outbox,
         channels=build_channels(config, client, stream),
         renderer=renderer,
+        tracker=tracker,
     )
     ingest = WebhookIngest(
         config, outbox, WebhookAuthenticator(config.webhook_auth), on_enqueued=dispatcher.wake
     )
+    executor = CommandExecutor(config=config, state=state, silencers=silencers)
+    callback = WeComCallback(config=config, state=state, executor=executor, client=client)
     running: list[asyncio.Task[None]] = []
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await outbox.open()
         await outbox.release_leases()
-        task = asyncio.create_task(dispatcher.run(), name="dispatcher")
-        running.append(task)
+        await state.open()
+        tasks = [
+            asyncio.create_task(dispatcher.run(), name="dispatcher"),
+            asyncio.create_task(tracker.run_upkeep(), name="upkeep"),
+        ]
+        running.extend(tasks)
         log.info("alertbridge_started version=%s receivers=%s", __version__, ",".join(config.receivers))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await callback.drain()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await http.aclose()
+            await state.close()
             await outbox.close()
 
     async def readyz(request: Request) -> PlainTextResponse:
-        if not running or running[-1].done():
+        if not running or running[0].done():
             return PlainTextResponse("dispatcher not running\n", status_code=503)
         return PlainTextResponse("ok\n")
 
     routes = [
         Route("/alertmanager/{receiver}", ingest.alertmanager, methods=["POST"]),
+        Route("/wecom/callback/{app}", callback.endpoint, methods=["GET", "POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]

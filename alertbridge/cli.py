@@ -5,6 +5,7 @@
     render        print the messages a payload would produce, with byte counts
     send-test     send a sample alert to one receiver through the real client
     outbox        list deliveries, or retry a dead one
+    audit         list who acknowledged or silenced what
 
 Exit codes: 0 ok, 1 a check or send failed, 2 usage error (argparse).
 """
@@ -65,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("-c", "--config", required=True, type=Path)
     retry.add_argument("id", type=int)
     retry.set_defaults(run=_outbox_retry)
+
+    audit = commands.add_parser("audit", help="who acked or silenced what")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    audit_list = audit_commands.add_parser("list", help="audit entries, newest first")
+    audit_list.add_argument("-c", "--config", required=True, type=Path)
+    audit_list.add_argument("--limit", type=int, default=50)
+    audit_list.set_defaults(run=_audit_list)
     return parser
 
 
@@ -125,7 +133,7 @@ def _render(args: argparse.Namespace) -> int:
         group,
         template=receiver.template,
         language=config.language_of(args.receiver),
-        msgtype=receiver.msgtype,
+        msgtype=receiver.rendered_msgtype,
         channel=receiver.channel,
         now=datetime.now(UTC),
     )
@@ -171,7 +179,7 @@ async def _send_test_async(config: Config, args: argparse.Namespace) -> int:
         sample_group(now),
         template=receiver.template,
         language=config.language_of(args.receiver),
-        msgtype=receiver.msgtype,
+        msgtype=receiver.rendered_msgtype,
         channel=receiver.channel,
         now=now,
     )
@@ -244,6 +252,32 @@ def _outbox_retry(args: argparse.Namespace) -> int:
             print(f"no delivery with id {args.id}", file=sys.stderr)
             return 1
         print(f"delivery {args.id} is due again; a running alertbridge sends it within a second")
+        return 0
+
+    return asyncio.run(run())
+
+
+def _audit_list(args: argparse.Namespace) -> int:
+    from alertbridge.stores.sqlite_state import SqliteStateStore
+
+    config = _load(args)
+
+    async def run() -> int:
+        state = SqliteStateStore(config.store.sqlite_path)
+        await state.open()
+        try:
+            entries = await state.list_audit(args.limit)
+        finally:
+            await state.close()
+        print(f"{'TIME (UTC)':19}  {'USER':16}  {'ACTION':18}  {'REF':>5}  {'RESULT':8}  SILENCE / DETAIL")
+        for e in entries:
+            ref = f"#{e.ref}" if e.ref is not None else "-"
+            print(
+                f"{e.at:%Y-%m-%d %H:%M:%S}  {e.user[:16]:16}  {e.action[:18]:18}  {ref:>5}  {e.result:8}  "
+                f"{e.silence_id or ''} {e.detail}".rstrip()
+            )
+        if not entries:
+            print("(none)")
         return 0
 
     return asyncio.run(run())

@@ -12,6 +12,8 @@ Nothing else in alertbridge reads the environment or the file: the resulting
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import tomllib
 from collections.abc import Mapping
@@ -34,6 +36,7 @@ from alertbridge.errors import ConfigError
 
 Language = Literal["zh", "en"]
 MessageType = Literal["text", "markdown"]
+AppMessageType = Literal["text", "markdown", "template_card"]
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -89,6 +92,10 @@ class ServerConfig(_Section):
 
 class StoreConfig(_Section):
     url: str = "sqlite:///./data/alertbridge.db"
+    # Sent deliveries are pruned after this long; dead letters are kept.
+    retention: timedelta = timedelta(days=7)
+
+    _parse_retention = field_validator("retention", mode="before")(_duration)
 
     @field_validator("url")
     @classmethod
@@ -126,9 +133,13 @@ class WeComAppConfig(_Section):
     corp_id: str = Field(min_length=1)
     agent_id: int = Field(gt=0)
     secret: SecretStr
-    # Callback settings; the callback endpoint arrives in a later phase.
+    # The app's "接收消息" callback settings; without them /wecom/callback/<app>
+    # answers 404 and replies/buttons are not available.
     token: SecretStr | None = None
     encoding_aes_key: SecretStr | None = None
+    # Callbacks whose timestamp is further than this from our clock are
+    # rejected (replays). 0 disables the check, e.g. to replay WeCom's examples.
+    callback_max_skew_seconds: int = Field(default=300, ge=0)
 
     @field_validator("secret")
     @classmethod
@@ -136,6 +147,35 @@ class WeComAppConfig(_Section):
         if not value.get_secret_value():
             raise ValueError("is empty")
         return value
+
+    @field_validator("token")
+    @classmethod
+    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9]{1,32}", value.get_secret_value()):
+            raise ValueError("must be 1-32 letters or digits (as the WeCom console generates it)")
+        return value
+
+    @field_validator("encoding_aes_key")
+    @classmethod
+    def _check_aes_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return value
+        key = value.get_secret_value()
+        if len(key) != 43 or not re.fullmatch(r"[A-Za-z0-9]{43}", key):
+            raise ValueError(
+                "must be exactly 43 letters or digits (the EncodingAESKey from the WeCom console)"
+            )
+        try:
+            decoded = base64.b64decode(key + "=", validate=True)
+        except binascii.Error:
+            raise ValueError("is not valid base64") from None
+        if len(decoded) != 32:
+            raise ValueError("does not decode to a 32-byte AES key")
+        return value
+
+    @property
+    def callback_enabled(self) -> bool:
+        return self.token is not None and self.encoding_aes_key is not None
 
 
 class WeComConfig(_Section):
@@ -164,9 +204,76 @@ class DeliveryConfig(_Section):
     _parse = field_validator("max_age", "initial_backoff", "max_backoff", mode="before")(_duration)
 
 
+class SilencerConfig(_Section):
+    """Where silences are created: an Alertmanager (HA peers tried in order)."""
+
+    kind: Literal["alertmanager"]
+    url: list[str]
+    bearer_token: SecretStr | None = None
+    basic_auth: BasicAuthConfig | None = None
+    timeout: Annotated[timedelta, Field(gt=timedelta(0))] = timedelta(seconds=10)
+
+    _parse_timeout = field_validator("timeout", mode="before")(_duration)
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("url")
+    @classmethod
+    def _check_urls(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("needs at least one URL")
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"must be http:// or https:// URLs, got {url!r}")
+        return [url.rstrip("/") for url in value]
+
+
+class CommandsConfig(_Section):
+    """Replies and buttons from WeCom: ack, silence, unsilence …"""
+
+    # Labels left out of silence matchers because they change between
+    # re-creations of the "same" alert (a restarted pod gets a new name).
+    volatile_labels: list[str] = Field(
+        default_factory=lambda: ["pod", "pod_name", "pod_ip", "container_id", "instance_id"]
+    )
+    max_silence: Annotated[timedelta, Field(gt=timedelta(0))] = timedelta(days=7)
+    # How long an `ack_silences` silence lasts before alertbridge extends it.
+    ack_silence_step: Annotated[timedelta, Field(gt=timedelta(0))] = timedelta(hours=2)
+    # References stay valid this long after their group resolves.
+    reference_retention: Annotated[timedelta, Field(gt=timedelta(0))] = timedelta(days=7)
+
+    _parse = field_validator("max_silence", "ack_silence_step", "reference_retention", mode="before")(
+        _duration
+    )
+
+
+class ButtonConfig(_Section):
+    """One card button: an action with its label."""
+
+    action: Literal["ack", "silence"]
+    text: str = Field(min_length=1, max_length=12)
+    duration: timedelta | None = None  # for silence
+
+    _parse = field_validator("duration", mode="before")(_duration)
+
+
+def _default_buttons() -> list[ButtonConfig]:
+    return [
+        ButtonConfig(action="ack", text="确认"),
+        ButtonConfig(action="silence", text="静默1小时", duration=timedelta(hours=1)),
+        ButtonConfig(action="silence", text="静默24小时", duration=timedelta(hours=24)),
+    ]
+
+
 class TemplatesConfig(_Section):
     # Searched before the built-in templates, so a file here overrides one there.
     dir: Path | None = None
+
+
+AllowList = Literal["recipients"] | list[str]
 
 
 class _ReceiverBase(_Section):
@@ -174,14 +281,31 @@ class _ReceiverBase(_Section):
     template: str = "default"
     send_resolved: bool = True
     language: Language | None = None  # None: [server].language
+    # The [silencers.NAME] that `silence` and buttons use for this receiver's alerts.
+    silencer: str | None = None
+    # Who may ack / silence: WeCom user ids, or "recipients" (those the alert
+    # was sent to; for robot and console receivers, any member of the corp).
+    allow_ack: AllowList = "recipients"
+    allow_silence: AllowList = "recipients"
+    # ack also creates a silence, extended by alertbridge until the group resolves.
+    ack_silences: bool = False
+
+    @property
+    def rendered_msgtype(self) -> MessageType:
+        """The msgtype its templates render: cards fall back to markdown for
+        what a card cannot show (a resolution whose card can no longer change)."""
+        return "markdown" if self.msgtype == "template_card" else self.msgtype  # type: ignore[comparison-overlap]
 
 
 class AppReceiver(_ReceiverBase):
     channel: Literal["app"]
+    msgtype: AppMessageType = "markdown"  # type: ignore[assignment]
     app: str
     to_user: list[str] = Field(default_factory=list)
     to_party: list[str] = Field(default_factory=list)
     to_tag: list[str] = Field(default_factory=list)
+    # Buttons of msgtype = "template_card" messages (at most 6).
+    buttons: list[ButtonConfig] = Field(default_factory=_default_buttons, max_length=6)
 
 
 class RobotReceiver(_ReceiverBase):
@@ -211,6 +335,8 @@ class Config(_Section):
     wecom: WeComConfig = Field(default_factory=WeComConfig)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)
+    silencers: dict[str, SilencerConfig] = Field(default_factory=dict)
     receivers: dict[str, Receiver] = Field(default_factory=dict)
 
     def language_of(self, receiver: str) -> Language:
@@ -226,6 +352,11 @@ class Config(_Section):
         for receiver in self.receivers.values():
             if isinstance(receiver, RobotReceiver):
                 found.append(receiver.robot_key.get_secret_value())
+        for silencer in self.silencers.values():
+            if silencer.bearer_token is not None:
+                found.append(silencer.bearer_token.get_secret_value())
+            if silencer.basic_auth is not None:
+                found.append(silencer.basic_auth.password.get_secret_value())
         if self.webhook_auth is not None:
             if self.webhook_auth.bearer_token is not None:
                 found.append(self.webhook_auth.bearer_token.get_secret_value())
@@ -320,12 +451,40 @@ def _cross_checks(config: Config) -> list[tuple[str, str]]:
     for name, app in config.wecom.apps.items():
         if not _NAME.match(name):
             problems.append((f"wecom.apps.{name}", "app names may use letters, digits, _ . -"))
-        del app
+        if (app.token is None) != (app.encoding_aes_key is None):
+            problems.append(
+                (
+                    f"wecom.apps.{name}",
+                    "set both token and encoding_aes_key (the callback settings), or neither",
+                )
+            )
     for name, receiver in config.receivers.items():
         key = _dotted(("receivers", name))
         if not _NAME.match(name):
             problems.append((key, "receiver names may use letters, digits, _ . - (they appear in URLs)"))
+        if receiver.silencer is not None and receiver.silencer not in config.silencers:
+            known = ", ".join(sorted(config.silencers)) or "none defined"
+            problems.append(
+                (f"{key}.silencer", f"no silencer {receiver.silencer!r} in [silencers] ({known})")
+            )
+        if receiver.ack_silences and receiver.silencer is None:
+            problems.append((f"{key}.ack_silences", "needs `silencer` to name where silences are created"))
         if isinstance(receiver, AppReceiver):
+            if receiver.msgtype == "template_card":
+                app_config = config.wecom.apps.get(receiver.app)
+                if app_config is not None and not app_config.callback_enabled:
+                    problems.append(
+                        (
+                            f"{key}.msgtype",
+                            f"template_card buttons call back: set token and encoding_aes_key of "
+                            f"[wecom.apps.{receiver.app}]",
+                        )
+                    )
+                for index, button in enumerate(receiver.buttons):
+                    if button.action == "silence" and button.duration is None:
+                        problems.append(
+                            (f"{key}.buttons[{index}].duration", "a silence button needs a duration")
+                        )
             if receiver.app not in config.wecom.apps:
                 known = ", ".join(sorted(config.wecom.apps)) or "none defined"
                 problems.append((f"{key}.app", f"no app {receiver.app!r} in [wecom.apps] ({known})"))

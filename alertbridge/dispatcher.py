@@ -18,11 +18,14 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from alertbridge.backoff import retry_delay
-from alertbridge.channels import Channel
-from alertbridge.config import Config
+from alertbridge.channels import Channel, Receipt
+from alertbridge.channels.card import build_alert_card, task_id_for
+from alertbridge.config import AppReceiver, Config, ReceiverConfig
 from alertbridge.errors import DeliveryError, StoreError, TemplateError, TransientDeliveryError
+from alertbridge.message import RenderedMessage
 from alertbridge.render import Renderer
 from alertbridge.stores import Delivery, OutboxStore
+from alertbridge.tracking import GroupTracker, Tracked
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +45,12 @@ class Dispatcher:
         store: OutboxStore,
         channels: Mapping[str, Channel],
         renderer: Renderer,
+        tracker: GroupTracker,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._config = config
+        self._tracker = tracker
         self._store = store
         self._channels = channels
         self._renderer = renderer
@@ -142,37 +147,81 @@ class Dispatcher:
         if receiver is None or channel is None:
             await self._dead(delivery, f"receiver {delivery.receiver!r} is no longer configured")
             return
-        try:
-            messages = self._renderer.render(
-                delivery.group,
-                template=receiver.template,
-                language=self._config.language_of(delivery.receiver),
-                msgtype=receiver.msgtype,
-                channel=channel.kind,
-                now=delivery.accepted_at,
+        tracked = await self._tracker.before_send(delivery, receiver)
+        if tracked.suppressed or tracked.handled_by_cards:
+            why = "acknowledged and unchanged" if tracked.suppressed else "cards updated to resolved"
+            log.info(
+                "delivery_skipped delivery=%d receiver=%s ref=%d why=%s",
+                delivery.id,
+                delivery.receiver,
+                tracked.ref,
+                why,
             )
+            await self._store.mark_sent(delivery.id, self._clock())
+            return
+        try:
+            messages = self._messages(delivery, receiver, channel.kind, tracked)
         except TemplateError as exc:
             await self._dead(delivery, str(exc))
             return
+        sent: list[tuple[RenderedMessage, Receipt]] = []
         for index in range(delivery.parts_sent, len(messages)):
             try:
                 receipt = await channel.send(messages[index], delivery.recipients)
             except DeliveryError as exc:
+                if sent:
+                    await self._tracker.after_send(delivery, receiver, tracked, sent)
                 if isinstance(exc, TransientDeliveryError):
                     await self._retry_or_dead(delivery, f"{exc.reason}: {exc}", exc.min_delay)
                 else:
                     await self._dead(delivery, f"{exc.reason}: {exc}")
                 return
+            sent.append((messages[index], receipt))
             log.info(
-                "message_sent delivery=%d receiver=%s part=%d/%d msgid=%s",
+                "message_sent delivery=%d receiver=%s ref=%d part=%d/%d msgid=%s",
                 delivery.id,
                 delivery.receiver,
+                tracked.ref,
                 index + 1,
                 len(messages),
                 receipt.msgid or "-",
             )
             await self._store.record_progress(delivery.id, index + 1)
+        await self._tracker.after_send(delivery, receiver, tracked, sent)
         await self._store.mark_sent(delivery.id, self._clock())
+
+    def _messages(
+        self, delivery: Delivery, receiver: ReceiverConfig, channel_kind: str, tracked: Tracked
+    ) -> list[RenderedMessage]:
+        language = self._config.language_of(delivery.receiver)
+        if (
+            isinstance(receiver, AppReceiver)
+            and receiver.msgtype == "template_card"
+            and delivery.group.firing
+        ):
+            return [
+                build_alert_card(
+                    delivery.group,
+                    ref=tracked.ref,
+                    ack=tracked.ack,
+                    language=language,
+                    buttons=receiver.buttons,
+                    task_id=task_id_for(tracked.ref, delivery.id),
+                    tz=self._config.server.tz,
+                    now=delivery.accepted_at,
+                )
+            ]
+        # A resolved group whose cards could not be updated gets a normal message.
+        return self._renderer.render(
+            delivery.group,
+            template=receiver.template,
+            language=language,
+            msgtype=receiver.rendered_msgtype,
+            channel=channel_kind,
+            now=delivery.accepted_at,
+            ref=tracked.ref,
+            ack=tracked.ack,
+        )
 
     async def _retry_or_dead(self, delivery: Delivery, error: str, min_delay: float) -> None:
         now = self._clock()

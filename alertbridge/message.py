@@ -6,7 +6,9 @@ sources: WeCom message/send and group robot docs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 # (channel, msgtype) -> max UTF-8 bytes of the content.
 BYTE_LIMITS: dict[tuple[str, str], int] = {
@@ -30,14 +32,16 @@ class RenderedMessage:
     """One complete message body, guaranteed to fit its limit.
 
     ``part``/``parts`` number the messages a group was split into (1/1 when it
-    fit in one).
+    fit in one). A ``template_card`` message carries the card JSON in ``card``
+    and a plain summary in ``content``.
     """
 
-    msgtype: str  # "text" | "markdown"
+    msgtype: str  # "text" | "markdown" | "template_card"
     content: str
     limit: int
     part: int = 1
     parts: int = 1
+    card: Mapping[str, Any] | None = None
 
     @property
     def byte_count(self) -> int:

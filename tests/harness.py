@@ -26,9 +26,11 @@ class AlertbridgeProcess:
     the work dir so tests can read them after the process is gone.
     """
 
-    def __init__(self, workdir: Path, config_body: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, config_body: str, env: dict[str, str] | None = None, port: int | None = None
+    ) -> None:
         self.workdir = workdir
-        self.port = free_port()
+        self.port = port or free_port()
         self.config_path = workdir / "alertbridge.toml"
         self.db_path = workdir / "data" / "alertbridge.db"
         self.config_path.write_text(

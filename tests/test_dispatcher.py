@@ -6,17 +6,21 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from alertbridge.channels import Receipt
 from alertbridge.config import Config, parse_config
 from alertbridge.dispatcher import Dispatcher
 from alertbridge.errors import PermanentDeliveryError, TransientDeliveryError
-from alertbridge.message import RenderedMessage, Recipients
+from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.render import Renderer
 from alertbridge.sources import alertmanager
 from alertbridge.stores import DeliveryStatus, NewDelivery
 from alertbridge.stores.sqlite import SqliteOutboxStore
+from alertbridge.stores.sqlite_state import SqliteStateStore
+from alertbridge.tracking import GroupTracker
+from alertbridge.wecom.client import WeComClient
 
 DATA = Path(__file__).parent / "data" / "alertmanager"
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -64,7 +68,11 @@ def big_group(alerts: int = 30):  # type: ignore[no-untyped-def]
     data = json.loads((DATA / "firing.json").read_text(encoding="utf-8"))
     template = data["alerts"][0]
     data["alerts"] = [
-        {**template, "labels": {**template["labels"], "instance": f"host-{i:02d}-" + "x" * 60}, "fingerprint": f"{i:016x}"}
+        {
+            **template,
+            "labels": {**template["labels"], "instance": f"host-{i:02d}-" + "x" * 60},
+            "fingerprint": f"{i:016x}",
+        }
         for i in range(alerts)
     ]
     return alertmanager.parse(json.dumps(data).encode())
@@ -78,19 +86,43 @@ async def store(tmp_path: Path):  # type: ignore[no-untyped-def]
     await outbox.close()
 
 
+@pytest.fixture
+async def tracker(tmp_path: Path):  # type: ignore[no-untyped-def]
+    state = SqliteStateStore(tmp_path / "o.db")
+    await state.open()
+    async with httpx.AsyncClient() as http:
+        yield GroupTracker(
+            config=make_config(tmp_path),
+            state=state,
+            silencers={},
+            client=WeComClient(http, "http://127.0.0.1:9"),
+        )
+    await state.close()
+
+
 async def enqueue(store: SqliteOutboxStore, group) -> int:  # type: ignore[no-untyped-def]
     return await store.enqueue(
-        NewDelivery(receiver="r", channel="console", recipients=Recipients(), group=group, request_id="q", accepted_at=T0)
+        NewDelivery(
+            receiver="r",
+            channel="console",
+            recipients=Recipients(),
+            group=group,
+            request_id="q",
+            accepted_at=T0,
+        )
     )
 
 
-def make_dispatcher(tmp_path: Path, store: SqliteOutboxStore, channel: ScriptedChannel, clock: Clock) -> Dispatcher:
+def make_dispatcher(
+    tmp_path: Path, store: SqliteOutboxStore, channel: ScriptedChannel, clock: Clock, tracker: GroupTracker
+) -> Dispatcher:
     config = make_config(tmp_path)
     return Dispatcher(
         config=config,
         store=store,
         channels={"r": channel},
         renderer=Renderer(timezone=config.server.tz),
+        tracker=tracker,
         clock=clock,
         rand=lambda: 1.0,
     )
@@ -101,10 +133,10 @@ async def claim_and_deliver(dispatcher: Dispatcher, store: SqliteOutboxStore, cl
         await dispatcher.deliver(delivery)
 
 
-async def test_a_split_group_resumes_at_the_part_that_failed(tmp_path: Path, store) -> None:  # type: ignore[no-untyped-def]
+async def test_a_split_group_resumes_at_the_part_that_failed(tmp_path: Path, store, tracker) -> None:  # type: ignore[no-untyped-def]
     clock = Clock()
     channel = ScriptedChannel({2: TransientDeliveryError("busy", reason="system_busy")})
-    dispatcher = make_dispatcher(tmp_path, store, channel, clock)
+    dispatcher = make_dispatcher(tmp_path, store, channel, clock, tracker)
     delivery_id = await enqueue(store, big_group())
 
     await claim_and_deliver(dispatcher, store, clock)
@@ -122,29 +154,33 @@ async def test_a_split_group_resumes_at_the_part_that_failed(tmp_path: Path, sto
     assert [m.part for m in channel.sent] == list(range(1, parts + 1))
 
 
-async def test_permanent_failure_dead_letters_at_once(tmp_path: Path, store) -> None:  # type: ignore[no-untyped-def]
+async def test_permanent_failure_dead_letters_at_once(tmp_path: Path, store, tracker) -> None:  # type: ignore[no-untyped-def]
     clock = Clock()
-    channel = ScriptedChannel({1: PermanentDeliveryError("81013 all recipients invalid", reason="bad_recipients")})
+    channel = ScriptedChannel(
+        {1: PermanentDeliveryError("81013 all recipients invalid", reason="bad_recipients")}
+    )
     await enqueue(store, big_group(1))
-    await claim_and_deliver(make_dispatcher(tmp_path, store, channel, clock), store, clock)
+    await claim_and_deliver(make_dispatcher(tmp_path, store, channel, clock, tracker), store, clock)
     [row] = await store.list()
     assert row.status is DeliveryStatus.DEAD
     assert row.last_error is not None and "bad_recipients" in row.last_error
 
 
-async def test_rate_limit_delay_is_honoured(tmp_path: Path, store) -> None:  # type: ignore[no-untyped-def]
+async def test_rate_limit_delay_is_honoured(tmp_path: Path, store, tracker) -> None:  # type: ignore[no-untyped-def]
     clock = Clock()
     channel = ScriptedChannel({1: TransientDeliveryError("45009", reason="rate_limited", min_delay=60)})
     await enqueue(store, big_group(1))
-    await claim_and_deliver(make_dispatcher(tmp_path, store, channel, clock), store, clock)
+    await claim_and_deliver(make_dispatcher(tmp_path, store, channel, clock, tracker), store, clock)
     [row] = await store.list()
     assert row.next_attempt_at == T0 + timedelta(seconds=60)
 
 
-async def test_transient_failures_past_max_age_become_dead(tmp_path: Path, store) -> None:  # type: ignore[no-untyped-def]
+async def test_transient_failures_past_max_age_become_dead(tmp_path: Path, store, tracker) -> None:  # type: ignore[no-untyped-def]
     clock = Clock()
-    failures: dict[int, Exception] = {n: TransientDeliveryError("busy", reason="system_busy") for n in range(1, 100)}
-    dispatcher = make_dispatcher(tmp_path, store, ScriptedChannel(failures), clock)
+    failures: dict[int, Exception] = {
+        n: TransientDeliveryError("busy", reason="system_busy") for n in range(1, 100)
+    }
+    dispatcher = make_dispatcher(tmp_path, store, ScriptedChannel(failures), clock, tracker)
     await enqueue(store, big_group(1))
     for _ in range(200):
         [row] = await store.list()
@@ -157,20 +193,29 @@ async def test_transient_failures_past_max_age_become_dead(tmp_path: Path, store
     assert clock.now - T0 >= timedelta(hours=1)
 
 
-async def test_receiver_removed_from_config_is_dead_lettered_not_dropped(tmp_path: Path, store) -> None:  # type: ignore[no-untyped-def]
+async def test_receiver_removed_from_config_is_dead_lettered_not_dropped(
+    tmp_path: Path, store, tracker
+) -> None:  # type: ignore[no-untyped-def]
     clock = Clock()
     await store.enqueue(
-        NewDelivery(receiver="gone", channel="app", recipients=Recipients(), group=big_group(1), request_id="q", accepted_at=T0)
+        NewDelivery(
+            receiver="gone",
+            channel="app",
+            recipients=Recipients(),
+            group=big_group(1),
+            request_id="q",
+            accepted_at=T0,
+        )
     )
-    await claim_and_deliver(make_dispatcher(tmp_path, store, ScriptedChannel(), clock), store, clock)
+    await claim_and_deliver(make_dispatcher(tmp_path, store, ScriptedChannel(), clock, tracker), store, clock)
     [row] = await store.list()
     assert row.status is DeliveryStatus.DEAD and "no longer configured" in (row.last_error or "")
 
 
-async def test_sent_rows_are_pruned_after_retention_dead_ones_kept(tmp_path: Path, store) -> None:  # type: ignore[no-untyped-def]
+async def test_sent_rows_are_pruned_after_retention_dead_ones_kept(tmp_path: Path, store, tracker) -> None:  # type: ignore[no-untyped-def]
     clock = Clock()
     channel = ScriptedChannel({2: PermanentDeliveryError("bad", reason="invalid_parameter")})
-    dispatcher = make_dispatcher(tmp_path, store, channel, clock)
+    dispatcher = make_dispatcher(tmp_path, store, channel, clock, tracker)
     await enqueue(store, big_group(1))
     await enqueue(store, big_group(1))
     await claim_and_deliver(dispatcher, store, clock)

@@ -18,6 +18,8 @@ class Receipt:
     """What a successful send reports back (for logs; msgid enables recall)."""
 
     msgid: str | None = None
+    # For interactive cards: lets alertbridge update the card once (WeCom).
+    response_code: str | None = None
 
 
 class Channel(Protocol):

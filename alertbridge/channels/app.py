@@ -25,7 +25,10 @@ def build_app_body(message: RenderedMessage, recipients: Recipients, agent_id: i
         if ids:
             body[key] = "|".join(ids)
     body["msgtype"] = message.msgtype
-    body[message.msgtype] = {"content": message.content}
+    if message.card is not None:
+        body["template_card"] = dict(message.card)
+    else:
+        body[message.msgtype] = {"content": message.content}
     body["agentid"] = agent_id
     body["enable_duplicate_check"] = 1
     body["duplicate_check_interval"] = DUPLICATE_CHECK_INTERVAL
@@ -54,4 +57,6 @@ class AppChannel:
             )
         body = build_app_body(message, recipients, self._app.agent_id)
         result = await self._client.send_app_message(self._app_name, self._app, body)
-        return Receipt(msgid=result.msgid or None)
+        return Receipt(
+            msgid=result.msgid or None, response_code=getattr(result, "response_code", None) or None
+        )

@@ -18,7 +18,7 @@ import jinja2
 
 from alertbridge.errors import TemplateError
 from alertbridge.message import BYTE_LIMITS, RenderedMessage, byte_limit
-from alertbridge.model import Alert, AlertGroup
+from alertbridge.model import Ack, Alert, AlertGroup
 from alertbridge.render.environment import build_environment, template_loaders
 from alertbridge.render.sample import sample_group
 from alertbridge.render.split import split_into_parts
@@ -67,6 +67,8 @@ class Renderer:
                 msgtype=msgtype,
                 channel=channel,
                 now=_CHECK_NOW,
+                ref=27,
+                ack=Ack(user="zhangsan", at=_CHECK_NOW),
             )
 
     def render(
@@ -78,8 +80,13 @@ class Renderer:
         msgtype: str,
         channel: str,
         now: datetime,
+        ref: int | None = None,
+        ack: Ack | None = None,
     ) -> list[RenderedMessage]:
         """Render ``group`` into one message, or several split between alerts.
+
+        ``ref`` is the group's reference (``#27``) users answer with; ``ack``
+        who acknowledged it, shown on every later message of the group.
 
         Every message is within ``byte_limit(channel, msgtype)``; every alert
         appears in exactly one of them.
@@ -110,6 +117,8 @@ class Renderer:
                 "now": now,
                 "tz": self._tz,
                 "channel": channel,
+                "ref": ref,
+                "ack": ack,
             }
             return self._render_one(compiled, context)
 

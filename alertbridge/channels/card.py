@@ -1,0 +1,135 @@
+"""Interactive alert cards: WeCom ``template_card`` of type ``button_interaction``.
+
+A card shows one alert group compactly — status, reference and the key facts
+— with buttons (确认, 静默1小时 …) whose keys carry the action and the
+reference. WeCom limits each part of a card in characters, so values are
+clipped here rather than rejected there. Cards are built in code, not from
+templates: their structure is fixed by WeCom.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from alertbridge.commands import Ack as AckCommand
+from alertbridge.commands import Silence as SilenceCommand
+from alertbridge.commands.parser import button_key
+from alertbridge.config import ButtonConfig
+from alertbridge.duration import format_duration
+from alertbridge.message import RenderedMessage
+from alertbridge.model import Ack, AlertGroup
+
+# Character limits WeCom documents for button_interaction cards.
+TITLE_CHARS = 36
+DESC_CHARS = 44
+SUB_TITLE_CHARS = 120
+KEYNAME_CHARS = 5
+VALUE_CHARS = 26
+MAX_FACTS = 6
+SUMMARY_CHARS = 500
+_TASK_ID = re.compile(r"[^A-Za-z0-9_\-@]")
+
+_WORDS = {
+    "zh": {
+        "firing": "告警",
+        "resolved": "已恢复",
+        "alerts": "告警数",
+        "severity": "级别",
+        "target": "目标",
+        "since": "开始",
+        "acked": "已确认",
+    },
+    "en": {
+        "firing": "FIRING",
+        "resolved": "RESOLVED",
+        "alerts": "Alerts",
+        "severity": "Level",
+        "target": "Target",
+        "since": "Since",
+        "acked": "Acked",
+    },
+}
+
+
+def clip(text: str, chars: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= chars else text[: chars - 1] + "…"
+
+
+def task_id_for(ref: int, delivery_id: int, part: int = 1) -> str:
+    """Unique per message, as WeCom requires, and traceable to the delivery."""
+    return _TASK_ID.sub("_", f"ab-{ref}-{delivery_id}-{part}")[:128]
+
+
+def build_alert_card(
+    group: AlertGroup,
+    *,
+    ref: int,
+    ack: Ack | None,
+    language: str,
+    buttons: Sequence[ButtonConfig],
+    task_id: str,
+    tz: ZoneInfo,
+    now: datetime,
+) -> RenderedMessage:
+    words = _WORDS.get(language, _WORDS["en"])
+    firing = group.firing
+    name = group.common_labels.get("alertname") or " ".join(group.group_labels.values()) or "alerts"
+    status = words["firing"] if firing else words["resolved"]
+    title = clip(f"【{status}】{name} #{ref}", TITLE_CHARS)
+    first = (firing or group.alerts)[0]
+    summary = first.annotations.get("summary") or first.annotations.get("description") or ""
+    facts: list[tuple[str, str]] = [(words["alerts"], f"{len(firing)}/{len(group.alerts)}")]
+    severity = group.common_labels.get("severity") or first.labels.get("severity")
+    if severity:
+        facts.append((words["severity"], severity))
+    targets = [
+        a.labels.get("instance") or a.labels.get("pod") or a.labels.get("job", "")
+        for a in firing or group.alerts
+    ]
+    targets = [t for t in targets if t]
+    if targets:
+        more = f" +{len(targets) - 1}" if len(targets) > 1 else ""
+        facts.append((words["target"], targets[0] + more))
+    started = min(a.starts_at for a in (firing or group.alerts))
+    facts.append(
+        (words["since"], f"{started.astimezone(tz):%m-%d %H:%M} ({format_duration(now - started, language)})")
+    )
+    if ack is not None:
+        facts.append((words["acked"], f"{ack.user} {ack.at.astimezone(tz):%H:%M}"))
+
+    card: dict[str, Any] = {
+        "card_type": "button_interaction",
+        "source": {"desc": "alertbridge"},
+        "main_title": {
+            "title": title,
+            "desc": clip(f"{group.source} · {now.astimezone(tz):%Y-%m-%d %H:%M}", DESC_CHARS),
+        },
+        "horizontal_content_list": [
+            {"keyname": clip(key, KEYNAME_CHARS), "value": clip(value, VALUE_CHARS)}
+            for key, value in facts[:MAX_FACTS]
+        ],
+        "task_id": task_id,
+        "button_list": [
+            {"text": button.text, "style": 1 if button.action == "ack" else 2, "key": _key(button, ref)}
+            for button in buttons
+        ],
+    }
+    if summary:
+        card["sub_title_text"] = clip(summary, SUB_TITLE_CHARS)
+    content = "\n".join([title, *(f"{k}: {v}" for k, v in facts), summary]).strip()
+    # The summary only shows in logs and the console; the card's own parts are clipped above.
+    return RenderedMessage(
+        msgtype="template_card", content=content[:SUMMARY_CHARS], limit=SUMMARY_CHARS * 4, card=card
+    )
+
+
+def _key(button: ButtonConfig, ref: int) -> str:
+    if button.action == "ack":
+        return button_key(AckCommand(ref=ref))
+    assert button.duration is not None  # the config loader requires it
+    return button_key(SilenceCommand(ref=ref, duration=button.duration, comment=""))

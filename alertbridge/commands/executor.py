@@ -1,0 +1,383 @@
+"""Carry out commands from WeCom users: authorize, act, audit, and say what happened.
+
+Text replies and card buttons both end here, so authorization and the audit
+trail are the same whichever way a user asked. Every outcome is a short
+message for the user in the configured language; nothing half-done is
+recorded as done (a silence is recorded only after Alertmanager created it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from alertbridge.commands import Ack, Command, Help, ListAlerts, ListSilences, Silence, Unsilence
+from alertbridge.commands.parser import help_text
+from alertbridge.config import AppReceiver, Config, ReceiverConfig
+from alertbridge.duration import format_duration
+from alertbridge.errors import StoreError
+from alertbridge.silencers import Silencer, SilenceRequest, SilencerError, matchers_for
+from alertbridge.stores.state import AlertRef, AuditEntry, SilenceRecord, StateStore
+
+log = logging.getLogger(__name__)
+
+REPLY_LIMIT = 2048  # bytes of an app text message
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a command did: the reply for the user, and for a card button the
+    label that replaces the buttons (None: leave the card as it is)."""
+
+    reply: str
+    card_label: str | None = None
+    ok: bool = True
+
+
+class CommandExecutor:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        state: StateStore,
+        silencers: Mapping[str, Silencer],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._config = config
+        self._state = state
+        self._silencers = silencers
+        self._clock = clock
+        self.language = config.server.language
+        self._zh = self.language == "zh"
+
+    def t(self, zh: str, en: str) -> str:
+        return zh if self._zh else en
+
+    def _time(self, moment: datetime) -> str:
+        return f"{moment.astimezone(self._config.server.tz):%m-%d %H:%M}"
+
+    async def execute(self, user: str, command: Command, *, action: str) -> Outcome:
+        """Run ``command`` for ``user``; ``action`` names it in the audit trail."""
+        try:
+            outcome, ref, silence_id = await self._dispatch(user, command)
+        except StoreError as exc:
+            log.error("command_store_error user=%s action=%s error=%s", user, action, exc)
+            outcome, ref, silence_id = (
+                Outcome(
+                    self.t("内部存储暂不可用，请稍后重试。", "Storage is unavailable; try again later."),
+                    ok=False,
+                ),
+                None,
+                None,
+            )
+        result = "ok" if outcome.ok else "failed"
+        if outcome.reply.startswith(("无权", "Not allowed")):
+            result = "refused"
+        log.info(
+            "command_executed user=%s action=%s ref=%s result=%s silence_id=%s",
+            user,
+            action,
+            ref,
+            result,
+            silence_id,
+        )
+        try:
+            await self._state.add_audit(
+                AuditEntry(
+                    at=self._clock(),
+                    user=user,
+                    action=action,
+                    ref=ref,
+                    result=result,
+                    detail=outcome.reply.splitlines()[0][:200] if outcome.reply else "",
+                    silence_id=silence_id,
+                )
+            )
+        except StoreError as exc:
+            log.error("audit_write_failed user=%s action=%s error=%s", user, action, exc)
+        return outcome
+
+    async def _dispatch(self, user: str, command: Command) -> tuple[Outcome, int | None, str | None]:
+        match command:
+            case Ack(ref=ref):
+                return await self._ack(user, ref)
+            case Silence(ref=ref, duration=duration, comment=comment):
+                return await self._silence(user, ref, duration, comment)
+            case Unsilence(ref=ref, silence_id=silence_id):
+                return await self._unsilence(user, ref, silence_id)
+            case ListAlerts():
+                return await self._list_alerts(user), None, None
+            case ListSilences():
+                return await self._list_silences(), None, None
+            case Help():
+                return Outcome(self.help_text()), None, None
+        raise TypeError(f"unknown command {command!r}")
+
+    # -- lookups and authorization ----------------------------------------
+
+    async def _resolve(self, user: str, ref: int | None) -> AlertRef | Outcome:
+        found = await (self._state.latest_ref_for_user(user) if ref is None else self._state.get_ref(ref))
+        if found is None:
+            if ref is None:
+                return Outcome(
+                    self.t(
+                        "还没有发给你的告警；请带上编号，例如：确认 27",
+                        "No alert was sent to you yet; give a reference, e.g. ack 27",
+                    ),
+                    ok=False,
+                )
+            return Outcome(
+                self.t(
+                    f"找不到告警 #{ref}（编号错误或已过期）。",
+                    f"No alert #{ref} (wrong or expired reference).",
+                ),
+                ok=False,
+            )
+        return found
+
+    def _allowed(self, user: str, ref: AlertRef, allow: object) -> bool:
+        if isinstance(allow, list):
+            return user.lower() in {u.lower() for u in allow}
+        receiver = self._config.receivers.get(ref.receiver)
+        if not isinstance(receiver, AppReceiver):
+            return True  # robot/console audiences are not known individually
+        if ref.recipients.to_party or ref.recipients.to_tag:
+            return True  # membership of parties/tags is WeCom's to check (app visibility)
+        return user.lower() in {u.lower() for u in ref.recipients.to_user}
+
+    def _refusal(self, ref: AlertRef) -> Outcome:
+        return Outcome(
+            self.t(f"无权操作告警 #{ref.ref}。", f"Not allowed to act on alert #{ref.ref}."), ok=False
+        )
+
+    def _receiver(self, ref: AlertRef) -> ReceiverConfig | None:
+        return self._config.receivers.get(ref.receiver)
+
+    def _silencer_for(self, ref: AlertRef) -> Silencer | None:
+        receiver = self._receiver(ref)
+        name = receiver.silencer if receiver is not None else None
+        if name is None and len(self._silencers) == 1:
+            name = next(iter(self._silencers))
+        return self._silencers.get(name) if name else None
+
+    # -- commands -----------------------------------------------------------
+
+    async def _ack(self, user: str, ref_number: int | None) -> tuple[Outcome, int | None, str | None]:
+        ref = await self._resolve(user, ref_number)
+        if isinstance(ref, Outcome):
+            return ref, ref_number, None
+        receiver = self._receiver(ref)
+        if receiver is None or not self._allowed(user, ref, receiver.allow_ack):
+            return self._refusal(ref), ref.ref, None
+        if not ref.firing:
+            return (
+                Outcome(
+                    self.t(
+                        f"#{ref.ref} {ref.title} 已恢复，无需确认。",
+                        f"#{ref.ref} {ref.title} is resolved already.",
+                    ),
+                    ok=False,
+                ),
+                ref.ref,
+                None,
+            )
+        now = self._clock()
+        await self._state.set_ack(ref.ref, user, now)
+        silence_id = None
+        extra = ""
+        if receiver.ack_silences:
+            silencer = self._silencer_for(ref)
+            if silencer is not None:
+                step = self._config.commands.ack_silence_step
+                try:
+                    silence_id = await self._create_silence(silencer, ref, user, step, "ack", via_ack=True)
+                    extra = self.t("，并已静默直到恢复", ", silenced until it resolves")
+                except SilencerError as exc:
+                    extra = self.t(f"（静默失败：{exc}）", f" (silence failed: {exc})")
+        label = self.t(f"已确认 · {user}", f"Acked · {user}")
+        reply = self.t(
+            f"已确认 #{ref.ref} {ref.title}（{len(ref.alerts)} 条告警）{extra}。恢复或变化前不再重复提醒。",
+            f"Acknowledged #{ref.ref} {ref.title} ({len(ref.alerts)} alerts){extra}. No repeats until it resolves or changes.",
+        )
+        return Outcome(reply, label), ref.ref, silence_id
+
+    async def _create_silence(
+        self,
+        silencer: Silencer,
+        ref: AlertRef,
+        user: str,
+        duration: timedelta,
+        comment: str,
+        *,
+        via_ack: bool = False,
+    ) -> str:
+        firing = [a.labels for a in ref.alerts if a.firing] or [a.labels for a in ref.alerts]
+        matchers = matchers_for(firing, self._config.commands.volatile_labels)
+        now = self._clock()
+        note = f"via alertbridge: #{ref.ref} {ref.title}" + (f": {comment}" if comment else "")
+        request = SilenceRequest(
+            matchers=matchers, starts_at=now, ends_at=now + duration, created_by=user, comment=note
+        )
+        silence_id = await silencer.create(request)
+        await self._state.add_silence(
+            SilenceRecord(
+                silence_id=silence_id,
+                silencer=silencer.name,
+                ref=ref.ref,
+                created_by=user,
+                ends_at=request.ends_at,
+                matchers=", ".join(str(m) for m in matchers),
+                created_at=now,
+                via_ack=via_ack,
+            )
+        )
+        return silence_id
+
+    async def _silence(
+        self, user: str, ref_number: int, duration: timedelta, comment: str
+    ) -> tuple[Outcome, int | None, str | None]:
+        ref = await self._resolve(user, ref_number)
+        if isinstance(ref, Outcome):
+            return ref, ref_number, None
+        receiver = self._receiver(ref)
+        if receiver is None or not self._allowed(user, ref, receiver.allow_silence):
+            return self._refusal(ref), ref.ref, None
+        silencer = self._silencer_for(ref)
+        if silencer is None:
+            return (
+                Outcome(
+                    self.t(
+                        "该告警的接收器没有配置静默器（silencer）。",
+                        "No silencer is configured for this alert's receiver.",
+                    ),
+                    ok=False,
+                ),
+                ref.ref,
+                None,
+            )
+        try:
+            silence_id = await self._create_silence(silencer, ref, user, duration, comment)
+        except SilencerError as exc:
+            return (
+                Outcome(self.t(f"静默未创建：{exc}", f"Silence not created: {exc}"), ok=False),
+                ref.ref,
+                None,
+            )
+        until = self._time(self._clock() + duration)
+        reply = self.t(
+            f"已静默 #{ref.ref} {ref.title} {format_duration(duration, 'zh')}，至 {until}\n静默 ID：{silence_id}\n{silencer.silence_url(silence_id)}",
+            f"Silenced #{ref.ref} {ref.title} for {format_duration(duration, 'en')}, until {until}\nSilence ID: {silence_id}\n{silencer.silence_url(silence_id)}",
+        )
+        return Outcome(reply, self.t(f"已静默至 {until}", f"Silenced until {until}")), ref.ref, silence_id
+
+    async def _unsilence(
+        self, user: str, ref_number: int | None, silence_id: str | None
+    ) -> tuple[Outcome, int | None, str | None]:
+        now = self._clock()
+        ref: AlertRef | None
+        if silence_id is not None:
+            record = await self._state.get_silence(silence_id)
+            if record is None:
+                return (
+                    Outcome(
+                        self.t(
+                            f"找不到由 alertbridge 创建的静默 {silence_id}。",
+                            f"No silence {silence_id} created by alertbridge.",
+                        ),
+                        ok=False,
+                    ),
+                    None,
+                    silence_id,
+                )
+            targets = [record]
+            ref = await self._state.get_ref(record.ref) if record.ref is not None else None
+        else:
+            found = await self._resolve(user, ref_number)
+            if isinstance(found, Outcome):
+                return found, ref_number, None
+            ref = found
+            targets = await self._state.silences_for_ref(ref.ref, active_at=now)
+            if not targets:
+                return (
+                    Outcome(
+                        self.t(f"#{ref.ref} 没有生效中的静默。", f"#{ref.ref} has no active silence."),
+                        ok=False,
+                    ),
+                    ref.ref,
+                    None,
+                )
+        ref_of = ref.ref if ref is not None else None
+        if ref is not None:
+            receiver = self._receiver(ref)
+            if receiver is None or not self._allowed(user, ref, receiver.allow_silence):
+                return self._refusal(ref), ref.ref, silence_id
+        expired: list[str] = []
+        for record in targets:
+            silencer = self._silencers.get(record.silencer)
+            if silencer is None:
+                continue
+            try:
+                await silencer.expire(record.silence_id)
+            except SilencerError as exc:
+                return (
+                    Outcome(self.t(f"取消静默失败：{exc}", f"Unsilence failed: {exc}"), ok=False),
+                    ref_of,
+                    record.silence_id,
+                )
+            await self._state.mark_silence_expired(record.silence_id, now)
+            expired.append(record.silence_id)
+        reply = self.t(f"已取消静默：{', '.join(expired)}", f"Silence expired: {', '.join(expired)}")
+        return Outcome(reply), ref_of, ", ".join(expired) or None
+
+    async def _list_alerts(self, user: str) -> Outcome:
+        refs = await self._state.refs_for_user(user, firing_only=True, limit=50)
+        if not refs:
+            return Outcome(self.t("当前没有发给你的告警。", "No firing alerts were sent to you."))
+        lines = [self.t(f"发给你的告警（{len(refs)}）：", f"Alerts sent to you ({len(refs)}):")]
+        for ref in refs:
+            ack = self.t(f" · 已确认 {ref.ack.user}", f" · acked by {ref.ack.user}") if ref.ack else ""
+            count = sum(1 for a in ref.alerts if a.firing)
+            lines.append(
+                f"#{ref.ref} {ref.title} · {count}{self.t(' 条', ' alerts')} · {self._time(ref.updated_at)}{ack}"
+            )
+        return Outcome(fit_lines(lines, self.t("…还有 {n} 条", "… {n} more")))
+
+    async def _list_silences(self) -> Outcome:
+        records = await self._state.active_silences(self._clock())
+        if not records:
+            return Outcome(self.t("没有生效中的静默。", "No active silences."))
+        lines = [self.t(f"生效中的静默（{len(records)}）：", f"Active silences ({len(records)}):")]
+        for record in records:
+            ref = f"#{record.ref} " if record.ref else ""
+            lines.append(
+                f"{ref}{record.matchers} · {self.t('至', 'until')} {self._time(record.ends_at)} · {record.created_by} · {record.silence_id}"
+            )
+        return Outcome(fit_lines(lines, self.t("…还有 {n} 条", "… {n} more")))
+
+    def short_help(self) -> str:
+        return self.t(
+            "回复“确认 编号”确认告警，“静默 编号 2h”静默告警，“帮助”查看全部命令。",
+            "Reply “ack <ref>” to acknowledge, “silence <ref> 2h” to silence, “help” for all commands.",
+        )
+
+    def help_text(self) -> str:
+        max_silence = format_duration(self._config.commands.max_silence, self.language)
+        limit = self.t(f"静默最长 {max_silence}", f"Longest silence: {max_silence}")
+        return f"{help_text(self.language)}\n{limit}"
+
+
+def fit_lines(lines: list[str], more: str, limit: int = REPLY_LIMIT) -> str:
+    """Join lines, dropping the tail with a "… N more" line so the reply fits one message."""
+    text = "\n".join(lines)
+    if len(text.encode()) <= limit:
+        return text
+    kept = list(lines)
+    while kept:
+        dropped = len(lines) - len(kept)
+        candidate = "\n".join([*kept, more.format(n=dropped)]) if dropped else "\n".join(kept)
+        if len(candidate.encode()) <= limit:
+            return candidate
+        kept.pop()
+    return more.format(n=len(lines))[:limit]

@@ -1,0 +1,190 @@
+"""Keeps each alert group's reference, ack, cards and ack-silences in step
+with the notifications the dispatcher sends.
+
+Before a delivery is rendered, the tracker records it against the group's
+reference (``#27``) and says whether it is an unchanged repeat of an
+acknowledged group (then nothing is sent). For a resolved group it first
+tries to turn the group's cards into "已恢复" and expires silences that an
+``ack`` created. After sending it remembers who got the reference and the
+cards' one-use ``response_code``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from alertbridge.channels import Receipt
+from alertbridge.config import AppReceiver, Config, ReceiverConfig
+from alertbridge.errors import DeliveryError, StoreError
+from alertbridge.message import RenderedMessage
+from alertbridge.model import Ack
+from alertbridge.silencers import Silencer, SilenceRequest, SilencerError
+from alertbridge.stores import Delivery
+from alertbridge.stores.state import CardRecord, StateStore
+from alertbridge.wecom.client import WeComClient
+
+log = logging.getLogger(__name__)
+
+# A card's response_code is valid 24 h (WeCom's docs say 72 h in one place,
+# 24 h in another; assume the shorter).
+RESPONSE_CODE_VALIDITY = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class Tracked:
+    ref: int
+    ack: Ack | None
+    suppressed: bool  # acknowledged and unchanged: send nothing
+    handled_by_cards: bool  # resolved, and every card of the group now says so
+
+
+class GroupTracker:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        state: StateStore,
+        silencers: Mapping[str, Silencer],
+        client: WeComClient,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._config = config
+        self._state = state
+        self._silencers = silencers
+        self._client = client
+        self._clock = clock
+
+    async def before_send(self, delivery: Delivery, receiver: ReceiverConfig) -> Tracked:
+        update = await self._state.record_notification(
+            delivery.receiver, delivery.group, delivery.recipients, delivery.accepted_at
+        )
+        ref = update.ref
+        handled = False
+        if not ref.firing:
+            await self._expire_ack_silences(ref.ref)
+            if isinstance(receiver, AppReceiver) and receiver.msgtype == "template_card":
+                handled = await self._mark_cards_resolved(ref.ref, delivery.receiver, receiver)
+        return Tracked(ref=ref.ref, ack=ref.ack, suppressed=update.suppressed, handled_by_cards=handled)
+
+    async def after_send(
+        self,
+        delivery: Delivery,
+        receiver: ReceiverConfig,
+        tracked: Tracked,
+        sent: Sequence[tuple[RenderedMessage, Receipt]],
+    ) -> None:
+        users = delivery.recipients.to_user
+        if users:
+            await self._state.record_sent(tracked.ref, users, self._clock())
+        if not isinstance(receiver, AppReceiver):
+            return
+        for message, receipt in sent:
+            if message.card is None:
+                continue
+            await self._state.save_card(
+                CardRecord(
+                    task_id=str(message.card["task_id"]),
+                    ref=tracked.ref,
+                    app=receiver.app,
+                    users=tuple(users),
+                    response_code=receipt.response_code,
+                    response_code_at=self._clock() if receipt.response_code else None,
+                )
+            )
+
+    async def _mark_cards_resolved(self, ref: int, name: str, receiver: AppReceiver) -> bool:
+        cards = await self._state.cards_for_ref(ref)
+        if not cards:
+            return False
+        app = self._config.wecom.apps[receiver.app]
+        label = "已恢复" if self._config.language_of(name) == "zh" else "Resolved"
+        now = self._clock()
+        for card in cards:
+            fresh = card.response_code_at is not None and now - card.response_code_at < RESPONSE_CODE_VALIDITY
+            code = await self._state.use_response_code(card.task_id) if fresh else None
+            if code is None:
+                return False
+            body = {"userids": list(card.users), "response_code": code, "button": {"replace_name": label}}
+            try:
+                await self._client.update_template_card(card.app, app, body)
+            except DeliveryError as exc:
+                log.warning("card_resolve_update_failed ref=%d task_id=%s error=%s", ref, card.task_id, exc)
+                return False
+        return True
+
+    async def _expire_ack_silences(self, ref: int) -> None:
+        for record in await self._state.silences_for_ref(ref, active_at=self._clock()):
+            if not record.via_ack:
+                continue
+            silencer = self._silencers.get(record.silencer)
+            if silencer is None:
+                continue
+            try:
+                await silencer.expire(record.silence_id)
+            except SilencerError as exc:
+                log.warning(
+                    "ack_silence_expire_failed ref=%d silence=%s error=%s", ref, record.silence_id, exc
+                )
+                continue
+            await self._state.mark_silence_expired(record.silence_id, self._clock())
+            log.info("ack_silence_expired ref=%d silence=%s", ref, record.silence_id)
+
+    async def extend_ack_silences(self) -> None:
+        """Push out ``ack_silences`` silences of groups still firing before they end."""
+        now = self._clock()
+        step = self._config.commands.ack_silence_step
+        try:
+            records = await self._state.active_silences(now)
+        except StoreError as exc:
+            log.error("ack_silence_scan_failed error=%s", exc)
+            return
+        for record in records:
+            if not record.via_ack or record.ref is None or record.ends_at - now > step / 2:
+                continue
+            ref = await self._state.get_ref(record.ref)
+            silencer = self._silencers.get(record.silencer)
+            if ref is None or not ref.firing or silencer is None:
+                continue
+            existing = await silencer.get(record.silence_id)
+            if existing is None:
+                continue
+            request = SilenceRequest(
+                matchers=existing.matchers,
+                starts_at=existing.starts_at,
+                ends_at=now + step,
+                created_by=existing.created_by,
+                comment=existing.comment,
+            )
+            try:
+                new_id = await silencer.update(record.silence_id, request)
+            except SilencerError as exc:
+                log.warning("ack_silence_extend_failed silence=%s error=%s", record.silence_id, exc)
+                continue
+            await self._state.replace_silence_id(record.silence_id, new_id, request.ends_at)
+            log.info(
+                "ack_silence_extended ref=%d silence=%s until=%s",
+                ref.ref,
+                new_id,
+                request.ends_at.isoformat(),
+            )
+
+    async def run_upkeep(self) -> None:
+        """Until cancelled: extend ack silences and forget expired references.
+
+        Runs beside the dispatcher so Alertmanager calls never hold up sends.
+        """
+        interval = min(timedelta(minutes=10), self._config.commands.ack_silence_step / 4).total_seconds()
+        while True:
+            try:
+                await self.extend_ack_silences()
+                pruned = await self._state.prune(self._clock(), self._config.commands.reference_retention)
+            except StoreError as exc:
+                log.error("state_upkeep_failed error=%s", exc)
+            else:
+                if pruned:
+                    log.info("state_pruned rows=%d", pruned)
+            await asyncio.sleep(interval)

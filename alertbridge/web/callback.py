@@ -1,0 +1,217 @@
+"""``GET|POST /wecom/callback/{app}``: WeCom's verified, encrypted callback URL.
+
+GET answers WeCom's URL verification with the decrypted ``echostr``. POST
+verifies, decrypts and parses a user's message or click, drops WeCom's
+re-sends (it retries when it hears nothing within 5 s), answers 200 with an
+empty body at once, and does the slow part — Alertmanager calls, replies —
+in a background task that answers the user with an active message.
+
+Every verification failure gets the same 403 with no detail, so the answer
+cannot be used as an oracle; the reason is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse, Response
+
+from alertbridge.commands import Command, CommandError, Help
+from alertbridge.commands.executor import CommandExecutor, Outcome
+from alertbridge.commands.parser import parse_button_key, parse_command
+from alertbridge.config import Config, WeComAppConfig
+from alertbridge.errors import DeliveryError, StoreError
+from alertbridge.stores.state import StateStore
+from alertbridge.wecom.callback_errors import CallbackError
+from alertbridge.wecom.client import WeComClient
+from alertbridge.wecom.crypto import CallbackCrypto, check_timestamp
+from alertbridge.wecom.inbound import EventMessage, InboundMessage, TextMessage, dedup_key, parse_inbound
+
+log = logging.getLogger(__name__)
+
+MAX_CALLBACK_BYTES = 64 * 1024
+# WeCom re-sends for about 5 s × (3–4) tries; remember keys well beyond that.
+DEDUP_TTL = timedelta(hours=1)
+# enter_agent fires whenever a member opens the app: greet at most daily.
+GREETING_INTERVAL = timedelta(days=1)
+
+
+class WeComCallback:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        state: StateStore,
+        executor: CommandExecutor,
+        client: WeComClient,
+        epoch: Callable[[], float] = time.time,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._config = config
+        self._state = state
+        self._executor = executor
+        self._client = client
+        self._epoch = epoch
+        self._clock = clock
+        self._crypto: dict[str, CallbackCrypto] = {}
+        for name, app in config.wecom.apps.items():
+            if app.token is not None and app.encoding_aes_key is not None:
+                self._crypto[name] = CallbackCrypto(
+                    app.token.get_secret_value(), app.encoding_aes_key.get_secret_value(), app.corp_id
+                )
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def endpoint(self, request: Request) -> Response:
+        name = request.path_params["app"]
+        crypto = self._crypto.get(name)
+        if crypto is None:
+            return PlainTextResponse("no callback configured for this app\n", status_code=404)
+        app = self._config.wecom.apps[name]
+        params = request.query_params
+        signature, timestamp, nonce = (params.get(k, "") for k in ("msg_signature", "timestamp", "nonce"))
+        try:
+            if request.method == "GET":
+                plain = crypto.verify_url(signature, timestamp, nonce, params.get("echostr", ""))
+                log.info("callback_url_verified app=%s", name)
+                return Response(plain, media_type="text/plain")
+            check_timestamp(timestamp, self._epoch(), app.callback_max_skew_seconds)
+            body = await _read_limited(request, MAX_CALLBACK_BYTES)
+            if body is None:
+                return PlainTextResponse("body too large\n", status_code=413)
+            message = parse_inbound(crypto.open_message(signature, timestamp, nonce, body))
+        except CallbackError as exc:
+            log.warning("callback_rejected app=%s reason=%s", name, type(exc).__name__)
+            return PlainTextResponse("invalid callback\n", status_code=403)
+        except ClientDisconnect:
+            return PlainTextResponse("incomplete body\n", status_code=400)
+
+        try:
+            first = await self._state.claim_callback(f"{name}:{dedup_key(message)}", self._clock(), DEDUP_TTL)
+        except StoreError as exc:
+            # Without dedup we could act twice; a 503 makes WeCom try again later.
+            log.error("callback_dedup_failed app=%s error=%s", name, exc)
+            return PlainTextResponse("store unavailable\n", status_code=503)
+        if not first:
+            log.info("callback_duplicate app=%s key=%s", name, dedup_key(message))
+            return Response(b"", media_type="text/plain")
+        task = asyncio.create_task(self._handle(name, app, message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return Response(b"", media_type="text/plain")
+
+    async def drain(self) -> None:
+        """Wait for running command tasks (at shutdown), so none is cut in half."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _handle(self, app_name: str, app: WeComAppConfig, message: InboundMessage) -> None:
+        # The background-task boundary: log anything unexpected, never crash the loop.
+        try:
+            await self._process(app_name, app, message)
+        except Exception:
+            log.exception("callback_task_failed app=%s", app_name)
+
+    async def _process(self, app_name: str, app: WeComAppConfig, message: InboundMessage) -> None:
+        user = message.from_user
+        if isinstance(message, TextMessage):
+            await self._run_text(app_name, app, user, message.content)
+            return
+        if not isinstance(message, EventMessage):
+            await self._reply(
+                app_name,
+                app,
+                user,
+                self._executor.t(
+                    "暂不支持这种消息；发送“帮助”查看可用命令。",
+                    "This kind of message is not supported; send “help” for commands.",
+                ),
+            )
+            return
+        if message.event == "enter_agent":
+            if await self._state.claim_callback(f"greet:{app_name}:{user}", self._clock(), GREETING_INTERVAL):
+                await self._reply(app_name, app, user, self._executor.short_help())
+        elif message.event == "click":
+            await self._run_text(app_name, app, user, message.event_key or "")
+        elif message.event == "template_card_event":
+            await self._run_button(app_name, app, message)
+        else:
+            log.info("callback_event_ignored app=%s event=%s", app_name, message.event)
+
+    async def _run_text(self, app_name: str, app: WeComAppConfig, user: str, text: str) -> None:
+        try:
+            command: Command = parse_command(text, max_silence=self._config.commands.max_silence)
+        except CommandError as exc:
+            await self._reply(app_name, app, user, exc.message(self._executor.language))
+            return
+        outcome = await self._executor.execute(user, command, action=_action(command))
+        await self._reply(app_name, app, user, outcome.reply)
+
+    async def _run_button(self, app_name: str, app: WeComAppConfig, event: EventMessage) -> None:
+        user = event.from_user
+        try:
+            command = parse_button_key(event.event_key or "", max_silence=self._config.commands.max_silence)
+        except CommandError:
+            log.warning("callback_unknown_button app=%s key=%r", app_name, (event.event_key or "")[:64])
+            return
+        if isinstance(command, Help):
+            return
+        outcome = await self._executor.execute(user, command, action=f"button:{_action(command)}")
+        if (
+            outcome.ok
+            and outcome.card_label
+            and event.response_code
+            and event.task_id
+            and await self._update_card(app_name, app, event.task_id, event.response_code, user, outcome)
+        ):
+            return
+        await self._reply(app_name, app, user, outcome.reply)
+
+    async def _update_card(
+        self,
+        app_name: str,
+        app: WeComAppConfig,
+        task_id: str,
+        response_code: str,
+        user: str,
+        outcome: Outcome,
+    ) -> bool:
+        card = await self._state.get_card(task_id)
+        users = list(card.users) if card is not None and card.users else [user]
+        body = {
+            "userids": users,
+            "response_code": response_code,
+            "button": {"replace_name": outcome.card_label},
+        }
+        try:
+            await self._client.update_template_card(app_name, app, body)
+        except DeliveryError as exc:
+            log.warning("card_update_failed app=%s task_id=%s error=%s", app_name, task_id, exc)
+            return False
+        return True
+
+    async def _reply(self, app_name: str, app: WeComAppConfig, user: str, text: str) -> None:
+        body = {"touser": user, "msgtype": "text", "text": {"content": text}}
+        try:
+            await self._client.send_app_message(app_name, app, body)
+        except DeliveryError as exc:
+            log.error("callback_reply_failed app=%s user=%s error=%s", app_name, user, exc)
+
+
+def _action(command: Command) -> str:
+    return type(command).__name__.lower()
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,290 @@
+"""``/wecom/callback/{app}`` on a real server: verification, rejection, dedup,
+and commands by reply, against the fake WeCom."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from alertbridge.app import create_app
+from alertbridge.config import parse_config
+from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom
+from alertbridge.testing.server import ServerThread
+from alertbridge.testing.wecom_callback import CallbackClient
+
+DATA = Path(__file__).parent / "data"
+FIRING = json.loads((DATA / "alertmanager" / "firing.json").read_text(encoding="utf-8"))
+VECTORS = {
+    v["id"]: v
+    for v in json.loads((DATA / "wecom_crypto_vectors.json").read_text(encoding="utf-8"))["vectors"]
+}
+
+CORP_ID = "ww7c3f1e2d4b5a6978"
+SECRET = "callback-test-secret-1234"
+TOKEN = "cbToken12345"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+AGENT_ID = 1000002
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+class Bridge:
+    def __init__(self, base_url: str, wecom: FakeWeCom, db: Path) -> None:
+        self.base_url = base_url
+        self.wecom = wecom
+        self.db = db
+
+    def callback(self, app: str = "ops") -> CallbackClient:
+        return CallbackClient(
+            self.base_url,
+            f"/wecom/callback/{app}",
+            TOKEN,
+            AES_KEY,
+            CORP_ID,
+            AGENT_ID,
+            response_codes=self.wecom.new_response_code_for,
+        )
+
+    def post_alert(self, receiver: str = "oncall", payload: object = FIRING) -> None:
+        response = httpx.post(f"{self.base_url}/alertmanager/{receiver}", json=payload, timeout=10)
+        assert response.status_code == 200, response.text
+
+    def replies_to(self, user: str) -> list[str]:
+        return [
+            m.content or ""
+            for m in self.wecom.messages(MESSAGE_SEND)
+            if m.msgtype == "text" and m.to_user == (user,)
+        ]
+
+    def wait_reply(self, user: str, count: int = 1) -> str:
+        wait_until(lambda: len(self.replies_to(user)) >= count)
+        return self.replies_to(user)[count - 1]
+
+    def pending_deliveries(self) -> int:
+        with sqlite3.connect(self.db) as db:
+            return int(db.execute("SELECT count(*) FROM deliveries WHERE status = 'pending'").fetchone()[0])
+
+    def audit(self) -> list[tuple[str, str, str]]:
+        with sqlite3.connect(self.db) as db:
+            return db.execute("SELECT user_id, action, result FROM audit ORDER BY id").fetchall()
+
+
+@pytest.fixture
+def bridge(tmp_path: Path) -> Iterator[Bridge]:
+    wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID)])
+    with wecom.serve() as wecom_url:
+        config = parse_config(
+            {
+                "server": {"language": "zh"},
+                "store": {"url": f"sqlite:///{tmp_path / 'ab.db'}"},
+                "wecom": {
+                    "api_base": wecom_url,
+                    "apps": {
+                        "ops": {
+                            "corp_id": CORP_ID,
+                            "agent_id": AGENT_ID,
+                            "secret": SECRET,
+                            "token": TOKEN,
+                            "encoding_aes_key": AES_KEY,
+                        },
+                        "nocallback": {"corp_id": CORP_ID, "agent_id": AGENT_ID, "secret": SECRET},
+                    },
+                },
+                "receivers": {
+                    "oncall": {
+                        "channel": "app",
+                        "app": "ops",
+                        "to_user": ["zhangsan", "lisi"],
+                        "msgtype": "text",
+                    },
+                },
+            },
+            {},
+            "test.toml",
+        )
+        with ServerThread(create_app(config)) as server:
+            yield Bridge(server.base_url, wecom, tmp_path / "ab.db")
+
+
+def test_url_verification_answers_the_bare_plaintext(bridge: Bridge) -> None:
+    with bridge.callback() as wecom:
+        response = wecom.verify_url("1616140317555161061")
+    assert response.status_code == 200
+    assert response.content == b"1616140317555161061"
+
+
+def test_wecom_documented_example_verifies(tmp_path: Path) -> None:
+    vector = VECTORS["doc_verify_url"]
+    config = parse_config(
+        {
+            "store": {"url": f"sqlite:///{tmp_path / 'ab.db'}"},
+            "wecom": {
+                "apps": {
+                    "doc": {
+                        "corp_id": vector["receive_id"],
+                        "agent_id": 218,
+                        "secret": "s",
+                        "token": vector["token"],
+                        "encoding_aes_key": vector["encoding_aes_key"],
+                        "callback_max_skew_seconds": 0,
+                    }
+                }
+            },
+        },
+        {},
+        "t",
+    )
+    with ServerThread(create_app(config)) as server:
+        url = (
+            f"{server.base_url}/wecom/callback/doc?msg_signature={vector['msg_signature']}"
+            f"&timestamp={vector['timestamp']}&nonce={vector['nonce']}"
+            f"&echostr={vector['echostr_url_encoded_as_in_query']}"
+        )
+        response = httpx.get(url, timeout=5)
+    assert response.status_code == 200
+    assert response.text == vector["expected_plaintext"]
+
+
+def test_forged_stale_wrong_corp_and_hostile_callbacks_are_rejected(bridge: Bridge) -> None:
+    with bridge.callback() as wecom:
+        good = wecom.build_text("zhangsan", "help")
+        forged = dict(httpx.QueryParams(good.url.query))
+        forged["msg_signature"] = "0" * 40
+        assert wecom.post_raw(forged, good.content).status_code == 403
+
+        stale = CallbackClient(
+            bridge.base_url,
+            "/wecom/callback/ops",
+            TOKEN,
+            AES_KEY,
+            CORP_ID,
+            AGENT_ID,
+            clock=lambda: time.time() - 3600,
+        )
+        with stale:
+            assert stale.send_text("zhangsan", "help").status_code == 403
+
+        other_corp = CallbackClient(
+            bridge.base_url, "/wecom/callback/ops", TOKEN, AES_KEY, "wwSomeoneElse", AGENT_ID
+        )
+        with other_corp:
+            assert other_corp.send_text("zhangsan", "help").status_code == 403
+
+        wrong_token = CallbackClient(
+            bridge.base_url, "/wecom/callback/ops", "otherToken", AES_KEY, CORP_ID, AGENT_ID
+        )
+        with wrong_token:
+            assert wrong_token.send_text("zhangsan", "help").status_code == 403
+
+        params = dict(httpx.QueryParams(good.url.query))
+        xxe = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><xml><Encrypt>&e;</Encrypt></xml>'
+        assert wecom.post_raw(params, xxe).status_code == 403
+        bomb = b'<!DOCTYPE l [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]><xml><Encrypt>&b;</Encrypt></xml>'
+        assert wecom.post_raw(params, bomb).status_code == 403
+        assert wecom.post_raw(params, b"not xml").status_code == 403
+        assert wecom.post_raw(params, b"<xml>" + b"x" * 100_000 + b"</xml>").status_code == 413
+        response = wecom.post_raw({}, good.content)
+        assert response.status_code == 403 and response.text == "invalid callback\n"
+    assert bridge.wecom.messages() == []
+    assert httpx.get(f"{bridge.base_url}/wecom/callback/nocallback", timeout=5).status_code == 404
+    assert httpx.get(f"{bridge.base_url}/wecom/callback/missing", timeout=5).status_code == 404
+
+
+def test_ack_by_reply_and_a_retried_callback_acts_once(bridge: Bridge) -> None:
+    bridge.post_alert()
+    wait_until(lambda: len(bridge.wecom.messages(MESSAGE_SEND)) == 1)
+    alert_message = bridge.wecom.messages(MESSAGE_SEND)[0].content or ""
+    assert "#1" in alert_message
+
+    with bridge.callback() as wecom:
+        first = wecom.send_text("zhangsan", "确认 1")
+        assert first.status_code == 200 and first.content == b""
+        # WeCom heard nothing within 5 s and sends the very same request again.
+        assert wecom.resend().status_code == 200
+        reply = bridge.wait_reply("zhangsan")
+    assert "已确认 #1" in reply
+    time.sleep(0.5)
+    assert len(bridge.replies_to("zhangsan")) == 1
+    assert bridge.audit() == [("zhangsan", "ack", "ok")]
+
+    # An identical repeat of the acknowledged group is not sent at all; a
+    # change is, and shows who acknowledged it.
+    def alert_messages() -> list[str]:
+        return [
+            m.content or "" for m in bridge.wecom.messages(MESSAGE_SEND) if m.to_user == ("zhangsan", "lisi")
+        ]
+
+    repeat = {**FIRING, "commonAnnotations": {"note": "repeat"}}
+    bridge.post_alert(payload=repeat)
+    wait_until(lambda: bridge.pending_deliveries() == 0)
+    extra = {
+        **FIRING["alerts"][0],
+        "fingerprint": "ffff000011112222",
+        "labels": {**FIRING["alerts"][0]["labels"], "instance": "api-3:9100"},
+    }
+    bridge.post_alert(payload={**FIRING, "alerts": [*FIRING["alerts"], extra]})
+    wait_until(lambda: len(alert_messages()) == 2)
+    time.sleep(0.3)
+    assert len(alert_messages()) == 2  # the repeat was held back
+    later = alert_messages()[-1]
+    assert "#1" in later and "api-3:9100" in later
+    assert "已确认 · zhangsan" in later
+
+
+def test_ack_without_number_takes_the_latest_alert(bridge: Bridge) -> None:
+    bridge.post_alert()
+    wait_until(lambda: len(bridge.wecom.messages(MESSAGE_SEND)) == 1)
+    with bridge.callback() as wecom:
+        wecom.send_text("lisi", "  ACK ")
+        assert "已确认 #1" in bridge.wait_reply("lisi")
+
+
+def test_refusals_bad_input_help_and_unsupported(bridge: Bridge) -> None:
+    bridge.post_alert()
+    wait_until(lambda: len(bridge.wecom.messages(MESSAGE_SEND)) == 1)
+    with bridge.callback() as wecom:
+        wecom.send_text("wangwu", "ack 1")
+        assert "无权" in bridge.wait_reply("wangwu")
+        wecom.send_text("zhangsan", "静默 1 forever")
+        bad = bridge.wait_reply("zhangsan")
+        assert "\n" not in bad and "静默" in bad
+        wecom.send_text("zhangsan", "help")
+        assert "确认" in bridge.wait_reply("zhangsan", 2)
+        wecom.send_xml(
+            b"<xml><ToUserName>x</ToUserName><FromUserName>zhangsan</FromUserName><CreateTime>1</CreateTime>"
+            b"<MsgType>image</MsgType><PicUrl>http://x</PicUrl><MediaId>m</MediaId><MsgId>99</MsgId>"
+            b"<AgentID>1000002</AgentID></xml>"
+        )
+        assert "不支持" in bridge.wait_reply("zhangsan", 3)
+        wecom.send_text("zhangsan", "silence 1 2h")
+        assert "silencer" in bridge.wait_reply("zhangsan", 4)
+        wecom.send_text("zhangsan", "ack 999")
+        assert "#999" in bridge.wait_reply("zhangsan", 5)
+    results = [row[2] for row in bridge.audit()]
+    assert "refused" in results
+
+
+def test_enter_agent_greets_once_and_menu_click_runs_a_command(bridge: Bridge) -> None:
+    with bridge.callback() as wecom:
+        wecom.enter_agent("zhangsan")
+        greeting = bridge.wait_reply("zhangsan")
+        assert "帮助" in greeting
+        wecom.enter_agent("zhangsan")
+        wecom.click_menu("zhangsan", "alerts")
+        listing = bridge.wait_reply("zhangsan", 2)
+    assert "没有" in listing
+    time.sleep(0.3)
+    assert len(bridge.replies_to("zhangsan")) == 2

@@ -1,0 +1,168 @@
+"""End to end, two ways, with the real Alertmanager: an alert fires →
+alertbridge sends a card → the user taps 静默1小时 (an encrypted callback) →
+the silence exists in Alertmanager and suppresses the alert, and the card
+says so → a text reply `unsilence` expires it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom
+from alertbridge.testing.wecom_callback import CallbackClient
+from tests.harness import AlertbridgeProcess, AlertmanagerProcess, free_port
+
+CORP_ID = "ww1e2d3c4b5a697887"
+SECRET = "e2e-cmd-secret-5f4e3d2c"
+TOKEN = "e2eCallbackToken"
+AES_KEY = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
+AGENT_ID = 1000003
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def fake() -> Iterator[tuple[FakeWeCom, str]]:
+    wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID)])
+    with wecom.serve() as base_url:
+        yield wecom, base_url
+
+
+def test_button_silence_and_text_unsilence(tmp_path: Path, fake) -> None:  # type: ignore[no-untyped-def]
+    wecom, wecom_url = fake
+    # Alertmanager needs alertbridge's URL and alertbridge Alertmanager's: pick ports first.
+    bridge_port = free_port()
+    alertmanager = AlertmanagerProcess(tmp_path, f"http://127.0.0.1:{bridge_port}/alertmanager/oncall")
+    bridge = AlertbridgeProcess(
+        tmp_path,
+        f"""
+[wecom]
+api_base = "{wecom_url}"
+[wecom.apps.ops]
+corp_id = "{CORP_ID}"
+agent_id = {AGENT_ID}
+secret = "${{SECRET}}"
+token = "${{CALLBACK_TOKEN}}"
+encoding_aes_key = "${{AES_KEY}}"
+[silencers.main]
+kind = "alertmanager"
+url = ["http://127.0.0.1:{free_port()}", "{alertmanager.base_url}"]
+[receivers.oncall]
+channel = "app"
+app = "ops"
+to_user = ["zhangsan"]
+msgtype = "template_card"
+silencer = "main"
+""",
+        env={"SECRET": SECRET, "CALLBACK_TOKEN": TOKEN, "AES_KEY": AES_KEY},
+        port=bridge_port,
+    )
+    bridge.start()
+    alertmanager.start()
+    am = httpx.Client(base_url=alertmanager.base_url, timeout=5)
+    try:
+        alertmanager.post_alerts(
+            [
+                {
+                    "labels": {
+                        "alertname": "QueueBacklog",
+                        "queue": "orders",
+                        "pod": "worker-7f9c",
+                        "severity": "warning",
+                    },
+                    "annotations": {"summary": "orders 队列积压 12000 条"},
+                    "startsAt": (datetime.now(UTC) - timedelta(minutes=3)).isoformat(),
+                }
+            ]
+        )
+        wait_for(lambda: wecom.messages(MESSAGE_SEND), what="the card")
+        card_message = wecom.messages(MESSAGE_SEND)[0]
+        assert card_message.msgtype == "template_card"
+        card = card_message.body["template_card"]
+        assert card["card_type"] == "button_interaction"
+        assert "#1" in card["main_title"]["title"]
+        keys = {b["text"]: b["key"] for b in card["button_list"]}
+        assert set(keys) == {"确认", "静默1小时", "静默24小时"}
+
+        with CallbackClient(
+            bridge.base_url,
+            "/wecom/callback/ops",
+            TOKEN,
+            AES_KEY,
+            CORP_ID,
+            AGENT_ID,
+            response_codes=wecom.new_response_code_for,
+        ) as user:
+            assert user.click_button("zhangsan", card["task_id"], keys["静默1小时"]).status_code == 200
+
+            def our_silences() -> list[dict[str, object]]:
+                return [s for s in am.get("/api/v2/silences").json() if s["createdBy"] == "zhangsan"]
+
+            wait_for(
+                lambda: [s for s in our_silences() if s["status"]["state"] == "active"], what="the silence"
+            )
+            [silence] = our_silences()
+            matchers = {m["name"]: (m["value"], m["isRegex"]) for m in silence["matchers"]}
+            # The volatile pod label is left out so a restarted pod stays silenced.
+            assert matchers == {
+                "alertname": ("QueueBacklog", False),
+                "queue": ("orders", False),
+                "severity": ("warning", False),
+            }
+            assert "via alertbridge" in str(silence["comment"])
+            ends = datetime.fromisoformat(str(silence["endsAt"]).replace("Z", "+00:00"))
+            assert timedelta(minutes=55) < ends - datetime.now(UTC) <= timedelta(hours=1, minutes=1)
+
+            def suppressed() -> bool:
+                alerts = am.get("/api/v2/alerts", params={"filter": 'alertname="QueueBacklog"'}).json()
+                return bool(alerts) and alerts[0]["status"]["state"] == "suppressed"
+
+            wait_for(suppressed, what="the alert to be suppressed")
+            wait_for(lambda: wecom.card_updates(), what="the card update")
+            update = wecom.card_updates()[0]
+            assert update.task_id == card["task_id"]
+            assert update.replace_name is not None and update.replace_name.startswith("已静默至")
+
+            user.send_text("zhangsan", f"取消静默 {silence['id']}")
+            wait_for(lambda: our_silences()[0]["status"]["state"] == "expired", what="the silence to expire")
+            wait_for(
+                lambda: any(
+                    "已取消静默" in (m.content or "")
+                    for m in wecom.messages(MESSAGE_SEND)
+                    if m.msgtype == "text"
+                ),
+                what="the unsilence reply",
+            )
+        audit = subprocess.run(
+            [sys.executable, "-m", "alertbridge", "audit", "list", "-c", str(bridge.config_path)],
+            capture_output=True,
+            text=True,
+            env=bridge.env,
+            timeout=60,
+            check=False,
+        )
+        assert audit.returncode == 0, audit.stderr
+        assert "button:silence" in audit.stdout and silence["id"] in audit.stdout
+        assert "unsilence" in audit.stdout
+    finally:
+        am.close()
+        alertmanager.kill()
+        bridge.kill()
+    printed = bridge.stdout() + bridge.stderr()
+    for secret in (SECRET, TOKEN, AES_KEY, *wecom.issued_tokens()):
+        assert secret not in printed
