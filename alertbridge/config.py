@@ -339,6 +339,13 @@ class Config(_Section):
     silencers: dict[str, SilencerConfig] = Field(default_factory=dict)
     receivers: dict[str, Receiver] = Field(default_factory=dict)
 
+    def silencer_of(self, receiver: str) -> str | None:
+        """The receiver's silencer; with exactly one defined, that one by default."""
+        named = self.receivers[receiver].silencer
+        if named is None and len(self.silencers) == 1:
+            return next(iter(self.silencers))
+        return named
+
     def language_of(self, receiver: str) -> Language:
         return self.receivers[receiver].language or self.server.language
 
@@ -467,7 +474,7 @@ def _cross_checks(config: Config) -> list[tuple[str, str]]:
             problems.append(
                 (f"{key}.silencer", f"no silencer {receiver.silencer!r} in [silencers] ({known})")
             )
-        if receiver.ack_silences and receiver.silencer is None:
+        if receiver.ack_silences and config.silencer_of(name) is None:
             problems.append((f"{key}.ack_silences", "needs `silencer` to name where silences are created"))
         if isinstance(receiver, AppReceiver):
             if receiver.msgtype == "template_card":

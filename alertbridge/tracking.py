@@ -149,8 +149,21 @@ class GroupTracker:
             silencer = self._silencers.get(record.silencer)
             if ref is None or not ref.firing or silencer is None:
                 continue
-            existing = await silencer.get(record.silence_id)
-            if existing is None:
+            try:
+                existing = await silencer.get(record.silence_id)
+                # A silenced alert that resolves sends no webhook (Alertmanager
+                # mutes the resolution too), so ask whether anything still fires.
+                still_firing = existing is not None and bool(await silencer.firing_alerts(existing.matchers))
+                if existing is not None and not still_firing:
+                    await silencer.expire(record.silence_id)
+            except SilencerError as exc:
+                log.warning("ack_silence_check_failed silence=%s error=%s", record.silence_id, exc)
+                continue
+            if existing is None or not still_firing:
+                await self._state.mark_silence_expired(record.silence_id, now)
+                log.info(
+                    "ack_silence_expired ref=%d silence=%s reason=nothing_firing", ref.ref, record.silence_id
+                )
                 continue
             request = SilenceRequest(
                 matchers=existing.matchers,

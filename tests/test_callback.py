@@ -14,9 +14,10 @@ import pytest
 
 from alertbridge.app import create_app
 from alertbridge.config import parse_config
-from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom
+from alertbridge.testing.fake_wecom import MESSAGE_SEND, UPDATE_TEMPLATE_CARD, FakeApp, FakeWeCom, Fault
 from alertbridge.testing.server import ServerThread
 from alertbridge.testing.wecom_callback import CallbackClient
+from tests.harness import free_port
 
 DATA = Path(__file__).parent / "data"
 FIRING = json.loads((DATA / "alertmanager" / "firing.json").read_text(encoding="utf-8"))
@@ -103,11 +104,26 @@ def bridge(tmp_path: Path) -> Iterator[Bridge]:
                         "nocallback": {"corp_id": CORP_ID, "agent_id": AGENT_ID, "secret": SECRET},
                     },
                 },
+                "silencers": {
+                    "down": {
+                        "kind": "alertmanager",
+                        "url": f"http://127.0.0.1:{free_port()}",
+                        "timeout": "2s",
+                    }
+                },
                 "receivers": {
+                    "cards": {
+                        "channel": "app",
+                        "app": "ops",
+                        "to_user": ["zhaoliu"],
+                        "msgtype": "template_card",
+                    },
                     "oncall": {
                         "channel": "app",
                         "app": "ops",
                         "to_user": ["zhangsan", "lisi"],
+                        "allow_silence": ["lisi"],
+                        "silencer": "down",
                         "msgtype": "text",
                     },
                 },
@@ -270,9 +286,15 @@ def test_refusals_bad_input_help_and_unsupported(bridge: Bridge) -> None:
         )
         assert "不支持" in bridge.wait_reply("zhangsan", 3)
         wecom.send_text("zhangsan", "silence 1 2h")
-        assert "silencer" in bridge.wait_reply("zhangsan", 4)
+        assert "无权" in bridge.wait_reply("zhangsan", 4)  # allow_silence lists only lisi
         wecom.send_text("zhangsan", "ack 999")
         assert "#999" in bridge.wait_reply("zhangsan", 5)
+        # Alertmanager is down: a clear answer, and nothing recorded as done.
+        wecom.send_text("lisi", "silence 1 2h")
+        failed = bridge.wait_reply("lisi")
+        assert "静默未创建" in failed and "unreachable" in failed
+        wecom.send_text("lisi", "静默列表")
+        assert "没有生效中的静默" in bridge.wait_reply("lisi", 2)
     results = [row[2] for row in bridge.audit()]
     assert "refused" in results
 
@@ -288,3 +310,29 @@ def test_enter_agent_greets_once_and_menu_click_runs_a_command(bridge: Bridge) -
     assert "没有" in listing
     time.sleep(0.3)
     assert len(bridge.replies_to("zhangsan")) == 2
+
+
+def test_a_resolved_group_turns_its_card_to_resolved_else_gets_a_message(bridge: Bridge) -> None:
+    resolved = json.loads((DATA / "alertmanager" / "resolved.json").read_text(encoding="utf-8"))
+
+    def to_zhaoliu() -> list[str]:
+        return [m.msgtype for m in bridge.wecom.messages(MESSAGE_SEND) if m.to_user == ("zhaoliu",)]
+
+    bridge.post_alert("cards")
+    wait_until(lambda: to_zhaoliu() == ["template_card"])
+    bridge.post_alert("cards", resolved)
+    wait_until(lambda: len(bridge.wecom.card_updates()) == 1)
+    assert bridge.wecom.card_updates()[0].replace_name == "已恢复"
+    wait_until(lambda: bridge.pending_deliveries() == 0)
+    assert to_zhaoliu() == ["template_card"]  # no separate resolved message
+
+    # It fires again, and this time the card can no longer be updated.
+    bridge.post_alert("cards")
+    wait_until(lambda: to_zhaoliu() == ["template_card", "template_card"])
+    bridge.wecom.add_fault(UPDATE_TEMPLATE_CARD, Fault(errcode=60140, errmsg="invalid response_code"))
+    bridge.post_alert("cards", resolved)
+    wait_until(lambda: to_zhaoliu() == ["template_card", "template_card", "markdown"])
+    resolution = [m.content or "" for m in bridge.wecom.messages(MESSAGE_SEND) if m.to_user == ("zhaoliu",)][
+        -1
+    ]
+    assert "已恢复" in resolution and "#1" in resolution  # the same group keeps its reference

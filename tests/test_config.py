@@ -107,6 +107,36 @@ def test_missing_env_var_is_named(tmp_path: Path) -> None:
         ('[delivery]\nmax_age = "forever"\n', "delivery.max_age: invalid duration 'forever'"),
         ('[receivers."bad name"]\nchannel = "console"\n', 'receivers."bad name": receiver names may use'),
         ("[server\n", "not valid TOML"),
+        (
+            '[wecom.apps.ops]\ncorp_id = "c"\nagent_id = 1\nsecret = "s"\ntoken = "t"\nencoding_aes_key = "short"\n',
+            "wecom.apps.ops.encoding_aes_key: must be exactly 43 letters or digits",
+        ),
+        (
+            '[wecom.apps.ops]\ncorp_id = "c"\nagent_id = 1\nsecret = "s"\ntoken = "bad token!"\n',
+            "wecom.apps.ops.token: must be 1-32 letters or digits",
+        ),
+        (
+            '[wecom.apps.ops]\ncorp_id = "c"\nagent_id = 1\nsecret = "s"\ntoken = "t"\n',
+            "wecom.apps.ops: set both token and encoding_aes_key",
+        ),
+        (
+            '[wecom.apps.ops]\ncorp_id = "c"\nagent_id = 1\nsecret = "s"\n'
+            '[receivers.x]\nchannel = "app"\napp = "ops"\nto_user = ["a"]\nmsgtype = "template_card"\n',
+            "receivers.x.msgtype: template_card buttons call back: set token and encoding_aes_key",
+        ),
+        (
+            '[receivers.x]\nchannel = "console"\nsilencer = "am"\n',
+            "receivers.x.silencer: no silencer 'am' in [silencers] (none defined)",
+        ),
+        (
+            '[receivers.x]\nchannel = "console"\nack_silences = true\n',
+            "receivers.x.ack_silences: needs `silencer`",
+        ),
+        (
+            '[silencers.am]\nkind = "alertmanager"\nurl = "am:9093"\n',
+            "silencers.am.url: must be http:// or https://",
+        ),
+        ('[commands]\nmax_silence = "0s"\n', "commands.max_silence"),
     ],
 )
 def test_each_rule_has_a_clear_message(tmp_path: Path, text: str, expected: str) -> None:

@@ -166,3 +166,92 @@ silencer = "main"
     printed = bridge.stdout() + bridge.stderr()
     for secret in (SECRET, TOKEN, AES_KEY, *wecom.issued_tokens()):
         assert secret not in printed
+
+
+def test_ack_silences_lasts_until_the_group_resolves(tmp_path: Path, fake) -> None:  # type: ignore[no-untyped-def]
+    """``ack_silences``: ack creates a short silence that alertbridge keeps
+    extending while the alert fires, and expires once nothing fires any more
+    (Alertmanager sends no resolution for a silenced alert, so it must ask)."""
+    wecom, wecom_url = fake
+    bridge_port = free_port()
+    alertmanager = AlertmanagerProcess(tmp_path, f"http://127.0.0.1:{bridge_port}/alertmanager/oncall")
+    bridge = AlertbridgeProcess(
+        tmp_path,
+        f"""
+[wecom]
+api_base = "{wecom_url}"
+[wecom.apps.ops]
+corp_id = "{CORP_ID}"
+agent_id = {AGENT_ID}
+secret = "{SECRET}"
+token = "{TOKEN}"
+encoding_aes_key = "{AES_KEY}"
+[silencers.main]
+kind = "alertmanager"
+url = "{alertmanager.base_url}"
+[commands]
+ack_silence_step = "4s"
+[receivers.oncall]
+channel = "app"
+app = "ops"
+to_user = ["zhangsan"]
+msgtype = "markdown"
+ack_silences = true
+""",
+        port=bridge_port,
+    ).start()
+    alertmanager.start()
+    am = httpx.Client(base_url=alertmanager.base_url, timeout=5)
+    alert = {
+        "labels": {"alertname": "DiskSlow", "instance": "db-1"},
+        "annotations": {"summary": "db-1 磁盘延迟高"},
+        "startsAt": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
+    }
+    try:
+        alertmanager.post_alerts([alert])
+        wait_for(lambda: wecom.messages(MESSAGE_SEND), what="the alert message")
+        with CallbackClient(
+            bridge.base_url, "/wecom/callback/ops", TOKEN, AES_KEY, CORP_ID, AGENT_ID
+        ) as user:
+            user.send_text("zhangsan", "ack")
+            wait_for(
+                lambda: any("静默直到恢复" in (m.content or "") for m in wecom.messages(MESSAGE_SEND)),
+                what="the ack reply",
+            )
+
+            def active() -> list[dict[str, object]]:
+                return [s for s in am.get("/api/v2/silences").json() if s["status"]["state"] == "active"]
+
+            [first] = active()
+            first_end = str(first["endsAt"])
+            assert first["createdBy"] == "zhangsan"
+            # Still firing: extended before it runs out (same matchers, so same id).
+            wait_for(
+                lambda: active() and str(active()[0]["endsAt"]) > first_end, timeout=15, what="an extension"
+            )
+            assert active()[0]["id"] == first["id"]
+
+            user.send_text("zhangsan", "告警")
+            wait_for(
+                lambda: any(
+                    "#1 DiskSlow" in (m.content or "")
+                    for m in wecom.messages(MESSAGE_SEND)
+                    if m.msgtype == "text"
+                ),
+                what="the alerts listing",
+            )
+            user.send_text("zhangsan", "静默列表")
+            wait_for(
+                lambda: any(str(first["id"]) in (m.content or "") for m in wecom.messages(MESSAGE_SEND)),
+                what="the silences listing",
+            )
+
+            # Resolve it: the silence goes away without waiting for a webhook.
+            alertmanager.post_alerts(
+                [{**alert, "endsAt": (datetime.now(UTC) - timedelta(seconds=1)).isoformat()}]
+            )
+            wait_for(lambda: not active(), timeout=15, what="the ack silence to expire")
+    finally:
+        am.close()
+        alertmanager.kill()
+        bridge.kill()

@@ -156,10 +156,7 @@ class CommandExecutor:
         return self._config.receivers.get(ref.receiver)
 
     def _silencer_for(self, ref: AlertRef) -> Silencer | None:
-        receiver = self._receiver(ref)
-        name = receiver.silencer if receiver is not None else None
-        if name is None and len(self._silencers) == 1:
-            name = next(iter(self._silencers))
+        name = self._config.silencer_of(ref.receiver) if ref.receiver in self._config.receivers else None
         return self._silencers.get(name) if name else None
 
     # -- commands -----------------------------------------------------------

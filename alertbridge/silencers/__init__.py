@@ -7,11 +7,12 @@ with a message fit to show the WeCom user who asked (no secrets, no stack).
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from alertbridge.errors import AlertbridgeError
 
@@ -82,6 +83,11 @@ class Silencer(Protocol):
     async def get(self, silence_id: str) -> Silence | None: ...
 
     async def list(self) -> list[Silence]: ...
+
+    async def firing_alerts(
+        self, matchers: Sequence[Matcher], *, silenced: bool = True, inhibited: bool = True
+    ) -> builtins.list[dict[str, Any]]:
+        """Alerts firing now that ``matchers`` select, silenced ones included."""
 
     def silence_url(self, silence_id: str) -> str:
         """A link to the silence in the silencer's UI, for replies."""
