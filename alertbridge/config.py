@@ -254,7 +254,8 @@ class ButtonConfig(_Section):
     """One card button: an action with its label."""
 
     action: Literal["ack", "silence"]
-    text: str = Field(min_length=1, max_length=12)
+    # None: "确认" / "静默1小时" (or "Ack" / "Silence 1h"), in the receiver's language.
+    text: str | None = Field(default=None, min_length=1, max_length=12)
     duration: timedelta | None = None  # for silence
 
     _parse = field_validator("duration", mode="before")(_duration)
@@ -262,9 +263,9 @@ class ButtonConfig(_Section):
 
 def _default_buttons() -> list[ButtonConfig]:
     return [
-        ButtonConfig(action="ack", text="确认"),
-        ButtonConfig(action="silence", text="静默1小时", duration=timedelta(hours=1)),
-        ButtonConfig(action="silence", text="静默24小时", duration=timedelta(hours=24)),
+        ButtonConfig(action="ack"),
+        ButtonConfig(action="silence", duration=timedelta(hours=1)),
+        ButtonConfig(action="silence", duration=timedelta(hours=24)),
     ]
 
 

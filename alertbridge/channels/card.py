@@ -115,7 +115,11 @@ def build_alert_card(
         ],
         "task_id": task_id,
         "button_list": [
-            {"text": button.text, "style": 1 if button.action == "ack" else 2, "key": _key(button, ref)}
+            {
+                "text": button.text or _button_text(button, language),
+                "style": 1 if button.action == "ack" else 2,
+                "key": _key(button, ref),
+            }
             for button in buttons
         ],
     }
@@ -126,6 +130,17 @@ def build_alert_card(
     return RenderedMessage(
         msgtype="template_card", content=content[:SUMMARY_CHARS], limit=SUMMARY_CHARS * 4, card=card
     )
+
+
+def _button_text(button: ButtonConfig, language: str) -> str:
+    if button.action == "ack":
+        return "确认" if language == "zh" else "Ack"
+    assert button.duration is not None  # the config loader requires it
+    hours = button.duration.total_seconds() / 3600
+    if hours.is_integer():
+        return f"静默{int(hours)}小时" if language == "zh" else f"Silence {int(hours)}h"
+    duration = format_duration(button.duration, language).replace(" ", "")
+    return f"静默{duration}" if language == "zh" else f"Silence {duration}"
 
 
 def _key(button: ButtonConfig, ref: int) -> str:
