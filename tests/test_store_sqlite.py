@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-import aiosqlite
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -25,8 +24,7 @@ from alertbridge.stores import DeliveryStatus, NewDelivery
 from alertbridge.stores.sqlite import SCHEMA_VERSION, SqliteOutboxStore
 from alertbridge.stores.sqlite_db import from_us as _from_us
 from alertbridge.stores.sqlite_db import to_us as _to_us
-
-T0 = datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+from tests.store_fixtures import T0, opened, pragmas, private_connection, write_locked
 
 
 def make_group(name: str = "HighCPU", *, note: str = "CPU 使用率过高", alerts: int = 2) -> AlertGroup:
@@ -75,17 +73,8 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def store(db_path: Path) -> AsyncIterator[SqliteOutboxStore]:
-    s = SqliteOutboxStore(db_path)
-    await s.open()
-    yield s
-    await s.close()
-
-
-def private_connection(store: SqliteOutboxStore) -> aiosqlite.Connection:
-    """The store's own aiosqlite connection, for per-connection test hooks."""
-    db = store._db  # PRAGMAs like max_page_count only affect this connection
-    assert db is not None
-    return db
+    async with opened(SqliteOutboxStore(db_path)) as s:
+        yield s
 
 
 # -- round trip ---------------------------------------------------------------
@@ -159,14 +148,10 @@ async def test_concurrent_enqueues_share_commits(store: SqliteOutboxStore) -> No
 
 
 async def test_batch_limit_caps_a_transaction(db_path: Path) -> None:
-    store = SqliteOutboxStore(db_path, batch_limit=16)
-    await store.open()
-    try:
+    async with opened(SqliteOutboxStore(db_path, batch_limit=16)) as store:
         ids = await asyncio.gather(*(store.enqueue(make_delivery()) for i in range(64)))
         assert len(set(ids)) == 64
         assert store.commits >= 4
-    finally:
-        await store.close()
 
 
 async def test_close_drains_queued_enqueues(db_path: Path) -> None:
@@ -182,12 +167,8 @@ async def test_close_drains_queued_enqueues(db_path: Path) -> None:
     with pytest.raises(StoreError):
         await store.enqueue(make_delivery())
 
-    reopened = SqliteOutboxStore(db_path)
-    await reopened.open()
-    try:
+    async with opened(SqliteOutboxStore(db_path)) as reopened:
         assert await reopened.count(DeliveryStatus.PENDING) == 50
-    finally:
-        await reopened.close()
 
 
 async def test_enqueue_before_open_raises(db_path: Path) -> None:
@@ -199,62 +180,41 @@ async def test_enqueue_before_open_raises(db_path: Path) -> None:
 
 
 async def test_pending_rows_survive_close_and_reopen(db_path: Path) -> None:
-    first = SqliteOutboxStore(db_path)
-    await first.open()
-    ids = [await first.enqueue(make_delivery(T0 + timedelta(seconds=i))) for i in range(3)]
-    await first.close()
+    async with opened(SqliteOutboxStore(db_path)) as first:
+        ids = [await first.enqueue(make_delivery(T0 + timedelta(seconds=i))) for i in range(3)]
 
-    second = SqliteOutboxStore(db_path)
-    await second.open()
-    try:
+    async with opened(SqliteOutboxStore(db_path)) as second:
         claimed = await second.claim_due(T0 + timedelta(minutes=1), limit=10, lease=timedelta(minutes=1))
         assert [d.id for d in claimed] == ids
         assert claimed[0].group == make_group()
-    finally:
-        await second.close()
 
 
 async def test_lease_of_a_crashed_run_is_released_at_server_start(db_path: Path) -> None:
-    crashed = SqliteOutboxStore(db_path)
-    await crashed.open()
-    try:
+    async with opened(SqliteOutboxStore(db_path)) as crashed:
         delivery_id = await crashed.enqueue(make_delivery())
         [claimed] = await crashed.claim_due(T0, limit=10, lease=timedelta(hours=1))
         assert claimed.id == delivery_id
         # "Crash": the first store never finishes the delivery nor closes;
         # the restarted process opens the same file.
-        restarted = SqliteOutboxStore(db_path)
-        await restarted.open()
-        try:
+        async with opened(SqliteOutboxStore(db_path)) as restarted:
             # A CLI opening the file (outbox list) must not steal leases.
             assert await restarted.claim_due(T0, limit=10, lease=timedelta(minutes=1)) == []
             assert await restarted.release_leases() == 1
             [again] = await restarted.claim_due(T0, limit=10, lease=timedelta(minutes=1))
             assert again.id == delivery_id
-        finally:
-            await restarted.close()
-    finally:
-        await crashed.close()
 
 
 # -- claiming ---------------------------------------------------------------------
 
 
 async def test_concurrent_claimers_never_get_the_same_row(db_path: Path) -> None:
-    a = SqliteOutboxStore(db_path)
-    b = SqliteOutboxStore(db_path)
-    await a.open()
-    await b.open()
-    try:
+    async with opened(SqliteOutboxStore(db_path)) as a, opened(SqliteOutboxStore(db_path)) as b:
         ids = await asyncio.gather(*(a.enqueue(make_delivery()) for _ in range(60)))
         lease = timedelta(minutes=5)
         batches = await asyncio.gather(*(s.claim_due(T0, limit=7, lease=lease) for s in (a, b) * 10))
         claimed = [d.id for batch in batches for d in batch]
         assert len(claimed) == len(set(claimed)), "a row was claimed twice"
         assert sorted(claimed) == sorted(ids)
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_claims_and_enqueues_interleave_safely(store: SqliteOutboxStore) -> None:
@@ -449,28 +409,19 @@ async def test_disk_full_fails_the_whole_batch_and_the_store_recovers(
 
 
 async def test_locked_database_is_a_store_error_and_the_store_recovers(db_path: Path) -> None:
-    store = SqliteOutboxStore(db_path, busy_timeout=timedelta(milliseconds=50))
-    await store.open()
-    kept = await store.enqueue(make_delivery())
-    other = sqlite3.connect(db_path, isolation_level=None)
-    try:
-        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
-
-        with pytest.raises(StoreError, match="locked"):
-            await store.enqueue(make_delivery())
-        with pytest.raises(StoreError, match="locked"):
-            await store.claim_due(T0, limit=10, lease=timedelta(minutes=1))
-        with pytest.raises(StoreError, match="locked"):
-            await store.mark_sent(kept, T0)
-
-        other.execute("ROLLBACK")
+    async with opened(SqliteOutboxStore(db_path, busy_timeout=timedelta(milliseconds=50))) as store:
+        kept = await store.enqueue(make_delivery())
+        with write_locked(db_path):
+            with pytest.raises(StoreError, match="locked"):
+                await store.enqueue(make_delivery())
+            with pytest.raises(StoreError, match="locked"):
+                await store.claim_due(T0, limit=10, lease=timedelta(minutes=1))
+            with pytest.raises(StoreError, match="locked"):
+                await store.mark_sent(kept, T0)
 
         new_id = await store.enqueue(make_delivery())
         claimed = await store.claim_due(T0, limit=10, lease=timedelta(minutes=1))
         assert [d.id for d in claimed] == [kept, new_id]
-    finally:
-        other.close()
-        await store.close()
 
 
 async def test_open_failure_is_a_store_error(tmp_path: Path) -> None:
@@ -538,14 +489,7 @@ async def test_newer_schema_is_refused(db_path: Path) -> None:
 
 
 async def test_connection_is_configured_for_durability(store: SqliteOutboxStore) -> None:
-    db = private_connection(store)
-    values = {}
-    for pragma in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout"):
-        async with db.execute(f"PRAGMA {pragma}") as cur:
-            row = await cur.fetchone()
-        assert row is not None
-        values[pragma] = row[0]
-    assert values == {
+    assert await pragmas(store, "journal_mode", "synchronous", "foreign_keys", "busy_timeout") == {
         "journal_mode": "wal",
         "synchronous": 2,
         "foreign_keys": 1,

@@ -13,10 +13,9 @@ import sqlite3
 import tempfile
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
-import aiosqlite
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -35,8 +34,8 @@ from alertbridge.stores.sqlite_state import (
     ref_title,
 )
 from alertbridge.stores.state import AuditEntry, CardRecord, SilenceRecord, StateStore
+from tests.store_fixtures import T0, opened, pragmas, write_locked
 
-T0 = datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 OPS = Recipients(to_user=("zhangsan", "lisi"), to_party=("2",))
 
 
@@ -85,25 +84,15 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def outbox(db_path: Path) -> AsyncIterator[SqliteOutboxStore]:
-    s = SqliteOutboxStore(db_path)
-    await s.open()
-    yield s
-    await s.close()
+    async with opened(SqliteOutboxStore(db_path)) as s:
+        yield s
 
 
 @pytest.fixture
 async def store(db_path: Path, outbox: SqliteOutboxStore) -> AsyncIterator[SqliteStateStore]:
     """The state store, opened while the outbox has the same file open."""
-    s = SqliteStateStore(db_path)
-    await s.open()
-    yield s
-    await s.close()
-
-
-def private_connection(store: SqliteStateStore) -> aiosqlite.Connection:
-    db = store._db
-    assert db is not None
-    return db
+    async with opened(SqliteStateStore(db_path)) as s:
+        yield s
 
 
 def test_implements_the_protocol(db_path: Path) -> None:
@@ -254,9 +243,7 @@ def test_ack_rules_match_a_simple_model(steps: list[frozenset[str] | None]) -> N
 
     async def run() -> None:
         with tempfile.TemporaryDirectory() as tmp:
-            store = SqliteStateStore(Path(tmp) / "state.db")
-            await store.open()
-            try:
+            async with opened(SqliteStateStore(Path(tmp) / "state.db")) as store:
                 previous: frozenset[str] | None = None
                 acked = False
                 ref: int | None = None
@@ -279,8 +266,6 @@ def test_ack_rules_match_a_simple_model(steps: list[frozenset[str] | None]) -> N
                     assert update.ref.firing == bool(step)
                     assert ref is None or update.ref.ref == ref
                     ref, previous = update.ref.ref, step
-            finally:
-                await store.close()
 
     asyncio.run(run())
 
@@ -389,9 +374,7 @@ async def test_concurrent_claims_exactly_one_wins(store: SqliteStateStore) -> No
 async def test_concurrent_claims_on_two_connections_exactly_one_wins(
     store: SqliteStateStore, db_path: Path
 ) -> None:
-    other = SqliteStateStore(db_path)
-    await other.open()
-    try:
+    async with opened(SqliteStateStore(db_path)) as other:
         for round_ in range(5):
             key = f"dup-{round_}"
             results = await asyncio.gather(
@@ -401,8 +384,6 @@ async def test_concurrent_claims_on_two_connections_exactly_one_wins(
                 )
             )
             assert results.count(True) == 1, results
-    finally:
-        await other.close()
 
 
 # -- silences ------------------------------------------------------------------------------
@@ -656,9 +637,7 @@ async def test_state_survives_close_and_reopen(db_path: Path, outbox: SqliteOutb
     await store.close()
     await store.close()  # idempotent
 
-    reopened = SqliteStateStore(db_path)
-    await reopened.open()
-    try:
+    async with opened(SqliteStateStore(db_path)) as reopened:
         assert await reopened.get_ref(ref) == before
         latest = await reopened.latest_ref_for_user("zhangsan")
         assert latest is not None and latest.ref == ref
@@ -670,8 +649,6 @@ async def test_state_survives_close_and_reopen(db_path: Path, outbox: SqliteOutb
         assert repeat.suppressed and repeat.ref.ref == ref
         new = await reopened.record_notification("ops", make_group("Other"), OPS, at(5))
         assert new.ref.ref > ref
-    finally:
-        await reopened.close()
 
 
 async def test_coexists_with_the_outbox_in_one_file(
@@ -702,16 +679,13 @@ async def test_coexists_with_the_outbox_in_one_file(
 
 async def test_state_first_then_outbox_on_a_fresh_file(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "alertbridge.db"
-    state = SqliteStateStore(path)
-    await state.open()
-    outbox = SqliteOutboxStore(path)
-    try:
-        await outbox.open()  # sees user_version 0 and creates its own schema
+    async with (
+        opened(SqliteStateStore(path)) as state,
+        # The outbox then sees user_version 0 and creates its own schema.
+        opened(SqliteOutboxStore(path)) as outbox,
+    ):
         assert await outbox.count(DeliveryStatus.PENDING) == 0
         assert (await state.record_notification("ops", make_group(), OPS, at(0))).ref.ref >= 1
-    finally:
-        await outbox.close()
-        await state.close()
 
 
 async def test_concurrent_first_opens_migrate_once(tmp_path: Path) -> None:
@@ -743,14 +717,11 @@ async def test_concurrent_first_opens_migrate_once(tmp_path: Path) -> None:
 
 
 async def test_connection_is_configured_for_durability(store: SqliteStateStore) -> None:
-    db = private_connection(store)
-    values = {}
-    for pragma in ("journal_mode", "synchronous", "busy_timeout"):
-        async with db.execute(f"PRAGMA {pragma}") as cur:
-            row = await cur.fetchone()
-        assert row is not None
-        values[pragma] = row[0]
-    assert values == {"journal_mode": "wal", "synchronous": 2, "busy_timeout": 5000}
+    assert await pragmas(store, "journal_mode", "synchronous", "busy_timeout") == {
+        "journal_mode": "wal",
+        "synchronous": 2,
+        "busy_timeout": 5000,
+    }
 
 
 async def test_newer_schema_is_refused(db_path: Path) -> None:
@@ -784,30 +755,21 @@ async def test_not_a_database_is_a_store_error(db_path: Path) -> None:
 
 
 async def test_locked_database_is_a_store_error_and_the_store_recovers(db_path: Path) -> None:
-    store = SqliteStateStore(db_path, busy_timeout=timedelta(milliseconds=50))
-    await store.open()
-    ref = (await store.record_notification("ops", make_group(), OPS, at(0))).ref.ref
-    other = sqlite3.connect(db_path, isolation_level=None)
-    try:
-        other.execute("BEGIN IMMEDIATE")  # another writer (the outbox, say) holds the lock
-
-        with pytest.raises(StoreError, match="locked"):
-            await store.record_notification("ops", make_group(), OPS, at(1))
-        with pytest.raises(StoreError, match="locked"):
-            await store.claim_callback("k", at(1), timedelta(minutes=1))
-        with pytest.raises(StoreError, match="locked"):
-            await store.set_ack(ref, "zhangsan", at(1))
-        # Reads still work in WAL mode while another connection writes.
-        assert await store.get_ref(ref) is not None
-
-        other.execute("ROLLBACK")
+    async with opened(SqliteStateStore(db_path, busy_timeout=timedelta(milliseconds=50))) as store:
+        ref = (await store.record_notification("ops", make_group(), OPS, at(0))).ref.ref
+        with write_locked(db_path):
+            with pytest.raises(StoreError, match="locked"):
+                await store.record_notification("ops", make_group(), OPS, at(1))
+            with pytest.raises(StoreError, match="locked"):
+                await store.claim_callback("k", at(1), timedelta(minutes=1))
+            with pytest.raises(StoreError, match="locked"):
+                await store.set_ack(ref, "zhangsan", at(1))
+            # Reads still work in WAL mode while another connection writes.
+            assert await store.get_ref(ref) is not None
 
         assert await store.claim_callback("k", at(1), timedelta(minutes=1))
         acked = await store.set_ack(ref, "zhangsan", at(2))
         assert acked is not None and acked.ack is not None
-    finally:
-        other.close()
-        await store.close()
 
 
 async def test_naive_datetime_is_refused(store: SqliteStateStore) -> None:

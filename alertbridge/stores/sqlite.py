@@ -30,9 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,7 +42,17 @@ from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.model import AlertGroup
 from alertbridge.stores import Delivery, DeliveryStatus, NewDelivery
-from alertbridge.stores.sqlite_db import configure_connection, dumps, from_us, reason, to_us
+from alertbridge.stores.sqlite_db import (
+    DECODE_ERRORS,
+    SqliteConnection,
+    Undecodable,
+    decode_rows,
+    dumps,
+    from_us,
+    reason,
+    to_us,
+    transaction,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -100,13 +108,10 @@ _INSERT: Final = (
     " accepted_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 
-
-class _UndecodableRow(Exception):
-    """A stored row this version cannot turn back into a ``Delivery``."""
-
-    def __init__(self, delivery_id: int, cause: BaseException) -> None:
-        self.delivery_id = delivery_id
-        super().__init__(f"delivery {delivery_id} is unreadable: {type(cause).__name__}: {cause}")
+# Dead-letters one delivery: (last_error, finished_at, id).
+_MARK_DEAD: Final = (
+    "UPDATE deliveries SET status = 'dead', last_error = ?, finished_at = ?, lease_until = NULL WHERE id = ?"
+)
 
 
 def _to_delivery(row: Sequence[Any]) -> Delivery:
@@ -127,8 +132,8 @@ def _to_delivery(row: Sequence[Any]) -> Delivery:
             last_error=row[11],
             finished_at=from_us(row[12]) if row[12] is not None else None,
         )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise _UndecodableRow(row[0], exc) from exc
+    except DECODE_ERRORS as exc:
+        raise Undecodable(f"delivery {row[0]}", exc) from exc
 
 
 @dataclass(slots=True)
@@ -144,6 +149,13 @@ class _Stop:
 
 
 _STOP: Final = _Stop()
+
+
+def _fail(items: Iterable[_Pending], message: str) -> None:
+    """Fail every caller of ``items`` still waiting with ``StoreError(message)``."""
+    for item in items:
+        if not item.future.done():
+            item.future.set_exception(StoreError(message))
 
 
 class SqliteOutboxStore:
@@ -172,8 +184,7 @@ class SqliteOutboxStore:
         self.batch_limit = batch_limit
         self.busy_timeout = busy_timeout
         self.commits = 0
-        self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._connection = SqliteConnection(self.path, busy_timeout, foreign_keys=True)
         self._queue: asyncio.Queue[_Pending | _Stop] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._accepting = False
@@ -182,56 +193,29 @@ class SqliteOutboxStore:
 
     async def open(self) -> None:
         """Connect, configure durability, migrate, start the writer."""
-        if self._db is not None:
+        if self._connection.is_open:
             return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: the module never opens transactions behind
-            # our back; every BEGIN/COMMIT below is explicit.
-            db = await aiosqlite.connect(self.path, isolation_level=None)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open {self.path}: {reason(exc)}") from exc
-        try:
-            await self._configure(db)
-            await self._migrate(db)
-        except (sqlite3.Error, OSError, StoreError) as exc:
-            await self._close_quietly(db)
-            if isinstance(exc, StoreError):
-                raise
-            raise StoreError(f"cannot open {self.path}: {reason(exc)}") from exc
-        self._db = db
+        await self._connection.open(self._migrate)
         self._queue = asyncio.Queue()
         self._accepting = True
         self._writer = asyncio.create_task(self._run_writer(), name=f"outbox-writer:{self.path}")
 
     async def release_leases(self) -> int:
         """Free every lease; only for a serving process at start-up (see class doc)."""
-        async with self._session("release leases", write=True) as db:
-            cursor = await db.execute(
-                "UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL"
-            )
-            return cursor.rowcount
+        return await self._connection.execute(
+            "release leases", "UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL"
+        )
 
     async def close(self) -> None:
         """Commit every enqueue already accepted, then close the connection."""
-        if self._db is None:
+        if not self._connection.is_open:
             return
         self._accepting = False
         if self._writer is not None:
             self._queue.put_nowait(_STOP)
             await self._writer
             self._writer = None
-        async with self._lock:
-            db, self._db = self._db, None
-            if db is not None:
-                try:
-                    await db.close()
-                except (sqlite3.Error, OSError) as exc:
-                    raise StoreError(f"closing {self.path}: {reason(exc)}") from exc
-
-    async def _configure(self, db: aiosqlite.Connection) -> None:
-        await configure_connection(db, self.path, self.busy_timeout)
-        await db.execute("PRAGMA foreign_keys = ON")
+        await self._connection.close()
 
     async def _migrate(self, db: aiosqlite.Connection) -> None:
         async with db.execute("PRAGMA user_version") as cur:
@@ -245,66 +229,11 @@ class SqliteOutboxStore:
         for target in range(version + 1, SCHEMA_VERSION + 1):
             # One transaction per step, user_version included (it is part of
             # the transactional file header): a step is applied fully or not.
-            await db.execute("BEGIN IMMEDIATE")
-            try:
+            async with transaction(db):
                 for statement in MIGRATIONS[target - 1]:
                     await db.execute(statement)
                 await db.execute(f"PRAGMA user_version = {target}")
-                await db.execute("COMMIT")
-            except BaseException:
-                await self._rollback(db)
-                raise
             logger.info("migrated %s to schema version %d", self.path, target)
-
-    @staticmethod
-    async def _close_quietly(db: aiosqlite.Connection) -> None:
-        """Close after a failed open; the open error is the one worth raising."""
-        try:
-            await db.close()
-        except (sqlite3.Error, OSError) as exc:
-            logger.warning("closing after failed open: %s", reason(exc))
-
-    # -- plumbing ----------------------------------------------------------
-
-    @staticmethod
-    async def _rollback(db: aiosqlite.Connection) -> None:
-        """Roll back if a transaction is still open.
-
-        SQLite already rolls back by itself on some errors (SQLITE_FULL), so
-        check first; a failing ROLLBACK is logged, not raised, so it cannot
-        mask the error that caused it.
-        """
-        if not db.in_transaction:
-            return
-        try:
-            await db.execute("ROLLBACK")
-        except (sqlite3.Error, OSError) as exc:
-            logger.error("rollback failed: %s", reason(exc))
-
-    @asynccontextmanager
-    async def _session(self, op: str, *, write: bool) -> AsyncIterator[aiosqlite.Connection]:
-        """The connection, alone, for one operation; errors become StoreError.
-
-        ``write`` wraps the operation in ``BEGIN IMMEDIATE … COMMIT`` (taking
-        the write lock up front, so a busy database fails fast at BEGIN rather
-        than half-way through).
-        """
-        async with self._lock:
-            db = self._db
-            if db is None:
-                raise StoreError(f"{op}: store is not open")
-            try:
-                if write:
-                    await db.execute("BEGIN IMMEDIATE")
-                yield db
-                if write:
-                    await db.execute("COMMIT")
-            except (sqlite3.Error, OSError) as exc:
-                await self._rollback(db)
-                raise StoreError(f"{op}: {reason(exc)}") from exc
-            except BaseException:
-                await self._rollback(db)
-                raise
 
     # -- enqueue / group commit -------------------------------------------
 
@@ -359,9 +288,7 @@ class SqliteOutboxStore:
                 item = self._queue.get_nowait()
                 if isinstance(item, _Pending):
                     leftovers.append(item)
-            for item in leftovers:
-                if not item.future.done():
-                    item.future.set_exception(StoreError("enqueue: store closed"))
+            _fail(leftovers, "enqueue: store closed")
 
     async def _commit_batch(self, batch: list[_Pending]) -> None:
         """Insert ``batch`` in one transaction; resolve every future either way."""
@@ -371,25 +298,21 @@ class SqliteOutboxStore:
             return
         ids: list[int] = []
         try:
-            async with self._session("enqueue", write=True) as db:
+            async with self._connection.session("enqueue", write=True) as db:
                 for item in live:
                     row = await db.execute_insert(_INSERT, item.params)
                     if row is None:  # pragma: no cover - last_insert_rowid() always answers
                         raise StoreError("enqueue: no row id returned")
                     ids.append(int(row[0]))
         except StoreError as exc:
-            for item in live:
-                if not item.future.done():
-                    item.future.set_exception(StoreError(str(exc)))
+            _fail(live, str(exc))
             logger.error("outbox batch of %d not stored: %s", len(live), exc)
             return
         except Exception as exc:
             # A bug must not kill the writer (every later enqueue would hang):
             # fail this batch loudly and keep serving.
             logger.exception("outbox writer failed on a batch of %d", len(live))
-            for item in live:
-                if not item.future.done():
-                    item.future.set_exception(StoreError(f"enqueue: {reason(exc)}"))
+            _fail(live, f"enqueue: {reason(exc)}")
             return
         self.commits += 1
         for item, delivery_id in zip(live, ids, strict=True):
@@ -411,7 +334,7 @@ class SqliteOutboxStore:
         now_us = to_us(now)
         lease_us = to_us(now + lease)
         claimed: list[Delivery] = []
-        async with self._session("claim_due", write=True) as db:
+        async with self._connection.session("claim_due", write=True) as db:
             rows = await db.execute_fetchall(
                 f"""
                 UPDATE deliveries SET lease_until = ?
@@ -429,13 +352,9 @@ class SqliteOutboxStore:
             for row in rows:
                 try:
                     claimed.append(_to_delivery(row))
-                except _UndecodableRow as exc:
+                except Undecodable as exc:
                     logger.error("dead-lettering: %s", exc)
-                    await db.execute(
-                        "UPDATE deliveries SET status = 'dead', last_error = ?, finished_at = ?,"
-                        " lease_until = NULL WHERE id = ?",
-                        (str(exc), now_us, exc.delivery_id),
-                    )
+                    await db.execute(_MARK_DEAD, (str(exc), now_us, row[0]))
         # RETURNING order is unspecified; the contract is oldest first.
         claimed.sort(key=lambda d: (d.next_attempt_at, d.id))
         return claimed
@@ -447,42 +366,38 @@ class SqliteOutboxStore:
         the later of that and its lease expiry, so a dispatcher sleeping until
         this time also wakes for a lease that runs out.
         """
-        async with self._session("next_due_at", write=False) as db:
-            rows = await db.execute_fetchall(
-                "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, next_attempt_at)))"
-                " FROM deliveries WHERE status = 'pending'"
-            )
+        rows = await self._connection.fetchall(
+            "next_due_at",
+            "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, next_attempt_at)))"
+            " FROM deliveries WHERE status = 'pending'",
+        )
         value = next(iter(rows))[0]
         return from_us(value) if value is not None else None
 
     async def record_progress(self, delivery_id: int, parts_sent: int) -> None:
         """Remember how many parts WeCom accepted, so a retry never resends them."""
-        async with self._session("record_progress", write=True) as db:
-            await db.execute("UPDATE deliveries SET parts_sent = ? WHERE id = ?", (parts_sent, delivery_id))
+        await self._connection.execute(
+            "record_progress", "UPDATE deliveries SET parts_sent = ? WHERE id = ?", (parts_sent, delivery_id)
+        )
 
     async def mark_sent(self, delivery_id: int, now: datetime) -> None:
-        async with self._session("mark_sent", write=True) as db:
-            await db.execute(
-                "UPDATE deliveries SET status = 'sent', finished_at = ?, lease_until = NULL WHERE id = ?",
-                (to_us(now), delivery_id),
-            )
+        await self._connection.execute(
+            "mark_sent",
+            "UPDATE deliveries SET status = 'sent', finished_at = ?, lease_until = NULL WHERE id = ?",
+            (to_us(now), delivery_id),
+        )
 
     async def reschedule(self, delivery_id: int, next_attempt_at: datetime, error: str) -> None:
         """Count a failed attempt and release the lease until ``next_attempt_at``."""
-        async with self._session("reschedule", write=True) as db:
-            await db.execute(
-                "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?,"
-                " last_error = ?, lease_until = NULL WHERE id = ?",
-                (to_us(next_attempt_at), error, delivery_id),
-            )
+        await self._connection.execute(
+            "reschedule",
+            "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?,"
+            " last_error = ?, lease_until = NULL WHERE id = ?",
+            (to_us(next_attempt_at), error, delivery_id),
+        )
 
     async def mark_dead(self, delivery_id: int, reason: str, now: datetime) -> None:
-        async with self._session("mark_dead", write=True) as db:
-            await db.execute(
-                "UPDATE deliveries SET status = 'dead', last_error = ?, finished_at = ?,"
-                " lease_until = NULL WHERE id = ?",
-                (reason, to_us(now), delivery_id),
-            )
+        await self._connection.execute("mark_dead", _MARK_DEAD, (reason, to_us(now), delivery_id))
 
     # -- operator side -------------------------------------------------------
 
@@ -492,23 +407,17 @@ class SqliteOutboxStore:
         A row this version cannot decode is logged and left out rather than
         making the whole listing fail.
         """
-        async with self._session("list", write=False) as db:
-            if status is None:
-                rows = await db.execute_fetchall(
-                    f"SELECT {_COLUMNS} FROM deliveries ORDER BY id DESC LIMIT ?", (limit,)
-                )
-            else:
-                rows = await db.execute_fetchall(
-                    f"SELECT {_COLUMNS} FROM deliveries WHERE status = ? ORDER BY id DESC LIMIT ?",
-                    (DeliveryStatus(status).value, limit),
-                )
-        result: list[Delivery] = []
-        for row in rows:
-            try:
-                result.append(_to_delivery(row))
-            except _UndecodableRow as exc:
-                logger.error("list: %s", exc)
-        return result
+        if status is None:
+            rows = await self._connection.fetchall(
+                "list", f"SELECT {_COLUMNS} FROM deliveries ORDER BY id DESC LIMIT ?", (limit,)
+            )
+        else:
+            rows = await self._connection.fetchall(
+                "list",
+                f"SELECT {_COLUMNS} FROM deliveries WHERE status = ? ORDER BY id DESC LIMIT ?",
+                (DeliveryStatus(status).value, limit),
+            )
+        return decode_rows(rows, _to_delivery, "list")
 
     async def retry(self, delivery_id: int, now: datetime) -> bool:
         """Make a dead or pending delivery due ``now`` with zero attempts.
@@ -520,24 +429,20 @@ class SqliteOutboxStore:
         sent delivery, which there is nothing to retry for.
         """
         now_us = to_us(now)
-        async with (
-            self._session("retry", write=True) as db,
-            db.execute(
-                "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?,"
-                " finished_at = NULL,"
-                " lease_until = CASE WHEN lease_until > ? THEN lease_until END"
-                " WHERE id = ? AND status IN ('pending', 'dead')",
-                (now_us, now_us, delivery_id),
-            ) as cur,
-        ):
-            changed = cur.rowcount
+        changed = await self._connection.execute(
+            "retry",
+            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?,"
+            " finished_at = NULL,"
+            " lease_until = CASE WHEN lease_until > ? THEN lease_until END"
+            " WHERE id = ? AND status IN ('pending', 'dead')",
+            (now_us, now_us, delivery_id),
+        )
         return changed > 0
 
     async def count(self, status: DeliveryStatus) -> int:
-        async with self._session("count", write=False) as db:
-            rows = await db.execute_fetchall(
-                "SELECT COUNT(*) FROM deliveries WHERE status = ?", (DeliveryStatus(status).value,)
-            )
+        rows = await self._connection.fetchall(
+            "count", "SELECT COUNT(*) FROM deliveries WHERE status = ?", (DeliveryStatus(status).value,)
+        )
         return int(next(iter(rows))[0])
 
     async def delete_finished(self, older_than: datetime) -> int:
@@ -550,15 +455,12 @@ class SqliteOutboxStore:
         cutoff = to_us(older_than)
         total = 0
         while True:
-            async with (
-                self._session("delete_finished", write=True) as db,
-                db.execute(
-                    "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries"
-                    " WHERE status = 'sent' AND finished_at < ? LIMIT ?)",
-                    (cutoff, _PRUNE_CHUNK),
-                ) as cur,
-            ):
-                deleted = cur.rowcount
+            deleted = await self._connection.execute(
+                "delete_finished",
+                "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries"
+                " WHERE status = 'sent' AND finished_at < ? LIMIT ?)",
+                (cutoff, _PRUNE_CHUNK),
+            )
             total += deleted
             if deleted < _PRUNE_CHUNK:
                 return total

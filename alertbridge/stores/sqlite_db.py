@@ -1,21 +1,29 @@
-"""What the SQLite stores share: connection set-up and value encoding.
+"""What the SQLite stores share: the connection, value encoding, decoding.
 
 The outbox and the state store keep their tables in one database file, each
-with its own connection; both must open it the same durable way.
+with its own connection; both must open it the same durable way and use it
+under the same locking and error rules (``SqliteConnection``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import aiosqlite
 
 from alertbridge.errors import StoreError
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
@@ -83,3 +91,164 @@ async def _enable_wal(db: aiosqlite.Connection, busy_timeout: timedelta) -> str 
             await asyncio.sleep(_WAL_RETRY.total_seconds())
             continue
         return str(row[0]).lower() if row is not None else None
+
+
+async def rollback(db: aiosqlite.Connection) -> None:
+    """Roll back if a transaction is still open.
+
+    SQLite already rolls back by itself on some errors (SQLITE_FULL), so
+    check first; a failing ROLLBACK is logged, not raised, so it cannot
+    mask the error that caused it.
+    """
+    if not db.in_transaction:
+        return
+    try:
+        await db.execute("ROLLBACK")
+    except (sqlite3.Error, OSError) as exc:
+        logger.error("rollback failed: %s", reason(exc))
+
+
+@asynccontextmanager
+async def transaction(db: aiosqlite.Connection) -> AsyncIterator[None]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception (raised as is)."""
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        await db.execute("COMMIT")
+    except BaseException:
+        await rollback(db)
+        raise
+
+
+async def _close_quietly(db: aiosqlite.Connection) -> None:
+    """Close after a failed open; the open error is the one worth raising."""
+    try:
+        await db.close()
+    except (sqlite3.Error, OSError) as exc:
+        logger.warning("closing after failed open: %s", reason(exc))
+
+
+class SqliteConnection:
+    """One store's own connection to the database file.
+
+    ``open`` connects the durable way (``configure_connection``) and lets the
+    store migrate its tables; ``session`` hands the connection out to one
+    operation at a time. aiosqlite runs every call on one thread, but awaits
+    between statements would let other coroutines slip their statements into
+    an open transaction, so every session (and ``close``) holds one
+    ``asyncio.Lock``.
+    """
+
+    def __init__(self, path: Path, busy_timeout: timedelta, *, foreign_keys: bool = False) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self._foreign_keys = foreign_keys
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def is_open(self) -> bool:
+        return self._db is not None
+
+    async def open(self, migrate: Callable[[aiosqlite.Connection], Awaitable[None]]) -> None:
+        """Connect, configure durability, then ``migrate``; a no-op if already open.
+
+        Every failure is a ``StoreError`` and leaves the connection closed.
+        """
+        if self._db is not None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: the module never opens transactions behind
+            # our back; every BEGIN/COMMIT is explicit.
+            db = await aiosqlite.connect(self.path, isolation_level=None)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open {self.path}: {reason(exc)}") from exc
+        try:
+            await configure_connection(db, self.path, self.busy_timeout)
+            if self._foreign_keys:
+                await db.execute("PRAGMA foreign_keys = ON")
+            await migrate(db)
+        except (sqlite3.Error, OSError, StoreError) as exc:
+            await _close_quietly(db)
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"cannot open {self.path}: {reason(exc)}") from exc
+        self._db = db
+
+    async def close(self) -> None:
+        """Close once the session in progress (if any) ends; a no-op if not open."""
+        async with self._lock:
+            db, self._db = self._db, None
+            if db is not None:
+                try:
+                    await db.close()
+                except (sqlite3.Error, OSError) as exc:
+                    raise StoreError(f"closing {self.path}: {reason(exc)}") from exc
+
+    @asynccontextmanager
+    async def session(self, op: str, *, write: bool) -> AsyncIterator[aiosqlite.Connection]:
+        """The connection, alone, for one operation; errors become StoreError.
+
+        ``write`` wraps the operation in ``BEGIN IMMEDIATE … COMMIT``: the
+        write lock is taken up front, so a read-then-write inside is atomic
+        against other connections too, and a busy file fails fast at BEGIN
+        rather than half-way through. Whatever fails is rolled back, and the
+        next operation simply tries again.
+        """
+        async with self._lock:
+            db = self._db
+            if db is None:
+                raise StoreError(f"{op}: store is not open")
+            try:
+                if write:
+                    await db.execute("BEGIN IMMEDIATE")
+                yield db
+                if write:
+                    await db.execute("COMMIT")
+            except (sqlite3.Error, OSError) as exc:
+                await rollback(db)
+                raise StoreError(f"{op}: {reason(exc)}") from exc
+            except BaseException:
+                await rollback(db)
+                raise
+
+    # One statement, one session: the common case of ``session``.
+
+    async def execute(self, op: str, sql: str, params: Iterable[Any] = ()) -> int:
+        """Run one writing statement in its own transaction; how many rows it changed."""
+        async with self.session(op, write=True) as db, db.execute(sql, params) as cur:
+            return cur.rowcount
+
+    async def fetchall(self, op: str, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        async with self.session(op, write=False) as db:
+            return list(await db.execute_fetchall(sql, params))
+
+    async def fetchone(self, op: str, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        async with self.session(op, write=False) as db, db.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+
+# -- decoding rows ---------------------------------------------------------------
+
+# What a stored value this version cannot read raises while being decoded.
+DECODE_ERRORS: Final = (ValueError, KeyError, TypeError, AttributeError)
+
+
+class Undecodable(Exception):
+    """A stored row this version cannot turn back into its dataclass."""
+
+    def __init__(self, what: str, cause: BaseException) -> None:
+        super().__init__(f"{what} is unreadable: {type(cause).__name__}: {cause}")
+
+
+def decode_rows(rows: Iterable[Sequence[Any]], decode: Callable[[Sequence[Any]], _T], op: str) -> list[_T]:
+    """Decode rows, leaving out (and logging) any this version cannot read,
+    so one bad row never hides every other from a listing."""
+    decoded: list[_T] = []
+    for row in rows:
+        try:
+            decoded.append(decode(row))
+        except Undecodable as exc:
+            logger.error("%s: %s", op, exc)
+    return decoded

@@ -28,23 +28,29 @@ outbox.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import sqlite3
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import aiosqlite
 
 from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.model import AlertGroup, Status
-from alertbridge.stores.sqlite_db import configure_connection, dumps, from_us, reason, to_us
+from alertbridge.stores.sqlite_db import (
+    DECODE_ERRORS,
+    SqliteConnection,
+    Undecodable,
+    decode_rows,
+    dumps,
+    from_us,
+    to_us,
+    transaction,
+)
 from alertbridge.stores.state import (
     Ack,
     AlertRef,
@@ -56,6 +62,8 @@ from alertbridge.stores.state import (
 )
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 # The row of ``schema_versions`` this store owns.
 COMPONENT: Final = "state"
@@ -218,16 +226,6 @@ def _dt_or_none(value: int | None) -> datetime | None:
     return from_us(value) if value is not None else None
 
 
-class _Undecodable(Exception):
-    """A stored row this version cannot turn back into its dataclass."""
-
-    def __init__(self, what: str, cause: BaseException) -> None:
-        super().__init__(f"{what} is unreadable: {type(cause).__name__}: {cause}")
-
-
-_DECODE_ERRORS: Final = (ValueError, KeyError, TypeError, AttributeError)
-
-
 def _alerts_json(group: AlertGroup) -> str:
     return dumps(
         [
@@ -271,8 +269,8 @@ def _to_ref(row: Sequence[Any]) -> AlertRef:
             resolved_at=_dt_or_none(row[11]),
             ack=ack,
         )
-    except _DECODE_ERRORS as exc:
-        raise _Undecodable(f"reference #{row[0]}", exc) from exc
+    except DECODE_ERRORS as exc:
+        raise Undecodable(f"reference #{row[0]}", exc) from exc
 
 
 def _to_silence(row: Sequence[Any]) -> SilenceRecord:
@@ -292,8 +290,8 @@ def _to_silence(row: Sequence[Any]) -> SilenceRecord:
 def _to_card(row: Sequence[Any]) -> CardRecord:
     try:
         users = tuple(str(u) for u in json.loads(row[3]))
-    except _DECODE_ERRORS as exc:
-        raise _Undecodable(f"card {row[0]}", exc) from exc
+    except DECODE_ERRORS as exc:
+        raise Undecodable(f"card {row[0]}", exc) from exc
     return CardRecord(
         task_id=row[0],
         ref=row[1],
@@ -317,16 +315,14 @@ def _to_audit(row: Sequence[Any]) -> AuditEntry:
     )
 
 
-def _decode_refs(rows: Sequence[Sequence[Any]], op: str) -> list[AlertRef]:
-    """Decode rows, leaving out (and logging) any this version cannot read,
-    so one bad row never hides every other reference from a user."""
-    refs: list[AlertRef] = []
-    for row in rows:
-        try:
-            refs.append(_to_ref(row))
-        except _Undecodable as exc:
-            logger.error("%s: %s", op, exc)
-    return refs
+def _decode_one(row: Sequence[Any] | None, decode: Callable[[Sequence[Any]], _T]) -> _T | None:
+    """Decode a single row asked for by key; an unreadable one is a StoreError."""
+    if row is None:
+        return None
+    try:
+        return decode(row)
+    except Undecodable as exc:
+        raise StoreError(str(exc)) from exc
 
 
 class SqliteStateStore:
@@ -339,42 +335,16 @@ class SqliteStateStore:
     def __init__(self, path: Path, *, busy_timeout: timedelta = timedelta(seconds=5)) -> None:
         self.path = Path(path)
         self.busy_timeout = busy_timeout
-        self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._connection = SqliteConnection(self.path, busy_timeout)
 
     # -- lifecycle ---------------------------------------------------------
 
     async def open(self) -> None:
         """Connect, configure durability, create or migrate this store's tables."""
-        if self._db is not None:
-            return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: every BEGIN/COMMIT below is explicit.
-            db = await aiosqlite.connect(self.path, isolation_level=None)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open {self.path}: {reason(exc)}") from exc
-        try:
-            await self._configure(db)
-            await self._migrate(db)
-        except (sqlite3.Error, OSError, StoreError) as exc:
-            await self._close_quietly(db)
-            if isinstance(exc, StoreError):
-                raise
-            raise StoreError(f"cannot open {self.path}: {reason(exc)}") from exc
-        self._db = db
+        await self._connection.open(self._migrate)
 
     async def close(self) -> None:
-        async with self._lock:
-            db, self._db = self._db, None
-            if db is not None:
-                try:
-                    await db.close()
-                except (sqlite3.Error, OSError) as exc:
-                    raise StoreError(f"closing {self.path}: {reason(exc)}") from exc
-
-    async def _configure(self, db: aiosqlite.Connection) -> None:
-        await configure_connection(db, self.path, self.busy_timeout)
+        await self._connection.close()
 
     async def _migrate(self, db: aiosqlite.Connection) -> None:
         """Apply missing steps, one transaction each.
@@ -383,8 +353,7 @@ class SqliteStateStore:
         CLI opening a fresh file at the same moment cannot both apply a step.
         """
         while True:
-            await db.execute("BEGIN IMMEDIATE")
-            try:
+            async with transaction(db):
                 await db.execute(
                     "CREATE TABLE IF NOT EXISTS schema_versions ("
                     " component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
@@ -400,8 +369,7 @@ class SqliteStateStore:
                         f" alertbridge supports ({SCHEMA_VERSION}); upgrade alertbridge"
                     )
                 if version == SCHEMA_VERSION:
-                    await db.execute("COMMIT")
-                    return
+                    return  # up to date; leaving the block commits
                 for statement in MIGRATIONS[version]:
                     await db.execute(statement)
                 await db.execute(
@@ -409,68 +377,13 @@ class SqliteStateStore:
                     " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
                     (COMPONENT, version + 1),
                 )
-                await db.execute("COMMIT")
-            except BaseException:
-                await self._rollback(db)
-                raise
             logger.info("migrated %s (%s) to schema version %d", self.path, COMPONENT, version + 1)
-
-    @staticmethod
-    async def _close_quietly(db: aiosqlite.Connection) -> None:
-        """Close after a failed open; the open error is the one worth raising."""
-        try:
-            await db.close()
-        except (sqlite3.Error, OSError) as exc:
-            logger.warning("closing after failed open: %s", reason(exc))
-
-    # -- plumbing ----------------------------------------------------------
-
-    @staticmethod
-    async def _rollback(db: aiosqlite.Connection) -> None:
-        """Roll back if still in a transaction; never mask the original error."""
-        if not db.in_transaction:
-            return
-        try:
-            await db.execute("ROLLBACK")
-        except (sqlite3.Error, OSError) as exc:
-            logger.error("rollback failed: %s", reason(exc))
-
-    @asynccontextmanager
-    async def _session(self, op: str, *, write: bool) -> AsyncIterator[aiosqlite.Connection]:
-        """The connection, alone, for one operation; errors become StoreError.
-
-        ``write`` wraps the operation in ``BEGIN IMMEDIATE … COMMIT``: the
-        write lock is taken up front, so every read-then-write below (the
-        previous fingerprints, the response code) is atomic against the
-        other connection too, and a busy file fails fast at BEGIN.
-        """
-        async with self._lock:
-            db = self._db
-            if db is None:
-                raise StoreError(f"{op}: store is not open")
-            try:
-                if write:
-                    await db.execute("BEGIN IMMEDIATE")
-                yield db
-                if write:
-                    await db.execute("COMMIT")
-            except (sqlite3.Error, OSError) as exc:
-                await self._rollback(db)
-                raise StoreError(f"{op}: {reason(exc)}") from exc
-            except BaseException:
-                await self._rollback(db)
-                raise
 
     @staticmethod
     async def _fetch_ref(db: aiosqlite.Connection, ref: int) -> AlertRef | None:
         async with db.execute(f"SELECT {_REF_COLUMNS} FROM alert_refs WHERE ref = ?", (ref,)) as cur:
             row = await cur.fetchone()
-        if row is None:
-            return None
-        try:
-            return _to_ref(row)
-        except _Undecodable as exc:
-            raise StoreError(str(exc)) from exc
+        return _decode_one(row, _to_ref)
 
     # -- references ----------------------------------------------------------
 
@@ -489,7 +402,7 @@ class SqliteStateStore:
         title = ref_title(group)
         alerts = _alerts_json(group)
         recipients_json = dumps(recipients.to_dict())
-        async with self._session("record_notification", write=True) as db:
+        async with self._connection.session("record_notification", write=True) as db:
             async with db.execute(
                 "SELECT ref, alerts, ack_user, ack_at, firing FROM alert_refs WHERE receiver = ? AND group_key = ?",
                 (receiver, group.group_key),
@@ -524,7 +437,7 @@ class SqliteStateStore:
                 old_fps: set[str] | None
                 try:
                     old_fps = {a.fingerprint for a in _decode_alerts(row[1]) if a.firing}
-                except _DECODE_ERRORS as exc:
+                except DECODE_ERRORS as exc:
                     # Unknown previous state: treat as news rather than suppress.
                     logger.error("reference #%d has unreadable alerts (%s); treating as changed", ref_no, exc)
                     old_fps = None
@@ -566,17 +479,17 @@ class SqliteStateStore:
         return RefUpdate(ref=stored, changed=changed, suppressed=suppressed)
 
     async def get_ref(self, ref: int) -> AlertRef | None:
-        async with self._session("get_ref", write=False) as db:
+        async with self._connection.session("get_ref", write=False) as db:
             return await self._fetch_ref(db, ref)
 
     async def list_refs(self, limit: int) -> list[AlertRef]:
         """Most recently notified first, for the CLI."""
-        async with self._session("list_refs", write=False) as db:
-            rows = await db.execute_fetchall(
-                f"SELECT {_REF_COLUMNS} FROM alert_refs ORDER BY updated_at DESC, ref DESC LIMIT ?",
-                (limit,),
-            )
-        return _decode_refs(list(rows), "list_refs")
+        rows = await self._connection.fetchall(
+            "list_refs",
+            f"SELECT {_REF_COLUMNS} FROM alert_refs ORDER BY updated_at DESC, ref DESC LIMIT ?",
+            (limit,),
+        )
+        return decode_rows(rows, _to_ref, "list_refs")
 
     async def record_sent(self, ref: int, users: Sequence[str], now: datetime) -> None:
         """Remember that these users were sent this reference.
@@ -588,7 +501,7 @@ class SqliteStateStore:
         if not unique:
             return
         now_us = to_us(now)
-        async with self._session("record_sent", write=True) as db:
+        async with self._connection.session("record_sent", write=True) as db:
             await db.executemany(
                 "INSERT INTO ref_sent (user_id, ref, sent_at) SELECT ?, ref, ? FROM alert_refs"
                 " WHERE ref = ? ON CONFLICT (user_id, ref) DO UPDATE SET sent_at = excluded.sent_at",
@@ -606,14 +519,14 @@ class SqliteStateStore:
 
     async def _refs_for_user(self, op: str, user: str, *, firing_only: bool, limit: int) -> list[AlertRef]:
         firing_clause = " AND r.firing = 1" if firing_only else ""
-        async with self._session(op, write=False) as db:
-            rows = await db.execute_fetchall(
-                f"SELECT {_R_REF_COLUMNS} FROM ref_sent s JOIN alert_refs r ON r.ref = s.ref"
-                f" WHERE s.user_id = ?{firing_clause}"
-                " ORDER BY s.sent_at DESC, s.ref DESC LIMIT ?",
-                (user, limit),
-            )
-        return _decode_refs(list(rows), op)
+        rows = await self._connection.fetchall(
+            op,
+            f"SELECT {_R_REF_COLUMNS} FROM ref_sent s JOIN alert_refs r ON r.ref = s.ref"
+            f" WHERE s.user_id = ?{firing_clause}"
+            " ORDER BY s.sent_at DESC, s.ref DESC LIMIT ?",
+            (user, limit),
+        )
+        return decode_rows(rows, _to_ref, op)
 
     async def set_ack(self, ref: int, user: str, now: datetime) -> AlertRef | None:
         """Acknowledge (or re-acknowledge) ``ref``; None if it is unknown.
@@ -622,7 +535,7 @@ class SqliteStateStore:
         command's decision, and the next firing notification clears it anyway
         (its fingerprints differ from the resolved notification's none).
         """
-        async with self._session("set_ack", write=True) as db:
+        async with self._connection.session("set_ack", write=True) as db:
             await db.execute(
                 "UPDATE alert_refs SET ack_user = ?, ack_at = ? WHERE ref = ?", (user, to_us(now), ref)
             )
@@ -639,16 +552,13 @@ class SqliteStateStore:
         and across connections and processes alike.
         """
         now_us = to_us(now)
-        async with (
-            self._session("claim_callback", write=True) as db,
-            db.execute(
-                "INSERT INTO callback_keys (key, expires_at) VALUES (?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at"
-                " WHERE callback_keys.expires_at <= ?",
-                (key, to_us(now + ttl), now_us),
-            ) as cur,
-        ):
-            claimed = cur.rowcount
+        claimed = await self._connection.execute(
+            "claim_callback",
+            "INSERT INTO callback_keys (key, expires_at) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at"
+            " WHERE callback_keys.expires_at <= ?",
+            (key, to_us(now + ttl), now_us),
+        )
         return claimed > 0
 
     # -- silences ----------------------------------------------------------------
@@ -659,25 +569,25 @@ class SqliteStateStore:
         Replacing rather than failing makes a retried call harmless, and a
         silencer that updates a silence in place returns the same id.
         """
-        async with self._session("add_silence", write=True) as db:
-            await db.execute(
-                f"INSERT INTO silences ({_SILENCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (silence_id) DO UPDATE SET silencer = excluded.silencer,"
-                " ref = excluded.ref, created_by = excluded.created_by, ends_at = excluded.ends_at,"
-                " matchers = excluded.matchers, created_at = excluded.created_at,"
-                " via_ack = excluded.via_ack, expired_at = excluded.expired_at",
-                (
-                    record.silence_id,
-                    record.silencer,
-                    record.ref,
-                    record.created_by,
-                    to_us(record.ends_at),
-                    record.matchers,
-                    to_us(record.created_at),
-                    int(record.via_ack),
-                    _us_or_none(record.expired_at),
-                ),
-            )
+        await self._connection.execute(
+            "add_silence",
+            f"INSERT INTO silences ({_SILENCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (silence_id) DO UPDATE SET silencer = excluded.silencer,"
+            " ref = excluded.ref, created_by = excluded.created_by, ends_at = excluded.ends_at,"
+            " matchers = excluded.matchers, created_at = excluded.created_at,"
+            " via_ack = excluded.via_ack, expired_at = excluded.expired_at",
+            (
+                record.silence_id,
+                record.silencer,
+                record.ref,
+                record.created_by,
+                to_us(record.ends_at),
+                record.matchers,
+                to_us(record.created_at),
+                int(record.via_ack),
+                _us_or_none(record.expired_at),
+            ),
+        )
 
     async def replace_silence_id(self, old_id: str, new_id: str, ends_at: datetime) -> None:
         """The silencer re-created (or extended) ``old_id`` as ``new_id``.
@@ -686,74 +596,71 @@ class SqliteStateStore:
         kept. An unknown ``old_id`` is a no-op, so a retry after a commit
         whose answer was lost is harmless.
         """
-        async with self._session("replace_silence_id", write=True) as db:
-            await db.execute(
-                "UPDATE silences SET silence_id = ?, ends_at = ? WHERE silence_id = ?",
-                (new_id, to_us(ends_at), old_id),
-            )
+        await self._connection.execute(
+            "replace_silence_id",
+            "UPDATE silences SET silence_id = ?, ends_at = ? WHERE silence_id = ?",
+            (new_id, to_us(ends_at), old_id),
+        )
 
     async def mark_silence_expired(self, silence_id: str, now: datetime) -> None:
         """Record when the silence was expired; the first time counts."""
-        async with self._session("mark_silence_expired", write=True) as db:
-            await db.execute(
-                "UPDATE silences SET expired_at = ? WHERE silence_id = ? AND expired_at IS NULL",
-                (to_us(now), silence_id),
-            )
+        await self._connection.execute(
+            "mark_silence_expired",
+            "UPDATE silences SET expired_at = ? WHERE silence_id = ? AND expired_at IS NULL",
+            (to_us(now), silence_id),
+        )
 
     async def get_silence(self, silence_id: str) -> SilenceRecord | None:
-        async with (
-            self._session("get_silence", write=False) as db,
-            db.execute(f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE silence_id = ?", (silence_id,)) as cur,
-        ):
-            row = await cur.fetchone()
+        row = await self._connection.fetchone(
+            "get_silence", f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE silence_id = ?", (silence_id,)
+        )
         return _to_silence(row) if row is not None else None
 
     async def silences_for_ref(self, ref: int, *, active_at: datetime) -> list[SilenceRecord]:
         """Silences of ``ref`` not expired and still running at ``active_at``, oldest first."""
-        async with self._session("silences_for_ref", write=False) as db:
-            rows = await db.execute_fetchall(
-                f"SELECT {_SILENCE_COLUMNS} FROM silences"
-                " WHERE ref = ? AND expired_at IS NULL AND ends_at > ?"
-                " ORDER BY created_at, silence_id",
-                (ref, to_us(active_at)),
-            )
+        rows = await self._connection.fetchall(
+            "silences_for_ref",
+            f"SELECT {_SILENCE_COLUMNS} FROM silences"
+            " WHERE ref = ? AND expired_at IS NULL AND ends_at > ?"
+            " ORDER BY created_at, silence_id",
+            (ref, to_us(active_at)),
+        )
         return [_to_silence(row) for row in rows]
 
     async def active_silences(self, now: datetime) -> list[SilenceRecord]:
         """Every silence not expired and still running at ``now``, oldest first."""
-        async with self._session("active_silences", write=False) as db:
-            rows = await db.execute_fetchall(
-                f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE expired_at IS NULL AND ends_at > ?"
-                " ORDER BY created_at, silence_id",
-                (to_us(now),),
-            )
+        rows = await self._connection.fetchall(
+            "active_silences",
+            f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE expired_at IS NULL AND ends_at > ?"
+            " ORDER BY created_at, silence_id",
+            (to_us(now),),
+        )
         return [_to_silence(row) for row in rows]
 
     # -- audit -------------------------------------------------------------------
 
     async def add_audit(self, entry: AuditEntry) -> None:
         """Append ``entry``; its ``id`` is ignored (the database assigns one)."""
-        async with self._session("add_audit", write=True) as db:
-            await db.execute(
-                "INSERT INTO audit (at, user_id, action, ref, result, detail, silence_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    to_us(entry.at),
-                    entry.user,
-                    entry.action,
-                    entry.ref,
-                    entry.result,
-                    entry.detail,
-                    entry.silence_id,
-                ),
-            )
+        await self._connection.execute(
+            "add_audit",
+            "INSERT INTO audit (at, user_id, action, ref, result, detail, silence_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                to_us(entry.at),
+                entry.user,
+                entry.action,
+                entry.ref,
+                entry.result,
+                entry.detail,
+                entry.silence_id,
+            ),
+        )
 
     async def list_audit(self, limit: int) -> list[AuditEntry]:
         """Newest first (by ``at``, then insertion order)."""
-        async with self._session("list_audit", write=False) as db:
-            rows = await db.execute_fetchall(
-                f"SELECT {_AUDIT_COLUMNS} FROM audit ORDER BY at DESC, id DESC LIMIT ?", (limit,)
-            )
+        rows = await self._connection.fetchall(
+            "list_audit", f"SELECT {_AUDIT_COLUMNS} FROM audit ORDER BY at DESC, id DESC LIMIT ?", (limit,)
+        )
         return [_to_audit(row) for row in rows]
 
     # -- cards -------------------------------------------------------------------
@@ -764,53 +671,39 @@ class SqliteStateStore:
         Like ``record_sent``: a card of a pruned reference will never be
         updated, and a dangling row would outlive pruning.
         """
-        async with self._session("save_card", write=True) as db:
-            await db.execute(
-                f"INSERT INTO cards ({_CARD_COLUMNS}) SELECT ?, ref, ?, ?, ?, ? FROM alert_refs WHERE ref = ?"
-                " ON CONFLICT (task_id) DO UPDATE SET ref = excluded.ref, app = excluded.app,"
-                " users = excluded.users, response_code = excluded.response_code,"
-                " response_code_at = excluded.response_code_at",
-                (
-                    card.task_id,
-                    card.app,
-                    dumps(list(card.users)),
-                    card.response_code,
-                    _us_or_none(card.response_code_at),
-                    card.ref,
-                ),
-            )
+        await self._connection.execute(
+            "save_card",
+            f"INSERT INTO cards ({_CARD_COLUMNS}) SELECT ?, ref, ?, ?, ?, ? FROM alert_refs WHERE ref = ?"
+            " ON CONFLICT (task_id) DO UPDATE SET ref = excluded.ref, app = excluded.app,"
+            " users = excluded.users, response_code = excluded.response_code,"
+            " response_code_at = excluded.response_code_at",
+            (
+                card.task_id,
+                card.app,
+                dumps(list(card.users)),
+                card.response_code,
+                _us_or_none(card.response_code_at),
+                card.ref,
+            ),
+        )
 
     async def cards_for_ref(self, ref: int) -> list[CardRecord]:
         """In the order they were first saved."""
-        async with self._session("cards_for_ref", write=False) as db:
-            rows = await db.execute_fetchall(
-                f"SELECT {_CARD_COLUMNS} FROM cards WHERE ref = ? ORDER BY rowid", (ref,)
-            )
-        cards: list[CardRecord] = []
-        for row in rows:
-            try:
-                cards.append(_to_card(row))
-            except _Undecodable as exc:
-                logger.error("cards_for_ref: %s", exc)
-        return cards
+        rows = await self._connection.fetchall(
+            "cards_for_ref", f"SELECT {_CARD_COLUMNS} FROM cards WHERE ref = ? ORDER BY rowid", (ref,)
+        )
+        return decode_rows(rows, _to_card, "cards_for_ref")
 
     async def get_card(self, task_id: str) -> CardRecord | None:
-        async with (
-            self._session("get_card", write=False) as db,
-            db.execute(f"SELECT {_CARD_COLUMNS} FROM cards WHERE task_id = ?", (task_id,)) as cur,
-        ):
-            row = await cur.fetchone()
-        if row is None:
-            return None
-        try:
-            return _to_card(row)
-        except _Undecodable as exc:
-            raise StoreError(str(exc)) from exc
+        row = await self._connection.fetchone(
+            "get_card", f"SELECT {_CARD_COLUMNS} FROM cards WHERE task_id = ?", (task_id,)
+        )
+        return _decode_one(row, _to_card)
 
     async def use_response_code(self, task_id: str) -> str | None:
         """Take the card's response_code and clear it, in one transaction, so
         two concurrent updates can never both spend the same code."""
-        async with self._session("use_response_code", write=True) as db:
+        async with self._connection.session("use_response_code", write=True) as db:
             async with db.execute("SELECT response_code FROM cards WHERE task_id = ?", (task_id,)) as cur:
                 row = await cur.fetchone()
             code: str | None = row[0] if row is not None else None
@@ -823,11 +716,11 @@ class SqliteStateStore:
 
     async def set_response_code(self, task_id: str, response_code: str, now: datetime) -> None:
         """Keep the fresh code a click's callback brought; unknown cards are ignored."""
-        async with self._session("set_response_code", write=True) as db:
-            await db.execute(
-                "UPDATE cards SET response_code = ?, response_code_at = ? WHERE task_id = ?",
-                (response_code, to_us(now), task_id),
-            )
+        await self._connection.execute(
+            "set_response_code",
+            "UPDATE cards SET response_code = ?, response_code_at = ? WHERE task_id = ?",
+            (response_code, to_us(now), task_id),
+        )
 
     # -- retention -----------------------------------------------------------------
 
@@ -845,7 +738,7 @@ class SqliteStateStore:
         cutoff = to_us(now - retention)
         total = 0
         while True:
-            async with self._session("prune", write=True) as db:
+            async with self._connection.session("prune", write=True) as db:
                 rows = await db.execute_fetchall(
                     "SELECT ref FROM alert_refs WHERE resolved_at < ? LIMIT ?", (cutoff, _PRUNE_CHUNK)
                 )
@@ -860,7 +753,7 @@ class SqliteStateStore:
             total += chunk
             if len(chosen) < _PRUNE_CHUNK:
                 break
-        async with self._session("prune", write=True) as db:
+        async with self._connection.session("prune", write=True) as db:
             async with db.execute("DELETE FROM callback_keys WHERE expires_at <= ?", (to_us(now),)) as cur:
                 total += cur.rowcount
             async with db.execute(
