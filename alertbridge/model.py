@@ -10,7 +10,7 @@ can be rendered by the next.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
@@ -26,9 +26,29 @@ def _frozen(mapping: Mapping[str, str]) -> Mapping[str, str]:
     return MappingProxyType(dict(sorted(mapping.items())))
 
 
+def _frozen_values(mapping: Mapping[str, float] | None) -> Mapping[str, float] | None:
+    if mapping is None:
+        return None
+    return MappingProxyType({k: float(v) for k, v in sorted(mapping.items())})
+
+
+def format_value(value: float) -> str:
+    """A number as people write it: ``95.2``, ``1`` (not ``1.0``), ``2473545728``, ``1.5e-07``."""
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """One alert: a label set with a state and a time span."""
+    """One alert: a label set with a state and a time span.
+
+    The fields after ``generator_url`` come from Grafana and are empty for
+    Alertmanager alerts: ``values`` (query refID → number; ``None`` when the
+    source sent none), ``value_string`` (Grafana's older text form of the
+    same), links to the dashboard, the panel, a panel screenshot and
+    Grafana's own "new silence" form, and the alert rule's UID.
+    """
 
     status: Status
     labels: Mapping[str, str]
@@ -37,10 +57,24 @@ class Alert:
     ends_at: datetime | None  # None while firing ("open")
     fingerprint: str
     generator_url: str = ""
+    values: Mapping[str, float] | None = None
+    value_string: str = ""
+    image_url: str = ""
+    dashboard_url: str = ""
+    panel_url: str = ""
+    silence_url: str = ""
+    rule_uid: str = ""
 
     @property
     def name(self) -> str:
         return self.labels.get("alertname", "")
+
+    @property
+    def values_text(self) -> str:
+        """``values`` as ``A=95.2, C=1`` (sorted by refID), else ``value_string``, else ``""``."""
+        if self.values:
+            return ", ".join(f"{k}={format_value(v)}" for k, v in sorted(self.values.items()))
+        return self.value_string
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +85,13 @@ class Alert:
             "ends_at": self.ends_at.isoformat() if self.ends_at else None,
             "fingerprint": self.fingerprint,
             "generator_url": self.generator_url,
+            "values": dict(self.values) if self.values is not None else None,
+            "value_string": self.value_string,
+            "image_url": self.image_url,
+            "dashboard_url": self.dashboard_url,
+            "panel_url": self.panel_url,
+            "silence_url": self.silence_url,
+            "rule_uid": self.rule_uid,
         }
 
     @classmethod
@@ -63,6 +104,14 @@ class Alert:
             ends_at=datetime.fromisoformat(data["ends_at"]) if data["ends_at"] else None,
             fingerprint=data["fingerprint"],
             generator_url=data.get("generator_url", ""),
+            # Rows stored before Grafana support have none of these.
+            values=_frozen_values(data.get("values")),
+            value_string=data.get("value_string", ""),
+            image_url=data.get("image_url", ""),
+            dashboard_url=data.get("dashboard_url", ""),
+            panel_url=data.get("panel_url", ""),
+            silence_url=data.get("silence_url", ""),
+            rule_uid=data.get("rule_uid", ""),
         )
 
 
@@ -74,6 +123,10 @@ class AlertGroup:
     later phases thread acks and dedup on. ``truncated_alerts`` counts alerts
     the source left out (Alertmanager's ``max_alerts``) so templates can say
     "+N more" instead of hiding them.
+
+    Grafana adds the notification's rendered ``title`` and ``message`` and
+    its ``org_id``; ``legacy`` marks Grafana's old (pre-8) dashboard
+    alerting, whose alerts cannot be silenced through any silence API.
     """
 
     source: str
@@ -86,6 +139,10 @@ class AlertGroup:
     external_url: str = ""
     source_receiver: str = ""
     truncated_alerts: int = 0
+    title: str = ""
+    message: str = ""
+    org_id: int | None = None
+    legacy: bool = False
 
     @property
     def firing(self) -> tuple[Alert, ...]:
@@ -98,18 +155,7 @@ class AlertGroup:
     def with_alerts(self, alerts: tuple[Alert, ...]) -> AlertGroup:
         """The same group narrowed to ``alerts``, its status recomputed."""
         status = Status.FIRING if any(a.status is Status.FIRING for a in alerts) else Status.RESOLVED
-        return AlertGroup(
-            source=self.source,
-            status=status,
-            group_key=self.group_key,
-            alerts=alerts,
-            group_labels=self.group_labels,
-            common_labels=self.common_labels,
-            common_annotations=self.common_annotations,
-            external_url=self.external_url,
-            source_receiver=self.source_receiver,
-            truncated_alerts=self.truncated_alerts,
-        )
+        return replace(self, status=status, alerts=alerts)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -123,6 +169,10 @@ class AlertGroup:
             "external_url": self.external_url,
             "source_receiver": self.source_receiver,
             "truncated_alerts": self.truncated_alerts,
+            "title": self.title,
+            "message": self.message,
+            "org_id": self.org_id,
+            "legacy": self.legacy,
         }
 
     @classmethod
@@ -138,6 +188,10 @@ class AlertGroup:
             external_url=data.get("external_url", ""),
             source_receiver=data.get("source_receiver", ""),
             truncated_alerts=int(data.get("truncated_alerts", 0)),
+            title=data.get("title", ""),
+            message=data.get("message", ""),
+            org_id=int(data["org_id"]) if data.get("org_id") is not None else None,
+            legacy=bool(data.get("legacy", False)),
         )
 
 

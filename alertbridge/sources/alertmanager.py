@@ -8,23 +8,27 @@ carry ``endsAt: 0001-01-01T00:00:00Z`` (Go's zero time), which we map to
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from alertbridge.errors import PayloadError
 from alertbridge.model import Alert, AlertGroup, Status
+from alertbridge.sources.common import (
+    GRAFANA_ELSEWHERE,
+    Lenient,
+    aware,
+    first_error,
+    grafana_flavour,
+    load_object,
+    open_end,
+)
 
 SOURCE = "alertmanager"
 
 
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class _AlertV4(_Lenient):
+class _AlertV4(Lenient):
     status: Literal["firing", "resolved"]
     labels: dict[str, str]
     annotations: dict[str, str] = Field(default_factory=dict)
@@ -34,7 +38,7 @@ class _AlertV4(_Lenient):
     fingerprint: str = Field(min_length=1)
 
 
-class _MessageV4(_Lenient):
+class _MessageV4(Lenient):
     version: Literal["4"]
     status: Literal["firing", "resolved"]
     receiver: str = ""
@@ -51,24 +55,20 @@ def parse(body: bytes) -> AlertGroup:
     """Parse one webhook body.
 
     Raises:
-        PayloadError: not JSON, not an object, not version 4, or a field of
+        PayloadError: not JSON, not an object, not version 4 (a Grafana body,
+            unified or legacy, is told to go to ``/grafana/``), or a field of
             the wrong type; the message names the first offending field.
     """
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise PayloadError(SOURCE, f"body is not valid JSON ({_short(exc)})") from None
-    if not isinstance(data, dict):
-        raise PayloadError(SOURCE, "body must be a JSON object")
+    data = load_object(SOURCE, body)
+    if grafana_flavour(data) is not None:
+        raise PayloadError(SOURCE, GRAFANA_ELSEWHERE)
     version = data.get("version")
-    if version == "1" and "orgId" in data:
-        raise PayloadError(SOURCE, "this is a Grafana payload; post it to /grafana/{receiver}")
     if version != "4":
         raise PayloadError(SOURCE, f'expected "version": "4" (Alertmanager webhook v4), got {version!r:.40}')
     try:
         message = _MessageV4.model_validate(data)
     except ValidationError as exc:
-        raise PayloadError(SOURCE, _first_error(exc)) from None
+        raise PayloadError(SOURCE, first_error(exc)) from None
     alerts = tuple(_alert(a) for a in message.alerts)
     return AlertGroup(
         source=SOURCE,
@@ -85,33 +85,12 @@ def parse(body: bytes) -> AlertGroup:
 
 
 def _alert(raw: _AlertV4) -> Alert:
-    ends_at = _aware(raw.endsAt) if raw.endsAt is not None and raw.endsAt.year > 1 else None
     return Alert(
         status=Status(raw.status),
         labels=raw.labels,
         annotations=raw.annotations,
-        starts_at=_aware(raw.startsAt),
-        ends_at=ends_at,
+        starts_at=aware(raw.startsAt),
+        ends_at=open_end(raw.endsAt),
         fingerprint=raw.fingerprint,
         generator_url=raw.generatorURL,
     )
-
-
-def _aware(moment: datetime) -> datetime:
-    # Alertmanager always sends an offset; a hand-written payload may not.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    path = ""
-    for part in err["loc"]:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    message = "required field is missing" if err["type"] == "missing" else err["msg"]
-    more = exc.error_count() - 1
-    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return f"{path}: {message}{suffix}" if path else f"{message}{suffix}"
-
-
-def _short(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:120]

@@ -27,6 +27,7 @@ from alertbridge.commands.parser import parse_button_key, parse_command
 from alertbridge.config import Config, WeComAppConfig
 from alertbridge.errors import DeliveryError, StoreError
 from alertbridge.stores.state import StateStore
+from alertbridge.web.body import BodyTooLarge, read_body
 from alertbridge.wecom.callback_errors import CallbackError
 from alertbridge.wecom.client import WeComClient
 from alertbridge.wecom.crypto import CallbackCrypto, check_timestamp
@@ -80,13 +81,13 @@ class WeComCallback:
                 log.info("callback_url_verified app=%s", name)
                 return Response(plain, media_type="text/plain")
             check_timestamp(timestamp, self._epoch(), app.callback_max_skew_seconds)
-            body = await _read_limited(request, MAX_CALLBACK_BYTES)
-            if body is None:
-                return PlainTextResponse("body too large\n", status_code=413)
+            body = await read_body(request, MAX_CALLBACK_BYTES)
             message = parse_inbound(crypto.open_message(signature, timestamp, nonce, body))
         except CallbackError as exc:
             log.warning("callback_rejected app=%s reason=%s", name, type(exc).__name__)
             return PlainTextResponse("invalid callback\n", status_code=403)
+        except BodyTooLarge:
+            return PlainTextResponse("body too large\n", status_code=413)
         except ClientDisconnect:
             return PlainTextResponse("incomplete body\n", status_code=400)
 
@@ -204,14 +205,3 @@ class WeComCallback:
 
 def _action(command: Command) -> str:
     return type(command).__name__.lower()
-
-
-async def _read_limited(request: Request, limit: int) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)

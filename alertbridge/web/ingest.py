@@ -1,9 +1,16 @@
-"""``POST /alertmanager/{receiver}``: validate, commit to the outbox, answer.
+"""``POST /alertmanager/{receiver}`` and ``POST|PUT /grafana/{receiver}``: validate, commit, answer.
 
-The answer follows Alertmanager's retry contract: it retries 5xx only, so
-200 is sent strictly after the delivery is committed, 4xx for anything a
-retry cannot fix, and 503 when the store cannot commit. This handler never
-talks to WeCom; the dispatcher does, after we answered.
+Both endpoints run one code path and differ only in their parser and in the
+Grafana endpoint's optional HMAC check. The answer follows the senders'
+retry contract: Alertmanager retries 5xx only, Grafana tries a failed
+notification again at its next flush; so 200 is sent strictly after the
+delivery is committed, 4xx for anything a retry cannot fix, and 503 when the
+store cannot commit. This handler never talks to WeCom; the dispatcher does,
+after we answered.
+
+Order of checks: credentials ([webhook_auth], 401) before the receiver name
+(404), so names do not leak; then content type (415), body size (413), the
+receiver's Grafana signature (401), the payload (400).
 """
 
 from __future__ import annotations
@@ -11,25 +18,40 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
-from alertbridge.config import AppReceiver, Config, ReceiverConfig
+from alertbridge.config import Config
 from alertbridge.errors import PayloadError, StoreError
-from alertbridge.message import Recipients
-from alertbridge.sources import alertmanager
+from alertbridge.mentions import recipients_for
+from alertbridge.model import AlertGroup
+from alertbridge.sources import alertmanager, grafana
+from alertbridge.sources.grafana_signature import SignatureError, verify_signature
 from alertbridge.stores import NewDelivery, OutboxStore
 from alertbridge.web.auth import WebhookAuthenticator
+from alertbridge.web.body import BodyTooLarge, read_body
 
 log = logging.getLogger(__name__)
 
 _JSON_TYPES = ("application/json", "text/json")
 
 
-class BodyTooLarge(Exception):
-    pass
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """What differs between the webhook endpoints."""
+
+    name: str
+    # (body, received_at) -> group; raises PayloadError.
+    parse: Callable[[bytes, datetime], AlertGroup]
+    # Check the receiver's grafana_hmac_secret, when it has one.
+    signed: bool
+
+
+_ALERTMANAGER = _Source("alertmanager", lambda body, _: alertmanager.parse(body), signed=False)
+_GRAFANA = _Source("grafana", lambda body, now: grafana.parse(body, received_at=now), signed=True)
 
 
 def error(status: int, reason: str) -> JSONResponse:
@@ -54,6 +76,12 @@ class WebhookIngest:
         self._clock = clock
 
     async def alertmanager(self, request: Request) -> JSONResponse:
+        return await self._ingest(request, _ALERTMANAGER)
+
+    async def grafana(self, request: Request) -> JSONResponse:
+        return await self._ingest(request, _GRAFANA)
+
+    async def _ingest(self, request: Request, source: _Source) -> JSONResponse:
         request_id = uuid.uuid4().hex[:16]
         name = request.path_params["receiver"]
         if not self._auth.allows(request.headers.get("authorization")):
@@ -65,14 +93,23 @@ class WebhookIngest:
         if content_type.split(";")[0].strip().lower() not in _JSON_TYPES:
             return error(415, f"expected Content-Type: application/json, got {content_type[:60]!r}")
         try:
-            body = await _read_body(request, self._config.server.max_body_bytes)
-        except BodyTooLarge:
-            limit = self._config.server.max_body_bytes
-            return error(413, f"body larger than server.max_body_bytes ({limit} bytes)")
+            body = await read_body(request, self._config.server.max_body_bytes)
+        except BodyTooLarge as exc:
+            return error(413, f"body larger than server.max_body_bytes ({exc.limit} bytes)")
         except ClientDisconnect:
             return error(400, "client disconnected before the body was complete")
+        now = self._clock()
+        secret = receiver.grafana_hmac_secret if source.signed else None
+        if secret is not None:
+            try:
+                verify_signature(secret.get_secret_value(), body, request.headers, now.timestamp())
+            except SignatureError as exc:
+                log.warning(
+                    "webhook_unauthenticated receiver=%s request_id=%s reason=%s", name, request_id, exc
+                )
+                return error(401, f"{exc} (see receivers.{name}.grafana_hmac_secret)")
         try:
-            group = alertmanager.parse(body)
+            group = source.parse(body, now)
         except PayloadError as exc:
             log.info("webhook_rejected receiver=%s request_id=%s reason=%s", name, request_id, exc.problem)
             return error(400, str(exc))
@@ -86,10 +123,10 @@ class WebhookIngest:
         delivery = NewDelivery(
             receiver=name,
             channel=receiver.channel,
-            recipients=recipients_of(receiver),
+            recipients=recipients_for(receiver, group),
             group=group,
             request_id=request_id,
-            accepted_at=self._clock(),
+            accepted_at=now,
         )
         try:
             delivery_id = await self._store.enqueue(delivery)
@@ -98,7 +135,8 @@ class WebhookIngest:
             return error(503, "store unavailable; not accepted, please retry")
         self._on_enqueued()
         log.info(
-            "webhook_accepted receiver=%s request_id=%s delivery=%d alerts=%d status=%s",
+            "webhook_accepted source=%s receiver=%s request_id=%s delivery=%d alerts=%d status=%s",
+            source.name,
             name,
             request_id,
             delivery_id,
@@ -106,23 +144,3 @@ class WebhookIngest:
             group.status.value,
         )
         return JSONResponse({"status": "accepted", "request_id": request_id, "delivery": delivery_id})
-
-
-def recipients_of(receiver: ReceiverConfig) -> Recipients:
-    if isinstance(receiver, AppReceiver):
-        return Recipients(tuple(receiver.to_user), tuple(receiver.to_party), tuple(receiver.to_tag))
-    return Recipients()
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
