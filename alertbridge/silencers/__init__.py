@@ -1,7 +1,7 @@
 """Silencers: create and expire silences where the alerts come from.
 
-One ``Silencer`` per ``[silencers.NAME]``; Alertmanager's API v2 now, Grafana's
-silences API later, behind the same protocol. Errors are ``SilencerError``
+One ``Silencer`` per ``[silencers.NAME]``: Alertmanager's API v2, or Grafana's
+built-in Alertmanager (the same API under a prefix). Errors are ``SilencerError``
 with a message fit to show the WeCom user who asked (no secrets, no stack).
 """
 
@@ -68,7 +68,7 @@ class Silence:
 
 class Silencer(Protocol):
     name: str
-    kind: str  # "alertmanager" (and "grafana" later)
+    kind: str  # "alertmanager" | "grafana"
 
     async def create(self, request: SilenceRequest) -> str:
         """Create a silence; returns its id. Raises ``SilencerError``."""

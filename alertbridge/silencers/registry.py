@@ -8,6 +8,7 @@ from alertbridge.config import Config, SilencerConfig
 from alertbridge.errors import ConfigError
 from alertbridge.silencers import Silencer
 from alertbridge.silencers.alertmanager import AlertmanagerSilencer
+from alertbridge.silencers.grafana import GrafanaSilencer
 
 
 def build_silencers(config: Config, http: httpx.AsyncClient) -> dict[str, Silencer]:
@@ -15,21 +16,42 @@ def build_silencers(config: Config, http: httpx.AsyncClient) -> dict[str, Silenc
     (whose lifetime the composition root owns).
 
     Raises:
-        ConfigError: a silencer sets both ``bearer_token`` and ``basic_auth``;
-            only one ``Authorization`` header can be sent.
+        ConfigError: a silencer's credentials do not fit its kind: an
+            Alertmanager with both ``bearer_token`` and ``basic_auth`` (only
+            one ``Authorization`` header can be sent) or with Grafana's
+            ``token``; a Grafana without ``token``, with Alertmanager-style
+            credentials (which it would not send) or with several URLs.
     """
-    problems = [
-        (f"silencers.{name}", "set bearer_token or basic_auth, not both")
-        for name, silencer in config.silencers.items()
-        if silencer.bearer_token is not None and silencer.basic_auth is not None
-    ]
+    problems: list[tuple[str, str]] = []
+    for name, silencer in config.silencers.items():
+        problems.extend((f"silencers.{name}{key}", problem) for key, problem in _problems(silencer))
     if problems:
         raise ConfigError("config", problems)
     return {name: _build(name, silencer, http) for name, silencer in config.silencers.items()}
+
+
+def _problems(config: SilencerConfig) -> list[tuple[str, str]]:
+    if config.kind == "grafana":
+        found = []
+        if config.token is None:
+            found.append((".token", "a grafana silencer needs a service-account token"))
+        if config.bearer_token is not None or config.basic_auth is not None:
+            found.append(("", 'kind = "grafana" uses token; remove bearer_token / basic_auth'))
+        if len(config.url) != 1:
+            found.append((".url", "a grafana silencer takes one Grafana base URL"))
+        return found
+    found = []
+    if config.bearer_token is not None and config.basic_auth is not None:
+        found.append(("", "set bearer_token or basic_auth, not both"))
+    if config.token is not None:
+        found.append((".token", 'only for kind = "grafana"; use bearer_token for Alertmanager'))
+    return found
 
 
 def _build(name: str, config: SilencerConfig, http: httpx.AsyncClient) -> Silencer:
     match config.kind:
         case "alertmanager":
             return AlertmanagerSilencer(name, config, http)
+        case "grafana":
+            return GrafanaSilencer(name, config, http)
     raise TypeError(f"unknown silencer kind {config.kind!r}")
