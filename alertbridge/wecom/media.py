@@ -1,0 +1,82 @@
+"""A cache of uploaded WeCom media ids, by content hash.
+
+A temporary media id from ``media/upload`` is valid for 3 days and can be
+used by every app of the corp that uploaded it (docs/wecom-api.md §7), so the
+same image — a Grafana panel re-sent with every re-notification, or to
+several receivers — is uploaded once. Entries are used for ``max_age``
+(2.5 days by default) only, leaving half a day of margin before WeCom forgets
+the id; a send that WeCom still answers with 40007 (invalid media id) should
+``forget`` the entry and upload again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from alertbridge.wecom.token import Clock
+
+# The errcode of a message naming an unknown or expired media id.
+INVALID_MEDIA_ID = 40007
+MEDIA_LIFETIME = 3 * 24 * 3600.0
+DEFAULT_MAX_AGE = 2.5 * 24 * 3600.0
+DEFAULT_MAX_ENTRIES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    media_id: str
+    uploaded_at: float
+
+
+class MediaCache:
+    """Media ids keyed by (corp id, content sha256); least recently stored entries go first.
+
+    ``clock`` is monotonic seconds (the client's clock, so tests can advance it).
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock = time.monotonic,
+        max_age: float = DEFAULT_MAX_AGE,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+    ) -> None:
+        if not 0 < max_age < MEDIA_LIFETIME:
+            raise ValueError("max_age must be positive and below WeCom's 3-day media lifetime")
+        self._clock = clock
+        self._max_age = max_age
+        self._max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, corp_id: str, sha256: str) -> str | None:
+        """The cached media id, or None when there is none young enough."""
+        key = (corp_id, sha256)
+        entry = self._entries.get(key)
+        if entry is not None and self._clock() - entry.uploaded_at < self._max_age:
+            self.hits += 1
+            return entry.media_id
+        if entry is not None:
+            del self._entries[key]
+        self.misses += 1
+        return None
+
+    def put(self, corp_id: str, sha256: str, media_id: str) -> None:
+        key = (corp_id, sha256)
+        self._entries.pop(key, None)
+        self._entries[key] = _Entry(media_id, self._clock())
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+
+    def forget(self, corp_id: str, sha256: str, media_id: str | None = None) -> None:
+        """Drop the entry (only if it still holds ``media_id``, when given)."""
+        key = (corp_id, sha256)
+        entry = self._entries.get(key)
+        if entry is not None and (media_id is None or entry.media_id == media_id):
+            del self._entries[key]
+
+    def __len__(self) -> int:
+        return len(self._entries)
