@@ -27,6 +27,7 @@ from alertbridge.commands.executor import CommandExecutor
 from alertbridge.config import Config
 from alertbridge.dispatcher import Dispatcher
 from alertbridge.errors import ConfigError, TemplateError
+from alertbridge.images import AllowList, ImageFetcher, new_image_http_client
 from alertbridge.render import Renderer
 from alertbridge.silencers.registry import build_silencers
 from alertbridge.stores import OutboxStore
@@ -69,11 +70,28 @@ def new_http_client(config: Config) -> httpx.AsyncClient:
     )
 
 
-def build_channels(config: Config, client: WeComClient, out: TextIO) -> dict[str, Channel]:
+def build_channels(
+    config: Config, client: WeComClient, out: TextIO, images: ImageFetcher | None = None
+) -> dict[str, Channel]:
     return {
-        name: build_channel(name, receiver, apps=config.wecom.apps, client=client, out=out)
+        name: build_channel(name, receiver, apps=config.wecom.apps, client=client, out=out, images=images)
         for name, receiver in config.receivers.items()
     }
+
+
+def build_image_fetcher(config: Config, source: str) -> tuple[ImageFetcher, httpx.AsyncClient]:
+    """The fetcher of alert images and its own HTTP client (no proxies, no keep-alive:
+    see ``alertbridge.images``), which the caller closes.
+
+    Raises:
+        ConfigError: an ``[images].allow`` entry it cannot read.
+    """
+    try:
+        AllowList(config.images.allow)
+    except ValueError as exc:
+        raise ConfigError(source, [("images.allow", str(exc))]) from None
+    http = new_image_http_client(config.images)
+    return ImageFetcher(config.images, http), http
 
 
 def create_app(
@@ -89,6 +107,7 @@ def create_app(
     """
     quiet_http_loggers()
     renderer = build_renderer(config, config_source)
+    images, image_http = build_image_fetcher(config, config_source)
     outbox: OutboxStore = store if store is not None else SqliteOutboxStore(config.store.sqlite_path)
     # References, acks and the audit trail live in the same database file.
     state = SqliteStateStore(config.store.sqlite_path)
@@ -100,7 +119,7 @@ def create_app(
     dispatcher = Dispatcher(
         config=config,
         store=outbox,
-        channels=build_channels(config, client, stream),
+        channels=build_channels(config, client, stream, images),
         renderer=renderer,
         tracker=tracker,
     )
@@ -132,6 +151,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await http.aclose()
+            await image_http.aclose()
             await state.close()
             await outbox.close()
 
@@ -142,6 +162,7 @@ def create_app(
 
     routes = [
         Route("/alertmanager/{receiver}", ingest.alertmanager, methods=["POST"]),
+        Route("/grafana/{receiver}", ingest.grafana, methods=["POST", "PUT"]),
         Route("/wecom/callback/{app}", callback.endpoint, methods=["GET", "POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

@@ -118,7 +118,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 def _render(args: argparse.Namespace) -> int:
     from alertbridge.app import build_renderer
-    from alertbridge.sources import alertmanager
+    from alertbridge.sources import alertmanager, grafana
 
     config = _load(args)
     receiver = _receiver(config, args.receiver)
@@ -128,14 +128,18 @@ def _render(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"{args.payload}: cannot read: {exc.strerror}", file=sys.stderr)
         return 1
-    group = alertmanager.parse(body)
+    now = datetime.now(UTC)
+    # Either source's payload, picked by its shape as the two endpoints would take it.
+    group = (
+        grafana.parse(body, received_at=now) if grafana.looks_like_grafana(body) else alertmanager.parse(body)
+    )
     messages = renderer.render(
         group,
         template=receiver.template,
         language=config.language_of(args.receiver),
         msgtype=receiver.rendered_msgtype,
         channel=receiver.channel,
-        now=datetime.now(UTC),
+        now=now,
     )
     for message in messages:
         _print_message(
@@ -166,24 +170,26 @@ async def _send_test_async(config: Config, args: argparse.Namespace) -> int:
     from alertbridge.app import build_renderer, new_http_client
     from alertbridge.channels.registry import build_channel
     from alertbridge.logs import configure_logging
+    from alertbridge.mentions import content_mentions, recipients_for
     from alertbridge.message import Recipients
     from alertbridge.render import sample_group
-    from alertbridge.web.ingest import recipients_of
     from alertbridge.wecom.client import WeComClient
 
     configure_logging(config.secrets(), sys.stderr)
     receiver = config.receivers[args.receiver]
     renderer = build_renderer(config, str(args.config))
     now = datetime.now(UTC)
+    group = sample_group(now)
+    recipients: Recipients = recipients_for(receiver, group)
     messages = renderer.render(
-        sample_group(now),
+        group,
         template=receiver.template,
         language=config.language_of(args.receiver),
         msgtype=receiver.rendered_msgtype,
         channel=receiver.channel,
         now=now,
+        mentions=content_mentions(recipients, receiver.channel, receiver.rendered_msgtype),
     )
-    recipients: Recipients = recipients_of(receiver)
     async with new_http_client(config) as http:
         client = WeComClient(http, config.wecom.api_base)
         channel = build_channel(

@@ -205,10 +205,13 @@ class DeliveryConfig(_Section):
 
 
 class SilencerConfig(_Section):
-    """Where silences are created: an Alertmanager (HA peers tried in order)."""
+    """Where silences are created: an Alertmanager (HA peers tried in order),
+    or Grafana's built-in Alertmanager (``url`` = the Grafana base URL)."""
 
-    kind: Literal["alertmanager"]
+    kind: Literal["alertmanager", "grafana"]
     url: list[str]
+    # Grafana: a service-account token (Authorization: Bearer).
+    token: SecretStr | None = None
     bearer_token: SecretStr | None = None
     basic_auth: BasicAuthConfig | None = None
     timeout: Annotated[timedelta, Field(gt=timedelta(0))] = timedelta(seconds=10)
@@ -229,6 +232,47 @@ class SilencerConfig(_Section):
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"must be http:// or https:// URLs, got {url!r}")
         return [url.rstrip("/") for url in value]
+
+
+class ImagesConfig(_Section):
+    """Fetching alert images (Grafana panel screenshots) to post into WeCom.
+
+    The URL comes from a webhook payload, so by default only public addresses
+    are fetched; ``allow`` names hosts or networks (``grafana.internal``,
+    ``10.0.0.0/8``) the operator trusts even when they are private.
+    """
+
+    allow: list[str] = Field(default_factory=list)
+    max_bytes: int = Field(default=5 * 1024 * 1024, gt=0, le=10 * 1024 * 1024)
+    timeout: Annotated[timedelta, Field(gt=timedelta(0))] = timedelta(seconds=10)
+    max_redirects: int = Field(default=3, ge=0, le=10)
+
+    _parse_timeout = field_validator("timeout", mode="before")(_duration)
+
+    @field_validator("allow")
+    @classmethod
+    def _check_allow(cls, value: list[str]) -> list[str]:
+        # The parser lives with the fetcher that applies it (imported here,
+        # not at the top, because that module needs this one).
+        from alertbridge.images import AllowList
+
+        AllowList(value)
+        return value
+
+
+class MentionConfig(_Section):
+    """Who an alert concerns, from its labels: for robot @mentions and extra app recipients.
+
+    The value of the first of ``keys`` (label, else annotation) an alert has
+    is looked up in ``users`` / ``mobiles``; ``static_*`` always apply.
+    """
+
+    keys: list[str] = Field(default_factory=list)
+    users: dict[str, list[str]] = Field(default_factory=dict)
+    mobiles: dict[str, list[str]] = Field(default_factory=dict)
+    static_users: list[str] = Field(default_factory=list)
+    static_mobiles: list[str] = Field(default_factory=list)
+    all: bool = False  # @all (robots only)
 
 
 class CommandsConfig(_Section):
@@ -274,6 +318,12 @@ class TemplatesConfig(_Section):
     dir: Path | None = None
 
 
+def _secret_not_empty(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and not value.get_secret_value():
+        raise ValueError("is empty")
+    return value
+
+
 AllowList = Literal["recipients"] | list[str]
 
 
@@ -290,6 +340,12 @@ class _ReceiverBase(_Section):
     allow_silence: AllowList = "recipients"
     # ack also creates a silence, extended by alertbridge until the group resolves.
     ack_silences: bool = False
+    # Post alert images (Grafana panels) after the message; see [images].
+    images: bool = False
+    # Grafana webhooks must carry X-Grafana-Alerting-Signature made with this secret.
+    grafana_hmac_secret: SecretStr | None = None
+
+    _check_hmac_secret = field_validator("grafana_hmac_secret")(_secret_not_empty)
 
     @property
     def rendered_msgtype(self) -> MessageType:
@@ -307,11 +363,14 @@ class AppReceiver(_ReceiverBase):
     to_tag: list[str] = Field(default_factory=list)
     # Buttons of msgtype = "template_card" messages (at most 6).
     buttons: list[ButtonConfig] = Field(default_factory=_default_buttons, max_length=6)
+    # Per-alert recipients from labels, added to to_user.
+    extra_recipients: MentionConfig | None = None
 
 
 class RobotReceiver(_ReceiverBase):
     channel: Literal["robot"]
     robot_key: SecretStr
+    mention: MentionConfig | None = None
 
     @field_validator("robot_key")
     @classmethod
@@ -337,6 +396,7 @@ class Config(_Section):
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
+    images: ImagesConfig = Field(default_factory=ImagesConfig)
     silencers: dict[str, SilencerConfig] = Field(default_factory=dict)
     receivers: dict[str, Receiver] = Field(default_factory=dict)
 
@@ -360,7 +420,12 @@ class Config(_Section):
         for receiver in self.receivers.values():
             if isinstance(receiver, RobotReceiver):
                 found.append(receiver.robot_key.get_secret_value())
+        for receiver in self.receivers.values():
+            if receiver.grafana_hmac_secret is not None:
+                found.append(receiver.grafana_hmac_secret.get_secret_value())
         for silencer in self.silencers.values():
+            if silencer.token is not None:
+                found.append(silencer.token.get_secret_value())
             if silencer.bearer_token is not None:
                 found.append(silencer.bearer_token.get_secret_value())
             if silencer.basic_auth is not None:
@@ -466,6 +531,15 @@ def _cross_checks(config: Config) -> list[tuple[str, str]]:
                     "set both token and encoding_aes_key (the callback settings), or neither",
                 )
             )
+    for name, silencer in config.silencers.items():
+        key = _dotted(("silencers", name))
+        if silencer.kind == "grafana":
+            if silencer.token is None:
+                problems.append((f"{key}.token", "a grafana silencer needs a service-account token"))
+            if len(silencer.url) != 1:
+                problems.append((f"{key}.url", "a grafana silencer takes one Grafana base URL"))
+        elif silencer.token is not None:
+            problems.append((f"{key}.token", 'only for kind = "grafana"; use bearer_token for Alertmanager'))
     for name, receiver in config.receivers.items():
         key = _dotted(("receivers", name))
         if not _NAME.match(name):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import random
@@ -22,6 +23,7 @@ from alertbridge.channels import Channel, Receipt
 from alertbridge.channels.card import build_alert_card, task_id_for
 from alertbridge.config import AppReceiver, Config, ReceiverConfig
 from alertbridge.errors import DeliveryError, StoreError, TemplateError, TransientDeliveryError
+from alertbridge.mentions import content_mentions
 from alertbridge.message import RenderedMessage
 from alertbridge.render import Renderer
 from alertbridge.stores import Delivery, OutboxStore
@@ -35,6 +37,8 @@ LEASE = timedelta(minutes=10)
 # Upper bound on sleeping: also picks up rows changed by `alertbridge outbox retry`.
 POLL_INTERVAL = 1.0
 PRUNE_INTERVAL = timedelta(hours=1)
+# Alert images (Grafana panels) posted after one notification, at most.
+MAX_IMAGES = 3
 
 
 class Dispatcher:
@@ -160,7 +164,9 @@ class Dispatcher:
             await self._store.mark_sent(delivery.id, self._clock())
             return
         try:
-            messages = self._messages(delivery, receiver, channel.kind, tracked)
+            messages = _with_images(
+                self._messages(delivery, receiver, channel.kind, tracked), delivery, receiver
+            )
         except TemplateError as exc:
             await self._dead(delivery, str(exc))
             return
@@ -212,15 +218,20 @@ class Dispatcher:
                 )
             ]
         # A resolved group whose cards could not be updated gets a normal message.
+        msgtype = receiver.rendered_msgtype
+        # Robot markdown @mentions live in the content: the renderer adds them
+        # to the last part, within the byte limit.
+        mentions = content_mentions(delivery.recipients, channel_kind, msgtype)
         return self._renderer.render(
             delivery.group,
             template=receiver.template,
             language=language,
-            msgtype=receiver.rendered_msgtype,
+            msgtype=msgtype,
             channel=channel_kind,
             now=delivery.accepted_at,
             ref=tracked.ref,
             ack=tracked.ack,
+            mentions=mentions,
         )
 
     async def _retry_or_dead(self, delivery: Delivery, error: str, min_delay: float) -> None:
@@ -249,3 +260,19 @@ class Dispatcher:
     async def _dead(self, delivery: Delivery, reason: str) -> None:
         log.error("delivery_dead delivery=%d receiver=%s reason=%s", delivery.id, delivery.receiver, reason)
         await self._store.mark_dead(delivery.id, reason, self._clock())
+
+
+def _with_images(
+    messages: list[RenderedMessage], delivery: Delivery, receiver: ReceiverConfig
+) -> list[RenderedMessage]:
+    """The messages, the last one carrying the firing alerts' distinct image URLs
+    (at most ``MAX_IMAGES``) when the receiver posts images."""
+    if not receiver.images or not messages:
+        return messages
+    urls: list[str] = []
+    for alert in delivery.group.firing:
+        if alert.image_url and alert.image_url not in urls:
+            urls.append(alert.image_url)
+    if not urls:
+        return messages
+    return [*messages[:-1], dataclasses.replace(messages[-1], images=tuple(urls[:MAX_IMAGES]))]

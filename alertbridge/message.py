@@ -33,7 +33,9 @@ class RenderedMessage:
 
     ``part``/``parts`` number the messages a group was split into (1/1 when it
     fit in one). A ``template_card`` message carries the card JSON in ``card``
-    and a plain summary in ``content``.
+    and a plain summary in ``content``. ``images`` are URLs of alert images
+    (Grafana panels) the channel posts after the message, best effort; the
+    dispatcher sets them on the last part only.
     """
 
     msgtype: str  # "text" | "markdown" | "template_card"
@@ -42,6 +44,7 @@ class RenderedMessage:
     part: int = 1
     parts: int = 1
     card: Mapping[str, Any] | None = None
+    images: tuple[str, ...] = ()
 
     @property
     def byte_count(self) -> int:
@@ -50,23 +53,44 @@ class RenderedMessage:
 
 @dataclass(frozen=True, slots=True)
 class Recipients:
-    """Who an app message goes to; captured when the webhook is accepted.
+    """Who a message goes to; captured when the webhook is accepted.
 
-    Robot and console messages have no recipients of their own (the robot key
-    names the group chat), so theirs is empty.
+    App messages go to ``to_user``/``to_party``/``to_tag``. Robot messages
+    have no recipients of their own (the robot key names the group chat) but
+    may @mention people: ``mention_*`` (see ``alertbridge.mentions``).
+    Console messages have neither.
     """
 
     to_user: tuple[str, ...] = ()
     to_party: tuple[str, ...] = ()
     to_tag: tuple[str, ...] = ()
+    mention_users: tuple[str, ...] = ()
+    mention_mobiles: tuple[str, ...] = ()
+    mention_all: bool = False
 
-    def to_dict(self) -> dict[str, list[str]]:
-        return {"to_user": list(self.to_user), "to_party": list(self.to_party), "to_tag": list(self.to_tag)}
+    def to_dict(self) -> dict[str, list[str] | bool]:
+        """The stored JSON form; mention keys only when set, so app and console rows are unchanged."""
+        data: dict[str, list[str] | bool] = {
+            "to_user": list(self.to_user),
+            "to_party": list(self.to_party),
+            "to_tag": list(self.to_tag),
+        }
+        if self.mention_users:
+            data["mention_users"] = list(self.mention_users)
+        if self.mention_mobiles:
+            data["mention_mobiles"] = list(self.mention_mobiles)
+        if self.mention_all:
+            data["mention_all"] = True
+        return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, list[str]]) -> Recipients:
+    def from_dict(cls, data: Mapping[str, Any]) -> Recipients:
+        """Reads every version's form (rows stored before mentions lack their keys)."""
         return cls(
             to_user=tuple(data.get("to_user", ())),
             to_party=tuple(data.get("to_party", ())),
             to_tag=tuple(data.get("to_tag", ())),
+            mention_users=tuple(data.get("mention_users", ())),
+            mention_mobiles=tuple(data.get("mention_mobiles", ())),
+            mention_all=bool(data.get("mention_all", False)),
         )

@@ -137,6 +137,7 @@ def test_missing_env_var_is_named(tmp_path: Path) -> None:
             "silencers.am.url: must be http:// or https://",
         ),
         ('[commands]\nmax_silence = "0s"\n', "commands.max_silence"),
+        ('[images]\nallow = ["bad host/x"]\n', "images.allow: 'bad host/x': expected a host"),
     ],
 )
 def test_each_rule_has_a_clear_message(tmp_path: Path, text: str, expected: str) -> None:

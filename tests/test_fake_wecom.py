@@ -24,6 +24,7 @@ from alertbridge.testing.fake_wecom import (
     DEFAULT_ROBOT_KEY,
     DEFAULT_SECRET,
     GETTOKEN,
+    MEDIA_UPLOAD,
     MESSAGE_SEND,
     UPDATE_TEMPLATE_CARD,
     WEBHOOK_SEND,
@@ -534,7 +535,13 @@ async def test_http_control_and_inspection(http: httpx.AsyncClient, fake: FakeWe
     assert [d["reason"] for d in (await http.get("/_fake/dropped")).json()] == ["duplicate"]
     stats = (await http.get("/_fake/stats")).json()
     assert stats["gettoken_calls"] == 1
-    assert stats["requests"] == {GETTOKEN: 1, MESSAGE_SEND: 2, UPDATE_TEMPLATE_CARD: 0, WEBHOOK_SEND: 1}
+    assert stats["requests"] == {
+        GETTOKEN: 1,
+        MEDIA_UPLOAD: 0,
+        MESSAGE_SEND: 2,
+        UPDATE_TEMPLATE_CARD: 0,
+        WEBHOOK_SEND: 1,
+    }
     assert (stats["delivered"], stats["dropped"]) == (2, 1)
 
     fault = {"endpoint": MESSAGE_SEND, "errcode": 45033, "times": 1}

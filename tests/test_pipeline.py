@@ -86,6 +86,31 @@ channel = "robot"
 robot_key = "${{ROBOT_KEY}}"
 msgtype = "markdown"
 
+[receivers.room-text]
+channel = "robot"
+robot_key = "${{ROBOT_KEY}}"
+msgtype = "text"
+[receivers.room-text.mention]
+keys = ["team"]
+users = {{ payments = ["zhangsan"] }}
+mobiles = {{ payments = ["13800000000"] }}
+
+[receivers.room-md]
+channel = "robot"
+robot_key = "${{ROBOT_KEY}}"
+msgtype = "markdown"
+[receivers.room-md.mention]
+keys = ["team"]
+users = {{ payments = ["zhangsan", "lisi"] }}
+
+[receivers.oncall-by-team]
+channel = "app"
+app = "ops"
+to_user = ["lisi"]
+[receivers.oncall-by-team.extra_recipients]
+keys = ["team"]
+users = {{ payments = ["zhangsan"] }}
+
 [receivers.console]
 channel = "console"
 msgtype = "text"
@@ -165,6 +190,20 @@ def test_app_robot_and_console_delivery(fake, start) -> None:  # type: ignore[no
     assert "[FIRING:2]" in printed  # the console receiver renders in English
     assert wecom.gettoken_calls == 1
     assert_no_secrets(process, wecom)
+
+
+def test_mentions_from_labels_in_both_robot_formats_and_app_recipients(fake, start) -> None:  # type: ignore[no-untyped-def]
+    wecom, base_url = fake
+    process = start(base_url)
+    for receiver in ("room-text", "room-md", "oncall-by-team"):
+        assert post(process, receiver, FIRING).status_code == 200  # alerts carry team="payments"
+    wait_until(lambda: len(wecom.messages()) == 3, what="three messages")
+    robot = {m.msgtype: m for m in wecom.messages(WEBHOOK_SEND)}
+    assert robot["text"].mentioned == ("zhangsan",)
+    assert robot["text"].mentioned_mobiles == ("13800000000",)
+    assert (robot["markdown"].content or "").rstrip().endswith("<@zhangsan> <@lisi>")
+    [app_message] = wecom.messages(MESSAGE_SEND)
+    assert set(app_message.to_user) == {"lisi", "zhangsan"}
 
 
 def test_identical_resend_is_not_shown_twice(fake, start) -> None:  # type: ignore[no-untyped-def]

@@ -1,12 +1,30 @@
-"""The self-built app channel: ``message/send`` to users, departments and tags."""
+"""The self-built app channel: ``message/send`` to users, departments and tags.
+
+A message that carries image URLs (``RenderedMessage.images``) is followed by
+one ``image`` message per image, to the same recipients: the image is fetched
+(``ImageFetcher``), uploaded once per content (``media/upload``, its media_id
+reused from ``WeComClient.media_cache`` for 2.5 days) and sent by media_id.
+Images are best effort: any failure is logged, counted in
+``image_failures[reason]`` and skipped; the message itself, already sent,
+carries the link.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
+from collections.abc import Sequence
+
 from alertbridge.channels import Receipt
 from alertbridge.config import WeComAppConfig
-from alertbridge.errors import PermanentDeliveryError
+from alertbridge.errors import DeliveryError, PermanentDeliveryError
+from alertbridge.images import FetchedImage, ImageError, ImageFetcher, record_image_failure
 from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.wecom.client import WeComClient
+from alertbridge.wecom.errors import WeComAPIError
+from alertbridge.wecom.media import INVALID_MEDIA_ID
+
+log = logging.getLogger(__name__)
 
 # WeCom drops a request whose JSON is identical to one it accepted within
 # this many seconds (its default; max 4 h). A retry after a timeout that WeCom
@@ -35,15 +53,48 @@ def build_app_body(message: RenderedMessage, recipients: Recipients, agent_id: i
     return body
 
 
+def build_app_image_body(media_id: str, recipients: Recipients, agent_id: int) -> dict[str, object]:
+    """The message/send JSON of an ``image`` message (docs §4.3).
+
+    Without WeCom's duplicate check: images are never retried (a failure only
+    skips them), and a re-notification showing the same panel again within
+    the interval must not be silently dropped.
+    """
+    body: dict[str, object] = {}
+    for key, ids in (
+        ("touser", recipients.to_user),
+        ("toparty", recipients.to_party),
+        ("totag", recipients.to_tag),
+    ):
+        if ids:
+            body[key] = "|".join(ids)
+    body["msgtype"] = "image"
+    body["image"] = {"media_id": media_id}
+    body["agentid"] = agent_id
+    return body
+
+
 class AppChannel:
     """Sends through one configured WeCom app."""
 
     kind = "app"
 
-    def __init__(self, client: WeComClient, app_name: str, app_config: WeComAppConfig) -> None:
+    def __init__(
+        self,
+        client: WeComClient,
+        app_name: str,
+        app_config: WeComAppConfig,
+        *,
+        images: ImageFetcher | None = None,
+    ) -> None:
         self._client = client
         self._app_name = app_name
         self._app = app_config
+        self._images = images
+        # Images not posted, by reason (ImageError reasons, upload_failed,
+        # send_failed, internal); images_sent counts those that were.
+        self.image_failures: Counter[str] = Counter()
+        self.images_sent = 0
 
     def __repr__(self) -> str:
         return f"<AppChannel app={self._app_name!r} agent_id={self._app.agent_id}>"
@@ -57,6 +108,81 @@ class AppChannel:
             )
         body = build_app_body(message, recipients, self._app.agent_id)
         result = await self._client.send_app_message(self._app_name, self._app, body)
+        if message.images:
+            await self._send_images(message.images, recipients)
         return Receipt(
             msgid=result.msgid or None, response_code=getattr(result, "response_code", None) or None
         )
+
+    async def _send_images(self, urls: Sequence[str], recipients: Recipients) -> None:
+        """Post each image after the message; never raises (see the module docs)."""
+        where = f"app:{self._app_name}"
+        if self._images is None:
+            log.debug("images_not_configured channel=%s images=%d", where, len(urls))
+            return
+        for url in urls:
+            try:
+                image = await self._images.fetch(url)
+                await self._send_image(image, recipients)
+            except ImageError as exc:
+                record_image_failure(self.image_failures, exc.reason, channel=where, url=url, detail=str(exc))
+            except _StageError as exc:
+                record_image_failure(
+                    self.image_failures, exc.stage, channel=where, url=url, detail=exc.detail
+                )
+            except Exception as exc:  # the message is sent: an image bug must not re-send it
+                log.exception("image_crashed channel=%s", where)
+                record_image_failure(
+                    self.image_failures, "internal", channel=where, url=url, detail=type(exc).__name__
+                )
+            else:
+                self.images_sent += 1
+
+    async def _send_image(self, image: FetchedImage, recipients: Recipients) -> None:
+        cache = self._client.media_cache
+        corp_id = self._app.corp_id
+        media_id = cache.get(corp_id, image.sha256)
+        fresh = media_id is None
+        if media_id is None:
+            media_id = await self._upload(image)
+        try:
+            await self._send_media(media_id, recipients)
+        except _StageError as exc:
+            # WeCom forgot a cached id early (40007): upload again, once.
+            if fresh or exc.errcode != INVALID_MEDIA_ID:
+                raise
+            cache.forget(corp_id, image.sha256, media_id)
+            await self._send_media(await self._upload(image), recipients)
+
+    async def _upload(self, image: FetchedImage) -> str:
+        failure: _StageError | None = None
+        try:
+            media_id = await self._client.upload_image(
+                self._app_name, self._app, image.data, f"alert.{image.extension}", image.content_type
+            )
+        except DeliveryError as exc:
+            failure = _StageError("upload_failed", exc)
+        if failure is not None:
+            raise failure
+        self._client.media_cache.put(self._app.corp_id, image.sha256, media_id)
+        return media_id
+
+    async def _send_media(self, media_id: str, recipients: Recipients) -> None:
+        body = build_app_image_body(media_id, recipients, self._app.agent_id)
+        failure: _StageError | None = None
+        try:
+            await self._client.send_app_message(self._app_name, self._app, body)
+        except DeliveryError as exc:
+            failure = _StageError("send_failed", exc)
+        if failure is not None:
+            raise failure
+
+
+class _StageError(Exception):
+    """A WeCom failure while posting an image: ``stage`` is the counter's reason."""
+
+    def __init__(self, stage: str, cause: DeliveryError) -> None:
+        super().__init__(stage)
+        self.stage = stage
+        self.detail = f"{cause.reason}: {cause}"
+        self.errcode = cause.errcode if isinstance(cause, WeComAPIError) else None

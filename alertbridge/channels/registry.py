@@ -12,6 +12,7 @@ from alertbridge.channels.console import ConsoleChannel
 from alertbridge.channels.robot import RobotChannel
 from alertbridge.config import AppReceiver, ConsoleReceiver, RobotReceiver, WeComAppConfig
 from alertbridge.errors import ConfigError
+from alertbridge.images import ImageFetcher
 from alertbridge.wecom.client import WeComClient
 
 
@@ -22,8 +23,12 @@ def build_channel(
     apps: Mapping[str, WeComAppConfig],
     client: WeComClient,
     out: TextIO,
+    images: ImageFetcher | None = None,
 ) -> Channel:
     """The channel that delivers ``receiver_name``'s messages.
+
+    ``images`` fetches the alert images app and robot channels post after a
+    message (receivers with ``images = true``; console channels ignore them).
 
     Raises:
         ConfigError: an app receiver names an app missing from ``apps`` (the
@@ -36,9 +41,9 @@ def build_channel(
                     "config",
                     [(f"receivers.{receiver_name}.app", f"no app {app_name!r} in [wecom.apps]")],
                 )
-            return AppChannel(client, app_name, apps[app_name])
+            return AppChannel(client, app_name, apps[app_name], images=images)
         case RobotReceiver(robot_key=key):
-            return RobotChannel(client, key)
+            return RobotChannel(client, key, images=images)
         case ConsoleReceiver():
             return ConsoleChannel(out, receiver_name)
     raise TypeError(f"unknown receiver type {type(receiver_config).__name__}")

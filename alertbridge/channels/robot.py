@@ -1,34 +1,133 @@
 """The group robot channel (群机器人 / 消息推送): ``webhook/send?key=``.
 
 The key is the robot's only credential and names its group chat, so a robot
-message has no recipients of its own.
+message has no recipients of its own; it may @mention people
+(``Recipients.mention_*``, from ``alertbridge.mentions``).
+
+Mentions ping people, so a group split into several messages mentions them
+once, on its last part:
+
+- text: ``mentioned_list`` (userids, plus ``"@all"``) and
+  ``mentioned_mobile_list`` on the body;
+- markdown: ``<@userid>`` inside the content, which the renderer adds (the
+  dispatcher passes ``mentions=``) so it counts toward the 4096-byte limit.
+  Markdown has no syntax for mobiles or @all, so those are not sent there.
+
+A message that carries image URLs (``RenderedMessage.images``) is followed by
+one ``image`` message per image: the fetched bytes as base64 with their MD5
+(docs §5; at most 2 MB raw, larger ones are skipped). Images are best effort:
+any failure is logged, counted in ``image_failures[reason]`` and skipped; the
+message itself, already sent, carries the link.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Sequence
+
 from pydantic import SecretStr
 
 from alertbridge.channels import Receipt
+from alertbridge.errors import DeliveryError
+from alertbridge.images import FetchedImage, ImageError, ImageFetcher, record_image_failure
 from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.wecom.client import WeComClient
 
+log = logging.getLogger(__name__)
 
-def build_robot_body(message: RenderedMessage) -> dict[str, object]:
-    return {"msgtype": message.msgtype, message.msgtype: {"content": message.content}}
+# A robot image message carries at most this many raw bytes (docs §5).
+ROBOT_IMAGE_LIMIT = 2 * 1024 * 1024
+
+
+def build_robot_body(message: RenderedMessage, recipients: Recipients | None = None) -> dict[str, object]:
+    """The webhook/send JSON; text messages carry the @mentions on the group's last part."""
+    section: dict[str, object] = {"content": message.content}
+    if message.msgtype == "text" and recipients is not None and message.part == message.parts:
+        users = list(recipients.mention_users)
+        if recipients.mention_all and "@all" not in users:
+            users.append("@all")
+        if users:
+            section["mentioned_list"] = users
+        if recipients.mention_mobiles:
+            section["mentioned_mobile_list"] = list(recipients.mention_mobiles)
+    return {"msgtype": message.msgtype, message.msgtype: section}
+
+
+def build_robot_image_body(data: bytes) -> dict[str, object]:
+    """An ``image`` message: the raw bytes as base64 and the MD5 of the raw bytes."""
+    return {
+        "msgtype": "image",
+        "image": {
+            "base64": base64.b64encode(data).decode("ascii"),
+            # WeCom's integrity check, not a security use.
+            "md5": hashlib.md5(data, usedforsecurity=False).hexdigest(),
+        },
+    }
 
 
 class RobotChannel:
     kind = "robot"
 
-    def __init__(self, client: WeComClient, key: SecretStr) -> None:
+    def __init__(self, client: WeComClient, key: SecretStr, *, images: ImageFetcher | None = None) -> None:
         self._client = client
         self._key = key
+        self._images = images
+        # Images not posted, by reason (ImageError reasons, send_failed,
+        # internal); images_sent counts those that were.
+        self.image_failures: Counter[str] = Counter()
+        self.images_sent = 0
 
     def __repr__(self) -> str:
         return "<RobotChannel key=**********>"
 
     async def send(self, message: RenderedMessage, recipients: Recipients) -> Receipt:
         """Raises ``TransientDeliveryError`` or ``PermanentDeliveryError`` (see ``WeComClient``)."""
-        del recipients  # the key decides the group chat
-        await self._client.send_robot_message(self._key.get_secret_value(), build_robot_body(message))
+        # The key decides the group chat; recipients only say whom to @mention.
+        body = build_robot_body(message, recipients)
+        await self._client.send_robot_message(self._key.get_secret_value(), body)
+        if message.images:
+            await self._send_images(message.images)
         return Receipt()
+
+    async def _send_images(self, urls: Sequence[str]) -> None:
+        """Post each image after the message; never raises (see the module docs)."""
+        if self._images is None:
+            log.debug("images_not_configured channel=robot images=%d", len(urls))
+            return
+        for url in urls:
+            try:
+                image = await self._images.fetch(url)
+                reason = await self._send_image(image)
+            except ImageError as exc:
+                record_image_failure(
+                    self.image_failures, exc.reason, channel="robot", url=url, detail=str(exc)
+                )
+                continue
+            except Exception as exc:  # the message is sent: an image bug must not re-send it
+                log.exception("image_crashed channel=robot")
+                record_image_failure(
+                    self.image_failures, "internal", channel="robot", url=url, detail=type(exc).__name__
+                )
+                continue
+            if reason is None:
+                self.images_sent += 1
+            else:
+                record_image_failure(
+                    self.image_failures, reason[0], channel="robot", url=url, detail=reason[1]
+                )
+
+    async def _send_image(self, image: FetchedImage) -> tuple[str, str] | None:
+        """Send one image; the (reason, detail) it was skipped for, or None when sent."""
+        if image.size > ROBOT_IMAGE_LIMIT:
+            return "too_large", f"{image.size} bytes; a robot image may have {ROBOT_IMAGE_LIMIT}"
+        try:
+            await self._client.send_robot_message(
+                self._key.get_secret_value(), build_robot_image_body(image.data)
+            )
+        except DeliveryError as exc:
+            # The client's errors never carry the key.
+            return "send_failed", f"{exc.reason}: {exc}"
+        return None

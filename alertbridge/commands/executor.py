@@ -19,6 +19,7 @@ from alertbridge.config import AppReceiver, Config, ReceiverConfig
 from alertbridge.duration import format_duration
 from alertbridge.errors import StoreError
 from alertbridge.silencers import Silencer, SilenceRequest, SilencerError, matchers_for
+from alertbridge.sources.grafana import LEGACY_GROUP_PREFIX
 from alertbridge.stores.state import AlertRef, AuditEntry, SilenceRecord, StateStore
 
 log = logging.getLogger(__name__)
@@ -241,6 +242,18 @@ class CommandExecutor:
         receiver = self._receiver(ref)
         if receiver is None or not self._allowed(user, ref, receiver.allow_silence):
             return self._refusal(ref), ref.ref, None
+        if ref.group_key.startswith(LEGACY_GROUP_PREFIX):
+            return (
+                Outcome(
+                    self.t(
+                        f"#{ref.ref} 来自旧版 Grafana 告警，它没有静默 API；请在 Grafana 中暂停该规则。",
+                        f"#{ref.ref} comes from legacy Grafana alerting, which has no silence API; pause the rule in Grafana.",
+                    ),
+                    ok=False,
+                ),
+                ref.ref,
+                None,
+            )
         silencer = self._silencer_for(ref)
         if silencer is None:
             return (

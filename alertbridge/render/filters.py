@@ -100,11 +100,15 @@ def silence_matchers(labels: Mapping[str, str]) -> str:
 
 
 def silence_url(alert: Alert, group: AlertGroup) -> str:
-    """Alertmanager's "new silence" form pre-filled with the alert's labels.
+    """A link to silence the alert in its source's UI.
 
-    Empty when the source gave no external URL (Grafana, hand-written
-    payloads): a template should then leave the link out.
+    Grafana sends its own ``silenceURL``; for Alertmanager it is the "new
+    silence" form pre-filled with the alert's labels. Empty when there is no
+    such page (legacy Grafana, payloads without an external URL): a template
+    should then leave the link out.
     """
+    if group.source == "grafana":
+        return alert.silence_url
     base = group.external_url.rstrip("/")
     if not base:
         return ""

@@ -2,12 +2,24 @@
 
 A Renderer owns one Jinja environment and its compiled templates (no global
 caches, so tests and config reloads get fresh state). Rendering is a pure
-function of (group, template, language, msgtype, channel, now): the
-dispatcher may re-render after a crash and must get byte-identical parts.
+function of (group, template, language, msgtype, channel, now, ref, ack,
+mentions): the dispatcher may re-render after a crash and must get
+byte-identical parts.
+
+Mentions (``<@userid>`` for robot markdown) go into the template context as
+``mentions``. A template that never names ``mentions`` — like the built-in
+ones — gets them from the renderer instead: a final line of the mentions
+joined by spaces, on the **last** part only. Its bytes are reserved in every part while
+splitting (the last part is not known until packing ends), so no part ever
+exceeds the limit, and the line is never cut by truncation. A template that
+does name ``mentions`` (itself or in a template it extends, includes or
+imports) places them itself, on whichever parts it chooses, and its output
+is measured like any other text.
 """
 
 from __future__ import annotations
 
+import logging
 import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -15,13 +27,16 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import jinja2
+from jinja2 import meta, nodes
 
 from alertbridge.errors import TemplateError
 from alertbridge.message import BYTE_LIMITS, RenderedMessage, byte_limit
 from alertbridge.model import Ack, Alert, AlertGroup
 from alertbridge.render.environment import build_environment, template_loaders
 from alertbridge.render.sample import sample_group
-from alertbridge.render.split import split_into_parts
+from alertbridge.render.split import split_into_parts, utf8_len
+
+log = logging.getLogger(__name__)
 
 # Shown where an alert too big for a message of its own was cut.
 TRUNCATION_MARKERS: dict[str, str] = {"zh": "\n…（已截断）", "en": "\n… (truncated)"}
@@ -42,6 +57,10 @@ _RENDER_ERRORS = (
 
 _Numbered = tuple[int, Alert]
 
+# The mention line the renderer appends takes at most this share of a
+# message's bytes; mentions past it are left out (logged), the alerts matter more.
+MENTION_LINE_SHARE = 4
+
 
 class Renderer:
     """Compiles templates on first use and renders groups into size-safe messages."""
@@ -51,6 +70,7 @@ class Renderer:
         self._loaders = template_loaders(templates_dir)
         self._env = build_environment(self._loaders, timezone)
         self._compiled: dict[tuple[str, str, str], jinja2.Template] = {}
+        self._mention_aware: dict[str, bool] = {}
 
     def check(self, template: str, language: str, msgtype: str) -> None:
         """Compile the template and render the sample group once per channel that could use it.
@@ -69,6 +89,7 @@ class Renderer:
                 now=_CHECK_NOW,
                 ref=27,
                 ack=Ack(user="zhangsan", at=_CHECK_NOW),
+                mentions=("<@zhangsan>",) if channel == "robot" else (),
             )
 
     def render(
@@ -82,11 +103,14 @@ class Renderer:
         now: datetime,
         ref: int | None = None,
         ack: Ack | None = None,
+        mentions: Sequence[str] = (),
     ) -> list[RenderedMessage]:
         """Render ``group`` into one message, or several split between alerts.
 
         ``ref`` is the group's reference (``#27``) users answer with; ``ack``
         who acknowledged it, shown on every later message of the group.
+        ``mentions`` are ready-made mention strings (``<@zhangsan>``); see the
+        module docstring for where they end up.
 
         Every message is within ``byte_limit(channel, msgtype)``; every alert
         appears in exactly one of them.
@@ -102,6 +126,8 @@ class Renderer:
             raise ValueError(f"channel {channel!r} cannot send msgtype {msgtype!r}")
         limit = byte_limit(channel, msgtype)
         compiled = self._template(template, language, msgtype)
+        mentions = tuple(mentions)
+        tail = "" if not mentions or self._names_mentions(compiled) else _mention_line(mentions, limit)
         ordered = (*group.firing, *group.resolved)
 
         def render_part(numbered: Sequence[_Numbered], part: int, parts: int) -> str:
@@ -119,11 +145,13 @@ class Renderer:
                 "channel": channel,
                 "ref": ref,
                 "ack": ack,
+                "mentions": mentions,
             }
             return self._render_one(compiled, context)
 
         marker = TRUNCATION_MARKERS.get(language, TRUNCATION_MARKERS["en"])
-        contents = split_into_parts(list(enumerate(ordered)), render_part, limit, marker)
+        contents = split_into_parts(list(enumerate(ordered)), render_part, limit - utf8_len(tail), marker)
+        contents[-1] += tail
         return [
             RenderedMessage(msgtype=msgtype, content=content, limit=limit, part=number, parts=len(contents))
             for number, content in enumerate(contents, 1)
@@ -135,6 +163,31 @@ class Renderer:
         if compiled is None:
             compiled = self._compiled[key] = self._load(name, language, msgtype)
         return compiled
+
+    def _names_mentions(self, compiled: jinja2.Template) -> bool:
+        """Does the template (or one it extends, includes or imports) read ``mentions``?"""
+        name = compiled.name or ""
+        known = self._mention_aware.get(name)
+        if known is None:
+            known = self._mention_aware[name] = self._reads_mentions(name)
+        return known
+
+    def _reads_mentions(self, name: str) -> bool:
+        pending, seen = [name], set()
+        while pending:
+            current = pending.pop()
+            if current in seen or self._env.loader is None:
+                continue
+            seen.add(current)
+            try:
+                source, _, _ = self._env.loader.get_source(self._env, current)
+                tree = self._env.parse(source)
+            except (jinja2.TemplateNotFound, jinja2.TemplateSyntaxError):
+                continue  # rendering reports it
+            if any(node.name == "mentions" and node.ctx == "load" for node in tree.find_all(nodes.Name)):
+                return True
+            pending.extend(ref for ref in meta.find_referenced_templates(tree) if ref is not None)
+        return False
 
     def _load(self, name: str, language: str, msgtype: str) -> jinja2.Template:
         """``{name}.{language}.{msgtype}.j2``, else ``{name}.{msgtype}.j2``.
@@ -196,6 +249,19 @@ class Renderer:
             if any(path.is_relative_to(root) for root in roots):
                 found = (frame.filename, frame.lineno)
         return found
+
+
+def _mention_line(mentions: Sequence[str], limit: int) -> str:
+    """A newline then ``<@a> <@b>``: as many mentions as fit in ``limit // MENTION_LINE_SHARE`` bytes."""
+    budget = limit // MENTION_LINE_SHARE
+    line = ""
+    for index, mention in enumerate(mentions):
+        longer = f"{line} {mention}" if line else f"\n{mention}"
+        if utf8_len(longer) > budget:
+            log.warning("mentions_left_out kept=%d dropped=%d", index, len(mentions) - index)
+            break
+        line = longer
+    return line
 
 
 def _syntax_error(exc: jinja2.TemplateSyntaxError, fallback: str) -> TemplateError:

@@ -26,7 +26,18 @@ tests run against the same checks WeCom would apply:
   as message/send; the ``response_code`` must be one the fake issued for this
   app, unused and younger than ``response_code_lifetime`` (24 h), else 60140;
   each code works **once**. ``new_response_code_for(task_id)`` mints the fresh
-  code WeCom puts into each click callback.
+  code WeCom puts into each click callback;
+- ``media/upload`` (docs §7): same token checks; ``type`` one of
+  image/voice/video/file (40004); a multipart part ``media`` with content
+  (44001) of more than 5 bytes (40006) and at most the type's limit (image
+  10 MB: 40009, video 10 MB: 40011, voice 2 MB and file 20 MB: 40006); an
+  image must be named ``.jpg``/``.jpeg``/``.png`` and be PNG or JPEG
+  (40005, WeCom's "invalid file type"). Media ids are valid for
+  ``media_lifetime`` (3 days) for every app of the uploading corp: app
+  ``image``/``voice``/``video``/``file`` messages naming an unknown, expired
+  or foreign media id get 40007;
+- robot ``image`` messages (docs §5): ``base64`` must decode, ``md5`` must be
+  the MD5 of the decoded bytes, at most 2 MB, PNG or JPEG (40058 otherwise).
 
 Tests inject faults (an errcode, an HTTP status, a delay) per endpoint, expire
 all tokens, and inspect what was delivered or dropped, from Python or over
@@ -42,6 +53,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
+import email.message
+import hashlib
 import json
 import random
 import re
@@ -65,7 +80,8 @@ GETTOKEN = "gettoken"
 MESSAGE_SEND = "message/send"
 UPDATE_TEMPLATE_CARD = "message/update_template_card"
 WEBHOOK_SEND = "webhook/send"
-ENDPOINTS = (GETTOKEN, MESSAGE_SEND, UPDATE_TEMPLATE_CARD, WEBHOOK_SEND)
+MEDIA_UPLOAD = "media/upload"
+ENDPOINTS = (GETTOKEN, MESSAGE_SEND, UPDATE_TEMPLATE_CARD, WEBHOOK_SEND, MEDIA_UPLOAD)
 
 DEFAULT_CORP_ID = "ww0000fakecorp"
 DEFAULT_SECRET = "fake-app-secret-0123456789"
@@ -83,6 +99,20 @@ MAX_DUPLICATE_INTERVAL = 4 * 3600
 # The send-answer field description says 24 h, the 2025 update page 72 h
 # (docs §4.4): the fake holds to the stricter one.
 RESPONSE_CODE_LIFETIME = 24 * 3600
+MEDIA_LIFETIME = 3 * 24 * 3600
+MEDIA_MIN_BYTES = 6  # "every file > 5 bytes"
+# media/upload limits per type: (bytes, errcode when over).
+MEDIA_LIMITS = {
+    "image": (10 * 1024 * 1024, 40009),
+    "voice": (2 * 1024 * 1024, 40006),
+    "video": (10 * 1024 * 1024, 40011),
+    "file": (20 * 1024 * 1024, 40006),
+}
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+ROBOT_IMAGE_LIMIT = 2 * 1024 * 1024
+APP_MEDIA_MSGTYPES = frozenset({"image", "voice", "video", "file"})
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
 
 CARD_TYPES = frozenset(
     {"text_notice", "news_notice", "button_interaction", "vote_interaction", "multiple_interaction"}
@@ -198,6 +228,9 @@ class Message:
     # Template cards: the card's task_id and the response_code the send answered with.
     task_id: str = ""
     response_code: str = ""
+    # App media messages: the media_id; app and robot images: the image bytes' sha256.
+    media_id: str = ""
+    image_sha256: str = ""
 
     @property
     def recipients(self) -> tuple[str, ...]:
@@ -231,6 +264,38 @@ class CardUpdate:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """One accepted ``media/upload``: what WeCom would now hold under ``media_id``.
+
+    ``created_at`` is on the fake's clock (media expire ``media_lifetime``
+    after it), ``timestamp`` wall-clock seconds.
+    """
+
+    media_id: str
+    corp_id: str
+    agent_id: int
+    type: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    created_at: float
+    timestamp: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """One part of a multipart/form-data body."""
+
+    filename: str | None
+    content_type: str
+    data: bytes
 
 
 @dataclass(slots=True)
@@ -297,6 +362,7 @@ class FakeWeCom:
         unlicensed_users: Iterable[str] = (),
         token_lifetime: int = 7200,
         response_code_lifetime: float = RESPONSE_CODE_LIFETIME,
+        media_lifetime: float = MEDIA_LIFETIME,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
         seed: int | None = None,
@@ -309,12 +375,15 @@ class FakeWeCom:
         self.unlicensed_users = _folded(unlicensed_users) or frozenset()
         self.token_lifetime = token_lifetime
         self.response_code_lifetime = response_code_lifetime
+        self.media_lifetime = media_lifetime
         self._clock = clock
         self._wall_clock = wall_clock
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._tokens: dict[str, _Token] = {}
         self._disabled_robots: set[str] = set()
+        # Uploaded media stay valid across reset(), as tokens do.
+        self._media: dict[str, Upload] = {}
         self._clear()
         self.app = Starlette(routes=self._routes())
 
@@ -370,11 +439,18 @@ class FakeWeCom:
                 raise ValueError(f"{found} with task_id {task_id!r} was sent; pass agent_id")
             return self._issue_code(owners[0], task_id)
 
-    def reset(self) -> None:
-        """Forget messages, card task ids and response codes, counters, faults,
-        rate windows and duplicate memory.
+    def expire_media(self) -> None:
+        """Expire every media id uploaded so far (messages naming one answer 40007)."""
+        with self._lock:
+            for media_id, upload in self._media.items():
+                self._media[media_id] = replace(upload, created_at=float("-inf"))
 
-        Issued tokens stay valid, so clients holding one keep working.
+    def reset(self) -> None:
+        """Forget messages, uploads, card task ids and response codes, counters,
+        faults, rate windows and duplicate memory.
+
+        Issued tokens and uploaded media ids stay valid, so clients holding
+        one keep working.
         """
         with self._lock:
             self._clear()
@@ -385,6 +461,11 @@ class FakeWeCom:
         """Delivered messages, oldest first, optionally of one endpoint."""
         with self._lock:
             return [m for m in self._delivered if endpoint is None or m.endpoint == endpoint]
+
+    def uploads(self) -> list[Upload]:
+        """Accepted ``media/upload`` calls, oldest first."""
+        with self._lock:
+            return list(self._uploads)
 
     def card_updates(self) -> list[CardUpdate]:
         """Accepted ``message/update_template_card`` calls, oldest first."""
@@ -440,6 +521,7 @@ class FakeWeCom:
         self._task_ids: set[tuple[int, str]] = set()
         self._response_codes: dict[str, _IssuedCode] = {}
         self._card_updates: list[CardUpdate] = []
+        self._uploads: list[Upload] = []
 
     def _issue_code(self, agent_id: int, task_id: str) -> str:
         """Record and return a fresh response_code (call with the lock held)."""
@@ -453,6 +535,9 @@ class FakeWeCom:
             Route("/cgi-bin/message/send", self._message_send, methods=["POST"]),
             Route("/cgi-bin/message/update_template_card", self._update_template_card, methods=["POST"]),
             Route("/cgi-bin/webhook/send", self._webhook_send, methods=["POST"]),
+            Route("/cgi-bin/media/upload", self._media_upload, methods=["POST"]),
+            Route("/_fake/uploads", self._http_uploads, methods=["GET"]),
+            Route("/_fake/expire-media", self._http_expire_media, methods=["POST"]),
             Route("/_fake/messages", self._http_messages, methods=["GET"]),
             Route("/_fake/dropped", self._http_dropped, methods=["GET"]),
             Route("/_fake/card-updates", self._http_card_updates, methods=["GET"]),
@@ -538,6 +623,7 @@ class FakeWeCom:
             raise _Reject(301002, "not allow operate another agent with this accesstoken")
         msgtype, content = _app_content(body)
         card = _check_card(body["template_card"], sent=True) if msgtype == "template_card" else None
+        media = self._media_of(app, body[msgtype]) if msgtype in APP_MEDIA_MSGTYPES else None
         wanted = _Recipients(
             users=_ids(body, "touser", 1000),
             parties=_ids(body, "toparty", 100),
@@ -567,6 +653,8 @@ class FakeWeCom:
                 timestamp=self._wall_clock(),
                 agent_id=agent_id,
                 task_id=card.task_id if card is not None else "",
+                media_id=media.media_id if media is not None else "",
+                image_sha256=media.sha256 if media is not None and media.type == "image" else "",
             )
             if msgid is not None:
                 # An identical request in the interval: not delivered, so its
@@ -586,6 +674,62 @@ class FakeWeCom:
                 self._deliver_app(record, msgid, valid, now)
         answer["msgid"] = msgid
         return JSONResponse(answer)
+
+    def _media_of(self, app: FakeApp, section: Mapping[str, Any]) -> Upload:
+        """The live upload a media message names (media ids are shared within a corp)."""
+        media_id = section.get("media_id")
+        if not isinstance(media_id, str) or not media_id:
+            raise _Reject(40007, "invalid media_id, media_id is missing")
+        with self._lock:
+            upload = self._media.get(media_id)
+            now = self._clock()
+        if upload is None or upload.corp_id != app.corp_id:
+            raise _Reject(40007, "invalid media_id")
+        if now - upload.created_at >= self.media_lifetime:
+            raise _Reject(40007, "invalid media_id, media_id expired")
+        return upload
+
+    async def _media_upload(self, request: Request) -> Response:
+        early = await self._begin(MEDIA_UPLOAD, request)
+        if early is not None:
+            return early
+        try:
+            app = self._authorize(request.query_params.get("access_token", ""))
+            media_type = request.query_params.get("type", "")
+            if media_type not in MEDIA_LIMITS:
+                raise _Reject(40004, "invalid media type")
+            parts = _parse_multipart(request.headers.get("content-type", ""), await request.body())
+            part = parts.get("media")
+            if part is None or not part.data:
+                raise _Reject(44001, "empty media data")
+            _check_media(media_type, part)
+        except _Reject as reject:
+            return _answer(reject.errcode, reject.errmsg)
+        wall = self._wall_clock()
+        upload = Upload(
+            media_id=secrets.token_urlsafe(32),
+            corp_id=app.corp_id,
+            agent_id=app.agent_id,
+            type=media_type,
+            filename=part.filename or "",
+            content_type=part.content_type,
+            size=len(part.data),
+            sha256=hashlib.sha256(part.data).hexdigest(),
+            created_at=self._clock(),
+            timestamp=wall,
+        )
+        with self._lock:
+            self._media[upload.media_id] = upload
+            self._uploads.append(upload)
+        return JSONResponse(
+            {
+                "errcode": 0,
+                "errmsg": "ok",
+                "type": media_type,
+                "media_id": upload.media_id,
+                "created_at": str(int(wall)),
+            }
+        )
 
     async def _update_template_card(self, request: Request) -> Response:
         early = await self._begin(UPDATE_TEMPLATE_CARD, request)
@@ -739,6 +883,13 @@ class FakeWeCom:
 
     async def _http_dropped(self, request: Request) -> Response:
         return JSONResponse([m.to_json() for m in self.dropped()])
+
+    async def _http_uploads(self, request: Request) -> Response:
+        return JSONResponse([u.to_json() for u in self.uploads()])
+
+    async def _http_expire_media(self, request: Request) -> Response:
+        self.expire_media()
+        return JSONResponse({"ok": True})
 
     async def _http_card_updates(self, request: Request) -> Response:
         return JSONResponse([u.to_json() for u in self.card_updates()])
@@ -941,6 +1092,69 @@ def _ids(body: Mapping[str, Any], key: str, limit: int) -> list[str]:
     return ids
 
 
+def _parse_multipart(content_type: str, body: bytes) -> dict[str, _Part]:
+    """The parts of a multipart/form-data body by name (the first of each name).
+
+    Anything that is not such a body has no ``media`` and gets 44001, as an
+    empty upload does.
+    """
+    header = email.message.Message()
+    header["content-type"] = content_type
+    boundary = header.get_param("boundary")
+    if header.get_content_type() != "multipart/form-data" or not isinstance(boundary, str) or not boundary:
+        raise _Reject(44001, "empty media data, the body must be multipart/form-data")
+    parts: dict[str, _Part] = {}
+    sections = (b"\r\n" + body).split(b"\r\n--" + boundary.encode("latin-1"))
+    for section in sections[1:]:
+        if section.startswith(b"--"):
+            break  # the closing delimiter
+        head, sep, data = section.partition(b"\r\n\r\n")
+        if not sep:
+            raise _Reject(40058, "invalid Request Parameter, malformed multipart body")
+        part_headers = email.message.Message()
+        for line in head.decode("latin-1").split("\r\n"):
+            name, colon, value = line.partition(":")
+            if colon:
+                part_headers[name.strip()] = value.strip()
+        field_name = part_headers.get_param("name", header="content-disposition")
+        if isinstance(field_name, str) and field_name not in parts:
+            filename = part_headers.get_filename()
+            parts[field_name] = _Part(filename, part_headers.get_content_type(), data)
+    return parts
+
+
+def _check_media(media_type: str, part: _Part) -> None:
+    size = len(part.data)
+    limit, errcode = MEDIA_LIMITS[media_type]
+    if size < MEDIA_MIN_BYTES:
+        raise _Reject(40006, f"invalid file size: {size} bytes, must be more than 5")
+    if size > limit:
+        raise _Reject(errcode, f"invalid {media_type} size: {size} > {limit} bytes")
+    if media_type == "image":
+        if not (part.filename or "").lower().endswith(IMAGE_EXTENSIONS):
+            raise _Reject(40005, "invalid file type, an image must be named .jpg or .png")
+        if not part.data.startswith((_PNG_MAGIC, _JPEG_MAGIC)):
+            raise _Reject(40005, "invalid file type, an image must be JPG or PNG")
+
+
+def _robot_image(section: Mapping[str, Any]) -> str:
+    """Check a robot image (base64 + md5 of the raw bytes); returns the bytes' sha256."""
+    encoded, md5 = section.get("base64"), section.get("md5")
+    if not isinstance(encoded, str) or not encoded or not isinstance(md5, str) or not md5:
+        raise _Reject(40058, "invalid Request Parameter, image.base64 and image.md5 are required")
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise _Reject(40058, "invalid Request Parameter, image.base64 is not valid base64") from None
+    if hashlib.md5(raw, usedforsecurity=False).hexdigest() != md5.lower():
+        raise _Reject(40058, "invalid Request Parameter, image.md5 does not match the image")
+    if len(raw) > ROBOT_IMAGE_LIMIT:
+        raise _Reject(40058, f"invalid Request Parameter, image exceed max size {ROBOT_IMAGE_LIMIT}")
+    if not raw.startswith((_PNG_MAGIC, _JPEG_MAGIC)):
+        raise _Reject(40058, "invalid Request Parameter, image must be JPG or PNG")
+    return hashlib.sha256(raw).hexdigest()
+
+
 def _robot_message(body: Mapping[str, Any], key: str, timestamp: float) -> Message:
     msgtype = body.get("msgtype")
     if not isinstance(msgtype, str) or msgtype not in ROBOT_MSGTYPES:
@@ -961,6 +1175,7 @@ def _robot_message(body: Mapping[str, Any], key: str, timestamp: float) -> Messa
     if msgtype == "text":
         mentioned = _string_list(section, "mentioned_list")
         mobiles = _string_list(section, "mentioned_mobile_list")
+    image_sha256 = _robot_image(section) if msgtype == "image" else ""
     return Message(
         endpoint=WEBHOOK_SEND,
         msgtype=msgtype,
@@ -970,6 +1185,7 @@ def _robot_message(body: Mapping[str, Any], key: str, timestamp: float) -> Messa
         robot_key=key,
         mentioned=mentioned,
         mentioned_mobiles=mobiles,
+        image_sha256=image_sha256,
     )
 
 

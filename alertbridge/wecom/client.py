@@ -1,5 +1,5 @@
-"""The WeCom API client: app messages (``message/send``, ``message/update_template_card``)
-and group robots (``webhook/send``).
+"""The WeCom API client: app messages (``message/send``, ``message/update_template_card``),
+temporary media (``media/upload``) and group robots (``webhook/send``).
 
 One ``httpx.AsyncClient`` per process is passed in; the composition root
 creates it with timeouts and closes it. The client keeps one access-token
@@ -12,7 +12,8 @@ Credentials travel in query strings (``corpsecret``, ``access_token``,
 out of anything WeCom echoes back. httpx itself logs every request URL at
 INFO: the composition root must call ``quiet_http_loggers()`` at start-up.
 
-API reference: docs/wecom-api.md §4 (access_token, message/send) and §5 (robots).
+API reference: docs/wecom-api.md §4 (access_token, message/send), §5 (robots)
+and §7 (media/upload).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, quote_plus
 
@@ -30,6 +31,7 @@ import httpx
 from alertbridge.config import WeComAppConfig
 from alertbridge.wecom.errcodes import ErrCode, is_token_error
 from alertbridge.wecom.errors import WeComHTTPError, WeComTransportError, api_error
+from alertbridge.wecom.media import MediaCache
 from alertbridge.wecom.token import AccessTokenCache, Clock, IssuedToken
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ GETTOKEN = "/cgi-bin/gettoken"
 MESSAGE_SEND = "/cgi-bin/message/send"
 UPDATE_TEMPLATE_CARD = "/cgi-bin/message/update_template_card"
 WEBHOOK_SEND = "/cgi-bin/webhook/send"
+MEDIA_UPLOAD = "/cgi-bin/media/upload"
 
 _REDACTED = "[REDACTED]"
 
@@ -89,6 +92,9 @@ class WeComClient:
     Counters (plain ints until metrics are wired in): ``partial_deliveries``
     counts successful app sends that listed invalid/unlicensed recipients,
     ``token_replays`` counts sends replayed after a token error.
+
+    ``media_cache`` holds the media ids of uploaded images by content hash
+    (on the client's clock), shared by every channel that uses this client.
     """
 
     def __init__(self, http: httpx.AsyncClient, api_base: str, *, clock: Clock = time.monotonic) -> None:
@@ -98,6 +104,7 @@ class WeComClient:
         self._tokens: dict[tuple[str, str, int, str], AccessTokenCache] = {}
         self.partial_deliveries = 0
         self.token_replays = 0
+        self.media_cache = MediaCache(clock=clock)
 
     async def send_app_message(
         self, app_name: str, app: WeComAppConfig, body: Mapping[str, object]
@@ -157,6 +164,40 @@ class WeComClient:
         payload = {**body, "agentid": app.agent_id}
         await self._app_call(app_name, app, UPDATE_TEMPLATE_CARD, payload)
 
+    async def upload_image(
+        self, app_name: str, app: WeComAppConfig, data: bytes, filename: str, content_type: str
+    ) -> str:
+        """Upload a temporary image (``media/upload?type=image``, docs §7); returns its media_id.
+
+        The file goes as the multipart part ``media`` with ``filename`` (WeCom
+        judges the type by its extension: ``.png``/``.jpg``). The id is valid
+        for 3 days (see ``media_cache``). Token errors are replayed once, as
+        for ``send_app_message``.
+
+        Raises:
+            PermanentWeComAPIError: 40004/40005 (bad type), 40006/40009 (bad size),
+                44001 (empty) and every other permanent errcode.
+            TransientDeliveryError: a retryable errcode or a transport failure,
+                or an answer without a media_id (``bad_response``).
+        """
+        files = {"media": (filename, data, content_type)}
+
+        async def call(token: str) -> _Answer:
+            return await self._request(
+                "POST",
+                MEDIA_UPLOAD,
+                {"access_token": token, "type": "image"},
+                None,
+                files=files,
+                secrets=(token,),
+            )
+
+        answer = await self._with_token(app_name, app, MEDIA_UPLOAD, call)
+        media_id = answer.data.get("media_id")
+        if not isinstance(media_id, str) or not media_id:
+            raise WeComTransportError(MEDIA_UPLOAD, "answer lacks media_id", reason="bad_response")
+        return media_id
+
     async def send_robot_message(self, key: str, body: Mapping[str, object]) -> None:
         """Send one group-robot message (``body`` is the webhook/send JSON).
 
@@ -177,9 +218,23 @@ class WeComClient:
         the request replayed exactly once with a fresh one; any other non-zero
         errcode (or the replay's) is raised.
         """
+
+        async def call(token: str) -> _Answer:
+            return await self._post(endpoint, {"access_token": token}, payload, secrets=(token,))
+
+        return await self._with_token(app_name, app, endpoint, call)
+
+    async def _with_token(
+        self,
+        app_name: str,
+        app: WeComAppConfig,
+        endpoint: str,
+        call: Callable[[str], Awaitable[_Answer]],
+    ) -> _Answer:
+        """``call(token)`` with the app's access token, replayed once after a token error."""
         cache = self._token_cache(app_name, app)
         token = await cache.get()
-        answer = await self._post(endpoint, {"access_token": token}, payload, secrets=(token,))
+        answer = await call(token)
         if is_token_error(answer.errcode):
             logger.info(
                 "wecom_token_rejected app=%s endpoint=%s errcode=%d: refreshing and replaying once",
@@ -190,7 +245,7 @@ class WeComClient:
             cache.invalidate(token)
             self.token_replays += 1
             token = await cache.get()
-            answer = await self._post(endpoint, {"access_token": token}, payload, secrets=(token,))
+            answer = await call(token)
         if answer.errcode != ErrCode.OK:
             raise api_error(answer.errcode, answer.errmsg, endpoint)
         return answer
@@ -247,8 +302,12 @@ class WeComClient:
         content: bytes | None,
         *,
         secrets: Iterable[str],
+        files: Mapping[str, tuple[str, bytes, str]] | None = None,
     ) -> _Answer:
         """One HTTP exchange, reduced to an errcode answer.
+
+        ``content`` is a JSON body; ``files`` instead makes a multipart/form-data
+        body (httpx sets its Content-Type with the boundary).
 
         A transport failure becomes our own error, raised *after* the except
         block: the httpx exception's ``request`` carries the URL with the
@@ -260,7 +319,12 @@ class WeComClient:
         failure: WeComTransportError | None = None
         try:
             response = await self._http.request(
-                method, self._api_base + endpoint, params=params, content=content, headers=headers
+                method,
+                self._api_base + endpoint,
+                params=params,
+                content=content,
+                headers=headers,
+                files=files,
             )
         except httpx.TimeoutException as exc:
             failure = WeComTransportError(endpoint, _describe(exc, secrets), reason="timeout")
