@@ -800,3 +800,51 @@ robot_key = "{ROBOT_KEY}"
     assert len(fake.uploads()) == 1 and len(images.paths) == 2  # one fetch per image receiver
     logged = process.stderr()
     assert "e2e-signature-77" not in logged and SECRET not in logged and ROBOT_KEY not in logged
+
+
+def test_end_to_end_image_failures_leave_the_text(tmp_path: Path, images: ImageServer) -> None:
+    """A hostile or broken imageURL (cloud metadata address, not an image, a 404)
+    never costs the alert: the text with its link arrives, the image is skipped
+    and the reason logged."""
+    images.reset()
+    fake = FakeWeCom([FakeApp(CORP_ID, SECRET, AGENT_ID)], [ROBOT_KEY])
+    with fake.serve() as api_base:
+        config = f"""
+[wecom]
+api_base = "{api_base}"
+[wecom.apps.ops]
+corp_id = "{CORP_ID}"
+agent_id = {AGENT_ID}
+secret = "{SECRET}"
+[images]
+timeout = "2s"
+[receivers.oncall]
+channel = "app"
+app = "ops"
+to_user = ["alice"]
+images = true
+"""
+        process = AlertbridgeProcess(tmp_path, config).start()
+        try:
+            base = json.loads(GRAFANA_FIRING.read_text(encoding="utf-8"))
+            urls = [
+                "http://169.254.169.254/latest/meta-data/",  # link-local: blocked
+                f"{images.base_url}/png",  # loopback, not in [images] allow: blocked
+                "file:///etc/passwd",  # not http(s)
+            ]
+            for i, url in enumerate(urls):
+                payload = json.loads(json.dumps(base))
+                payload["groupKey"] = f"image-failure-{i}"
+                payload["alerts"][0]["imageURL"] = url
+                payload["alerts"][0]["fingerprint"] = f"{i:016x}"
+                payload["alerts"][0]["labels"]["instance"] = f"host-{i}"
+                answer = httpx.post(f"{process.base_url}/grafana/oncall", json=payload, timeout=10)
+                assert answer.status_code == 200, answer.text
+            wait_until(lambda: len(fake.messages(MESSAGE_SEND)) >= 3, what="the three texts")
+            time.sleep(0.5)
+        finally:
+            process.stop()
+    assert [m.msgtype for m in fake.messages(MESSAGE_SEND)] == ["markdown"] * 3
+    assert fake.uploads() == [] and images.paths == []
+    logged = process.stderr()
+    assert "blocked_address" in logged and "bad_url" in logged

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -189,3 +190,33 @@ def test_check_config_reports_broken_and_missing_templates(tmp_path: Path) -> No
     assert result.returncode == 1
     assert "receivers.a.template" in result.stderr and "broken.zh.markdown.j2" in result.stderr
     assert "receivers.b.template" in result.stderr and "absent" in result.stderr
+
+
+def test_every_commented_example_in_the_example_config_is_valid(tmp_path: Path) -> None:
+    """Uncommenting the documented examples must give a working config."""
+    example = (REPO / "config.example.toml").read_text(encoding="utf-8")
+    setting = re.compile(
+        r"^# (\[(wecom\.apps|silencers|receivers|webhook_auth)[^\]]*\].*|[a-z_]+ = .*|  \{ action.*|\]\s*(#.*)?)$"
+    )
+    lines = [line[2:] if setting.match(line) else line for line in example.splitlines()]
+    config = load_config(
+        write(tmp_path, "\n".join(lines)),
+        {
+            "WECOM_OPS_SECRET": "s",
+            "WECOM_ROBOT_KEY": "k",
+            "ALERTBRIDGE_WEBHOOK_TOKEN": "t",
+            "ALERTBRIDGE_WEBHOOK_PASSWORD": "p",
+            "ALERTMANAGER_TOKEN": "a",
+            "GRAFANA_SA_TOKEN": "g",
+            "WECOM_OPS_CALLBACK_TOKEN": "abc",
+            "WECOM_OPS_AES_KEY": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+        },
+    )
+    assert set(config.receivers) == {"console", "oncall", "sre-room"}
+    assert set(config.silencers) == {"main", "grafana"}
+    oncall = config.receivers["oncall"]
+    assert (
+        isinstance(oncall, AppReceiver) and oncall.extra_recipients is not None and len(oncall.buttons) == 3
+    )
+    robot = config.receivers["sre-room"]
+    assert isinstance(robot, RobotReceiver) and robot.mention is not None
