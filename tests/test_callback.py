@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,7 +17,7 @@ from alertbridge.config import parse_config
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, UPDATE_TEMPLATE_CARD, FakeApp, FakeWeCom, Fault
 from alertbridge.testing.server import ServerThread
 from alertbridge.testing.wecom_callback import CallbackClient
-from tests.harness import free_port
+from tests.harness import free_port, wait_until
 
 DATA = Path(__file__).parent / "data"
 FIRING = json.loads((DATA / "alertmanager" / "firing.json").read_text(encoding="utf-8"))
@@ -31,15 +31,6 @@ SECRET = "callback-test-secret-1234"
 TOKEN = "cbToken12345"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 AGENT_ID = 1000002
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 class Bridge:

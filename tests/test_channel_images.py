@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ from alertbridge.testing.fake_wecom import (
 from alertbridge.testing.server import ServerThread, SwappableApp, serve_in_thread
 from alertbridge.wecom.client import WeComClient, quiet_http_loggers
 from alertbridge.wecom.errors import WeComTransportError
-from tests.harness import AlertbridgeProcess
+from tests.harness import AlertbridgeProcess, wait_until
 from tests.test_images import JPEG, PNG, ImageServer, image_app, make_png
 
 CORP_ID = "ww-images-corp"
@@ -734,15 +734,6 @@ def test_dispatcher_attaches_nothing_unless_the_receiver_wants_images() -> None:
 # ---- end to end: alertbridge serve, a Grafana webhook with an image --------------------
 
 GRAFANA_FIRING = Path(__file__).parent / "data" / "grafana" / "unified-firing.json"
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_end_to_end_grafana_image_reaches_app_and_robot(tmp_path: Path, images: ImageServer) -> None:

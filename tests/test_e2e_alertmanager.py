@@ -7,7 +7,6 @@ WeCom — then their resolution does too.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND, FakeApp, FakeWeCom
-from tests.harness import AlertbridgeProcess, AlertmanagerProcess
+from tests.harness import AlertbridgeProcess, AlertmanagerProcess, wait_until
 
 CORP_ID = "ww5a1b2c3d4e5f6a7b"
 SECRET = "e2e-corp-secret-9f8e7d6c"
@@ -30,15 +29,6 @@ def fake() -> Iterator[tuple[FakeWeCom, str]]:
     )
     with wecom.serve() as base_url:
         yield wecom, base_url
-
-
-def wait_for(condition, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 @pytest.mark.parametrize("receiver", ["oncall", "sre-room"])
@@ -81,7 +71,7 @@ msgtype = "text"
         ]
         alertmanager.post_alerts(alerts)
         endpoint = MESSAGE_SEND if receiver == "oncall" else WEBHOOK_SEND
-        wait_for(lambda: len(wecom.messages(endpoint)) >= 1)
+        wait_until(lambda: len(wecom.messages(endpoint)) >= 1)
         firing = wecom.messages(endpoint)[0]
         assert firing.content is not None
         assert "DiskFull" in firing.content
@@ -95,7 +85,7 @@ msgtype = "text"
         for alert in alerts:
             alert["endsAt"] = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
         alertmanager.post_alerts(alerts)
-        wait_for(lambda: len(wecom.messages(endpoint)) >= 2)
+        wait_until(lambda: len(wecom.messages(endpoint)) >= 2)
         resolved = wecom.messages(endpoint)[-1].content or ""
         assert "DiskFull" in resolved
         assert "恢复" in resolved

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,22 +17,13 @@ import pytest
 
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom
 from alertbridge.testing.wecom_callback import CallbackClient
-from tests.harness import AlertbridgeProcess, AlertmanagerProcess, free_port
+from tests.harness import AlertbridgeProcess, AlertmanagerProcess, free_port, wait_until
 
 CORP_ID = "ww1e2d3c4b5a697887"
 SECRET = "e2e-cmd-secret-5f4e3d2c"
 TOKEN = "e2eCallbackToken"
 AES_KEY = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
 AGENT_ID = 1000003
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -90,7 +80,7 @@ silencer = "main"
                 }
             ]
         )
-        wait_for(lambda: wecom.messages(MESSAGE_SEND), what="the card")
+        wait_until(lambda: wecom.messages(MESSAGE_SEND), what="the card")
         card_message = wecom.messages(MESSAGE_SEND)[0]
         assert card_message.msgtype == "template_card"
         card = card_message.body["template_card"]
@@ -113,7 +103,7 @@ silencer = "main"
             def our_silences() -> list[dict[str, object]]:
                 return [s for s in am.get("/api/v2/silences").json() if s["createdBy"] == "zhangsan"]
 
-            wait_for(
+            wait_until(
                 lambda: [s for s in our_silences() if s["status"]["state"] == "active"], what="the silence"
             )
             [silence] = our_silences()
@@ -132,15 +122,17 @@ silencer = "main"
                 alerts = am.get("/api/v2/alerts", params={"filter": 'alertname="QueueBacklog"'}).json()
                 return bool(alerts) and alerts[0]["status"]["state"] == "suppressed"
 
-            wait_for(suppressed, what="the alert to be suppressed")
-            wait_for(lambda: wecom.card_updates(), what="the card update")
+            wait_until(suppressed, what="the alert to be suppressed")
+            wait_until(lambda: wecom.card_updates(), what="the card update")
             update = wecom.card_updates()[0]
             assert update.task_id == card["task_id"]
             assert update.replace_name is not None and update.replace_name.startswith("已静默至")
 
             user.send_text("zhangsan", f"取消静默 {silence['id']}")
-            wait_for(lambda: our_silences()[0]["status"]["state"] == "expired", what="the silence to expire")
-            wait_for(
+            wait_until(
+                lambda: our_silences()[0]["status"]["state"] == "expired", what="the silence to expire"
+            )
+            wait_until(
                 lambda: any(
                     "已取消静默" in (m.content or "")
                     for m in wecom.messages(MESSAGE_SEND)
@@ -209,12 +201,12 @@ ack_silences = true
     }
     try:
         alertmanager.post_alerts([alert])
-        wait_for(lambda: wecom.messages(MESSAGE_SEND), what="the alert message")
+        wait_until(lambda: wecom.messages(MESSAGE_SEND), what="the alert message")
         with CallbackClient(
             bridge.base_url, "/wecom/callback/ops", TOKEN, AES_KEY, CORP_ID, AGENT_ID
         ) as user:
             user.send_text("zhangsan", "ack")
-            wait_for(
+            wait_until(
                 lambda: any("静默直到恢复" in (m.content or "") for m in wecom.messages(MESSAGE_SEND)),
                 what="the ack reply",
             )
@@ -226,13 +218,13 @@ ack_silences = true
             first_end = str(first["endsAt"])
             assert first["createdBy"] == "zhangsan"
             # Still firing: extended before it runs out (same matchers, so same id).
-            wait_for(
+            wait_until(
                 lambda: active() and str(active()[0]["endsAt"]) > first_end, timeout=15, what="an extension"
             )
             assert active()[0]["id"] == first["id"]
 
             user.send_text("zhangsan", "告警")
-            wait_for(
+            wait_until(
                 lambda: any(
                     "#1 DiskSlow" in (m.content or "")
                     for m in wecom.messages(MESSAGE_SEND)
@@ -241,7 +233,7 @@ ack_silences = true
                 what="the alerts listing",
             )
             user.send_text("zhangsan", "静默列表")
-            wait_for(
+            wait_until(
                 lambda: any(str(first["id"]) in (m.content or "") for m in wecom.messages(MESSAGE_SEND)),
                 what="the silences listing",
             )
@@ -250,7 +242,7 @@ ack_silences = true
             alertmanager.post_alerts(
                 [{**alert, "endsAt": (datetime.now(UTC) - timedelta(seconds=1)).isoformat()}]
             )
-            wait_for(lambda: not active(), timeout=15, what="the ack silence to expire")
+            wait_until(lambda: not active(), timeout=15, what="the ack silence to expire")
     finally:
         am.close()
         alertmanager.kill()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom
 from alertbridge.testing.grafana_standin import GrafanaStandin
 from alertbridge.testing.server import ServerThread
 from alertbridge.testing.wecom_callback import CallbackClient
-from tests.harness import AlertbridgeProcess, AlertmanagerProcess
+from tests.harness import AlertbridgeProcess, AlertmanagerProcess, wait_until
 
 DATA = Path(__file__).parent / "data" / "grafana"
 CORP_ID = "ww3a4b5c6d7e8f9012"
@@ -28,15 +28,6 @@ TOKEN = "grafanaE2eToken"
 AES_KEY = "0123456789abcdefghijABCDEFGHIJklmnopqrstUVW"
 GRAFANA_TOKEN = "glsa_e2e_service_account_token"
 HMAC_SECRET = "hmac-e2e-secret-1234"
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -96,7 +87,7 @@ grafana_hmac_secret = "${{HMAC_SECRET}}"
         )
         assert unsigned.status_code == 401
         assert post_signed(bridge, body).status_code == 200
-        wait_for(lambda: wecom.messages(MESSAGE_SEND), what="the alert")
+        wait_until(lambda: wecom.messages(MESSAGE_SEND), what="the alert")
         alert_text = wecom.messages(MESSAGE_SEND)[0].content or ""
         assert "#1" in alert_text and "DiskAlmostFull" in alert_text
         assert "A=" in alert_text  # Grafana's values are shown
@@ -109,12 +100,12 @@ grafana_hmac_secret = "${{HMAC_SECRET}}"
                 response = httpx.get(f"{alertmanager.base_url}/api/v2/silences", timeout=5)
                 return [s for s in response.json() if s["createdBy"] == "zhangsan"]
 
-            wait_for(silences, what="the Grafana silence")
+            wait_until(silences, what="the Grafana silence")
             [silence] = silences()
             matchers = {m["name"]: m["value"] for m in silence["matchers"]}  # type: ignore[union-attr]
             assert matchers["alertname"] == labels["alertname"]
             assert "扩容中" in str(silence["comment"])
-            wait_for(
+            wait_until(
                 lambda: any(str(silence["id"]) in (m.content or "") for m in wecom.messages(MESSAGE_SEND)),
                 what="the reply with the silence id",
             )
@@ -127,12 +118,12 @@ grafana_hmac_secret = "${{HMAC_SECRET}}"
 
             legacy = (DATA / "legacy-alerting.json").read_bytes()
             assert post_signed(bridge, legacy).status_code == 200
-            wait_for(
+            wait_until(
                 lambda: any("#2" in (m.content or "") for m in wecom.messages(MESSAGE_SEND)),
                 what="legacy alert",
             )
             user.send_text("zhangsan", "静默 2 1h")
-            wait_for(
+            wait_until(
                 lambda: any("旧版 Grafana" in (m.content or "") for m in wecom.messages(MESSAGE_SEND)),
                 what="the legacy refusal",
             )

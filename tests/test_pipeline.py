@@ -26,7 +26,7 @@ from alertbridge.testing.fake_wecom import (
     FakeWeCom,
     Fault,
 )
-from tests.harness import AlertbridgeProcess
+from tests.harness import AlertbridgeProcess, wait_until
 
 DATA = Path(__file__).parent / "data" / "alertmanager"
 FIRING = json.loads((DATA / "firing.json").read_text(encoding="utf-8"))
@@ -143,15 +143,6 @@ def post(process: AlertbridgeProcess, receiver: str, payload: object) -> httpx.R
         headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"},
         timeout=10,
     )
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def cli(process: AlertbridgeProcess, *args: str) -> subprocess.CompletedProcess[str]:
