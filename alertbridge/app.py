@@ -27,7 +27,7 @@ from alertbridge.commands.executor import CommandExecutor
 from alertbridge.config import Config
 from alertbridge.dispatcher import Dispatcher
 from alertbridge.errors import ConfigError, TemplateError
-from alertbridge.images import AllowList, ImageFetcher, new_image_http_client
+from alertbridge.images import ImageFetcher, new_image_http_client
 from alertbridge.render import Renderer
 from alertbridge.silencers.registry import build_silencers
 from alertbridge.stores import OutboxStore
@@ -79,17 +79,9 @@ def build_channels(
     }
 
 
-def build_image_fetcher(config: Config, source: str) -> tuple[ImageFetcher, httpx.AsyncClient]:
+def build_image_fetcher(config: Config) -> tuple[ImageFetcher, httpx.AsyncClient]:
     """The fetcher of alert images and its own HTTP client (no proxies, no keep-alive:
-    see ``alertbridge.images``), which the caller closes.
-
-    Raises:
-        ConfigError: an ``[images].allow`` entry it cannot read.
-    """
-    try:
-        AllowList(config.images.allow)
-    except ValueError as exc:
-        raise ConfigError(source, [("images.allow", str(exc))]) from None
+    see ``alertbridge.images``), which the caller closes."""
     http = new_image_http_client(config.images)
     return ImageFetcher(config.images, http), http
 
@@ -107,7 +99,7 @@ def create_app(
     """
     quiet_http_loggers()
     renderer = build_renderer(config, config_source)
-    images, image_http = build_image_fetcher(config, config_source)
+    images, image_http = build_image_fetcher(config)
     outbox: OutboxStore = store if store is not None else SqliteOutboxStore(config.store.sqlite_path)
     # References, acks and the audit trail live in the same database file.
     state = SqliteStateStore(config.store.sqlite_path)

@@ -324,7 +324,7 @@ def _secret_not_empty(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
-AllowList = Literal["recipients"] | list[str]
+Actors = Literal["recipients"] | list[str]
 
 
 class _ReceiverBase(_Section):
@@ -336,8 +336,8 @@ class _ReceiverBase(_Section):
     silencer: str | None = None
     # Who may ack / silence: WeCom user ids, or "recipients" (those the alert
     # was sent to; for robot and console receivers, any member of the corp).
-    allow_ack: AllowList = "recipients"
-    allow_silence: AllowList = "recipients"
+    allow_ack: Actors = "recipients"
+    allow_silence: Actors = "recipients"
     # ack also creates a silence, extended by alertbridge until the group resolves.
     ack_silences: bool = False
     # Post alert images (Grafana panels) after the message; see [images].
