@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= config.example.toml
 
-.PHONY: run test check-config venv clean
+.PHONY: run test lint check-config venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ check-config: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Formatting, lint and strict typing (not part of `make test`).
+lint: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/ruff format --check alertbridge tests
+	$(BIN)/ruff check alertbridge tests
+	$(BIN)/mypy alertbridge
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .hypothesis
