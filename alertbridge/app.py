@@ -100,7 +100,11 @@ def create_app(
     quiet_http_loggers()
     renderer = build_renderer(config, config_source)
     images, image_http = build_image_fetcher(config)
-    outbox: OutboxStore = store if store is not None else SqliteOutboxStore(config.store.sqlite_path)
+    outbox: OutboxStore = (
+        store
+        if store is not None
+        else SqliteOutboxStore(config.store.sqlite_path, dedup_window=config.delivery.dedup_window)
+    )
     # References, acks and the audit trail live in the same database file.
     state = SqliteStateStore(config.store.sqlite_path)
     http = new_http_client(config)

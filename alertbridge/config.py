@@ -200,8 +200,14 @@ class DeliveryConfig(_Section):
     initial_backoff: timedelta = timedelta(seconds=1)
     max_backoff: timedelta = timedelta(minutes=5)
     concurrency: int = Field(default=8, gt=0, le=256)
+    # The same notification (same group, alerts and states) accepted again
+    # within this window — from another Alertmanager HA peer, or a sender's
+    # retry — is stored once. 0 turns it off.
+    dedup_window: timedelta = timedelta(minutes=2)
 
-    _parse = field_validator("max_age", "initial_backoff", "max_backoff", mode="before")(_duration)
+    _parse = field_validator("max_age", "initial_backoff", "max_backoff", "dedup_window", mode="before")(
+        _duration
+    )
 
 
 class SilencerConfig(_Section):

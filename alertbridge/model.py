@@ -9,6 +9,8 @@ can be rendered by the next.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -151,6 +153,28 @@ class AlertGroup:
     @property
     def resolved(self) -> tuple[Alert, ...]:
         return tuple(a for a in self.alerts if a.status is Status.RESOLVED)
+
+    def notification_key(self) -> str:
+        """What makes two notifications the same, whichever HA peer sent them.
+
+        The group and each alert's fingerprint, status and times; not
+        ``external_url``, the only field that differs between peers' copies.
+        """
+        identity = [
+            self.source,
+            self.group_key,
+            self.status.value,
+            sorted(
+                [
+                    a.fingerprint,
+                    a.status.value,
+                    a.starts_at.isoformat(),
+                    a.ends_at.isoformat() if a.ends_at else "",
+                ]
+                for a in self.alerts
+            ),
+        ]
+        return hashlib.sha256(json.dumps(identity, ensure_ascii=False).encode()).hexdigest()
 
     def with_alerts(self, alerts: tuple[Alert, ...]) -> AlertGroup:
         """The same group narrowed to ``alerts``, its status recomputed."""

@@ -317,11 +317,17 @@ def test_a_resolved_group_turns_its_card_to_resolved_else_gets_a_message(bridge:
     wait_until(lambda: bridge.pending_deliveries() == 0)
     assert to_zhaoliu() == ["template_card"]  # no separate resolved message
 
-    # It fires again, and this time the card can no longer be updated.
-    bridge.post_alert("cards")
+    # It fires again (a new episode: new start times), and this time the card
+    # can no longer be updated.
+    refired = {**FIRING, "alerts": [{**a, "startsAt": "2026-11-29T13:00:00Z"} for a in FIRING["alerts"]]}
+    bridge.post_alert("cards", refired)
     wait_until(lambda: to_zhaoliu() == ["template_card", "template_card"])
     bridge.wecom.add_fault(UPDATE_TEMPLATE_CARD, Fault(errcode=60140, errmsg="invalid response_code"))
-    bridge.post_alert("cards", resolved)
+    resolved_again = {
+        **resolved,
+        "alerts": [{**a, "endsAt": "2026-11-29T13:30:00Z"} for a in resolved["alerts"]],
+    }
+    bridge.post_alert("cards", resolved_again)
     wait_until(lambda: to_zhaoliu() == ["template_card", "template_card", "markdown"])
     resolution = [m.content or "" for m in bridge.wecom.messages(MESSAGE_SEND) if m.to_user == ("zhaoliu",)][
         -1

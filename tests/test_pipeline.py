@@ -10,6 +10,7 @@ no secret in anything the process printed.
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -201,13 +202,39 @@ def test_identical_resend_is_not_shown_twice(fake, start) -> None:  # type: igno
     """An HA pair (or a crash between "sent" and "marked sent") sends the same
     message twice; WeCom's duplicate check, which we request, hides the second."""
     wecom, base_url = fake
-    process = start(base_url)
+    process = start(base_url, dedup_window="0s")  # let both copies through to WeCom
     assert post(process, "oncall", FIRING).status_code == 200
     assert post(process, "oncall", FIRING).status_code == 200
     wait_until(lambda: wecom.request_count(MESSAGE_SEND) == 2, what="both sends")
     wait_until(lambda: len(wecom.dropped()) == 1, what="the duplicate dropped")
     assert len(wecom.messages(MESSAGE_SEND)) == 1
     assert wecom.dropped()[0].reason == "duplicate"
+
+
+def test_ha_peers_copies_of_a_notification_are_stored_once(fake, start, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Alertmanager HA peers each send the same notification, differing only in
+    externalURL; alertbridge stores and sends it once. A change is new."""
+    wecom, base_url = fake
+    process = start(base_url)
+    peer_b = {**FIRING, "externalURL": "http://alertmanager-1.test:9093"}
+    first = post(process, "oncall", FIRING)
+    second = post(process, "oncall", peer_b)
+    assert first.status_code == second.status_code == 200
+    assert first.json()["delivery"] == second.json()["delivery"]
+    resolved_one = {
+        **FIRING,
+        "alerts": [
+            {**FIRING["alerts"][0], "status": "resolved", "endsAt": "2026-11-29T12:30:00Z"},
+            FIRING["alerts"][1],
+        ],
+    }
+    third = post(process, "oncall", resolved_one)
+    assert third.json()["delivery"] != first.json()["delivery"]
+    wait_until(lambda: wecom.request_count(MESSAGE_SEND) == 2, what="two sends")
+    time.sleep(0.5)
+    assert wecom.request_count(MESSAGE_SEND) == 2
+    with sqlite3.connect(process.db_path) as db:
+        assert db.execute("SELECT count(*) FROM deliveries").fetchone()[0] == 2
 
 
 def test_big_group_is_split_and_parts_arrive_in_order(fake, start) -> None:  # type: ignore[no-untyped-def]

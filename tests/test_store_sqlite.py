@@ -495,3 +495,46 @@ async def test_connection_is_configured_for_durability(store: SqliteOutboxStore)
         "foreign_keys": 1,
         "busy_timeout": 5000,
     }
+
+
+async def test_the_same_notification_within_the_dedup_window_is_stored_once(db_path: Path) -> None:
+    store = SqliteOutboxStore(db_path, dedup_window=timedelta(minutes=2))
+    async with opened(store):
+
+        def delivery(at: datetime, key: str = "k1", receiver: str = "r") -> NewDelivery:
+            return NewDelivery(
+                receiver=receiver,
+                channel="console",
+                recipients=Recipients(),
+                group=make_group(),
+                request_id="q",
+                accepted_at=at,
+                dedup_key=key,
+            )
+
+        first = await store.enqueue(delivery(T0))
+        assert await store.enqueue(delivery(T0 + timedelta(seconds=30))) == first
+        # Both HA copies in one batch: still one row.
+        a, b = await asyncio.gather(store.enqueue(delivery(T0, "k2")), store.enqueue(delivery(T0, "k2")))
+        assert a == b
+        # Another receiver, another notification, or outside the window: new rows.
+        assert await store.enqueue(delivery(T0, receiver="other")) != first
+        assert await store.enqueue(delivery(T0, key="k3")) != first
+        assert await store.enqueue(delivery(T0 + timedelta(minutes=3))) != first
+        assert store.duplicates == 2
+        assert len(await store.list()) == 5
+
+
+async def test_without_a_window_every_delivery_is_stored(db_path: Path) -> None:
+    store = SqliteOutboxStore(db_path)
+    async with opened(store):
+        same = NewDelivery(
+            receiver="r",
+            channel="console",
+            recipients=Recipients(),
+            group=make_group(),
+            request_id="q",
+            accepted_at=T0,
+            dedup_key="k",
+        )
+        assert await store.enqueue(same) != await store.enqueue(same)

@@ -34,6 +34,9 @@ class NewDelivery:
     group: AlertGroup
     request_id: str
     accepted_at: datetime  # timezone-aware UTC; also the "now" templates render against
+    # Identifies the notification regardless of which HA peer sent it; see
+    # AlertGroup.notification_key.
+    dedup_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,10 @@ class OutboxStore(Protocol):
 
     async def enqueue(self, delivery: NewDelivery) -> int:
         """Durably store one delivery and return its id.
+
+        A delivery whose ``dedup_key`` was stored for the same receiver within
+        the store's dedup window is not stored again: the earlier id is
+        returned (Alertmanager HA peers each send the same notification).
 
         Concurrent calls are committed together (group commit): one
         transaction and one fsync for all callers waiting at that moment.

@@ -89,6 +89,12 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         # Retention pruning of sent rows.
         "CREATE INDEX deliveries_finished ON deliveries (status, finished_at)",
     ),
+    (
+        # The same notification from several Alertmanager HA peers (or a
+        # Grafana retry) within delivery.dedup_window is stored once.
+        "ALTER TABLE deliveries ADD COLUMN dedup_key TEXT",
+        "CREATE INDEX deliveries_dedup ON deliveries (receiver, dedup_key, accepted_at)",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -105,7 +111,12 @@ _COLUMNS: Final = (
 
 _INSERT: Final = (
     "INSERT INTO deliveries (receiver, channel, recipients, alert_group, request_id,"
-    " accepted_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " accepted_at, next_attempt_at, dedup_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+# An earlier delivery of the same notification: (receiver, dedup_key, accepted since).
+_FIND_DUPLICATE: Final = (
+    "SELECT id FROM deliveries WHERE receiver = ? AND dedup_key = ? AND accepted_at >= ? ORDER BY id LIMIT 1"
 )
 
 # Dead-letters one delivery: (last_error, finished_at, id).
@@ -177,13 +188,18 @@ class SqliteOutboxStore:
         *,
         batch_limit: int = 512,
         busy_timeout: timedelta = timedelta(seconds=5),
+        dedup_window: timedelta = timedelta(0),
     ) -> None:
         if batch_limit < 1:
             raise ValueError("batch_limit must be at least 1")
         self.path = Path(path)
         self.batch_limit = batch_limit
         self.busy_timeout = busy_timeout
+        # A delivery with the dedup_key of one accepted this recently is not
+        # stored again; enqueue answers the earlier id. 0 turns it off.
+        self.dedup_window = dedup_window
         self.commits = 0
+        self.duplicates = 0
         self._connection = SqliteConnection(self.path, busy_timeout, foreign_keys=True)
         self._queue: asyncio.Queue[_Pending | _Stop] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
@@ -252,6 +268,7 @@ class SqliteOutboxStore:
             delivery.request_id,
             accepted,
             accepted,
+            delivery.dedup_key if self.dedup_window else None,
         )
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(params, future))
@@ -300,6 +317,11 @@ class SqliteOutboxStore:
         try:
             async with self._connection.session("enqueue", write=True) as db:
                 for item in live:
+                    existing = await self._duplicate_of(db, item.params)
+                    if existing is not None:
+                        self.duplicates += 1
+                        ids.append(existing)
+                        continue
                     row = await db.execute_insert(_INSERT, item.params)
                     if row is None:  # pragma: no cover - last_insert_rowid() always answers
                         raise StoreError("enqueue: no row id returned")
@@ -318,6 +340,20 @@ class SqliteOutboxStore:
         for item, delivery_id in zip(live, ids, strict=True):
             if not item.future.done():
                 item.future.set_result(delivery_id)
+
+    async def _duplicate_of(self, db: aiosqlite.Connection, params: tuple[Any, ...]) -> int | None:
+        """The id of the same notification stored within the window, if any.
+
+        Runs inside the batch's transaction, so two HA peers' copies arriving
+        in one batch are caught too (the first is already inserted).
+        """
+        receiver, accepted, key = params[0], params[5], params[7]
+        if key is None:
+            return None
+        since = accepted - self.dedup_window // timedelta(microseconds=1)
+        async with db.execute(_FIND_DUPLICATE, (receiver, key, since)) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row is not None else None
 
     # -- dispatcher side ----------------------------------------------------
 

@@ -127,6 +127,7 @@ class WebhookIngest:
             group=group,
             request_id=request_id,
             accepted_at=now,
+            dedup_key=group.notification_key(),
         )
         try:
             delivery_id = await self._store.enqueue(delivery)
