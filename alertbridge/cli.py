@@ -16,9 +16,10 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO, TypeVar
 
 from alertbridge import __version__
 from alertbridge.config import Config, ReceiverConfig, load_config
@@ -216,74 +217,72 @@ def _receiver(config: Config, name: str) -> ReceiverConfig:
     return config.receivers[name]
 
 
+class _Store(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+_S = TypeVar("_S", bound=_Store)
+_T = TypeVar("_T")
+
+
+def _using(store: _S, work: Callable[[_S], Awaitable[_T]]) -> _T:
+    """Open ``store``, run one query, close it: what each inspection command does."""
+
+    async def run() -> _T:
+        await store.open()
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
 def _outbox_list(args: argparse.Namespace) -> int:
     from alertbridge.stores.sqlite import SqliteOutboxStore
 
     config = _load(args)
-
-    async def run() -> int:
-        store = SqliteOutboxStore(config.store.sqlite_path)
-        await store.open()
-        try:
-            rows = await store.list(DeliveryStatus.DEAD if args.dead else None, args.limit)
-        finally:
-            await store.close()
-        header = f"{'ID':>6}  {'STATUS':7}  {'RECEIVER':16}  {'ATTEMPTS':>8}  {'ACCEPTED (UTC)':19}"
-        print(f"{header}  ALERTS  LAST ERROR")
-        for d in rows:
-            print(
-                f"{d.id:>6}  {d.status.value:7}  {d.receiver[:16]:16}  {d.attempts:>8}  "
-                f"{d.accepted_at:%Y-%m-%d %H:%M:%S}  {len(d.group.alerts):>6}  {d.last_error or ''}"
-            )
-        if not rows:
-            print("(none)")
-        return 0
-
-    return asyncio.run(run())
+    status = DeliveryStatus.DEAD if args.dead else None
+    rows = _using(SqliteOutboxStore(config.store.sqlite_path), lambda store: store.list(status, args.limit))
+    header = f"{'ID':>6}  {'STATUS':7}  {'RECEIVER':16}  {'ATTEMPTS':>8}  {'ACCEPTED (UTC)':19}"
+    print(f"{header}  ALERTS  LAST ERROR")
+    for d in rows:
+        print(
+            f"{d.id:>6}  {d.status.value:7}  {d.receiver[:16]:16}  {d.attempts:>8}  "
+            f"{d.accepted_at:%Y-%m-%d %H:%M:%S}  {len(d.group.alerts):>6}  {d.last_error or ''}"
+        )
+    if not rows:
+        print("(none)")
+    return 0
 
 
 def _outbox_retry(args: argparse.Namespace) -> int:
     from alertbridge.stores.sqlite import SqliteOutboxStore
 
     config = _load(args)
-
-    async def run() -> int:
-        store = SqliteOutboxStore(config.store.sqlite_path)
-        await store.open()
-        try:
-            found = await store.retry(args.id, datetime.now(UTC))
-        finally:
-            await store.close()
-        if not found:
-            print(f"no delivery with id {args.id}", file=sys.stderr)
-            return 1
-        print(f"delivery {args.id} is due again; a running alertbridge sends it within a second")
-        return 0
-
-    return asyncio.run(run())
+    now = datetime.now(UTC)
+    found = _using(SqliteOutboxStore(config.store.sqlite_path), lambda store: store.retry(args.id, now))
+    if not found:
+        print(f"no delivery with id {args.id}", file=sys.stderr)
+        return 1
+    print(f"delivery {args.id} is due again; a running alertbridge sends it within a second")
+    return 0
 
 
 def _audit_list(args: argparse.Namespace) -> int:
     from alertbridge.stores.sqlite_state import SqliteStateStore
 
     config = _load(args)
-
-    async def run() -> int:
-        state = SqliteStateStore(config.store.sqlite_path)
-        await state.open()
-        try:
-            entries = await state.list_audit(args.limit)
-        finally:
-            await state.close()
-        print(f"{'TIME (UTC)':19}  {'USER':16}  {'ACTION':18}  {'REF':>5}  {'RESULT':8}  SILENCE / DETAIL")
-        for e in entries:
-            ref = f"#{e.ref}" if e.ref is not None else "-"
-            print(
-                f"{e.at:%Y-%m-%d %H:%M:%S}  {e.user[:16]:16}  {e.action[:18]:18}  {ref:>5}  {e.result:8}  "
-                f"{e.silence_id or ''} {e.detail}".rstrip()
-            )
-        if not entries:
-            print("(none)")
-        return 0
-
-    return asyncio.run(run())
+    entries = _using(SqliteStateStore(config.store.sqlite_path), lambda state: state.list_audit(args.limit))
+    print(f"{'TIME (UTC)':19}  {'USER':16}  {'ACTION':18}  {'REF':>5}  {'RESULT':8}  SILENCE / DETAIL")
+    for e in entries:
+        ref = f"#{e.ref}" if e.ref is not None else "-"
+        print(
+            f"{e.at:%Y-%m-%d %H:%M:%S}  {e.user[:16]:16}  {e.action[:18]:18}  {ref:>5}  {e.result:8}  "
+            f"{e.silence_id or ''} {e.detail}".rstrip()
+        )
+    if not entries:
+        print("(none)")
+    return 0
