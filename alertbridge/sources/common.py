@@ -11,11 +11,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from alertbridge.errors import PayloadError
+from alertbridge.model import Alert, AlertGroup, Status
+
+_V = TypeVar("_V")
 
 GRAFANA_ELSEWHERE = "this is a Grafana payload; post it to /grafana/{receiver}"
 ALERTMANAGER_ELSEWHERE = "this is an Alertmanager payload; post it to /alertmanager/{receiver}"
@@ -27,6 +31,68 @@ class Lenient(BaseModel):
     """A payload model: unknown fields are ignored so newer senders keep working."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class AlertV4(Lenient):
+    """One alert of Alertmanager's webhook v4; Grafana's extends it."""
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: datetime
+    endsAt: datetime | None = None
+    generatorURL: str = ""
+    fingerprint: str = Field(min_length=1)
+
+
+class MessageV4(Lenient):
+    """The group fields of Alertmanager's webhook v4, which Grafana's webhook
+    repeats; each source adds its ``version`` and its alert type."""
+
+    status: Literal["firing", "resolved"]
+    receiver: str = ""
+    groupKey: str = Field(min_length=1)
+    groupLabels: dict[str, str] = Field(default_factory=dict)
+    commonLabels: dict[str, str] = Field(default_factory=dict)
+    commonAnnotations: dict[str, str] = Field(default_factory=dict)
+    externalURL: str = ""
+    truncatedAlerts: int = Field(default=0, ge=0)
+
+
+def frozen(mapping: Mapping[str, _V]) -> Mapping[str, _V]:
+    """A sorted read-only copy: the model's mappings never change after parsing."""
+    return MappingProxyType(dict(sorted(mapping.items())))
+
+
+def v4_alert(raw: AlertV4, **extra: Any) -> Alert:
+    """The model alert for a v4 alert; ``extra`` carries a source's own fields."""
+    return Alert(
+        status=Status(raw.status),
+        labels=frozen(raw.labels),
+        annotations=frozen(raw.annotations),
+        starts_at=aware(raw.startsAt),
+        ends_at=open_end(raw.endsAt),
+        fingerprint=raw.fingerprint,
+        generator_url=raw.generatorURL,
+        **extra,
+    )
+
+
+def v4_group(source: str, payload: MessageV4, alerts: tuple[Alert, ...], **extra: Any) -> AlertGroup:
+    """The model group for a v4 message; ``extra`` carries a source's own fields."""
+    return AlertGroup(
+        source=source,
+        status=Status(payload.status),
+        group_key=payload.groupKey,
+        alerts=alerts,
+        group_labels=frozen(payload.groupLabels),
+        common_labels=frozen(payload.commonLabels),
+        common_annotations=frozen(payload.commonAnnotations),
+        external_url=payload.externalURL,
+        source_receiver=payload.receiver,
+        truncated_alerts=payload.truncatedAlerts,
+        **extra,
+    )
 
 
 def load_object(source: str, body: bytes) -> dict[str, Any]:

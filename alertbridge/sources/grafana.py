@@ -40,9 +40,7 @@ rejected with a one-line reason; unknown fields are ignored.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from datetime import UTC, datetime
-from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
@@ -51,12 +49,15 @@ from alertbridge.errors import PayloadError
 from alertbridge.model import Alert, AlertGroup, Status
 from alertbridge.sources.common import (
     ALERTMANAGER_ELSEWHERE,
+    AlertV4,
     Lenient,
-    aware,
+    MessageV4,
     first_error,
+    frozen,
     grafana_flavour,
     load_object,
-    open_end,
+    v4_alert,
+    v4_group,
 )
 
 SOURCE = "grafana"
@@ -78,14 +79,7 @@ _LEGACY_STATUS: dict[str, Status] = {
 }
 
 
-class _UnifiedAlert(Lenient):
-    status: Literal["firing", "resolved"]
-    labels: dict[str, str]
-    annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: datetime
-    endsAt: datetime | None = None
-    generatorURL: str = ""
-    fingerprint: str = Field(min_length=1)
+class _UnifiedAlert(AlertV4):
     silenceURL: str = ""
     dashboardURL: str = ""
     panelURL: str = ""
@@ -95,17 +89,9 @@ class _UnifiedAlert(Lenient):
     ruleUID: str = ""
 
 
-class _Unified(Lenient):
+class _Unified(MessageV4):
     version: Literal["1"]
-    status: Literal["firing", "resolved"]
-    receiver: str = ""
-    groupKey: str = Field(min_length=1)
     alerts: list[_UnifiedAlert] = Field(min_length=1)
-    groupLabels: dict[str, str] = Field(default_factory=dict)
-    commonLabels: dict[str, str] = Field(default_factory=dict)
-    commonAnnotations: dict[str, str] = Field(default_factory=dict)
-    externalURL: str = ""
-    truncatedAlerts: int = Field(default=0, ge=0)
     orgId: int | None = None
     title: str = ""
     message: str = ""
@@ -192,33 +178,16 @@ def _validate(model: type[_M], data: dict[str, Any]) -> _M:
 
 
 def _unified(message: _Unified) -> AlertGroup:
-    return AlertGroup(
-        source=SOURCE,
-        status=Status(message.status),
-        group_key=message.groupKey,
-        alerts=tuple(_unified_alert(a) for a in message.alerts),
-        group_labels=_frozen(message.groupLabels),
-        common_labels=_frozen(message.commonLabels),
-        common_annotations=_frozen(message.commonAnnotations),
-        external_url=message.externalURL,
-        source_receiver=message.receiver,
-        truncated_alerts=message.truncatedAlerts,
-        title=message.title,
-        message=message.message,
-        org_id=message.orgId,
+    alerts = tuple(_unified_alert(a) for a in message.alerts)
+    return v4_group(
+        SOURCE, message, alerts, title=message.title, message=message.message, org_id=message.orgId
     )
 
 
 def _unified_alert(raw: _UnifiedAlert) -> Alert:
-    return Alert(
-        status=Status(raw.status),
-        labels=_frozen(raw.labels),
-        annotations=_frozen(raw.annotations),
-        starts_at=aware(raw.startsAt),
-        ends_at=open_end(raw.endsAt),
-        fingerprint=raw.fingerprint,
-        generator_url=raw.generatorURL,
-        values=_frozen(raw.values) if raw.values is not None else None,
+    return v4_alert(
+        raw,
+        values=frozen(raw.values) if raw.values is not None else None,
         value_string=raw.valueString,
         image_url=raw.imageURL,
         dashboard_url=raw.dashboardURL,
@@ -239,13 +208,13 @@ def _legacy(message: _Legacy, received_at: datetime) -> AlertGroup:
     identity = f"grafana-legacy:{org}:{message.ruleId}".encode()
     alert = Alert(
         status=status,
-        labels=_frozen(labels),
-        annotations=_frozen(annotations),
+        labels=frozen(labels),
+        annotations=frozen(annotations),
         starts_at=received_at,
         ends_at=received_at if status is Status.RESOLVED else None,
         fingerprint=hashlib.sha256(identity).hexdigest()[:16],
         generator_url=message.ruleUrl or message.rule_url,
-        values=_frozen(_eval_values(message.evalMatches or [])),
+        values=frozen(_eval_values(message.evalMatches or [])),
         image_url=message.imageUrl or message.image_url,
     )
     return AlertGroup(
@@ -253,7 +222,7 @@ def _legacy(message: _Legacy, received_at: datetime) -> AlertGroup:
         status=status,
         group_key=f"{LEGACY_GROUP_PREFIX}{message.ruleId}",
         alerts=(alert,),
-        group_labels=_frozen({"alertname": name}),
+        group_labels=frozen({"alertname": name}),
         common_labels=alert.labels,
         common_annotations=alert.annotations,
         title=message.title,
@@ -274,7 +243,3 @@ def _eval_values(matches: list[_EvalMatch]) -> dict[str, float]:
             key = f"{key} #{number}"
         values[key] = match.value
     return values
-
-
-def _frozen(mapping: Mapping[str, _V]) -> Mapping[str, _V]:
-    return MappingProxyType(dict(sorted(mapping.items())))
