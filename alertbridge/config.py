@@ -140,6 +140,10 @@ class WeComAppConfig(_Section):
     # Callbacks whose timestamp is further than this from our clock are
     # rejected (replays). 0 disables the check, e.g. to replay WeCom's examples.
     callback_max_skew_seconds: int = Field(default=300, ge=0)
+    # WeCom silently drops an app's messages to a member beyond 30 a minute
+    # and 1000 an hour; the dispatcher keeps under these (lower only).
+    rate_limit_per_minute: int = Field(default=30, ge=1, le=30)
+    rate_limit_per_hour: int = Field(default=1000, ge=1, le=1000)
 
     @field_validator("secret")
     @classmethod
@@ -377,6 +381,9 @@ class RobotReceiver(_ReceiverBase):
     channel: Literal["robot"]
     robot_key: SecretStr
     mention: MentionConfig | None = None
+    # A robot accepts 20 messages a minute (then 45009); lower only. Receivers
+    # sharing a robot key share its budget at the lowest of their limits.
+    rate_limit_per_minute: int = Field(default=20, ge=1, le=20)
 
     @field_validator("robot_key")
     @classmethod

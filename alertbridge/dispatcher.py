@@ -5,6 +5,14 @@ group (against the time it was accepted, so a re-render after a crash yields
 the same parts), sends the parts not yet sent in order, and records progress
 after each so a restart never re-sends an accepted part. All retry policy
 lives here: channels only say whether a failure is transient or permanent.
+
+WeCom's rate limits are kept here too (``alertbridge.budget``). Deliveries
+to the same receiver and recipients — a *target* — are worked by one task
+at a time, in order. While a target's backlog fits its budget every
+notification goes out as rendered; when it does not, everything waiting for
+that target is merged into a digest (one line per alert), and when not even
+one message fits, the backlog waits for the first free slot. Nothing is
+sent that WeCom would silently drop.
 """
 
 from __future__ import annotations
@@ -12,20 +20,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
+import json
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from alertbridge.backoff import retry_delay
+from alertbridge.budget import LONGEST_WINDOW, RateLimit, SendBudget, limits_for
 from alertbridge.channels import Channel, Receipt
 from alertbridge.channels.card import build_alert_card, task_id_for
 from alertbridge.config import AppReceiver, Config, ReceiverConfig
 from alertbridge.errors import DeliveryError, StoreError, TemplateError, TransientDeliveryError
 from alertbridge.mentions import content_mentions
 from alertbridge.message import RenderedMessage
+from alertbridge.model import AlertGroup
 from alertbridge.render import Renderer
+from alertbridge.render.digest import DigestSection
 from alertbridge.stores import Delivery, OutboxStore
 from alertbridge.tracking import GroupTracker, Tracked
 
@@ -39,6 +51,18 @@ POLL_INTERVAL = 1.0
 PRUNE_INTERVAL = timedelta(hours=1)
 # Alert images (Grafana panels) posted after one notification, at most.
 MAX_IMAGES = 3
+# Deliveries merged into one digest at most; the rest go in the next one.
+DIGEST_MAX_DELIVERIES = 1000
+
+# (receiver, recipients): deliveries that share WeCom's rate budget and can
+# be merged into one digest.
+Target = tuple[str, str]
+
+_T = TypeVar("_T")
+
+
+def target_of(delivery: Delivery) -> Target:
+    return (delivery.receiver, json.dumps(delivery.recipients.to_dict(), sort_keys=True))
 
 
 class Dispatcher:
@@ -50,6 +74,7 @@ class Dispatcher:
         channels: Mapping[str, Channel],
         renderer: Renderer,
         tracker: GroupTracker,
+        budget: SendBudget | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rand: Callable[[], float] = random.random,
     ) -> None:
@@ -58,12 +83,19 @@ class Dispatcher:
         self._store = store
         self._channels = channels
         self._renderer = renderer
+        self._budget = budget if budget is not None else SendBudget()
         self._clock = clock
         self._rand = rand
         self._wake = asyncio.Event()
-        self._inflight: dict[int, asyncio.Task[None]] = {}
+        # Claimed deliveries waiting for their target's worker, and the workers.
+        self._queues: dict[Target, list[Delivery]] = {}
+        self._workers: dict[Target, asyncio.Task[None]] = {}
+        self._held: set[int] = set()
         self._slots = config.delivery.concurrency
         self._next_prune: datetime | None = None
+        # Counters for /metrics: deliveries held back by a rate limit, digests sent.
+        self.deferrals = 0
+        self.digests = 0
 
     def wake(self) -> None:
         """Called after an enqueue so new deliveries go out without waiting for a poll."""
@@ -71,34 +103,62 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Claim and send until cancelled; in-flight sends are cancelled with it."""
+        await self.restore_budget()
         try:
             while True:
                 self._wake.clear()
                 await self._prune_if_due()
                 claimed = await self._claim()
                 for delivery in claimed:
-                    task = asyncio.create_task(self._deliver_guarded(delivery))
-                    self._inflight[delivery.id] = task
-                    task.add_done_callback(functools.partial(self._done, delivery.id))
-                if not claimed or len(self._inflight) >= self._slots:
+                    self._hand_to_worker(delivery)
+                if not claimed or len(self._held) >= self._slots:
                     await self._sleep()
         finally:
-            for task in list(self._inflight.values()):
+            workers = list(self._workers.values())
+            for task in workers:
                 task.cancel()
-            if self._inflight:
-                await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+            if workers:
+                await asyncio.gather(*workers, return_exceptions=True)
 
-    def _done(self, delivery_id: int, _task: asyncio.Task[None]) -> None:
-        self._inflight.pop(delivery_id, None)
-        self._wake.set()
+    def _hand_to_worker(self, delivery: Delivery) -> None:
+        target = target_of(delivery)
+        self._queues.setdefault(target, []).append(delivery)
+        self._held.add(delivery.id)
+        if target not in self._workers:
+            self._workers[target] = asyncio.create_task(self._work(target), name=f"deliver:{target[0]}")
+
+    async def _work(self, target: Target) -> None:
+        """Work one target's queue until it is empty: its sends stay in order."""
+        try:
+            while batch := self._queues.get(target):
+                self._queues[target] = []
+                try:
+                    await self.deliver_batch(batch)
+                finally:
+                    self._held.difference_update(d.id for d in batch)
+        finally:
+            self._queues.pop(target, None)
+            self._workers.pop(target, None)
+            self._wake.set()
+
+    async def restore_budget(self) -> None:
+        """Remember the last hour's sends, so a restart does not overrun WeCom's limits."""
+        try:
+            sends = await self._store.recent_sends(self._clock() - LONGEST_WINDOW)
+        except StoreError as exc:
+            log.error("rate_budget_load_failed error=%s", exc)
+            return
+        self._budget.load(sends)
 
     async def _prune_if_due(self) -> None:
         now = self._clock()
         if self._next_prune is not None and now < self._next_prune:
             return
         self._next_prune = now + PRUNE_INTERVAL
+        self._budget.forget_before(now - LONGEST_WINDOW)
         try:
             pruned = await self._store.delete_finished(now - self._config.store.retention)
+            await self._store.forget_sends(now - LONGEST_WINDOW)
         except StoreError as exc:
             log.error("outbox_prune_failed error=%s", exc)
             return
@@ -106,7 +166,7 @@ class Dispatcher:
             log.info("outbox_pruned deliveries=%d", pruned)
 
     async def _claim(self) -> list[Delivery]:
-        free = self._slots - len(self._inflight)
+        free = self._slots - len(self._held)
         if free <= 0:
             return []
         try:
@@ -114,7 +174,7 @@ class Dispatcher:
         except StoreError as exc:
             log.error("outbox_claim_failed error=%s", exc)
             return []
-        return [d for d in claimed if d.id not in self._inflight]
+        return [d for d in claimed if d.id not in self._held]
 
     async def _sleep(self) -> None:
         timeout = POLL_INTERVAL
@@ -127,30 +187,77 @@ class Dispatcher:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=timeout)
 
-    async def _deliver_guarded(self, delivery: Delivery) -> None:
+    async def deliver(self, delivery: Delivery) -> None:
+        """Send one delivery (as ``deliver_batch`` of one)."""
+        await self.deliver_batch([delivery])
+
+    async def deliver_batch(self, batch: Sequence[Delivery]) -> None:
+        """Send deliveries of one target: one by one while its budget allows, else as a digest."""
+        first = batch[0]
+        receiver = self._config.receivers.get(first.receiver)
+        channel = self._channels.get(first.receiver)
+        if receiver is None or channel is None:
+            why = f"receiver {first.receiver!r} is no longer configured"
+            for delivery in batch:
+                await self._guarded([delivery], self._dead(delivery, why))
+            return
+        limits = limits_for(self._config, receiver, first.recipients)
+        if limits and await self._over_budget(batch, limits):
+            await self._guarded(
+                batch, self._send_digest([(d, None) for d in batch], receiver, channel, limits)
+            )
+            return
+        too_big: list[tuple[Delivery, Tracked]] = []
+        for delivery in batch:
+            tracked = await self._guarded([delivery], self._send_one(delivery, receiver, channel, limits))
+            if tracked is not None:
+                too_big.append((delivery, tracked))
+        if too_big:
+            await self._guarded(
+                [d for d, _ in too_big], self._send_digest(too_big, receiver, channel, limits)
+            )
+
+    async def _over_budget(self, batch: Sequence[Delivery], limits: Sequence[RateLimit]) -> bool:
+        """Would this target's backlog (each delivery at least one message) exceed what may be sent now?"""
+        now = self._clock()
+        available = self._budget.available(limits, now)
+        if len(batch) > available:
+            return True
+        first = batch[0]
         try:
-            await self.deliver(delivery)
+            waiting = await self._store.count_backlog(first.receiver, first.recipients, now)
+        except StoreError as exc:
+            # Sending one by one still never takes more than the budget allows.
+            log.error("outbox_backlog_unknown receiver=%s error=%s", first.receiver, exc)
+            return False
+        return len(batch) + waiting > available
+
+    async def _guarded(self, deliveries: Sequence[Delivery], work: Awaitable[_T | None]) -> _T | None:
+        """Run ``work``; a store failure or a bug neither kills the dispatcher nor loses the deliveries."""
+        try:
+            return await work
         except asyncio.CancelledError:
             raise
         except StoreError as exc:
             # The send may have happened; the lease expiring brings the
-            # delivery back, and WeCom's duplicate check hides a re-send.
-            log.error("outbox_update_failed delivery=%d error=%s", delivery.id, exc)
+            # deliveries back, and WeCom's duplicate check hides a re-send.
+            log.error("outbox_update_failed deliveries=%s error=%s", _ids(deliveries), exc)
         except Exception as exc:
-            # A bug in one delivery must neither kill the dispatcher nor lose
-            # the delivery: log it and retry it like a transient failure.
-            log.exception("delivery_crashed delivery=%d", delivery.id)
-            try:
-                await self._retry_or_dead(delivery, f"internal error: {type(exc).__name__}", 0.0)
-            except StoreError as store_exc:
-                log.error("outbox_update_failed delivery=%d error=%s", delivery.id, store_exc)
+            # A bug must not lose the deliveries: log it and retry them like
+            # a transient failure.
+            log.exception("delivery_crashed deliveries=%s", _ids(deliveries))
+            for delivery in deliveries:
+                try:
+                    await self._retry_or_dead(delivery, f"internal error: {type(exc).__name__}", 0.0)
+                except StoreError as store_exc:
+                    log.error("outbox_update_failed delivery=%d error=%s", delivery.id, store_exc)
+        return None
 
-    async def deliver(self, delivery: Delivery) -> None:
-        receiver = self._config.receivers.get(delivery.receiver)
-        channel = self._channels.get(delivery.receiver)
-        if receiver is None or channel is None:
-            await self._dead(delivery, f"receiver {delivery.receiver!r} is no longer configured")
-            return
+    async def _send_one(
+        self, delivery: Delivery, receiver: ReceiverConfig, channel: Channel, limits: Sequence[RateLimit]
+    ) -> Tracked | None:
+        """Send a delivery's parts in order. Returns its tracking when its parts
+        do not fit the budget, so the caller sends it in a digest instead."""
         tracked = await self._tracker.before_send(delivery, receiver)
         if tracked.suppressed or tracked.handled_by_cards:
             why = "acknowledged and unchanged" if tracked.suppressed else "cards updated to resolved"
@@ -162,27 +269,39 @@ class Dispatcher:
                 why,
             )
             await self._store.mark_sent(delivery.id, self._clock())
-            return
+            return None
         try:
             messages = _with_images(
                 self._messages(delivery, receiver, channel.kind, tracked), delivery, receiver
             )
         except TemplateError as exc:
             await self._dead(delivery, str(exc))
-            return
+            return None
+        if limits and len(messages) - delivery.parts_sent > self._budget.available(limits, self._clock()):
+            return tracked
         sent: list[tuple[RenderedMessage, Receipt]] = []
         for index in range(delivery.parts_sent, len(messages)):
-            try:
-                receipt = await channel.send(messages[index], delivery.recipients)
-            except DeliveryError as exc:
+            message = messages[index]
+            at = self._clock()
+            slots = self._reserve(limits, at, message)
+            if slots is None:
+                # Another receiver to the same member took the slot meanwhile.
                 if sent:
                     await self._tracker.after_send(delivery, receiver, tracked, sent)
-                if isinstance(exc, TransientDeliveryError):
-                    await self._retry_or_dead(delivery, f"{exc.reason}: {exc}", exc.min_delay)
-                else:
-                    await self._dead(delivery, f"{exc.reason}: {exc}")
-                return
-            sent.append((messages[index], receipt))
+                await self._defer([delivery], self._budget.next_free(limits, at))
+                return None
+            if slots == 1:
+                message = dataclasses.replace(message, images=())
+            try:
+                receipt = await channel.send(message, delivery.recipients)
+            except DeliveryError as exc:
+                self._refund(limits, at, slots)
+                if sent:
+                    await self._tracker.after_send(delivery, receiver, tracked, sent)
+                await self._failed([delivery], exc)
+                return None
+            sent_at = self._settle(limits, at, slots)
+            sent.append((message, receipt))
             log.info(
                 "message_sent delivery=%d receiver=%s ref=%d part=%d/%d msgid=%s",
                 delivery.id,
@@ -192,9 +311,122 @@ class Dispatcher:
                 len(messages),
                 receipt.msgid or "-",
             )
-            await self._store.record_progress(delivery.id, index + 1)
+            await self._store.record_progress(
+                delivery.id, index + 1, budget_keys=_budget_keys(limits, slots), at=sent_at
+            )
         await self._tracker.after_send(delivery, receiver, tracked, sent)
         await self._store.mark_sent(delivery.id, self._clock())
+        return None
+
+    async def _send_digest(
+        self,
+        batch: Sequence[tuple[Delivery, Tracked | None]],
+        receiver: ReceiverConfig,
+        channel: Channel,
+        limits: Sequence[RateLimit],
+    ) -> None:
+        """Merge the target's whole backlog into digest messages and send as many as the budget allows."""
+        first = batch[0][0]
+        now = self._clock()
+        if self._budget.available(limits, now) < 1:
+            await self._defer([d for d, _ in batch], self._budget.next_free(limits, now))
+            return
+        more = await self._store.claim_backlog(
+            first.receiver, first.recipients, now, DIGEST_MAX_DELIVERIES - len(batch), LEASE
+        )
+        entries = sorted([*batch, *((d, None) for d in more)], key=lambda e: (e[0].accepted_at, e[0].id))
+        digest = _Digest()
+        for delivery, known in entries:
+            tracked = known if known is not None else await self._tracker.before_send(delivery, receiver)
+            if tracked.suppressed or tracked.handled_by_cards:
+                await self._store.mark_sent(delivery.id, now)
+                continue
+            digest.add(delivery, tracked)
+        if not digest.sections:
+            return
+        msgtype = receiver.rendered_msgtype
+        try:
+            parts = self._renderer.render_digest(
+                digest.sections,
+                language=self._config.language_of(first.receiver),
+                msgtype=msgtype,
+                channel=channel.kind,
+                now=now,
+                mentions=content_mentions(first.recipients, channel.kind, msgtype),
+            )
+        except TemplateError as exc:
+            for delivery in digest.deliveries():
+                await self._dead(delivery, str(exc))
+            return
+        self.digests += 1
+        for part in parts:
+            at = self._clock()
+            if self._reserve(limits, at, part.message) is None:
+                await self._defer(digest.deliveries(), self._budget.next_free(limits, at))
+                return
+            try:
+                await channel.send(part.message, first.recipients)
+            except DeliveryError as exc:
+                self._refund(limits, at, 1)
+                await self._failed(digest.deliveries(), exc)
+                return
+            sent_at = self._settle(limits, at, 1)
+            finished = digest.finish(part.refs_done)
+            done = [d for members in finished.values() for d in members]
+            log.info(
+                "digest_sent receiver=%s part=%d/%d groups=%d deliveries=%s",
+                first.receiver,
+                part.message.part,
+                part.message.parts,
+                len(part.refs_done),
+                _ids(done),
+            )
+            await self._store.mark_sent(
+                [d.id for d in done], sent_at, budget_keys=_budget_keys(limits, 1), at=sent_at
+            )
+            for ref, members in finished.items():
+                await self._tracker.after_send(members[-1], receiver, digest.tracked(ref), [])
+
+    def _reserve(self, limits: Sequence[RateLimit], at: datetime, message: RenderedMessage) -> int | None:
+        """Budget slots for ``message`` (and its images, which WeCom counts
+        too, when there is room for them): how many were taken, None if none."""
+        if not limits:
+            return 1 + len(message.images)
+        if not self._budget.reserve(limits, at):
+            return None
+        slots = 1
+        for _ in message.images:
+            if not self._budget.reserve(limits, at):
+                break
+            slots += 1
+        return slots
+
+    def _refund(self, limits: Sequence[RateLimit], at: datetime, slots: int) -> None:
+        for _ in range(slots):
+            self._budget.refund(limits, at)
+
+    def _settle(self, limits: Sequence[RateLimit], at: datetime, slots: int) -> datetime:
+        sent_at = self._clock()
+        for _ in range(slots):
+            self._budget.settle(limits, at, sent_at)
+        return sent_at
+
+    async def _defer(self, deliveries: Sequence[Delivery], until: datetime) -> None:
+        self.deferrals += len(deliveries)
+        log.info(
+            "delivery_deferred receiver=%s deliveries=%s until=%s why=rate_limit",
+            deliveries[0].receiver,
+            _ids(deliveries),
+            until.isoformat(),
+        )
+        await self._store.defer([d.id for d in deliveries], until)
+
+    async def _failed(self, deliveries: Sequence[Delivery], exc: DeliveryError) -> None:
+        for delivery in deliveries:
+            if isinstance(exc, TransientDeliveryError):
+                await self._retry_or_dead(delivery, f"{exc.reason}: {exc}", exc.min_delay)
+            else:
+                await self._dead(delivery, f"{exc.reason}: {exc}")
 
     def _messages(
         self, delivery: Delivery, receiver: ReceiverConfig, channel_kind: str, tracked: Tracked
@@ -260,6 +492,58 @@ class Dispatcher:
     async def _dead(self, delivery: Delivery, reason: str) -> None:
         log.error("delivery_dead delivery=%d receiver=%s reason=%s", delivery.id, delivery.receiver, reason)
         await self._store.mark_dead(delivery.id, reason, self._clock())
+
+
+class _Digest:
+    """The groups a digest shows: each reference once, in its latest state,
+    with every alert any of its waiting notifications carried."""
+
+    def __init__(self) -> None:
+        self._groups: dict[int, AlertGroup] = {}
+        self._tracked: dict[int, Tracked] = {}
+        self._members: dict[int, list[Delivery]] = {}
+
+    def add(self, delivery: Delivery, tracked: Tracked) -> None:
+        ref = tracked.ref
+        earlier = self._groups.get(ref)
+        group = delivery.group
+        if earlier is not None:
+            # The newest state of each alert wins; alerts only an earlier
+            # notification carried are kept, so none goes unseen.
+            newest = {a.fingerprint for a in group.alerts}
+            group = group.with_alerts(
+                (*group.alerts, *(a for a in earlier.alerts if a.fingerprint not in newest))
+            )
+        self._groups[ref] = group
+        self._tracked[ref] = tracked
+        self._members.setdefault(ref, []).append(delivery)
+
+    @property
+    def sections(self) -> list[DigestSection]:
+        return [
+            DigestSection(ref=ref, group=group, ack=self._tracked[ref].ack)
+            for ref, group in self._groups.items()
+        ]
+
+    def deliveries(self) -> list[Delivery]:
+        """Those not finished yet."""
+        return [d for members in self._members.values() for d in members]
+
+    def finish(self, refs: Sequence[int]) -> dict[int, list[Delivery]]:
+        """Take the deliveries of ``refs`` (a part carrying their last alert was sent), oldest first."""
+        return {ref: self._members.pop(ref) for ref in refs if ref in self._members}
+
+    def tracked(self, ref: int) -> Tracked:
+        return self._tracked[ref]
+
+
+def _ids(deliveries: Sequence[Delivery]) -> str:
+    return ",".join(str(d.id) for d in deliveries)
+
+
+def _budget_keys(limits: Sequence[RateLimit], slots: int) -> list[str]:
+    """The keys to record a send under, once per slot used."""
+    return [key for key in dict.fromkeys(limit.key for limit in limits) for _ in range(slots)]
 
 
 def _with_images(

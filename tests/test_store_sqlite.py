@@ -8,6 +8,7 @@ turns into StoreError instead of a silently missing alert or a wedged store.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -21,7 +22,7 @@ from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.model import Alert, AlertGroup, Status
 from alertbridge.stores import DeliveryStatus, NewDelivery
-from alertbridge.stores.sqlite import SCHEMA_VERSION, SqliteOutboxStore
+from alertbridge.stores.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteOutboxStore
 from alertbridge.stores.sqlite_db import from_us as _from_us
 from alertbridge.stores.sqlite_db import to_us as _to_us
 from tests.store_fixtures import T0, opened, pragmas, private_connection, write_locked
@@ -538,3 +539,76 @@ async def test_without_a_window_every_delivery_is_stored(db_path: Path) -> None:
             dedup_key="k",
         )
         assert await store.enqueue(same) != await store.enqueue(same)
+
+
+# -- rate limits: backlogs, deferral, digests, sends --------------------------
+
+
+async def test_backlog_is_the_unleased_pending_rows_of_one_receiver_and_recipients(
+    store: SqliteOutboxStore,
+) -> None:
+    ids = [await store.enqueue(make_delivery(T0 + timedelta(seconds=i))) for i in range(4)]
+    recipients = make_delivery().recipients
+    assert await store.count_backlog("ops", recipients, T0) == 4
+    # Leased rows are someone's work in progress, not backlog.
+    [leased] = await store.claim_due(T0, limit=1, lease=timedelta(minutes=1))
+    assert leased.id == ids[0]
+    assert await store.count_backlog("ops", recipients, T0) == 3
+    assert await store.count_backlog("ops", Recipients(to_user=("wangwu",)), T0) == 0
+    assert await store.count_backlog("dba", recipients, T0) == 0
+    # A digest takes the backlog whether due or not (a deferred row included), oldest first.
+    await store.defer([ids[3]], T0 + timedelta(minutes=5))
+    claimed = await store.claim_backlog("ops", recipients, T0, limit=10, lease=timedelta(minutes=1))
+    assert [d.id for d in claimed] == ids[1:]
+    assert await store.count_backlog("ops", recipients, T0) == 0
+
+
+async def test_defer_is_not_an_attempt_and_never_brings_a_row_forward(store: SqliteOutboxStore) -> None:
+    delivery_id = await store.enqueue(make_delivery())
+    await store.claim_due(T0, limit=1, lease=timedelta(minutes=1))
+    await store.defer([delivery_id], T0 + timedelta(seconds=40))
+    await store.defer([delivery_id], T0 + timedelta(seconds=20))
+    [row] = await store.list()
+    assert (row.attempts, row.next_attempt_at, row.last_error) == (0, T0 + timedelta(seconds=40), None)
+    assert await store.claim_due(T0 + timedelta(seconds=39), limit=1, lease=timedelta(minutes=1)) == []
+    assert len(await store.claim_due(T0 + timedelta(seconds=40), limit=1, lease=timedelta(minutes=1))) == 1
+
+
+async def test_a_digest_finishes_its_deliveries_and_records_its_send_together(
+    store: SqliteOutboxStore,
+) -> None:
+    ids = [await store.enqueue(make_delivery()) for _ in range(3)]
+    sent_at = T0 + timedelta(seconds=3)
+    await store.mark_sent(
+        ids[:2], sent_at, budget_keys=["app:ww:1:user:zhangsan", "app:ww:1:user:lisi"], at=sent_at
+    )
+    assert {d.id for d in await store.list(DeliveryStatus.SENT)} == set(ids[:2])
+    assert await store.recent_sends(T0) == [
+        ("app:ww:1:user:zhangsan", sent_at),
+        ("app:ww:1:user:lisi", sent_at),
+    ]
+    await store.record_progress(ids[2], 1, budget_keys=["robot:abc"], at=sent_at + timedelta(seconds=1))
+    assert [key for key, _ in await store.recent_sends(sent_at)] == ["robot:abc"]
+    assert await store.forget_sends(sent_at + timedelta(seconds=1)) == 2
+    assert [key for key, _ in await store.recent_sends(T0)] == ["robot:abc"]
+
+
+async def test_a_version_2_database_is_migrated_with_its_rows(db_path: Path) -> None:
+    conn = sqlite3.connect(db_path)
+    for version in MIGRATIONS[:2]:
+        for statement in version:
+            conn.execute(statement)
+    conn.execute(
+        "INSERT INTO deliveries (receiver, channel, recipients, alert_group, request_id, accepted_at,"
+        " next_attempt_at) VALUES ('ops', 'app', ?, ?, 'old', 1, 1)",
+        (
+            json.dumps(make_delivery().recipients.to_dict(), ensure_ascii=False, separators=(",", ":")),
+            json.dumps(make_group().to_dict()),
+        ),
+    )
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    async with opened(SqliteOutboxStore(db_path)) as store:
+        assert await store.count_backlog("ops", make_delivery().recipients, T0) == 1
+        assert await store.recent_sends(T0 - timedelta(days=1)) == []

@@ -188,6 +188,21 @@ async def test_ack_is_kept_on_an_identical_repeat_which_is_suppressed(store: Sql
     assert with_resolved.suppressed and not with_resolved.changed
 
 
+async def test_a_retried_delivery_keeps_its_first_verdict(store: SqliteStateStore) -> None:
+    ref = (
+        await store.record_notification("ops", make_group(firing=("a",)), OPS, at(0), delivery_id=1)
+    ).ref.ref
+    await store.set_ack(ref, "zhangsan", at(1))
+    grew = await store.record_notification("ops", make_group(firing=("a", "b")), OPS, at(5), delivery_id=2)
+    assert grew.changed and not grew.suppressed
+    # Its send failed and is retried: it is still news, not a repeat of itself.
+    retried = await store.record_notification("ops", make_group(firing=("a", "b")), OPS, at(5), delivery_id=2)
+    assert not retried.suppressed and retried.ref.ref == ref
+    # Another notification with the same alerts is the repeat that is held back.
+    repeat = await store.record_notification("ops", make_group(firing=("a", "b")), OPS, at(9), delivery_id=3)
+    assert repeat.suppressed
+
+
 async def test_ack_holds_when_the_firing_alerts_change_but_the_change_is_sent(
     store: SqliteStateStore,
 ) -> None:

@@ -32,9 +32,10 @@ from jinja2 import meta, nodes
 from alertbridge.errors import TemplateError
 from alertbridge.message import BYTE_LIMITS, RenderedMessage, byte_limit
 from alertbridge.model import Ack, Alert, AlertGroup
+from alertbridge.render.digest import DIGEST_TEMPLATE, DigestPart, DigestSection, digest_context
 from alertbridge.render.environment import build_environment, template_loaders
 from alertbridge.render.sample import sample_group
-from alertbridge.render.split import split_into_parts, utf8_len
+from alertbridge.render.split import split_into_parts, split_with_items, utf8_len
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,8 @@ class Renderer:
         self._mention_aware: dict[str, bool] = {}
 
     def check(self, template: str, language: str, msgtype: str) -> None:
-        """Compile the template and render the sample group once per channel that could use it.
+        """Compile the template and render the sample group once per channel that
+        could use it, and a digest of it (``digest.*.j2``) in the same language and msgtype.
 
         Raises:
             TemplateError: naming the file (and line, when known).
@@ -90,6 +92,14 @@ class Renderer:
                 ref=27,
                 ack=Ack(user="zhangsan", at=_CHECK_NOW),
                 mentions=("<@zhangsan>",) if channel == "robot" else (),
+            )
+            # Under a rate limit the same receiver sends digests: check those too.
+            self.render_digest(
+                [DigestSection(ref=27, group=group, ack=Ack(user="zhangsan", at=_CHECK_NOW))],
+                language=language,
+                msgtype=msgtype,
+                channel=channel,
+                now=_CHECK_NOW,
             )
 
     def render(
@@ -156,6 +166,64 @@ class Renderer:
             RenderedMessage(msgtype=msgtype, content=content, limit=limit, part=number, parts=len(contents))
             for number, content in enumerate(contents, 1)
         ]
+
+    def render_digest(
+        self,
+        sections: Sequence[DigestSection],
+        *,
+        language: str,
+        msgtype: str,
+        channel: str,
+        now: datetime,
+        mentions: Sequence[str] = (),
+    ) -> list[DigestPart]:
+        """Several groups in as few messages as fit: one line per alert.
+
+        The dispatcher sends digests when a recipient's backlog outgrows its
+        WeCom rate budget. Each part says which sections it finished, so a
+        crash after part 2 of 5 re-sends only what parts 1–2 did not cover.
+
+        Raises:
+            TemplateError: as ``render``, for ``digest.*.j2``.
+        """
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        limit = byte_limit(channel, msgtype)
+        compiled = self._template(DIGEST_TEMPLATE, language, msgtype)
+        mentions = tuple(mentions)
+        tail = "" if not mentions or self._names_mentions(compiled) else _mention_line(mentions, limit)
+        items = [
+            (index, alert)
+            for index, section in enumerate(sections)
+            for alert in (*section.group.firing, *section.group.resolved)
+        ]
+
+        def render_part(chunk: Sequence[_Numbered], part: int, parts: int) -> str:
+            context = digest_context(sections, chunk, part=part, parts=parts)
+            context.update(language=language, now=now, tz=self._tz, channel=channel, mentions=mentions)
+            return self._render_one(compiled, context)
+
+        marker = TRUNCATION_MARKERS.get(language, TRUNCATION_MARKERS["en"])
+        packed = split_with_items(items, render_part, limit - utf8_len(tail), marker)
+        last_item = {index: position for position, (index, _) in enumerate(items)}
+        # A section with no alerts has nothing to wait for: the first part finishes it.
+        done_at_part: dict[int, list[int]] = {0: [i for i in range(len(sections)) if i not in last_item]}
+        position = 0
+        for number, (chunk, _) in enumerate(packed):
+            position += len(chunk)
+            for index, last in last_item.items():
+                if position - len(chunk) <= last < position:
+                    done_at_part.setdefault(number, []).append(index)
+        parts: list[DigestPart] = []
+        for number, (_, content) in enumerate(packed):
+            if number == len(packed) - 1:
+                content += tail
+            done = tuple(sections[index].ref for index in done_at_part.get(number, ()))
+            message = RenderedMessage(
+                msgtype=msgtype, content=content, limit=limit, part=number + 1, parts=len(packed)
+            )
+            parts.append(DigestPart(message=message, refs_done=done))
+        return parts
 
     def _template(self, name: str, language: str, msgtype: str) -> jinja2.Template:
         key = (name, language, msgtype)

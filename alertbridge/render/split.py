@@ -59,9 +59,17 @@ def split_into_parts(items: Sequence[T], render: RenderPart[T], limit: int, mark
     Every item lands in exactly one part, in order. The result always has at
     least one message and every message is at most ``limit`` bytes.
     """
+    return [text for _, text in split_with_items(items, render, limit, marker)]
+
+
+def split_with_items(
+    items: Sequence[T], render: RenderPart[T], limit: int, marker: str
+) -> list[tuple[Sequence[T], str]]:
+    """``split_into_parts``, each part with the items it holds (digests need to
+    know which deliveries a part finished)."""
     whole = render(items, 1, 1)
     if utf8_len(whole) <= limit or len(items) <= 1:
-        return [truncate_utf8(whole, limit, marker)]
+        return [(items, truncate_utf8(whole, limit, marker))]
     chunks = _pack(items, render, limit)
     while True:
         count = len(chunks)
@@ -72,7 +80,10 @@ def split_into_parts(items: Sequence[T], render: RenderPart[T], limit: int, mark
             if len(chunk) > 1 and utf8_len(text) > limit
         }
         if not overflowing:
-            return [truncate_utf8(text, limit, marker) for text in rendered]
+            return [
+                (chunk, truncate_utf8(text, limit, marker))
+                for chunk, text in zip(chunks, rendered, strict=True)
+            ]
         # Only a template whose size is not monotonic in the part marker (or
         # that renders a part differently once it is not the whole group) gets
         # here. Give each offending item its own part rather than cutting one

@@ -9,6 +9,7 @@ replicas implements the same ``OutboxStore`` protocol.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -88,9 +89,42 @@ class OutboxStore(Protocol):
     async def next_due_at(self) -> datetime | None:
         """When the earliest unleased pending delivery becomes due."""
 
-    async def record_progress(self, delivery_id: int, parts_sent: int) -> None: ...
+    async def count_backlog(self, receiver: str, recipients: Recipients, now: datetime) -> int:
+        """Unleased pending deliveries of ``receiver`` to exactly ``recipients``."""
 
-    async def mark_sent(self, delivery_id: int, now: datetime) -> None: ...
+    async def claim_backlog(
+        self, receiver: str, recipients: Recipients, now: datetime, limit: int, lease: timedelta
+    ) -> list[Delivery]:
+        """Lease up to ``limit`` of that backlog, due or not, oldest accepted first."""
+
+    async def record_progress(
+        self,
+        delivery_id: int,
+        parts_sent: int,
+        *,
+        budget_keys: Sequence[str] = (),
+        at: datetime | None = None,
+    ) -> None:
+        """Store how many parts were sent and, in the same transaction, the
+        send against each rate-limit budget key (see alertbridge.budget)."""
+
+    async def mark_sent(
+        self,
+        delivery_ids: int | Sequence[int],
+        now: datetime,
+        *,
+        budget_keys: Sequence[str] = (),
+        at: datetime | None = None,
+    ) -> None:
+        """Finish deliveries (several at once for a digest), recording a send as above."""
+
+    async def defer(self, delivery_ids: Sequence[int], until: datetime) -> None:
+        """Release deliveries until ``until`` without counting an attempt (rate limits)."""
+
+    async def recent_sends(self, since: datetime) -> list[tuple[str, datetime]]:
+        """Budget sends after ``since``, oldest first; the dispatcher reloads them at start-up."""
+
+    async def forget_sends(self, before: datetime) -> int: ...
 
     async def reschedule(self, delivery_id: int, next_attempt_at: datetime, error: str) -> None:
         """Count a failed attempt and release the lease until ``next_attempt_at``."""

@@ -95,6 +95,20 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE deliveries ADD COLUMN dedup_key TEXT",
         "CREATE INDEX deliveries_dedup ON deliveries (receiver, dedup_key, accepted_at)",
     ),
+    (
+        # A recipient's backlog: pending rows of one receiver to the same
+        # recipients, merged into digests under WeCom's rate limits.
+        "CREATE INDEX deliveries_backlog ON deliveries (status, receiver, recipients)",
+        # Sends counted against WeCom's per-member and per-robot limits (see
+        # alertbridge.budget), so a restart knows the last hour's sends.
+        """
+        CREATE TABLE sends (
+            budget_key TEXT    NOT NULL,
+            sent_at    INTEGER NOT NULL  -- µs since epoch, UTC
+        )
+        """,
+        "CREATE INDEX sends_at ON sends (sent_at)",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -145,6 +159,19 @@ def _to_delivery(row: Sequence[Any]) -> Delivery:
         )
     except DECODE_ERRORS as exc:
         raise Undecodable(f"delivery {row[0]}", exc) from exc
+
+
+async def _decode_claimed(db: aiosqlite.Connection, rows: Iterable[Any], now_us: int) -> list[Delivery]:
+    """The claimed rows as deliveries; a row this version cannot decode is
+    dead-lettered in the claim's transaction instead of blocking the queue forever."""
+    claimed: list[Delivery] = []
+    for row in rows:
+        try:
+            claimed.append(_to_delivery(row))
+        except Undecodable as exc:
+            logger.error("dead-lettering: %s", exc)
+            await db.execute(_MARK_DEAD, (str(exc), now_us, row[0]))
+    return claimed
 
 
 @dataclass(slots=True)
@@ -369,7 +396,6 @@ class SqliteOutboxStore:
             return []
         now_us = to_us(now)
         lease_us = to_us(now + lease)
-        claimed: list[Delivery] = []
         async with self._connection.session("claim_due", write=True) as db:
             rows = await db.execute_fetchall(
                 f"""
@@ -385,12 +411,7 @@ class SqliteOutboxStore:
                 """,
                 (lease_us, now_us, now_us, limit),
             )
-            for row in rows:
-                try:
-                    claimed.append(_to_delivery(row))
-                except Undecodable as exc:
-                    logger.error("dead-lettering: %s", exc)
-                    await db.execute(_MARK_DEAD, (str(exc), now_us, row[0]))
+            claimed = await _decode_claimed(db, rows, now_us)
         # RETURNING order is unspecified; the contract is oldest first.
         claimed.sort(key=lambda d: (d.next_attempt_at, d.id))
         return claimed
@@ -410,18 +431,104 @@ class SqliteOutboxStore:
         value = next(iter(rows))[0]
         return from_us(value) if value is not None else None
 
-    async def record_progress(self, delivery_id: int, parts_sent: int) -> None:
-        """Remember how many parts WeCom accepted, so a retry never resends them."""
-        await self._connection.execute(
-            "record_progress", "UPDATE deliveries SET parts_sent = ? WHERE id = ?", (parts_sent, delivery_id)
+    async def count_backlog(self, receiver: str, recipients: Recipients, now: datetime) -> int:
+        """Pending deliveries of ``receiver`` to exactly ``recipients`` that nobody holds a lease on."""
+        row = await self._connection.fetchone(
+            "count_backlog",
+            "SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND receiver = ? AND recipients = ?"
+            " AND (lease_until IS NULL OR lease_until <= ?)",
+            (receiver, dumps(recipients.to_dict()), to_us(now)),
+        )
+        return int(row[0]) if row is not None else 0
+
+    async def claim_backlog(
+        self, receiver: str, recipients: Recipients, now: datetime, limit: int, lease: timedelta
+    ) -> list[Delivery]:
+        """Lease up to ``limit`` of that backlog, oldest first, due or not (they go out in a digest)."""
+        if limit <= 0:
+            return []
+        now_us = to_us(now)
+        async with self._connection.session("claim_backlog", write=True) as db:
+            rows = await db.execute_fetchall(
+                f"""
+                UPDATE deliveries SET lease_until = ?
+                WHERE id IN (
+                    SELECT id FROM deliveries
+                    WHERE status = 'pending' AND receiver = ? AND recipients = ?
+                      AND (lease_until IS NULL OR lease_until <= ?)
+                    ORDER BY accepted_at, id
+                    LIMIT ?
+                )
+                RETURNING {_COLUMNS}
+                """,
+                (to_us(now + lease), receiver, dumps(recipients.to_dict()), now_us, limit),
+            )
+            claimed = await _decode_claimed(db, rows, now_us)
+        claimed.sort(key=lambda d: (d.accepted_at, d.id))
+        return claimed
+
+    async def record_progress(
+        self,
+        delivery_id: int,
+        parts_sent: int,
+        *,
+        budget_keys: Sequence[str] = (),
+        at: datetime | None = None,
+    ) -> None:
+        """Remember how many parts WeCom accepted, so a retry never resends them,
+        and count the send against ``budget_keys`` in the same transaction."""
+        async with self._connection.session("record_progress", write=True) as db:
+            await db.execute("UPDATE deliveries SET parts_sent = ? WHERE id = ?", (parts_sent, delivery_id))
+            await self._insert_sends(db, budget_keys, at)
+
+    async def mark_sent(
+        self,
+        delivery_ids: int | Sequence[int],
+        now: datetime,
+        *,
+        budget_keys: Sequence[str] = (),
+        at: datetime | None = None,
+    ) -> None:
+        """Finish one delivery, or all those a digest covered, in one transaction
+        (with the digest's send counted against ``budget_keys``)."""
+        ids = [delivery_ids] if isinstance(delivery_ids, int) else list(delivery_ids)
+        async with self._connection.session("mark_sent", write=True) as db:
+            await db.executemany(
+                "UPDATE deliveries SET status = 'sent', finished_at = ?, lease_until = NULL WHERE id = ?",
+                [(to_us(now), delivery_id) for delivery_id in ids],
+            )
+            await self._insert_sends(db, budget_keys, at)
+
+    async def defer(self, delivery_ids: Sequence[int], until: datetime) -> None:
+        """Hold deliveries back until ``until`` for WeCom's rate limits: not a failure, no attempt counted."""
+        async with self._connection.session("defer", write=True) as db:
+            await db.executemany(
+                "UPDATE deliveries SET next_attempt_at = MAX(next_attempt_at, ?), lease_until = NULL"
+                " WHERE id = ? AND status = 'pending'",
+                [(to_us(until), delivery_id) for delivery_id in delivery_ids],
+            )
+
+    async def recent_sends(self, since: datetime) -> list[tuple[str, datetime]]:
+        """Sends counted against rate limits after ``since``, oldest first."""
+        rows = await self._connection.fetchall(
+            "recent_sends",
+            "SELECT budget_key, sent_at FROM sends WHERE sent_at > ? ORDER BY sent_at",
+            (to_us(since),),
+        )
+        return [(str(row[0]), from_us(row[1])) for row in rows]
+
+    async def forget_sends(self, before: datetime) -> int:
+        """Delete sends older than every rate-limit window."""
+        return await self._connection.execute(
+            "forget_sends", "DELETE FROM sends WHERE sent_at < ?", (to_us(before),)
         )
 
-    async def mark_sent(self, delivery_id: int, now: datetime) -> None:
-        await self._connection.execute(
-            "mark_sent",
-            "UPDATE deliveries SET status = 'sent', finished_at = ?, lease_until = NULL WHERE id = ?",
-            (to_us(now), delivery_id),
-        )
+    @staticmethod
+    async def _insert_sends(db: aiosqlite.Connection, keys: Sequence[str], at: datetime | None) -> None:
+        if keys and at is not None:
+            await db.executemany(
+                "INSERT INTO sends (budget_key, sent_at) VALUES (?, ?)", [(key, to_us(at)) for key in keys]
+            )
 
     async def reschedule(self, delivery_id: int, next_attempt_at: datetime, error: str) -> None:
         """Count a failed attempt and release the lease until ``next_attempt_at``."""

@@ -156,6 +156,13 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """,
         "CREATE INDEX cards_ref ON cards (ref)",
     ),
+    (
+        # The delivery last recorded against a reference and the verdict it
+        # got: a retry of that delivery must get the same verdict, not be
+        # taken for an unchanged repeat of itself.
+        "ALTER TABLE alert_refs ADD COLUMN last_delivery INTEGER",
+        "ALTER TABLE alert_refs ADD COLUMN last_suppressed INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -388,7 +395,13 @@ class SqliteStateStore:
     # -- references ----------------------------------------------------------
 
     async def record_notification(
-        self, receiver: str, group: AlertGroup, recipients: Recipients, now: datetime
+        self,
+        receiver: str,
+        group: AlertGroup,
+        recipients: Recipients,
+        now: datetime,
+        *,
+        delivery_id: int | None = None,
     ) -> RefUpdate:
         """Upsert the reference of (receiver, group_key); see ``StateStore``.
 
@@ -404,15 +417,22 @@ class SqliteStateStore:
         recipients_json = dumps(recipients.to_dict())
         async with self._connection.session("record_notification", write=True) as db:
             async with db.execute(
-                "SELECT ref, alerts, ack_user, ack_at, firing FROM alert_refs WHERE receiver = ? AND group_key = ?",
+                "SELECT ref, alerts, ack_user, ack_at, firing, last_delivery, last_suppressed"
+                " FROM alert_refs WHERE receiver = ? AND group_key = ?",
                 (receiver, group.group_key),
             ) as cur:
                 row = await cur.fetchone()
+            if row is not None and delivery_id is not None and row[5] == delivery_id:
+                # A retry (or a re-send after a restart) of the delivery that
+                # was recorded last: same verdict, nothing to update.
+                stored = await self._fetch_ref(db, int(row[0]))
+                if stored is not None:
+                    return RefUpdate(ref=stored, changed=False, suppressed=bool(row[6]))
             if row is None:
                 inserted = await db.execute_insert(
                     "INSERT INTO alert_refs (receiver, source, group_key, external_url, title, alerts,"
-                    " recipients, firing, created_at, updated_at, resolved_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " recipients, firing, created_at, updated_at, resolved_at, last_delivery)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         receiver,
                         group.source,
@@ -425,6 +445,7 @@ class SqliteStateStore:
                         now_us,
                         now_us,
                         None if firing else now_us,
+                        delivery_id,
                     ),
                 )
                 if inserted is None:  # pragma: no cover - last_insert_rowid() always answers
@@ -456,7 +477,8 @@ class SqliteStateStore:
                     # notification must not push pruning further out.
                     " resolved_at = CASE WHEN ? THEN NULL ELSE COALESCE(resolved_at, ?) END,"
                     " ack_user = CASE WHEN ? THEN ack_user END,"
-                    " ack_at = CASE WHEN ? THEN ack_at END"
+                    " ack_at = CASE WHEN ? THEN ack_at END,"
+                    " last_delivery = ?, last_suppressed = ?"
                     " WHERE ref = ?",
                     (
                         group.source,
@@ -470,6 +492,8 @@ class SqliteStateStore:
                         now_us,
                         int(keep_ack),
                         int(keep_ack),
+                        delivery_id,
+                        int(suppressed),
                         ref_no,
                     ),
                 )

@@ -105,9 +105,18 @@ class StateStore(Protocol):
     async def close(self) -> None: ...
 
     async def record_notification(
-        self, receiver: str, group: AlertGroup, recipients: Recipients, now: datetime
+        self,
+        receiver: str,
+        group: AlertGroup,
+        recipients: Recipients,
+        now: datetime,
+        *,
+        delivery_id: int | None = None,
     ) -> RefUpdate:
         """Upsert the reference of (receiver, group_key) with this notification's alerts.
+
+        Recording the same ``delivery_id`` again (a retry) returns the verdict
+        it got the first time and changes nothing.
 
         The same group keeps its number while it fires; a group that resolved
         and fires again later keeps it too (same key). An ack holds for one

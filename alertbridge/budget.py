@@ -1,0 +1,164 @@
+"""WeCom's send limits, kept on our side so nothing is silently dropped.
+
+WeCom drops (answering ok!) an app's messages to a member beyond 30 a minute
+and 1000 an hour, and a group robot answers 45009 beyond 20 a minute. The
+dispatcher therefore asks a ``SendBudget`` before every send and, when the
+budget cannot cover what is waiting, merges it into digests instead.
+
+Windows slide: at most ``allowed`` sends in *any* ``window``. That is never
+more than a fixed calendar-minute counter would allow, so it is safe whichever
+way WeCom counts. A budget is keyed by what WeCom counts against — one app's
+member, party or tag, or one robot key (hashed: the key is a secret) — so
+receivers that share a member or a robot share its budget.
+
+The dispatcher reserves before sending, so two deliveries to the same member
+can never both take its last slot; it refunds a send that failed and, for one
+that succeeded, moves the slot to when WeCom answered — WeCom counts the send
+when it arrives, which may be a little after we asked, and the next send must
+be a full window after *that*. Reservations
+are also written to the outbox store and reloaded at start-up: a restart in
+the middle of a storm must not think the last minute's sends never happened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from alertbridge.config import AppReceiver, Config, ReceiverConfig, RobotReceiver
+from alertbridge.message import Recipients
+
+MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
+# The longest window any limit uses: older sends are forgotten.
+LONGEST_WINDOW = HOUR
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``allowed`` sends to ``key`` in any ``window``."""
+
+    key: str
+    window: timedelta
+    allowed: int
+
+
+class SendBudget:
+    """Sliding-window send counts per key; in memory, seeded from the store."""
+
+    def __init__(self) -> None:
+        self._sends: dict[str, deque[datetime]] = {}
+
+    def load(self, sends: Iterable[tuple[str, datetime]]) -> None:
+        """Seed with earlier sends (key, when), e.g. from before a restart."""
+        for key, at in sorted(sends, key=lambda item: item[1]):
+            self._sends.setdefault(key, deque()).append(at)
+
+    def available(self, limits: Sequence[RateLimit], now: datetime) -> int:
+        """How many messages can go to all of ``limits``' keys now.
+
+        Unlimited (no limits, e.g. the console) is reported as a large number.
+        """
+        if not limits:
+            return 1_000_000
+        return max(0, min(limit.allowed - self._used(limit, now) for limit in limits))
+
+    def next_free(self, limits: Sequence[RateLimit], now: datetime) -> datetime:
+        """The earliest time at which one more message fits every limit."""
+        free = now
+        for limit in limits:
+            recent = self._recent(limit.key, now - limit.window)
+            if len(recent) >= limit.allowed:
+                # The send that must age out for a slot to open.
+                free = max(free, recent[len(recent) - limit.allowed] + limit.window)
+        return free
+
+    def reserve(self, limits: Sequence[RateLimit], now: datetime) -> bool:
+        """Take one slot of every key, or none if any is exhausted."""
+        if self.available(limits, now) < 1:
+            return False
+        for key in {limit.key for limit in limits}:
+            self._sends.setdefault(key, deque()).append(now)
+        return True
+
+    def refund(self, limits: Sequence[RateLimit], at: datetime) -> None:
+        """Give back a slot ``reserve`` took at ``at`` for a send WeCom refused."""
+        for key in {limit.key for limit in limits}:
+            sends = self._sends.get(key)
+            if sends is not None and at in sends:
+                sends.remove(at)
+
+    def settle(self, limits: Sequence[RateLimit], reserved_at: datetime, sent_at: datetime) -> None:
+        """Move the slot reserved at ``reserved_at`` to ``sent_at`` (when WeCom answered)."""
+        for key in {limit.key for limit in limits}:
+            sends = self._sends.get(key)
+            if sends is None or reserved_at not in sends:
+                continue
+            sends.remove(reserved_at)
+            # Keep time order: _recent walks back from the newest.
+            index = len(sends)
+            while index > 0 and sends[index - 1] > sent_at:
+                index -= 1
+            sends.insert(index, sent_at)
+
+    def forget_before(self, cutoff: datetime) -> None:
+        """Drop sends older than every window (memory stays bounded)."""
+        for key in list(self._sends):
+            sends = self._sends[key]
+            while sends and sends[0] < cutoff:
+                sends.popleft()
+            if not sends:
+                del self._sends[key]
+
+    def _used(self, limit: RateLimit, now: datetime) -> int:
+        return len(self._recent(limit.key, now - limit.window))
+
+    def _recent(self, key: str, since: datetime) -> list[datetime]:
+        sends = self._sends.get(key)
+        if not sends:
+            return []
+        # Sends are appended in time order; walk back from the newest.
+        recent: list[datetime] = []
+        for at in reversed(sends):
+            if at <= since:
+                break
+            recent.append(at)
+        recent.reverse()
+        return recent
+
+
+def limits_for(config: Config, receiver: ReceiverConfig, recipients: Recipients) -> tuple[RateLimit, ...]:
+    """The limits a message from ``receiver`` to ``recipients`` counts against."""
+    if isinstance(receiver, AppReceiver):
+        app = config.wecom.apps[receiver.app]
+        # Keyed by the WeCom app, not our name for it: two names for one
+        # AgentId still share WeCom's count.
+        prefix = f"app:{app.corp_id}:{app.agent_id}"
+        targets = [
+            *(f"user:{user.casefold()}" for user in recipients.to_user),
+            *(f"party:{party}" for party in recipients.to_party),
+            *(f"tag:{tag}" for tag in recipients.to_tag),
+        ]
+        limits: list[RateLimit] = []
+        for target in dict.fromkeys(targets):
+            key = f"{prefix}:{target}"
+            limits.append(RateLimit(key, MINUTE, app.rate_limit_per_minute))
+            limits.append(RateLimit(key, HOUR, app.rate_limit_per_hour))
+        return tuple(limits)
+    if isinstance(receiver, RobotReceiver):
+        robot_key = receiver.robot_key.get_secret_value()
+        allowed = min(
+            other.rate_limit_per_minute
+            for other in config.receivers.values()
+            if isinstance(other, RobotReceiver) and other.robot_key.get_secret_value() == robot_key
+        )
+        return (RateLimit(robot_budget_key(robot_key), MINUTE, allowed),)
+    return ()
+
+
+def robot_budget_key(robot_key: str) -> str:
+    """A robot's budget key: a hash, because the robot key itself is a secret."""
+    return "robot:" + hashlib.sha256(robot_key.encode()).hexdigest()[:16]

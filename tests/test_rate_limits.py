@@ -1,0 +1,357 @@
+"""WeCom's rate limits, kept by the dispatcher: against the fake WeCom over real
+HTTP, which drops app messages beyond 30/min per member silently and answers
+45009 to a robot's 21st message in a minute — as WeCom does.
+
+Time is a manual clock shared by the dispatcher, the client and the fake, so a
+minute passes when the test says so.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from alertbridge.budget import SendBudget
+from alertbridge.channels.registry import build_channel
+from alertbridge.config import Config, parse_config
+from alertbridge.dispatcher import LEASE, Dispatcher, target_of
+from alertbridge.errors import ConfigError
+from alertbridge.message import Recipients
+from alertbridge.model import Alert, AlertGroup, Status
+from alertbridge.render import Renderer
+from alertbridge.stores import DeliveryStatus, NewDelivery
+from alertbridge.stores.sqlite import SqliteOutboxStore
+from alertbridge.stores.sqlite_state import SqliteStateStore
+from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND, FakeApp, FakeWeCom, Fault, ManualClock
+from alertbridge.testing.server import SwappableApp, serve_in_thread
+from alertbridge.tracking import GroupTracker
+from alertbridge.wecom.client import WeComClient
+
+CORP_ID = "ww7c3a9e0d1f2b4c5a"
+SECRET = "corp-secret-Zq8XvT2pLm9RwK4s"
+AGENT_ID = 1000002
+ROBOT_KEY = "robot-key-6f1d2c3b-aaaa-bbbb-cccc-0e9f8d7c6b5a"
+MARKER = re.compile(r"storm-\d{4}")
+
+
+def make_config(base_url: str, db: Path, **app_overrides: Any) -> Config:
+    return parse_config(
+        {
+            "store": {"url": f"sqlite:///{db}"},
+            "wecom": {
+                "api_base": base_url,
+                "apps": {
+                    "ops": {"corp_id": CORP_ID, "agent_id": AGENT_ID, "secret": SECRET, **app_overrides}
+                },
+            },
+            "delivery": {"initial_backoff": "1s", "max_backoff": "5s"},
+            "receivers": {
+                "oncall": {"channel": "app", "app": "ops", "to_user": ["zhangsan"]},
+                "dba": {"channel": "app", "app": "ops", "to_user": ["zhangsan", "lisi"]},
+                "room": {"channel": "robot", "robot_key": ROBOT_KEY},
+            },
+        },
+        {},
+        "test.toml",
+    )
+
+
+def storm_group(number: int, alerts: int = 1) -> AlertGroup:
+    """One group whose every alert carries a unique marker (``storm-0042``) in its text."""
+    name = f"Storm{number:04d}"
+    return AlertGroup(
+        source="alertmanager",
+        status=Status.FIRING,
+        group_key=f'{{}}:{{alertname="{name}"}}',
+        alerts=tuple(
+            Alert(
+                status=Status.FIRING,
+                labels={"alertname": name, "instance": f"storm-{number * 10 + i:04d}"},
+                annotations={"summary": "磁盘快满了"},
+                starts_at=datetime(2026, 11, 29, 11, 0, tzinfo=UTC),
+                ends_at=None,
+                fingerprint=f"{number:08x}{i:08x}",
+            )
+            for i in range(alerts)
+        ),
+        group_labels={"alertname": name},
+        common_labels={"alertname": name},
+    )
+
+
+class Rig:
+    """A dispatcher, its stores and the fake WeCom, all on one manual clock."""
+
+    def __init__(self, config: Config, fake: FakeWeCom, clock: ManualClock, http: httpx.AsyncClient) -> None:
+        self.config = config
+        self.fake = fake
+        self.clock = clock
+        self.outbox = SqliteOutboxStore(config.store.sqlite_path)
+        self.state = SqliteStateStore(config.store.sqlite_path)
+        self.client = WeComClient(http, config.wecom.api_base, clock=clock)
+        self.dispatcher = self.new_dispatcher()
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    def new_dispatcher(self) -> Dispatcher:
+        channels = {
+            name: build_channel(name, receiver, apps=self.config.wecom.apps, client=self.client, out=None)  # type: ignore[arg-type]
+            for name, receiver in self.config.receivers.items()
+        }
+        tracker = GroupTracker(config=self.config, state=self.state, silencers={}, client=self.client)
+        return Dispatcher(
+            config=self.config,
+            store=self.outbox,
+            channels=channels,
+            renderer=Renderer(timezone=self.config.server.tz),
+            tracker=tracker,
+            budget=SendBudget(),
+            clock=self.now,
+            rand=lambda: 1.0,
+        )
+
+    async def enqueue(self, receiver: str, group: AlertGroup) -> int:
+        settings = self.config.receivers[receiver]
+        recipients = Recipients(to_user=tuple(getattr(settings, "to_user", ())))
+        return await self.outbox.enqueue(
+            NewDelivery(
+                receiver=receiver,
+                channel=settings.channel,
+                recipients=recipients,
+                group=group,
+                request_id="t",
+                accepted_at=self.now(),
+            )
+        )
+
+    async def drain(self) -> None:
+        """Deliver everything due now, target by target, as the run loop would."""
+        while claimed := await self.outbox.claim_due(self.now(), 1000, LEASE):
+            by_target = defaultdict(list)
+            for delivery in claimed:
+                by_target[target_of(delivery)].append(delivery)
+            for batch in by_target.values():
+                await self.dispatcher.deliver_batch(batch)
+
+    def texts_to(self, user: str) -> list[str]:
+        return [m.content or "" for m in self.fake.messages(MESSAGE_SEND) if user in m.to_user]
+
+    def markers_seen_by(self, user: str) -> set[str]:
+        return {marker for text in self.texts_to(user) for marker in MARKER.findall(text)}
+
+    async def statuses(self) -> dict[DeliveryStatus, int]:
+        return {status: await self.outbox.count(status) for status in DeliveryStatus}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[SwappableApp, str]]:
+    slot = SwappableApp()
+    with serve_in_thread(slot) as url:
+        yield slot, url
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(start=datetime(2026, 11, 29, 12, 0, tzinfo=UTC).timestamp())
+
+
+@pytest.fixture
+def fake(clock: ManualClock, server: tuple[SwappableApp, str]) -> Iterator[FakeWeCom]:
+    fake = FakeWeCom([FakeApp(CORP_ID, SECRET, AGENT_ID)], [ROBOT_KEY], clock=clock, wall_clock=clock)
+    server[0].target = fake.app
+    yield fake
+    server[0].target = None
+
+
+@pytest.fixture
+async def rig(
+    tmp_path: Path, fake: FakeWeCom, clock: ManualClock, server: tuple[SwappableApp, str]
+) -> AsyncIterator[Rig]:
+    async with httpx.AsyncClient(timeout=5) as http:
+        rig = Rig(make_config(server[1], tmp_path / "a.db"), fake, clock, http)
+        await rig.outbox.open()
+        await rig.state.open()
+        yield rig
+        await rig.state.close()
+        await rig.outbox.close()
+
+
+async def test_under_budget_every_notification_goes_out_as_rendered(rig: Rig) -> None:
+    for number in range(5):
+        await rig.enqueue("oncall", storm_group(number))
+    await rig.drain()
+    texts = rig.texts_to("zhangsan")
+    assert len(texts) == 5
+    assert not any("告警汇总" in text for text in texts)
+    assert rig.dispatcher.digests == 0 and rig.dispatcher.deferrals == 0
+    assert rig.fake.dropped() == []
+
+
+async def test_a_storm_is_merged_into_digests_and_nothing_is_dropped(rig: Rig) -> None:
+    for number in range(120):
+        await rig.enqueue("oncall", storm_group(number, alerts=2))
+    await rig.drain()
+    assert rig.fake.dropped() == []
+    texts = rig.texts_to("zhangsan")
+    assert 1 < len(texts) <= 30
+    assert all("告警汇总" in text for text in texts)
+    assert all(len(text.encode()) <= 2048 for text in texts)
+    # Every alert is visible, each with its group's reference.
+    assert rig.markers_seen_by("zhangsan") == {
+        f"storm-{n * 10 + i:04d}" for n in range(120) for i in range(2)
+    }
+    assert "#1 Storm0000" in texts[0] and any("#120 Storm0119" in text for text in texts)
+    assert await rig.statuses() == {
+        DeliveryStatus.PENDING: 0,
+        DeliveryStatus.SENT: 120,
+        DeliveryStatus.DEAD: 0,
+    }
+
+
+async def test_when_no_message_fits_the_backlog_waits_for_the_first_free_slot(rig: Rig) -> None:
+    for number in range(30):
+        await rig.enqueue("oncall", storm_group(number))
+        await rig.drain()  # one at a time: each fits, each goes out as rendered
+        rig.clock.advance(1)
+    assert len(rig.texts_to("zhangsan")) == 30
+    late = [await rig.enqueue("oncall", storm_group(100 + n)) for n in range(3)]
+    await rig.drain()
+    assert len(rig.texts_to("zhangsan")) == 30  # held back, not sent into WeCom's silent drop
+    assert rig.dispatcher.deferrals == 3
+    (waiting,) = {d.next_attempt_at for d in await rig.outbox.list(DeliveryStatus.PENDING) if d.id in late}
+    # The first send was at t=0 (answered at t=0): its slot frees a minute later.
+    assert waiting == datetime(2026, 11, 29, 12, 1, tzinfo=UTC)
+    rig.clock.advance(60 - 30)
+    await rig.drain()
+    # One slot: the three are merged into one digest rather than one sent and two waiting.
+    texts = rig.texts_to("zhangsan")
+    assert len(texts) == 31 and "告警汇总" in texts[-1]
+    assert {"storm-1000", "storm-1010", "storm-1020"} <= rig.markers_seen_by("zhangsan")
+    assert rig.fake.dropped() == []
+
+
+async def test_receivers_sharing_a_member_share_the_budget(rig: Rig) -> None:
+    for number in range(25):
+        await rig.enqueue("oncall", storm_group(number))
+        await rig.enqueue("dba", storm_group(500 + number))
+    await rig.drain()
+    assert rig.fake.dropped() == []
+    assert len(rig.texts_to("zhangsan")) <= 30
+    seen = rig.markers_seen_by("zhangsan")
+    assert {f"storm-{n * 10:04d}" for n in range(25)} | {
+        f"storm-{(500 + n) * 10:04d}" for n in range(25)
+    } == seen
+    assert {f"storm-{(500 + n) * 10:04d}" for n in range(25)} == rig.markers_seen_by("lisi")
+
+
+async def test_a_robot_gets_at_most_twenty_a_minute_and_never_answers_45009(rig: Rig) -> None:
+    for number in range(45):
+        await rig.enqueue("room", storm_group(number))
+        await rig.drain()
+    robot = rig.fake.messages(WEBHOOK_SEND)
+    assert len(robot) <= 20
+    # Every call the fake answered was accepted: none got 45009.
+    assert rig.fake.request_count(WEBHOOK_SEND) == len(robot)
+    rig.clock.advance(61)
+    await rig.drain()
+    robot = rig.fake.messages(WEBHOOK_SEND)
+    seen = {marker for m in robot for marker in MARKER.findall(m.content or "")}
+    assert seen == {f"storm-{n * 10:04d}" for n in range(45)}
+    assert await rig.statuses() == {
+        DeliveryStatus.PENDING: 0,
+        DeliveryStatus.SENT: 45,
+        DeliveryStatus.DEAD: 0,
+    }
+
+
+async def test_the_budget_survives_a_restart(rig: Rig) -> None:
+    for number in range(30):
+        await rig.enqueue("oncall", storm_group(number))
+        await rig.drain()
+    # A new process: fresh memory, the same database.
+    rig.dispatcher = rig.new_dispatcher()
+    rig.clock.advance(10)
+    await rig.dispatcher.restore_budget()
+    await rig.enqueue("oncall", storm_group(99))
+    await rig.drain()
+    assert len(rig.texts_to("zhangsan")) == 30
+    assert rig.fake.dropped() == []
+    rig.clock.advance(51)
+    await rig.drain()
+    assert "storm-0990" in rig.markers_seen_by("zhangsan")
+
+
+async def test_a_failed_digest_part_resends_only_what_was_not_delivered(rig: Rig) -> None:
+    for number in range(150):
+        await rig.enqueue("oncall", storm_group(number, alerts=3))
+    # Part 1 goes out, part 2 meets "system busy".
+    rig.fake.add_fault(MESSAGE_SEND, Fault(delay=0.001))
+    rig.fake.add_fault(MESSAGE_SEND, Fault(errcode=-1))
+    await rig.drain()
+    (first,) = rig.texts_to("zhangsan")
+    assert "(1/" in first
+    statuses = await rig.statuses()
+    # The groups whose every alert part 1 carried are done; the rest wait for the retry.
+    finished = statuses[DeliveryStatus.SENT]
+    assert 0 < finished < 150 and statuses[DeliveryStatus.PENDING] == 150 - finished
+    rig.clock.advance(10)
+    await rig.drain()
+    assert await rig.statuses() == {
+        DeliveryStatus.PENDING: 0,
+        DeliveryStatus.SENT: 150,
+        DeliveryStatus.DEAD: 0,
+    }
+    shown: dict[str, int] = defaultdict(int)
+    for text in rig.texts_to("zhangsan"):
+        for marker in set(MARKER.findall(text)):
+            shown[marker] += 1
+    assert set(shown) == {f"storm-{n * 10 + i:04d}" for n in range(150) for i in range(3)}
+    # Only a group split across part 1 and part 2 is shown again, in full.
+    assert sum(count - 1 for count in shown.values()) <= 3
+    assert rig.fake.dropped() == []
+
+
+async def test_lower_limits_start_digests_sooner(
+    tmp_path: Path, fake: FakeWeCom, clock: ManualClock, server: tuple[SwappableApp, str]
+) -> None:
+    async with httpx.AsyncClient(timeout=5) as http:
+        rig = Rig(make_config(server[1], tmp_path / "b.db", rate_limit_per_minute=3), fake, clock, http)
+        await rig.outbox.open()
+        await rig.state.open()
+        try:
+            for number in range(6):
+                await rig.enqueue("oncall", storm_group(number))
+                await rig.drain()
+        finally:
+            await rig.state.close()
+            await rig.outbox.close()
+    texts = rig.texts_to("zhangsan")
+    assert len(texts) == 3  # three single notifications, then everything waits for a slot
+    assert rig.dispatcher.deferrals >= 3
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("app", "rate_limit_per_minute", 31),
+        ("app", "rate_limit_per_hour", 1001),
+        ("app", "rate_limit_per_minute", 0),
+        ("robot", "rate_limit_per_minute", 21),
+    ],
+)
+def test_limits_can_only_be_lowered(section: str, key: str, value: int) -> None:
+    app: dict[str, Any] = {"corp_id": CORP_ID, "agent_id": AGENT_ID, "secret": SECRET}
+    robot: dict[str, Any] = {"channel": "robot", "robot_key": ROBOT_KEY}
+    (app if section == "app" else robot)[key] = value
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"wecom": {"apps": {"ops": app}}, "receivers": {"room": robot}}, {}, "alertbridge.toml")
+    where = "wecom.apps.ops" if section == "app" else "receivers.room"
+    assert f"alertbridge.toml: {where}.{key}:" in str(caught.value)
