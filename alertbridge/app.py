@@ -16,8 +16,6 @@ from typing import TextIO
 
 import httpx
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from alertbridge import __version__
@@ -28,6 +26,7 @@ from alertbridge.config import Config
 from alertbridge.dispatcher import Dispatcher
 from alertbridge.errors import ConfigError, TemplateError
 from alertbridge.images import ImageFetcher, new_image_http_client
+from alertbridge.metrics import Metrics
 from alertbridge.render import Renderer
 from alertbridge.silencers.registry import build_silencers
 from alertbridge.stores import OutboxStore
@@ -36,7 +35,7 @@ from alertbridge.stores.sqlite_state import SqliteStateStore
 from alertbridge.tracking import GroupTracker
 from alertbridge.web.auth import WebhookAuthenticator
 from alertbridge.web.callback import WeComCallback
-from alertbridge.web.health import healthz
+from alertbridge.web.health import OperationalEndpoints, healthz
 from alertbridge.web.ingest import WebhookIngest
 from alertbridge.wecom.client import WeComClient, quiet_http_loggers
 
@@ -98,6 +97,7 @@ def create_app(
     ``store`` replaces the one the config names (tests inject failures with it).
     """
     quiet_http_loggers()
+    metrics = Metrics()
     renderer = build_renderer(config, config_source)
     images, image_http = build_image_fetcher(config)
     outbox: OutboxStore = (
@@ -108,8 +108,8 @@ def create_app(
     # References, acks and the audit trail live in the same database file.
     state = SqliteStateStore(config.store.sqlite_path)
     http = new_http_client(config)
-    client = WeComClient(http, config.wecom.api_base)
-    silencers = build_silencers(config, http)
+    client = WeComClient(http, config.wecom.api_base, metrics=metrics)
+    silencers = build_silencers(config, http, metrics)
     stream = out if out is not None else sys.stdout
     tracker = GroupTracker(config=config, state=state, silencers=silencers, client=client)
     dispatcher = Dispatcher(
@@ -118,13 +118,20 @@ def create_app(
         channels=build_channels(config, client, stream, images),
         renderer=renderer,
         tracker=tracker,
+        metrics=metrics,
     )
     ingest = WebhookIngest(
-        config, outbox, WebhookAuthenticator(config.webhook_auth), on_enqueued=dispatcher.wake
+        config,
+        outbox,
+        WebhookAuthenticator(config.webhook_auth),
+        on_enqueued=dispatcher.wake,
+        metrics=metrics,
     )
-    executor = CommandExecutor(config=config, state=state, silencers=silencers)
-    callback = WeComCallback(config=config, state=state, executor=executor, client=client)
-    running: list[asyncio.Task[None]] = []
+    executor = CommandExecutor(config=config, state=state, silencers=silencers, metrics=metrics)
+    callback = WeComCallback(config=config, state=state, executor=executor, client=client, metrics=metrics)
+    operational = OperationalEndpoints(
+        store=outbox, metrics=metrics, dispatcher_heartbeat=lambda: dispatcher.heartbeat
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -135,7 +142,6 @@ def create_app(
             asyncio.create_task(dispatcher.run(), name="dispatcher"),
             asyncio.create_task(tracker.run_upkeep(), name="upkeep"),
         ]
-        running.extend(tasks)
         log.info("alertbridge_started version=%s receivers=%s", __version__, ",".join(config.receivers))
         try:
             yield
@@ -151,16 +157,12 @@ def create_app(
             await state.close()
             await outbox.close()
 
-    async def readyz(request: Request) -> PlainTextResponse:
-        if not running or running[0].done():
-            return PlainTextResponse("dispatcher not running\n", status_code=503)
-        return PlainTextResponse("ok\n")
-
     routes = [
         Route("/alertmanager/{receiver}", ingest.alertmanager, methods=["POST"]),
         Route("/grafana/{receiver}", ingest.grafana, methods=["POST", "PUT"]),
         Route("/wecom/callback/{app}", callback.endpoint, methods=["GET", "POST"]),
         Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
+        Route("/readyz", operational.readyz, methods=["GET"]),
+        Route("/metrics", operational.metrics, methods=["GET"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -35,10 +35,11 @@ from alertbridge.config import AppReceiver, Config, ReceiverConfig
 from alertbridge.errors import DeliveryError, StoreError, TemplateError, TransientDeliveryError
 from alertbridge.mentions import content_mentions
 from alertbridge.message import RenderedMessage
+from alertbridge.metrics import Metrics
 from alertbridge.model import AlertGroup
 from alertbridge.render import Renderer
 from alertbridge.render.digest import DigestSection
-from alertbridge.stores import Delivery, OutboxStore
+from alertbridge.stores import Delivery, DigestPartRecord, OutboxStore, StoredDigest
 from alertbridge.tracking import GroupTracker, Tracked
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class Dispatcher:
         renderer: Renderer,
         tracker: GroupTracker,
         budget: SendBudget | None = None,
+        metrics: Metrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rand: Callable[[], float] = random.random,
     ) -> None:
@@ -84,6 +86,7 @@ class Dispatcher:
         self._channels = channels
         self._renderer = renderer
         self._budget = budget if budget is not None else SendBudget()
+        self._metrics = metrics if metrics is not None else Metrics()
         self._clock = clock
         self._rand = rand
         self._wake = asyncio.Event()
@@ -91,11 +94,12 @@ class Dispatcher:
         self._queues: dict[Target, list[Delivery]] = {}
         self._workers: dict[Target, asyncio.Task[None]] = {}
         self._held: set[int] = set()
+        # Leased deliveries whose outcome could not be written (store down).
+        self._stranded: set[int] = set()
+        # When the run loop last went round; /readyz checks it is recent.
+        self.heartbeat: datetime | None = None
         self._slots = config.delivery.concurrency
         self._next_prune: datetime | None = None
-        # Counters for /metrics: deliveries held back by a rate limit, digests sent.
-        self.deferrals = 0
-        self.digests = 0
 
     def wake(self) -> None:
         """Called after an enqueue so new deliveries go out without waiting for a poll."""
@@ -107,11 +111,24 @@ class Dispatcher:
         try:
             while True:
                 self._wake.clear()
+                self.heartbeat = self._clock()
                 await self._prune_if_due()
-                claimed = await self._claim()
+                await self._release_stranded()
+                try:
+                    claimed = await self._claim()
+                except StoreError as exc:
+                    # The store is down: poll it calmly rather than spin on
+                    # rows that are overdue but cannot be claimed.
+                    log.error("outbox_claim_failed error=%s", exc)
+                    await self._wait_for_wake(POLL_INTERVAL)
+                    continue
                 for delivery in claimed:
                     self._hand_to_worker(delivery)
-                if not claimed or len(self._held) >= self._slots:
+                if len(self._held) >= self._slots:
+                    # Every slot is busy: overdue rows must wait for a worker
+                    # to finish (it wakes us), not be polled for in a spin.
+                    await self._wait_for_wake(POLL_INTERVAL)
+                elif not claimed:
                     await self._sleep()
         finally:
             workers = list(self._workers.values())
@@ -169,12 +186,25 @@ class Dispatcher:
         free = self._slots - len(self._held)
         if free <= 0:
             return []
-        try:
-            claimed = await self._store.claim_due(self._clock(), free, LEASE)
-        except StoreError as exc:
-            log.error("outbox_claim_failed error=%s", exc)
-            return []
+        claimed = await self._store.claim_due(self._clock(), free, LEASE)
         return [d for d in claimed if d.id not in self._held]
+
+    async def _release_stranded(self) -> None:
+        """Hand back deliveries whose bookkeeping failed while the store was down.
+
+        Their lease would otherwise hold them for ``LEASE`` after the store
+        recovers. A send that did reach WeCom is re-sent; WeCom's duplicate
+        check hides that for app messages.
+        """
+        if not self._stranded:
+            return
+        ids = sorted(self._stranded - self._held)
+        try:
+            await self._store.defer(ids, self._clock())
+        except StoreError:
+            return  # still down; try again next round
+        self._stranded.difference_update(ids)
+        log.info("outbox_leases_released deliveries=%s", ",".join(map(str, ids)))
 
     async def _sleep(self) -> None:
         timeout = POLL_INTERVAL
@@ -184,6 +214,9 @@ class Dispatcher:
             due = None
         if due is not None:
             timeout = min(timeout, max(0.0, (due - self._clock()).total_seconds()))
+        await self._wait_for_wake(timeout)
+
+    async def _wait_for_wake(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=timeout)
 
@@ -202,9 +235,11 @@ class Dispatcher:
                 await self._guarded([delivery], self._dead(delivery, why))
             return
         limits = limits_for(self._config, receiver, first.recipients)
-        if limits and await self._over_budget(batch, limits):
+        # A delivery tied to a stored digest finishes with that digest, sent as stored.
+        in_digest = any(d.digest_id is not None for d in batch)
+        if in_digest or (limits and await self._over_budget(batch, limits)):
             await self._guarded(
-                batch, self._send_digest([(d, None) for d in batch], receiver, channel, limits)
+                batch, self._send_digests([(d, None) for d in batch], receiver, channel, limits)
             )
             return
         too_big: list[tuple[Delivery, Tracked]] = []
@@ -214,7 +249,7 @@ class Dispatcher:
                 too_big.append((delivery, tracked))
         if too_big:
             await self._guarded(
-                [d for d, _ in too_big], self._send_digest(too_big, receiver, channel, limits)
+                [d for d, _ in too_big], self._send_digests(too_big, receiver, channel, limits)
             )
 
     async def _over_budget(self, batch: Sequence[Delivery], limits: Sequence[RateLimit]) -> bool:
@@ -239,9 +274,10 @@ class Dispatcher:
         except asyncio.CancelledError:
             raise
         except StoreError as exc:
-            # The send may have happened; the lease expiring brings the
-            # deliveries back, and WeCom's duplicate check hides a re-send.
+            # The send may have happened. Once the store is back the
+            # deliveries are released (see _release_stranded).
             log.error("outbox_update_failed deliveries=%s error=%s", _ids(deliveries), exc)
+            self._stranded.update(d.id for d in deliveries)
         except Exception as exc:
             # A bug must not lose the deliveries: log it and retry them like
             # a transient failure.
@@ -296,11 +332,13 @@ class Dispatcher:
                 receipt = await channel.send(message, delivery.recipients)
             except DeliveryError as exc:
                 self._refund(limits, at, slots)
+                self._count_message(channel, delivery.receiver, exc)
                 if sent:
                     await self._tracker.after_send(delivery, receiver, tracked, sent)
                 await self._failed([delivery], exc)
                 return None
             sent_at = self._settle(limits, at, slots)
+            self._count_message(channel, delivery.receiver, None)
             sent.append((message, receipt))
             log.info(
                 "message_sent delivery=%d receiver=%s ref=%d part=%d/%d msgid=%s",
@@ -311,30 +349,70 @@ class Dispatcher:
                 len(messages),
                 receipt.msgid or "-",
             )
-            await self._store.record_progress(
-                delivery.id, index + 1, budget_keys=_budget_keys(limits, slots), at=sent_at
+            keys = _budget_keys(limits, slots)
+            if index + 1 < len(messages):
+                await self._store.record_progress(delivery.id, index + 1, budget_keys=keys, at=sent_at)
+                continue
+            # The last part: one transaction finishes the delivery and counts the send.
+            await self._store.mark_sent(delivery.id, sent_at, budget_keys=keys, at=sent_at)
+            self._metrics.delivery_latency.labels(channel.kind).observe(
+                _seconds(sent_at - delivery.accepted_at)
             )
+        if not sent:  # every part had been sent before (a retry after the last bookkeeping failed)
+            await self._store.mark_sent(delivery.id, self._clock())
         await self._tracker.after_send(delivery, receiver, tracked, sent)
-        await self._store.mark_sent(delivery.id, self._clock())
         return None
 
-    async def _send_digest(
+    async def _send_digests(
         self,
         batch: Sequence[tuple[Delivery, Tracked | None]],
         receiver: ReceiverConfig,
         channel: Channel,
         limits: Sequence[RateLimit],
     ) -> None:
-        """Merge the target's whole backlog into digest messages and send as many as the budget allows."""
-        first = batch[0][0]
-        now = self._clock()
-        if self._budget.available(limits, now) < 1:
-            await self._defer([d for d, _ in batch], self._budget.next_free(limits, now))
-            return
+        """Finish the target's stored digest, if one is open (a crash or a full
+        budget interrupted it), then merge what waits into a new one — for as
+        long as the budget allows."""
+        anchor = batch[0][0]
+        target = target_of(anchor)
+        waiting = list(batch)
+        while True:
+            now = self._clock()
+            if self._budget.available(limits, now) < 1:
+                if waiting:
+                    await self._defer([d for d, _ in waiting], self._budget.next_free(limits, now))
+                return
+            stored = await self._store.open_digest(anchor.receiver, anchor.recipients)
+            if stored is None:
+                if not waiting:
+                    return
+                stored = await self._compose_digest(waiting, receiver, channel, now)
+                waiting = []
+                if stored is None:
+                    return
+            members = await self._store.claim_digest(stored.id, now, LEASE)
+            self._take_from_queue(target, {d.id for d in members})
+            waiting = [(d, t) for d, t in waiting if d.id not in {m.id for m in members}]
+            if not await self._send_parts(stored, members, anchor, receiver, channel, limits):
+                if waiting:
+                    # Released, not failed: they are claimed again and merged next time.
+                    await self._store.defer([d.id for d, _ in waiting], now)
+                return
+
+    async def _compose_digest(
+        self,
+        waiting: Sequence[tuple[Delivery, Tracked | None]],
+        receiver: ReceiverConfig,
+        channel: Channel,
+        now: datetime,
+    ) -> StoredDigest | None:
+        """Merge ``waiting`` and the rest of the target's backlog into a digest,
+        render it once and store it with its deliveries."""
+        anchor = waiting[0][0]
         more = await self._store.claim_backlog(
-            first.receiver, first.recipients, now, DIGEST_MAX_DELIVERIES - len(batch), LEASE
+            anchor.receiver, anchor.recipients, now, DIGEST_MAX_DELIVERIES - len(waiting), LEASE
         )
-        entries = sorted([*batch, *((d, None) for d in more)], key=lambda e: (e[0].accepted_at, e[0].id))
+        entries = sorted([*waiting, *((d, None) for d in more)], key=lambda e: (e[0].accepted_at, e[0].id))
         digest = _Digest()
         for delivery, known in entries:
             tracked = known if known is not None else await self._tracker.before_send(delivery, receiver)
@@ -343,49 +421,110 @@ class Dispatcher:
                 continue
             digest.add(delivery, tracked)
         if not digest.sections:
-            return
+            return None
         msgtype = receiver.rendered_msgtype
         try:
             parts = self._renderer.render_digest(
                 digest.sections,
-                language=self._config.language_of(first.receiver),
+                language=self._config.language_of(anchor.receiver),
                 msgtype=msgtype,
                 channel=channel.kind,
                 now=now,
-                mentions=content_mentions(first.recipients, channel.kind, msgtype),
+                mentions=content_mentions(anchor.recipients, channel.kind, msgtype),
             )
         except TemplateError as exc:
             for delivery in digest.deliveries():
                 await self._dead(delivery, str(exc))
-            return
-        self.digests += 1
-        for part in parts:
+            return None
+        records = [
+            DigestPartRecord(
+                msgtype=part.message.msgtype,
+                content=part.message.content,
+                limit=part.message.limit,
+                finished=tuple((ref, tuple(d.id for d in digest.members(ref))) for ref in part.refs_done),
+            )
+            for part in parts
+        ]
+        return await self._store.create_digest(anchor.receiver, anchor.recipients, records, now)
+
+    async def _send_parts(
+        self,
+        stored: StoredDigest,
+        members: Sequence[Delivery],
+        anchor: Delivery,
+        receiver: ReceiverConfig,
+        channel: Channel,
+        limits: Sequence[RateLimit],
+    ) -> bool:
+        """Send a stored digest's remaining parts, exactly as stored; True when all went out."""
+        by_id = {d.id: d for d in members}
+
+        def unsent(index: int) -> list[Delivery]:
+            return [
+                by_id[i]
+                for part in stored.parts[index:]
+                for _, ids in part.finished
+                for i in ids
+                if i in by_id
+            ]
+
+        for index in range(stored.parts_sent, len(stored.parts)):
+            part = stored.parts[index]
+            message = RenderedMessage(
+                msgtype=part.msgtype,
+                content=part.content,
+                limit=part.limit,
+                part=index + 1,
+                parts=len(stored.parts),
+            )
             at = self._clock()
-            if self._reserve(limits, at, part.message) is None:
-                await self._defer(digest.deliveries(), self._budget.next_free(limits, at))
-                return
+            if self._reserve(limits, at, message) is None:
+                await self._defer(unsent(index), self._budget.next_free(limits, at))
+                return False
             try:
-                await channel.send(part.message, first.recipients)
+                await channel.send(message, anchor.recipients)
             except DeliveryError as exc:
                 self._refund(limits, at, 1)
-                await self._failed(digest.deliveries(), exc)
-                return
+                self._count_message(channel, anchor.receiver, exc)
+                await self._failed(unsent(index), exc)
+                if not isinstance(exc, TransientDeliveryError):
+                    # Its deliveries are dead letters now: close the digest.
+                    await self._store.digest_progress(stored.id, len(stored.parts), [], self._clock())
+                return False
             sent_at = self._settle(limits, at, 1)
-            finished = digest.finish(part.refs_done)
-            done = [d for members in finished.values() for d in members]
+            self._count_message(channel, anchor.receiver, None)
+            self._metrics.digests.labels(anchor.receiver).inc()
+            finished = [i for _, ids in part.finished for i in ids]
+            await self._store.digest_progress(
+                stored.id, index + 1, finished, sent_at, budget_keys=_budget_keys(limits, 1), at=sent_at
+            )
             log.info(
-                "digest_sent receiver=%s part=%d/%d groups=%d deliveries=%s",
-                first.receiver,
-                part.message.part,
-                part.message.parts,
-                len(part.refs_done),
-                _ids(done),
+                "digest_sent receiver=%s digest=%d part=%d/%d groups=%d deliveries=%s",
+                anchor.receiver,
+                stored.id,
+                index + 1,
+                len(stored.parts),
+                len(part.finished),
+                ",".join(map(str, finished)),
             )
-            await self._store.mark_sent(
-                [d.id for d in done], sent_at, budget_keys=_budget_keys(limits, 1), at=sent_at
-            )
-            for ref, members in finished.items():
-                await self._tracker.after_send(members[-1], receiver, digest.tracked(ref), [])
+            for ref, ids in part.finished:
+                for delivery_id in ids:
+                    if delivery_id in by_id:
+                        self._metrics.delivery_latency.labels(channel.kind).observe(
+                            _seconds(sent_at - by_id[delivery_id].accepted_at)
+                        )
+                # Who received the reference, for `ack` without a number.
+                await self._tracker.after_send(
+                    anchor, receiver, Tracked(ref=ref, ack=None, suppressed=False, handled_by_cards=False), []
+                )
+        return True
+
+    def _take_from_queue(self, target: Target, ids: set[int]) -> None:
+        """A digest being resumed now owns these deliveries: drop their queued, stale copies."""
+        queued = self._queues.get(target)
+        if queued:
+            self._queues[target] = [d for d in queued if d.id not in ids]
+            self._held.difference_update(d.id for d in queued if d.id in ids)
 
     def _reserve(self, limits: Sequence[RateLimit], at: datetime, message: RenderedMessage) -> int | None:
         """Budget slots for ``message`` (and its images, which WeCom counts
@@ -411,8 +550,17 @@ class Dispatcher:
             self._budget.settle(limits, at, sent_at)
         return sent_at
 
+    def _count_message(self, channel: Channel, receiver: str, error: DeliveryError | None) -> None:
+        if error is None:
+            outcome = "sent"
+        elif isinstance(error, TransientDeliveryError):
+            outcome = "failed_transient"
+        else:
+            outcome = "failed_permanent"
+        self._metrics.messages.labels(channel.kind, receiver, outcome).inc()
+
     async def _defer(self, deliveries: Sequence[Delivery], until: datetime) -> None:
-        self.deferrals += len(deliveries)
+        self._metrics.deferrals.labels(deliveries[0].receiver).inc(len(deliveries))
         log.info(
             "delivery_deferred receiver=%s deliveries=%s until=%s why=rate_limit",
             deliveries[0].receiver,
@@ -492,6 +640,7 @@ class Dispatcher:
     async def _dead(self, delivery: Delivery, reason: str) -> None:
         log.error("delivery_dead delivery=%d receiver=%s reason=%s", delivery.id, delivery.receiver, reason)
         await self._store.mark_dead(delivery.id, reason, self._clock())
+        self._metrics.dead_letters.labels(delivery.receiver).inc()
 
 
 class _Digest:
@@ -526,15 +675,14 @@ class _Digest:
         ]
 
     def deliveries(self) -> list[Delivery]:
-        """Those not finished yet."""
         return [d for members in self._members.values() for d in members]
 
-    def finish(self, refs: Sequence[int]) -> dict[int, list[Delivery]]:
-        """Take the deliveries of ``refs`` (a part carrying their last alert was sent), oldest first."""
-        return {ref: self._members.pop(ref) for ref in refs if ref in self._members}
+    def members(self, ref: int) -> list[Delivery]:
+        return self._members[ref]
 
-    def tracked(self, ref: int) -> Tracked:
-        return self._tracked[ref]
+
+def _seconds(delta: timedelta) -> float:
+    return max(0.0, delta.total_seconds())
 
 
 def _ids(deliveries: Sequence[Delivery]) -> str:

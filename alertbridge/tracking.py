@@ -60,7 +60,11 @@ class GroupTracker:
 
     async def before_send(self, delivery: Delivery, receiver: ReceiverConfig) -> Tracked:
         update = await self._state.record_notification(
-            delivery.receiver, delivery.group, delivery.recipients, delivery.accepted_at, delivery_id=delivery.id
+            delivery.receiver,
+            delivery.group,
+            delivery.recipients,
+            delivery.accepted_at,
+            delivery_id=delivery.id,
         )
         ref = update.ref
         handled = False

@@ -24,6 +24,7 @@ from alertbridge.config import Config, parse_config
 from alertbridge.dispatcher import LEASE, Dispatcher, target_of
 from alertbridge.errors import ConfigError
 from alertbridge.message import Recipients
+from alertbridge.metrics import Metrics
 from alertbridge.model import Alert, AlertGroup, Status
 from alertbridge.render import Renderer
 from alertbridge.stores import DeliveryStatus, NewDelivery
@@ -96,6 +97,7 @@ class Rig:
         self.outbox = SqliteOutboxStore(config.store.sqlite_path)
         self.state = SqliteStateStore(config.store.sqlite_path)
         self.client = WeComClient(http, config.wecom.api_base, clock=clock)
+        self.metrics = Metrics()
         self.dispatcher = self.new_dispatcher()
 
     def now(self) -> datetime:
@@ -114,6 +116,7 @@ class Rig:
             renderer=Renderer(timezone=self.config.server.tz),
             tracker=tracker,
             budget=SendBudget(),
+            metrics=self.metrics,
             clock=self.now,
             rand=lambda: 1.0,
         )
@@ -146,6 +149,12 @@ class Rig:
 
     def markers_seen_by(self, user: str) -> set[str]:
         return {marker for text in self.texts_to(user) for marker in MARKER.findall(text)}
+
+    def count(self, metric: str, receiver: str = "oncall") -> float:
+        return self.metrics.registry.get_sample_value(metric, {"receiver": receiver}) or 0.0
+
+    def deferrals(self) -> float:
+        return self.count("alertbridge_rate_limit_deferrals_total")
 
     async def statuses(self) -> dict[DeliveryStatus, int]:
         return {status: await self.outbox.count(status) for status in DeliveryStatus}
@@ -191,7 +200,7 @@ async def test_under_budget_every_notification_goes_out_as_rendered(rig: Rig) ->
     texts = rig.texts_to("zhangsan")
     assert len(texts) == 5
     assert not any("告警汇总" in text for text in texts)
-    assert rig.dispatcher.digests == 0 and rig.dispatcher.deferrals == 0
+    assert rig.count("alertbridge_digests_sent_total") == 0 and rig.deferrals() == 0
     assert rig.fake.dropped() == []
 
 
@@ -209,6 +218,15 @@ async def test_a_storm_is_merged_into_digests_and_nothing_is_dropped(rig: Rig) -
         f"storm-{n * 10 + i:04d}" for n in range(120) for i in range(2)
     }
     assert "#1 Storm0000" in texts[0] and any("#120 Storm0119" in text for text in texts)
+    assert rig.count("alertbridge_digests_sent_total") == len(texts)
+    sent = rig.metrics.registry.get_sample_value(
+        "alertbridge_messages_sent_total", {"channel": "app", "receiver": "oncall", "outcome": "sent"}
+    )
+    assert sent == len(texts)
+    latency = rig.metrics.registry.get_sample_value(
+        "alertbridge_delivery_latency_seconds_count", {"channel": "app"}
+    )
+    assert latency == 120
     assert await rig.statuses() == {
         DeliveryStatus.PENDING: 0,
         DeliveryStatus.SENT: 120,
@@ -225,7 +243,7 @@ async def test_when_no_message_fits_the_backlog_waits_for_the_first_free_slot(ri
     late = [await rig.enqueue("oncall", storm_group(100 + n)) for n in range(3)]
     await rig.drain()
     assert len(rig.texts_to("zhangsan")) == 30  # held back, not sent into WeCom's silent drop
-    assert rig.dispatcher.deferrals == 3
+    assert rig.deferrals() == 3
     (waiting,) = {d.next_attempt_at for d in await rig.outbox.list(DeliveryStatus.PENDING) if d.id in late}
     # The first send was at t=0 (answered at t=0): its slot frees a minute later.
     assert waiting == datetime(2026, 11, 29, 12, 1, tzinfo=UTC)
@@ -297,7 +315,7 @@ async def test_a_failed_digest_part_resends_only_what_was_not_delivered(rig: Rig
     rig.fake.add_fault(MESSAGE_SEND, Fault(errcode=-1))
     await rig.drain()
     (first,) = rig.texts_to("zhangsan")
-    assert "(1/" in first
+    assert "告警汇总" in first
     statuses = await rig.statuses()
     # The groups whose every alert part 1 carried are done; the rest wait for the retry.
     finished = statuses[DeliveryStatus.SENT]
@@ -335,7 +353,7 @@ async def test_lower_limits_start_digests_sooner(
             await rig.outbox.close()
     texts = rig.texts_to("zhangsan")
     assert len(texts) == 3  # three single notifications, then everything waits for a slot
-    assert rig.dispatcher.deferrals >= 3
+    assert rig.deferrals() >= 3
 
 
 @pytest.mark.parametrize(
@@ -355,3 +373,44 @@ def test_limits_can_only_be_lowered(section: str, key: str, value: int) -> None:
         parse_config({"wecom": {"apps": {"ops": app}}, "receivers": {"room": robot}}, {}, "alertbridge.toml")
     where = "wecom.apps.ops" if section == "app" else "receivers.room"
     assert f"alertbridge.toml: {where}.{key}:" in str(caught.value)
+
+
+async def test_a_digest_cut_short_by_the_budget_resumes_unchanged_after_a_restart(
+    tmp_path: Path, fake: FakeWeCom, clock: ManualClock, server: tuple[SwappableApp, str]
+) -> None:
+    async with httpx.AsyncClient(timeout=5) as http:
+        rig = Rig(make_config(server[1], tmp_path / "c.db", rate_limit_per_minute=2), fake, clock, http)
+        await rig.outbox.open()
+        await rig.state.open()
+        try:
+            for number in range(100):
+                await rig.enqueue("oncall", storm_group(number, alerts=3))
+            await rig.drain()
+            first_two = rig.texts_to("zhangsan")
+            assert len(first_two) == 2
+            stored = await rig.outbox.open_digest("oncall", Recipients(to_user=("zhangsan",)))
+            assert stored is not None and stored.parts_sent == 2 and len(stored.parts) > 4
+            assert [p.content for p in stored.parts[:2]] == first_two
+            # Newcomers arrive while the digest waits; then the process restarts.
+            for number in range(100, 105):
+                await rig.enqueue("oncall", storm_group(number))
+            rig.dispatcher = rig.new_dispatcher()
+            await rig.dispatcher.restore_budget()
+            for _ in range(12):
+                rig.clock.advance(61)
+                await rig.drain()
+        finally:
+            await rig.state.close()
+            await rig.outbox.close()
+    texts = rig.texts_to("zhangsan")
+    # The stored parts went out exactly as rendered before the restart, then the newcomers.
+    assert texts[: len(stored.parts)] == [p.content for p in stored.parts]
+    newcomers = {f"storm-{n * 10:04d}" for n in range(100, 105)}
+    assert not newcomers & {m for t in texts[: len(stored.parts)] for m in MARKER.findall(t)}
+    shown: dict[str, int] = defaultdict(int)
+    for text in texts:
+        for marker in set(MARKER.findall(text)):
+            shown[marker] += 1
+    assert set(shown) == {f"storm-{n * 10 + i:04d}" for n in range(100) for i in range(3)} | newcomers
+    assert max(shown.values()) == 1
+    assert fake.dropped() == []

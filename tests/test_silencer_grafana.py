@@ -22,6 +22,7 @@ import pytest
 from alertbridge.config import Config, SilencerConfig
 from alertbridge.errors import ConfigError
 from alertbridge.silencers import Matcher, SilenceNotFoundError, SilenceRequest, SilencerError
+from alertbridge.silencers.counted import CountedSilencer
 from alertbridge.silencers.grafana import GrafanaSilencer
 from alertbridge.silencers.registry import build_silencers
 from alertbridge.testing.grafana_standin import PREFIX, GrafanaStandin
@@ -390,7 +391,8 @@ async def test_build_silencers_builds_both_kinds(http: httpx.AsyncClient) -> Non
     )
     silencers = build_silencers(config, http)
     assert {name: s.kind for name, s in silencers.items()} == {"am": "alertmanager", "grafana": "grafana"}
-    assert isinstance(silencers["grafana"], GrafanaSilencer)
+    assert isinstance(silencers["grafana"], CountedSilencer)
+    assert isinstance(silencers["grafana"].inner, GrafanaSilencer)
     assert silencers["grafana"].silence_url("x") == (
         "https://grafana.example.com/alerting/silence/x/edit?alertmanager=grafana"
     )

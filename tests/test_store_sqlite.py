@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.model import Alert, AlertGroup, Status
-from alertbridge.stores import DeliveryStatus, NewDelivery
+from alertbridge.stores import DeliveryStatus, DigestPartRecord, NewDelivery
 from alertbridge.stores.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteOutboxStore
 from alertbridge.stores.sqlite_db import from_us as _from_us
 from alertbridge.stores.sqlite_db import to_us as _to_us
@@ -612,3 +612,40 @@ async def test_a_version_2_database_is_migrated_with_its_rows(db_path: Path) -> 
     async with opened(SqliteOutboxStore(db_path)) as store:
         assert await store.count_backlog("ops", make_delivery().recipients, T0) == 1
         assert await store.recent_sends(T0 - timedelta(days=1)) == []
+
+
+async def test_a_stored_digest_resumes_where_it_stopped(store: SqliteOutboxStore) -> None:
+    ids = [await store.enqueue(make_delivery()) for _ in range(3)]
+    recipients = make_delivery().recipients
+    parts = [
+        DigestPartRecord("markdown", "part one", 2048, ((7, (ids[0], ids[1])),)),
+        DigestPartRecord("markdown", "part two", 2048, ((8, (ids[2],)),)),
+    ]
+    digest = await store.create_digest("ops", recipients, parts, T0)
+    # Its deliveries are no longer backlog for another digest.
+    assert await store.count_backlog("ops", recipients, T0) == 0
+    assert await store.open_digest("ops", recipients) == digest
+    assert await store.open_digest("dba", recipients) is None
+    members = await store.claim_digest(digest.id, T0, timedelta(minutes=1))
+    assert [d.id for d in members] == ids and all(d.digest_id == digest.id for d in members)
+    await store.digest_progress(digest.id, 1, [ids[0], ids[1]], T0, budget_keys=["k"], at=T0)
+    resumed = await store.open_digest("ops", recipients)
+    assert resumed is not None and resumed.parts_sent == 1 and resumed.parts == tuple(parts)
+    assert [d.id for d in await store.claim_digest(digest.id, T0, timedelta(minutes=1))] == [ids[2]]
+    await store.digest_progress(digest.id, 2, [ids[2]], T0)
+    assert await store.open_digest("ops", recipients) is None
+    assert await store.count(DeliveryStatus.SENT) == 3
+    assert await store.recent_sends(T0 - timedelta(seconds=1)) == [("k", T0)]
+
+
+async def test_a_value_that_cannot_be_stored_fails_only_its_own_caller(store: SqliteOutboxStore) -> None:
+    bad = make_delivery(group=make_group(note="lone \ud800 surrogate"), request_id="bad")
+    results = await asyncio.gather(
+        store.enqueue(make_delivery(request_id="a")),
+        store.enqueue(bad),
+        store.enqueue(make_delivery(request_id="b")),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], StoreError) and "cannot be stored" in str(results[1])
+    assert isinstance(results[0], int) and isinstance(results[2], int)
+    assert sorted(d.request_id for d in await store.list()) == ["a", "b"]

@@ -18,6 +18,7 @@ from alertbridge.commands.parser import help_text
 from alertbridge.config import AppReceiver, Config, ReceiverConfig
 from alertbridge.duration import format_duration
 from alertbridge.errors import StoreError
+from alertbridge.metrics import Metrics
 from alertbridge.silencers import Silencer, SilenceRequest, SilencerError, matchers_for
 from alertbridge.sources.grafana import LEGACY_GROUP_PREFIX
 from alertbridge.stores.state import AlertRef, AuditEntry, SilenceRecord, StateStore
@@ -44,9 +45,11 @@ class CommandExecutor:
         config: Config,
         state: StateStore,
         silencers: Mapping[str, Silencer],
+        metrics: Metrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._config = config
+        self._metrics = metrics if metrics is not None else Metrics()
         self._state = state
         self._silencers = silencers
         self._clock = clock
@@ -76,6 +79,7 @@ class CommandExecutor:
         result = "ok" if outcome.ok else "failed"
         if outcome.reply.startswith(("无权", "Not allowed")):
             result = "refused"
+        self._metrics.commands.labels(type(command).__name__.lower(), result).inc()
         log.info(
             "command_executed user=%s action=%s ref=%s result=%s silence_id=%s",
             user,

@@ -4,8 +4,11 @@ A digest lists several alert groups, one line per alert, when a recipient's
 backlog is larger than WeCom lets us send (see ``alertbridge.budget``). Its
 templates are ``digest.{language}.{msgtype}.j2``, overridable like the others.
 Each part gets ``sections`` — the groups it shows, each with the alerts of
-that group that landed in this part — plus ``totals`` over the whole digest,
-so every part can say how much it summarises.
+that group that landed in this part — and ``totals`` of what *this part*
+shows. Nothing in a part depends on the parts after it (no "1/5", no grand
+totals): after a crash the backlog is merged again, possibly with newer
+notifications appended, and the parts WeCom already has come out
+byte-identical, so its duplicate check hides them.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alertbridge.message import RenderedMessage
-from alertbridge.model import Ack, Alert, AlertGroup
+from alertbridge.model import Ack, Alert, AlertGroup, Status
 
 DIGEST_TEMPLATE = "digest"
 
@@ -55,9 +58,9 @@ def digest_context(
             for index, alerts in shown.items()
         ],
         "totals": {
-            "groups": len(sections),
-            "firing": sum(len(s.group.firing) for s in sections),
-            "resolved": sum(len(s.group.resolved) for s in sections),
+            "groups": len(shown),
+            "firing": sum(1 for _, alert in chunk if alert.status is Status.FIRING),
+            "resolved": sum(1 for _, alert in chunk if alert.status is Status.RESOLVED),
         },
         "part": part,
         "parts": parts,

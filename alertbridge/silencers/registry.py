@@ -6,14 +6,18 @@ import httpx
 
 from alertbridge.config import Config, SilencerConfig
 from alertbridge.errors import ConfigError
+from alertbridge.metrics import Metrics
 from alertbridge.silencers import Silencer
 from alertbridge.silencers.alertmanager import AlertmanagerSilencer
+from alertbridge.silencers.counted import CountedSilencer
 from alertbridge.silencers.grafana import GrafanaSilencer
 
 
-def build_silencers(config: Config, http: httpx.AsyncClient) -> dict[str, Silencer]:
+def build_silencers(
+    config: Config, http: httpx.AsyncClient, metrics: Metrics | None = None
+) -> dict[str, Silencer]:
     """One silencer per ``[silencers.NAME]``, sharing the caller's HTTP client
-    (whose lifetime the composition root owns).
+    (whose lifetime the composition root owns), counting into ``metrics``.
 
     Raises:
         ConfigError: a silencer's credentials do not fit its kind: an
@@ -27,7 +31,11 @@ def build_silencers(config: Config, http: httpx.AsyncClient) -> dict[str, Silenc
         problems.extend((f"silencers.{name}{key}", problem) for key, problem in _problems(silencer))
     if problems:
         raise ConfigError("config", problems)
-    return {name: _build(name, silencer, http) for name, silencer in config.silencers.items()}
+    counted = metrics if metrics is not None else Metrics()
+    return {
+        name: CountedSilencer(_build(name, silencer, http), counted)
+        for name, silencer in config.silencers.items()
+    }
 
 
 def _problems(config: SilencerConfig) -> list[tuple[str, str]]:

@@ -9,10 +9,11 @@ endpoint in their error.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -103,11 +104,31 @@ def load_object(source: str, body: bytes) -> dict[str, Any]:
     """
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    # ValueError covers JSONDecodeError, UnicodeDecodeError and an integer
+    # longer than Python converts (4300 digits): all a client's mistake.
+    except (ValueError, RecursionError) as exc:
         raise PayloadError(source, f"body is not valid JSON ({short(exc)})") from None
     if not isinstance(data, dict):
         raise PayloadError(source, "body must be a JSON object")
+    if _SURROGATE_ESCAPE.search(body):
+        # A lone \ud800 escape decodes to a string no UTF-8 store or
+        # WeCom accepts; replace it as Go's encoder (Alertmanager's) would.
+        return cast(dict[str, Any], _without_lone_surrogates(data))
     return data
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
+    return value
 
 
 def grafana_flavour(data: Mapping[str, Any]) -> GrafanaFlavour | None:

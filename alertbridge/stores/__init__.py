@@ -57,6 +57,31 @@ class Delivery:
     next_attempt_at: datetime
     last_error: str | None
     finished_at: datetime | None
+    digest_id: int | None = None  # set while a stored digest is sending it
+
+
+@dataclass(frozen=True, slots=True)
+class DigestPartRecord:
+    """One rendered digest message, kept so a crash re-sends it byte for byte.
+
+    ``finished`` maps each reference whose last alert this part carries to
+    the deliveries that are done once it is sent.
+    """
+
+    msgtype: str
+    content: str
+    limit: int
+    finished: tuple[tuple[int, tuple[int, ...]], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDigest:
+    """A digest being sent: its parts, rendered once, and how many went out."""
+
+    id: int
+    receiver: str
+    parts: tuple[DigestPartRecord, ...]
+    parts_sent: int
 
 
 class OutboxStore(Protocol):
@@ -90,7 +115,7 @@ class OutboxStore(Protocol):
         """When the earliest unleased pending delivery becomes due."""
 
     async def count_backlog(self, receiver: str, recipients: Recipients, now: datetime) -> int:
-        """Unleased pending deliveries of ``receiver`` to exactly ``recipients``."""
+        """Unleased pending deliveries of ``receiver`` to exactly ``recipients``, not in a digest."""
 
     async def claim_backlog(
         self, receiver: str, recipients: Recipients, now: datetime, limit: int, lease: timedelta
@@ -121,6 +146,29 @@ class OutboxStore(Protocol):
     async def defer(self, delivery_ids: Sequence[int], until: datetime) -> None:
         """Release deliveries until ``until`` without counting an attempt (rate limits)."""
 
+    async def create_digest(
+        self, receiver: str, recipients: Recipients, parts: Sequence[DigestPartRecord], now: datetime
+    ) -> StoredDigest:
+        """Store a digest and tie its deliveries (every id in ``finished``) to it, in one transaction."""
+
+    async def open_digest(self, receiver: str, recipients: Recipients) -> StoredDigest | None:
+        """The oldest digest to this target with parts still to send."""
+
+    async def claim_digest(self, digest_id: int, now: datetime, lease: timedelta) -> list[Delivery]:
+        """Lease every pending delivery of a stored digest (the caller is resuming it)."""
+
+    async def digest_progress(
+        self,
+        digest_id: int,
+        parts_sent: int,
+        finished: Sequence[int],
+        now: datetime,
+        *,
+        budget_keys: Sequence[str] = (),
+        at: datetime | None = None,
+    ) -> None:
+        """Record a sent digest part: its count, its finished deliveries, its budget send."""
+
     async def recent_sends(self, since: datetime) -> list[tuple[str, datetime]]:
         """Budget sends after ``since``, oldest first; the dispatcher reloads them at start-up."""
 
@@ -138,6 +186,12 @@ class OutboxStore(Protocol):
         """Make a dead (or pending) delivery due now with zero attempts; False if unknown."""
 
     async def count(self, status: DeliveryStatus) -> int: ...
+
+    async def oldest_pending(self) -> datetime | None:
+        """When the oldest pending delivery was accepted (for /metrics)."""
+
+    async def probe(self, now: datetime) -> None:
+        """Commit a tiny write; raises ``StoreError`` if the store cannot take writes (for /readyz)."""
 
     async def delete_finished(self, older_than: datetime) -> int:
         """Prune sent deliveries finished before ``older_than``; dead letters stay."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,7 +42,7 @@ import aiosqlite
 from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.model import AlertGroup
-from alertbridge.stores import Delivery, DeliveryStatus, NewDelivery
+from alertbridge.stores import Delivery, DeliveryStatus, DigestPartRecord, NewDelivery, StoredDigest
 from alertbridge.stores.sqlite_db import (
     DECODE_ERRORS,
     SqliteConnection,
@@ -109,10 +110,35 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """,
         "CREATE INDEX sends_at ON sends (sent_at)",
     ),
+    (
+        # /readyz writes one row here to prove the store takes writes.
+        "CREATE TABLE probe (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL)",
+    ),
+    (
+        # Digests are rendered once and kept until every part is sent, so a
+        # crash between WeCom's answer and our bookkeeping re-sends the very
+        # same bytes (which WeCom's duplicate check then hides).
+        """
+        CREATE TABLE digests (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            receiver   TEXT    NOT NULL,
+            recipients TEXT    NOT NULL,  -- JSON, as deliveries.recipients
+            parts      TEXT    NOT NULL,  -- JSON list of DigestPartRecord
+            part_count INTEGER NOT NULL,
+            parts_sent INTEGER NOT NULL DEFAULT 0,
+            created_at INTEGER NOT NULL   -- µs since epoch, UTC
+        )
+        """,
+        "CREATE INDEX digests_open ON digests (receiver, recipients, parts_sent, part_count)",
+        "ALTER TABLE deliveries ADD COLUMN digest_id INTEGER",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
+
+# What binding one caller's values can raise before its statement runs.
+_UNSTORABLE: Final = (UnicodeEncodeError, OverflowError, sqlite3.InterfaceError)
 
 # Rows deleted per transaction when pruning, so a large backlog of sent rows
 # never holds the lock long enough to stall webhook commits.
@@ -120,7 +146,7 @@ _PRUNE_CHUNK: Final = 1000
 
 _COLUMNS: Final = (
     "id, receiver, channel, recipients, alert_group, request_id, accepted_at, status,"
-    " attempts, parts_sent, next_attempt_at, last_error, finished_at"
+    " attempts, parts_sent, next_attempt_at, last_error, finished_at, digest_id"
 )
 
 _INSERT: Final = (
@@ -156,9 +182,28 @@ def _to_delivery(row: Sequence[Any]) -> Delivery:
             next_attempt_at=from_us(row[10]),
             last_error=row[11],
             finished_at=from_us(row[12]) if row[12] is not None else None,
+            digest_id=row[13],
         )
     except DECODE_ERRORS as exc:
         raise Undecodable(f"delivery {row[0]}", exc) from exc
+
+
+def _part_to_json(part: DigestPartRecord) -> dict[str, Any]:
+    return {
+        "msgtype": part.msgtype,
+        "content": part.content,
+        "limit": part.limit,
+        "finished": [[ref, list(ids)] for ref, ids in part.finished],
+    }
+
+
+def _part_from_json(data: dict[str, Any]) -> DigestPartRecord:
+    return DigestPartRecord(
+        msgtype=str(data["msgtype"]),
+        content=str(data["content"]),
+        limit=int(data["limit"]),
+        finished=tuple((int(ref), tuple(int(i) for i in ids)) for ref, ids in data["finished"]),
+    )
 
 
 async def _decode_claimed(db: aiosqlite.Connection, rows: Iterable[Any], now_us: int) -> list[Delivery]:
@@ -344,12 +389,21 @@ class SqliteOutboxStore:
         try:
             async with self._connection.session("enqueue", write=True) as db:
                 for item in live:
-                    existing = await self._duplicate_of(db, item.params)
+                    try:
+                        existing = await self._duplicate_of(db, item.params)
+                        row = None if existing is not None else await db.execute_insert(_INSERT, item.params)
+                    except _UNSTORABLE as exc:
+                        # This caller's value cannot be bound (the statement
+                        # never ran): fail it alone, not its whole batch.
+                        item.future.set_exception(
+                            StoreError(f"enqueue: value cannot be stored: {reason(exc)}")
+                        )
+                        ids.append(-1)
+                        continue
                     if existing is not None:
                         self.duplicates += 1
                         ids.append(existing)
                         continue
-                    row = await db.execute_insert(_INSERT, item.params)
                     if row is None:  # pragma: no cover - last_insert_rowid() always answers
                         raise StoreError("enqueue: no row id returned")
                     ids.append(int(row[0]))
@@ -436,7 +490,7 @@ class SqliteOutboxStore:
         row = await self._connection.fetchone(
             "count_backlog",
             "SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND receiver = ? AND recipients = ?"
-            " AND (lease_until IS NULL OR lease_until <= ?)",
+            " AND digest_id IS NULL AND (lease_until IS NULL OR lease_until <= ?)",
             (receiver, dumps(recipients.to_dict()), to_us(now)),
         )
         return int(row[0]) if row is not None else 0
@@ -454,7 +508,7 @@ class SqliteOutboxStore:
                 UPDATE deliveries SET lease_until = ?
                 WHERE id IN (
                     SELECT id FROM deliveries
-                    WHERE status = 'pending' AND receiver = ? AND recipients = ?
+                    WHERE status = 'pending' AND receiver = ? AND recipients = ? AND digest_id IS NULL
                       AND (lease_until IS NULL OR lease_until <= ?)
                     ORDER BY accepted_at, id
                     LIMIT ?
@@ -507,6 +561,78 @@ class SqliteOutboxStore:
                 " WHERE id = ? AND status = 'pending'",
                 [(to_us(until), delivery_id) for delivery_id in delivery_ids],
             )
+
+    async def create_digest(
+        self, receiver: str, recipients: Recipients, parts: Sequence[DigestPartRecord], now: datetime
+    ) -> StoredDigest:
+        """Store a digest and tie its deliveries to it, in one transaction."""
+        encoded = dumps([_part_to_json(part) for part in parts])
+        members = [i for part in parts for _, ids in part.finished for i in ids]
+        async with self._connection.session("create_digest", write=True) as db:
+            row = await db.execute_insert(
+                "INSERT INTO digests (receiver, recipients, parts, part_count, created_at) VALUES (?, ?, ?, ?, ?)",
+                (receiver, dumps(recipients.to_dict()), encoded, len(parts), to_us(now)),
+            )
+            if row is None:  # pragma: no cover - last_insert_rowid() always answers
+                raise StoreError("create_digest: no row id returned")
+            digest_id = int(row[0])
+            await db.executemany(
+                "UPDATE deliveries SET digest_id = ? WHERE id = ?", [(digest_id, i) for i in members]
+            )
+        return StoredDigest(id=digest_id, receiver=receiver, parts=tuple(parts), parts_sent=0)
+
+    async def open_digest(self, receiver: str, recipients: Recipients) -> StoredDigest | None:
+        """The oldest digest to this target with parts still to send."""
+        row = await self._connection.fetchone(
+            "open_digest",
+            "SELECT id, receiver, parts, parts_sent FROM digests"
+            " WHERE receiver = ? AND recipients = ? AND parts_sent < part_count ORDER BY id LIMIT 1",
+            (receiver, dumps(recipients.to_dict())),
+        )
+        if row is None:
+            return None
+        try:
+            parts = tuple(_part_from_json(part) for part in json.loads(row[2]))
+        except DECODE_ERRORS as exc:
+            raise StoreError(f"digest {row[0]} cannot be read: {exc}") from exc
+        return StoredDigest(id=int(row[0]), receiver=str(row[1]), parts=parts, parts_sent=int(row[3]))
+
+    async def claim_digest(self, digest_id: int, now: datetime, lease: timedelta) -> list[Delivery]:
+        """Lease every pending delivery of a stored digest, oldest first.
+
+        Leased or not: with one serving process, a lease on a digest's
+        delivery is this process's, and resuming the digest is what it was for.
+        """
+        now_us = to_us(now)
+        async with self._connection.session("claim_digest", write=True) as db:
+            rows = await db.execute_fetchall(
+                f"UPDATE deliveries SET lease_until = ? WHERE digest_id = ? AND status = 'pending'"
+                f" RETURNING {_COLUMNS}",
+                (to_us(now + lease), digest_id),
+            )
+            claimed = await _decode_claimed(db, rows, now_us)
+        claimed.sort(key=lambda d: (d.accepted_at, d.id))
+        return claimed
+
+    async def digest_progress(
+        self,
+        digest_id: int,
+        parts_sent: int,
+        finished: Sequence[int],
+        now: datetime,
+        *,
+        budget_keys: Sequence[str] = (),
+        at: datetime | None = None,
+    ) -> None:
+        """Record a sent (or given-up) digest part, its finished deliveries and its budget send at once."""
+        async with self._connection.session("digest_progress", write=True) as db:
+            await db.execute("UPDATE digests SET parts_sent = ? WHERE id = ?", (parts_sent, digest_id))
+            await db.executemany(
+                "UPDATE deliveries SET status = 'sent', finished_at = ?, lease_until = NULL"
+                " WHERE id = ? AND status = 'pending'",
+                [(to_us(now), delivery_id) for delivery_id in finished],
+            )
+            await self._insert_sends(db, budget_keys, at)
 
     async def recent_sends(self, since: datetime) -> list[tuple[str, datetime]]:
         """Sends counted against rate limits after ``since``, oldest first."""
@@ -582,6 +708,19 @@ class SqliteOutboxStore:
         )
         return changed > 0
 
+    async def probe(self, now: datetime) -> None:
+        """Commit a one-row write: raises ``StoreError`` when the store cannot take writes."""
+        await self._connection.execute(
+            "probe", "INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (to_us(now),)
+        )
+
+    async def oldest_pending(self) -> datetime | None:
+        """When the oldest pending delivery was accepted; None when nothing is pending."""
+        row = await self._connection.fetchone(
+            "oldest_pending", "SELECT MIN(accepted_at) FROM deliveries WHERE status = 'pending'"
+        )
+        return from_us(row[0]) if row is not None and row[0] is not None else None
+
     async def count(self, status: DeliveryStatus) -> int:
         rows = await self._connection.fetchall(
             "count", "SELECT COUNT(*) FROM deliveries WHERE status = ?", (DeliveryStatus(status).value,)
@@ -596,6 +735,11 @@ class SqliteOutboxStore:
         behind the lock wait for one chunk at most.
         """
         cutoff = to_us(older_than)
+        await self._connection.execute(
+            "delete_finished",
+            "DELETE FROM digests WHERE parts_sent >= part_count AND created_at < ?",
+            (cutoff,),
+        )
         total = 0
         while True:
             deleted = await self._connection.execute(

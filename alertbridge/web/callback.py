@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from alertbridge.commands.executor import CommandExecutor, Outcome
 from alertbridge.commands.parser import parse_button_key, parse_command
 from alertbridge.config import Config, WeComAppConfig
 from alertbridge.errors import DeliveryError, StoreError
+from alertbridge.metrics import Metrics
 from alertbridge.stores.state import StateStore
 from alertbridge.web.body import BodyTooLarge, read_body
 from alertbridge.wecom.callback_errors import CallbackError
@@ -50,6 +52,7 @@ class WeComCallback:
         state: StateStore,
         executor: CommandExecutor,
         client: WeComClient,
+        metrics: Metrics | None = None,
         epoch: Callable[[], float] = time.time,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -57,6 +60,7 @@ class WeComCallback:
         self._state = state
         self._executor = executor
         self._client = client
+        self._metrics = metrics if metrics is not None else Metrics()
         self._epoch = epoch
         self._clock = clock
         self._crypto: dict[str, CallbackCrypto] = {}
@@ -68,10 +72,16 @@ class WeComCallback:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def endpoint(self, request: Request) -> Response:
+        outcome, response = await self._answer(request)
+        self._metrics.callbacks.labels(outcome).inc()
+        return response
+
+    async def _answer(self, request: Request) -> tuple[str, Response]:
+        """The answer to one callback request, and its outcome for /metrics."""
         name = request.path_params["app"]
         crypto = self._crypto.get(name)
         if crypto is None:
-            return PlainTextResponse("no callback configured for this app\n", status_code=404)
+            return "unknown_app", PlainTextResponse("no callback configured for this app\n", status_code=404)
         app = self._config.wecom.apps[name]
         params = request.query_params
         signature, timestamp, nonce = (params.get(k, "") for k in ("msg_signature", "timestamp", "nonce"))
@@ -79,31 +89,31 @@ class WeComCallback:
             if request.method == "GET":
                 plain = crypto.verify_url(signature, timestamp, nonce, params.get("echostr", ""))
                 log.info("callback_url_verified app=%s", name)
-                return Response(plain, media_type="text/plain")
+                return "url_verified", Response(plain, media_type="text/plain")
             check_timestamp(timestamp, self._epoch(), app.callback_max_skew_seconds)
             body = await read_body(request, MAX_CALLBACK_BYTES)
             message = parse_inbound(crypto.open_message(signature, timestamp, nonce, body))
         except CallbackError as exc:
             log.warning("callback_rejected app=%s reason=%s", name, type(exc).__name__)
-            return PlainTextResponse("invalid callback\n", status_code=403)
+            return _snake(type(exc).__name__), PlainTextResponse("invalid callback\n", status_code=403)
         except BodyTooLarge:
-            return PlainTextResponse("body too large\n", status_code=413)
+            return "too_large", PlainTextResponse("body too large\n", status_code=413)
         except ClientDisconnect:
-            return PlainTextResponse("incomplete body\n", status_code=400)
+            return "incomplete", PlainTextResponse("incomplete body\n", status_code=400)
 
         try:
             first = await self._state.claim_callback(f"{name}:{dedup_key(message)}", self._clock(), DEDUP_TTL)
         except StoreError as exc:
             # Without dedup we could act twice; a 503 makes WeCom try again later.
             log.error("callback_dedup_failed app=%s error=%s", name, exc)
-            return PlainTextResponse("store unavailable\n", status_code=503)
+            return "store_unavailable", PlainTextResponse("store unavailable\n", status_code=503)
         if not first:
             log.info("callback_duplicate app=%s key=%s", name, dedup_key(message))
-            return Response(b"", media_type="text/plain")
+            return "duplicate", Response(b"", media_type="text/plain")
         task = asyncio.create_task(self._handle(name, app, message))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return Response(b"", media_type="text/plain")
+        return "ok", Response(b"", media_type="text/plain")
 
     async def drain(self) -> None:
         """Wait for running command tasks (at shutdown), so none is cut in half."""
@@ -201,6 +211,11 @@ class WeComCallback:
             await self._client.send_app_message(app_name, app, body)
         except DeliveryError as exc:
             log.error("callback_reply_failed app=%s user=%s error=%s", app_name, user, exc)
+
+
+def _snake(name: str) -> str:
+    """``SignatureMismatch`` → ``signature_mismatch``: a callback error class as a metrics label."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def _action(command: Command) -> str:

@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse
 from alertbridge.config import Config
 from alertbridge.errors import PayloadError, StoreError
 from alertbridge.mentions import recipients_for
+from alertbridge.metrics import Metrics
 from alertbridge.model import AlertGroup
 from alertbridge.sources import alertmanager, grafana
 from alertbridge.sources.grafana_signature import SignatureError, verify_signature
@@ -67,9 +68,11 @@ class WebhookIngest:
         store: OutboxStore,
         auth: WebhookAuthenticator,
         on_enqueued: Callable[[], None],
+        metrics: Metrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._config = config
+        self._metrics = metrics if metrics is not None else Metrics()
         self._store = store
         self._auth = auth
         self._on_enqueued = on_enqueued
@@ -82,22 +85,32 @@ class WebhookIngest:
         return await self._ingest(request, _GRAFANA)
 
     async def _ingest(self, request: Request, source: _Source) -> JSONResponse:
-        request_id = uuid.uuid4().hex[:16]
         name = request.path_params["receiver"]
+        outcome, response = await self._accept(request, source, name)
+        # A name from the URL is a label only when configured: clients cannot grow the series.
+        receiver = name if name in self._config.receivers else ""
+        self._metrics.webhooks.labels(source.name, receiver, outcome).inc()
+        return response
+
+    async def _accept(self, request: Request, source: _Source, name: str) -> tuple[str, JSONResponse]:
+        """The answer to one webhook, and its outcome for /metrics."""
+        request_id = uuid.uuid4().hex[:16]
         if not self._auth.allows(request.headers.get("authorization")):
-            return error(401, "missing or invalid credentials (see [webhook_auth])")
+            return "unauthorized", error(401, "missing or invalid credentials (see [webhook_auth])")
         receiver = self._config.receivers.get(name)
         if receiver is None:
-            return error(404, f"no receiver named {name!r} is configured")
+            return "unknown_receiver", error(404, f"no receiver named {name!r} is configured")
         content_type = request.headers.get("content-type", "application/json")
         if content_type.split(";")[0].strip().lower() not in _JSON_TYPES:
-            return error(415, f"expected Content-Type: application/json, got {content_type[:60]!r}")
+            return "unsupported_media_type", error(
+                415, f"expected Content-Type: application/json, got {content_type[:60]!r}"
+            )
         try:
             body = await read_body(request, self._config.server.max_body_bytes)
         except BodyTooLarge as exc:
-            return error(413, f"body larger than server.max_body_bytes ({exc.limit} bytes)")
+            return "too_large", error(413, f"body larger than server.max_body_bytes ({exc.limit} bytes)")
         except ClientDisconnect:
-            return error(400, "client disconnected before the body was complete")
+            return "incomplete", error(400, "client disconnected before the body was complete")
         now = self._clock()
         secret = receiver.grafana_hmac_secret if source.signed else None
         if secret is not None:
@@ -107,17 +120,19 @@ class WebhookIngest:
                 log.warning(
                     "webhook_unauthenticated receiver=%s request_id=%s reason=%s", name, request_id, exc
                 )
-                return error(401, f"{exc} (see receivers.{name}.grafana_hmac_secret)")
+                return "bad_signature", error(401, f"{exc} (see receivers.{name}.grafana_hmac_secret)")
         try:
             group = source.parse(body, now)
         except PayloadError as exc:
             log.info("webhook_rejected receiver=%s request_id=%s reason=%s", name, request_id, exc.problem)
-            return error(400, str(exc))
+            return "bad_payload", error(400, str(exc))
 
         if not receiver.send_resolved:
             kept = group.firing
             if not kept:
-                return JSONResponse({"status": "dropped", "reason": "resolved and send_resolved = false"})
+                return "dropped", JSONResponse(
+                    {"status": "dropped", "reason": "resolved and send_resolved = false"}
+                )
             group = group.with_alerts(kept)
 
         delivery = NewDelivery(
@@ -133,7 +148,7 @@ class WebhookIngest:
             delivery_id = await self._store.enqueue(delivery)
         except StoreError as exc:
             log.error("webhook_not_stored receiver=%s request_id=%s error=%s", name, request_id, exc)
-            return error(503, "store unavailable; not accepted, please retry")
+            return "store_unavailable", error(503, "store unavailable; not accepted, please retry")
         self._on_enqueued()
         log.info(
             "webhook_accepted source=%s receiver=%s request_id=%s delivery=%d alerts=%d status=%s",
@@ -144,4 +159,7 @@ class WebhookIngest:
             len(group.alerts),
             group.status.value,
         )
-        return JSONResponse({"status": "accepted", "request_id": request_id, "delivery": delivery_id})
+        return "accepted", JSONResponse(
+            {"status": "accepted", "request_id": request_id, "delivery": delivery_id},
+            headers={"X-Request-Id": request_id},
+        )

@@ -29,7 +29,8 @@ from urllib.parse import quote, quote_plus
 import httpx
 
 from alertbridge.config import WeComAppConfig
-from alertbridge.wecom.errcodes import ErrCode, is_token_error
+from alertbridge.metrics import Metrics
+from alertbridge.wecom.errcodes import ErrCode, errcode_name, is_token_error
 from alertbridge.wecom.errors import WeComHTTPError, WeComTransportError, api_error
 from alertbridge.wecom.media import MediaCache
 from alertbridge.wecom.token import AccessTokenCache, Clock, IssuedToken
@@ -89,16 +90,24 @@ class _Answer:
 class WeComClient:
     """Sends app and robot messages; one per process, shared by all channels.
 
-    Counters (plain ints until metrics are wired in): ``partial_deliveries``
-    counts successful app sends that listed invalid/unlicensed recipients,
-    ``token_replays`` counts sends replayed after a token error.
+    Counters: ``partial_deliveries`` counts successful app sends that listed
+    invalid/unlicensed recipients, ``token_replays`` counts sends replayed
+    after a token error; errors and token refreshes go to ``metrics``.
 
     ``media_cache`` holds the media ids of uploaded images by content hash
     (on the client's clock), shared by every channel that uses this client.
     """
 
-    def __init__(self, http: httpx.AsyncClient, api_base: str, *, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        api_base: str,
+        *,
+        clock: Clock = time.monotonic,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._http = http
+        self._metrics = metrics if metrics is not None else Metrics()
         self._api_base = api_base.rstrip("/")
         self._clock = clock
         self._tokens: dict[tuple[str, str, int, str], AccessTokenCache] = {}
@@ -280,6 +289,7 @@ class WeComClient:
                 reason="bad_response",
             )
         logger.info("wecom_token_refreshed app=%s expires_in=%d", app_name, expires_in)
+        self._metrics.token_refreshes.labels(app.corp_id).inc()
         return IssuedToken(token, float(expires_in))
 
     async def _post(
@@ -314,6 +324,25 @@ class WeComClient:
         credentials, and raising inside the block (even ``from None``) would
         still attach it as ``__context__`` for any error reporter to find.
         """
+        try:
+            answer = await self._exchange(method, endpoint, params, content, secrets=secrets, files=files)
+        except (WeComTransportError, WeComHTTPError) as exc:
+            self._metrics.wecom_errors.labels(exc.reason).inc()
+            raise
+        if answer.errcode != ErrCode.OK:
+            self._metrics.wecom_errors.labels(errcode_name(answer.errcode)).inc()
+        return answer
+
+    async def _exchange(
+        self,
+        method: str,
+        endpoint: str,
+        params: Mapping[str, str],
+        content: bytes | None,
+        *,
+        secrets: Iterable[str],
+        files: Mapping[str, tuple[str, bytes, str]] | None = None,
+    ) -> _Answer:
         secrets = tuple(s for s in secrets if s)
         headers = {"Content-Type": "application/json; charset=utf-8"} if content is not None else None
         failure: WeComTransportError | None = None

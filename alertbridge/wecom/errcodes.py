@@ -175,3 +175,11 @@ def classify(errcode: int) -> Rule:
 
 def is_token_error(errcode: int) -> bool:
     return classify(errcode).action is Action.REFRESH_TOKEN
+
+
+def errcode_name(errcode: int) -> str:
+    """A metrics label for ``errcode``: its lower-case name, or ``other`` for codes we have no name for."""
+    try:
+        return ErrCode(errcode).name.lower()
+    except ValueError:
+        return "other"

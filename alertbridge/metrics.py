@@ -1,0 +1,132 @@
+"""Prometheus metrics: one registry per app, handed to the parts that count.
+
+No globals: ``Metrics()`` owns a fresh ``CollectorRegistry``, so tests and
+reloads never see each other's numbers. Labels are bounded by configuration
+(receiver, channel, app and silencer names) or by small fixed sets (outcomes,
+errcode names, command names); nothing a client sends and no secret is ever
+a label value — an unknown receiver in a URL is counted as ``receiver=""``.
+
+Gauges that describe the outbox are read from the store when scraped (see
+``OutboxGauges``), so they are right even after a restart.
+"""
+
+from __future__ import annotations
+
+import platform
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from alertbridge import __version__
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Accepted → sent: from tens of milliseconds (idle) to hours (WeCom down, retries).
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600)
+
+
+class Metrics:
+    """Every metric alertbridge exports, on its own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.build_info = Gauge(
+            "alertbridge_build_info", "Always 1; the running version.", ["version", "python"], registry=r
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+        self.webhooks = Counter(
+            "alertbridge_webhooks_received_total",
+            "Webhook requests by source, receiver and outcome (accepted, rejected_payload, unauthorized, ...).",
+            ["source", "receiver", "outcome"],
+            registry=r,
+        )
+        self.messages = Counter(
+            "alertbridge_messages_sent_total",
+            "Messages handed to WeCom (or the console) by channel, receiver and outcome (sent, retry, dead).",
+            ["channel", "receiver", "outcome"],
+            registry=r,
+        )
+        self.wecom_errors = Counter(
+            "alertbridge_wecom_api_errors_total",
+            "WeCom API errors by errcode name (or http_5xx, transport, ...).",
+            ["error"],
+            registry=r,
+        )
+        self.token_refreshes = Counter(
+            "alertbridge_wecom_token_refreshes_total",
+            "Access tokens fetched from WeCom.",
+            ["corp_id"],
+            registry=r,
+        )
+        self.delivery_latency = Histogram(
+            "alertbridge_delivery_latency_seconds",
+            "From accepting a notification to WeCom accepting its last message.",
+            ["channel"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.deferrals = Counter(
+            "alertbridge_rate_limit_deferrals_total",
+            "Deliveries held back because a recipient's WeCom rate budget was spent.",
+            ["receiver"],
+            registry=r,
+        )
+        self.digests = Counter(
+            "alertbridge_digests_sent_total",
+            "Digest messages sent (several notifications merged under a rate limit).",
+            ["receiver"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "alertbridge_deliveries_dead_total",
+            "Deliveries given up on, by receiver.",
+            ["receiver"],
+            registry=r,
+        )
+        self.callbacks = Counter(
+            "alertbridge_callback_requests_total",
+            "WeCom callback requests by outcome (ok, bad_signature, replayed, ...).",
+            ["outcome"],
+            registry=r,
+        )
+        self.commands = Counter(
+            "alertbridge_commands_total",
+            "Commands from WeCom by name and outcome.",
+            ["command", "outcome"],
+            registry=r,
+        )
+        self.silences_created = Counter(
+            "alertbridge_silences_created_total", "Silences created, by silencer.", ["silencer"], registry=r
+        )
+        self.silences_expired = Counter(
+            "alertbridge_silences_expired_total", "Silences expired, by silencer.", ["silencer"], registry=r
+        )
+        self.reloads = Counter(
+            "alertbridge_config_reloads_total", "Configuration reloads by outcome.", ["outcome"], registry=r
+        )
+        self.reload_ok = Gauge(
+            "alertbridge_config_last_reload_successful", "1 if the last reload succeeded.", registry=r
+        )
+        self.reload_ok.set(1)
+        self.outbox_pending = Gauge(
+            "alertbridge_outbox_pending", "Deliveries waiting to be sent.", registry=r
+        )
+        self.outbox_dead = Gauge(
+            "alertbridge_outbox_dead_letters", "Deliveries in the dead-letter state.", registry=r
+        )
+        self.outbox_oldest = Gauge(
+            "alertbridge_outbox_oldest_pending_age_seconds",
+            "Age of the oldest pending delivery; 0 when none.",
+            registry=r,
+        )
+
+    def observe_outbox(self, pending: int, dead: int, oldest: datetime | None, now: datetime) -> None:
+        """Set the outbox gauges from a store reading taken at scrape time."""
+        self.outbox_pending.set(pending)
+        self.outbox_dead.set(dead)
+        self.outbox_oldest.set(max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

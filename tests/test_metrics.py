@@ -1,0 +1,171 @@
+"""/metrics and /readyz on a real server: what operators scrape and probe."""
+
+from __future__ import annotations
+
+import io
+import platform
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from alertbridge import __version__
+from alertbridge.app import create_app
+from alertbridge.config import parse_config
+from alertbridge.errors import StoreError
+from alertbridge.testing.server import ServerThread
+from tests.test_ingest import FIRING, TOKEN, FailingStore, make_config, post
+
+
+class UnwritableStore(FailingStore):
+    """Also fails the readiness probe while ``failing``, as a read-only volume does."""
+
+    async def probe(self, now: datetime) -> None:
+        if self.failing:
+            raise StoreError("attempt to write a readonly database")
+        await super().probe(now)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, UnwritableStore]]:
+    config = make_config(tmp_path, console={"channel": "console"})
+    store = UnwritableStore(config.store.sqlite_path)
+    with ServerThread(create_app(config, out=io.StringIO(), store=store)) as running:
+        yield running.base_url, store
+
+
+def scrape(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = httpx.get(f"{base_url}/metrics", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_webhooks_are_counted_by_outcome_and_unknown_names_are_not_labels(server) -> None:  # type: ignore[no-untyped-def]
+    base_url, _ = server
+    assert post(base_url, "/alertmanager/console", FIRING).status_code == 200
+    assert post(base_url, "/alertmanager/console", b"{nope").status_code == 400
+    assert post(base_url, "/alertmanager/console", FIRING, Authorization="Bearer wrong").status_code == 401
+    for name in ("no-such-1", "no-such-2", "no-such-3"):
+        assert post(base_url, f"/alertmanager/{name}", FIRING).status_code == 404
+    samples = scrape(base_url)
+    webhooks = "alertbridge_webhooks_received_total"
+    assert value(samples, webhooks, source="alertmanager", receiver="console", outcome="accepted") == 1
+    assert value(samples, webhooks, source="alertmanager", receiver="console", outcome="bad_payload") == 1
+    assert value(samples, webhooks, source="alertmanager", receiver="console", outcome="unauthorized") == 1
+    assert value(samples, webhooks, source="alertmanager", receiver="", outcome="unknown_receiver") == 3
+    labels = {v for (_, pairs) in samples for _, v in pairs}
+    assert not any(v.startswith("no-such") for v in labels)
+    assert (
+        value(samples, "alertbridge_build_info", version=__version__, python=platform.python_version()) == 1
+    )
+
+
+def test_sends_latency_and_the_outbox_are_visible(server) -> None:  # type: ignore[no-untyped-def]
+    base_url, _ = server
+    for _ in range(3):
+        assert post(base_url, "/alertmanager/console", FIRING).status_code == 200
+
+    def sent() -> float:
+        return value(
+            scrape(base_url),
+            "alertbridge_messages_sent_total",
+            channel="console",
+            receiver="console",
+            outcome="sent",
+        )
+
+    deadline = time.monotonic() + 10
+    while sent() < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    samples = scrape(base_url)
+    assert (
+        value(
+            samples, "alertbridge_messages_sent_total", channel="console", receiver="console", outcome="sent"
+        )
+        == 3
+    )
+    assert value(samples, "alertbridge_delivery_latency_seconds_count", channel="console") == 3
+    assert value(samples, "alertbridge_outbox_pending") == 0
+    assert value(samples, "alertbridge_outbox_dead_letters") == 0
+    assert value(samples, "alertbridge_outbox_oldest_pending_age_seconds") == 0
+
+
+def test_readyz_fails_while_the_store_cannot_take_writes_and_metrics_say_why(server) -> None:  # type: ignore[no-untyped-def]
+    base_url, store = server
+    assert httpx.get(f"{base_url}/readyz", timeout=10).status_code == 200
+    store.failing = True
+    answer = httpx.get(f"{base_url}/readyz", timeout=10)
+    assert answer.status_code == 503
+    assert "store not writable" in answer.text
+    assert post(base_url, "/alertmanager/console", FIRING).status_code == 503
+    samples = scrape(base_url)
+    assert (
+        value(
+            samples,
+            "alertbridge_webhooks_received_total",
+            source="alertmanager",
+            receiver="console",
+            outcome="store_unavailable",
+        )
+        == 1
+    )
+    store.failing = False
+    assert httpx.get(f"{base_url}/readyz", timeout=10).status_code == 200
+    assert httpx.get(f"{base_url}/healthz", timeout=10).status_code == 200
+
+
+def test_no_secret_appears_in_the_metrics(server) -> None:  # type: ignore[no-untyped-def]
+    base_url, _ = server
+    post(base_url, "/alertmanager/console", FIRING)
+    post(base_url, "/alertmanager/console", FIRING, Authorization=f"Bearer {TOKEN}x")
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    assert TOKEN not in text and "pw-123456" not in text
+    assert "alertbridge_webhooks_received_total" in text
+
+
+def test_callbacks_are_counted_by_outcome(tmp_path: Path) -> None:
+    config = parse_config(
+        {
+            "store": {"url": f"sqlite:///{tmp_path / 'outbox.db'}"},
+            "wecom": {
+                "apps": {
+                    "ops": {
+                        "corp_id": "ww7c3a9e0d1f2b4c5a",
+                        "agent_id": 1000002,
+                        "secret": "corp-secret-Zq8XvT2pLm9RwK4s",
+                        "token": "callbacktoken123",
+                        "encoding_aes_key": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+                    }
+                }
+            },
+            "receivers": {"console": {"channel": "console"}},
+        },
+        {},
+        "test.toml",
+    )
+    with ServerThread(create_app(config, out=io.StringIO())) as running:
+        forged = {"msg_signature": "0" * 40, "timestamp": "1", "nonce": "2", "echostr": "x"}
+        assert (
+            httpx.get(f"{running.base_url}/wecom/callback/ops", params=forged, timeout=10).status_code == 403
+        )
+        assert (
+            httpx.get(f"{running.base_url}/wecom/callback/nope", params=forged, timeout=10).status_code == 404
+        )
+        samples = scrape(running.base_url)
+    assert value(samples, "alertbridge_callback_requests_total", outcome="signature_mismatch") == 1
+    assert value(samples, "alertbridge_callback_requests_total", outcome="unknown_app") == 1
+    text = "\n".join(f"{name}{pairs}" for name, pairs in samples)
+    assert "callbacktoken123" not in text and "abcdefghijklmnop" not in text
