@@ -10,12 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 from typing import TextIO
 
 import httpx
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from alertbridge import __version__
@@ -27,6 +31,7 @@ from alertbridge.dispatcher import Dispatcher
 from alertbridge.errors import ConfigError, TemplateError
 from alertbridge.images import ImageFetcher, new_image_http_client
 from alertbridge.metrics import Metrics
+from alertbridge.reload import ConfigReloader, Services
 from alertbridge.render import Renderer
 from alertbridge.silencers.registry import build_silencers
 from alertbridge.stores import OutboxStore
@@ -89,16 +94,19 @@ def create_app(
     config: Config,
     *,
     config_source: str = "config",
+    config_path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
     out: TextIO | None = None,
     store: OutboxStore | None = None,
 ) -> Starlette:
     """The ASGI app. Raises ``ConfigError`` for templates that do not render.
 
+    ``config_path`` (and ``environ`` for its ``${VAR}``s) is what SIGHUP and
+    ``POST /-/reload`` re-read; without it there is nothing to reload.
     ``store`` replaces the one the config names (tests inject failures with it).
     """
     quiet_http_loggers()
     metrics = Metrics()
-    renderer = build_renderer(config, config_source)
     images, image_http = build_image_fetcher(config)
     outbox: OutboxStore = (
         store
@@ -109,47 +117,96 @@ def create_app(
     state = SqliteStateStore(config.store.sqlite_path)
     http = new_http_client(config)
     client = WeComClient(http, config.wecom.api_base, metrics=metrics)
-    silencers = build_silencers(config, http, metrics)
     stream = out if out is not None else sys.stdout
-    tracker = GroupTracker(config=config, state=state, silencers=silencers, client=client)
+
+    def build(cfg: Config, source: str) -> Services:
+        """Everything that depends on the config alone (see alertbridge.reload)."""
+        renderer = build_renderer(cfg, source)
+        silencers = build_silencers(cfg, http, metrics)
+        auth = WebhookAuthenticator(cfg.webhook_auth)
+        executor = CommandExecutor(config=cfg, state=state, silencers=silencers, metrics=metrics)
+        return Services(
+            config=cfg,
+            renderer=renderer,
+            channels=build_channels(cfg, client, stream, images),
+            tracker=GroupTracker(config=cfg, state=state, silencers=silencers, client=client),
+            ingest=WebhookIngest(cfg, outbox, auth, on_enqueued=lambda: dispatcher.wake(), metrics=metrics),
+            callback=WeComCallback(
+                config=cfg, state=state, executor=executor, client=client, metrics=metrics
+            ),
+            auth=auth,
+        )
+
+    current = build(config, config_source)
     dispatcher = Dispatcher(
         config=config,
         store=outbox,
-        channels=build_channels(config, client, stream, images),
-        renderer=renderer,
-        tracker=tracker,
+        channels=current.channels,
+        renderer=current.renderer,
+        tracker=current.tracker,
         metrics=metrics,
     )
-    ingest = WebhookIngest(
-        config,
-        outbox,
-        WebhookAuthenticator(config.webhook_auth),
-        on_enqueued=dispatcher.wake,
-        metrics=metrics,
-    )
-    executor = CommandExecutor(config=config, state=state, silencers=silencers, metrics=metrics)
-    callback = WeComCallback(config=config, state=state, executor=executor, client=client, metrics=metrics)
     operational = OperationalEndpoints(
         store=outbox, metrics=metrics, dispatcher_heartbeat=lambda: dispatcher.heartbeat
     )
+    tasks: dict[str, asyncio.Task[None]] = {}
+    # Callbacks of earlier configs may still be acting on a command; drained at shutdown.
+    retired: list[WeComCallback] = []
+    reloads: set[asyncio.Task[ConfigError | None]] = set()
+
+    def install(services: Services) -> None:
+        nonlocal current
+        retired[:] = [callback for callback in (*retired, current.callback) if callback.busy]
+        current = services
+        dispatcher.reconfigure(
+            config=services.config,
+            channels=services.channels,
+            renderer=services.renderer,
+            tracker=services.tracker,
+        )
+        upkeep = tasks.pop("upkeep", None)
+        if upkeep is not None:
+            upkeep.cancel()
+            tasks["upkeep"] = asyncio.create_task(services.tracker.run_upkeep(), name="upkeep")
+
+    reloader = (
+        ConfigReloader(
+            path=config_path,
+            environ=environ if environ is not None else {},
+            current=lambda: current,
+            build=build,
+            install=install,
+            metrics=metrics,
+        )
+        if config_path is not None
+        else None
+    )
+
+    def on_sighup() -> None:
+        if reloader is not None:
+            task = asyncio.create_task(reloader.reload("SIGHUP"))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await outbox.open()
         await outbox.release_leases()
         await state.open()
-        tasks = [
-            asyncio.create_task(dispatcher.run(), name="dispatcher"),
-            asyncio.create_task(tracker.run_upkeep(), name="upkeep"),
-        ]
+        tasks["dispatcher"] = asyncio.create_task(dispatcher.run(), name="dispatcher")
+        tasks["upkeep"] = asyncio.create_task(current.tracker.run_upkeep(), name="upkeep")
+        sighup = _listen_for_sighup(on_sighup)
         log.info("alertbridge_started version=%s receivers=%s", __version__, ",".join(config.receivers))
         try:
             yield
         finally:
-            await callback.drain()
-            for task in tasks:
+            if sighup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            for callback in (*retired, current.callback):
+                await callback.drain()
+            for task in tasks.values():
                 task.cancel()
-            for task in tasks:
+            for task in tasks.values():
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await http.aclose()
@@ -157,12 +214,54 @@ def create_app(
             await state.close()
             await outbox.close()
 
+    async def alertmanager(request: Request) -> Response:
+        return await current.ingest.alertmanager(request)
+
+    async def grafana(request: Request) -> Response:
+        return await current.ingest.grafana(request)
+
+    async def wecom_callback(request: Request) -> Response:
+        return await current.callback.endpoint(request)
+
+    async def reload_endpoint(request: Request) -> Response:
+        if reloader is None or not current.config.server.reload_endpoint:
+            return JSONResponse(
+                {"status": "error", "error": "reloading over HTTP is disabled"}, status_code=404
+            )
+        if not current.auth.allows(request.headers.get("authorization")):
+            return JSONResponse(
+                {"status": "error", "error": "missing or invalid credentials (see [webhook_auth])"},
+                status_code=401,
+            )
+        failed = await reloader.reload("http")
+        if failed is not None:
+            return JSONResponse(
+                {
+                    "status": "error",
+                    "error": "config not reloaded; still running the previous one",
+                    "problems": str(failed).splitlines(),
+                },
+                status_code=400,
+            )
+        return JSONResponse({"status": "reloaded", "receivers": sorted(current.config.receivers)})
+
     routes = [
-        Route("/alertmanager/{receiver}", ingest.alertmanager, methods=["POST"]),
-        Route("/grafana/{receiver}", ingest.grafana, methods=["POST", "PUT"]),
-        Route("/wecom/callback/{app}", callback.endpoint, methods=["GET", "POST"]),
+        Route("/alertmanager/{receiver}", alertmanager, methods=["POST"]),
+        Route("/grafana/{receiver}", grafana, methods=["POST", "PUT"]),
+        Route("/wecom/callback/{app}", wecom_callback, methods=["GET", "POST"]),
+        Route("/-/reload", reload_endpoint, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", operational.readyz, methods=["GET"]),
         Route("/metrics", operational.metrics, methods=["GET"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _listen_for_sighup(handler: Callable[[], None]) -> bool:
+    """Reload on SIGHUP, where signals can be handled (the main thread of a server)."""
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, handler)
+    except (NotImplementedError, RuntimeError, ValueError):
+        log.debug("sighup_reload_unavailable reason=not the main thread")
+        return False
+    return True

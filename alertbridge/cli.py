@@ -88,8 +88,14 @@ def _serve(args: argparse.Namespace) -> int:
     from alertbridge.logs import configure_logging
 
     config = _load(args)
-    configure_logging(config.secrets(), sys.stderr)
-    app = create_app(config, config_source=str(args.config), out=sys.stdout)
+    configure_logging(config.secrets(), sys.stderr, config.log.level, config.log.format)
+    app = create_app(
+        config,
+        config_source=str(args.config),
+        config_path=Path(args.config),
+        environ=os.environ,
+        out=sys.stdout,
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -176,7 +182,7 @@ async def _send_test_async(config: Config, args: argparse.Namespace) -> int:
     from alertbridge.render import sample_group
     from alertbridge.wecom.client import WeComClient
 
-    configure_logging(config.secrets(), sys.stderr)
+    configure_logging(config.secrets(), sys.stderr, config.log.level, config.log.format)
     receiver = config.receivers[args.receiver]
     renderer = build_renderer(config, str(args.config))
     now = datetime.now(UTC)

@@ -59,6 +59,9 @@ class ServerConfig(_Section):
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     timezone: str = "Asia/Shanghai"
     language: Language = "zh"
+    # POST /-/reload (same credentials as the webhooks) re-reads the config;
+    # SIGHUP always does.
+    reload_endpoint: bool = True
 
     @field_validator("listen")
     @classmethod
@@ -88,6 +91,13 @@ class ServerConfig(_Section):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+class LogConfig(_Section):
+    # "auto": JSON lines when stderr is not a terminal (containers, systemd),
+    # readable text when it is.
+    format: Literal["auto", "json", "text"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
 
 
 class StoreConfig(_Section):
@@ -403,6 +413,7 @@ Receiver = Annotated[ReceiverConfig, Field(discriminator="channel")]
 
 class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     webhook_auth: WebhookAuthConfig | None = None
     wecom: WeComConfig = Field(default_factory=WeComConfig)

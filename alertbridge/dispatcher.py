@@ -101,6 +101,21 @@ class Dispatcher:
         self._slots = config.delivery.concurrency
         self._next_prune: datetime | None = None
 
+    def reconfigure(
+        self,
+        *,
+        config: Config,
+        channels: Mapping[str, Channel],
+        renderer: Renderer,
+        tracker: GroupTracker,
+    ) -> None:
+        """Use a reloaded config from the next batch on; batches in flight finish as they began."""
+        self._config = config
+        self._channels = channels
+        self._renderer = renderer
+        self._tracker = tracker
+        self._slots = config.delivery.concurrency
+
     def wake(self) -> None:
         """Called after an enqueue so new deliveries go out without waiting for a poll."""
         self._wake.set()
@@ -341,8 +356,9 @@ class Dispatcher:
             self._count_message(channel, delivery.receiver, None)
             sent.append((message, receipt))
             log.info(
-                "message_sent delivery=%d receiver=%s ref=%d part=%d/%d msgid=%s",
+                "message_sent delivery=%d request_id=%s receiver=%s ref=%d part=%d/%d msgid=%s",
                 delivery.id,
+                delivery.request_id,
                 delivery.receiver,
                 tracked.ref,
                 index + 1,
@@ -628,8 +644,9 @@ class Dispatcher:
             rand=self._rand,
         )
         log.warning(
-            "delivery_retry delivery=%d receiver=%s attempt=%d in=%.1fs error=%s",
+            "delivery_retry delivery=%d request_id=%s receiver=%s attempt=%d in=%.1fs error=%s",
             delivery.id,
+            delivery.request_id,
             delivery.receiver,
             delivery.attempts + 1,
             delay.total_seconds(),
@@ -638,7 +655,13 @@ class Dispatcher:
         await self._store.reschedule(delivery.id, now + delay, error)
 
     async def _dead(self, delivery: Delivery, reason: str) -> None:
-        log.error("delivery_dead delivery=%d receiver=%s reason=%s", delivery.id, delivery.receiver, reason)
+        log.error(
+            "delivery_dead delivery=%d request_id=%s receiver=%s reason=%s",
+            delivery.id,
+            delivery.request_id,
+            delivery.receiver,
+            reason,
+        )
         await self._store.mark_dead(delivery.id, reason, self._clock())
         self._metrics.dead_letters.labels(delivery.receiver).inc()
 

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import (
     QUICK,
@@ -262,6 +263,16 @@ def _wait_for_drain(
         time.sleep(POLL)
 
 
+def _scrape(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """alertbridge's /metrics as {(name, sorted labels): value}."""
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 def run() -> ScenarioResult:
     result = ScenarioResult("storm")
     expected = {storm_instance(g, a) for g in range(GROUPS) for a in range(ALERTS_PER_GROUP)}
@@ -277,6 +288,7 @@ def run() -> ScenarioResult:
         last_post, failures = asyncio.run(_post_storm(f"{alertbridge.base_url}/alertmanager/storm", start))
         analysis, why, peak_kib = _wait_for_drain(fake, alertbridge, expected, start_wall, start)
         elapsed = time.monotonic() - start
+        scraped = _scrape(alertbridge.base_url)
 
     worst = max(MEMBERS, key=lambda m: analysis.per_member_bytes[m])
     bound = drain_bound(analysis.per_member_bytes[worst], last_post)
@@ -313,6 +325,19 @@ def run() -> ScenarioResult:
         mib(peak_kib),
         f"≤ {TARGET_PEAK_RSS_MB:.0f} MB",
         peak_kib / 1024 <= TARGET_PEAK_RSS_MB,
+    )
+    # What an operator's Prometheus would have seen: /metrics against the fake's own count.
+    sent = scraped.get(
+        ("alertbridge_messages_sent_total", (("channel", "app"), ("outcome", "sent"), ("receiver", "storm"))),
+        0.0,
+    )
+    received = analysis.per_member_accepted[worst]
+    result.add(
+        "storm: /metrics messages sent vs WeCom received",
+        f"{sent:.0f} / {received} (digests {scraped.get(('alertbridge_digests_sent_total', (('receiver', 'storm'),)), 0.0):.0f},"
+        f" deferrals {scraped.get(('alertbridge_rate_limit_deferrals_total', (('receiver', 'storm'),)), 0.0):.0f})",
+        "equal",
+        sent == received,
     )
     result.notes.append(
         f"storm: per member (worst) {analysis.per_member_accepted[worst]} messages accepted by WeCom, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -34,11 +35,7 @@ class AlertbridgeProcess:
         self.port = port or free_port()
         self.config_path = workdir / "alertbridge.toml"
         self.db_path = workdir / "data" / "alertbridge.db"
-        self.config_path.write_text(
-            f'[server]\nlisten = "127.0.0.1:{self.port}"\n'
-            f'[store]\nurl = "sqlite:///{self.db_path}"\n' + config_body,
-            encoding="utf-8",
-        )
+        self.write_config(config_body)
         self.env = {**os.environ, **(env or {})}
         self.stdout_path = workdir / "stdout.log"
         self.stderr_path = workdir / "stderr.log"
@@ -47,6 +44,14 @@ class AlertbridgeProcess:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def write_config(self, config_body: str) -> None:
+        """(Re)write the config file: the listen address and store, then ``config_body``."""
+        self.config_path.write_text(
+            f'[server]\nlisten = "127.0.0.1:{self.port}"\n'
+            f'[store]\nurl = "sqlite:///{self.db_path}"\n' + config_body,
+            encoding="utf-8",
+        )
 
     def start(self, timeout: float = 20.0) -> AlertbridgeProcess:
         with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
@@ -90,6 +95,10 @@ class AlertbridgeProcess:
     def stderr(self) -> str:
         return self.stderr_path.read_text(encoding="utf-8", errors="replace")
 
+    def events(self, name: str) -> list[dict[str, str]]:
+        """The log lines whose event is ``name`` (logs are JSON: stderr is not a terminal)."""
+        return events_in(self.stderr(), name)
+
     def wait_for_stdout(self, text: str, timeout: float = 10.0) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -100,6 +109,19 @@ class AlertbridgeProcess:
         raise AssertionError(
             f"{text!r} not printed within {timeout}s; stdout:\n{self.stdout()}\nstderr:\n{self.stderr()}"
         )
+
+
+def events_in(log: str, name: str) -> list[dict[str, str]]:
+    """The JSON log lines of ``log`` whose event is ``name``."""
+    found = []
+    for line in log.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("event") == name:
+            found.append(record)
+    return found
 
 
 def require_binary(name: str) -> str:

@@ -151,6 +151,16 @@ silencer = "main"
         assert audit.returncode == 0, audit.stderr
         assert "button:silence" in audit.stdout and silence["id"] in audit.stdout
         assert "unsilence" in audit.stdout
+        # The same story in /metrics.
+        scraped = httpx.get(f"{bridge.base_url}/metrics", timeout=10).text
+        for line in (
+            'alertbridge_commands_total{command="silence",outcome="ok"} 1.0',
+            'alertbridge_commands_total{command="unsilence",outcome="ok"} 1.0',
+            'alertbridge_silences_created_total{silencer="main"} 1.0',
+            'alertbridge_silences_expired_total{silencer="main"} 1.0',
+            'alertbridge_callback_requests_total{outcome="ok"} 2.0',
+        ):
+            assert line in scraped.splitlines(), line
     finally:
         am.close()
         alertmanager.kill()

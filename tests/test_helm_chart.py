@@ -94,8 +94,14 @@ def test_helm_lint_strict(values: Path) -> None:
 
 @pytest.mark.parametrize("values", VALUES_FILES, ids=values_id)
 def test_manifests_match_the_kubernetes_schemas(values: Path) -> None:
+    problems = schema_problems(render(values))
+    assert not problems, "\n".join(problems)
+
+
+def schema_problems(docs: list[dict[str, Any]]) -> list[str]:
+    """Every way the rendered (non-CRD) manifests break the Kubernetes schemas."""
     problems = []
-    for doc in render(values):
+    for doc in docs:
         if doc["kind"] in CRD_KINDS:
             continue
         for version in KUBERNETES_VERSIONS:
@@ -106,7 +112,36 @@ def test_manifests_match_the_kubernetes_schemas(values: Path) -> None:
                 problems.append(
                     f"{doc['kind']} {doc['metadata']['name']} (Kubernetes {version}) at {where}: {exc.message}"
                 )
-    assert not problems, "\n".join(problems)
+    return problems
+
+
+def test_the_readme_values_render_validate_and_pass_check_config(tmp_path: Path) -> None:
+    """What a new user copies from the README: it installs, and its config starts."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- readme-helm-values:", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    values = tmp_path / "alertbridge-values.yaml"
+    values.write_text(block, encoding="utf-8")
+    docs = render(values)
+    assert not schema_problems(docs)
+    assert {"Deployment", "Service", "ConfigMap", "Ingress", "ServiceMonitor", "PrometheusRule"} <= kinds(
+        docs
+    )
+    # The Secret the README tells users to create holds exactly what the config refers to.
+    created = set(re.findall(r"--from-literal=([A-Z_]+)=", readme))
+    config = one(docs, "ConfigMap")["data"]["config.toml"]
+    assert created == set(re.findall(r"\$\{([A-Z_]+)\}", config))
+    path = tmp_path / "config.toml"
+    path.write_text(config, encoding="utf-8")
+    env = {name: "CallbackToken123" if "TOKEN" in name else "x" * 20 for name in created}
+    env["WECOM_OPS_AES_KEY"] = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+    result = subprocess.run(
+        [sys.executable, "-m", "alertbridge", "check-config", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": os.environ["PATH"], **env},
+    )
+    assert result.returncode == 0, result.stderr + config
 
 
 def test_crd_resources_have_the_operator_shape() -> None:

@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 
 from alertbridge.config import load_config
 from alertbridge.testing.fake_wecom import GETTOKEN, MESSAGE_SEND, WEBHOOK_SEND, FakeApp, FakeWeCom, Fault
-from tests.harness import AlertbridgeProcess, wait_until
+from tests.harness import AlertbridgeProcess, events_in, wait_until
 from tests.test_faults import FaultRun, fault_run_for
 from tests.test_fuzz_corpus import (
     AGENT_ID,
@@ -203,7 +203,7 @@ def test_fault_run_logs_hold_no_secret(tmp_path_factory: pytest.TempPathFactory)
     assert len(run.issued_tokens) >= 2
     assert any(endpoint == MESSAGE_SEND for endpoint, _ in run.delivered)
     assert any(endpoint == WEBHOOK_SEND for endpoint, _ in run.delivered)
-    assert logs.count("webhook_accepted") == len(run.notifications)
+    assert len(events_in(run.stderr, "webhook_accepted")) == len(run.notifications)
     assert len(run.secrets) == 6  # corp secret, callback token, AES key, 2 robot keys, bearer token
     assert leaks(logs, [*run.secrets, *run.issued_tokens]) == []
 

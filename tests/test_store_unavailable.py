@@ -50,7 +50,7 @@ import httpx
 import pytest
 
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom, Fault
-from tests.harness import AlertbridgeProcess, require_binary, wait_until
+from tests.harness import AlertbridgeProcess, events_in, require_binary, wait_until
 
 CORP_ID = "ww7c1d2e3f4a5b6c7d"
 SECRET = "outage-corp-secret-3c4d5e6f"
@@ -316,7 +316,7 @@ def test_unwritable_store_answers_503_then_recovers(
         assert stream.answered(503), f"no streamed webhook fell into the outage: {stream.outcomes}"
 
         log = bridge.stderr()
-        assert log.count("webhook_not_stored") == len(during) + len(stream.answered(503)), log
+        assert len(events_in(log, "webhook_not_stored")) == len(during) + len(stream.answered(503)), log
         assert outage.reason in log, log
 
         for marker in after:
@@ -363,7 +363,7 @@ def test_dispatcher_does_not_spin_while_the_store_is_down(
             time.sleep(held)
         finally:
             outage.end(bridge)
-        failed_claims = bridge.stderr().count("outbox_claim_failed")
+        failed_claims = len(bridge.events("outbox_claim_failed"))
         # Recovery still works, whatever the rate was.
         wait_until(lambda: delivered(wecom, "mkS001x"), 15, "the pending row delivered after recovery")
     finally:

@@ -115,6 +115,11 @@ class WeComCallback:
         task.add_done_callback(self._tasks.discard)
         return "ok", Response(b"", media_type="text/plain")
 
+    @property
+    def busy(self) -> bool:
+        """Still acting on a command (see ``drain``)."""
+        return bool(self._tasks)
+
     async def drain(self) -> None:
         """Wait for running command tasks (at shutdown), so none is cut in half."""
         if self._tasks:

@@ -1,0 +1,113 @@
+"""Structured logs: JSON lines with an event and fields, one redaction point, a request id end to end."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from alertbridge.config import parse_config
+from alertbridge.errors import ConfigError
+from alertbridge.logs import configure_logging, message_fields
+from tests.harness import AlertbridgeProcess, wait_until
+
+FIRING = (Path(__file__).parent / "data" / "alertmanager" / "firing.json").read_bytes()
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def restore_root_logger() -> Iterator[None]:
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    yield
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+
+
+def test_message_fields_split_the_event_and_keep_spaces_in_the_last_value() -> None:
+    assert message_fields(
+        "webhook_not_stored receiver=ops request_id=ab12 error=database or disk is full"
+    ) == (
+        "webhook_not_stored",
+        {"receiver": "ops", "request_id": "ab12", "error": "database or disk is full"},
+    )
+    # Not our convention (uvicorn, a library): no event, the message stays whole.
+    assert message_fields("Application startup complete.") == (None, {})
+    # A field may not overwrite the document's own keys.
+    assert message_fields("odd level=x message=y ok=1") == ("odd", {"ok": "1"})
+
+
+def test_json_lines_carry_fields_and_are_redacted(restore_root_logger: None) -> None:
+    stream = io.StringIO()  # not a terminal: "auto" means JSON
+    configure_logging(["hunter2-secret"], stream, "debug", "auto")
+    log = logging.getLogger("alertbridge.test")
+    log.info("delivery_retry delivery=%d request_id=%s error=%s", 7, "ab12", "token hunter2-secret refused")
+    try:
+        raise RuntimeError("boom hunter2-secret")
+    except RuntimeError:
+        log.exception("delivery_crashed deliveries=%s", "7")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["delivery_retry", "delivery_crashed"]
+    first = lines[0]
+    assert (first["level"], first["logger"], first["delivery"], first["request_id"]) == (
+        "info",
+        "alertbridge.test",
+        "7",
+        "ab12",
+    )
+    assert first["error"] == "token *** refused"
+    assert first["time"].endswith("+00:00")
+    assert "RuntimeError: boom ***" in lines[1]["exception"]
+    assert "hunter2-secret" not in stream.getvalue()
+
+
+def test_text_on_a_terminal_or_when_asked(restore_root_logger: None) -> None:
+    terminal = Terminal()
+    configure_logging([], terminal, "info", "auto")
+    logging.getLogger("alertbridge.test").info("webhook_accepted receiver=ops")
+    assert terminal.getvalue().rstrip().endswith("INFO alertbridge.test webhook_accepted receiver=ops")
+    piped = io.StringIO()
+    configure_logging([], piped, "warning", "text")
+    logging.getLogger("alertbridge.test").info("hidden below the level")
+    logging.getLogger("alertbridge.test").warning("shown")
+    assert "hidden" not in piped.getvalue() and piped.getvalue().rstrip().endswith("shown")
+
+
+def test_log_settings_are_validated() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"log": {"format": "xml"}}, {}, "alertbridge.toml")
+    assert "alertbridge.toml: log.format:" in str(caught.value)
+
+
+def test_a_webhooks_request_id_follows_it_into_the_outbox_and_the_send(tmp_path: Path) -> None:
+    bridge = AlertbridgeProcess(tmp_path, '[receivers.console]\nchannel = "console"\n').start()
+    try:
+        answer = httpx.post(
+            f"{bridge.base_url}/alertmanager/console",
+            content=FIRING,
+            headers={"Content-Type": "application/json"},
+            timeout=10,
+        )
+        assert answer.status_code == 200
+        request_id = answer.json()["request_id"]
+        assert answer.headers["X-Request-Id"] == request_id
+        wait_until(lambda: "message_sent" in bridge.stderr(), 10, "the send")
+    finally:
+        bridge.stop()
+    lines = [json.loads(line) for line in bridge.stderr().splitlines()]
+    by_event = {line.get("event"): line for line in lines}
+    assert by_event["webhook_accepted"]["request_id"] == request_id
+    assert by_event["message_sent"]["request_id"] == request_id
+    assert by_event["message_sent"]["delivery"] == by_event["webhook_accepted"]["delivery"]
+    with sqlite3.connect(bridge.db_path) as db:
+        assert db.execute("SELECT request_id FROM deliveries").fetchall() == [(request_id,)]
