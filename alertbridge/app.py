@@ -113,8 +113,12 @@ def create_app(
         if store is not None
         else SqliteOutboxStore(config.store.sqlite_path, dedup_window=config.delivery.dedup_window)
     )
-    # References, acks and the audit trail live in the same database file.
-    state = SqliteStateStore(config.store.sqlite_path)
+    # References, acks and the audit trail live in the same database file,
+    # on the same connection.
+    state = SqliteStateStore(
+        config.store.sqlite_path,
+        connection=outbox.connection if isinstance(outbox, SqliteOutboxStore) else None,
+    )
     http = new_http_client(config)
     client = WeComClient(http, config.wecom.api_base, metrics=metrics)
     stream = out if out is not None else sys.stdout

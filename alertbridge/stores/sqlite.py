@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -137,9 +136,6 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
-# What binding one caller's values can raise before its statement runs.
-_UNSTORABLE: Final = (UnicodeEncodeError, OverflowError, sqlite3.InterfaceError)
-
 # Rows deleted per transaction when pruning, so a large backlog of sent rows
 # never holds the lock long enough to stall webhook commits.
 _PRUNE_CHUNK: Final = 1000
@@ -149,15 +145,16 @@ _COLUMNS: Final = (
     " attempts, parts_sent, next_attempt_at, last_error, finished_at, digest_id"
 )
 
-_INSERT: Final = (
+_INSERT_ROWS: Final = (
     "INSERT INTO deliveries (receiver, channel, recipients, alert_group, request_id,"
-    " accepted_at, next_attempt_at, dedup_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " accepted_at, next_attempt_at, dedup_key) VALUES"
 )
+# Event-loop turns the writer yields before collecting a batch.
+_GATHER_TURNS: Final = 3
 
-# An earlier delivery of the same notification: (receiver, dedup_key, accepted since).
-_FIND_DUPLICATE: Final = (
-    "SELECT id FROM deliveries WHERE receiver = ? AND dedup_key = ? AND accepted_at >= ? ORDER BY id LIMIT 1"
-)
+# Rows (or keys) per statement: 8 × 100 bound values stays far below every
+# SQLite build's variable limit (999 in old ones).
+_INSERT_CHUNK: Final = 100
 
 # Dead-letters one delivery: (last_error, finished_at, id).
 _MARK_DEAD: Final = (
@@ -277,6 +274,11 @@ class SqliteOutboxStore:
         self._writer: asyncio.Task[None] | None = None
         self._accepting = False
 
+    @property
+    def connection(self) -> SqliteConnection:
+        """For the state store in the same file to share (see SqliteStateStore)."""
+        return self._connection
+
     # -- lifecycle ---------------------------------------------------------
 
     async def open(self) -> None:
@@ -291,7 +293,9 @@ class SqliteOutboxStore:
     async def release_leases(self) -> int:
         """Free every lease; only for a serving process at start-up (see class doc)."""
         return await self._connection.execute(
-            "release leases", "UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL"
+            "release leases",
+            "UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL",
+            durable=False,
         )
 
     async def close(self) -> None:
@@ -342,6 +346,12 @@ class SqliteOutboxStore:
             accepted,
             delivery.dedup_key if self.dedup_window else None,
         )
+        for value in params:
+            if isinstance(value, str):
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise StoreError(f"enqueue: value cannot be stored: {reason(exc)}") from None
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(params, future))
         return await future
@@ -354,6 +364,11 @@ class SqliteOutboxStore:
                 first = await self._queue.get()
                 if isinstance(first, _Stop):
                     return
+                # Let the requests already being handled reach their enqueue
+                # first: a few turns of the event loop (microseconds when
+                # idle) turn a burst into one commit instead of one each.
+                for _ in range(_GATHER_TURNS):
+                    await asyncio.sleep(0)
                 batch = [first]
                 stop = False
                 while len(batch) < self.batch_limit:
@@ -380,33 +395,20 @@ class SqliteOutboxStore:
             _fail(leftovers, "enqueue: store closed")
 
     async def _commit_batch(self, batch: list[_Pending]) -> None:
-        """Insert ``batch`` in one transaction; resolve every future either way."""
+        """Insert ``batch`` in one transaction; resolve every future either way.
+
+        The statements work on the whole batch (one duplicate lookup, one
+        multi-row insert), not row by row: every statement is a round trip
+        to aiosqlite's thread, and under a burst those round trips, not the
+        fsync, were what the webhooks waited for.
+        """
         # A caller that gave up (cancelled) before we started need not be stored.
         live = [item for item in batch if not item.future.done()]
         if not live:
             return
-        ids: list[int] = []
         try:
             async with self._connection.session("enqueue", write=True) as db:
-                for item in live:
-                    try:
-                        existing = await self._duplicate_of(db, item.params)
-                        row = None if existing is not None else await db.execute_insert(_INSERT, item.params)
-                    except _UNSTORABLE as exc:
-                        # This caller's value cannot be bound (the statement
-                        # never ran): fail it alone, not its whole batch.
-                        item.future.set_exception(
-                            StoreError(f"enqueue: value cannot be stored: {reason(exc)}")
-                        )
-                        ids.append(-1)
-                        continue
-                    if existing is not None:
-                        self.duplicates += 1
-                        ids.append(existing)
-                        continue
-                    if row is None:  # pragma: no cover - last_insert_rowid() always answers
-                        raise StoreError("enqueue: no row id returned")
-                    ids.append(int(row[0]))
+                ids = await self._insert_batch(db, [item.params for item in live])
         except StoreError as exc:
             _fail(live, str(exc))
             logger.error("outbox batch of %d not stored: %s", len(live), exc)
@@ -422,19 +424,69 @@ class SqliteOutboxStore:
             if not item.future.done():
                 item.future.set_result(delivery_id)
 
-    async def _duplicate_of(self, db: aiosqlite.Connection, params: tuple[Any, ...]) -> int | None:
-        """The id of the same notification stored within the window, if any.
+    async def _insert_batch(self, db: aiosqlite.Connection, rows: list[tuple[Any, ...]]) -> list[int]:
+        """Insert the rows that are not duplicates; every row's delivery id, in order.
 
-        Runs inside the batch's transaction, so two HA peers' copies arriving
-        in one batch are caught too (the first is already inserted).
+        A row whose notification (receiver, dedup_key) was stored within the
+        window — earlier, or by a row before it in this very batch, as when
+        two HA peers' copies arrive together — gets that delivery's id.
         """
-        receiver, accepted, key = params[0], params[5], params[7]
-        if key is None:
-            return None
-        since = accepted - self.dedup_window // timedelta(microseconds=1)
-        async with db.execute(_FIND_DUPLICATE, (receiver, key, since)) as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row is not None else None
+        earlier = await self._stored_within_window(db, rows)
+        ids: list[int | None] = [None] * len(rows)
+        first_in_batch: dict[tuple[str, str], int] = {}
+        fresh: list[int] = []
+        for index, row in enumerate(rows):
+            receiver, accepted, key = row[0], row[5], row[7]
+            if key is not None:
+                since = accepted - self.dedup_window // timedelta(microseconds=1)
+                found = [i for i, at in earlier.get((receiver, key), []) if at >= since]
+                if found:
+                    ids[index] = min(found)
+                    self.duplicates += 1
+                    continue
+                if (receiver, key) in first_in_batch:
+                    self.duplicates += 1
+                    continue  # resolved to the first copy's id below
+                first_in_batch[(receiver, key)] = index
+            fresh.append(index)
+        for start in range(0, len(fresh), _INSERT_CHUNK):
+            chunk = fresh[start : start + _INSERT_CHUNK]
+            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+            inserted = await db.execute_fetchall(
+                f"{_INSERT_ROWS} {values} RETURNING id", [p for index in chunk for p in rows[index]]
+            )
+            # One statement inserts its rows in order, so their ids ascend in that order.
+            for index, new_id in zip(chunk, sorted(int(r[0]) for r in inserted), strict=True):
+                ids[index] = new_id
+        for index, row in enumerate(rows):
+            if ids[index] is None:
+                ids[index] = ids[first_in_batch[(row[0], row[7])]]
+        return [int(i) for i in ids if i is not None]
+
+    async def _stored_within_window(
+        self, db: aiosqlite.Connection, rows: list[tuple[Any, ...]]
+    ) -> dict[tuple[str, str], list[tuple[int, int]]]:
+        """(receiver, dedup_key) → [(id, accepted_at µs)] of stored rows the batch may duplicate."""
+        by_receiver: dict[str, set[str]] = {}
+        for row in rows:
+            if row[7] is not None:
+                by_receiver.setdefault(row[0], set()).add(row[7])
+        since = min(row[5] for row in rows) - self.dedup_window // timedelta(microseconds=1)
+        found: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        for receiver, key_set in by_receiver.items():
+            keys = sorted(key_set)
+            for start in range(0, len(keys), _INSERT_CHUNK):
+                chunk = keys[start : start + _INSERT_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                # Served by the deliveries_dedup index (receiver, dedup_key, accepted_at).
+                stored = await db.execute_fetchall(
+                    f"SELECT dedup_key, id, accepted_at FROM deliveries"
+                    f" WHERE receiver = ? AND dedup_key IN ({marks}) AND accepted_at >= ?",
+                    [receiver, *chunk, since],
+                )
+                for key, delivery_id, accepted in stored:
+                    found.setdefault((receiver, key), []).append((int(delivery_id), int(accepted)))
+        return found
 
     # -- dispatcher side ----------------------------------------------------
 
@@ -450,7 +502,7 @@ class SqliteOutboxStore:
             return []
         now_us = to_us(now)
         lease_us = to_us(now + lease)
-        async with self._connection.session("claim_due", write=True) as db:
+        async with self._connection.session("claim_due", write=True, durable=False) as db:
             rows = await db.execute_fetchall(
                 f"""
                 UPDATE deliveries SET lease_until = ?
@@ -502,7 +554,7 @@ class SqliteOutboxStore:
         if limit <= 0:
             return []
         now_us = to_us(now)
-        async with self._connection.session("claim_backlog", write=True) as db:
+        async with self._connection.session("claim_backlog", write=True, durable=False) as db:
             rows = await db.execute_fetchall(
                 f"""
                 UPDATE deliveries SET lease_until = ?
@@ -531,7 +583,7 @@ class SqliteOutboxStore:
     ) -> None:
         """Remember how many parts WeCom accepted, so a retry never resends them,
         and count the send against ``budget_keys`` in the same transaction."""
-        async with self._connection.session("record_progress", write=True) as db:
+        async with self._connection.session("record_progress", write=True, durable=False) as db:
             await db.execute("UPDATE deliveries SET parts_sent = ? WHERE id = ?", (parts_sent, delivery_id))
             await self._insert_sends(db, budget_keys, at)
 
@@ -546,7 +598,7 @@ class SqliteOutboxStore:
         """Finish one delivery, or all those a digest covered, in one transaction
         (with the digest's send counted against ``budget_keys``)."""
         ids = [delivery_ids] if isinstance(delivery_ids, int) else list(delivery_ids)
-        async with self._connection.session("mark_sent", write=True) as db:
+        async with self._connection.session("mark_sent", write=True, durable=False) as db:
             await db.executemany(
                 "UPDATE deliveries SET status = 'sent', finished_at = ?, lease_until = NULL WHERE id = ?",
                 [(to_us(now), delivery_id) for delivery_id in ids],
@@ -555,7 +607,7 @@ class SqliteOutboxStore:
 
     async def defer(self, delivery_ids: Sequence[int], until: datetime) -> None:
         """Hold deliveries back until ``until`` for WeCom's rate limits: not a failure, no attempt counted."""
-        async with self._connection.session("defer", write=True) as db:
+        async with self._connection.session("defer", write=True, durable=False) as db:
             await db.executemany(
                 "UPDATE deliveries SET next_attempt_at = MAX(next_attempt_at, ?), lease_until = NULL"
                 " WHERE id = ? AND status = 'pending'",
@@ -568,7 +620,7 @@ class SqliteOutboxStore:
         """Store a digest and tie its deliveries to it, in one transaction."""
         encoded = dumps([_part_to_json(part) for part in parts])
         members = [i for part in parts for _, ids in part.finished for i in ids]
-        async with self._connection.session("create_digest", write=True) as db:
+        async with self._connection.session("create_digest", write=True, durable=False) as db:
             row = await db.execute_insert(
                 "INSERT INTO digests (receiver, recipients, parts, part_count, created_at) VALUES (?, ?, ?, ?, ?)",
                 (receiver, dumps(recipients.to_dict()), encoded, len(parts), to_us(now)),
@@ -604,7 +656,7 @@ class SqliteOutboxStore:
         delivery is this process's, and resuming the digest is what it was for.
         """
         now_us = to_us(now)
-        async with self._connection.session("claim_digest", write=True) as db:
+        async with self._connection.session("claim_digest", write=True, durable=False) as db:
             rows = await db.execute_fetchall(
                 f"UPDATE deliveries SET lease_until = ? WHERE digest_id = ? AND status = 'pending'"
                 f" RETURNING {_COLUMNS}",
@@ -625,7 +677,7 @@ class SqliteOutboxStore:
         at: datetime | None = None,
     ) -> None:
         """Record a sent (or given-up) digest part, its finished deliveries and its budget send at once."""
-        async with self._connection.session("digest_progress", write=True) as db:
+        async with self._connection.session("digest_progress", write=True, durable=False) as db:
             await db.execute("UPDATE digests SET parts_sent = ? WHERE id = ?", (parts_sent, digest_id))
             await db.executemany(
                 "UPDATE deliveries SET status = 'sent', finished_at = ?, lease_until = NULL"
@@ -646,7 +698,7 @@ class SqliteOutboxStore:
     async def forget_sends(self, before: datetime) -> int:
         """Delete sends older than every rate-limit window."""
         return await self._connection.execute(
-            "forget_sends", "DELETE FROM sends WHERE sent_at < ?", (to_us(before),)
+            "forget_sends", "DELETE FROM sends WHERE sent_at < ?", (to_us(before),), durable=False
         )
 
     @staticmethod
@@ -663,10 +715,13 @@ class SqliteOutboxStore:
             "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?,"
             " last_error = ?, lease_until = NULL WHERE id = ?",
             (to_us(next_attempt_at), error, delivery_id),
+            durable=False,
         )
 
     async def mark_dead(self, delivery_id: int, reason: str, now: datetime) -> None:
-        await self._connection.execute("mark_dead", _MARK_DEAD, (reason, to_us(now), delivery_id))
+        await self._connection.execute(
+            "mark_dead", _MARK_DEAD, (reason, to_us(now), delivery_id), durable=False
+        )
 
     # -- operator side -------------------------------------------------------
 
@@ -711,7 +766,7 @@ class SqliteOutboxStore:
     async def probe(self, now: datetime) -> None:
         """Commit a one-row write: raises ``StoreError`` when the store cannot take writes."""
         await self._connection.execute(
-            "probe", "INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (to_us(now),)
+            "probe", "INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (to_us(now),), durable=False
         )
 
     async def oldest_pending(self) -> datetime | None:

@@ -145,6 +145,7 @@ class SqliteConnection:
         self._foreign_keys = foreign_keys
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._synchronous = "FULL"  # as configure_connection leaves it
 
     @property
     def is_open(self) -> bool:
@@ -176,6 +177,17 @@ class SqliteConnection:
             raise StoreError(f"cannot open {self.path}: {reason(exc)}") from exc
         self._db = db
 
+    async def migrate(self, migrate: Callable[[aiosqlite.Connection], Awaitable[None]]) -> None:
+        """Run another store's ``migrate`` on this open connection (stores sharing one file)."""
+        async with self._lock:
+            if self._db is None:
+                raise StoreError(f"{self.path}: migrate: store is not open")
+            try:
+                await migrate(self._db)
+            except (sqlite3.Error, OSError) as exc:
+                await rollback(self._db)
+                raise StoreError(f"cannot migrate {self.path}: {reason(exc)}") from exc
+
     async def close(self) -> None:
         """Close once the session in progress (if any) ends; a no-op if not open."""
         async with self._lock:
@@ -187,7 +199,9 @@ class SqliteConnection:
                     raise StoreError(f"closing {self.path}: {reason(exc)}") from exc
 
     @asynccontextmanager
-    async def session(self, op: str, *, write: bool) -> AsyncIterator[aiosqlite.Connection]:
+    async def session(
+        self, op: str, *, write: bool, durable: bool = True
+    ) -> AsyncIterator[aiosqlite.Connection]:
         """The connection, alone, for one operation; errors become StoreError.
 
         ``write`` wraps the operation in ``BEGIN IMMEDIATE … COMMIT``: the
@@ -195,6 +209,13 @@ class SqliteConnection:
         against other connections too, and a busy file fails fast at BEGIN
         rather than half-way through. Whatever fails is rolled back, and the
         next operation simply tries again.
+
+        ``durable=False`` commits without an fsync (``synchronous = NORMAL``):
+        for bookkeeping that a power cut may roll back without losing an
+        alert — a lease, a "sent" mark (the re-send is hidden by WeCom's
+        duplicate check). A process crash loses nothing either way, and the
+        next durable commit fsyncs the whole WAL, these commits included.
+        Acknowledged webhooks and users' actions stay durable.
         """
         async with self._lock:
             db = self._db
@@ -202,6 +223,10 @@ class SqliteConnection:
                 raise StoreError(f"{op}: store is not open")
             try:
                 if write:
+                    wanted = "FULL" if durable else "NORMAL"
+                    if wanted != self._synchronous:
+                        await db.execute(f"PRAGMA synchronous = {wanted}")
+                        self._synchronous = wanted
                     await db.execute("BEGIN IMMEDIATE")
                 yield db
                 if write:
@@ -215,9 +240,9 @@ class SqliteConnection:
 
     # One statement, one session: the common case of ``session``.
 
-    async def execute(self, op: str, sql: str, params: Iterable[Any] = ()) -> int:
+    async def execute(self, op: str, sql: str, params: Iterable[Any] = (), *, durable: bool = True) -> int:
         """Run one writing statement in its own transaction; how many rows it changed."""
-        async with self.session(op, write=True) as db, db.execute(sql, params) as cur:
+        async with self.session(op, write=True, durable=durable) as db, db.execute(sql, params) as cur:
             return cur.rowcount
 
     async def fetchall(self, op: str, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:

@@ -339,19 +339,35 @@ class SqliteStateStore:
     open the same file alongside it (``list_refs``, ``list_audit``).
     """
 
-    def __init__(self, path: Path, *, busy_timeout: timedelta = timedelta(seconds=5)) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout: timedelta = timedelta(seconds=5),
+        connection: SqliteConnection | None = None,
+    ) -> None:
+        """``connection``: the outbox's, when both live in one file. Sharing it
+        queues the two stores' transactions in-process; two connections would
+        meet at SQLite's file lock, whose busy handler sleeps (up to 100 ms a
+        time) — under a webhook burst that sleep was the ingest's latency."""
         self.path = Path(path)
         self.busy_timeout = busy_timeout
-        self._connection = SqliteConnection(self.path, busy_timeout)
+        self._owns_connection = connection is None
+        self._connection = connection if connection is not None else SqliteConnection(self.path, busy_timeout)
 
     # -- lifecycle ---------------------------------------------------------
 
     async def open(self) -> None:
-        """Connect, configure durability, create or migrate this store's tables."""
-        await self._connection.open(self._migrate)
+        """Connect (unless sharing an open connection), create or migrate this store's tables."""
+        if self._connection.is_open:
+            await self._connection.migrate(self._migrate)
+        else:
+            await self._connection.open(self._migrate)
 
     async def close(self) -> None:
-        await self._connection.close()
+        """Close the connection, unless it is shared (its owner closes it)."""
+        if self._owns_connection:
+            await self._connection.close()
 
     async def _migrate(self, db: aiosqlite.Connection) -> None:
         """Apply missing steps, one transaction each.
@@ -415,7 +431,7 @@ class SqliteStateStore:
         title = ref_title(group)
         alerts = _alerts_json(group)
         recipients_json = dumps(recipients.to_dict())
-        async with self._connection.session("record_notification", write=True) as db:
+        async with self._connection.session("record_notification", write=True, durable=False) as db:
             async with db.execute(
                 "SELECT ref, alerts, ack_user, ack_at, firing, last_delivery, last_suppressed"
                 " FROM alert_refs WHERE receiver = ? AND group_key = ?",
@@ -525,7 +541,7 @@ class SqliteStateStore:
         if not unique:
             return
         now_us = to_us(now)
-        async with self._connection.session("record_sent", write=True) as db:
+        async with self._connection.session("record_sent", write=True, durable=False) as db:
             await db.executemany(
                 "INSERT INTO ref_sent (user_id, ref, sent_at) SELECT ?, ref, ? FROM alert_refs"
                 " WHERE ref = ? ON CONFLICT (user_id, ref) DO UPDATE SET sent_at = excluded.sent_at",
@@ -709,6 +725,7 @@ class SqliteStateStore:
                 _us_or_none(card.response_code_at),
                 card.ref,
             ),
+            durable=False,
         )
 
     async def cards_for_ref(self, ref: int) -> list[CardRecord]:
