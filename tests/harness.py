@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -109,6 +110,37 @@ class AlertbridgeProcess:
         raise AssertionError(
             f"{text!r} not printed within {timeout}s; stdout:\n{self.stdout()}\nstderr:\n{self.stderr()}"
         )
+
+
+def marked_notification(marker: str, prefix: str) -> bytes:
+    """An Alertmanager notification of one firing alert whose group, fingerprint
+    and rendered text all carry ``marker``, so a test can find it in WeCom's messages."""
+    alertname = f"{prefix}_{marker}"
+    labels = {"alertname": alertname, "instance": "web-1:9100", "severity": "critical", "marker": marker}
+    return json.dumps(
+        {
+            "receiver": "alertbridge",
+            "status": "firing",
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": labels,
+                    "annotations": {"summary": f"marker {marker}"},
+                    "startsAt": "2026-11-29T12:08:44.904Z",
+                    "endsAt": "0001-01-01T00:00:00Z",
+                    "generatorURL": "http://prometheus.test:9090/graph",
+                    "fingerprint": hashlib.sha256(marker.encode()).hexdigest()[:16],
+                }
+            ],
+            "groupLabels": {"alertname": alertname},
+            "commonLabels": labels,
+            "commonAnnotations": {"summary": f"marker {marker}"},
+            "externalURL": "http://alertmanager.test:9093",
+            "version": "4",
+            "groupKey": f'{{}}:{{alertname="{alertname}"}}',
+            "truncatedAlerts": 0,
+        }
+    ).encode()
 
 
 def events_in(log: str, name: str) -> list[dict[str, str]]:

@@ -17,8 +17,6 @@ went away, so a kill would only ever cut off sends WeCom never saw.)
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -31,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom
 from alertbridge.testing.server import ServerThread
-from tests.harness import AlertbridgeProcess, wait_until
+from tests.harness import AlertbridgeProcess, marked_notification, wait_until
 
 CORP_ID = "ww3e4f5a6b7c8d9e0f"
 SECRET = "storm-corp-secret-7a8b9c0d"
@@ -51,36 +49,6 @@ def marker(index: int) -> str:
     return f"mkS{index:04d}x"
 
 
-def notification(mark: str) -> bytes:
-    """One Alertmanager notification whose group, fingerprint and rendered text carry ``mark``."""
-    alertname = f"Storm_{mark}"
-    labels = {"alertname": alertname, "instance": "web-1:9100", "severity": "critical", "marker": mark}
-    return json.dumps(
-        {
-            "receiver": "alertbridge",
-            "status": "firing",
-            "alerts": [
-                {
-                    "status": "firing",
-                    "labels": labels,
-                    "annotations": {"summary": f"marker {mark}"},
-                    "startsAt": "2026-11-29T12:08:44.904Z",
-                    "endsAt": "0001-01-01T00:00:00Z",
-                    "generatorURL": "http://prometheus.test:9090/graph",
-                    "fingerprint": hashlib.sha256(mark.encode()).hexdigest()[:16],
-                }
-            ],
-            "groupLabels": {"alertname": alertname},
-            "commonLabels": labels,
-            "commonAnnotations": {"summary": f"marker {mark}"},
-            "externalURL": "http://alertmanager.test:9093",
-            "version": "4",
-            "groupKey": f'{{}}:{{alertname="{alertname}"}}',
-            "truncatedAlerts": 0,
-        }
-    ).encode()
-
-
 class Storm:
     """Posts notifications concurrently and remembers how each was answered."""
 
@@ -95,7 +63,7 @@ class Storm:
         try:
             status: int | str = httpx.post(
                 f"{self.base_url}/alertmanager/oncall",
-                content=notification(mark),
+                content=marked_notification(mark, "Storm"),
                 headers={"Content-Type": "application/json"},
                 timeout=30,
             ).status_code

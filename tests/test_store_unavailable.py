@@ -32,7 +32,6 @@ lease runs out.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import resource
@@ -50,7 +49,7 @@ import httpx
 import pytest
 
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom, Fault
-from tests.harness import AlertbridgeProcess, events_in, require_binary, wait_until
+from tests.harness import AlertbridgeProcess, events_in, marked_notification, require_binary, wait_until
 
 CORP_ID = "ww7c1d2e3f4a5b6c7d"
 SECRET = "outage-corp-secret-3c4d5e6f"
@@ -59,40 +58,10 @@ MEMBER = "zhangsan"
 BACKOFF = "2s"
 
 
-def notification(marker: str) -> bytes:
-    """One Alertmanager notification whose group, fingerprint and rendered text carry ``marker``."""
-    alertname = f"Outage_{marker}"
-    labels = {"alertname": alertname, "instance": "db-1:9100", "severity": "critical", "marker": marker}
-    return json.dumps(
-        {
-            "receiver": "alertbridge",
-            "status": "firing",
-            "alerts": [
-                {
-                    "status": "firing",
-                    "labels": labels,
-                    "annotations": {"summary": f"marker {marker}"},
-                    "startsAt": "2026-11-29T12:08:44.904Z",
-                    "endsAt": "0001-01-01T00:00:00Z",
-                    "generatorURL": "http://prometheus.test:9090/graph",
-                    "fingerprint": hashlib.sha256(marker.encode()).hexdigest()[:16],
-                }
-            ],
-            "groupLabels": {"alertname": alertname},
-            "commonLabels": labels,
-            "commonAnnotations": {"summary": f"marker {marker}"},
-            "externalURL": "http://alertmanager.test:9093",
-            "version": "4",
-            "groupKey": f'{{}}:{{alertname="{alertname}"}}',
-            "truncatedAlerts": 0,
-        }
-    ).encode()
-
-
 def post(bridge: AlertbridgeProcess, marker: str) -> httpx.Response:
     return httpx.post(
         f"{bridge.base_url}/alertmanager/oncall",
-        content=notification(marker),
+        content=marked_notification(marker, "Outage"),
         headers={"Content-Type": "application/json"},
         timeout=30,
     )
