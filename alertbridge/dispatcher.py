@@ -341,8 +341,9 @@ class Dispatcher:
                     await self._tracker.after_send(delivery, receiver, tracked, sent)
                 await self._defer([delivery], self._budget.next_free(limits, at))
                 return None
-            if slots == 1:
-                message = dataclasses.replace(message, images=())
+            if slots - 1 < len(message.images):
+                # Images are best effort: only as many as the budget had room for.
+                message = dataclasses.replace(message, images=message.images[: slots - 1])
             try:
                 receipt = await channel.send(message, delivery.recipients)
             except DeliveryError as exc:
