@@ -8,6 +8,7 @@ minute passes when the test says so.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
@@ -180,17 +181,28 @@ def fake(clock: ManualClock, server: tuple[SwappableApp, str]) -> Iterator[FakeW
     server[0].target = None
 
 
+@contextlib.asynccontextmanager
+async def opened_rig(
+    server: tuple[SwappableApp, str], db: Path, fake: FakeWeCom, clock: ManualClock, **app_overrides: Any
+) -> AsyncIterator[Rig]:
+    """A Rig with its stores open, for a config with ``app_overrides`` on the app."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        rig = Rig(make_config(server[1], db, **app_overrides), fake, clock, http)
+        await rig.outbox.open()
+        await rig.state.open()
+        try:
+            yield rig
+        finally:
+            await rig.state.close()
+            await rig.outbox.close()
+
+
 @pytest.fixture
 async def rig(
     tmp_path: Path, fake: FakeWeCom, clock: ManualClock, server: tuple[SwappableApp, str]
 ) -> AsyncIterator[Rig]:
-    async with httpx.AsyncClient(timeout=5) as http:
-        rig = Rig(make_config(server[1], tmp_path / "a.db"), fake, clock, http)
-        await rig.outbox.open()
-        await rig.state.open()
+    async with opened_rig(server, tmp_path / "a.db", fake, clock) as rig:
         yield rig
-        await rig.state.close()
-        await rig.outbox.close()
 
 
 async def test_under_budget_every_notification_goes_out_as_rendered(rig: Rig) -> None:
@@ -340,17 +352,10 @@ async def test_a_failed_digest_part_resends_only_what_was_not_delivered(rig: Rig
 async def test_lower_limits_start_digests_sooner(
     tmp_path: Path, fake: FakeWeCom, clock: ManualClock, server: tuple[SwappableApp, str]
 ) -> None:
-    async with httpx.AsyncClient(timeout=5) as http:
-        rig = Rig(make_config(server[1], tmp_path / "b.db", rate_limit_per_minute=3), fake, clock, http)
-        await rig.outbox.open()
-        await rig.state.open()
-        try:
-            for number in range(6):
-                await rig.enqueue("oncall", storm_group(number))
-                await rig.drain()
-        finally:
-            await rig.state.close()
-            await rig.outbox.close()
+    async with opened_rig(server, tmp_path / "b.db", fake, clock, rate_limit_per_minute=3) as rig:
+        for number in range(6):
+            await rig.enqueue("oncall", storm_group(number))
+            await rig.drain()
     texts = rig.texts_to("zhangsan")
     assert len(texts) == 3  # three single notifications, then everything waits for a slot
     assert rig.deferrals() >= 3
@@ -378,30 +383,23 @@ def test_limits_can_only_be_lowered(section: str, key: str, value: int) -> None:
 async def test_a_digest_cut_short_by_the_budget_resumes_unchanged_after_a_restart(
     tmp_path: Path, fake: FakeWeCom, clock: ManualClock, server: tuple[SwappableApp, str]
 ) -> None:
-    async with httpx.AsyncClient(timeout=5) as http:
-        rig = Rig(make_config(server[1], tmp_path / "c.db", rate_limit_per_minute=2), fake, clock, http)
-        await rig.outbox.open()
-        await rig.state.open()
-        try:
-            for number in range(100):
-                await rig.enqueue("oncall", storm_group(number, alerts=3))
+    async with opened_rig(server, tmp_path / "c.db", fake, clock, rate_limit_per_minute=2) as rig:
+        for number in range(100):
+            await rig.enqueue("oncall", storm_group(number, alerts=3))
+        await rig.drain()
+        first_two = rig.texts_to("zhangsan")
+        assert len(first_two) == 2
+        stored = await rig.outbox.open_digest("oncall", Recipients(to_user=("zhangsan",)))
+        assert stored is not None and stored.parts_sent == 2 and len(stored.parts) > 4
+        assert [p.content for p in stored.parts[:2]] == first_two
+        # Newcomers arrive while the digest waits; then the process restarts.
+        for number in range(100, 105):
+            await rig.enqueue("oncall", storm_group(number))
+        rig.dispatcher = rig.new_dispatcher()
+        await rig.dispatcher.restore_budget()
+        for _ in range(12):
+            rig.clock.advance(61)
             await rig.drain()
-            first_two = rig.texts_to("zhangsan")
-            assert len(first_two) == 2
-            stored = await rig.outbox.open_digest("oncall", Recipients(to_user=("zhangsan",)))
-            assert stored is not None and stored.parts_sent == 2 and len(stored.parts) > 4
-            assert [p.content for p in stored.parts[:2]] == first_two
-            # Newcomers arrive while the digest waits; then the process restarts.
-            for number in range(100, 105):
-                await rig.enqueue("oncall", storm_group(number))
-            rig.dispatcher = rig.new_dispatcher()
-            await rig.dispatcher.restore_budget()
-            for _ in range(12):
-                rig.clock.advance(61)
-                await rig.drain()
-        finally:
-            await rig.state.close()
-            await rig.outbox.close()
     texts = rig.texts_to("zhangsan")
     # The stored parts went out exactly as rendered before the restart, then the newcomers.
     assert texts[: len(stored.parts)] == [p.content for p in stored.parts]
