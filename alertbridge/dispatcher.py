@@ -180,7 +180,9 @@ class Dispatcher:
         except StoreError as exc:
             log.error("rate_budget_load_failed error=%s", exc)
             return
-        self._budget.load(sends)
+        # Recorded when reserved, before WeCom answered; WeCom counted each
+        # at most one timeout later, so count them from then to be safe.
+        self._budget.load((key, at + self._config.wecom.timeout) for key, at in sends)
 
     async def _prune_if_due(self) -> None:
         now = self._clock()
@@ -341,6 +343,9 @@ class Dispatcher:
                     await self._tracker.after_send(delivery, receiver, tracked, sent)
                 await self._defer([delivery], self._budget.next_free(limits, at))
                 return None
+            # Counted before sending: a send cut off by a crash may still have
+            # reached WeCom, and a restart must not think its slot was free.
+            await self._store.record_sends(_budget_keys(limits, slots), at)
             if slots - 1 < len(message.images):
                 # Images are best effort: only as many as the budget had room for.
                 message = dataclasses.replace(message, images=message.images[: slots - 1])
@@ -366,12 +371,11 @@ class Dispatcher:
                 len(messages),
                 receipt.msgid or "-",
             )
-            keys = _budget_keys(limits, slots)
             if index + 1 < len(messages):
-                await self._store.record_progress(delivery.id, index + 1, budget_keys=keys, at=sent_at)
+                await self._store.record_progress(delivery.id, index + 1)
                 continue
             # The last part: one transaction finishes the delivery and counts the send.
-            await self._store.mark_sent(delivery.id, sent_at, budget_keys=keys, at=sent_at)
+            await self._store.mark_sent(delivery.id, sent_at)
             self._metrics.delivery_latency.labels(channel.kind).observe(
                 _seconds(sent_at - delivery.accepted_at)
             )
@@ -498,6 +502,7 @@ class Dispatcher:
             if self._reserve(limits, at, message) is None:
                 await self._defer(unsent(index), self._budget.next_free(limits, at))
                 return False
+            await self._store.record_sends(_budget_keys(limits, 1), at)
             try:
                 await channel.send(message, anchor.recipients)
             except DeliveryError as exc:
@@ -512,9 +517,7 @@ class Dispatcher:
             self._count_message(channel, anchor.receiver, None)
             self._metrics.digests.labels(anchor.receiver).inc()
             finished = [i for _, ids in part.finished for i in ids]
-            await self._store.digest_progress(
-                stored.id, index + 1, finished, sent_at, budget_keys=_budget_keys(limits, 1), at=sent_at
-            )
+            await self._store.digest_progress(stored.id, index + 1, finished, sent_at)
             log.info(
                 "digest_sent receiver=%s digest=%d part=%d/%d groups=%d deliveries=%s",
                 anchor.receiver,

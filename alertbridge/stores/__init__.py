@@ -172,6 +172,9 @@ class OutboxStore(Protocol):
     async def recent_sends(self, since: datetime) -> list[tuple[str, datetime]]:
         """Budget sends after ``since``, oldest first; the dispatcher reloads them at start-up."""
 
+    async def record_sends(self, budget_keys: Sequence[str], at: datetime) -> None:
+        """Count a send against each budget key before it is made (see alertbridge.budget)."""
+
     async def forget_sends(self, before: datetime) -> int: ...
 
     async def reschedule(self, delivery_id: int, next_attempt_at: datetime, error: str) -> None:

@@ -695,6 +695,12 @@ class SqliteOutboxStore:
         )
         return [(str(row[0]), from_us(row[1])) for row in rows]
 
+    async def record_sends(self, budget_keys: Sequence[str], at: datetime) -> None:
+        """Count one send against each of ``budget_keys`` (one row per key and slot)."""
+        if budget_keys:
+            async with self._connection.session("record_sends", write=True, durable=False) as db:
+                await self._insert_sends(db, budget_keys, at)
+
     async def forget_sends(self, before: datetime) -> int:
         """Delete sends older than every rate-limit window."""
         return await self._connection.execute(
