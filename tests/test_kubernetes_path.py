@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -122,3 +123,92 @@ def test_receivers_alone_break_the_merged_config(defaults: Path, tmp_path: Path)
     result = amtool("check-config", str(merged))
     assert result.returncode != 0
     assert 'undefined receiver "null"' in result.stdout + result.stderr
+
+
+# -- the AlertmanagerConfig resource ---------------------------------------------------
+
+
+def strict(schema: dict[str, Any]) -> dict[str, Any]:
+    """A structural CRD schema as the API server applies it with strict field validation.
+
+    Kubernetes rejects unknown fields (``kubectl apply --validate=strict``, the
+    default since 1.27) except under ``x-kubernetes-preserve-unknown-fields``;
+    in JSON Schema terms every object with `properties` is closed.
+    """
+    schema = dict(schema)
+    if "properties" in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        schema.setdefault("additionalProperties", False)
+        schema["properties"] = {k: strict(v) for k, v in schema["properties"].items()}
+    if isinstance(schema.get("items"), dict):
+        schema["items"] = strict(schema["items"])
+    return schema
+
+
+def alertmanagerconfig_problems(resource: dict[str, Any]) -> list[str]:
+    """Every way a resource breaks the v1alpha1 AlertmanagerConfig CRD schema (the fixture)."""
+    crd = yaml.safe_load((DATA / "alertmanagerconfigs-crd-v1alpha1.yaml").read_text(encoding="utf-8"))
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
+    validator = jsonschema.Draft7Validator(strict(version["schema"]["openAPIV3Schema"]))
+    problems = [
+        "/".join(str(p) for p in error.absolute_path) + ": " + error.message
+        for error in validator.iter_errors(resource)
+    ]
+    if resource.get("apiVersion") != f"{crd['spec']['group']}/v1alpha1":
+        problems.append(f"apiVersion: {resource.get('apiVersion')}")
+    if resource.get("kind") != crd["spec"]["names"]["kind"]:
+        problems.append(f"kind: {resource.get('kind')}")
+    # x-kubernetes-list-type: map keyed on name.
+    names = [r.get("name") for r in resource.get("spec", {}).get("receivers", [])]
+    if len(names) != len(set(names)):
+        problems.append(f"spec/receivers: duplicate names {names}")
+    return problems
+
+
+def readme_alertmanagerconfig() -> dict[str, Any]:
+    resource: dict[str, Any] = yaml.safe_load(marked_block(READMES[1], "alertmanagerconfig"))
+    return resource
+
+
+def test_readme_alertmanagerconfig_matches_the_crd_schema() -> None:
+    resource = readme_alertmanagerconfig()
+    assert alertmanagerconfig_problems(resource) == []
+    spec = resource["spec"]
+    assert spec["route"]["receiver"] in {r["name"] for r in spec["receivers"]}
+    # Watchdog and InfoInhibitor fire all the time; they must not reach WeCom.
+    assert {"name": "alertname", "matchType": "!~", "value": "InfoInhibitor|Watchdog"} in spec["route"][
+        "matchers"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "complaint"),
+    [
+        pytest.param(
+            ("receivers", 0, "webhookConfigs", 0, "send_resolved"), True, "send_resolved", id="snake"
+        ),
+        pytest.param(("route", "matchers", 0, "matchType"), "~=", "~=", id="bad-enum"),
+        pytest.param(("route", "groupWait"), "30 seconds", "groupWait", id="bad-duration"),
+        pytest.param(("receivers", 0, "name"), "", "name", id="empty-name"),
+    ],
+)
+def test_the_crd_check_rejects(path: tuple[str | int, ...], value: object, complaint: str) -> None:
+    """The schema check has teeth: typical mistakes in the resource are reported."""
+    resource = readme_alertmanagerconfig()
+    node: Any = resource["spec"]
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    problems = alertmanagerconfig_problems(resource)
+    assert any(complaint in p for p in problems), problems
+
+
+def test_readme_documents_the_matcher_strategy() -> None:
+    """Under the operator's default (OnNamespace) the resource sees only its own namespace."""
+    values = yaml.safe_load(marked_block(READMES[1], "alertmanager-matcher-strategy"))
+    assert values == {
+        "alertmanager": {"alertmanagerSpec": {"alertmanagerConfigMatcherStrategy": {"type": "None"}}}
+    }
+    for readme in READMES:
+        text = " ".join(readme.read_text(encoding="utf-8").split())
+        assert "alertmanagerConfigMatcherStrategy" in text, readme
+    assert "`OnNamespace`" in READMES[1].read_text(encoding="utf-8")
