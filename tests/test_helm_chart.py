@@ -118,9 +118,8 @@ def schema_problems(docs: list[dict[str, Any]]) -> list[str]:
 def test_the_readme_values_render_validate_and_pass_check_config(tmp_path: Path) -> None:
     """What a new user copies from the README: it installs, and its config starts."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    block = readme.split("<!-- readme-helm-values:", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
     values = tmp_path / "alertbridge-values.yaml"
-    values.write_text(block, encoding="utf-8")
+    values.write_text(readme_helm_values(), encoding="utf-8")
     docs = render(values)
     assert not schema_problems(docs)
     assert {"Deployment", "Service", "ConfigMap", "Ingress", "ServiceMonitor", "PrometheusRule"} <= kinds(
@@ -142,6 +141,35 @@ def test_the_readme_values_render_validate_and_pass_check_config(tmp_path: Path)
         env={"PATH": os.environ["PATH"], **env},
     )
     assert result.returncode == 0, result.stderr + config
+
+
+def readme_helm_values() -> str:
+    """The values block the README tells new users to write (alertbridge-values.yaml)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block: str = readme.split("<!-- readme-helm-values:", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    return block
+
+
+def test_monitoring_objects_carry_the_kube_prometheus_stack_release_label(tmp_path: Path) -> None:
+    """kube-prometheus-stack's Prometheus selects `release: <its release>`; without it they never load."""
+    defaults = render(None, "serviceMonitor.enabled=true", "prometheusRule.enabled=true")
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        assert one(defaults, kind)["metadata"]["labels"]["release"] == "kube-prometheus-stack", kind
+
+    values = tmp_path / "alertbridge-values.yaml"
+    values.write_text(readme_helm_values(), encoding="utf-8")
+    docs = render(values)
+    # The release the README's own silencer URL points at: <release>-alertmanager.
+    silencer_url = one(docs, "ConfigMap")["data"]["config.toml"].split("http://", 1)[1]
+    kube_prometheus_stack = silencer_url.split("-alertmanager.", 1)[0]
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        assert one(docs, kind)["metadata"]["labels"]["release"] == kube_prometheus_stack, kind
+
+    # Another kube-prometheus-stack release name replaces the default; null drops it.
+    other = render(None, "serviceMonitor.enabled=true", "serviceMonitor.labels.release=monitoring")
+    assert one(other, "ServiceMonitor")["metadata"]["labels"]["release"] == "monitoring"
+    dropped = render(None, "prometheusRule.enabled=true", "prometheusRule.labels.release=null")
+    assert "release" not in one(dropped, "PrometheusRule")["metadata"]["labels"]
 
 
 def test_crd_resources_have_the_operator_shape() -> None:
@@ -424,6 +452,7 @@ def test_notes_warn_without_persistence() -> None:
         pytest.param("image.tga=latest", "tga", id="unknown-image-key"),
         pytest.param("config.reciever.x.channel=console", "reciever", id="unknown-config-section"),
         pytest.param("secrets.not-an-env-name=x", "not-an-env-name", id="secret-key-not-a-variable"),
+        pytest.param("serviceMonitor.labels.release=", "release", id="empty-release-label"),
     ],
 )
 def test_schema_rejects(assignment: str, complaint: str) -> None:
