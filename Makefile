@@ -32,6 +32,15 @@ install-helm: $(STAMP)
 test: $(STAMP) install-helm
 	$(BIN)/python -m pytest
 
+# The container image the Helm chart deploys: its image.repository, tagged with
+# alertbridge's version (the chart's appVersion, the chart's default tag).
+# IMAGE_REPOSITORY=<your registry>/alertbridge to push it there (README).
+.PHONY: image
+IMAGE_REPOSITORY ?= ghcr.io/alertbridge/alertbridge
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' alertbridge/__init__.py)
+image:
+	docker build -t $(IMAGE_REPOSITORY):$(VERSION) .
+
 # Formatting, lint and strict typing (not part of `make test`).
 lint: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

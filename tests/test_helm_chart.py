@@ -28,6 +28,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+import alertbridge
 from tests.harness import require_binary
 
 REPO = Path(__file__).resolve().parent.parent
@@ -148,6 +149,52 @@ def readme_helm_values() -> str:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     block: str = readme.split("<!-- readme-helm-values:", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
     return block
+
+
+def make_image(*assignments: str) -> str:
+    """The command `make image` would run (make -n: docker is not needed)."""
+    result = subprocess.run(
+        [require_binary("make"), "-n", "image", *assignments],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_make_image_builds_the_image_the_chart_deploys() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
+    values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    # The chart's appVersion is alertbridge's version: the image tag is both.
+    assert chart["appVersion"] == alertbridge.__version__
+    default_image = one(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert default_image == f"{values['image']['repository']}:{chart['appVersion']}"
+    assert make_image() == f"docker build -t {default_image} ."
+
+
+def test_readme_pushes_the_image_its_values_deploy(tmp_path: Path) -> None:
+    """The README's build-and-push steps and its values name one image."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    commands = readme.split("<!-- readme-image-push:", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    make_line, push_line = commands.strip().splitlines()
+    repository = re.fullmatch(r"make image IMAGE_REPOSITORY=(\S+)", make_line)
+    assert repository, make_line
+    built = (
+        make_image(f"IMAGE_REPOSITORY={repository[1]}").removeprefix("docker build -t ").removesuffix(" .")
+    )
+    assert push_line == f"docker push {built}"
+    # The chart's own README gives the same steps and the same repository.
+    chart_readme = (CHART / "README.md").read_text(encoding="utf-8")
+    assert commands in chart_readme
+    assert f"repository: {repository[1]} " in chart_readme
+
+    values = tmp_path / "alertbridge-values.yaml"
+    values.write_text(readme_helm_values(), encoding="utf-8")
+    assert yaml.safe_load(readme_helm_values())["image"]["repository"] == repository[1]
+    container = one(render(values), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == built
 
 
 def test_monitoring_objects_carry_the_kube_prometheus_stack_release_label(tmp_path: Path) -> None:
