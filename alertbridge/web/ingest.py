@@ -55,6 +55,15 @@ _ALERTMANAGER = _Source("alertmanager", lambda body, _: alertmanager.parse(body)
 _GRAFANA = _Source("grafana", lambda body, now: grafana.parse(body, received_at=now), signed=True)
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One webhook's answer, its outcome for /metrics, and whether the caller proved who it is."""
+
+    outcome: str
+    response: JSONResponse
+    authenticated: bool = False
+
+
 def error(status: int, reason: str) -> JSONResponse:
     return JSONResponse({"status": "error", "error": reason}, status_code=status)
 
@@ -86,33 +95,46 @@ class WebhookIngest:
 
     async def _ingest(self, request: Request, source: _Source) -> JSONResponse:
         name = request.path_params["receiver"]
-        outcome, response = await self._accept(request, source, name)
-        # A name from the URL is a label only when configured: clients cannot grow the series.
-        receiver = name if name in self._config.receivers else ""
-        self._metrics.webhooks.labels(source.name, receiver, outcome).inc()
-        return response
+        answer = await self._accept(request, source, name)
+        # A name from the URL is a label only when configured (clients cannot grow
+        # the series) and only once the caller proved who it is: /metrics must not
+        # tell an unauthenticated poster which receiver names exist.
+        receiver = name if answer.authenticated and name in self._config.receivers else ""
+        self._metrics.webhooks.labels(source.name, receiver, answer.outcome).inc()
+        return answer.response
 
-    async def _accept(self, request: Request, source: _Source, name: str) -> tuple[str, JSONResponse]:
-        """The answer to one webhook, and its outcome for /metrics."""
+    async def _accept(self, request: Request, source: _Source, name: str) -> _Answer:
+        """The answer to one webhook, its outcome for /metrics and whether the caller authenticated."""
         request_id = uuid.uuid4().hex[:16]
         if not self._auth.allows(request.headers.get("authorization")):
-            return "unauthorized", error(401, "missing or invalid credentials (see [webhook_auth])")
+            return _Answer("unauthorized", error(401, "missing or invalid credentials (see [webhook_auth])"))
         receiver = self._config.receivers.get(name)
         if receiver is None:
-            return "unknown_receiver", error(404, f"no receiver named {name!r} is configured")
+            return _Answer("unknown_receiver", error(404, f"no receiver named {name!r} is configured"))
+        secret = receiver.grafana_hmac_secret if source.signed else None
+        # [webhook_auth] (when set) has passed; a signed receiver also needs its signature.
+        # Without any credentials configured there is nothing to prove (and 404 tells names anyway).
+        authenticated = secret is None
         content_type = request.headers.get("content-type", "application/json")
         if content_type.split(";")[0].strip().lower() not in _JSON_TYPES:
-            return "unsupported_media_type", error(
-                415, f"expected Content-Type: application/json, got {content_type[:60]!r}"
+            return _Answer(
+                "unsupported_media_type",
+                error(415, f"expected Content-Type: application/json, got {content_type[:60]!r}"),
+                authenticated,
             )
         try:
             body = await read_body(request, self._config.server.max_body_bytes)
         except BodyTooLarge as exc:
-            return "too_large", error(413, f"body larger than server.max_body_bytes ({exc.limit} bytes)")
+            return _Answer(
+                "too_large",
+                error(413, f"body larger than server.max_body_bytes ({exc.limit} bytes)"),
+                authenticated,
+            )
         except ClientDisconnect:
-            return "incomplete", error(400, "client disconnected before the body was complete")
+            return _Answer(
+                "incomplete", error(400, "client disconnected before the body was complete"), authenticated
+            )
         now = self._clock()
-        secret = receiver.grafana_hmac_secret if source.signed else None
         if secret is not None:
             try:
                 verify_signature(secret.get_secret_value(), body, request.headers, now.timestamp())
@@ -120,18 +142,23 @@ class WebhookIngest:
                 log.warning(
                     "webhook_unauthenticated receiver=%s request_id=%s reason=%s", name, request_id, exc
                 )
-                return "bad_signature", error(401, f"{exc} (see receivers.{name}.grafana_hmac_secret)")
+                return _Answer(
+                    "bad_signature", error(401, f"{exc} (see receivers.{name}.grafana_hmac_secret)")
+                )
+            authenticated = True
         try:
             group = source.parse(body, now)
         except PayloadError as exc:
             log.info("webhook_rejected receiver=%s request_id=%s reason=%s", name, request_id, exc.problem)
-            return "bad_payload", error(400, str(exc))
+            return _Answer("bad_payload", error(400, str(exc)), authenticated)
 
         if not receiver.send_resolved:
             kept = group.firing
             if not kept:
-                return "dropped", JSONResponse(
-                    {"status": "dropped", "reason": "resolved and send_resolved = false"}
+                return _Answer(
+                    "dropped",
+                    JSONResponse({"status": "dropped", "reason": "resolved and send_resolved = false"}),
+                    authenticated,
                 )
             group = group.with_alerts(kept)
 
@@ -148,7 +175,11 @@ class WebhookIngest:
             delivery_id = await self._store.enqueue(delivery)
         except StoreError as exc:
             log.error("webhook_not_stored receiver=%s request_id=%s error=%s", name, request_id, exc)
-            return "store_unavailable", error(503, "store unavailable; not accepted, please retry")
+            return _Answer(
+                "store_unavailable",
+                error(503, "store unavailable; not accepted, please retry"),
+                authenticated,
+            )
         self._on_enqueued()
         log.info(
             "webhook_accepted source=%s receiver=%s request_id=%s delivery=%d alerts=%d status=%s",
@@ -159,7 +190,11 @@ class WebhookIngest:
             len(group.alerts),
             group.status.value,
         )
-        return "accepted", JSONResponse(
-            {"status": "accepted", "request_id": request_id, "delivery": delivery_id},
-            headers={"X-Request-Id": request_id},
+        return _Answer(
+            "accepted",
+            JSONResponse(
+                {"status": "accepted", "request_id": request_id, "delivery": delivery_id},
+                headers={"X-Request-Id": request_id},
+            ),
+            authenticated,
         )
