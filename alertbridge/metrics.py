@@ -32,7 +32,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Every counter and histogram would also export a ``*_created`` series (its
 # creation time): twice the series for nothing Prometheus uses. The switch is
 # process-wide in prometheus_client; alertbridge never wants them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Accepted → sent: from tens of milliseconds (idle) to hours (WeCom down, retries).
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600)
