@@ -180,9 +180,15 @@ class WebhookIngest:
                 error(503, "store unavailable; not accepted, please retry"),
                 authenticated,
             )
-        self._on_enqueued()
+        # An HA peer's copy (or a retry) of a notification already stored is said to be
+        # one, with the delivery that carries it, so nobody looks for a second message.
+        status = "duplicate" if delivery_id.duplicate else "accepted"
+        event = "webhook_duplicate" if delivery_id.duplicate else "webhook_accepted"
+        if not delivery_id.duplicate:
+            self._on_enqueued()
         log.info(
-            "webhook_accepted source=%s receiver=%s request_id=%s delivery=%d alerts=%d status=%s",
+            "%s source=%s receiver=%s request_id=%s delivery=%d alerts=%d status=%s",
+            event,
             source.name,
             name,
             request_id,
@@ -191,9 +197,9 @@ class WebhookIngest:
             group.status.value,
         )
         return _Answer(
-            "accepted",
+            status,
             JSONResponse(
-                {"status": "accepted", "request_id": request_id, "delivery": delivery_id},
+                {"status": status, "request_id": request_id, "delivery": delivery_id},
                 headers={"X-Request-Id": request_id},
             ),
             authenticated,
