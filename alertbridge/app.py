@@ -42,6 +42,7 @@ from alertbridge.web.auth import WebhookAuthenticator
 from alertbridge.web.callback import WeComCallback
 from alertbridge.web.health import OperationalEndpoints, healthz
 from alertbridge.web.ingest import WebhookIngest
+from alertbridge.web.refusals import RefusalLog
 from alertbridge.wecom.client import WeComClient, quiet_http_loggers
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ def create_app(
     http = new_http_client(config)
     client = WeComClient(http, config.wecom.api_base, metrics=metrics)
     stream = out if out is not None else sys.stdout
+    refusals = RefusalLog()
 
     def build(cfg: Config, source: str) -> Services:
         """Everything that depends on the config alone (see alertbridge.reload)."""
@@ -134,7 +136,9 @@ def create_app(
             renderer=renderer,
             channels=build_channels(cfg, client, stream, images),
             tracker=GroupTracker(config=cfg, state=state, silencers=silencers, client=client),
-            ingest=WebhookIngest(cfg, outbox, auth, on_enqueued=lambda: dispatcher.wake(), metrics=metrics),
+            ingest=WebhookIngest(
+                cfg, outbox, auth, on_enqueued=lambda: dispatcher.wake(), metrics=metrics, refusals=refusals
+            ),
             callback=WeComCallback(
                 config=cfg, state=state, executor=executor, client=client, metrics=metrics
             ),
@@ -206,6 +210,7 @@ def create_app(
         finally:
             if sighup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            refusals.flush()
             for callback in (*retired, current.callback):
                 await callback.drain()
             for task in tasks.values():

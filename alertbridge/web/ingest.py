@@ -34,6 +34,7 @@ from alertbridge.sources.grafana_signature import SignatureError, verify_signatu
 from alertbridge.stores import NewDelivery, OutboxStore
 from alertbridge.web.auth import WebhookAuthenticator
 from alertbridge.web.body import BodyTooLarge, read_body
+from alertbridge.web.refusals import RefusalLog
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,13 @@ class _Answer:
     outcome: str
     response: JSONResponse
     authenticated: bool = False
+    # Why the webhook was refused (a 4xx), for the log; None when it was not.
+    refusal: str | None = None
+
+
+def _refuse(outcome: str, status: int, reason: str, authenticated: bool = False) -> _Answer:
+    """A 4xx answer whose reason is also logged (see ``RefusalLog``)."""
+    return _Answer(outcome, error(status, reason), authenticated, refusal=reason)
 
 
 def error(status: int, reason: str) -> JSONResponse:
@@ -79,8 +87,11 @@ class WebhookIngest:
         on_enqueued: Callable[[], None],
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        refusals: RefusalLog | None = None,
     ) -> None:
         self._config = config
+        # Shared across reloads by the app, so a reload does not reset the rate limit.
+        self._refusals = refusals if refusals is not None else RefusalLog()
         self._metrics = metrics if metrics is not None else Metrics()
         self._store = store
         self._auth = auth
@@ -101,56 +112,58 @@ class WebhookIngest:
         # tell an unauthenticated poster which receiver names exist.
         receiver = name if answer.authenticated and name in self._config.receivers else ""
         self._metrics.webhooks.labels(source.name, receiver, answer.outcome).inc()
+        if answer.refusal is not None:
+            self._refusals.refused(
+                source=source.name,
+                receiver=name,
+                remote=request.client.host if request.client is not None else "unknown",
+                status=answer.response.status_code,
+                outcome=answer.outcome,
+                reason=answer.refusal,
+            )
         return answer.response
 
     async def _accept(self, request: Request, source: _Source, name: str) -> _Answer:
         """The answer to one webhook, its outcome for /metrics and whether the caller authenticated."""
         request_id = uuid.uuid4().hex[:16]
         if not self._auth.allows(request.headers.get("authorization")):
-            return _Answer("unauthorized", error(401, "missing or invalid credentials (see [webhook_auth])"))
+            return _refuse("unauthorized", 401, "missing or invalid credentials (see [webhook_auth])")
         receiver = self._config.receivers.get(name)
         if receiver is None:
-            return _Answer("unknown_receiver", error(404, f"no receiver named {name!r} is configured"))
+            return _refuse("unknown_receiver", 404, f"no receiver named {name!r} is configured")
         secret = receiver.grafana_hmac_secret if source.signed else None
         # [webhook_auth] (when set) has passed; a signed receiver also needs its signature.
         # Without any credentials configured there is nothing to prove (and 404 tells names anyway).
         authenticated = secret is None
         content_type = request.headers.get("content-type", "application/json")
         if content_type.split(";")[0].strip().lower() not in _JSON_TYPES:
-            return _Answer(
+            return _refuse(
                 "unsupported_media_type",
-                error(415, f"expected Content-Type: application/json, got {content_type[:60]!r}"),
+                415,
+                f"expected Content-Type: application/json, got {content_type[:60]!r}",
                 authenticated,
             )
         try:
             body = await read_body(request, self._config.server.max_body_bytes)
         except BodyTooLarge as exc:
-            return _Answer(
-                "too_large",
-                error(413, f"body larger than server.max_body_bytes ({exc.limit} bytes)"),
-                authenticated,
+            return _refuse(
+                "too_large", 413, f"body larger than server.max_body_bytes ({exc.limit} bytes)", authenticated
             )
         except ClientDisconnect:
-            return _Answer(
-                "incomplete", error(400, "client disconnected before the body was complete"), authenticated
+            return _refuse(
+                "incomplete", 400, "client disconnected before the body was complete", authenticated
             )
         now = self._clock()
         if secret is not None:
             try:
                 verify_signature(secret.get_secret_value(), body, request.headers, now.timestamp())
             except SignatureError as exc:
-                log.warning(
-                    "webhook_unauthenticated receiver=%s request_id=%s reason=%s", name, request_id, exc
-                )
-                return _Answer(
-                    "bad_signature", error(401, f"{exc} (see receivers.{name}.grafana_hmac_secret)")
-                )
+                return _refuse("bad_signature", 401, f"{exc} (see receivers.{name}.grafana_hmac_secret)")
             authenticated = True
         try:
             group = source.parse(body, now)
         except PayloadError as exc:
-            log.info("webhook_rejected receiver=%s request_id=%s reason=%s", name, request_id, exc.problem)
-            return _Answer("bad_payload", error(400, str(exc)), authenticated)
+            return _refuse("bad_payload", 400, str(exc), authenticated)
 
         if not receiver.send_resolved:
             kept = group.firing
