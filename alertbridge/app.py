@@ -66,6 +66,28 @@ def build_renderer(config: Config, source: str) -> Renderer:
     return renderer
 
 
+def reload_over_http(config: Config) -> bool:
+    """Whether ``POST /-/reload`` is served: as configured, else only behind [webhook_auth]."""
+    if config.server.reload_endpoint is not None:
+        return config.server.reload_endpoint
+    return config.webhook_auth is not None
+
+
+def unauthenticated_warnings(config: Config) -> list[str]:
+    """What is open to anyone who can reach the listen address, for check-config and the log."""
+    if config.webhook_auth is not None:
+        return []
+    found = [
+        f"[webhook_auth] is not set: anyone who can reach {config.server.listen} can post alerts "
+        "to every receiver without a grafana_hmac_secret"
+    ]
+    if reload_over_http(config):
+        found.append(
+            "[server] reload_endpoint = true without [webhook_auth]: anyone can trigger POST /-/reload"
+        )
+    return found
+
+
 def new_http_client(config: Config) -> httpx.AsyncClient:
     timeout = config.wecom.timeout.total_seconds()
     return httpx.AsyncClient(
@@ -204,6 +226,8 @@ def create_app(
         tasks["dispatcher"] = asyncio.create_task(dispatcher.run(), name="dispatcher")
         tasks["upkeep"] = asyncio.create_task(current.tracker.run_upkeep(), name="upkeep")
         sighup = _listen_for_sighup(on_sighup)
+        for warning in unauthenticated_warnings(config):
+            log.warning("webhooks_unauthenticated reason=%s", warning)
         log.info("alertbridge_started version=%s receivers=%s", __version__, ",".join(config.receivers))
         try:
             yield
@@ -233,7 +257,7 @@ def create_app(
         return await current.callback.endpoint(request)
 
     async def reload_endpoint(request: Request) -> Response:
-        if reloader is None or not current.config.server.reload_endpoint:
+        if reloader is None or not reload_over_http(current.config):
             return JSONResponse(
                 {"status": "error", "error": "reloading over HTTP is disabled"}, status_code=404
             )

@@ -112,10 +112,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from alertbridge.app import build_renderer
+    from alertbridge.app import build_renderer, unauthenticated_warnings
 
     config = _load(args)
     build_renderer(config, str(args.config))
+    for warning in unauthenticated_warnings(config):
+        print(f"{args.config}: WARNING: {warning}", file=sys.stderr)
     print(
         f"{args.config}: OK ({len(config.receivers)} receivers, {len(config.wecom.apps)} WeCom apps; "
         "every template compiled and rendered against sample data)"

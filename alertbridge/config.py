@@ -60,8 +60,9 @@ class ServerConfig(_Section):
     timezone: str = "Asia/Shanghai"
     language: Language = "zh"
     # POST /-/reload (same credentials as the webhooks) re-reads the config;
-    # SIGHUP always does.
-    reload_endpoint: bool = True
+    # SIGHUP always does. None: on only when [webhook_auth] is set, since
+    # without it anyone who reaches the port could make us re-read the file.
+    reload_endpoint: bool | None = None
 
     @field_validator("listen")
     @classmethod

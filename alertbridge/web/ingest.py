@@ -10,7 +10,8 @@ after we answered.
 
 Order of checks: credentials ([webhook_auth], 401) before the receiver name
 (404), so names do not leak; then content type (415), body size (413), the
-receiver's Grafana signature (401), the payload (400).
+receiver's Grafana signature (401), the payload (400). A receiver with a
+Grafana secret refuses the unsigned Alertmanager endpoint outright (401).
 """
 
 from __future__ import annotations
@@ -131,6 +132,13 @@ class WebhookIngest:
         receiver = self._config.receivers.get(name)
         if receiver is None:
             return _refuse("unknown_receiver", 404, f"no receiver named {name!r} is configured")
+        if receiver.grafana_hmac_secret is not None and not source.signed:
+            # Otherwise the signature would be optional: the same receiver, unsigned, one URL over.
+            return _refuse(
+                "bad_signature",
+                401,
+                f"receiver {name!r} has a grafana_hmac_secret and takes only signed posts to /grafana/{name}",
+            )
         secret = receiver.grafana_hmac_secret if source.signed else None
         # [webhook_auth] (when set) has passed; a signed receiver also needs its signature.
         # Without any credentials configured there is nothing to prove (and 404 tells names anyway).
