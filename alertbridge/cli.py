@@ -86,8 +86,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     from alertbridge.app import create_app
     from alertbridge.logs import configure_logging
+    from alertbridge.startup import bind_listen, lock_store
 
     config = _load(args)
+    # Both before any log line: a second instance or a taken port is one clear error.
+    store_lock = lock_store(config.store.sqlite_path)
+    listener = bind_listen(config.server.host, config.server.port)
     configure_logging(config.secrets(), sys.stderr, config.log.level, config.log.format)
     app = create_app(
         config,
@@ -107,7 +111,10 @@ def _serve(args: argparse.Namespace) -> int:
             lifespan="on",
         )
     )
-    server.run()
+    try:
+        server.run(sockets=[listener])
+    finally:
+        store_lock.close()
     return 0
 
 
