@@ -87,6 +87,7 @@ def _serve(args: argparse.Namespace) -> int:
     from alertbridge.app import create_app
     from alertbridge.logs import configure_logging
     from alertbridge.startup import bind_listen, lock_store
+    from alertbridge.web.limits import ConnectionLimits, guarded_http_protocol
 
     config = _load(args)
     # Both before any log line: a second instance or a taken port is one clear error.
@@ -109,6 +110,15 @@ def _serve(args: argparse.Namespace) -> int:
             access_log=False,
             server_header=False,
             lifespan="on",
+            # Limits that hold before authentication: head size and time, body time, connections.
+            http=guarded_http_protocol(
+                ConnectionLimits(
+                    max_header_bytes=config.server.max_header_bytes,
+                    header_timeout=config.server.header_timeout.total_seconds(),
+                    body_timeout=config.server.body_timeout.total_seconds(),
+                )
+            ),
+            limit_concurrency=config.server.max_connections,
         )
     )
     try:
