@@ -42,6 +42,7 @@ from alertbridge.web.auth import WebhookAuthenticator
 from alertbridge.web.callback import WeComCallback
 from alertbridge.web.health import OperationalEndpoints, healthz
 from alertbridge.web.ingest import WebhookIngest
+from alertbridge.web.refusals import RefusalLog
 from alertbridge.wecom.client import WeComClient, quiet_http_loggers
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,28 @@ def build_renderer(config: Config, source: str) -> Renderer:
     if problems:
         raise ConfigError(source, problems)
     return renderer
+
+
+def reload_over_http(config: Config) -> bool:
+    """Whether ``POST /-/reload`` is served: as configured, else only behind [webhook_auth]."""
+    if config.server.reload_endpoint is not None:
+        return config.server.reload_endpoint
+    return config.webhook_auth is not None
+
+
+def unauthenticated_warnings(config: Config) -> list[str]:
+    """What is open to anyone who can reach the listen address, for check-config and the log."""
+    if config.webhook_auth is not None:
+        return []
+    found = [
+        f"[webhook_auth] is not set: anyone who can reach {config.server.listen} can post alerts "
+        "to every receiver without a grafana_hmac_secret"
+    ]
+    if reload_over_http(config):
+        found.append(
+            "[server] reload_endpoint = true without [webhook_auth]: anyone can trigger POST /-/reload"
+        )
+    return found
 
 
 def new_http_client(config: Config) -> httpx.AsyncClient:
@@ -122,6 +145,7 @@ def create_app(
     http = new_http_client(config)
     client = WeComClient(http, config.wecom.api_base, metrics=metrics)
     stream = out if out is not None else sys.stdout
+    refusals = RefusalLog()
 
     def build(cfg: Config, source: str) -> Services:
         """Everything that depends on the config alone (see alertbridge.reload)."""
@@ -134,7 +158,9 @@ def create_app(
             renderer=renderer,
             channels=build_channels(cfg, client, stream, images),
             tracker=GroupTracker(config=cfg, state=state, silencers=silencers, client=client),
-            ingest=WebhookIngest(cfg, outbox, auth, on_enqueued=lambda: dispatcher.wake(), metrics=metrics),
+            ingest=WebhookIngest(
+                cfg, outbox, auth, on_enqueued=lambda: dispatcher.wake(), metrics=metrics, refusals=refusals
+            ),
             callback=WeComCallback(
                 config=cfg, state=state, executor=executor, client=client, metrics=metrics
             ),
@@ -200,12 +226,15 @@ def create_app(
         tasks["dispatcher"] = asyncio.create_task(dispatcher.run(), name="dispatcher")
         tasks["upkeep"] = asyncio.create_task(current.tracker.run_upkeep(), name="upkeep")
         sighup = _listen_for_sighup(on_sighup)
+        for warning in unauthenticated_warnings(config):
+            log.warning("webhooks_unauthenticated reason=%s", warning)
         log.info("alertbridge_started version=%s receivers=%s", __version__, ",".join(config.receivers))
         try:
             yield
         finally:
             if sighup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            refusals.flush()
             for callback in (*retired, current.callback):
                 await callback.drain()
             for task in tasks.values():
@@ -228,7 +257,7 @@ def create_app(
         return await current.callback.endpoint(request)
 
     async def reload_endpoint(request: Request) -> Response:
-        if reloader is None or not current.config.server.reload_endpoint:
+        if reloader is None or not reload_over_http(current.config):
             return JSONResponse(
                 {"status": "error", "error": "reloading over HTTP is disabled"}, status_code=404
             )

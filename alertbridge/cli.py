@@ -86,8 +86,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     from alertbridge.app import create_app
     from alertbridge.logs import configure_logging
+    from alertbridge.startup import bind_listen, lock_store
+    from alertbridge.web.limits import ConnectionLimits, guarded_http_protocol
 
     config = _load(args)
+    # Both before any log line: a second instance or a taken port is one clear error.
+    store_lock = lock_store(config.store.sqlite_path)
+    listener = bind_listen(config.server.host, config.server.port)
     configure_logging(config.secrets(), sys.stderr, config.log.level, config.log.format)
     app = create_app(
         config,
@@ -105,17 +110,31 @@ def _serve(args: argparse.Namespace) -> int:
             access_log=False,
             server_header=False,
             lifespan="on",
+            # Limits that hold before authentication: head size and time, body time, connections.
+            http=guarded_http_protocol(
+                ConnectionLimits(
+                    max_header_bytes=config.server.max_header_bytes,
+                    header_timeout=config.server.header_timeout.total_seconds(),
+                    body_timeout=config.server.body_timeout.total_seconds(),
+                )
+            ),
+            limit_concurrency=config.server.max_connections,
         )
     )
-    server.run()
+    try:
+        server.run(sockets=[listener])
+    finally:
+        store_lock.close()
     return 0
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from alertbridge.app import build_renderer
+    from alertbridge.app import build_renderer, unauthenticated_warnings
 
     config = _load(args)
     build_renderer(config, str(args.config))
+    for warning in unauthenticated_warnings(config):
+        print(f"{args.config}: WARNING: {warning}", file=sys.stderr)
     print(
         f"{args.config}: OK ({len(config.receivers)} receivers, {len(config.wecom.apps)} WeCom apps; "
         "every template compiled and rendered against sample data)"

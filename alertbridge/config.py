@@ -60,8 +60,25 @@ class ServerConfig(_Section):
     timezone: str = "Asia/Shanghai"
     language: Language = "zh"
     # POST /-/reload (same credentials as the webhooks) re-reads the config;
-    # SIGHUP always does.
-    reload_endpoint: bool = True
+    # SIGHUP always does. None: on only when [webhook_auth] is set, since
+    # without it anyone who reaches the port could make us re-read the file.
+    reload_endpoint: bool | None = None
+    # Limits before a request reaches the app (see alertbridge.web.limits):
+    # request line + headers size (431 beyond), time to send them (408 and
+    # close), time to send the body, and open connections (503 beyond).
+    max_header_bytes: int = Field(default=16_384, ge=1024)
+    header_timeout: timedelta = timedelta(seconds=10)
+    body_timeout: timedelta = timedelta(seconds=30)
+    max_connections: int = Field(default=512, gt=0)
+
+    _parse_timeouts = field_validator("header_timeout", "body_timeout", mode="before")(_duration)
+
+    @field_validator("header_timeout", "body_timeout")
+    @classmethod
+    def _check_timeout(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return value
 
     @field_validator("listen")
     @classmethod

@@ -52,6 +52,29 @@ class SecretRedactor(logging.Filter):
 _EVENT = re.compile(r"[a-z][a-z0-9_]*\Z")
 _FIELD = re.compile(r"(?:^| )([a-z_][a-z0-9_]*)=")
 _RESERVED = frozenset({"time", "level", "logger", "event", "message", "exception"})
+# A value that reads as a number becomes a JSON number, so Loki and Elasticsearch
+# can compare and sum it. Names and identifiers stay strings even when they are
+# all digits (a request id, a user id, a receiver called "42"), so each key keeps
+# one type from line to line.
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]{0,17})(?:\.[0-9]+)?\Z")
+_TEXT_KEYS = frozenset(
+    {"request_id", "task_id", "msgid", "silence", "silence_id", "user", "receiver", "receivers", "app", "key"}
+    | {
+        "alert",
+        "version",
+        "host",
+        "channel",
+        "source",
+        "action",
+        "status",
+        "result",
+        "reason",
+        "error",
+        "why",
+    }
+)
+# What %s makes of a missing value; such a field is left out rather than logged as text.
+_ABSENT = frozenset({"None", ""})
 
 
 def message_fields(message: str) -> tuple[str | None, dict[str, str]]:
@@ -73,6 +96,19 @@ def message_fields(message: str) -> tuple[str | None, dict[str, str]]:
     return head, fields
 
 
+def typed_fields(fields: dict[str, str]) -> dict[str, str | int | float]:
+    """The fields as JSON values: numbers as numbers, absent values (``None``, empty) left out."""
+    typed: dict[str, str | int | float] = {}
+    for key, value in fields.items():
+        if value in _ABSENT:
+            continue
+        if key not in _TEXT_KEYS and _NUMBER.match(value):
+            typed[key] = float(value) if "." in value else int(value)
+        else:
+            typed[key] = value
+    return typed
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, event, the fields, the whole message."""
 
@@ -86,7 +122,7 @@ class JsonFormatter(logging.Formatter):
         }
         if event is not None:
             document["event"] = event
-            document.update(fields)
+            document.update(typed_fields(fields))
         document["message"] = message
         if record.exc_text:
             document["exception"] = record.exc_text

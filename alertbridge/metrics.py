@@ -15,12 +15,24 @@ from __future__ import annotations
 import platform
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from alertbridge import __version__
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Every counter and histogram would also export a ``*_created`` series (its
+# creation time): twice the series for nothing Prometheus uses. The switch is
+# process-wide in prometheus_client; alertbridge never wants them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Accepted → sent: from tens of milliseconds (idle) to hours (WeCom down, retries).
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600)

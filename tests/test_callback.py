@@ -4,6 +4,7 @@ and commands by reply, against the fake WeCom."""
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -208,6 +209,41 @@ def test_forged_stale_wrong_corp_and_hostile_callbacks_are_rejected(bridge: Brid
     assert bridge.wecom.messages() == []
     assert httpx.get(f"{bridge.base_url}/wecom/callback/nocallback", timeout=5).status_code == 404
     assert httpx.get(f"{bridge.base_url}/wecom/callback/missing", timeout=5).status_code == 404
+
+
+def test_url_verification_applies_the_timestamp_window(bridge: Bridge) -> None:
+    with bridge.callback() as wecom:
+        stale = wecom.build_verify_url("echo-1", timestamp=str(int(time.time()) - 3600))
+        assert wecom.send(stale).status_code == 403
+        fresh = wecom.build_verify_url("echo-2", timestamp=str(int(time.time()) - 60))
+        assert wecom.send(fresh).content == b"echo-2"
+
+
+def test_rejections_log_the_key_to_check_and_wecoms_error_code(
+    bridge: Bridge, caplog: pytest.LogCaptureFixture
+) -> None:
+    other_key = "Z" * 42 + "A"
+    clients = {
+        "token": CallbackClient(
+            bridge.base_url, "/wecom/callback/ops", "otherToken", AES_KEY, CORP_ID, AGENT_ID
+        ),
+        "encoding_aes_key": CallbackClient(
+            bridge.base_url, "/wecom/callback/ops", TOKEN, other_key, CORP_ID, AGENT_ID
+        ),
+        "corp_id": CallbackClient(bridge.base_url, "/wecom/callback/ops", TOKEN, AES_KEY, "wwElse", AGENT_ID),
+    }
+    lines = {}
+    for key, client in clients.items():
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="alertbridge"), client:
+            assert client.send_text("zhangsan", "help").status_code == 403
+        (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("callback_rejected")]
+        lines[key] = line
+    assert "wecom_error=-40001 check=wecom.apps.ops.token " in lines["token"]
+    assert "wecom_error=-40007 check=wecom.apps.ops.encoding_aes_key " in lines["encoding_aes_key"]
+    assert "wecom_error=-40005 check=wecom.apps.ops.corp_id " in lines["corp_id"]
+    # Key names only, never the values.
+    assert not any(secret in line for line in lines.values() for secret in (TOKEN, AES_KEY, other_key))
 
 
 def test_ack_by_reply_and_a_retried_callback_acts_once(bridge: Bridge) -> None:

@@ -84,6 +84,12 @@ def test_missing_env_var_is_named(tmp_path: Path) -> None:
         ('[server]\ntimezone = "Asia/Nowhere"\n', "server.timezone: unknown timezone 'Asia/Nowhere'"),
         ('[server]\nlanguage = "fr"\n', "server.language: Input should be 'zh' or 'en'"),
         ("[server]\nbogus = 1\n", "server.bogus: unknown key"),
+        ('[server]\nheader_timeout = "0s"\n', "server.header_timeout: must be longer than 0s"),
+        (
+            "[server]\nmax_header_bytes = 100\n",
+            "server.max_header_bytes: Input should be greater than or equal to 1024",
+        ),
+        ("[server]\nmax_connections = 0\n", "server.max_connections: Input should be greater than 0"),
         ("surprise = true\n", "surprise: unknown key"),
         ('[store]\nurl = "mysql://x"\n', "store.url: only sqlite:///PATH is supported"),
         ('[receivers.x]\nchannel = "email"\n', "receivers.x: channel must be one of: app, robot, console"),

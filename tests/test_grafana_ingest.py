@@ -249,6 +249,17 @@ def test_hmac_does_not_replace_webhook_auth(server) -> None:  # type: ignore[no-
     assert response.status_code == 401
 
 
+def test_a_signed_receiver_is_not_reachable_unsigned_at_the_alertmanager_url(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    base_url, _, _ = server
+    unsigned = send(base_url, "/alertmanager/signed", AM_FIRING)
+    assert unsigned.status_code == 401
+    assert "/grafana/signed" in unsigned.json()["error"]
+    # Not even with Grafana's signature: that endpoint does not check it.
+    assert send(base_url, "/alertmanager/signed", AM_FIRING, **signed_headers(AM_FIRING)).status_code == 401
+    assert stored_rows(tmp_path) == []
+    assert send(base_url, "/grafana/signed", FIRING, **signed_headers(FIRING)).status_code == 200
+
+
 def test_receivers_without_a_secret_need_no_signature(server) -> None:  # type: ignore[no-untyped-def]
     base_url, _, _ = server
     assert (

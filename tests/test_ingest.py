@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -79,6 +80,23 @@ def test_200_only_after_the_delivery_is_committed(server, tmp_path: Path) -> Non
     assert answer["status"] == "accepted"
     # Read back through a second connection: the row is on disk when we hear 200.
     assert ("console", answer["request_id"]) in stored_rows(tmp_path)
+
+
+def test_the_same_notification_again_is_answered_as_a_duplicate(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The config's own store, with [delivery] dedup_window (2m by default).
+    app = create_app(make_config(tmp_path), out=io.StringIO())
+    with ServerThread(app) as running, caplog.at_level(logging.INFO, logger="alertbridge"):
+        first = post(running.base_url, "/alertmanager/console", FIRING)
+        again = post(running.base_url, "/alertmanager/console", FIRING)
+    assert first.status_code == again.status_code == 200
+    assert first.json()["status"] == "accepted"
+    assert again.json()["status"] == "duplicate"
+    assert again.json()["delivery"] == first.json()["delivery"]
+    events = [record.getMessage().split(" ")[0] for record in caplog.records]
+    assert events.count("webhook_accepted") == 1 and events.count("webhook_duplicate") == 1
+    assert len(stored_rows(tmp_path)) == 1
 
 
 def test_basic_auth_is_accepted_too(server) -> None:  # type: ignore[no-untyped-def]

@@ -62,13 +62,37 @@ def test_json_lines_carry_fields_and_are_redacted(restore_root_logger: None) -> 
     assert (first["level"], first["logger"], first["delivery"], first["request_id"]) == (
         "info",
         "alertbridge.test",
-        "7",
+        7,
         "ab12",
     )
     assert first["error"] == "token *** refused"
     assert first["time"].endswith("+00:00")
     assert "RuntimeError: boom ***" in lines[1]["exception"]
     assert "hunter2-secret" not in stream.getvalue()
+
+
+def test_json_numbers_are_numbers_and_absent_values_are_left_out(restore_root_logger: None) -> None:
+    stream = io.StringIO()
+    configure_logging([], stream, "info", "json")
+    log = logging.getLogger("alertbridge.test")
+    log.info(
+        "delivery_retry delivery=%d attempt=%d in=%.1f request_id=%s user=%s silence=%s error=%s",
+        7,
+        3,
+        1.5,
+        "0123456789",
+        "10086",
+        None,
+        "timeout",
+    )
+    log.info("message_sent delivery=%d msgid=%s part=%d", 8, "", 1)
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert (first["delivery"], first["attempt"], first["in"]) == (7, 3, 1.5)
+    # Identifiers stay text even when they are all digits: one type per key.
+    assert (first["request_id"], first["user"], first["error"]) == ("0123456789", "10086", "timeout")
+    assert "silence" not in first
+    assert "None" not in [value for key, value in first.items() if key != "message"]
+    assert "msgid" not in second and second["part"] == 1
 
 
 def test_text_on_a_terminal_or_when_asked(restore_root_logger: None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import platform
+import re
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -64,7 +65,9 @@ def test_webhooks_are_counted_by_outcome_and_unknown_names_are_not_labels(server
     webhooks = "alertbridge_webhooks_received_total"
     assert value(samples, webhooks, source="alertmanager", receiver="console", outcome="accepted") == 1
     assert value(samples, webhooks, source="alertmanager", receiver="console", outcome="bad_payload") == 1
-    assert value(samples, webhooks, source="alertmanager", receiver="console", outcome="unauthorized") == 1
+    # A poster without credentials must not learn from /metrics that "console" exists.
+    assert value(samples, webhooks, source="alertmanager", receiver="", outcome="unauthorized") == 1
+    assert value(samples, webhooks, source="alertmanager", receiver="console", outcome="unauthorized") == 0
     assert value(samples, webhooks, source="alertmanager", receiver="", outcome="unknown_receiver") == 3
     labels = {v for (_, pairs) in samples for _, v in pairs}
     assert not any(v.startswith("no-such") for v in labels)
@@ -127,6 +130,30 @@ def test_readyz_fails_while_the_store_cannot_take_writes_and_metrics_say_why(ser
     assert httpx.get(f"{base_url}/healthz", timeout=10).status_code == 200
 
 
+def test_a_bad_grafana_signature_is_counted_without_the_receiver_name(tmp_path: Path) -> None:
+    config = make_config(tmp_path, signed={"channel": "console", "grafana_hmac_secret": "hmac-secret-0123"})
+    with ServerThread(create_app(config, out=io.StringIO())) as running:
+        unsigned = httpx.post(
+            f"{running.base_url}/grafana/signed",
+            content=b"{}",
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+            timeout=10,
+        )
+        assert unsigned.status_code == 401
+        samples = scrape(running.base_url)
+    webhooks = "alertbridge_webhooks_received_total"
+    assert value(samples, webhooks, source="grafana", receiver="", outcome="bad_signature") == 1
+    assert not any(v == "signed" for (_, pairs) in samples for _, v in pairs)
+
+
+def test_no_created_series(server) -> None:  # type: ignore[no-untyped-def]
+    base_url, _ = server
+    assert post(base_url, "/alertmanager/console", FIRING).status_code == 200
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    assert "alertbridge_webhooks_received_total{" in text
+    assert not [line for line in text.splitlines() if re.match(r"[a-z_]+_created[{ ]", line)]
+
+
 def test_no_secret_appears_in_the_metrics(server) -> None:  # type: ignore[no-untyped-def]
     base_url, _ = server
     post(base_url, "/alertmanager/console", FIRING)
@@ -157,7 +184,8 @@ def test_callbacks_are_counted_by_outcome(tmp_path: Path) -> None:
         "test.toml",
     )
     with ServerThread(create_app(config, out=io.StringIO())) as running:
-        forged = {"msg_signature": "0" * 40, "timestamp": "1", "nonce": "2", "echostr": "x"}
+        # A fresh timestamp: a stale one is refused before the signature is looked at.
+        forged = {"msg_signature": "0" * 40, "timestamp": str(int(time.time())), "nonce": "2", "echostr": "x"}
         assert (
             httpx.get(f"{running.base_url}/wecom/callback/ops", params=forged, timeout=10).status_code == 403
         )

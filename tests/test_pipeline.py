@@ -221,6 +221,7 @@ def test_ha_peers_copies_of_a_notification_are_stored_once(fake, start, tmp_path
     second = post(process, "oncall", peer_b)
     assert first.status_code == second.status_code == 200
     assert first.json()["delivery"] == second.json()["delivery"]
+    assert (first.json()["status"], second.json()["status"]) == ("accepted", "duplicate")
     resolved_one = {
         **FIRING,
         "alerts": [

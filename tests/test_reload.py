@@ -3,6 +3,7 @@ fully validated config at once, and a bad one leaves the running config alone.""
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 import sqlite3
@@ -12,6 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from alertbridge.app import create_app
+from alertbridge.config import load_config
+from alertbridge.testing.server import ServerThread
 from tests.harness import AlertbridgeProcess, wait_until
 
 FIRING = (Path(__file__).parent / "data" / "alertmanager" / "firing.json").read_bytes()
@@ -105,6 +109,22 @@ def test_reload_needs_the_webhook_credentials_and_can_be_switched_off(bridge: Al
     )
     assert post(bridge, "/-/reload").status_code == 200
     assert post(bridge, "/-/reload").status_code == 404
+
+
+def test_reload_endpoint_is_off_without_webhook_auth_unless_switched_on(tmp_path: Path) -> None:
+    config = tmp_path / "alertbridge.toml"
+    body = f'[store]\nurl = "sqlite:///{tmp_path / "ab.db"}"\n[receivers.first]\nchannel = "console"\n'
+    config.write_text(body, encoding="utf-8")
+    app = create_app(load_config(config, {}), config_path=config, out=io.StringIO())
+    with ServerThread(app) as running:
+        reload = f"{running.base_url}/-/reload"
+        assert httpx.post(reload, timeout=10).status_code == 404
+        config.write_text("[server]\nreload_endpoint = true\n" + body, encoding="utf-8")
+        # Editing the file alone does not open it: only a loaded config counts.
+        assert httpx.post(reload, timeout=10).status_code == 404
+    app = create_app(load_config(config, {}), config_path=config, out=io.StringIO())
+    with ServerThread(app) as running:
+        assert httpx.post(f"{running.base_url}/-/reload", timeout=10).status_code == 200
 
 
 def test_deliveries_of_a_removed_receiver_become_dead_letters(tmp_path: Path) -> None:

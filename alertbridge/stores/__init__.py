@@ -40,6 +40,19 @@ class NewDelivery:
     dedup_key: str | None = None
 
 
+class Enqueued(int):
+    """A delivery id from ``enqueue``, flagged when it is an earlier delivery's
+    (the same notification again within the dedup window): an int, so callers
+    that only need the id use it as one."""
+
+    duplicate: bool
+
+    def __new__(cls, delivery_id: int, duplicate: bool = False) -> Enqueued:
+        value = super().__new__(cls, delivery_id)
+        value.duplicate = duplicate
+        return value
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """A stored delivery with its progress."""
@@ -93,12 +106,13 @@ class OutboxStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def enqueue(self, delivery: NewDelivery) -> int:
+    async def enqueue(self, delivery: NewDelivery) -> Enqueued:
         """Durably store one delivery and return its id.
 
         A delivery whose ``dedup_key`` was stored for the same receiver within
         the store's dedup window is not stored again: the earlier id is
-        returned (Alertmanager HA peers each send the same notification).
+        returned, flagged ``duplicate`` (Alertmanager HA peers each send the
+        same notification).
 
         Concurrent calls are committed together (group commit): one
         transaction and one fsync for all callers waiting at that moment.

@@ -41,7 +41,14 @@ import aiosqlite
 from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.model import AlertGroup
-from alertbridge.stores import Delivery, DeliveryStatus, DigestPartRecord, NewDelivery, StoredDigest
+from alertbridge.stores import (
+    Delivery,
+    DeliveryStatus,
+    DigestPartRecord,
+    Enqueued,
+    NewDelivery,
+    StoredDigest,
+)
 from alertbridge.stores.sqlite_db import (
     DECODE_ERRORS,
     SqliteConnection,
@@ -221,7 +228,7 @@ class _Pending:
     """One enqueue waiting for the writer: its row and its caller's future."""
 
     params: tuple[Any, ...]
-    future: asyncio.Future[int]
+    future: asyncio.Future[Enqueued]
 
 
 class _Stop:
@@ -329,7 +336,7 @@ class SqliteOutboxStore:
 
     # -- enqueue / group commit -------------------------------------------
 
-    async def enqueue(self, delivery: NewDelivery) -> int:
+    async def enqueue(self, delivery: NewDelivery) -> Enqueued:
         """Durably store ``delivery`` (group-committed with concurrent callers)."""
         if not self._accepting:
             raise StoreError("enqueue: store is not open")
@@ -352,7 +359,7 @@ class SqliteOutboxStore:
                     value.encode("utf-8")
                 except UnicodeEncodeError as exc:
                     raise StoreError(f"enqueue: value cannot be stored: {reason(exc)}") from None
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Enqueued] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(params, future))
         return await future
 
@@ -424,7 +431,7 @@ class SqliteOutboxStore:
             if not item.future.done():
                 item.future.set_result(delivery_id)
 
-    async def _insert_batch(self, db: aiosqlite.Connection, rows: list[tuple[Any, ...]]) -> list[int]:
+    async def _insert_batch(self, db: aiosqlite.Connection, rows: list[tuple[Any, ...]]) -> list[Enqueued]:
         """Insert the rows that are not duplicates; every row's delivery id, in order.
 
         A row whose notification (receiver, dedup_key) was stored within the
@@ -435,6 +442,7 @@ class SqliteOutboxStore:
         ids: list[int | None] = [None] * len(rows)
         first_in_batch: dict[tuple[str, str], int] = {}
         fresh: list[int] = []
+        duplicates: set[int] = set()
         for index, row in enumerate(rows):
             receiver, accepted, key = row[0], row[5], row[7]
             if key is not None:
@@ -443,9 +451,11 @@ class SqliteOutboxStore:
                 if found:
                     ids[index] = min(found)
                     self.duplicates += 1
+                    duplicates.add(index)
                     continue
                 if (receiver, key) in first_in_batch:
                     self.duplicates += 1
+                    duplicates.add(index)
                     continue  # resolved to the first copy's id below
                 first_in_batch[(receiver, key)] = index
             fresh.append(index)
@@ -461,7 +471,7 @@ class SqliteOutboxStore:
         for index, row in enumerate(rows):
             if ids[index] is None:
                 ids[index] = ids[first_in_batch[(row[0], row[7])]]
-        return [int(i) for i in ids if i is not None]
+        return [Enqueued(i, index in duplicates) for index, i in enumerate(ids) if i is not None]
 
     async def _stored_within_window(
         self, db: aiosqlite.Connection, rows: list[tuple[Any, ...]]

@@ -30,7 +30,14 @@ from alertbridge.errors import DeliveryError, StoreError
 from alertbridge.metrics import Metrics
 from alertbridge.stores.state import StateStore
 from alertbridge.web.body import BodyTooLarge, read_body
-from alertbridge.wecom.callback_errors import CallbackError
+from alertbridge.wecom.callback_errors import (
+    CallbackError,
+    DecryptError,
+    MalformedMessage,
+    ReceiverMismatch,
+    SignatureMismatch,
+    StaleTimestamp,
+)
 from alertbridge.wecom.client import WeComClient
 from alertbridge.wecom.crypto import CallbackCrypto, check_timestamp
 from alertbridge.wecom.inbound import EventMessage, InboundMessage, TextMessage, dedup_key, parse_inbound
@@ -42,6 +49,30 @@ MAX_CALLBACK_BYTES = 64 * 1024
 DEDUP_TTL = timedelta(hours=1)
 # enter_agent fires whenever a member opens the app: greet at most daily.
 GREETING_INTERVAL = timedelta(days=1)
+
+
+# What an operator checks when WeCom's callbacks are refused: the error code
+# WeCom's own sample library (and its admin console) shows for the same failure,
+# the app key that is most likely wrong, and why.
+_REJECTION_HINTS: dict[type[CallbackError], tuple[int | None, str | None, str]] = {
+    SignatureMismatch: (
+        -40001,
+        "token",
+        "msg_signature does not match; the Token in 接收消息 settings differs",
+    ),
+    DecryptError: (
+        -40007,
+        "encoding_aes_key",
+        "cannot decrypt; the EncodingAESKey in 接收消息 settings differs",
+    ),
+    ReceiverMismatch: (-40005, "corp_id", "decrypted for another receive id; the CorpID differs"),
+    StaleTimestamp: (
+        None,
+        "callback_max_skew_seconds",
+        "timestamp outside the window; check this host's clock (NTP)",
+    ),
+    MalformedMessage: (-40002, None, "the body is not WeCom's callback XML"),
+}
 
 
 class WeComCallback:
@@ -86,15 +117,25 @@ class WeComCallback:
         params = request.query_params
         signature, timestamp, nonce = (params.get(k, "") for k in ("msg_signature", "timestamp", "nonce"))
         try:
+            # URL verification is signed the same way and as replayable as a message.
+            check_timestamp(timestamp, self._epoch(), app.callback_max_skew_seconds)
             if request.method == "GET":
                 plain = crypto.verify_url(signature, timestamp, nonce, params.get("echostr", ""))
                 log.info("callback_url_verified app=%s", name)
                 return "url_verified", Response(plain, media_type="text/plain")
-            check_timestamp(timestamp, self._epoch(), app.callback_max_skew_seconds)
             body = await read_body(request, MAX_CALLBACK_BYTES)
             message = parse_inbound(crypto.open_message(signature, timestamp, nonce, body))
         except CallbackError as exc:
-            log.warning("callback_rejected app=%s reason=%s", name, type(exc).__name__)
+            code, key, hint = _REJECTION_HINTS.get(type(exc), (None, None, "not a WeCom callback"))
+            log.warning(
+                "callback_rejected app=%s reason=%s wecom_error=%s check=%s hint=%s; %s",
+                name,
+                _snake(type(exc).__name__),
+                code,
+                f"wecom.apps.{name}.{key}" if key else None,
+                hint,
+                exc.reason,
+            )
             return _snake(type(exc).__name__), PlainTextResponse("invalid callback\n", status_code=403)
         except BodyTooLarge:
             return "too_large", PlainTextResponse("body too large\n", status_code=413)

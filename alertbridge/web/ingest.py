@@ -10,7 +10,8 @@ after we answered.
 
 Order of checks: credentials ([webhook_auth], 401) before the receiver name
 (404), so names do not leak; then content type (415), body size (413), the
-receiver's Grafana signature (401), the payload (400).
+receiver's Grafana signature (401), the payload (400). A receiver with a
+Grafana secret refuses the unsigned Alertmanager endpoint outright (401).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from alertbridge.sources.grafana_signature import SignatureError, verify_signatu
 from alertbridge.stores import NewDelivery, OutboxStore
 from alertbridge.web.auth import WebhookAuthenticator
 from alertbridge.web.body import BodyTooLarge, read_body
+from alertbridge.web.refusals import RefusalLog
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,22 @@ _ALERTMANAGER = _Source("alertmanager", lambda body, _: alertmanager.parse(body)
 _GRAFANA = _Source("grafana", lambda body, now: grafana.parse(body, received_at=now), signed=True)
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One webhook's answer, its outcome for /metrics, and whether the caller proved who it is."""
+
+    outcome: str
+    response: JSONResponse
+    authenticated: bool = False
+    # Why the webhook was refused (a 4xx), for the log; None when it was not.
+    refusal: str | None = None
+
+
+def _refuse(outcome: str, status: int, reason: str, authenticated: bool = False) -> _Answer:
+    """A 4xx answer whose reason is also logged (see ``RefusalLog``)."""
+    return _Answer(outcome, error(status, reason), authenticated, refusal=reason)
+
+
 def error(status: int, reason: str) -> JSONResponse:
     return JSONResponse({"status": "error", "error": reason}, status_code=status)
 
@@ -70,8 +88,11 @@ class WebhookIngest:
         on_enqueued: Callable[[], None],
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        refusals: RefusalLog | None = None,
     ) -> None:
         self._config = config
+        # Shared across reloads by the app, so a reload does not reset the rate limit.
+        self._refusals = refusals if refusals is not None else RefusalLog()
         self._metrics = metrics if metrics is not None else Metrics()
         self._store = store
         self._auth = auth
@@ -86,52 +107,79 @@ class WebhookIngest:
 
     async def _ingest(self, request: Request, source: _Source) -> JSONResponse:
         name = request.path_params["receiver"]
-        outcome, response = await self._accept(request, source, name)
-        # A name from the URL is a label only when configured: clients cannot grow the series.
-        receiver = name if name in self._config.receivers else ""
-        self._metrics.webhooks.labels(source.name, receiver, outcome).inc()
-        return response
+        answer = await self._accept(request, source, name)
+        # A name from the URL is a label only when configured (clients cannot grow
+        # the series) and only once the caller proved who it is: /metrics must not
+        # tell an unauthenticated poster which receiver names exist.
+        receiver = name if answer.authenticated and name in self._config.receivers else ""
+        self._metrics.webhooks.labels(source.name, receiver, answer.outcome).inc()
+        if answer.refusal is not None:
+            self._refusals.refused(
+                source=source.name,
+                receiver=name,
+                remote=request.client.host if request.client is not None else "unknown",
+                status=answer.response.status_code,
+                outcome=answer.outcome,
+                reason=answer.refusal,
+            )
+        return answer.response
 
-    async def _accept(self, request: Request, source: _Source, name: str) -> tuple[str, JSONResponse]:
-        """The answer to one webhook, and its outcome for /metrics."""
+    async def _accept(self, request: Request, source: _Source, name: str) -> _Answer:
+        """The answer to one webhook, its outcome for /metrics and whether the caller authenticated."""
         request_id = uuid.uuid4().hex[:16]
         if not self._auth.allows(request.headers.get("authorization")):
-            return "unauthorized", error(401, "missing or invalid credentials (see [webhook_auth])")
+            return _refuse("unauthorized", 401, "missing or invalid credentials (see [webhook_auth])")
         receiver = self._config.receivers.get(name)
         if receiver is None:
-            return "unknown_receiver", error(404, f"no receiver named {name!r} is configured")
+            return _refuse("unknown_receiver", 404, f"no receiver named {name!r} is configured")
+        if receiver.grafana_hmac_secret is not None and not source.signed:
+            # Otherwise the signature would be optional: the same receiver, unsigned, one URL over.
+            return _refuse(
+                "bad_signature",
+                401,
+                f"receiver {name!r} has a grafana_hmac_secret and takes only signed posts to /grafana/{name}",
+            )
+        secret = receiver.grafana_hmac_secret if source.signed else None
+        # [webhook_auth] (when set) has passed; a signed receiver also needs its signature.
+        # Without any credentials configured there is nothing to prove (and 404 tells names anyway).
+        authenticated = secret is None
         content_type = request.headers.get("content-type", "application/json")
         if content_type.split(";")[0].strip().lower() not in _JSON_TYPES:
-            return "unsupported_media_type", error(
-                415, f"expected Content-Type: application/json, got {content_type[:60]!r}"
+            return _refuse(
+                "unsupported_media_type",
+                415,
+                f"expected Content-Type: application/json, got {content_type[:60]!r}",
+                authenticated,
             )
         try:
             body = await read_body(request, self._config.server.max_body_bytes)
         except BodyTooLarge as exc:
-            return "too_large", error(413, f"body larger than server.max_body_bytes ({exc.limit} bytes)")
+            return _refuse(
+                "too_large", 413, f"body larger than server.max_body_bytes ({exc.limit} bytes)", authenticated
+            )
         except ClientDisconnect:
-            return "incomplete", error(400, "client disconnected before the body was complete")
+            return _refuse(
+                "incomplete", 400, "client disconnected before the body was complete", authenticated
+            )
         now = self._clock()
-        secret = receiver.grafana_hmac_secret if source.signed else None
         if secret is not None:
             try:
                 verify_signature(secret.get_secret_value(), body, request.headers, now.timestamp())
             except SignatureError as exc:
-                log.warning(
-                    "webhook_unauthenticated receiver=%s request_id=%s reason=%s", name, request_id, exc
-                )
-                return "bad_signature", error(401, f"{exc} (see receivers.{name}.grafana_hmac_secret)")
+                return _refuse("bad_signature", 401, f"{exc} (see receivers.{name}.grafana_hmac_secret)")
+            authenticated = True
         try:
             group = source.parse(body, now)
         except PayloadError as exc:
-            log.info("webhook_rejected receiver=%s request_id=%s reason=%s", name, request_id, exc.problem)
-            return "bad_payload", error(400, str(exc))
+            return _refuse("bad_payload", 400, str(exc), authenticated)
 
         if not receiver.send_resolved:
             kept = group.firing
             if not kept:
-                return "dropped", JSONResponse(
-                    {"status": "dropped", "reason": "resolved and send_resolved = false"}
+                return _Answer(
+                    "dropped",
+                    JSONResponse({"status": "dropped", "reason": "resolved and send_resolved = false"}),
+                    authenticated,
                 )
             group = group.with_alerts(kept)
 
@@ -148,10 +196,20 @@ class WebhookIngest:
             delivery_id = await self._store.enqueue(delivery)
         except StoreError as exc:
             log.error("webhook_not_stored receiver=%s request_id=%s error=%s", name, request_id, exc)
-            return "store_unavailable", error(503, "store unavailable; not accepted, please retry")
-        self._on_enqueued()
+            return _Answer(
+                "store_unavailable",
+                error(503, "store unavailable; not accepted, please retry"),
+                authenticated,
+            )
+        # An HA peer's copy (or a retry) of a notification already stored is said to be
+        # one, with the delivery that carries it, so nobody looks for a second message.
+        status = "duplicate" if delivery_id.duplicate else "accepted"
+        event = "webhook_duplicate" if delivery_id.duplicate else "webhook_accepted"
+        if not delivery_id.duplicate:
+            self._on_enqueued()
         log.info(
-            "webhook_accepted source=%s receiver=%s request_id=%s delivery=%d alerts=%d status=%s",
+            "%s source=%s receiver=%s request_id=%s delivery=%d alerts=%d status=%s",
+            event,
             source.name,
             name,
             request_id,
@@ -159,7 +217,11 @@ class WebhookIngest:
             len(group.alerts),
             group.status.value,
         )
-        return "accepted", JSONResponse(
-            {"status": "accepted", "request_id": request_id, "delivery": delivery_id},
-            headers={"X-Request-Id": request_id},
+        return _Answer(
+            status,
+            JSONResponse(
+                {"status": status, "request_id": request_id, "delivery": delivery_id},
+                headers={"X-Request-Id": request_id},
+            ),
+            authenticated,
         )
