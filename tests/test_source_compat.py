@@ -100,3 +100,50 @@ def test_grafana_alert_without_fingerprint_gets_one_from_its_labels(fingerprint:
         alert["fingerprint"] = fingerprint
     parsed = grafana.parse(json.dumps(data).encode())
     assert parsed.alerts[0].fingerprint == label_fingerprint(alert["labels"])
+
+
+def _with_times(source: str, starts_at: str, ends_at: str) -> bytes:
+    path = (
+        DATA / "firing-single.json"
+        if source == "alertmanager"
+        else DATA.parent / "grafana" / "unified-firing.json"
+    )
+    data = json.loads(path.read_text(encoding="utf-8"))
+    for alert in data["alerts"]:
+        alert["startsAt"] = starts_at
+        alert["endsAt"] = ends_at
+    return json.dumps(data).encode()
+
+
+@pytest.mark.parametrize("source", ["alertmanager", "grafana"])
+@pytest.mark.parametrize(
+    ("starts_at", "ends_at", "field"),
+    [
+        ("9999-12-31", "0001-01-01T00:00:00Z", "startsAt"),
+        ("9999-12-31T00:00:00Z", "0001-01-01T00:00:00Z", "startsAt"),
+        ("0001-01-01T00:00+14:00", "0001-01-01T00:00:00Z", "startsAt"),
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z", "startsAt"),
+        ("2026-11-29T12:00:00Z", "9999-12-31T23:00:00-12:00", "endsAt"),
+    ],
+)
+def test_times_that_cannot_be_converted_are_refused_at_ingest(
+    server: tuple[str, io.StringIO], source: str, starts_at: str, ends_at: str, field: str
+) -> None:
+    base_url, _ = server
+    response = post(base_url, f"/{source}/console", _with_times(source, starts_at, ends_at))
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert f"alerts[0].{field}: time out of range" in error and "\n" not in error
+
+
+@pytest.mark.parametrize("source", ["alertmanager", "grafana"])
+def test_go_zero_time_as_ends_at_is_accepted_and_delivered(
+    server: tuple[str, io.StringIO], source: str
+) -> None:
+    base_url, out = server
+    response = post(
+        base_url, f"/{source}/console", _with_times(source, "2026-11-29T12:00:00Z", "0001-01-01T00:00:00Z")
+    )
+    assert response.status_code == 200, response.text
+    name = "E2EDiskFull" if source == "alertmanager" else "DiskAlmostFull"
+    assert name in wait_printed(out, name)

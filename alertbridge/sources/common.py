@@ -13,9 +13,10 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Final, Literal, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from alertbridge.errors import PayloadError
 from alertbridge.model import Alert, AlertGroup, Status
@@ -47,6 +48,17 @@ class AlertV4(Lenient):
     # omit it, and it is then computed from the labels as Alertmanager would.
     fingerprint: str = ""
 
+    @field_validator("startsAt")
+    @classmethod
+    def _start_in_range(cls, value: datetime) -> datetime:
+        return _in_range(value)
+
+    @field_validator("endsAt")
+    @classmethod
+    def _end_in_range(cls, value: datetime | None) -> datetime | None:
+        # Year 1 is Go's zero time ("still firing"), in whatever offset it comes.
+        return value if value is None or value.year == 1 else _in_range(value)
+
 
 class MessageV4(Lenient):
     """The group fields of Alertmanager's webhook v4, which Grafana's webhook
@@ -74,6 +86,29 @@ class MessageV4(Lenient):
 def frozen(mapping: Mapping[str, _V]) -> Mapping[str, _V]:
     """A sorted read-only copy: the model's mappings never change after parsing."""
     return MappingProxyType(dict(sorted(mapping.items())))
+
+
+# Every time is converted (to UTC, to the reader's zone) on its way to a
+# message; one day inside datetime's range, any UTC offset stays inside it.
+EARLIEST: Final = datetime(1, 1, 2, tzinfo=UTC)
+LATEST: Final = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+def _in_range(moment: datetime) -> datetime:
+    """``moment`` if it converts safely to any time zone, else a validation error.
+
+    Answered 200, a time like ``9999-12-31`` failed only later, in the
+    template, and the alert was lost; refusing it names the field instead.
+    """
+    try:
+        utc = aware(moment).astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc <= LATEST:
+        raise PydanticCustomError(
+            "time_range", "time out of range: must lie between 0001-01-02 and 9999-12-30 (UTC)"
+        )
+    return moment
 
 
 def v4_alert(raw: AlertV4, **extra: Any) -> Alert:
