@@ -1,0 +1,158 @@
+"""References are keyed on the sender: source, cluster and group key.
+
+An Alertmanager and a Grafana both send ``{}:{}`` for a route without
+``group_by``; on one receiver they once shared ``#ref`` and its ack, and a
+``silence`` went to whichever silencer the receiver named.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from alertbridge.config import Config, parse_config
+from alertbridge.senders import cluster_of, silencer_for
+from alertbridge.stores.sqlite import SqliteOutboxStore
+from alertbridge.stores.sqlite_state import COMPONENT, MIGRATIONS, SCHEMA_VERSION, SqliteStateStore
+from tests.store_fixtures import opened
+from tests.test_store_state import OPS, at, make_group
+
+AM = "http://alertmanager:9093"
+GRAFANA = "http://grafana:3000"
+
+
+def config() -> Config:
+    return parse_config(
+        {
+            "silencers": {
+                "am": {"kind": "alertmanager", "url": [AM, "http://alertmanager-1:9093"]},
+                "grafana": {"kind": "grafana", "url": GRAFANA, "token": "glsa_test"},
+            },
+            "receivers": {"ops": {"channel": "console", "silencer": "am"}},
+        },
+        {},
+        "test.toml",
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStateStore]:
+    path = tmp_path / "alertbridge.db"
+    async with opened(SqliteOutboxStore(path)), opened(SqliteStateStore(path)) as state:
+        yield state
+
+
+async def test_alertmanager_and_grafana_groups_with_one_key_are_two_refs(store: SqliteStateStore) -> None:
+    cfg = config()
+    am_group = make_group("Disk", key="{}:{}")
+    grafana_group = replace(make_group("Disk", key="{}:{}"), source="grafana", external_url=GRAFANA)
+    am = await store.record_notification(
+        "ops", am_group, OPS, at(0), cluster=cluster_of(cfg, "alertmanager", am_group.external_url)
+    )
+    gf = await store.record_notification(
+        "ops", grafana_group, OPS, at(0), cluster=cluster_of(cfg, "grafana", GRAFANA)
+    )
+    assert am.ref.ref != gf.ref.ref
+    assert (am.ref.source, gf.ref.source) == ("alertmanager", "grafana")
+
+    await store.set_ack(am.ref.ref, "zhangsan", at(1))
+    # The Grafana group's repeat is neither acknowledged nor held back.
+    again = await store.record_notification("ops", grafana_group, OPS, at(2), cluster=gf.ref.cluster)
+    assert again.ref.ref == gf.ref.ref and again.ref.ack is None and not again.suppressed
+    am_again = await store.record_notification("ops", am_group, OPS, at(2), cluster=am.ref.cluster)
+    assert am_again.ref.ack is not None and am_again.suppressed
+
+    # Each silence goes to its own sender's silencer, whatever the receiver names.
+    assert silencer_for(cfg, "ops", am.ref.source, am.ref.cluster) == "am"
+    assert silencer_for(cfg, "ops", gf.ref.source, gf.ref.cluster) == "grafana"
+
+
+async def test_independent_alertmanagers_on_one_route_are_two_refs_ha_peers_one(
+    store: SqliteStateStore,
+) -> None:
+    cfg = config()
+    group = make_group("Disk", key="{}:{}")
+
+    async def ref_of(external_url: str) -> int:
+        sent = replace(group, external_url=external_url)
+        cluster = cluster_of(cfg, "alertmanager", external_url)
+        return (await store.record_notification("ops", sent, OPS, at(0), cluster=cluster)).ref.ref
+
+    first = await ref_of(AM)
+    # HA peers listed together in one silencer, each with its own external URL.
+    assert await ref_of("http://ALERTMANAGER-1:9093/") == first
+    # Peers sharing one external URL (the usual set-up) need no silencer at all.
+    shared = await ref_of("https://am.example.org")
+    assert await ref_of("https://am.example.org/") == shared
+    # Another, independent Alertmanager.
+    other = await ref_of("http://alertmanager.eu:9093")
+    assert len({first, shared, other}) == 3
+
+
+def test_no_silencer_of_the_wrong_kind() -> None:
+    cfg = parse_config(
+        {
+            "silencers": {"am": {"kind": "alertmanager", "url": AM}},
+            "receivers": {"ops": {"channel": "console", "silencer": "am"}},
+        },
+        {},
+        "test.toml",
+    )
+    assert silencer_for(cfg, "ops", "alertmanager", "https://elsewhere") == "am"
+    # A Grafana alert's silence created in an Alertmanager would silence nothing.
+    assert silencer_for(cfg, "ops", "grafana", GRAFANA) is None
+
+
+async def test_a_schema_2_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A file written by the previous release: refs, an ack, a pruned number."""
+    path = tmp_path / "alertbridge.db"
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("CREATE TABLE schema_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+        for step in MIGRATIONS[:2]:
+            for statement in step:
+                conn.execute(statement)
+        conn.execute("INSERT INTO schema_versions VALUES (?, 2)", (COMPONENT,))
+        columns = (
+            "receiver, source, group_key, external_url, title, alerts, recipients, firing,"
+            " created_at, updated_at, ack_user, ack_at"
+        )
+        for key in ("{}:{}", '{}:{alertname="Gone"}'):
+            conn.execute(
+                f"INSERT INTO alert_refs ({columns}) VALUES (?, 'alertmanager', ?, ?, 'Disk',"
+                ' \'[{"fingerprint": "fp-a", "labels": {"alertname": "Disk"}, "firing": true}]\','
+                " '{\"to_user\": [\"zhangsan\"]}', 1, 0, 0, 'zhangsan', 0)",
+                ("ops", key, AM),
+            )
+        conn.execute("DELETE FROM alert_refs WHERE ref = 2")  # pruned: #2 must stay unused
+    conn.close()
+
+    cfg = config()
+    async with opened(SqliteOutboxStore(path)), opened(SqliteStateStore(path)) as store:
+        [kept] = await store.list_refs(10)
+        assert (kept.ref, kept.cluster, kept.ack is not None) == (1, "", True)
+        # The same group from its Alertmanager claims the old reference, ack and all.
+        cluster = cluster_of(cfg, "alertmanager", AM)
+        repeat = await store.record_notification(
+            "ops", make_group("Disk", key="{}:{}"), OPS, at(0), cluster=cluster
+        )
+        assert repeat.ref.ref == 1 and repeat.ref.cluster == cluster and repeat.ref.ack is not None
+        # Grafana's `{}:{}` is a new reference, numbered after the pruned one.
+        grafana_group = replace(make_group("Disk", key="{}:{}"), source="grafana", external_url=GRAFANA)
+        new = await store.record_notification(
+            "ops", grafana_group, OPS, at(0), cluster=cluster_of(cfg, "grafana", GRAFANA)
+        )
+        assert new.ref.ref == 3 and new.ref.ack is None
+
+    conn = sqlite3.connect(path)
+    try:
+        version = conn.execute("SELECT version FROM schema_versions WHERE component = ?", (COMPONENT,))
+        assert version.fetchone()[0] == SCHEMA_VERSION == 3
+        indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"alert_refs_resolved", "alert_refs_updated"} <= indexes
+    finally:
+        conn.close()
