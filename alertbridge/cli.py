@@ -57,7 +57,12 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     command("serve", _serve, "run the service")
-    command("check-config", _check_config, "validate a config file and its templates")
+    check = command("check-config", _check_config, "validate a config file and its templates")
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also try the WeCom apps, robot keys and silencers (sends nothing)",
+    )
     render = command("render", _render, "print the messages a webhook payload would produce")
     render.add_argument("--receiver", required=True)
     render.add_argument("--payload", required=True, type=Path, help="an Alertmanager webhook JSON file")
@@ -128,6 +133,10 @@ def _check_config(args: argparse.Namespace) -> int:
         f"{args.config}: OK ({len(config.receivers)} receivers, {len(config.wecom.apps)} WeCom apps; "
         "every template compiled and rendered against sample data)"
     )
+    if args.online:
+        from alertbridge.online_check import run_online_checks
+
+        return 0 if asyncio.run(run_online_checks(config, sys.stdout)) else 1
     return 0
 
 
