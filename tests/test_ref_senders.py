@@ -7,21 +7,34 @@ An Alertmanager and a Grafana both send ``{}:{}`` for a route without
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
 
 from alertbridge.config import Config, parse_config
 from alertbridge.senders import cluster_of, silencer_for
 from alertbridge.stores.sqlite import SqliteOutboxStore
 from alertbridge.stores.sqlite_state import COMPONENT, MIGRATIONS, SCHEMA_VERSION, SqliteStateStore
+from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom
+from alertbridge.testing.grafana_standin import GrafanaStandin
+from alertbridge.testing.server import ServerThread
+from alertbridge.testing.wecom_callback import CallbackClient
+from tests.harness import AlertbridgeProcess, AlertmanagerProcess, wait_until
 from tests.store_fixtures import opened
 from tests.test_store_state import OPS, at, make_group
 
+DATA = Path(__file__).parent / "data"
 AM = "http://alertmanager:9093"
+WEBHOOK_TOKEN = "e2e-src-webhook-token-5d6e"
+CORP_ID = "wwsources"
+AGENT_ID = 1000004
+CALLBACK_TOKEN = "srcCallbackToken"
+AES_KEY = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
 GRAFANA = "http://grafana:3000"
 
 
@@ -156,3 +169,79 @@ async def test_a_schema_2_database_is_upgraded_in_place(tmp_path: Path) -> None:
         assert {"alert_refs_resolved", "alert_refs_updated"} <= indexes
     finally:
         conn.close()
+
+
+def test_each_source_s_ref_is_acked_and_silenced_on_its_own(tmp_path: Path) -> None:
+    """End to end: an Alertmanager and a Grafana `{}:{}` group on one receiver;
+    `silence` of each lands in its own silencer, `ack` of one leaves the other."""
+    wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret="e2e-src-secret-1a2b3c", agent_id=AGENT_ID)])
+    alertmanager = AlertmanagerProcess(tmp_path, "http://127.0.0.1:9/unused")
+    alertmanager.start()
+    standin = GrafanaStandin(alertmanager.base_url, token="glsa_e2e_src")
+    with wecom.serve() as wecom_url, ServerThread(standin) as grafana:
+        bridge = AlertbridgeProcess(
+            tmp_path,
+            f"""
+[webhook_auth]
+bearer_token = "{WEBHOOK_TOKEN}"
+[wecom]
+api_base = "{wecom_url}"
+[wecom.apps.ops]
+corp_id = "{CORP_ID}"
+agent_id = {AGENT_ID}
+secret = "e2e-src-secret-1a2b3c"
+token = "{CALLBACK_TOKEN}"
+encoding_aes_key = "{AES_KEY}"
+[silencers.am]
+kind = "alertmanager"
+url = "{alertmanager.base_url}"
+[silencers.grafana]
+kind = "grafana"
+url = "{grafana.base_url}"
+token = "glsa_e2e_src"
+[receivers.oncall]
+channel = "app"
+app = "ops"
+to_user = ["zhangsan"]
+silencer = "am"
+""",
+        )
+        bridge.start()
+        try:
+            am_body = json.loads((DATA / "alertmanager" / "firing-single.json").read_text(encoding="utf-8"))
+            am_body.update(groupKey="{}:{}", externalURL=alertmanager.base_url)
+            grafana_body = json.loads((DATA / "grafana" / "unified-firing.json").read_text(encoding="utf-8"))
+            grafana_body.update(groupKey="{}:{}", externalURL=grafana.base_url)
+            headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+            for path, body, count in (("alertmanager", am_body, 1), ("grafana", grafana_body, 2)):
+                response = httpx.post(
+                    f"{bridge.base_url}/{path}/oncall", json=body, headers=headers, timeout=10
+                )
+                assert response.status_code == 200, response.text
+                wait_until(lambda n=count: len(wecom.messages(MESSAGE_SEND)) >= n, what=f"{path}'s message")
+
+            def replied(text: str) -> bool:
+                return any(
+                    text in (m.content or "") for m in wecom.messages(MESSAGE_SEND) if m.msgtype == "text"
+                )
+
+            with CallbackClient(
+                bridge.base_url, "/wecom/callback/ops", CALLBACK_TOKEN, AES_KEY, CORP_ID, AGENT_ID
+            ) as user:
+                user.send_text("zhangsan", "ack 1")
+                wait_until(lambda: replied("已确认 #1"), what="the ack reply")
+                user.send_text("zhangsan", "silence 1 1h")
+                wait_until(lambda: len(httpx.get(f"{alertmanager.base_url}/api/v2/silences").json()) == 1)
+                # The Alertmanager's alert went straight to the Alertmanager.
+                assert not [r for r in standin.requests if r[0] == "POST"]
+                user.send_text("zhangsan", "silence 2 1h")
+                wait_until(lambda: [r for r in standin.requests if r[0] == "POST"], what="Grafana's silence")
+            silences = httpx.get(f"{alertmanager.base_url}/api/v2/silences").json()
+            names = sorted(m["value"] for s in silences for m in s["matchers"] if m["name"] == "alertname")
+            assert names == ["DiskAlmostFull", "E2EDiskFull"]
+        finally:
+            bridge.kill()
+            alertmanager.kill()
+    with sqlite3.connect(bridge.db_path) as db:
+        rows = db.execute("SELECT ref, source, ack_user FROM alert_refs ORDER BY ref").fetchall()
+    assert rows == [(1, "alertmanager", "zhangsan"), (2, "grafana", None)]
