@@ -17,23 +17,31 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol, TextIO, TypeVar
 
 from alertbridge import __version__
+from alertbridge.budget import SendBudget, limits_for
 from alertbridge.config import Config, ReceiverConfig, load_config
 from alertbridge.errors import AlertbridgeError, DeliveryError
-from alertbridge.stores import DeliveryStatus
+from alertbridge.stores import Delivery, DeliveryStatus
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         result: int = args.run(args)
+        # Flushed here, so a reader gone meanwhile is caught below, not at exit.
+        sys.stdout.flush()
     except AlertbridgeError as exc:
         print(exc, file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # `alertbridge outbox list | head`: the reader has what it wanted.
+        # Point stdout at /dev/null so the flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return result
 
 
@@ -49,7 +57,12 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     command("serve", _serve, "run the service")
-    command("check-config", _check_config, "validate a config file and its templates")
+    check = command("check-config", _check_config, "validate a config file and its templates")
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also try the WeCom apps, robot keys and silencers (sends nothing)",
+    )
     render = command("render", _render, "print the messages a webhook payload would produce")
     render.add_argument("--receiver", required=True)
     render.add_argument("--payload", required=True, type=Path, help="an Alertmanager webhook JSON file")
@@ -139,6 +152,10 @@ def _check_config(args: argparse.Namespace) -> int:
         f"{args.config}: OK ({len(config.receivers)} receivers, {len(config.wecom.apps)} WeCom apps; "
         "every template compiled and rendered against sample data)"
     )
+    if args.online:
+        from alertbridge.online_check import run_online_checks
+
+        return 0 if asyncio.run(run_online_checks(config, sys.stdout)) else 1
     return 0
 
 
@@ -270,17 +287,58 @@ def _outbox_list(args: argparse.Namespace) -> int:
 
     config = _load(args)
     status = DeliveryStatus.DEAD if args.dead else None
-    rows = _using(SqliteOutboxStore(config.store.sqlite_path), lambda store: store.list(status, args.limit))
+    now = datetime.now(UTC)
+
+    async def query(store: SqliteOutboxStore) -> tuple[list[Delivery], list[tuple[str, datetime]]]:
+        # Sends within the longest rate-limit window say which limit holds a row back.
+        return await store.list(status, args.limit), await store.recent_sends(now - timedelta(hours=1))
+
+    rows, sends = _using(SqliteOutboxStore(config.store.sqlite_path), query)
+    budget = SendBudget()
+    budget.load(sends)
     header = f"{'ID':>6}  {'STATUS':7}  {'RECEIVER':16}  {'ATTEMPTS':>8}  {'ACCEPTED (UTC)':19}"
-    print(f"{header}  ALERTS  LAST ERROR")
+    print(f"{header}  ALERTS  NOTE (times UTC)")
     for d in rows:
         print(
             f"{d.id:>6}  {d.status.value:7}  {d.receiver[:16]:16}  {d.attempts:>8}  "
-            f"{d.accepted_at:%Y-%m-%d %H:%M:%S}  {len(d.group.alerts):>6}  {d.last_error or ''}"
+            f"{d.accepted_at:%Y-%m-%d %H:%M:%S}  {len(d.group.alerts):>6}  {_outbox_note(config, d, budget, now)}"
         )
     if not rows:
         print("(none)")
     return 0
+
+
+def _outbox_note(config: Config, d: Delivery, budget: SendBudget, now: datetime) -> str:
+    """What an operator needs about one row: why it waits, or why it died.
+
+    A sent row's last error is history (a retry got through): not shown.
+    """
+    if d.status is DeliveryStatus.SENT:
+        return ""
+    if d.status is DeliveryStatus.DEAD or d.next_attempt_at <= now:
+        return d.last_error or ""
+    receiver = config.receivers.get(d.receiver)
+    full = [
+        limit
+        for limit in (limits_for(config, receiver, d.recipients) if receiver is not None else ())
+        if budget.available((limit,), now) < 1
+    ]
+    until = f"{d.next_attempt_at:%H:%M:%S}"
+    # The dispatcher defers a row to when its budget frees; a row due later
+    # than that waits for a retry's backoff, whatever the budget says.
+    if full and d.next_attempt_at <= budget.next_free(full, now) + timedelta(seconds=1):
+        # "app:<corp>:<agent>:user:zhangsan" -> "zhangsan"; a robot's key is a hash.
+        who = ", ".join(dict.fromkeys(_limit_target(limit.key) for limit in full))
+        return f"held until {until} (rate limit {who})"
+    return f"retry at {until}: {d.last_error}" if d.last_error else f"due at {until}"
+
+
+def _limit_target(key: str) -> str:
+    """Who a budget key limits, for people: ``zhangsan``, ``party 2``, ``robot``."""
+    if key.startswith("robot:"):
+        return "robot"
+    kind, target = key.split(":")[-2:]
+    return target if kind == "user" else f"{kind} {target}"
 
 
 def _outbox_retry(args: argparse.Namespace) -> int:
@@ -288,10 +346,19 @@ def _outbox_retry(args: argparse.Namespace) -> int:
 
     config = _load(args)
     now = datetime.now(UTC)
-    found = _using(SqliteOutboxStore(config.store.sqlite_path), lambda store: store.retry(args.id, now))
-    if not found:
+
+    async def retry(store: SqliteOutboxStore) -> tuple[bool, Delivery | None]:
+        return await store.retry(args.id, now), await store.get(args.id)
+
+    retried, delivery = _using(SqliteOutboxStore(config.store.sqlite_path), retry)
+    if delivery is None:
         print(f"no delivery with id {args.id}", file=sys.stderr)
         return 1
+    if not retried and delivery.status is DeliveryStatus.SENT:
+        # What the operator wants is already true: not a failure.
+        sent = f" at {delivery.finished_at:%Y-%m-%d %H:%M:%S} UTC" if delivery.finished_at else ""
+        print(f"delivery {args.id} was sent{sent}; nothing to retry")
+        return 0
     print(f"delivery {args.id} is due again; a running alertbridge sends it within a second")
     return 0
 

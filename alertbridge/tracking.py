@@ -22,6 +22,7 @@ from alertbridge.config import AppReceiver, Config, ReceiverConfig
 from alertbridge.errors import DeliveryError, StoreError
 from alertbridge.message import RenderedMessage
 from alertbridge.model import Ack
+from alertbridge.senders import cluster_of
 from alertbridge.silencers import Silencer, SilenceRequest, SilencerError
 from alertbridge.stores import Delivery
 from alertbridge.stores.state import CardRecord, StateStore
@@ -65,6 +66,7 @@ class GroupTracker:
             delivery.recipients,
             delivery.accepted_at,
             delivery_id=delivery.id,
+            cluster=cluster_of(self._config, delivery.group.source, delivery.group.external_url),
         )
         ref = update.ref
         handled = False

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from alertbridge.testing.fake_wecom import (
+    AGENT_GET,
     DEFAULT_AGENT_ID,
     DEFAULT_CORP_ID,
     DEFAULT_ROBOT_KEY,
@@ -536,6 +537,7 @@ async def test_http_control_and_inspection(http: httpx.AsyncClient, fake: FakeWe
     stats = (await http.get("/_fake/stats")).json()
     assert stats["gettoken_calls"] == 1
     assert stats["requests"] == {
+        AGENT_GET: 0,
         GETTOKEN: 1,
         MEDIA_UPLOAD: 0,
         MESSAGE_SEND: 2,

@@ -19,6 +19,7 @@ from alertbridge.config import AppReceiver, Config, ReceiverConfig
 from alertbridge.duration import format_duration
 from alertbridge.errors import StoreError
 from alertbridge.metrics import Metrics
+from alertbridge.senders import silencer_for
 from alertbridge.silencers import Silencer, SilenceRequest, SilencerError, matchers_for
 from alertbridge.sources.grafana import LEGACY_GROUP_PREFIX
 from alertbridge.stores.state import AlertRef, AuditEntry, SilenceRecord, StateStore
@@ -161,7 +162,7 @@ class CommandExecutor:
         return self._config.receivers.get(ref.receiver)
 
     def _silencer_for(self, ref: AlertRef) -> Silencer | None:
-        name = self._config.silencer_of(ref.receiver) if ref.receiver in self._config.receivers else None
+        name = silencer_for(self._config, ref.receiver, ref.source, ref.cluster)
         return self._silencers.get(name) if name else None
 
     # -- commands -----------------------------------------------------------

@@ -13,9 +13,10 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Final, Literal, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from alertbridge.errors import PayloadError
 from alertbridge.model import Alert, AlertGroup, Status
@@ -43,7 +44,20 @@ class AlertV4(Lenient):
     startsAt: datetime
     endsAt: datetime | None = None
     generatorURL: str = ""
-    fingerprint: str = Field(min_length=1)
+    # Alertmanager added it in 0.19; older ones (and hand-written bodies)
+    # omit it, and it is then computed from the labels as Alertmanager would.
+    fingerprint: str = ""
+
+    @field_validator("startsAt")
+    @classmethod
+    def _start_in_range(cls, value: datetime) -> datetime:
+        return _in_range(value)
+
+    @field_validator("endsAt")
+    @classmethod
+    def _end_in_range(cls, value: datetime | None) -> datetime | None:
+        # Year 1 is Go's zero time ("still firing"), in whatever offset it comes.
+        return value if value is None or value.year == 1 else _in_range(value)
 
 
 class MessageV4(Lenient):
@@ -57,12 +71,44 @@ class MessageV4(Lenient):
     commonLabels: dict[str, str] = Field(default_factory=dict)
     commonAnnotations: dict[str, str] = Field(default_factory=dict)
     externalURL: str = ""
+    # Added in Alertmanager 0.19, like the alerts' fingerprint.
     truncatedAlerts: int = Field(default=0, ge=0)
+
+    @field_validator("groupKey", mode="before")
+    @classmethod
+    def _numeric_group_key(cls, value: object) -> object:
+        # Alertmanager before 0.7 sent the group key as a number (a hash).
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value
 
 
 def frozen(mapping: Mapping[str, _V]) -> Mapping[str, _V]:
     """A sorted read-only copy: the model's mappings never change after parsing."""
     return MappingProxyType(dict(sorted(mapping.items())))
+
+
+# Every time is converted (to UTC, to the reader's zone) on its way to a
+# message; one day inside datetime's range, any UTC offset stays inside it.
+EARLIEST: Final = datetime(1, 1, 2, tzinfo=UTC)
+LATEST: Final = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+def _in_range(moment: datetime) -> datetime:
+    """``moment`` if it converts safely to any time zone, else a validation error.
+
+    Answered 200, a time like ``9999-12-31`` failed only later, in the
+    template, and the alert was lost; refusing it names the field instead.
+    """
+    try:
+        utc = aware(moment).astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc <= LATEST:
+        raise PydanticCustomError(
+            "time_range", "time out of range: must lie between 0001-01-02 and 9999-12-30 (UTC)"
+        )
+    return moment
 
 
 def v4_alert(raw: AlertV4, **extra: Any) -> Alert:
@@ -73,10 +119,33 @@ def v4_alert(raw: AlertV4, **extra: Any) -> Alert:
         annotations=frozen(raw.annotations),
         starts_at=aware(raw.startsAt),
         ends_at=open_end(raw.endsAt),
-        fingerprint=raw.fingerprint,
+        fingerprint=raw.fingerprint or label_fingerprint(raw.labels),
         generator_url=raw.generatorURL,
         **extra,
     )
+
+
+_FNV64_OFFSET = 14695981039346656037
+_FNV64_PRIME = 1099511628211
+_LABEL_SEPARATOR = b"\xff"  # model.SeparatorByte: never part of valid UTF-8
+
+
+def label_fingerprint(labels: Mapping[str, str]) -> str:
+    """Alertmanager's fingerprint of a label set, as 16 hex digits.
+
+    prometheus/common ``model.LabelSet.Fingerprint``: FNV-1a 64 over the
+    label names in byte order, each name and value followed by the
+    separator byte 0xff. Computing it for bodies that lack it (Alertmanager
+    before 0.19) keeps the fingerprint the same when that Alertmanager is
+    upgraded, so acks and dedup carry over.
+    """
+    digest = _FNV64_OFFSET
+    # Sorting str by code point is sorting their UTF-8 bytes, as Go's sort does.
+    for name in sorted(labels):
+        for part in (name.encode(), _LABEL_SEPARATOR, labels[name].encode(), _LABEL_SEPARATOR):
+            for byte in part:
+                digest = ((digest ^ byte) * _FNV64_PRIME) & 0xFFFFFFFFFFFFFFFF
+    return f"{digest:016x}"
 
 
 def v4_group(source: str, payload: MessageV4, alerts: tuple[Alert, ...], **extra: Any) -> AlertGroup:

@@ -65,7 +65,7 @@ class Delivery:
     request_id: str
     accepted_at: datetime
     status: DeliveryStatus
-    attempts: int
+    attempts: int  # sends tried: failed ones, and the one that sent or dead-lettered it
     parts_sent: int  # messages of a split group already accepted by WeCom
     next_attempt_at: datetime
     last_error: str | None

@@ -163,9 +163,11 @@ _GATHER_TURNS: Final = 3
 # SQLite build's variable limit (999 in old ones).
 _INSERT_CHUNK: Final = 100
 
-# Dead-letters one delivery: (last_error, finished_at, id).
+# Dead-letters one delivery: (last_error, finished_at, id). The attempt
+# that ended it counts, as the one that sent a delivery does.
 _MARK_DEAD: Final = (
-    "UPDATE deliveries SET status = 'dead', last_error = ?, finished_at = ?, lease_until = NULL WHERE id = ?"
+    "UPDATE deliveries SET status = 'dead', attempts = attempts + 1, last_error = ?, finished_at = ?,"
+    " lease_until = NULL WHERE id = ?"
 )
 
 
@@ -610,7 +612,8 @@ class SqliteOutboxStore:
         ids = [delivery_ids] if isinstance(delivery_ids, int) else list(delivery_ids)
         async with self._connection.session("mark_sent", write=True, durable=False) as db:
             await db.executemany(
-                "UPDATE deliveries SET status = 'sent', finished_at = ?, lease_until = NULL WHERE id = ?",
+                "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, finished_at = ?,"
+                " lease_until = NULL WHERE id = ?",
                 [(to_us(now), delivery_id) for delivery_id in ids],
             )
             await self._insert_sends(db, budget_keys, at)
@@ -690,8 +693,8 @@ class SqliteOutboxStore:
         async with self._connection.session("digest_progress", write=True, durable=False) as db:
             await db.execute("UPDATE digests SET parts_sent = ? WHERE id = ?", (parts_sent, digest_id))
             await db.executemany(
-                "UPDATE deliveries SET status = 'sent', finished_at = ?, lease_until = NULL"
-                " WHERE id = ? AND status = 'pending'",
+                "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, finished_at = ?,"
+                " lease_until = NULL WHERE id = ? AND status = 'pending'",
                 [(to_us(now), delivery_id) for delivery_id in finished],
             )
             await self._insert_sends(db, budget_keys, at)
@@ -758,6 +761,14 @@ class SqliteOutboxStore:
                 (DeliveryStatus(status).value, limit),
             )
         return decode_rows(rows, _to_delivery, "list")
+
+    async def get(self, delivery_id: int) -> Delivery | None:
+        """One delivery by id, for the CLI (``outbox retry`` says what became of it)."""
+        row = await self._connection.fetchone(
+            "get", f"SELECT {_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)
+        )
+        rows = decode_rows([row] if row is not None else [], _to_delivery, "get")
+        return rows[0] if rows else None
 
     async def retry(self, delivery_id: int, now: datetime) -> bool:
         """Make a dead or pending delivery due ``now`` with zero attempts.

@@ -68,6 +68,12 @@ _T = TypeVar("_T")
 # The row of ``schema_versions`` this store owns.
 COMPONENT: Final = "state"
 
+# The columns of alert_refs in schema version 2, copied by the step to 3.
+_V2_REF_COLUMNS: Final = (
+    "ref, receiver, source, group_key, external_url, title, alerts, recipients, firing,"
+    " created_at, updated_at, resolved_at, ack_user, ack_at, last_delivery, last_suppressed"
+)
+
 # Each entry brings this component from version ``index`` to ``index + 1``.
 # Append, never edit: an older database replays only the steps it lacks.
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
@@ -163,6 +169,44 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE alert_refs ADD COLUMN last_delivery INTEGER",
         "ALTER TABLE alert_refs ADD COLUMN last_suppressed INTEGER NOT NULL DEFAULT 0",
     ),
+    (
+        # References are keyed on the sender too (alertbridge.senders): an
+        # Alertmanager's and a Grafana's `{}:{}` group on one receiver shared
+        # one reference and its ack. SQLite cannot drop the old UNIQUE
+        # constraint, so the table is rebuilt. Existing rows get cluster ''
+        # (unknown); the first notification from their source claims them.
+        """
+        CREATE TABLE alert_refs_v3 (
+            ref             INTEGER PRIMARY KEY AUTOINCREMENT,
+            receiver        TEXT    NOT NULL,
+            source          TEXT    NOT NULL,
+            cluster         TEXT    NOT NULL DEFAULT '',
+            group_key       TEXT    NOT NULL,
+            external_url    TEXT    NOT NULL,
+            title           TEXT    NOT NULL,
+            alerts          TEXT    NOT NULL,
+            recipients      TEXT    NOT NULL,
+            firing          INTEGER NOT NULL CHECK (firing IN (0, 1)),
+            created_at      INTEGER NOT NULL,
+            updated_at      INTEGER NOT NULL,
+            resolved_at     INTEGER,
+            ack_user        TEXT,
+            ack_at          INTEGER,
+            last_delivery   INTEGER,
+            last_suppressed INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (receiver, source, cluster, group_key)
+        )
+        """,
+        f"INSERT INTO alert_refs_v3 ({_V2_REF_COLUMNS}) SELECT {_V2_REF_COLUMNS} FROM alert_refs",
+        # Carry the AUTOINCREMENT high-water mark over: numbers of pruned
+        # references must stay unused.
+        "DELETE FROM sqlite_sequence WHERE name = 'alert_refs_v3'",
+        "UPDATE sqlite_sequence SET name = 'alert_refs_v3' WHERE name = 'alert_refs'",
+        "DROP TABLE alert_refs",
+        "ALTER TABLE alert_refs_v3 RENAME TO alert_refs",
+        "CREATE INDEX alert_refs_resolved ON alert_refs (resolved_at) WHERE resolved_at IS NOT NULL",
+        "CREATE INDEX alert_refs_updated ON alert_refs (updated_at, ref)",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -189,6 +233,7 @@ _REF_FIELDS: Final = (
     "resolved_at",
     "ack_user",
     "ack_at",
+    "cluster",
 )
 _REF_COLUMNS: Final = ", ".join(_REF_FIELDS)
 _R_REF_COLUMNS: Final = ", ".join(f"r.{name}" for name in _REF_FIELDS)
@@ -275,6 +320,7 @@ def _to_ref(row: Sequence[Any]) -> AlertRef:
             updated_at=from_us(row[10]),
             resolved_at=_dt_or_none(row[11]),
             ack=ack,
+            cluster=row[14],
         )
     except DECODE_ERRORS as exc:
         raise Undecodable(f"reference #{row[0]}", exc) from exc
@@ -418,8 +464,9 @@ class SqliteStateStore:
         now: datetime,
         *,
         delivery_id: int | None = None,
+        cluster: str = "",
     ) -> RefUpdate:
-        """Upsert the reference of (receiver, group_key); see ``StateStore``.
+        """Upsert the reference of (receiver, source, cluster, group_key); see ``StateStore``.
 
         ``changed`` compares firing fingerprints only: a repeat that merely
         drops resolved alerts, or relabels annotations, is not news to
@@ -432,10 +479,13 @@ class SqliteStateStore:
         alerts = _alerts_json(group)
         recipients_json = dumps(recipients.to_dict())
         async with self._connection.session("record_notification", write=True, durable=False) as db:
+            # A row of unknown cluster ('', from before clusters were kept)
+            # is this sender's unless it already has one of its own.
             async with db.execute(
                 "SELECT ref, alerts, ack_user, ack_at, firing, last_delivery, last_suppressed"
-                " FROM alert_refs WHERE receiver = ? AND group_key = ?",
-                (receiver, group.group_key),
+                " FROM alert_refs WHERE receiver = ? AND source = ? AND group_key = ? AND cluster IN (?, '')"
+                " ORDER BY cluster = '' LIMIT 1",
+                (receiver, group.source, group.group_key, cluster),
             ) as cur:
                 row = await cur.fetchone()
             if row is not None and delivery_id is not None and row[5] == delivery_id:
@@ -446,12 +496,13 @@ class SqliteStateStore:
                     return RefUpdate(ref=stored, changed=False, suppressed=bool(row[6]))
             if row is None:
                 inserted = await db.execute_insert(
-                    "INSERT INTO alert_refs (receiver, source, group_key, external_url, title, alerts,"
-                    " recipients, firing, created_at, updated_at, resolved_at, last_delivery)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO alert_refs (receiver, source, cluster, group_key, external_url, title,"
+                    " alerts, recipients, firing, created_at, updated_at, resolved_at, last_delivery)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         receiver,
                         group.source,
+                        cluster,
                         group.group_key,
                         group.external_url,
                         title,
@@ -487,7 +538,7 @@ class SqliteStateStore:
                 keep_ack = row[2] is not None and not new_episode
                 suppressed = keep_ack and firing and not changed
                 await db.execute(
-                    "UPDATE alert_refs SET source = ?, external_url = ?, title = ?, alerts = ?,"
+                    "UPDATE alert_refs SET cluster = ?, external_url = ?, title = ?, alerts = ?,"
                     " recipients = ?, firing = ?, updated_at = ?,"
                     # The first resolve time counts: a repeated resolved
                     # notification must not push pruning further out.
@@ -497,7 +548,7 @@ class SqliteStateStore:
                     " last_delivery = ?, last_suppressed = ?"
                     " WHERE ref = ?",
                     (
-                        group.source,
+                        cluster,
                         group.external_url,
                         title,
                         alerts,

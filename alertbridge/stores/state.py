@@ -1,8 +1,8 @@
 """What alertbridge remembers besides the outbox: alert references, acks,
 silences it created, callback dedup, cards, and the audit trail.
 
-A reference (``#27``) names one alert group as one receiver saw it: the
-source, the group key, its alerts (fingerprints and full label sets) and who
+A reference (``#27``) names one alert group as one receiver saw it from one
+sender (source and cluster, see ``alertbridge.senders``): the group key, its alerts (fingerprints and full label sets) and who
 it was sent to. It stays the same across re-notifications of the group and
 stays valid until the group resolves plus ``commands.reference_retention``.
 """
@@ -51,6 +51,7 @@ class AlertRef:
     updated_at: datetime
     resolved_at: datetime | None
     ack: Ack | None  # cleared when the group fires again after resolving
+    cluster: str = ""  # the sender within the source (alertbridge.senders.cluster_of)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +113,13 @@ class StateStore(Protocol):
         now: datetime,
         *,
         delivery_id: int | None = None,
+        cluster: str = "",
     ) -> RefUpdate:
-        """Upsert the reference of (receiver, group_key) with this notification's alerts.
+        """Upsert the reference of (receiver, source, cluster, group_key) with
+        this notification's alerts.
+
+        Two senders' groups with the same key (an Alertmanager's and a
+        Grafana's ``{}:{}``) are two references, each with its own ack.
 
         Recording the same ``delivery_id`` again (a retry) returns the verdict
         it got the first time and changes nothing.

@@ -81,7 +81,8 @@ MESSAGE_SEND = "message/send"
 UPDATE_TEMPLATE_CARD = "message/update_template_card"
 WEBHOOK_SEND = "webhook/send"
 MEDIA_UPLOAD = "media/upload"
-ENDPOINTS = (GETTOKEN, MESSAGE_SEND, UPDATE_TEMPLATE_CARD, WEBHOOK_SEND, MEDIA_UPLOAD)
+AGENT_GET = "agent/get"
+ENDPOINTS = (GETTOKEN, MESSAGE_SEND, UPDATE_TEMPLATE_CARD, WEBHOOK_SEND, MEDIA_UPLOAD, AGENT_GET)
 
 DEFAULT_CORP_ID = "ww0000fakecorp"
 DEFAULT_SECRET = "fake-app-secret-0123456789"
@@ -532,6 +533,7 @@ class FakeWeCom:
     def _routes(self) -> list[Route]:
         return [
             Route("/cgi-bin/gettoken", self._gettoken, methods=["GET"]),
+            Route("/cgi-bin/agent/get", self._agent_get, methods=["GET"]),
             Route("/cgi-bin/message/send", self._message_send, methods=["POST"]),
             Route("/cgi-bin/message/update_template_card", self._update_template_card, methods=["POST"]),
             Route("/cgi-bin/webhook/send", self._webhook_send, methods=["POST"]),
@@ -590,6 +592,21 @@ class FakeWeCom:
             self._tokens[token] = _Token(app, self._clock() + self.token_lifetime)
         return JSONResponse(
             {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": self.token_lifetime}
+        )
+
+    async def _agent_get(self, request: Request) -> Response:
+        """The app's own details; another agent's id is refused as WeCom does (301002)."""
+        early = await self._begin(AGENT_GET, request)
+        if early is not None:
+            return early
+        try:
+            app = self._authorize(request.query_params.get("access_token", ""))
+        except _Reject as reject:
+            return _answer(reject.errcode, reject.errmsg)
+        if request.query_params.get("agentid") != str(app.agent_id):
+            return _answer(301002, "access_token and agentid mismatch")
+        return JSONResponse(
+            {"errcode": 0, "errmsg": "ok", "agentid": app.agent_id, "name": "fake app", "close": 0}
         )
 
     async def _message_send(self, request: Request) -> Response:

@@ -61,6 +61,8 @@ class GrafanaStandin:
             Route(f"{PREFIX}/silences", self._post_silence, methods=["POST"]),
             Route(f"{PREFIX}/silence/{{silence_id}}", self._delete_silence, methods=["DELETE"]),
             *(Route(f"{PREFIX}/{path}", self._forward_get, methods=["GET"]) for path in _FORWARDED),
+            # Grafana's health check: unauthenticated, as in Grafana (see __call__).
+            Route("/api/health", self._health, methods=["GET"]),
             Route("/{path:path}", self._not_found, methods=["GET", "POST", "PUT", "DELETE"]),
         ]
         self._app = Starlette(routes=routes)
@@ -69,7 +71,7 @@ class GrafanaStandin:
         if scope["type"] == "http":
             request = Request(scope)
             self.requests.append((request.method, request.url.path, request.headers.get("authorization")))
-            refusal = self._refusal(request)
+            refusal = None if request.url.path == "/api/health" else self._refusal(request)
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
@@ -124,6 +126,9 @@ class GrafanaStandin:
         if upstream.status_code != 200:
             return _error(upstream)
         return Response(upstream.content, media_type="application/json")
+
+    async def _health(self, request: Request) -> Response:
+        return JSONResponse({"database": "ok", "version": "standin"})
 
     async def _not_found(self, request: Request) -> Response:
         return _message(404, "Not found")
