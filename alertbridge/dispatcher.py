@@ -301,7 +301,12 @@ class Dispatcher:
             log.exception("delivery_crashed deliveries=%s", _ids(deliveries))
             for delivery in deliveries:
                 try:
-                    await self._retry_or_dead(delivery, f"internal error: {type(exc).__name__}", 0.0)
+                    await self._retry_or_dead(
+                        delivery,
+                        f"internal error: {type(exc).__name__}",
+                        0.0,
+                        delivery.failures_since_progress,
+                    )
                 except StoreError as store_exc:
                     log.error("outbox_update_failed delivery=%d error=%s", delivery.id, store_exc)
         return None
@@ -356,7 +361,7 @@ class Dispatcher:
                 self._count_message(channel, delivery.receiver, exc)
                 if sent:
                     await self._tracker.after_send(delivery, receiver, tracked, sent)
-                await self._failed([delivery], exc)
+                await self._failed([delivery], exc, progressed=bool(sent))
                 return None
             sent_at = self._settle(limits, at, slots)
             self._count_message(channel, delivery.receiver, None)
@@ -508,7 +513,7 @@ class Dispatcher:
             except DeliveryError as exc:
                 self._refund(limits, at, 1)
                 self._count_message(channel, anchor.receiver, exc)
-                await self._failed(unsent(index), exc)
+                await self._failed(unsent(index), exc, progressed=index > stored.parts_sent)
                 if not isinstance(exc, TransientDeliveryError):
                     # Its deliveries are dead letters now: close the digest.
                     await self._store.digest_progress(stored.id, len(stored.parts), [], self._clock())
@@ -589,10 +594,13 @@ class Dispatcher:
         )
         await self._store.defer([d.id for d in deliveries], until)
 
-    async def _failed(self, deliveries: Sequence[Delivery], exc: DeliveryError) -> None:
+    async def _failed(self, deliveries: Sequence[Delivery], exc: DeliveryError, *, progressed: bool) -> None:
+        """Retry or dead-letter ``deliveries``; ``progressed``: WeCom accepted a
+        part of theirs in this attempt, so their backoff starts over."""
         for delivery in deliveries:
             if isinstance(exc, TransientDeliveryError):
-                await self._retry_or_dead(delivery, f"{exc.reason}: {exc}", exc.min_delay)
+                streak = 0 if progressed else delivery.failures_since_progress
+                await self._retry_or_dead(delivery, f"{exc.reason}: {exc}", exc.min_delay, streak)
             else:
                 await self._dead(delivery, f"{exc.reason}: {exc}")
 
@@ -634,14 +642,21 @@ class Dispatcher:
             mentions=mentions,
         )
 
-    async def _retry_or_dead(self, delivery: Delivery, error: str, min_delay: float) -> None:
+    async def _retry_or_dead(self, delivery: Delivery, error: str, min_delay: float, streak: int) -> None:
+        """Reschedule after a transient failure, or give up past ``max_age``.
+
+        The delay grows with ``streak``, the failures since WeCom last
+        accepted a part of this delivery, not with all its attempts: a group of
+        ten parts through a flaky WeCom must not wait minutes between parts
+        that WeCom keeps accepting.
+        """
         now = self._clock()
         delivery_config = self._config.delivery
         if now - delivery.accepted_at >= delivery_config.max_age:
             await self._dead(delivery, f"gave up after {delivery.attempts + 1} attempts: {error}")
             return
         delay = retry_delay(
-            delivery.attempts + 1,
+            streak + 1,
             initial=delivery_config.initial_backoff,
             maximum=delivery_config.max_backoff,
             min_delay=min_delay,

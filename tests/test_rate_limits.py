@@ -186,8 +186,15 @@ async def opened_rig(
     server: tuple[SwappableApp, str], db: Path, fake: FakeWeCom, clock: ManualClock, **app_overrides: Any
 ) -> AsyncIterator[Rig]:
     """A Rig with its stores open, for a config with ``app_overrides`` on the app."""
+    async with rig_for(make_config(server[1], db, **app_overrides), fake, clock) as rig:
+        yield rig
+
+
+@contextlib.asynccontextmanager
+async def rig_for(config: Config, fake: FakeWeCom, clock: ManualClock) -> AsyncIterator[Rig]:
+    """A Rig of ``config`` with its stores open."""
     async with httpx.AsyncClient(timeout=5) as http:
-        rig = Rig(make_config(server[1], db, **app_overrides), fake, clock, http)
+        rig = Rig(config, fake, clock, http)
         await rig.outbox.open()
         await rig.state.open()
         try:

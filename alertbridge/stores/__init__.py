@@ -58,6 +58,9 @@ class Delivery:
     last_error: str | None
     finished_at: datetime | None
     digest_id: int | None = None  # set while a stored digest is sending it
+    # Failed attempts since WeCom last accepted a part of it (or of its
+    # digest): what the retry backoff grows with. ``attempts`` counts them all.
+    failures_since_progress: int = 0
 
 
 @dataclass(frozen=True, slots=True)

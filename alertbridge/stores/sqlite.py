@@ -131,6 +131,11 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX digests_open ON digests (receiver, recipients, parts_sent, part_count)",
         "ALTER TABLE deliveries ADD COLUMN digest_id INTEGER",
     ),
+    (
+        # Failed attempts since WeCom last accepted a part: the backoff's
+        # exponent. An accepted part proves WeCom reachable, so it restarts.
+        "ALTER TABLE deliveries ADD COLUMN failures_since_progress INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -142,7 +147,7 @@ _PRUNE_CHUNK: Final = 1000
 
 _COLUMNS: Final = (
     "id, receiver, channel, recipients, alert_group, request_id, accepted_at, status,"
-    " attempts, parts_sent, next_attempt_at, last_error, finished_at, digest_id"
+    " attempts, parts_sent, next_attempt_at, last_error, finished_at, digest_id, failures_since_progress"
 )
 
 _INSERT_ROWS: Final = (
@@ -180,6 +185,7 @@ def _to_delivery(row: Sequence[Any]) -> Delivery:
             last_error=row[11],
             finished_at=from_us(row[12]) if row[12] is not None else None,
             digest_id=row[13],
+            failures_since_progress=row[14],
         )
     except DECODE_ERRORS as exc:
         raise Undecodable(f"delivery {row[0]}", exc) from exc
@@ -581,10 +587,13 @@ class SqliteOutboxStore:
         budget_keys: Sequence[str] = (),
         at: datetime | None = None,
     ) -> None:
-        """Remember how many parts WeCom accepted, so a retry never resends them,
-        and count the send against ``budget_keys`` in the same transaction."""
+        """Remember how many parts WeCom accepted, so a retry never resends them
+        (and restart the backoff: WeCom is reachable), and count the send against ``budget_keys`` in the same transaction."""
         async with self._connection.session("record_progress", write=True, durable=False) as db:
-            await db.execute("UPDATE deliveries SET parts_sent = ? WHERE id = ?", (parts_sent, delivery_id))
+            await db.execute(
+                "UPDATE deliveries SET parts_sent = ?, failures_since_progress = 0 WHERE id = ?",
+                (parts_sent, delivery_id),
+            )
             await self._insert_sends(db, budget_keys, at)
 
     async def mark_sent(
@@ -679,6 +688,11 @@ class SqliteOutboxStore:
         """Record a sent (or given-up) digest part, its finished deliveries and its budget send at once."""
         async with self._connection.session("digest_progress", write=True, durable=False) as db:
             await db.execute("UPDATE digests SET parts_sent = ? WHERE id = ?", (parts_sent, digest_id))
+            # WeCom took a part: the digest's other deliveries start their backoff over.
+            await db.execute(
+                "UPDATE deliveries SET failures_since_progress = 0 WHERE digest_id = ? AND status = 'pending'",
+                (digest_id,),
+            )
             await db.executemany(
                 "UPDATE deliveries SET status = 'sent', finished_at = ?, lease_until = NULL"
                 " WHERE id = ? AND status = 'pending'",
@@ -718,7 +732,8 @@ class SqliteOutboxStore:
         """Count a failed attempt and release the lease until ``next_attempt_at``."""
         await self._connection.execute(
             "reschedule",
-            "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?,"
+            "UPDATE deliveries SET attempts = attempts + 1,"
+            " failures_since_progress = failures_since_progress + 1, next_attempt_at = ?,"
             " last_error = ?, lease_until = NULL WHERE id = ?",
             (to_us(next_attempt_at), error, delivery_id),
             durable=False,
@@ -761,7 +776,8 @@ class SqliteOutboxStore:
         now_us = to_us(now)
         changed = await self._connection.execute(
             "retry",
-            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?,"
+            "UPDATE deliveries SET status = 'pending', attempts = 0, failures_since_progress = 0,"
+            " next_attempt_at = ?,"
             " finished_at = NULL,"
             " lease_until = CASE WHEN lease_until > ? THEN lease_until END"
             " WHERE id = ? AND status IN ('pending', 'dead')",

@@ -1,0 +1,114 @@
+"""Retries that make progress, and one bad alert that never costs another:
+the dispatcher against the fake WeCom over real HTTP, on a manual clock
+(the rig of tests/test_rate_limits.py), so minutes of backoff pass at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import random
+from pathlib import Path
+from typing import Any
+
+from alertbridge.config import Config, parse_config
+from alertbridge.model import AlertGroup
+from alertbridge.stores import DeliveryStatus
+from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeWeCom, Fault, ManualClock
+from alertbridge.testing.server import SwappableApp
+from tests.test_rate_limits import (
+    AGENT_ID,
+    CORP_ID,
+    ROBOT_KEY,
+    SECRET,
+    Rig,
+    clock,
+    fake,
+    rig_for,
+    server,
+    storm_group,
+)
+
+__all__ = ["clock", "fake", "server"]  # fixtures shared with test_rate_limits
+
+SEED = 20_261_205
+
+
+def progress_config(base_url: str, db: Path, **delivery: Any) -> Config:
+    """Default backoff (1 s doubling up to 5 min), text messages, one app receiver and a robot."""
+    return parse_config(
+        {
+            "store": {"url": f"sqlite:///{db}"},
+            "wecom": {
+                "api_base": base_url,
+                "apps": {"ops": {"corp_id": CORP_ID, "agent_id": AGENT_ID, "secret": SECRET}},
+            },
+            "delivery": delivery,
+            "receivers": {
+                "oncall": {"channel": "app", "app": "ops", "to_user": ["zhangsan"], "msgtype": "text"},
+                "room": {"channel": "robot", "robot_key": ROBOT_KEY, "msgtype": "text"},
+            },
+        },
+        {},
+        "test.toml",
+    )
+
+
+def progress_rig(
+    server: tuple[SwappableApp, str], db: Path, fake: FakeWeCom, clock: ManualClock, **delivery: Any
+) -> contextlib.AbstractAsyncContextManager[Rig]:
+    return rig_for(progress_config(server[1], db, **delivery), fake, clock)
+
+
+def wide_group(alerts: int) -> AlertGroup:
+    """``storm_group(0, alerts)`` (markers storm-0000 …) with long summaries: many text parts."""
+    group = storm_group(0, alerts)
+    summary = "磁盘快满了 " + "剩余空间不足，请尽快清理 " * 20
+    return group.with_alerts(
+        tuple(dataclasses.replace(alert, annotations={"summary": summary}) for alert in group.alerts)
+    )
+
+
+async def run_until_settled(rig: Rig, limit: float) -> float:
+    """Drain, then jump the clock to the next due delivery, until nothing is
+    pending or ``limit`` seconds of fake time have passed; the fake time taken."""
+    started = rig.clock()
+    while rig.clock() - started < limit:
+        await rig.drain()
+        due = await rig.outbox.next_due_at()
+        if due is None:
+            break
+        rig.clock.advance(max(0.0, due.timestamp() - rig.clock()))
+    return rig.clock() - started
+
+
+def flaky(fake: FakeWeCom, endpoint: str, count: int = 400) -> None:
+    """WeCom as item 2 of issue 10 met it: errcode -1 on 30 % of calls, HTTP 502 on 10 %."""
+    rng = random.Random(SEED)
+    for _ in range(count):
+        roll = rng.random()
+        if roll < 0.30:
+            fake.add_fault(endpoint, Fault(errcode=-1, errmsg="system busy"))
+        elif roll < 0.40:
+            fake.add_fault(endpoint, Fault(status=502))
+        else:
+            fake.add_fault(endpoint, Fault(delay=0.0001))
+
+
+async def test_a_split_group_through_a_flaky_wecom_is_delivered_within_seconds(
+    tmp_path: Path, fake: FakeWeCom, clock: ManualClock, server: tuple[SwappableApp, str]
+) -> None:
+    flaky(fake, MESSAGE_SEND)
+    async with progress_rig(server, tmp_path / "p.db", fake, clock) as rig:
+        await rig.enqueue("oncall", wide_group(24))
+        elapsed = await run_until_settled(rig, limit=600)
+        statuses = await rig.statuses()
+    texts = rig.texts_to("zhangsan")
+    assert len(texts) >= 9  # really split into many parts
+    assert rig.markers_seen_by("zhangsan") == {f"storm-{i:04d}" for i in range(24)}
+    assert statuses[DeliveryStatus.SENT] == 1
+    # Faults hit: more requests than messages.
+    assert fake.request_count(MESSAGE_SEND) >= len(texts) + 5
+    # The backoff restarts after every accepted part: seconds, not minutes
+    # (doubling across parts took more than two minutes of this fake time).
+    assert elapsed < 30, elapsed
