@@ -8,11 +8,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import random
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from alertbridge.config import Config, parse_config
-from alertbridge.model import AlertGroup
+from alertbridge.errors import ConfigError
+from alertbridge.model import AlertGroup, Status
 from alertbridge.stores import DeliveryStatus
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeWeCom, Fault, ManualClock
 from alertbridge.testing.server import SwappableApp
@@ -112,3 +116,47 @@ async def test_a_split_group_through_a_flaky_wecom_is_delivered_within_seconds(
     # The backoff restarts after every accepted part: seconds, not minutes
     # (doubling across parts took more than two minutes of this fake time).
     assert elapsed < 30, elapsed
+
+
+async def test_a_genuine_repeat_after_the_duplicate_interval_is_shown(
+    tmp_path: Path, fake: FakeWeCom, clock: ManualClock, server: tuple[SwappableApp, str]
+) -> None:
+    """WeCom hides an identical app message only within ``duplicate_check_interval``
+    (60 s): a re-send after a crash is hidden, a repeat notification later is not."""
+    firing = storm_group(7)
+    # Resolved: its text shows no "firing for …" that would differ each time.
+    resolved = firing.with_alerts(
+        tuple(
+            dataclasses.replace(a, status=Status.RESOLVED, ends_at=a.starts_at + timedelta(minutes=5))
+            for a in firing.alerts
+        )
+    )
+    resolved = dataclasses.replace(resolved, status=Status.RESOLVED)
+    async with progress_rig(server, tmp_path / "d.db", fake, clock) as rig:
+        for wait in (0, 30, 31):  # t = 0, 30 s, 61 s
+            clock.advance(wait)
+            await rig.enqueue("oncall", resolved)
+            await rig.drain()
+        assert await rig.statuses() == {
+            DeliveryStatus.PENDING: 0,
+            DeliveryStatus.SENT: 3,
+            DeliveryStatus.DEAD: 0,
+        }
+    first, repeat = fake.messages(MESSAGE_SEND)
+    assert first.body["duplicate_check_interval"] == 60 and first.body["enable_duplicate_check"] == 1
+    assert repeat.content == first.content and repeat.timestamp - first.timestamp == 61
+    [hidden] = fake.dropped()
+    assert hidden.reason == "duplicate" and hidden.timestamp - first.timestamp == 30
+
+
+async def test_the_duplicate_interval_is_configurable(
+    tmp_path: Path, fake: FakeWeCom, clock: ManualClock, server: tuple[SwappableApp, str]
+) -> None:
+    async with progress_rig(server, tmp_path / "e.db", fake, clock, duplicate_check_interval="10s") as rig:
+        await rig.enqueue("oncall", storm_group(7))
+        await rig.drain()
+    [sent] = fake.messages(MESSAGE_SEND)
+    assert sent.body["duplicate_check_interval"] == 10
+    with pytest.raises(ConfigError) as caught:
+        progress_config(server[1], tmp_path / "f.db", duplicate_check_interval="5h")
+    assert "test.toml: delivery.duplicate_check_interval:" in str(caught.value)

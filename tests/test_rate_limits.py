@@ -106,7 +106,14 @@ class Rig:
 
     def new_dispatcher(self) -> Dispatcher:
         channels = {
-            name: build_channel(name, receiver, apps=self.config.wecom.apps, client=self.client, out=None)  # type: ignore[arg-type]
+            name: build_channel(
+                name,
+                receiver,
+                apps=self.config.wecom.apps,
+                client=self.client,
+                out=None,  # type: ignore[arg-type]
+                duplicate_check_interval=self.config.delivery.duplicate_check_interval,
+            )
             for name, receiver in self.config.receivers.items()
         }
         tracker = GroupTracker(config=self.config, state=self.state, silencers={}, client=self.client)
