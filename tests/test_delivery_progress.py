@@ -23,11 +23,13 @@ from alertbridge.testing.server import SwappableApp
 from tests.test_rate_limits import (
     AGENT_ID,
     CORP_ID,
+    MARKER,
     ROBOT_KEY,
     SECRET,
     Rig,
     clock,
     fake,
+    opened_rig,
     rig_for,
     server,
     storm_group,
@@ -160,3 +162,68 @@ async def test_the_duplicate_interval_is_configurable(
     with pytest.raises(ConfigError) as caught:
         progress_config(server[1], tmp_path / "f.db", duplicate_check_interval="5h")
     assert "test.toml: delivery.duplicate_check_interval:" in str(caught.value)
+
+
+def poisoned(group: AlertGroup, *positions: int) -> AlertGroup:
+    """``group`` with the alerts at ``positions`` carrying text WeCom refuses (see ``refuse_text``)."""
+    return group.with_alerts(
+        tuple(
+            dataclasses.replace(a, labels={**a.labels, "instance": a.labels["instance"] + "-POISON"})
+            if i in positions
+            else a
+            for i, a in enumerate(group.alerts)
+        )
+    )
+
+
+async def test_a_refused_group_in_a_digest_costs_no_other_group(
+    tmp_path: Path, fake: FakeWeCom, clock: ManualClock, server: tuple[SwappableApp, str]
+) -> None:
+    fake.refuse_text("POISON", 40033, "invalid charset")
+    async with opened_rig(server, tmp_path / "g.db", fake, clock, rate_limit_per_minute=10) as rig:
+        ids = [
+            await rig.enqueue("oncall", poisoned(storm_group(n), 0) if n == 5 else storm_group(n))
+            for n in range(23)
+        ]
+        await run_until_settled(rig, limit=600)
+        statuses = await rig.statuses()
+        [dead] = await rig.outbox.list(DeliveryStatus.DEAD)
+    assert statuses == {DeliveryStatus.PENDING: 0, DeliveryStatus.SENT: 22, DeliveryStatus.DEAD: 1}
+    assert dead.id == ids[5]
+    assert dead.last_error is not None
+    assert dead.last_error.startswith(
+        "invalid_characters: WeCom refused the digest lines of group #6 'Storm0005'"
+    )
+    assert "errcode 40033" in dead.last_error
+    texts = rig.texts_to("zhangsan")
+    assert texts and all("告警汇总" in text for text in texts)
+    shown = [marker for text in texts for marker in MARKER.findall(text)]
+    good = [f"storm-{n * 10:04d}" for n in range(23) if n != 5]
+    assert sorted(shown) == good  # each good group exactly once, the refused one never
+    assert fake.dropped() == []
+
+
+@pytest.mark.parametrize("receiver", ["oncall", "room"])
+async def test_a_refused_alert_costs_no_other_alert_of_its_group(
+    receiver: str, tmp_path: Path, fake: FakeWeCom, clock: ManualClock, server: tuple[SwappableApp, str]
+) -> None:
+    fake.refuse_text("POISON", 40033, "invalid charset")
+    async with progress_rig(server, tmp_path / "h.db", fake, clock) as rig:
+        await rig.enqueue(receiver, poisoned(storm_group(3, alerts=5), 2))
+        await run_until_settled(rig, limit=600)
+        [dead] = await rig.outbox.list(DeliveryStatus.DEAD)
+    texts = [m.content or "" for m in fake.messages()]
+    # The four good alerts, one per message; the refused one nowhere.
+    assert sorted(m for t in texts for m in MARKER.findall(t)) == [
+        "storm-0030",
+        "storm-0031",
+        "storm-0033",
+        "storm-0034",
+    ]
+    assert len(texts) == 4 and not any("POISON" in t for t in texts)
+    assert dead.last_error == (
+        "invalid_characters: WeCom refused alert 'Storm0003 instance=storm-0032-POISON'"
+        " (fingerprint 0000000300000002): " + dead.last_error.split("(fingerprint 0000000300000002): ", 1)[1]
+    )
+    assert "errcode 40033" in dead.last_error
+    assert dead.last_error.endswith("; its 4 other alerts were delivered one per message")
