@@ -40,6 +40,7 @@ from alertbridge.model import AlertGroup
 from alertbridge.refusals import alerts_refused, describe_alert, describe_group, refused
 from alertbridge.render import Renderer
 from alertbridge.render.digest import DigestSection
+from alertbridge.render.split import truncate_utf8, utf8_len
 from alertbridge.stores import Delivery, DigestPartRecord, OutboxStore, StoredDigest
 from alertbridge.tracking import GroupTracker, Tracked
 
@@ -55,6 +56,8 @@ PRUNE_INTERVAL = timedelta(hours=1)
 MAX_IMAGES = 3
 # Deliveries merged into one digest at most; the rest go in the next one.
 DIGEST_MAX_DELIVERIES = 1000
+# Marks a robot message re-sent after a crash cut off its first send.
+REPEAT_PREFIX = {"zh": "（重复）", "en": "(repeat) "}
 
 # (receiver, recipients): deliveries that share WeCom's rate budget and can
 # be merged into one digest.
@@ -340,8 +343,11 @@ class Dispatcher:
             return tracked
         sent: list[tuple[RenderedMessage, Receipt]] = []
         for index in range(delivery.parts_sent, len(messages)):
+            message = messages[index]
+            if index == delivery.sending_part and channel.kind == "robot":
+                message = self._as_repeat(message, delivery.receiver, f"delivery={delivery.id}")
             try:
-                outcome = await self._attempt(channel, messages[index], delivery, limits)
+                outcome = await self._attempt(channel, message, delivery, limits, part=index)
             except DeliveryError as exc:
                 if _refused_content(exc) and messages[index].card is None:
                     await self._send_alerts_alone(delivery, receiver, channel, limits, tracked, exc, sent)
@@ -382,11 +388,18 @@ class Dispatcher:
         return None
 
     async def _attempt(
-        self, channel: Channel, message: RenderedMessage, delivery: Delivery, limits: Sequence[RateLimit]
+        self,
+        channel: Channel,
+        message: RenderedMessage,
+        delivery: Delivery,
+        limits: Sequence[RateLimit],
+        *,
+        part: int | None = None,
     ) -> tuple[RenderedMessage, Receipt, datetime] | None:
         """Send one message of ``delivery`` within the budget: the message as sent
         (with the images the budget had room for), WeCom's receipt and when it
-        answered; None when the budget has no slot.
+        answered; None when the budget has no slot. ``part`` (0-based) is
+        recorded as on its way until WeCom's answer is.
 
         Raises:
             DeliveryError: the send failed; its budget slots are refunded.
@@ -397,7 +410,11 @@ class Dispatcher:
             return None
         # Counted before sending: a send cut off by a crash may still have
         # reached WeCom, and a restart must not think its slot was free.
-        await self._store.record_sends(_budget_keys(limits, slots), at)
+        keys = _budget_keys(limits, slots)
+        if part is None:
+            await self._store.record_sends(keys, at)
+        else:
+            await self._store.record_attempt(keys, at, part=part, delivery_id=delivery.id)
         if slots - 1 < len(message.images):
             # Images are best effort: only as many as the budget had room for.
             message = dataclasses.replace(message, images=message.images[: slots - 1])
@@ -406,6 +423,8 @@ class Dispatcher:
         except DeliveryError as exc:
             self._refund(limits, at, slots)
             self._count_message(channel, delivery.receiver, exc)
+            if part is not None and _not_arrived(exc):
+                await self._store.record_attempt([], at, part=None, delivery_id=delivery.id)
             raise
         sent_at = self._settle(limits, at, slots)
         self._count_message(channel, delivery.receiver, None)
@@ -646,16 +665,20 @@ class Dispatcher:
                 part=index + 1,
                 parts=len(stored.parts),
             )
+            if index == stored.sending_part and channel.kind == "robot":
+                message = self._as_repeat(message, anchor.receiver, f"digest={stored.id}")
             at = self._clock()
             if self._reserve(limits, at, message) is None:
                 await self._defer(unsent(index), self._budget.next_free(limits, at))
                 return False
-            await self._store.record_sends(_budget_keys(limits, 1), at)
+            await self._store.record_attempt(_budget_keys(limits, 1), at, part=index, digest_id=stored.id)
             try:
                 await channel.send(message, anchor.recipients)
             except DeliveryError as exc:
                 self._refund(limits, at, 1)
                 self._count_message(channel, anchor.receiver, exc)
+                if _not_arrived(exc):
+                    await self._store.record_attempt([], at, part=None, digest_id=stored.id)
                 if _refused_content(exc):
                     await self._split_digest(stored, index, by_id, anchor, receiver, channel, exc)
                     return True
@@ -689,6 +712,18 @@ class Dispatcher:
                     anchor, receiver, Tracked(ref=ref, ack=None, suppressed=False, handled_by_cards=False), []
                 )
         return True
+
+    def _as_repeat(self, message: RenderedMessage, receiver: str, what: str) -> RenderedMessage:
+        """``message`` marked as a repeat, in the receiver's language.
+
+        Its send was cut off (a crash) after it was recorded and before WeCom's
+        answer was: it may have arrived. A robot has no duplicate check, so a
+        visible "(repeat)" beats both a silent second copy and a dropped part.
+        """
+        log.warning("robot_repeat receiver=%s %s part=%d/%d", receiver, what, message.part, message.parts)
+        prefix = REPEAT_PREFIX.get(self._config.language_of(receiver), REPEAT_PREFIX["en"])
+        room = message.limit - utf8_len(prefix)
+        return dataclasses.replace(message, content=prefix + truncate_utf8(message.content, room, "…"))
 
     def _take_from_queue(self, target: Target, ids: set[int]) -> None:
         """A digest being resumed now owns these deliveries: drop their queued, stale copies."""
@@ -867,6 +902,12 @@ class _Digest:
 
     def members(self, ref: int) -> list[Delivery]:
         return self._members[ref]
+
+
+def _not_arrived(error: DeliveryError) -> bool:
+    """WeCom (or a proxy) answered, so the message did not arrive; after a
+    timeout or a broken connection it may have."""
+    return error.reason not in ("timeout", "connection_error")
 
 
 def _refused_content(error: DeliveryError) -> bool:

@@ -18,7 +18,7 @@ from alertbridge.config import Config, parse_config
 from alertbridge.errors import ConfigError
 from alertbridge.model import AlertGroup, Status
 from alertbridge.stores import DeliveryStatus
-from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeWeCom, Fault, ManualClock
+from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND, FakeWeCom, Fault, ManualClock
 from alertbridge.testing.server import SwappableApp
 from tests.test_rate_limits import (
     AGENT_ID,
@@ -40,7 +40,7 @@ __all__ = ["clock", "fake", "server"]  # fixtures shared with test_rate_limits
 SEED = 20_261_205
 
 
-def progress_config(base_url: str, db: Path, **delivery: Any) -> Config:
+def progress_config(base_url: str, db: Path, robot_language: str = "zh", **delivery: Any) -> Config:
     """Default backoff (1 s doubling up to 5 min), text messages, one app receiver and a robot."""
     return parse_config(
         {
@@ -52,7 +52,12 @@ def progress_config(base_url: str, db: Path, **delivery: Any) -> Config:
             "delivery": delivery,
             "receivers": {
                 "oncall": {"channel": "app", "app": "ops", "to_user": ["zhangsan"], "msgtype": "text"},
-                "room": {"channel": "robot", "robot_key": ROBOT_KEY, "msgtype": "text"},
+                "room": {
+                    "channel": "robot",
+                    "robot_key": ROBOT_KEY,
+                    "msgtype": "text",
+                    "language": robot_language,
+                },
             },
         },
         {},
@@ -61,9 +66,9 @@ def progress_config(base_url: str, db: Path, **delivery: Any) -> Config:
 
 
 def progress_rig(
-    server: tuple[SwappableApp, str], db: Path, fake: FakeWeCom, clock: ManualClock, **delivery: Any
+    server: tuple[SwappableApp, str], db: Path, fake: FakeWeCom, clock: ManualClock, **settings: Any
 ) -> contextlib.AbstractAsyncContextManager[Rig]:
-    return rig_for(progress_config(server[1], db, **delivery), fake, clock)
+    return rig_for(progress_config(server[1], db, **settings), fake, clock)
 
 
 def wide_group(alerts: int) -> AlertGroup:
@@ -227,3 +232,65 @@ async def test_a_refused_alert_costs_no_other_alert_of_its_group(
     )
     assert "errcode 40033" in dead.last_error
     assert dead.last_error.endswith("; its 4 other alerts were delivered one per message")
+
+
+class Crash(BaseException):
+    """The process dies here: nothing after it runs (not even ``except Exception``)."""
+
+
+@pytest.mark.parametrize(("language", "prefix"), [("zh", "（重复）"), ("en", "(repeat) ")])
+async def test_a_robot_send_cut_off_by_a_crash_is_repeated_marked_as_a_repeat(
+    language: str,
+    prefix: str,
+    tmp_path: Path,
+    fake: FakeWeCom,
+    clock: ManualClock,
+    server: tuple[SwappableApp, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with progress_rig(server, tmp_path / "r.db", fake, clock, robot_language=language) as rig:
+        await rig.enqueue("room", wide_group(6))
+        await rig.enqueue("oncall", storm_group(9))
+
+        async def crash(*args: object, **kwargs: object) -> None:
+            raise Crash
+
+        # Part 1 reaches WeCom; the process dies before recording WeCom's answer.
+        with monkeypatch.context() as patch:
+            patch.setattr(rig.outbox, "record_progress", crash)
+            patch.setattr(rig.outbox, "mark_sent", crash)
+            with pytest.raises(Crash):
+                await rig.drain()
+        [first] = fake.messages()
+        [row] = [d for d in await rig.outbox.list() if d.receiver == "room"]
+        assert (row.parts_sent, row.sending_part) == (0, 0)
+        # A new process: leases released at start-up, a fresh dispatcher.
+        await rig.outbox.release_leases()
+        rig.dispatcher = rig.new_dispatcher()
+        await run_until_settled(rig, limit=60)
+        assert (await rig.statuses())[DeliveryStatus.SENT] == 2
+        rows = await rig.outbox.list()
+    robot = [m.content or "" for m in fake.messages(WEBHOOK_SEND)]
+    assert robot[0] == first.content and not robot[0].startswith(prefix)
+    # The part that may have arrived comes again, marked; the rest as usual.
+    assert robot[1].startswith(prefix) and robot[1][len(prefix) :] == first.content
+    assert not any(text.startswith(prefix) for text in robot[2:]) and len(robot) > 2
+    # The app message, which WeCom's duplicate check covers, is not marked.
+    assert not any(m.content.startswith(prefix) for m in fake.messages(MESSAGE_SEND) if m.content)
+    assert all(d.sending_part is None for d in rows)
+
+
+async def test_a_send_wecom_answered_is_no_repeat(
+    tmp_path: Path, fake: FakeWeCom, clock: ManualClock, server: tuple[SwappableApp, str]
+) -> None:
+    """An error answer proves the part did not arrive: the retry is not marked."""
+    fake.add_fault(WEBHOOK_SEND, Fault(errcode=-1))
+    async with progress_rig(server, tmp_path / "s.db", fake, clock) as rig:
+        await rig.enqueue("room", storm_group(4))
+        await rig.drain()
+        [row] = await rig.outbox.list()
+        assert (row.attempts, row.sending_part) == (1, None)
+        await run_until_settled(rig, limit=60)
+    [message] = fake.messages(WEBHOOK_SEND)
+    assert message.content is not None and "storm-0040" in message.content
+    assert not message.content.startswith(("（重复）", "(repeat)"))

@@ -674,3 +674,24 @@ async def test_an_accepted_part_restarts_the_backoff_streak(store: SqliteOutboxS
     await store.reschedule(ids[2], T0, "server_busy")
     [row] = [d for d in await store.list() if d.id == ids[2]]
     assert (row.attempts, row.failures_since_progress) == (3, 1)
+
+
+async def test_a_recorded_attempt_lasts_until_wecom_answered(store: SqliteOutboxStore) -> None:
+    """What a restart finds after a crash between the send and WeCom's answer."""
+    ids = [await store.enqueue(make_delivery()) for _ in range(2)]
+    recipients = make_delivery().recipients
+    digest = await store.create_digest(
+        "ops", recipients, [DigestPartRecord("text", "one", 2048, ((7, (ids[1],)),))], T0
+    )
+    await store.record_attempt(["k"], T0, part=1, delivery_id=ids[0])
+    await store.record_attempt(["k"], T0, part=0, digest_id=digest.id)
+    rows = {d.id: d for d in await store.list()}
+    assert rows[ids[0]].sending_part == 1 and rows[ids[1]].sending_part is None
+    stored = await store.open_digest("ops", recipients)
+    assert stored is not None and stored.sending_part == 0
+    assert await store.recent_sends(T0 - timedelta(seconds=1)) == [("k", T0), ("k", T0)]
+    await store.record_progress(ids[0], 2)
+    await store.record_attempt([], T0, part=None, digest_id=digest.id)
+    assert [d.sending_part for d in await store.list()] == [None, None]
+    stored = await store.open_digest("ops", recipients)
+    assert stored is not None and stored.sending_part is None

@@ -61,6 +61,9 @@ class Delivery:
     # Failed attempts since WeCom last accepted a part of it (or of its
     # digest): what the retry backoff grows with. ``attempts`` counts them all.
     failures_since_progress: int = 0
+    # The part whose send was recorded but not yet answered: after a crash it
+    # may have reached WeCom (see OutboxStore.record_attempt).
+    sending_part: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,7 @@ class StoredDigest:
     receiver: str
     parts: tuple[DigestPartRecord, ...]
     parts_sent: int
+    sending_part: int | None = None  # as Delivery.sending_part
 
 
 class OutboxStore(Protocol):
@@ -177,6 +181,19 @@ class OutboxStore(Protocol):
 
     async def record_sends(self, budget_keys: Sequence[str], at: datetime) -> None:
         """Count a send against each budget key before it is made (see alertbridge.budget)."""
+
+    async def record_attempt(
+        self,
+        budget_keys: Sequence[str],
+        at: datetime,
+        *,
+        part: int | None,
+        delivery_id: int | None = None,
+        digest_id: int | None = None,
+    ) -> None:
+        """Before sending part ``part`` (0-based) of a delivery or digest: count
+        the send against each budget key and remember the part is on its way
+        (cleared when WeCom's answer is recorded; ``part=None`` clears it)."""
 
     async def forget_sends(self, before: datetime) -> int: ...
 

@@ -136,6 +136,13 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         # exponent. An accepted part proves WeCom reachable, so it restarts.
         "ALTER TABLE deliveries ADD COLUMN failures_since_progress INTEGER NOT NULL DEFAULT 0",
     ),
+    (
+        # The part being sent, recorded before the send and cleared once WeCom
+        # answered: still set after a crash, the part may have arrived, and a
+        # robot (no duplicate check) re-sends it marked as a repeat.
+        "ALTER TABLE deliveries ADD COLUMN sending_part INTEGER",
+        "ALTER TABLE digests ADD COLUMN sending_part INTEGER",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -147,7 +154,8 @@ _PRUNE_CHUNK: Final = 1000
 
 _COLUMNS: Final = (
     "id, receiver, channel, recipients, alert_group, request_id, accepted_at, status,"
-    " attempts, parts_sent, next_attempt_at, last_error, finished_at, digest_id, failures_since_progress"
+    " attempts, parts_sent, next_attempt_at, last_error, finished_at, digest_id, failures_since_progress,"
+    " sending_part"
 )
 
 _INSERT_ROWS: Final = (
@@ -186,6 +194,7 @@ def _to_delivery(row: Sequence[Any]) -> Delivery:
             finished_at=from_us(row[12]) if row[12] is not None else None,
             digest_id=row[13],
             failures_since_progress=row[14],
+            sending_part=row[15],
         )
     except DECODE_ERRORS as exc:
         raise Undecodable(f"delivery {row[0]}", exc) from exc
@@ -591,7 +600,8 @@ class SqliteOutboxStore:
         (and restart the backoff: WeCom is reachable), and count the send against ``budget_keys`` in the same transaction."""
         async with self._connection.session("record_progress", write=True, durable=False) as db:
             await db.execute(
-                "UPDATE deliveries SET parts_sent = ?, failures_since_progress = 0 WHERE id = ?",
+                "UPDATE deliveries SET parts_sent = ?, failures_since_progress = 0, sending_part = NULL"
+                " WHERE id = ?",
                 (parts_sent, delivery_id),
             )
             await self._insert_sends(db, budget_keys, at)
@@ -609,7 +619,8 @@ class SqliteOutboxStore:
         ids = [delivery_ids] if isinstance(delivery_ids, int) else list(delivery_ids)
         async with self._connection.session("mark_sent", write=True, durable=False) as db:
             await db.executemany(
-                "UPDATE deliveries SET status = 'sent', finished_at = ?, lease_until = NULL WHERE id = ?",
+                "UPDATE deliveries SET status = 'sent', finished_at = ?, lease_until = NULL,"
+                " sending_part = NULL WHERE id = ?",
                 [(to_us(now), delivery_id) for delivery_id in ids],
             )
             await self._insert_sends(db, budget_keys, at)
@@ -646,7 +657,7 @@ class SqliteOutboxStore:
         """The oldest digest to this target with parts still to send."""
         row = await self._connection.fetchone(
             "open_digest",
-            "SELECT id, receiver, parts, parts_sent FROM digests"
+            "SELECT id, receiver, parts, parts_sent, sending_part FROM digests"
             " WHERE receiver = ? AND recipients = ? AND parts_sent < part_count ORDER BY id LIMIT 1",
             (receiver, dumps(recipients.to_dict())),
         )
@@ -656,7 +667,9 @@ class SqliteOutboxStore:
             parts = tuple(_part_from_json(part) for part in json.loads(row[2]))
         except DECODE_ERRORS as exc:
             raise StoreError(f"digest {row[0]} cannot be read: {exc}") from exc
-        return StoredDigest(id=int(row[0]), receiver=str(row[1]), parts=parts, parts_sent=int(row[3]))
+        return StoredDigest(
+            id=int(row[0]), receiver=str(row[1]), parts=parts, parts_sent=int(row[3]), sending_part=row[4]
+        )
 
     async def claim_digest(self, digest_id: int, now: datetime, lease: timedelta) -> list[Delivery]:
         """Lease every pending delivery of a stored digest, oldest first.
@@ -687,7 +700,9 @@ class SqliteOutboxStore:
     ) -> None:
         """Record a sent (or given-up) digest part, its finished deliveries and its budget send at once."""
         async with self._connection.session("digest_progress", write=True, durable=False) as db:
-            await db.execute("UPDATE digests SET parts_sent = ? WHERE id = ?", (parts_sent, digest_id))
+            await db.execute(
+                "UPDATE digests SET parts_sent = ?, sending_part = NULL WHERE id = ?", (parts_sent, digest_id)
+            )
             # WeCom took a part: the digest's other deliveries start their backoff over.
             await db.execute(
                 "UPDATE deliveries SET failures_since_progress = 0 WHERE digest_id = ? AND status = 'pending'",
@@ -714,6 +729,25 @@ class SqliteOutboxStore:
         if budget_keys:
             async with self._connection.session("record_sends", write=True, durable=False) as db:
                 await self._insert_sends(db, budget_keys, at)
+
+    async def record_attempt(
+        self,
+        budget_keys: Sequence[str],
+        at: datetime,
+        *,
+        part: int | None,
+        delivery_id: int | None = None,
+        digest_id: int | None = None,
+    ) -> None:
+        """Before a send: count it against ``budget_keys`` and remember that part
+        ``part`` of the delivery or digest is on its way, in one transaction.
+        ``part=None`` clears it: WeCom answered, the part did not arrive."""
+        async with self._connection.session("record_attempt", write=True, durable=False) as db:
+            if delivery_id is not None:
+                await db.execute("UPDATE deliveries SET sending_part = ? WHERE id = ?", (part, delivery_id))
+            if digest_id is not None:
+                await db.execute("UPDATE digests SET sending_part = ? WHERE id = ?", (part, digest_id))
+            await self._insert_sends(db, budget_keys, at)
 
     async def forget_sends(self, before: datetime) -> int:
         """Delete sends older than every rate-limit window."""
