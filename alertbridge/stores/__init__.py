@@ -129,26 +129,12 @@ class OutboxStore(Protocol):
     ) -> list[Delivery]:
         """Lease up to ``limit`` of that backlog, due or not, oldest accepted first."""
 
-    async def record_progress(
-        self,
-        delivery_id: int,
-        parts_sent: int,
-        *,
-        budget_keys: Sequence[str] = (),
-        at: datetime | None = None,
-    ) -> None:
-        """Store how many parts were sent and, in the same transaction, the
-        send against each rate-limit budget key (see alertbridge.budget)."""
+    async def record_progress(self, delivery_id: int, parts_sent: int) -> None:
+        """Store how many parts were sent (their sends were counted before:
+        ``record_sends`` / ``record_attempt``)."""
 
-    async def mark_sent(
-        self,
-        delivery_ids: int | Sequence[int],
-        now: datetime,
-        *,
-        budget_keys: Sequence[str] = (),
-        at: datetime | None = None,
-    ) -> None:
-        """Finish deliveries (several at once for a digest), recording a send as above."""
+    async def mark_sent(self, delivery_ids: int | Sequence[int], now: datetime) -> None:
+        """Finish deliveries (several at once for a digest)."""
 
     async def defer(self, delivery_ids: Sequence[int], until: datetime) -> None:
         """Release deliveries until ``until`` without counting an attempt (rate limits)."""
@@ -165,16 +151,9 @@ class OutboxStore(Protocol):
         """Lease every pending delivery of a stored digest (the caller is resuming it)."""
 
     async def digest_progress(
-        self,
-        digest_id: int,
-        parts_sent: int,
-        finished: Sequence[int],
-        now: datetime,
-        *,
-        budget_keys: Sequence[str] = (),
-        at: datetime | None = None,
+        self, digest_id: int, parts_sent: int, finished: Sequence[int], now: datetime
     ) -> None:
-        """Record a sent digest part: its count, its finished deliveries, its budget send."""
+        """Record a sent digest part: its count and its finished deliveries."""
 
     async def recent_sends(self, since: datetime) -> list[tuple[str, datetime]]:
         """Budget sends after ``since``, oldest first; the dispatcher reloads them at start-up."""

@@ -588,34 +588,18 @@ class SqliteOutboxStore:
         claimed.sort(key=lambda d: (d.accepted_at, d.id))
         return claimed
 
-    async def record_progress(
-        self,
-        delivery_id: int,
-        parts_sent: int,
-        *,
-        budget_keys: Sequence[str] = (),
-        at: datetime | None = None,
-    ) -> None:
+    async def record_progress(self, delivery_id: int, parts_sent: int) -> None:
         """Remember how many parts WeCom accepted, so a retry never resends them
-        (and restart the backoff: WeCom is reachable), and count the send against ``budget_keys`` in the same transaction."""
+        (and restart the backoff: WeCom is reachable)."""
         async with self._connection.session("record_progress", write=True, durable=False) as db:
             await db.execute(
                 "UPDATE deliveries SET parts_sent = ?, failures_since_progress = 0, sending_part = NULL"
                 " WHERE id = ?",
                 (parts_sent, delivery_id),
             )
-            await self._insert_sends(db, budget_keys, at)
 
-    async def mark_sent(
-        self,
-        delivery_ids: int | Sequence[int],
-        now: datetime,
-        *,
-        budget_keys: Sequence[str] = (),
-        at: datetime | None = None,
-    ) -> None:
-        """Finish one delivery, or all those a digest covered, in one transaction
-        (with the digest's send counted against ``budget_keys``)."""
+    async def mark_sent(self, delivery_ids: int | Sequence[int], now: datetime) -> None:
+        """Finish one delivery, or several at once, in one transaction."""
         ids = [delivery_ids] if isinstance(delivery_ids, int) else list(delivery_ids)
         async with self._connection.session("mark_sent", write=True, durable=False) as db:
             await db.executemany(
@@ -623,7 +607,6 @@ class SqliteOutboxStore:
                 " sending_part = NULL WHERE id = ?",
                 [(to_us(now), delivery_id) for delivery_id in ids],
             )
-            await self._insert_sends(db, budget_keys, at)
 
     async def defer(self, delivery_ids: Sequence[int], until: datetime) -> None:
         """Hold deliveries back until ``until`` for WeCom's rate limits: not a failure, no attempt counted."""
@@ -689,16 +672,10 @@ class SqliteOutboxStore:
         return claimed
 
     async def digest_progress(
-        self,
-        digest_id: int,
-        parts_sent: int,
-        finished: Sequence[int],
-        now: datetime,
-        *,
-        budget_keys: Sequence[str] = (),
-        at: datetime | None = None,
+        self, digest_id: int, parts_sent: int, finished: Sequence[int], now: datetime
     ) -> None:
-        """Record a sent (or given-up) digest part, its finished deliveries and its budget send at once."""
+        """Record a sent (or given-up) digest part and its finished deliveries at once
+        (its send was counted before it was made: ``record_attempt``)."""
         async with self._connection.session("digest_progress", write=True, durable=False) as db:
             await db.execute(
                 "UPDATE digests SET parts_sent = ?, sending_part = NULL WHERE id = ?", (parts_sent, digest_id)
@@ -713,7 +690,6 @@ class SqliteOutboxStore:
                 " WHERE id = ? AND status = 'pending'",
                 [(to_us(now), delivery_id) for delivery_id in finished],
             )
-            await self._insert_sends(db, budget_keys, at)
 
     async def recent_sends(self, since: datetime) -> list[tuple[str, datetime]]:
         """Sends counted against rate limits after ``since``, oldest first."""
@@ -756,8 +732,8 @@ class SqliteOutboxStore:
         )
 
     @staticmethod
-    async def _insert_sends(db: aiosqlite.Connection, keys: Sequence[str], at: datetime | None) -> None:
-        if keys and at is not None:
+    async def _insert_sends(db: aiosqlite.Connection, keys: Sequence[str], at: datetime) -> None:
+        if keys:
             await db.executemany(
                 "INSERT INTO sends (budget_key, sent_at) VALUES (?, ?)", [(key, to_us(at)) for key in keys]
             )
