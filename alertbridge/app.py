@@ -101,7 +101,15 @@ def build_channels(
     config: Config, client: WeComClient, out: TextIO, images: ImageFetcher | None = None
 ) -> dict[str, Channel]:
     return {
-        name: build_channel(name, receiver, apps=config.wecom.apps, client=client, out=out, images=images)
+        name: build_channel(
+            name,
+            receiver,
+            apps=config.wecom.apps,
+            client=client,
+            out=out,
+            images=images,
+            duplicate_check_interval=config.delivery.duplicate_check_interval,
+        )
         for name, receiver in config.receivers.items()
     }
 

@@ -235,10 +235,17 @@ class DeliveryConfig(_Section):
     # within this window — from another Alertmanager HA peer, or a sender's
     # retry — is stored once. 0 turns it off.
     dedup_window: timedelta = timedelta(minutes=2)
-
-    _parse = field_validator("max_age", "initial_backoff", "max_backoff", "dedup_window", mode="before")(
-        _duration
+    # WeCom drops an app message identical to one it accepted this recently
+    # (its duplicate check, 1 s to 4 h). It only has to cover a re-send after
+    # a timeout or a crash; longer, and a genuine repeat notification
+    # (Alertmanager's repeat_interval) vanishes while logged as sent.
+    duplicate_check_interval: Annotated[timedelta, Field(ge=timedelta(seconds=1), le=timedelta(hours=4))] = (
+        timedelta(seconds=60)
     )
+
+    _parse = field_validator(
+        "max_age", "initial_backoff", "max_backoff", "dedup_window", "duplicate_check_interval", mode="before"
+    )(_duration)
 
 
 class SilencerConfig(_Section):

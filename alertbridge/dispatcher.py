@@ -37,8 +37,10 @@ from alertbridge.mentions import content_mentions
 from alertbridge.message import RenderedMessage
 from alertbridge.metrics import Metrics
 from alertbridge.model import AlertGroup
+from alertbridge.refusals import alerts_refused, describe_alert, describe_group, refused
 from alertbridge.render import Renderer
 from alertbridge.render.digest import DigestSection
+from alertbridge.render.split import truncate_utf8, utf8_len
 from alertbridge.stores import Delivery, DigestPartRecord, OutboxStore, StoredDigest
 from alertbridge.tracking import GroupTracker, Tracked
 
@@ -54,6 +56,8 @@ PRUNE_INTERVAL = timedelta(hours=1)
 MAX_IMAGES = 3
 # Deliveries merged into one digest at most; the rest go in the next one.
 DIGEST_MAX_DELIVERIES = 1000
+# Marks a robot message re-sent after a crash cut off its first send.
+REPEAT_PREFIX = {"zh": "（重复）", "en": "(repeat) "}
 
 # (receiver, recipients): deliveries that share WeCom's rate budget and can
 # be merged into one digest.
@@ -301,7 +305,12 @@ class Dispatcher:
             log.exception("delivery_crashed deliveries=%s", _ids(deliveries))
             for delivery in deliveries:
                 try:
-                    await self._retry_or_dead(delivery, f"internal error: {type(exc).__name__}", 0.0)
+                    await self._retry_or_dead(
+                        delivery,
+                        f"internal error: {type(exc).__name__}",
+                        0.0,
+                        delivery.failures_since_progress,
+                    )
                 except StoreError as store_exc:
                     log.error("outbox_update_failed delivery=%d error=%s", delivery.id, store_exc)
         return None
@@ -335,31 +344,25 @@ class Dispatcher:
         sent: list[tuple[RenderedMessage, Receipt]] = []
         for index in range(delivery.parts_sent, len(messages)):
             message = messages[index]
-            at = self._clock()
-            slots = self._reserve(limits, at, message)
-            if slots is None:
+            if index == delivery.sending_part and channel.kind == "robot":
+                message = self._as_repeat(message, delivery.receiver, f"delivery={delivery.id}")
+            try:
+                outcome = await self._attempt(channel, message, delivery, limits, part=index)
+            except DeliveryError as exc:
+                if _refused_content(exc) and messages[index].card is None:
+                    await self._send_alerts_alone(delivery, receiver, channel, limits, tracked, exc, sent)
+                    return None
+                if sent:
+                    await self._tracker.after_send(delivery, receiver, tracked, sent)
+                await self._failed([delivery], exc, progressed=bool(sent))
+                return None
+            if outcome is None:
                 # Another receiver to the same member took the slot meanwhile.
                 if sent:
                     await self._tracker.after_send(delivery, receiver, tracked, sent)
-                await self._defer([delivery], self._budget.next_free(limits, at))
+                await self._defer([delivery], self._budget.next_free(limits, self._clock()))
                 return None
-            # Counted before sending: a send cut off by a crash may still have
-            # reached WeCom, and a restart must not think its slot was free.
-            await self._store.record_sends(_budget_keys(limits, slots), at)
-            if slots - 1 < len(message.images):
-                # Images are best effort: only as many as the budget had room for.
-                message = dataclasses.replace(message, images=message.images[: slots - 1])
-            try:
-                receipt = await channel.send(message, delivery.recipients)
-            except DeliveryError as exc:
-                self._refund(limits, at, slots)
-                self._count_message(channel, delivery.receiver, exc)
-                if sent:
-                    await self._tracker.after_send(delivery, receiver, tracked, sent)
-                await self._failed([delivery], exc)
-                return None
-            sent_at = self._settle(limits, at, slots)
-            self._count_message(channel, delivery.receiver, None)
+            message, receipt, sent_at = outcome
             sent.append((message, receipt))
             log.info(
                 "message_sent delivery=%d request_id=%s receiver=%s ref=%d part=%d/%d msgid=%s",
@@ -383,6 +386,114 @@ class Dispatcher:
             await self._store.mark_sent(delivery.id, self._clock())
         await self._tracker.after_send(delivery, receiver, tracked, sent)
         return None
+
+    async def _attempt(
+        self,
+        channel: Channel,
+        message: RenderedMessage,
+        delivery: Delivery,
+        limits: Sequence[RateLimit],
+        *,
+        part: int | None = None,
+    ) -> tuple[RenderedMessage, Receipt, datetime] | None:
+        """Send one message of ``delivery`` within the budget: the message as sent
+        (with the images the budget had room for), WeCom's receipt and when it
+        answered; None when the budget has no slot. ``part`` (0-based) is
+        recorded as on its way until WeCom's answer is.
+
+        Raises:
+            DeliveryError: the send failed; its budget slots are refunded.
+        """
+        at = self._clock()
+        slots = self._reserve(limits, at, message)
+        if slots is None:
+            return None
+        # Counted before sending: a send cut off by a crash may still have
+        # reached WeCom, and a restart must not think its slot was free.
+        keys = _budget_keys(limits, slots)
+        if part is None:
+            await self._store.record_sends(keys, at)
+        else:
+            await self._store.record_attempt(keys, at, part=part, delivery_id=delivery.id)
+        if slots - 1 < len(message.images):
+            # Images are best effort: only as many as the budget had room for.
+            message = dataclasses.replace(message, images=message.images[: slots - 1])
+        try:
+            receipt = await channel.send(message, delivery.recipients)
+        except DeliveryError as exc:
+            self._refund(limits, at, slots)
+            self._count_message(channel, delivery.receiver, exc)
+            if part is not None and _not_arrived(exc):
+                await self._store.record_attempt([], at, part=None, delivery_id=delivery.id)
+            raise
+        sent_at = self._settle(limits, at, slots)
+        self._count_message(channel, delivery.receiver, None)
+        return message, receipt, sent_at
+
+    async def _send_alerts_alone(
+        self,
+        delivery: Delivery,
+        receiver: ReceiverConfig,
+        channel: Channel,
+        limits: Sequence[RateLimit],
+        tracked: Tracked,
+        refusal: DeliveryError,
+        sent: list[tuple[RenderedMessage, Receipt]],
+    ) -> None:
+        """WeCom refused a part for its content (40033 …): send the group's
+        alerts one per message, so only the alerts WeCom refuses are lost.
+
+        The delivery then ends sent, or dead naming each refused alert. A
+        transient failure or a full budget on the way leaves it to be retried
+        as a whole (app messages sent again within the duplicate-check
+        interval are hidden by WeCom). Alerts of parts sent before the refused
+        one are shown again: which alerts a part held is the renderer's.
+        """
+        alerts = (*delivery.group.firing, *delivery.group.resolved)
+        if len(alerts) <= 1:
+            if sent:
+                await self._tracker.after_send(delivery, receiver, tracked, sent)
+            what = f"alert {describe_alert(alerts[0])}" if alerts else f"group #{tracked.ref}"
+            await self._dead(delivery, refused(what, refusal))
+            return
+        log.warning(
+            "delivery_split_by_alert delivery=%d receiver=%s ref=%d alerts=%d error=%s",
+            delivery.id,
+            delivery.receiver,
+            tracked.ref,
+            len(alerts),
+            refusal.reason,
+        )
+        refusals: list[str] = []
+        for alert in alerts:
+            alone = dataclasses.replace(delivery, group=delivery.group.with_alerts((alert,)))
+            try:
+                pieces = self._messages(alone, receiver, channel.kind, tracked)
+            except TemplateError as exc:
+                refusals.append(f"alert {describe_alert(alert)}: {exc}")
+                continue
+            for piece in pieces:
+                try:
+                    outcome = await self._attempt(channel, piece, delivery, limits)
+                except DeliveryError as exc:
+                    if _refused_content(exc):
+                        refusals.append(refused(f"alert {describe_alert(alert)}", exc))
+                        break
+                    await self._tracker.after_send(delivery, receiver, tracked, sent)
+                    await self._failed([delivery], exc, progressed=bool(sent))
+                    return
+                if outcome is None:
+                    await self._tracker.after_send(delivery, receiver, tracked, sent)
+                    await self._defer([delivery], self._budget.next_free(limits, self._clock()))
+                    return
+                sent.append((outcome[0], outcome[1]))
+        await self._tracker.after_send(delivery, receiver, tracked, sent)
+        if refusals:
+            await self._dead(delivery, alerts_refused(refusals, len(alerts) - len(refusals)))
+            return
+        sent_at = self._clock()
+        await self._store.mark_sent(delivery.id, sent_at)
+        self._metrics.delivery_latency.labels(channel.kind).observe(_seconds(sent_at - delivery.accepted_at))
 
     async def _send_digests(
         self,
@@ -443,6 +554,13 @@ class Dispatcher:
             digest.add(delivery, tracked)
         if not digest.sections:
             return None
+        return await self._store_digest(digest, anchor, receiver, channel, now)
+
+    async def _store_digest(
+        self, digest: _Digest, anchor: Delivery, receiver: ReceiverConfig, channel: Channel, now: datetime
+    ) -> StoredDigest | None:
+        """Render ``digest`` once and store it with its deliveries; None when
+        its template fails (its deliveries are dead letters then)."""
         msgtype = receiver.rendered_msgtype
         try:
             parts = self._renderer.render_digest(
@@ -468,6 +586,54 @@ class Dispatcher:
         ]
         return await self._store.create_digest(anchor.receiver, anchor.recipients, records, now)
 
+    async def _split_digest(
+        self,
+        stored: StoredDigest,
+        index: int,
+        by_id: Mapping[int, Delivery],
+        anchor: Delivery,
+        receiver: ReceiverConfig,
+        channel: Channel,
+        refusal: DeliveryError,
+    ) -> None:
+        """WeCom refused part ``index`` for its content (40033 …): close the
+        digest and store what it had left as two digests of half the groups
+        each, sent next. Halving again where WeCom refuses again ends at the
+        one group that cannot be sent, which alone becomes a dead letter.
+
+        The halves are stored digests like any other, so a crash or a full
+        budget on the way loses nothing. Groups get no acknowledgement line
+        in the halves (their ``ack`` is not kept with a stored digest).
+        """
+        now = self._clock()
+        left = [
+            (ref, [by_id[i] for i in ids if i in by_id])
+            for p in stored.parts[index:]
+            for ref, ids in p.finished
+        ]
+        left = [(ref, members) for ref, members in left if members]
+        await self._store.digest_progress(stored.id, len(stored.parts), [], now)
+        if len(left) == 1:
+            ref, members = left[0]
+            why = refused(f"the digest lines of group {describe_group(members[-1].group, ref)}", refusal)
+            for delivery in members:
+                await self._dead(delivery, why)
+            return
+        log.warning(
+            "digest_split receiver=%s digest=%d groups=%d error=%s",
+            anchor.receiver,
+            stored.id,
+            len(left),
+            refusal.reason,
+        )
+        middle = len(left) // 2
+        for half in (left[:middle], left[middle:]):
+            digest = _Digest()
+            for ref, members in half:
+                for delivery in sorted(members, key=lambda d: (d.accepted_at, d.id)):
+                    digest.add(delivery, Tracked(ref=ref, ack=None, suppressed=False, handled_by_cards=False))
+            await self._store_digest(digest, anchor, receiver, channel, now)
+
     async def _send_parts(
         self,
         stored: StoredDigest,
@@ -477,7 +643,8 @@ class Dispatcher:
         channel: Channel,
         limits: Sequence[RateLimit],
     ) -> bool:
-        """Send a stored digest's remaining parts, exactly as stored; True when all went out."""
+        """Send a stored digest's remaining parts, exactly as stored; True when
+        all went out, or the digest was split to isolate a part WeCom refused."""
         by_id = {d.id: d for d in members}
 
         def unsent(index: int) -> list[Delivery]:
@@ -498,17 +665,24 @@ class Dispatcher:
                 part=index + 1,
                 parts=len(stored.parts),
             )
+            if index == stored.sending_part and channel.kind == "robot":
+                message = self._as_repeat(message, anchor.receiver, f"digest={stored.id}")
             at = self._clock()
             if self._reserve(limits, at, message) is None:
                 await self._defer(unsent(index), self._budget.next_free(limits, at))
                 return False
-            await self._store.record_sends(_budget_keys(limits, 1), at)
+            await self._store.record_attempt(_budget_keys(limits, 1), at, part=index, digest_id=stored.id)
             try:
                 await channel.send(message, anchor.recipients)
             except DeliveryError as exc:
                 self._refund(limits, at, 1)
                 self._count_message(channel, anchor.receiver, exc)
-                await self._failed(unsent(index), exc)
+                if _not_arrived(exc):
+                    await self._store.record_attempt([], at, part=None, digest_id=stored.id)
+                if _refused_content(exc):
+                    await self._split_digest(stored, index, by_id, anchor, receiver, channel, exc)
+                    return True
+                await self._failed(unsent(index), exc, progressed=index > stored.parts_sent)
                 if not isinstance(exc, TransientDeliveryError):
                     # Its deliveries are dead letters now: close the digest.
                     await self._store.digest_progress(stored.id, len(stored.parts), [], self._clock())
@@ -538,6 +712,18 @@ class Dispatcher:
                     anchor, receiver, Tracked(ref=ref, ack=None, suppressed=False, handled_by_cards=False), []
                 )
         return True
+
+    def _as_repeat(self, message: RenderedMessage, receiver: str, what: str) -> RenderedMessage:
+        """``message`` marked as a repeat, in the receiver's language.
+
+        Its send was cut off (a crash) after it was recorded and before WeCom's
+        answer was: it may have arrived. A robot has no duplicate check, so a
+        visible "(repeat)" beats both a silent second copy and a dropped part.
+        """
+        log.warning("robot_repeat receiver=%s %s part=%d/%d", receiver, what, message.part, message.parts)
+        prefix = REPEAT_PREFIX.get(self._config.language_of(receiver), REPEAT_PREFIX["en"])
+        room = message.limit - utf8_len(prefix)
+        return dataclasses.replace(message, content=prefix + truncate_utf8(message.content, room, "…"))
 
     def _take_from_queue(self, target: Target, ids: set[int]) -> None:
         """A digest being resumed now owns these deliveries: drop their queued, stale copies."""
@@ -589,10 +775,13 @@ class Dispatcher:
         )
         await self._store.defer([d.id for d in deliveries], until)
 
-    async def _failed(self, deliveries: Sequence[Delivery], exc: DeliveryError) -> None:
+    async def _failed(self, deliveries: Sequence[Delivery], exc: DeliveryError, *, progressed: bool) -> None:
+        """Retry or dead-letter ``deliveries``; ``progressed``: WeCom accepted a
+        part of theirs in this attempt, so their backoff starts over."""
         for delivery in deliveries:
             if isinstance(exc, TransientDeliveryError):
-                await self._retry_or_dead(delivery, f"{exc.reason}: {exc}", exc.min_delay)
+                streak = 0 if progressed else delivery.failures_since_progress
+                await self._retry_or_dead(delivery, f"{exc.reason}: {exc}", exc.min_delay, streak)
             else:
                 await self._dead(delivery, f"{exc.reason}: {exc}")
 
@@ -634,14 +823,21 @@ class Dispatcher:
             mentions=mentions,
         )
 
-    async def _retry_or_dead(self, delivery: Delivery, error: str, min_delay: float) -> None:
+    async def _retry_or_dead(self, delivery: Delivery, error: str, min_delay: float, streak: int) -> None:
+        """Reschedule after a transient failure, or give up past ``max_age``.
+
+        The delay grows with ``streak``, the failures since WeCom last
+        accepted a part of this delivery, not with all its attempts: a group of
+        ten parts through a flaky WeCom must not wait minutes between parts
+        that WeCom keeps accepting.
+        """
         now = self._clock()
         delivery_config = self._config.delivery
         if now - delivery.accepted_at >= delivery_config.max_age:
             await self._dead(delivery, f"gave up after {delivery.attempts + 1} attempts: {error}")
             return
         delay = retry_delay(
-            delivery.attempts + 1,
+            streak + 1,
             initial=delivery_config.initial_backoff,
             maximum=delivery_config.max_backoff,
             min_delay=min_delay,
@@ -706,6 +902,17 @@ class _Digest:
 
     def members(self, ref: int) -> list[Delivery]:
         return self._members[ref]
+
+
+def _not_arrived(error: DeliveryError) -> bool:
+    """WeCom (or a proxy) answered, so the message did not arrive; after a
+    timeout or a broken connection it may have."""
+    return error.reason not in ("timeout", "connection_error")
+
+
+def _refused_content(error: DeliveryError) -> bool:
+    """WeCom refused this message for good, for what it says: splitting it may save the rest."""
+    return error.message_at_fault and not isinstance(error, TransientDeliveryError)
 
 
 def _seconds(delta: timedelta) -> float:

@@ -77,6 +77,10 @@ class DeliveryError(AlertbridgeError):
     """
 
     retryable: bool = False
+    # True when the message's content is what was refused (WeCom's 40033
+    # invalid characters …), not the target: the dispatcher then splits the
+    # message to isolate what cannot be sent instead of dropping all of it.
+    message_at_fault: bool = False
 
     def __init__(self, message: str, *, reason: str) -> None:
         self.reason = reason

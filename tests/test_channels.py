@@ -78,7 +78,7 @@ async def test_app_channel_sends_one_message(client: WeComClient, fake: FakeWeCo
         "markdown": {"content": "**磁盘告警** /data 95%"},
         "agentid": AGENT_ID,
         "enable_duplicate_check": 1,
-        "duplicate_check_interval": 1800,
+        "duplicate_check_interval": 60,
     }
     assert channel.kind == "app"
 

@@ -106,7 +106,14 @@ class Rig:
 
     def new_dispatcher(self) -> Dispatcher:
         channels = {
-            name: build_channel(name, receiver, apps=self.config.wecom.apps, client=self.client, out=None)  # type: ignore[arg-type]
+            name: build_channel(
+                name,
+                receiver,
+                apps=self.config.wecom.apps,
+                client=self.client,
+                out=None,  # type: ignore[arg-type]
+                duplicate_check_interval=self.config.delivery.duplicate_check_interval,
+            )
             for name, receiver in self.config.receivers.items()
         }
         tracker = GroupTracker(config=self.config, state=self.state, silencers={}, client=self.client)
@@ -186,8 +193,15 @@ async def opened_rig(
     server: tuple[SwappableApp, str], db: Path, fake: FakeWeCom, clock: ManualClock, **app_overrides: Any
 ) -> AsyncIterator[Rig]:
     """A Rig with its stores open, for a config with ``app_overrides`` on the app."""
+    async with rig_for(make_config(server[1], db, **app_overrides), fake, clock) as rig:
+        yield rig
+
+
+@contextlib.asynccontextmanager
+async def rig_for(config: Config, fake: FakeWeCom, clock: ManualClock) -> AsyncIterator[Rig]:
+    """A Rig of ``config`` with its stores open."""
     async with httpx.AsyncClient(timeout=5) as http:
-        rig = Rig(make_config(server[1], db, **app_overrides), fake, clock, http)
+        rig = Rig(config, fake, clock, http)
         await rig.outbox.open()
         await rig.state.open()
         try:

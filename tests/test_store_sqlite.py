@@ -574,20 +574,17 @@ async def test_defer_is_not_an_attempt_and_never_brings_a_row_forward(store: Sql
     assert len(await store.claim_due(T0 + timedelta(seconds=40), limit=1, lease=timedelta(minutes=1))) == 1
 
 
-async def test_a_digest_finishes_its_deliveries_and_records_its_send_together(
-    store: SqliteOutboxStore,
-) -> None:
+async def test_sends_are_counted_and_forgotten(store: SqliteOutboxStore) -> None:
     ids = [await store.enqueue(make_delivery()) for _ in range(3)]
     sent_at = T0 + timedelta(seconds=3)
-    await store.mark_sent(
-        ids[:2], sent_at, budget_keys=["app:ww:1:user:zhangsan", "app:ww:1:user:lisi"], at=sent_at
-    )
+    await store.record_sends(["app:ww:1:user:zhangsan", "app:ww:1:user:lisi"], sent_at)
+    await store.mark_sent(ids[:2], sent_at)
     assert {d.id for d in await store.list(DeliveryStatus.SENT)} == set(ids[:2])
     assert await store.recent_sends(T0) == [
         ("app:ww:1:user:zhangsan", sent_at),
         ("app:ww:1:user:lisi", sent_at),
     ]
-    await store.record_progress(ids[2], 1, budget_keys=["robot:abc"], at=sent_at + timedelta(seconds=1))
+    await store.record_attempt(["robot:abc"], sent_at + timedelta(seconds=1), part=0, delivery_id=ids[2])
     assert [key for key, _ in await store.recent_sends(sent_at)] == ["robot:abc"]
     assert await store.forget_sends(sent_at + timedelta(seconds=1)) == 2
     assert [key for key, _ in await store.recent_sends(T0)] == ["robot:abc"]
@@ -628,7 +625,8 @@ async def test_a_stored_digest_resumes_where_it_stopped(store: SqliteOutboxStore
     assert await store.open_digest("dba", recipients) is None
     members = await store.claim_digest(digest.id, T0, timedelta(minutes=1))
     assert [d.id for d in members] == ids and all(d.digest_id == digest.id for d in members)
-    await store.digest_progress(digest.id, 1, [ids[0], ids[1]], T0, budget_keys=["k"], at=T0)
+    await store.record_attempt(["k"], T0, part=0, digest_id=digest.id)
+    await store.digest_progress(digest.id, 1, [ids[0], ids[1]], T0)
     resumed = await store.open_digest("ops", recipients)
     assert resumed is not None and resumed.parts_sent == 1 and resumed.parts == tuple(parts)
     assert [d.id for d in await store.claim_digest(digest.id, T0, timedelta(minutes=1))] == [ids[2]]
@@ -649,3 +647,49 @@ async def test_a_value_that_cannot_be_stored_fails_only_its_own_caller(store: Sq
     assert isinstance(results[1], StoreError) and "cannot be stored" in str(results[1])
     assert isinstance(results[0], int) and isinstance(results[2], int)
     assert sorted(d.request_id for d in await store.list()) == ["a", "b"]
+
+
+async def test_an_accepted_part_restarts_the_backoff_streak(store: SqliteOutboxStore) -> None:
+    """``attempts`` counts every failure; ``failures_since_progress`` only those
+    since WeCom last accepted a part — of the delivery itself or of its digest."""
+    ids = [await store.enqueue(make_delivery()) for _ in range(3)]
+    for delivery_id in ids:
+        await store.reschedule(delivery_id, T0, "server_busy")
+        await store.reschedule(delivery_id, T0, "server_busy")
+    await store.record_progress(ids[0], 1)
+    digest = await store.create_digest(
+        "ops",
+        make_delivery().recipients,
+        [
+            DigestPartRecord("text", "one", 2048, ((7, (ids[1],)),)),
+            DigestPartRecord("text", "two", 2048, ((8, (ids[2],)),)),
+        ],
+        T0,
+    )
+    await store.digest_progress(digest.id, 1, [ids[1]], T0)
+    rows = {d.id: d for d in await store.list()}
+    assert [(rows[i].attempts, rows[i].failures_since_progress) for i in ids] == [(2, 0), (2, 0), (2, 0)]
+    await store.reschedule(ids[2], T0, "server_busy")
+    [row] = [d for d in await store.list() if d.id == ids[2]]
+    assert (row.attempts, row.failures_since_progress) == (3, 1)
+
+
+async def test_a_recorded_attempt_lasts_until_wecom_answered(store: SqliteOutboxStore) -> None:
+    """What a restart finds after a crash between the send and WeCom's answer."""
+    ids = [await store.enqueue(make_delivery()) for _ in range(2)]
+    recipients = make_delivery().recipients
+    digest = await store.create_digest(
+        "ops", recipients, [DigestPartRecord("text", "one", 2048, ((7, (ids[1],)),))], T0
+    )
+    await store.record_attempt(["k"], T0, part=1, delivery_id=ids[0])
+    await store.record_attempt(["k"], T0, part=0, digest_id=digest.id)
+    rows = {d.id: d for d in await store.list()}
+    assert rows[ids[0]].sending_part == 1 and rows[ids[1]].sending_part is None
+    stored = await store.open_digest("ops", recipients)
+    assert stored is not None and stored.sending_part == 0
+    assert await store.recent_sends(T0 - timedelta(seconds=1)) == [("k", T0), ("k", T0)]
+    await store.record_progress(ids[0], 2)
+    await store.record_attempt([], T0, part=None, digest_id=digest.id)
+    assert [d.sending_part for d in await store.list()] == [None, None]
+    stored = await store.open_digest("ops", recipients)
+    assert stored is not None and stored.sending_part is None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from datetime import timedelta
 
 from alertbridge.channels import Receipt
 from alertbridge.config import WeComAppConfig
@@ -27,12 +28,19 @@ from alertbridge.wecom.media import INVALID_MEDIA_ID
 log = logging.getLogger(__name__)
 
 # WeCom drops a request whose JSON is identical to one it accepted within
-# this many seconds (its default; max 4 h). A retry after a timeout that WeCom
-# had in fact delivered therefore does not reach the users twice.
-DUPLICATE_CHECK_INTERVAL = 1800
+# this interval (max 4 h). A retry after a timeout or a crash that WeCom had
+# in fact delivered therefore does not reach the users twice; a later,
+# genuine repeat of the same notification must, so the interval is short
+# (``delivery.duplicate_check_interval``, default 60 s).
+DUPLICATE_CHECK_INTERVAL = timedelta(seconds=60)
 
 
-def build_app_body(message: RenderedMessage, recipients: Recipients, agent_id: int) -> dict[str, object]:
+def build_app_body(
+    message: RenderedMessage,
+    recipients: Recipients,
+    agent_id: int,
+    duplicate_check_interval: timedelta = DUPLICATE_CHECK_INTERVAL,
+) -> dict[str, object]:
     """The message/send JSON for one message; empty recipient kinds are left out."""
     body: dict[str, object] = {}
     for key, ids in (
@@ -49,7 +57,7 @@ def build_app_body(message: RenderedMessage, recipients: Recipients, agent_id: i
         body[message.msgtype] = {"content": message.content}
     body["agentid"] = agent_id
     body["enable_duplicate_check"] = 1
-    body["duplicate_check_interval"] = DUPLICATE_CHECK_INTERVAL
+    body["duplicate_check_interval"] = max(1, int(duplicate_check_interval.total_seconds()))
     return body
 
 
@@ -86,8 +94,10 @@ class AppChannel:
         app_config: WeComAppConfig,
         *,
         images: ImageFetcher | None = None,
+        duplicate_check_interval: timedelta = DUPLICATE_CHECK_INTERVAL,
     ) -> None:
         self._client = client
+        self._duplicate_check_interval = duplicate_check_interval
         self._app_name = app_name
         self._app = app_config
         self._images = images
@@ -106,7 +116,7 @@ class AppChannel:
             raise PermanentDeliveryError(
                 f"app {self._app_name!r}: message has no recipients", reason="no_recipients"
             )
-        body = build_app_body(message, recipients, self._app.agent_id)
+        body = build_app_body(message, recipients, self._app.agent_id, self._duplicate_check_interval)
         result = await self._client.send_app_message(self._app_name, self._app, body)
         if message.images:
             await self._send_images(message.images, recipients)

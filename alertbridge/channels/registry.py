@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import TextIO
 
 from alertbridge.channels import Channel
-from alertbridge.channels.app import AppChannel
+from alertbridge.channels.app import DUPLICATE_CHECK_INTERVAL, AppChannel
 from alertbridge.channels.console import ConsoleChannel
 from alertbridge.channels.robot import RobotChannel
 from alertbridge.config import AppReceiver, ConsoleReceiver, RobotReceiver, WeComAppConfig
@@ -24,11 +25,13 @@ def build_channel(
     client: WeComClient,
     out: TextIO,
     images: ImageFetcher | None = None,
+    duplicate_check_interval: timedelta = DUPLICATE_CHECK_INTERVAL,
 ) -> Channel:
     """The channel that delivers ``receiver_name``'s messages.
 
     ``images`` fetches the alert images app and robot channels post after a
     message (receivers with ``images = true``; console channels ignore them).
+    ``duplicate_check_interval`` is ``delivery.duplicate_check_interval`` (app channels).
 
     Raises:
         ConfigError: an app receiver names an app missing from ``apps`` (the
@@ -41,7 +44,13 @@ def build_channel(
                     "config",
                     [(f"receivers.{receiver_name}.app", f"no app {app_name!r} in [wecom.apps]")],
                 )
-            return AppChannel(client, app_name, apps[app_name], images=images)
+            return AppChannel(
+                client,
+                app_name,
+                apps[app_name],
+                images=images,
+                duplicate_check_interval=duplicate_check_interval,
+            )
         case RobotReceiver(robot_key=key):
             return RobotChannel(client, key, images=images)
         case ConsoleReceiver():

@@ -71,6 +71,12 @@ class Delivery:
     last_error: str | None
     finished_at: datetime | None
     digest_id: int | None = None  # set while a stored digest is sending it
+    # Failed attempts since WeCom last accepted a part of it (or of its
+    # digest): what the retry backoff grows with. ``attempts`` counts them all.
+    failures_since_progress: int = 0
+    # The part whose send was recorded but not yet answered: after a crash it
+    # may have reached WeCom (see OutboxStore.record_attempt).
+    sending_part: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +101,7 @@ class StoredDigest:
     receiver: str
     parts: tuple[DigestPartRecord, ...]
     parts_sent: int
+    sending_part: int | None = None  # as Delivery.sending_part
 
 
 class OutboxStore(Protocol):
@@ -136,26 +143,12 @@ class OutboxStore(Protocol):
     ) -> list[Delivery]:
         """Lease up to ``limit`` of that backlog, due or not, oldest accepted first."""
 
-    async def record_progress(
-        self,
-        delivery_id: int,
-        parts_sent: int,
-        *,
-        budget_keys: Sequence[str] = (),
-        at: datetime | None = None,
-    ) -> None:
-        """Store how many parts were sent and, in the same transaction, the
-        send against each rate-limit budget key (see alertbridge.budget)."""
+    async def record_progress(self, delivery_id: int, parts_sent: int) -> None:
+        """Store how many parts were sent (their sends were counted before:
+        ``record_sends`` / ``record_attempt``)."""
 
-    async def mark_sent(
-        self,
-        delivery_ids: int | Sequence[int],
-        now: datetime,
-        *,
-        budget_keys: Sequence[str] = (),
-        at: datetime | None = None,
-    ) -> None:
-        """Finish deliveries (several at once for a digest), recording a send as above."""
+    async def mark_sent(self, delivery_ids: int | Sequence[int], now: datetime) -> None:
+        """Finish deliveries (several at once for a digest)."""
 
     async def defer(self, delivery_ids: Sequence[int], until: datetime) -> None:
         """Release deliveries until ``until`` without counting an attempt (rate limits)."""
@@ -172,22 +165,28 @@ class OutboxStore(Protocol):
         """Lease every pending delivery of a stored digest (the caller is resuming it)."""
 
     async def digest_progress(
-        self,
-        digest_id: int,
-        parts_sent: int,
-        finished: Sequence[int],
-        now: datetime,
-        *,
-        budget_keys: Sequence[str] = (),
-        at: datetime | None = None,
+        self, digest_id: int, parts_sent: int, finished: Sequence[int], now: datetime
     ) -> None:
-        """Record a sent digest part: its count, its finished deliveries, its budget send."""
+        """Record a sent digest part: its count and its finished deliveries."""
 
     async def recent_sends(self, since: datetime) -> list[tuple[str, datetime]]:
         """Budget sends after ``since``, oldest first; the dispatcher reloads them at start-up."""
 
     async def record_sends(self, budget_keys: Sequence[str], at: datetime) -> None:
         """Count a send against each budget key before it is made (see alertbridge.budget)."""
+
+    async def record_attempt(
+        self,
+        budget_keys: Sequence[str],
+        at: datetime,
+        *,
+        part: int | None,
+        delivery_id: int | None = None,
+        digest_id: int | None = None,
+    ) -> None:
+        """Before sending part ``part`` (0-based) of a delivery or digest: count
+        the send against each budget key and remember the part is on its way
+        (cleared when WeCom's answer is recorded; ``part=None`` clears it)."""
 
     async def forget_sends(self, before: datetime) -> int: ...
 

@@ -138,6 +138,18 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX digests_open ON digests (receiver, recipients, parts_sent, part_count)",
         "ALTER TABLE deliveries ADD COLUMN digest_id INTEGER",
     ),
+    (
+        # Failed attempts since WeCom last accepted a part: the backoff's
+        # exponent. An accepted part proves WeCom reachable, so it restarts.
+        "ALTER TABLE deliveries ADD COLUMN failures_since_progress INTEGER NOT NULL DEFAULT 0",
+    ),
+    (
+        # The part being sent, recorded before the send and cleared once WeCom
+        # answered: still set after a crash, the part may have arrived, and a
+        # robot (no duplicate check) re-sends it marked as a repeat.
+        "ALTER TABLE deliveries ADD COLUMN sending_part INTEGER",
+        "ALTER TABLE digests ADD COLUMN sending_part INTEGER",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -149,7 +161,8 @@ _PRUNE_CHUNK: Final = 1000
 
 _COLUMNS: Final = (
     "id, receiver, channel, recipients, alert_group, request_id, accepted_at, status,"
-    " attempts, parts_sent, next_attempt_at, last_error, finished_at, digest_id"
+    " attempts, parts_sent, next_attempt_at, last_error, finished_at, digest_id, failures_since_progress,"
+    " sending_part"
 )
 
 _INSERT_ROWS: Final = (
@@ -189,6 +202,8 @@ def _to_delivery(row: Sequence[Any]) -> Delivery:
             last_error=row[11],
             finished_at=from_us(row[12]) if row[12] is not None else None,
             digest_id=row[13],
+            failures_since_progress=row[14],
+            sending_part=row[15],
         )
     except DECODE_ERRORS as exc:
         raise Undecodable(f"delivery {row[0]}", exc) from exc
@@ -585,38 +600,25 @@ class SqliteOutboxStore:
         claimed.sort(key=lambda d: (d.accepted_at, d.id))
         return claimed
 
-    async def record_progress(
-        self,
-        delivery_id: int,
-        parts_sent: int,
-        *,
-        budget_keys: Sequence[str] = (),
-        at: datetime | None = None,
-    ) -> None:
-        """Remember how many parts WeCom accepted, so a retry never resends them,
-        and count the send against ``budget_keys`` in the same transaction."""
+    async def record_progress(self, delivery_id: int, parts_sent: int) -> None:
+        """Remember how many parts WeCom accepted, so a retry never resends them
+        (and restart the backoff: WeCom is reachable)."""
         async with self._connection.session("record_progress", write=True, durable=False) as db:
-            await db.execute("UPDATE deliveries SET parts_sent = ? WHERE id = ?", (parts_sent, delivery_id))
-            await self._insert_sends(db, budget_keys, at)
+            await db.execute(
+                "UPDATE deliveries SET parts_sent = ?, failures_since_progress = 0, sending_part = NULL"
+                " WHERE id = ?",
+                (parts_sent, delivery_id),
+            )
 
-    async def mark_sent(
-        self,
-        delivery_ids: int | Sequence[int],
-        now: datetime,
-        *,
-        budget_keys: Sequence[str] = (),
-        at: datetime | None = None,
-    ) -> None:
-        """Finish one delivery, or all those a digest covered, in one transaction
-        (with the digest's send counted against ``budget_keys``)."""
+    async def mark_sent(self, delivery_ids: int | Sequence[int], now: datetime) -> None:
+        """Finish one delivery, or several at once, in one transaction."""
         ids = [delivery_ids] if isinstance(delivery_ids, int) else list(delivery_ids)
         async with self._connection.session("mark_sent", write=True, durable=False) as db:
             await db.executemany(
                 "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, finished_at = ?,"
-                " lease_until = NULL WHERE id = ?",
+                " lease_until = NULL, sending_part = NULL WHERE id = ?",
                 [(to_us(now), delivery_id) for delivery_id in ids],
             )
-            await self._insert_sends(db, budget_keys, at)
 
     async def defer(self, delivery_ids: Sequence[int], until: datetime) -> None:
         """Hold deliveries back until ``until`` for WeCom's rate limits: not a failure, no attempt counted."""
@@ -650,7 +652,7 @@ class SqliteOutboxStore:
         """The oldest digest to this target with parts still to send."""
         row = await self._connection.fetchone(
             "open_digest",
-            "SELECT id, receiver, parts, parts_sent FROM digests"
+            "SELECT id, receiver, parts, parts_sent, sending_part FROM digests"
             " WHERE receiver = ? AND recipients = ? AND parts_sent < part_count ORDER BY id LIMIT 1",
             (receiver, dumps(recipients.to_dict())),
         )
@@ -660,7 +662,9 @@ class SqliteOutboxStore:
             parts = tuple(_part_from_json(part) for part in json.loads(row[2]))
         except DECODE_ERRORS as exc:
             raise StoreError(f"digest {row[0]} cannot be read: {exc}") from exc
-        return StoredDigest(id=int(row[0]), receiver=str(row[1]), parts=parts, parts_sent=int(row[3]))
+        return StoredDigest(
+            id=int(row[0]), receiver=str(row[1]), parts=parts, parts_sent=int(row[3]), sending_part=row[4]
+        )
 
     async def claim_digest(self, digest_id: int, now: datetime, lease: timedelta) -> list[Delivery]:
         """Lease every pending delivery of a stored digest, oldest first.
@@ -680,24 +684,24 @@ class SqliteOutboxStore:
         return claimed
 
     async def digest_progress(
-        self,
-        digest_id: int,
-        parts_sent: int,
-        finished: Sequence[int],
-        now: datetime,
-        *,
-        budget_keys: Sequence[str] = (),
-        at: datetime | None = None,
+        self, digest_id: int, parts_sent: int, finished: Sequence[int], now: datetime
     ) -> None:
-        """Record a sent (or given-up) digest part, its finished deliveries and its budget send at once."""
+        """Record a sent (or given-up) digest part and its finished deliveries at once
+        (its send was counted before it was made: ``record_attempt``)."""
         async with self._connection.session("digest_progress", write=True, durable=False) as db:
-            await db.execute("UPDATE digests SET parts_sent = ? WHERE id = ?", (parts_sent, digest_id))
+            await db.execute(
+                "UPDATE digests SET parts_sent = ?, sending_part = NULL WHERE id = ?", (parts_sent, digest_id)
+            )
+            # WeCom took a part: the digest's other deliveries start their backoff over.
+            await db.execute(
+                "UPDATE deliveries SET failures_since_progress = 0 WHERE digest_id = ? AND status = 'pending'",
+                (digest_id,),
+            )
             await db.executemany(
                 "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, finished_at = ?,"
                 " lease_until = NULL WHERE id = ? AND status = 'pending'",
                 [(to_us(now), delivery_id) for delivery_id in finished],
             )
-            await self._insert_sends(db, budget_keys, at)
 
     async def recent_sends(self, since: datetime) -> list[tuple[str, datetime]]:
         """Sends counted against rate limits after ``since``, oldest first."""
@@ -714,6 +718,25 @@ class SqliteOutboxStore:
             async with self._connection.session("record_sends", write=True, durable=False) as db:
                 await self._insert_sends(db, budget_keys, at)
 
+    async def record_attempt(
+        self,
+        budget_keys: Sequence[str],
+        at: datetime,
+        *,
+        part: int | None,
+        delivery_id: int | None = None,
+        digest_id: int | None = None,
+    ) -> None:
+        """Before a send: count it against ``budget_keys`` and remember that part
+        ``part`` of the delivery or digest is on its way, in one transaction.
+        ``part=None`` clears it: WeCom answered, the part did not arrive."""
+        async with self._connection.session("record_attempt", write=True, durable=False) as db:
+            if delivery_id is not None:
+                await db.execute("UPDATE deliveries SET sending_part = ? WHERE id = ?", (part, delivery_id))
+            if digest_id is not None:
+                await db.execute("UPDATE digests SET sending_part = ? WHERE id = ?", (part, digest_id))
+            await self._insert_sends(db, budget_keys, at)
+
     async def forget_sends(self, before: datetime) -> int:
         """Delete sends older than every rate-limit window."""
         return await self._connection.execute(
@@ -721,8 +744,8 @@ class SqliteOutboxStore:
         )
 
     @staticmethod
-    async def _insert_sends(db: aiosqlite.Connection, keys: Sequence[str], at: datetime | None) -> None:
-        if keys and at is not None:
+    async def _insert_sends(db: aiosqlite.Connection, keys: Sequence[str], at: datetime) -> None:
+        if keys:
             await db.executemany(
                 "INSERT INTO sends (budget_key, sent_at) VALUES (?, ?)", [(key, to_us(at)) for key in keys]
             )
@@ -731,7 +754,8 @@ class SqliteOutboxStore:
         """Count a failed attempt and release the lease until ``next_attempt_at``."""
         await self._connection.execute(
             "reschedule",
-            "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?,"
+            "UPDATE deliveries SET attempts = attempts + 1,"
+            " failures_since_progress = failures_since_progress + 1, next_attempt_at = ?,"
             " last_error = ?, lease_until = NULL WHERE id = ?",
             (to_us(next_attempt_at), error, delivery_id),
             durable=False,
@@ -782,7 +806,8 @@ class SqliteOutboxStore:
         now_us = to_us(now)
         changed = await self._connection.execute(
             "retry",
-            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?,"
+            "UPDATE deliveries SET status = 'pending', attempts = 0, failures_since_progress = 0,"
+            " next_attempt_at = ?,"
             " finished_at = NULL,"
             " lease_until = CASE WHEN lease_until > ? THEN lease_until END"
             " WHERE id = ? AND status IN ('pending', 'dead')",

@@ -413,6 +413,13 @@ class FakeWeCom:
                 queue.clear()
             self._fault_rates.clear()
 
+    def refuse_text(self, text: str, errcode: int = 40033, errmsg: str = "invalid charset") -> None:
+        """Refuse every message/send and webhook/send request whose body contains
+        ``text`` with ``errcode`` — a stand-in for content WeCom refuses, such as a
+        control character (40033), whatever templates do to the real one."""
+        with self._lock:
+            self._refused_texts[text] = (errcode, errmsg)
+
     def expire_tokens(self) -> None:
         """Expire every token issued so far (the next use answers 42001)."""
         with self._lock:
@@ -523,6 +530,7 @@ class FakeWeCom:
         self._response_codes: dict[str, _IssuedCode] = {}
         self._card_updates: list[CardUpdate] = []
         self._uploads: list[Upload] = []
+        self._refused_texts: dict[str, tuple[int, str]] = {}
 
     def _issue_code(self, agent_id: int, task_id: str) -> str:
         """Record and return a fresh response_code (call with the lock held)."""
@@ -615,10 +623,20 @@ class FakeWeCom:
             return early
         try:
             app = self._authorize(request.query_params.get("access_token", ""))
-            body = _parse_body(await request.body())
+            body = self._parse_message(await request.body())
             return self._accept_app_message(app, body)
         except _Reject as reject:
             return _answer(reject.errcode, reject.errmsg)
+
+    def _parse_message(self, raw: bytes) -> dict[str, Any]:
+        """``_parse_body``, then the refusals ``refuse_text`` set up."""
+        body = _parse_body(raw)
+        text = raw.decode("utf-8")
+        with self._lock:
+            refused = [answer for marker, answer in self._refused_texts.items() if marker in text]
+        if refused:
+            raise _Reject(*refused[0])
+        return body
 
     def _authorize(self, token: str) -> FakeApp:
         if not token:
@@ -877,7 +895,7 @@ class FakeWeCom:
                 disabled = key in self._disabled_robots
             if disabled:
                 raise _Reject(93004, "robot is disabled")
-            body = _parse_body(await request.body())
+            body = self._parse_message(await request.body())
             record = _robot_message(body, key, self._wall_clock())
             with self._lock:
                 now = self._clock()

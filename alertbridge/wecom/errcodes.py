@@ -77,6 +77,9 @@ class Rule:
     reason: str
     min_delay: float = 0.0
     hint: str = ""
+    # The message itself is at fault (its characters, length, content), not
+    # the app, robot or recipients: another message to them may go through.
+    message_at_fault: bool = False
 
     @property
     def retryable(self) -> bool:
@@ -109,7 +112,7 @@ RULES: dict[int, Rule] = {
     ErrCode.INVALID_USERID: Rule(Action.FAIL, "invalid_recipient"),
     ErrCode.INVALID_USER: Rule(Action.FAIL, "invalid_recipient"),
     ErrCode.INVALID_MSGTYPE: Rule(Action.FAIL, "invalid_msgtype"),
-    ErrCode.INVALID_REQUEST_CHARS: Rule(Action.FAIL, "invalid_characters"),
+    ErrCode.INVALID_REQUEST_CHARS: Rule(Action.FAIL, "invalid_characters", message_at_fault=True),
     ErrCode.INVALID_AGENTID: Rule(Action.FAIL, "invalid_agent_id", hint="check agent_id in the config"),
     ErrCode.TOKEN_AGENT_MISMATCH: Rule(
         Action.FAIL,
@@ -118,9 +121,9 @@ RULES: dict[int, Rule] = {
     ),
     # 40058 covers bad JSON and missing fields too, but for a rendered message
     # it almost always means a content length limit (robot markdown > 4096 B).
-    ErrCode.INVALID_PARAMETER: Rule(Action.FAIL, "invalid_parameter"),
-    ErrCode.CONTENT_EMPTY: Rule(Action.FAIL, "content_empty"),
-    ErrCode.CONTENT_TOO_LONG: Rule(Action.FAIL, "content_too_long"),
+    ErrCode.INVALID_PARAMETER: Rule(Action.FAIL, "invalid_parameter", message_at_fault=True),
+    ErrCode.CONTENT_EMPTY: Rule(Action.FAIL, "content_empty", message_at_fault=True),
+    ErrCode.CONTENT_TOO_LONG: Rule(Action.FAIL, "content_too_long", message_at_fault=True),
     ErrCode.API_UNAUTHORIZED: Rule(Action.FAIL, "unauthorized"),
     ErrCode.API_REVOKED: Rule(
         Action.FAIL,

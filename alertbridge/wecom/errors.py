@@ -49,7 +49,9 @@ class TransientWeComAPIError(WeComAPIError, TransientDeliveryError):
 
 
 class PermanentWeComAPIError(WeComAPIError, PermanentDeliveryError):
-    pass
+    def __init__(self, errcode: int, errmsg: str, endpoint: str) -> None:
+        super().__init__(errcode, errmsg, endpoint)
+        self.message_at_fault = classify(errcode).message_at_fault
 
 
 def api_error(errcode: int, errmsg: str, endpoint: str) -> WeComAPIError:
