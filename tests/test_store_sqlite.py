@@ -650,8 +650,9 @@ async def test_a_value_that_cannot_be_stored_fails_only_its_own_caller(store: Sq
 
 
 async def test_an_accepted_part_restarts_the_backoff_streak(store: SqliteOutboxStore) -> None:
-    """``attempts`` counts every failure; ``failures_since_progress`` only those
-    since WeCom last accepted a part — of the delivery itself or of its digest."""
+    """``attempts`` counts every send attempt (the one that finished ``ids[1]``
+    too); ``failures_since_progress`` only the failures since WeCom last
+    accepted a part — of the delivery itself or of its digest."""
     ids = [await store.enqueue(make_delivery()) for _ in range(3)]
     for delivery_id in ids:
         await store.reschedule(delivery_id, T0, "server_busy")
@@ -668,7 +669,7 @@ async def test_an_accepted_part_restarts_the_backoff_streak(store: SqliteOutboxS
     )
     await store.digest_progress(digest.id, 1, [ids[1]], T0)
     rows = {d.id: d for d in await store.list()}
-    assert [(rows[i].attempts, rows[i].failures_since_progress) for i in ids] == [(2, 0), (2, 0), (2, 0)]
+    assert [(rows[i].attempts, rows[i].failures_since_progress) for i in ids] == [(2, 0), (3, 0), (2, 0)]
     await store.reschedule(ids[2], T0, "server_busy")
     [row] = [d for d in await store.list() if d.id == ids[2]]
     assert (row.attempts, row.failures_since_progress) == (3, 1)
