@@ -25,6 +25,7 @@ from starlette.routing import Route
 from alertbridge import __version__
 from alertbridge.channels import Channel
 from alertbridge.channels.registry import build_channel
+from alertbridge.commands.authz import ContactDirectory
 from alertbridge.commands.executor import CommandExecutor
 from alertbridge.config import Config
 from alertbridge.dispatcher import Dispatcher
@@ -122,13 +123,17 @@ def create_app(
     http = new_http_client(config)
     client = WeComClient(http, config.wecom.api_base, metrics=metrics)
     stream = out if out is not None else sys.stdout
+    # Department and tag lookups for allow-lists, cached across config reloads.
+    directory = ContactDirectory(client)
 
     def build(cfg: Config, source: str) -> Services:
         """Everything that depends on the config alone (see alertbridge.reload)."""
         renderer = build_renderer(cfg, source)
         silencers = build_silencers(cfg, http, metrics)
         auth = WebhookAuthenticator(cfg.webhook_auth)
-        executor = CommandExecutor(config=cfg, state=state, silencers=silencers, metrics=metrics)
+        executor = CommandExecutor(
+            config=cfg, state=state, silencers=silencers, metrics=metrics, directory=directory
+        )
         return Services(
             config=cfg,
             renderer=renderer,

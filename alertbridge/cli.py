@@ -113,9 +113,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     from alertbridge.app import build_renderer
+    from alertbridge.commands.authz import command_warnings
 
     config = _load(args)
     build_renderer(config, str(args.config))
+    for key, warning in command_warnings(config):
+        print(f"{args.config}: {key}: warning: {warning}", file=sys.stderr)
     print(
         f"{args.config}: OK ({len(config.receivers)} receivers, {len(config.wecom.apps)} WeCom apps; "
         "every template compiled and rendered against sample data)"

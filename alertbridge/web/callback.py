@@ -164,7 +164,7 @@ class WeComCallback:
         except CommandError as exc:
             await self._reply(app_name, app, user, exc.message(self._executor.language))
             return
-        outcome = await self._executor.execute(user, command, action=_action(command))
+        outcome = await self._executor.execute(user, command, action=_action(command), app=app_name)
         await self._reply(app_name, app, user, outcome.reply)
 
     async def _run_button(self, app_name: str, app: WeComAppConfig, event: EventMessage) -> None:
@@ -176,7 +176,9 @@ class WeComCallback:
             return
         if isinstance(command, Help):
             return
-        outcome = await self._executor.execute(user, command, action=f"button:{_action(command)}")
+        outcome = await self._executor.execute(
+            user, command, action=f"button:{_action(command)}", app=app_name
+        )
         if (
             outcome.ok
             and outcome.card_label
