@@ -96,7 +96,7 @@ def _config(tmp_path: Path, wecom_url: str, silencer_url: str) -> dict[str, obje
                 "msgtype": "markdown",
                 "language": "en",
             },
-            "oncall": {"channel": "app", "app": "ops", "to_user": ["zhangsan"], "msgtype": "markdown"},
+            "oncall": {"channel": "app", "app": "ops", "to_user": ["zhangsan", "lisi"], "msgtype": "markdown"},
             "team": {
                 "channel": "robot",
                 "robot_key": DEFAULT_ROBOT_KEY,
@@ -155,6 +155,11 @@ def test_a_stranger_cannot_silence_a_robot_alert_but_the_app_recipient_can(
                     other = rig.wait_reply("zhangsan")
                     user.send_text("zhangsan", "静默 3 1h")
                     done = rig.wait_reply("zhangsan", 2)
+                    # `silences` shows only silences on refs the user may act on.
+                    user.send_text("wangwu", "静默列表")
+                    strangers_list = rig.wait_reply("wangwu", 3)
+                    user.send_text("lisi", "静默列表")
+                    recipients_list = rig.wait_reply("lisi")
 
                 silences = am.get("/api/v2/silences").json()
     finally:
@@ -170,12 +175,14 @@ def test_a_stranger_cannot_silence_a_robot_alert_but_the_app_recipient_can(
     )
     assert "已静默 #3" in done
     assert [s["createdBy"] for s in silences] == ["zhangsan"]
+    assert strangers_list == "没有生效中的静默。"
+    assert "#3" in recipients_list and silences[0]["id"] in recipients_list
     assert {m["value"] for m in silences[0]["matchers"]} >= {"AppAlert"}
 
     audit = rig.audit_rows()
     assert audit[0][:3] == ("wangwu", "silence", "refused")
     assert audit[0][3].startswith("audience_unknown")
-    assert audit[-1][:3] == ("zhangsan", "silence", "ok")
+    assert ("zhangsan", "silence", "ok") in [row[:3] for row in audit]
     logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("command_executed")]
     assert any("user=wangwu" in line and "result=refused reason=audience_unknown" in line for line in logged)
 

@@ -404,7 +404,11 @@ class CommandExecutor:
         return Outcome(fit_lines(lines, self.t("…还有 {n} 条", "… {n} more")))
 
     async def _list_silences(self, user: str, app: str | None) -> Outcome:
-        records = await self._state.active_silences(self._clock())
+        """The active silences on refs ``user`` may silence, and those they created:
+        the matchers and ids of everyone else's alerts are not theirs to see."""
+        records = [
+            r for r in await self._state.active_silences(self._clock()) if await self._may_see(user, r, app)
+        ]
         if not records:
             return Outcome(self.t("没有生效中的静默。", "No active silences."))
         lines = [self.t(f"生效中的静默（{len(records)}）：", f"Active silences ({len(records)}):")]
@@ -414,6 +418,17 @@ class CommandExecutor:
                 f"{ref}{record.matchers} · {self.t('至', 'until')} {self._time(record.ends_at)} · {record.created_by} · {record.silence_id}"
             )
         return Outcome(fit_lines(lines, self.t("…还有 {n} 条", "… {n} more")))
+
+    async def _may_see(self, user: str, record: SilenceRecord, app: str | None) -> bool:
+        if record.created_by.casefold() == user.casefold():
+            return True
+        ref = await self._state.get_ref(record.ref) if record.ref is not None else None
+        if ref is None:
+            return False
+        refusal = await self._authorizer.check(
+            user, ref.receiver, ref.recipients, ActorKey.SILENCE, via_app=app
+        )
+        return refusal is None
 
     def short_help(self) -> str:
         return self.t(
