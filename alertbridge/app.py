@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from alertbridge import __version__
+from alertbridge.budget import SendBudget
 from alertbridge.channels import Channel
 from alertbridge.channels.registry import build_channel
 from alertbridge.commands.authz import ContactDirectory
@@ -125,6 +126,8 @@ def create_app(
     stream = out if out is not None else sys.stdout
     # Department and tag lookups for allow-lists, cached across config reloads.
     directory = ContactDirectory(client)
+    # WeCom's per-member limits count alerts and command replies alike: one budget for both.
+    budget = SendBudget()
 
     def build(cfg: Config, source: str) -> Services:
         """Everything that depends on the config alone (see alertbridge.reload)."""
@@ -141,7 +144,7 @@ def create_app(
             tracker=GroupTracker(config=cfg, state=state, silencers=silencers, client=client),
             ingest=WebhookIngest(cfg, outbox, auth, on_enqueued=lambda: dispatcher.wake(), metrics=metrics),
             callback=WeComCallback(
-                config=cfg, state=state, executor=executor, client=client, metrics=metrics
+                config=cfg, state=state, executor=executor, client=client, metrics=metrics, budget=budget
             ),
             auth=auth,
         )
@@ -153,6 +156,7 @@ def create_app(
         channels=current.channels,
         renderer=current.renderer,
         tracker=current.tracker,
+        budget=budget,
         metrics=metrics,
     )
     operational = OperationalEndpoints(

@@ -333,3 +333,23 @@ def test_a_resolved_group_turns_its_card_to_resolved_else_gets_a_message(bridge:
         -1
     ]
     assert "已恢复" in resolution and "#1" in resolution  # the same group keeps its reference
+
+
+def test_replies_count_against_the_members_wecom_budget_shared_with_alerts(bridge: Bridge) -> None:
+    """Item 7 of issue 10: 30 `help`s a minute used up a member's WeCom limit
+    outside the budget, and WeCom silently dropped the next alert."""
+    with bridge.callback() as wecom:
+        for _ in range(31):
+            assert wecom.send_text("zhangsan", "help").status_code == 200
+        bridge.wait_reply("zhangsan", 30)
+        wait_until(
+            lambda: 'alertbridge_command_replies_total{outcome="rate_limited"} 1.0'
+            in httpx.get(f"{bridge.base_url}/metrics", timeout=5).text.splitlines(),
+            what="the reply not sent",
+        )
+    assert len(bridge.replies_to("zhangsan")) == 30
+    bridge.post_alert()  # to zhangsan and lisi: zhangsan's minute is spent
+    time.sleep(1.0)
+    assert bridge.pending_deliveries() == 1  # held until a slot frees, not sent to be dropped
+    assert [m for m in bridge.wecom.messages(MESSAGE_SEND) if m.msgtype != "text"] == []
+    assert bridge.wecom.dropped() == []
