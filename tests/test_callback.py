@@ -4,6 +4,7 @@ and commands by reply, against the fake WeCom."""
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -259,7 +260,8 @@ def test_ack_without_number_takes_the_latest_alert(bridge: Bridge) -> None:
         assert "已确认 #1" in bridge.wait_reply("lisi")
 
 
-def test_refusals_bad_input_help_and_unsupported(bridge: Bridge) -> None:
+def test_refusals_bad_input_help_and_unsupported(bridge: Bridge, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
     bridge.post_alert()
     wait_until(lambda: len(bridge.wecom.messages(MESSAGE_SEND)) == 1)
     with bridge.callback() as wecom:
@@ -283,11 +285,18 @@ def test_refusals_bad_input_help_and_unsupported(bridge: Bridge) -> None:
         # Alertmanager is down: a clear answer, and nothing recorded as done.
         wecom.send_text("lisi", "silence 1 2h")
         failed = bridge.wait_reply("lisi")
-        assert "静默未创建" in failed and "unreachable" in failed
+        # One language: the receiver's, the English detail only in the log.
+        assert failed == "静默未创建：Alertmanager 无法连接，请稍后重试。"
         wecom.send_text("lisi", "静默列表")
         assert "没有生效中的静默" in bridge.wait_reply("lisi", 2)
     results = [row[2] for row in bridge.audit()]
     assert "refused" in results
+    logged = [r.getMessage() for r in caplog.records]
+    assert any(
+        "command_executed user=lisi action=silence ref=1 result=failed reason=silencer_unreachable" in line
+        for line in logged
+    )
+    assert any("command_silencer_failed" in line and "unreachable (" in line for line in logged)
 
 
 def test_enter_agent_greets_once_and_menu_click_runs_a_command(bridge: Bridge) -> None:
@@ -343,8 +352,10 @@ def test_replies_count_against_the_members_wecom_budget_shared_with_alerts(bridg
             assert wecom.send_text("zhangsan", "help").status_code == 200
         bridge.wait_reply("zhangsan", 30)
         wait_until(
-            lambda: 'alertbridge_command_replies_total{outcome="rate_limited"} 1.0'
-            in httpx.get(f"{bridge.base_url}/metrics", timeout=5).text.splitlines(),
+            lambda: (
+                'alertbridge_command_replies_total{outcome="rate_limited"} 1.0'
+                in httpx.get(f"{bridge.base_url}/metrics", timeout=5).text.splitlines()
+            ),
             what="the reply not sent",
         )
     assert len(bridge.replies_to("zhangsan")) == 30

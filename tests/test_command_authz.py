@@ -96,7 +96,19 @@ def _config(tmp_path: Path, wecom_url: str, silencer_url: str) -> dict[str, obje
                 "msgtype": "markdown",
                 "language": "en",
             },
-            "oncall": {"channel": "app", "app": "ops", "to_user": ["zhangsan", "lisi"], "msgtype": "markdown"},
+            "oncall": {
+                "channel": "app",
+                "app": "ops",
+                "to_user": ["zhangsan", "lisi"],
+                "msgtype": "markdown",
+            },
+            "oncall_en": {
+                "channel": "app",
+                "app": "ops",
+                "to_user": ["zhaoliu"],
+                "msgtype": "markdown",
+                "language": "en",
+            },
             "team": {
                 "channel": "robot",
                 "robot_key": DEFAULT_ROBOT_KEY,
@@ -224,6 +236,22 @@ def test_party_and_tag_entries_resolve_through_wecom(rig: Rig, caplog: pytest.Lo
     assert any("entry=party:8" in w for w in warnings), warnings
     results = [(row[0], row[2]) for row in rig.audit_rows()]
     assert ("wangwu", "refused") in results and ("zhouji", "refused") in results
+
+
+def test_replies_about_an_alert_are_in_its_receivers_language(rig: Rig) -> None:
+    """The server speaks Chinese, the receiver English: every reply about its
+    alert is English, the silencer failure included (its detail goes to the log)."""
+    rig.post_named("oncall_en", "EnglishAlert")
+    wait_until(lambda: rig.wecom.messages(MESSAGE_SEND), what="the alert")
+    with rig.callback() as user:
+        user.send_text("zhaoliu", "静默 1 2h")
+        assert (
+            rig.wait_reply("zhaoliu") == "Silence not created: Alertmanager is unreachable; try again later."
+        )
+        user.send_text("zhaoliu", "确认 1")
+        assert rig.wait_reply("zhaoliu", 2).startswith("Acknowledged #1 EnglishAlert")
+        user.send_text("zhaoliu", "取消静默 1")
+        assert rig.wait_reply("zhaoliu", 3) == "#1 has no active silence."
 
 
 def test_contact_lookups_are_cached_for_ten_minutes(rig: Rig) -> None:

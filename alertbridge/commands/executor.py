@@ -17,7 +17,8 @@ from enum import StrEnum
 from alertbridge.commands import Ack, Command, Help, ListAlerts, ListSilences, Silence, Unsilence
 from alertbridge.commands.authz import ActorKey, Authorizer, ContactDirectory, Refusal, refusal_text
 from alertbridge.commands.parser import help_text
-from alertbridge.config import Config, ReceiverConfig
+from alertbridge.commands.wording import fit_lines, pick, silencer_failure
+from alertbridge.config import Config, Language, ReceiverConfig
 from alertbridge.duration import format_duration
 from alertbridge.errors import StoreError
 from alertbridge.metrics import Metrics
@@ -26,8 +27,6 @@ from alertbridge.sources.grafana import LEGACY_GROUP_PREFIX
 from alertbridge.stores.state import AlertRef, AuditEntry, SilenceRecord, StateStore
 
 log = logging.getLogger(__name__)
-
-REPLY_LIMIT = 2048  # bytes of an app text message
 
 
 class CommandResult(StrEnum):
@@ -184,6 +183,21 @@ class CommandExecutor:
         )
         return Outcome(text, result=CommandResult.REFUSED, reason=refusal.value)
 
+    def _lang(self, ref: AlertRef | None) -> Language:
+        """The language of replies about ``ref``: its receiver's."""
+        if ref is None or ref.receiver not in self._config.receivers:
+            return self.language
+        return self._config.language_of(ref.receiver)
+
+    def _log_silencer_error(self, user: str, ref: AlertRef | None, error: SilencerError) -> None:
+        log.warning(
+            "command_silencer_failed user=%s ref=%s reason=%s error=%s",
+            user,
+            ref.ref if ref is not None else None,
+            error.kind.value,
+            error,
+        )
+
     def _receiver(self, ref: AlertRef) -> ReceiverConfig | None:
         return self._config.receivers.get(ref.receiver)
 
@@ -203,10 +217,12 @@ class CommandExecutor:
         receiver = self._receiver(ref)
         if refused is not None or receiver is None:
             return refused or self._refusal(Refusal.RECEIVER_GONE, ref, ActorKey.ACK), ref.ref, None
+        lang = self._lang(ref)
         if not ref.firing:
             return (
                 _failed(
-                    self.t(
+                    pick(
+                        lang,
                         f"#{ref.ref} {ref.title} 已恢复，无需确认。",
                         f"#{ref.ref} {ref.title} is resolved already.",
                     ),
@@ -225,11 +241,14 @@ class CommandExecutor:
                 step = self._config.commands.ack_silence_step
                 try:
                     silence_id = await self._create_silence(silencer, ref, user, step, "ack", via_ack=True)
-                    extra = self.t("，并已静默直到恢复", ", silenced until it resolves")
+                    extra = pick(lang, "，并已静默直到恢复", ", silenced until it resolves")
                 except SilencerError as exc:
-                    extra = self.t(f"（静默失败：{exc}）", f" (silence failed: {exc})")
-        label = self.t(f"已确认 · {user}", f"Acked · {user}")
-        reply = self.t(
+                    self._log_silencer_error(user, ref, exc)
+                    failure = silencer_failure(lang, exc)
+                    extra = pick(lang, f"（静默失败：{failure}）", f" (silence failed: {failure})")
+        label = pick(lang, f"已确认 · {user}", f"Acked · {user}")
+        reply = pick(
+            lang,
             f"已确认 #{ref.ref} {ref.title}（{len(ref.alerts)} 条告警）{extra}。恢复或变化前不再重复提醒。",
             f"Acknowledged #{ref.ref} {ref.title} ({len(ref.alerts)} alerts){extra}. No repeats until it resolves or changes.",
         )
@@ -276,10 +295,12 @@ class CommandExecutor:
         refused = await self._refused(user, ref, ActorKey.SILENCE, app)
         if refused is not None:
             return refused, ref.ref, None
+        lang = self._lang(ref)
         if ref.group_key.startswith(LEGACY_GROUP_PREFIX):
             return (
                 _failed(
-                    self.t(
+                    pick(
+                        lang,
                         f"#{ref.ref} 来自旧版 Grafana 告警，它没有静默 API；请在 Grafana 中暂停该规则。",
                         f"#{ref.ref} comes from legacy Grafana alerting, which has no silence API; pause the rule in Grafana.",
                     ),
@@ -292,7 +313,8 @@ class CommandExecutor:
         if silencer is None:
             return (
                 _failed(
-                    self.t(
+                    pick(
+                        lang,
                         "该告警的接收器没有配置静默器（silencer）。",
                         "No silencer is configured for this alert's receiver.",
                     ),
@@ -304,17 +326,23 @@ class CommandExecutor:
         try:
             silence_id = await self._create_silence(silencer, ref, user, duration, comment)
         except SilencerError as exc:
+            self._log_silencer_error(user, ref, exc)
+            failure = silencer_failure(lang, exc)
             return (
-                _failed(self.t(f"静默未创建：{exc}", f"Silence not created: {exc}"), "silencer_error"),
+                _failed(
+                    pick(lang, f"静默未创建：{failure}。", f"Silence not created: {failure}."),
+                    f"silencer_{exc.kind}",
+                ),
                 ref.ref,
                 None,
             )
         until = self._time(self._clock() + duration)
-        reply = self.t(
+        reply = pick(
+            lang,
             f"已静默 #{ref.ref} {ref.title} {format_duration(duration, 'zh')}，至 {until}\n静默 ID：{silence_id}\n{silencer.silence_url(silence_id)}",
             f"Silenced #{ref.ref} {ref.title} for {format_duration(duration, 'en')}, until {until}\nSilence ID: {silence_id}\n{silencer.silence_url(silence_id)}",
         )
-        return Outcome(reply, self.t(f"已静默至 {until}", f"Silenced until {until}")), ref.ref, silence_id
+        return Outcome(reply, pick(lang, f"已静默至 {until}", f"Silenced until {until}")), ref.ref, silence_id
 
     async def _unsilence(
         self, user: str, ref_number: int | None, silence_id: str | None, app: str | None
@@ -361,13 +389,18 @@ class CommandExecutor:
             if not targets:
                 return (
                     _failed(
-                        self.t(f"#{ref.ref} 没有生效中的静默。", f"#{ref.ref} has no active silence."),
+                        pick(
+                            self._lang(ref),
+                            f"#{ref.ref} 没有生效中的静默。",
+                            f"#{ref.ref} has no active silence.",
+                        ),
                         "no_active_silence",
                     ),
                     ref.ref,
                     None,
                 )
         ref_of = ref.ref if ref is not None else None
+        lang = self._lang(ref)
         if ref is not None:
             refused = await self._refused(user, ref, ActorKey.SILENCE, app)
             if refused is not None:
@@ -380,14 +413,19 @@ class CommandExecutor:
             try:
                 await silencer.expire(record.silence_id)
             except SilencerError as exc:
+                self._log_silencer_error(user, ref, exc)
+                failure = silencer_failure(lang, exc)
                 return (
-                    _failed(self.t(f"取消静默失败：{exc}", f"Unsilence failed: {exc}"), "silencer_error"),
+                    _failed(
+                        pick(lang, f"取消静默失败：{failure}。", f"Unsilence failed: {failure}."),
+                        f"silencer_{exc.kind}",
+                    ),
                     ref_of,
                     record.silence_id,
                 )
             await self._state.mark_silence_expired(record.silence_id, now)
             expired.append(record.silence_id)
-        reply = self.t(f"已取消静默：{', '.join(expired)}", f"Silence expired: {', '.join(expired)}")
+        reply = pick(lang, f"已取消静默：{', '.join(expired)}", f"Silence expired: {', '.join(expired)}")
         return Outcome(reply), ref_of, ", ".join(expired) or None
 
     async def _list_alerts(self, user: str) -> Outcome:
@@ -440,18 +478,3 @@ class CommandExecutor:
         max_silence = format_duration(self._config.commands.max_silence, self.language)
         limit = self.t(f"静默最长 {max_silence}", f"Longest silence: {max_silence}")
         return f"{help_text(self.language)}\n{limit}"
-
-
-def fit_lines(lines: list[str], more: str, limit: int = REPLY_LIMIT) -> str:
-    """Join lines, dropping the tail with a "… N more" line so the reply fits one message."""
-    text = "\n".join(lines)
-    if len(text.encode()) <= limit:
-        return text
-    kept = list(lines)
-    while kept:
-        dropped = len(lines) - len(kept)
-        candidate = "\n".join([*kept, more.format(n=dropped)]) if dropped else "\n".join(kept)
-        if len(candidate.encode()) <= limit:
-            return candidate
-        kept.pop()
-    return more.format(n=len(lines))[:limit]
