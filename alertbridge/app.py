@@ -23,8 +23,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from alertbridge import __version__
+from alertbridge.budget import SendBudget
 from alertbridge.channels import Channel
 from alertbridge.channels.registry import build_channel
+from alertbridge.commands.authz import ContactDirectory
 from alertbridge.commands.executor import CommandExecutor
 from alertbridge.config import Config
 from alertbridge.dispatcher import Dispatcher
@@ -73,17 +75,24 @@ def reload_over_http(config: Config) -> bool:
     return config.webhook_auth is not None
 
 
-def unauthenticated_warnings(config: Config) -> list[str]:
-    """What is open to anyone who can reach the listen address, for check-config and the log."""
+def unauthenticated_warnings(config: Config) -> list[tuple[str, str]]:
+    """``(key, warning)`` for what is open to anyone who can reach the listen
+    address, for check-config and the start-up log."""
     if config.webhook_auth is not None:
         return []
     found = [
-        f"[webhook_auth] is not set: anyone who can reach {config.server.listen} can post alerts "
-        "to every receiver without a grafana_hmac_secret"
+        (
+            "webhook_auth",
+            f"[webhook_auth] is not set: anyone who can reach {config.server.listen} can post alerts "
+            "to every receiver without a grafana_hmac_secret",
+        )
     ]
     if reload_over_http(config):
         found.append(
-            "[server] reload_endpoint = true without [webhook_auth]: anyone can trigger POST /-/reload"
+            (
+                "server.reload_endpoint",
+                "[server] reload_endpoint = true without [webhook_auth]: anyone can trigger POST /-/reload",
+            )
         )
     return found
 
@@ -154,13 +163,19 @@ def create_app(
     client = WeComClient(http, config.wecom.api_base, metrics=metrics)
     stream = out if out is not None else sys.stdout
     refusals = RefusalLog()
+    # Department and tag lookups for allow-lists, cached across config reloads.
+    directory = ContactDirectory(client)
+    # WeCom's per-member limits count alerts and command replies alike: one budget for both.
+    budget = SendBudget()
 
     def build(cfg: Config, source: str) -> Services:
         """Everything that depends on the config alone (see alertbridge.reload)."""
         renderer = build_renderer(cfg, source)
         silencers = build_silencers(cfg, http, metrics)
         auth = WebhookAuthenticator(cfg.webhook_auth)
-        executor = CommandExecutor(config=cfg, state=state, silencers=silencers, metrics=metrics)
+        executor = CommandExecutor(
+            config=cfg, state=state, silencers=silencers, metrics=metrics, directory=directory
+        )
         return Services(
             config=cfg,
             renderer=renderer,
@@ -170,7 +185,7 @@ def create_app(
                 cfg, outbox, auth, on_enqueued=lambda: dispatcher.wake(), metrics=metrics, refusals=refusals
             ),
             callback=WeComCallback(
-                config=cfg, state=state, executor=executor, client=client, metrics=metrics
+                config=cfg, state=state, executor=executor, client=client, metrics=metrics, budget=budget
             ),
             auth=auth,
         )
@@ -182,6 +197,7 @@ def create_app(
         channels=current.channels,
         renderer=current.renderer,
         tracker=current.tracker,
+        budget=budget,
         metrics=metrics,
     )
     operational = OperationalEndpoints(
@@ -234,8 +250,8 @@ def create_app(
         tasks["dispatcher"] = asyncio.create_task(dispatcher.run(), name="dispatcher")
         tasks["upkeep"] = asyncio.create_task(current.tracker.run_upkeep(), name="upkeep")
         sighup = _listen_for_sighup(on_sighup)
-        for warning in unauthenticated_warnings(config):
-            log.warning("webhooks_unauthenticated reason=%s", warning)
+        for key, warning in unauthenticated_warnings(config):
+            log.warning("webhooks_unauthenticated key=%s reason=%s", key, warning)
         log.info("alertbridge_started version=%s receivers=%s", __version__, ",".join(config.receivers))
         try:
             yield

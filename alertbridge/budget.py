@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from alertbridge.config import AppReceiver, Config, ReceiverConfig, RobotReceiver
+from alertbridge.config import AppReceiver, Config, ReceiverConfig, RobotReceiver, WeComAppConfig
 from alertbridge.message import Recipients
 
 MINUTE = timedelta(minutes=1)
@@ -133,21 +133,12 @@ class SendBudget:
 def limits_for(config: Config, receiver: ReceiverConfig, recipients: Recipients) -> tuple[RateLimit, ...]:
     """The limits a message from ``receiver`` to ``recipients`` counts against."""
     if isinstance(receiver, AppReceiver):
-        app = config.wecom.apps[receiver.app]
-        # Keyed by the WeCom app, not our name for it: two names for one
-        # AgentId still share WeCom's count.
-        prefix = f"app:{app.corp_id}:{app.agent_id}"
         targets = [
             *(f"user:{user.casefold()}" for user in recipients.to_user),
             *(f"party:{party}" for party in recipients.to_party),
             *(f"tag:{tag}" for tag in recipients.to_tag),
         ]
-        limits: list[RateLimit] = []
-        for target in dict.fromkeys(targets):
-            key = f"{prefix}:{target}"
-            limits.append(RateLimit(key, MINUTE, app.rate_limit_per_minute))
-            limits.append(RateLimit(key, HOUR, app.rate_limit_per_hour))
-        return tuple(limits)
+        return _app_limits(config.wecom.apps[receiver.app], targets)
     if isinstance(receiver, RobotReceiver):
         robot_key = receiver.robot_key.get_secret_value()
         allowed = min(
@@ -157,6 +148,24 @@ def limits_for(config: Config, receiver: ReceiverConfig, recipients: Recipients)
         )
         return (RateLimit(robot_budget_key(robot_key), MINUTE, allowed),)
     return ()
+
+
+def member_limits(app: WeComAppConfig, user: str) -> tuple[RateLimit, ...]:
+    """The limits an app message to one member counts against, e.g. a command
+    reply: the same keys as that member's alerts, so replies and alerts share WeCom's count."""
+    return _app_limits(app, [f"user:{user.casefold()}"])
+
+
+def _app_limits(app: WeComAppConfig, targets: Sequence[str]) -> tuple[RateLimit, ...]:
+    # Keyed by the WeCom app, not our name for it: two names for one
+    # AgentId still share WeCom's count.
+    prefix = f"app:{app.corp_id}:{app.agent_id}"
+    limits: list[RateLimit] = []
+    for target in dict.fromkeys(targets):
+        key = f"{prefix}:{target}"
+        limits.append(RateLimit(key, MINUTE, app.rate_limit_per_minute))
+        limits.append(RateLimit(key, HOUR, app.rate_limit_per_hour))
+    return tuple(limits)
 
 
 def robot_budget_key(robot_key: str) -> str:

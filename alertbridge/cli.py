@@ -143,11 +143,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     from alertbridge.app import build_renderer, unauthenticated_warnings
+    from alertbridge.commands.authz import command_warnings
 
     config = _load(args)
     build_renderer(config, str(args.config))
-    for warning in unauthenticated_warnings(config):
-        print(f"{args.config}: WARNING: {warning}", file=sys.stderr)
+    for key, warning in [*unauthenticated_warnings(config), *command_warnings(config)]:
+        print(f"{args.config}: {key}: warning: {warning}", file=sys.stderr)
     print(
         f"{args.config}: OK ({len(config.receivers)} receivers, {len(config.wecom.apps)} WeCom apps; "
         "every template compiled and rendered against sample data)"

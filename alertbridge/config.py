@@ -369,6 +369,8 @@ def _secret_not_empty(value: SecretStr | None) -> SecretStr | None:
 
 
 Actors = Literal["recipients"] | list[str]
+# A WeCom user id (letters, digits, _ - @ .), or party:<id> / tag:<id>.
+_ACTOR = re.compile(r"(?:party|tag):\d{1,10}|[A-Za-z0-9][A-Za-z0-9_\-@.]{0,63}")
 
 
 class _ReceiverBase(_Section):
@@ -378,8 +380,10 @@ class _ReceiverBase(_Section):
     language: Language | None = None  # None: [server].language
     # The [silencers.NAME] that `silence` and buttons use for this receiver's alerts.
     silencer: str | None = None
-    # Who may ack / silence: WeCom user ids, or "recipients" (those the alert
-    # was sent to; for robot and console receivers, any member of the corp).
+    # Who may ack / silence: a list of WeCom user ids, "party:<id>" and
+    # "tag:<id>" (resolved through WeCom's contact API), or "recipients": the
+    # users the alert was sent to by name (to_user). Robots, the console,
+    # to_party, to_tag and @all have no such users: nobody, until listed.
     allow_ack: Actors = "recipients"
     allow_silence: Actors = "recipients"
     # ack also creates a silence, extended by alertbridge until the group resolves.
@@ -390,6 +394,17 @@ class _ReceiverBase(_Section):
     grafana_hmac_secret: SecretStr | None = None
 
     _check_hmac_secret = field_validator("grafana_hmac_secret")(_secret_not_empty)
+
+    @field_validator("allow_ack", "allow_silence")
+    @classmethod
+    def _check_actors(cls, value: Actors) -> Actors:
+        if isinstance(value, list):
+            for entry in value:
+                if not _ACTOR.fullmatch(entry):
+                    raise ValueError(
+                        f"{entry!r} is neither a WeCom user id nor party:<department id> or tag:<tag id>"
+                    )
+        return value
 
     @property
     def rendered_msgtype(self) -> MessageType:

@@ -109,6 +109,13 @@ class Metrics:
             ["command", "outcome"],
             registry=r,
         )
+        self.command_replies = Counter(
+            "alertbridge_command_replies_total",
+            "Replies to WeCom commands: sent, failed, or not sent because the member's "
+            "WeCom rate budget (shared with alerts) was spent.",
+            ["outcome"],
+            registry=r,
+        )
         self.silences_created = Counter(
             "alertbridge_silences_created_total", "Silences created, by silencer.", ["silencer"], registry=r
         )

@@ -295,7 +295,8 @@ def test_ack_without_number_takes_the_latest_alert(bridge: Bridge) -> None:
         assert "已确认 #1" in bridge.wait_reply("lisi")
 
 
-def test_refusals_bad_input_help_and_unsupported(bridge: Bridge) -> None:
+def test_refusals_bad_input_help_and_unsupported(bridge: Bridge, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
     bridge.post_alert()
     wait_until(lambda: len(bridge.wecom.messages(MESSAGE_SEND)) == 1)
     with bridge.callback() as wecom:
@@ -319,11 +320,18 @@ def test_refusals_bad_input_help_and_unsupported(bridge: Bridge) -> None:
         # Alertmanager is down: a clear answer, and nothing recorded as done.
         wecom.send_text("lisi", "silence 1 2h")
         failed = bridge.wait_reply("lisi")
-        assert "静默未创建" in failed and "unreachable" in failed
+        # One language: the receiver's, the English detail only in the log.
+        assert failed == "静默未创建：Alertmanager 无法连接，请稍后重试。"
         wecom.send_text("lisi", "静默列表")
         assert "没有生效中的静默" in bridge.wait_reply("lisi", 2)
     results = [row[2] for row in bridge.audit()]
     assert "refused" in results
+    logged = [r.getMessage() for r in caplog.records]
+    assert any(
+        "command_executed user=lisi action=silence ref=1 result=failed reason=silencer_unreachable" in line
+        for line in logged
+    )
+    assert any("command_silencer_failed" in line and "unreachable (" in line for line in logged)
 
 
 def test_enter_agent_greets_once_and_menu_click_runs_a_command(bridge: Bridge) -> None:
@@ -369,3 +377,25 @@ def test_a_resolved_group_turns_its_card_to_resolved_else_gets_a_message(bridge:
         -1
     ]
     assert "已恢复" in resolution and "#1" in resolution  # the same group keeps its reference
+
+
+def test_replies_count_against_the_members_wecom_budget_shared_with_alerts(bridge: Bridge) -> None:
+    """Item 7 of issue 10: 30 `help`s a minute used up a member's WeCom limit
+    outside the budget, and WeCom silently dropped the next alert."""
+    with bridge.callback() as wecom:
+        for _ in range(31):
+            assert wecom.send_text("zhangsan", "help").status_code == 200
+        bridge.wait_reply("zhangsan", 30)
+        wait_until(
+            lambda: (
+                'alertbridge_command_replies_total{outcome="rate_limited"} 1.0'
+                in httpx.get(f"{bridge.base_url}/metrics", timeout=5).text.splitlines()
+            ),
+            what="the reply not sent",
+        )
+    assert len(bridge.replies_to("zhangsan")) == 30
+    bridge.post_alert()  # to zhangsan and lisi: zhangsan's minute is spent
+    time.sleep(1.0)
+    assert bridge.pending_deliveries() == 1  # held until a slot frees, not sent to be dropped
+    assert [m for m in bridge.wecom.messages(MESSAGE_SEND) if m.msgtype != "text"] == []
+    assert bridge.wecom.dropped() == []

@@ -67,7 +67,7 @@ def test_check_config_warns_when_webhooks_are_unauthenticated(tmp_path: Path) ->
     path = write_config(tmp_path)
     open_config = run("check-config", "-c", str(path))
     assert open_config.returncode == 0, open_config.stderr
-    assert "WARNING: [webhook_auth] is not set" in open_config.stderr
+    assert "webhook_auth: warning: [webhook_auth] is not set" in open_config.stderr
     assert "reload" not in open_config.stderr  # off by default without credentials
     path.write_text(path.read_text(encoding="utf-8") + "[server]\nreload_endpoint = true\n", encoding="utf-8")
     assert "anyone can trigger POST /-/reload" in run("check-config", "-c", str(path)).stderr
@@ -76,7 +76,7 @@ def test_check_config_warns_when_webhooks_are_unauthenticated(tmp_path: Path) ->
         encoding="utf-8",
     )
     guarded = run("check-config", "-c", str(path))
-    assert guarded.returncode == 0 and "WARNING" not in guarded.stderr, guarded.stderr
+    assert guarded.returncode == 0 and "warning" not in guarded.stderr, guarded.stderr
 
 
 def test_render_prints_every_message_with_its_byte_count(tmp_path: Path) -> None:

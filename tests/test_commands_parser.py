@@ -204,6 +204,20 @@ UNKNOWN_EN = "try: ack, silence, unsilence, alerts, silences, help"
             f"静默最长 7天。{SILENCE_USAGE_ZH}",
             f"silences last at most 7d; {SILENCE_USAGE_EN}",
         ),
+        # More than timedelta (or a float) can hold: the limit, not an OverflowError
+        # that left the user without a reply.
+        (
+            "silence 12 99999999999999999999d",
+            "duration_too_long",
+            f"静默最长 7天。{SILENCE_USAGE_ZH}",
+            f"silences last at most 7d; {SILENCE_USAGE_EN}",
+        ),
+        (
+            "静默 12 " + "9" * 400 + "秒",
+            "duration_too_long",
+            f"静默最长 7天。{SILENCE_USAGE_ZH}",
+            f"silences last at most 7d; {SILENCE_USAGE_EN}",
+        ),
         (
             "unsilence",
             "missing_argument",

@@ -27,7 +27,9 @@ from alertbridge.testing.fake_wecom import (
     GETTOKEN,
     MEDIA_UPLOAD,
     MESSAGE_SEND,
+    TAG_GET,
     UPDATE_TEMPLATE_CARD,
+    USER_GET,
     WEBHOOK_SEND,
     FakeApp,
     FakeWeCom,
@@ -543,6 +545,8 @@ async def test_http_control_and_inspection(http: httpx.AsyncClient, fake: FakeWe
         MESSAGE_SEND: 2,
         UPDATE_TEMPLATE_CARD: 0,
         WEBHOOK_SEND: 1,
+        USER_GET: 0,
+        TAG_GET: 0,
     }
     assert (stats["delivered"], stats["dropped"]) == (2, 1)
 

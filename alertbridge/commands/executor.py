@@ -12,10 +12,13 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 from alertbridge.commands import Ack, Command, Help, ListAlerts, ListSilences, Silence, Unsilence
+from alertbridge.commands.authz import ActorKey, Authorizer, ContactDirectory, Refusal, refusal_text
 from alertbridge.commands.parser import help_text
-from alertbridge.config import AppReceiver, Config, ReceiverConfig
+from alertbridge.commands.wording import fit_lines, pick, silencer_failure
+from alertbridge.config import Config, Language, ReceiverConfig
 from alertbridge.duration import format_duration
 from alertbridge.errors import StoreError
 from alertbridge.metrics import Metrics
@@ -26,17 +29,33 @@ from alertbridge.stores.state import AlertRef, AuditEntry, SilenceRecord, StateS
 
 log = logging.getLogger(__name__)
 
-REPLY_LIMIT = 2048  # bytes of an app text message
+
+class CommandResult(StrEnum):
+    """How a command ended, for the audit trail, the log line and metrics."""
+
+    OK = "ok"
+    FAILED = "failed"  # could not be done (no such ref, silencer down …)
+    REFUSED = "refused"  # the user may not do it
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What a command did: the reply for the user, and for a card button the
-    label that replaces the buttons (None: leave the card as it is)."""
+    label that replaces the buttons (None: leave the card as it is).
+    ``reason`` is a short fixed word saying why it failed or was refused."""
 
     reply: str
     card_label: str | None = None
-    ok: bool = True
+    result: CommandResult = CommandResult.OK
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.result is CommandResult.OK
+
+
+def _failed(reply: str, reason: str) -> Outcome:
+    return Outcome(reply, result=CommandResult.FAILED, reason=reason)
 
 
 class CommandExecutor:
@@ -47,9 +66,11 @@ class CommandExecutor:
         state: StateStore,
         silencers: Mapping[str, Silencer],
         metrics: Metrics | None = None,
+        directory: ContactDirectory | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._config = config
+        self._authorizer = Authorizer(config, directory if directory is not None else ContactDirectory(None))
         self._metrics = metrics if metrics is not None else Metrics()
         self._state = state
         self._silencers = silencers
@@ -63,32 +84,37 @@ class CommandExecutor:
     def _time(self, moment: datetime) -> str:
         return f"{moment.astimezone(self._config.server.tz):%m-%d %H:%M}"
 
-    async def execute(self, user: str, command: Command, *, action: str) -> Outcome:
-        """Run ``command`` for ``user``; ``action`` names it in the audit trail."""
+    async def execute(self, user: str, command: Command, *, action: str, app: str | None = None) -> Outcome:
+        """Run ``command`` for ``user``; ``action`` names it in the audit trail.
+
+        ``app`` is the WeCom app the command came through: it resolves
+        ``party:``/``tag:`` allow-list entries of receivers without an app.
+        """
         try:
-            outcome, ref, silence_id = await self._dispatch(user, command)
+            outcome, ref, silence_id = await self._dispatch(user, command, app)
         except StoreError as exc:
             log.error("command_store_error user=%s action=%s error=%s", user, action, exc)
             outcome, ref, silence_id = (
-                Outcome(
+                _failed(
                     self.t("内部存储暂不可用，请稍后重试。", "Storage is unavailable; try again later."),
-                    ok=False,
+                    "store_unavailable",
                 ),
                 None,
                 None,
             )
-        result = "ok" if outcome.ok else "failed"
-        if outcome.reply.startswith(("无权", "Not allowed")):
-            result = "refused"
+        result = outcome.result.value
         self._metrics.commands.labels(type(command).__name__.lower(), result).inc()
-        log.info(
-            "command_executed user=%s action=%s ref=%s result=%s silence_id=%s",
+        log.log(
+            logging.INFO if outcome.ok else logging.WARNING,
+            "command_executed user=%s action=%s ref=%s result=%s reason=%s silence_id=%s",
             user,
             action,
             ref,
             result,
+            outcome.reason or None,
             silence_id,
         )
+        first_line = outcome.reply.splitlines()[0] if outcome.reply else ""
         try:
             await self._state.add_audit(
                 AuditEntry(
@@ -97,7 +123,7 @@ class CommandExecutor:
                     action=action,
                     ref=ref,
                     result=result,
-                    detail=outcome.reply.splitlines()[0][:200] if outcome.reply else "",
+                    detail=(f"{outcome.reason}: {first_line}" if outcome.reason else first_line)[:200],
                     silence_id=silence_id,
                 )
             )
@@ -105,18 +131,20 @@ class CommandExecutor:
             log.error("audit_write_failed user=%s action=%s error=%s", user, action, exc)
         return outcome
 
-    async def _dispatch(self, user: str, command: Command) -> tuple[Outcome, int | None, str | None]:
+    async def _dispatch(
+        self, user: str, command: Command, app: str | None
+    ) -> tuple[Outcome, int | None, str | None]:
         match command:
             case Ack(ref=ref):
-                return await self._ack(user, ref)
+                return await self._ack(user, ref, app)
             case Silence(ref=ref, duration=duration, comment=comment):
-                return await self._silence(user, ref, duration, comment)
+                return await self._silence(user, ref, duration, comment, app)
             case Unsilence(ref=ref, silence_id=silence_id):
-                return await self._unsilence(user, ref, silence_id)
+                return await self._unsilence(user, ref, silence_id, app)
             case ListAlerts():
                 return await self._list_alerts(user), None, None
             case ListSilences():
-                return await self._list_silences(), None, None
+                return await self._list_silences(user, app), None, None
             case Help():
                 return Outcome(self.help_text()), None, None
         raise TypeError(f"unknown command {command!r}")
@@ -127,35 +155,48 @@ class CommandExecutor:
         found = await (self._state.latest_ref_for_user(user) if ref is None else self._state.get_ref(ref))
         if found is None:
             if ref is None:
-                return Outcome(
+                return _failed(
                     self.t(
                         "还没有发给你的告警；请带上编号，例如：确认 27",
                         "No alert was sent to you yet; give a reference, e.g. ack 27",
                     ),
-                    ok=False,
+                    "no_alert_for_user",
                 )
-            return Outcome(
+            return _failed(
                 self.t(
                     f"找不到告警 #{ref}（编号错误或已过期）。",
                     f"No alert #{ref} (wrong or expired reference).",
                 ),
-                ok=False,
+                "unknown_reference",
             )
         return found
 
-    def _allowed(self, user: str, ref: AlertRef, allow: object) -> bool:
-        if isinstance(allow, list):
-            return user.lower() in {u.lower() for u in allow}
-        receiver = self._config.receivers.get(ref.receiver)
-        if not isinstance(receiver, AppReceiver):
-            return True  # robot/console audiences are not known individually
-        if ref.recipients.to_party or ref.recipients.to_tag:
-            return True  # membership of parties/tags is WeCom's to check (app visibility)
-        return user.lower() in {u.lower() for u in ref.recipients.to_user}
+    async def _refused(self, user: str, ref: AlertRef, key: ActorKey, app: str | None) -> Outcome | None:
+        """The refusal when ``user`` may not act on ``ref`` (None: allowed)."""
+        refusal = await self._authorizer.check(user, ref.receiver, ref.recipients, key, via_app=app)
+        if refusal is None:
+            return None
+        return self._refusal(refusal, ref, key)
 
-    def _refusal(self, ref: AlertRef) -> Outcome:
-        return Outcome(
-            self.t(f"无权操作告警 #{ref.ref}。", f"Not allowed to act on alert #{ref.ref}."), ok=False
+    def _refusal(self, refusal: Refusal, ref: AlertRef, key: ActorKey) -> Outcome:
+        text = refusal_text(
+            self._config, refusal, ref=ref.ref, receiver_name=ref.receiver, recipients=ref.recipients, key=key
+        )
+        return Outcome(text, result=CommandResult.REFUSED, reason=refusal.value)
+
+    def _lang(self, ref: AlertRef | None) -> Language:
+        """The language of replies about ``ref``: its receiver's."""
+        if ref is None or ref.receiver not in self._config.receivers:
+            return self.language
+        return self._config.language_of(ref.receiver)
+
+    def _log_silencer_error(self, user: str, ref: AlertRef | None, error: SilencerError) -> None:
+        log.warning(
+            "command_silencer_failed user=%s ref=%s reason=%s error=%s",
+            user,
+            ref.ref if ref is not None else None,
+            error.kind.value,
+            error,
         )
 
     def _receiver(self, ref: AlertRef) -> ReceiverConfig | None:
@@ -167,21 +208,26 @@ class CommandExecutor:
 
     # -- commands -----------------------------------------------------------
 
-    async def _ack(self, user: str, ref_number: int | None) -> tuple[Outcome, int | None, str | None]:
+    async def _ack(
+        self, user: str, ref_number: int | None, app: str | None
+    ) -> tuple[Outcome, int | None, str | None]:
         ref = await self._resolve(user, ref_number)
         if isinstance(ref, Outcome):
             return ref, ref_number, None
+        refused = await self._refused(user, ref, ActorKey.ACK, app)
         receiver = self._receiver(ref)
-        if receiver is None or not self._allowed(user, ref, receiver.allow_ack):
-            return self._refusal(ref), ref.ref, None
+        if refused is not None or receiver is None:
+            return refused or self._refusal(Refusal.RECEIVER_GONE, ref, ActorKey.ACK), ref.ref, None
+        lang = self._lang(ref)
         if not ref.firing:
             return (
-                Outcome(
-                    self.t(
+                _failed(
+                    pick(
+                        lang,
                         f"#{ref.ref} {ref.title} 已恢复，无需确认。",
                         f"#{ref.ref} {ref.title} is resolved already.",
                     ),
-                    ok=False,
+                    "resolved",
                 ),
                 ref.ref,
                 None,
@@ -196,11 +242,14 @@ class CommandExecutor:
                 step = self._config.commands.ack_silence_step
                 try:
                     silence_id = await self._create_silence(silencer, ref, user, step, "ack", via_ack=True)
-                    extra = self.t("，并已静默直到恢复", ", silenced until it resolves")
+                    extra = pick(lang, "，并已静默直到恢复", ", silenced until it resolves")
                 except SilencerError as exc:
-                    extra = self.t(f"（静默失败：{exc}）", f" (silence failed: {exc})")
-        label = self.t(f"已确认 · {user}", f"Acked · {user}")
-        reply = self.t(
+                    self._log_silencer_error(user, ref, exc)
+                    failure = silencer_failure(lang, exc)
+                    extra = pick(lang, f"（静默失败：{failure}）", f" (silence failed: {failure})")
+        label = pick(lang, f"已确认 · {user}", f"Acked · {user}")
+        reply = pick(
+            lang,
             f"已确认 #{ref.ref} {ref.title}（{len(ref.alerts)} 条告警）{extra}。恢复或变化前不再重复提醒。",
             f"Acknowledged #{ref.ref} {ref.title} ({len(ref.alerts)} alerts){extra}. No repeats until it resolves or changes.",
         )
@@ -239,22 +288,24 @@ class CommandExecutor:
         return silence_id
 
     async def _silence(
-        self, user: str, ref_number: int, duration: timedelta, comment: str
+        self, user: str, ref_number: int, duration: timedelta, comment: str, app: str | None
     ) -> tuple[Outcome, int | None, str | None]:
         ref = await self._resolve(user, ref_number)
         if isinstance(ref, Outcome):
             return ref, ref_number, None
-        receiver = self._receiver(ref)
-        if receiver is None or not self._allowed(user, ref, receiver.allow_silence):
-            return self._refusal(ref), ref.ref, None
+        refused = await self._refused(user, ref, ActorKey.SILENCE, app)
+        if refused is not None:
+            return refused, ref.ref, None
+        lang = self._lang(ref)
         if ref.group_key.startswith(LEGACY_GROUP_PREFIX):
             return (
-                Outcome(
-                    self.t(
+                _failed(
+                    pick(
+                        lang,
                         f"#{ref.ref} 来自旧版 Grafana 告警，它没有静默 API；请在 Grafana 中暂停该规则。",
                         f"#{ref.ref} comes from legacy Grafana alerting, which has no silence API; pause the rule in Grafana.",
                     ),
-                    ok=False,
+                    "legacy_grafana",
                 ),
                 ref.ref,
                 None,
@@ -262,12 +313,13 @@ class CommandExecutor:
         silencer = self._silencer_for(ref)
         if silencer is None:
             return (
-                Outcome(
-                    self.t(
+                _failed(
+                    pick(
+                        lang,
                         "该告警的接收器没有配置静默器（silencer）。",
                         "No silencer is configured for this alert's receiver.",
                     ),
-                    ok=False,
+                    "no_silencer",
                 ),
                 ref.ref,
                 None,
@@ -275,20 +327,26 @@ class CommandExecutor:
         try:
             silence_id = await self._create_silence(silencer, ref, user, duration, comment)
         except SilencerError as exc:
+            self._log_silencer_error(user, ref, exc)
+            failure = silencer_failure(lang, exc)
             return (
-                Outcome(self.t(f"静默未创建：{exc}", f"Silence not created: {exc}"), ok=False),
+                _failed(
+                    pick(lang, f"静默未创建：{failure}。", f"Silence not created: {failure}."),
+                    f"silencer_{exc.kind}",
+                ),
                 ref.ref,
                 None,
             )
         until = self._time(self._clock() + duration)
-        reply = self.t(
+        reply = pick(
+            lang,
             f"已静默 #{ref.ref} {ref.title} {format_duration(duration, 'zh')}，至 {until}\n静默 ID：{silence_id}\n{silencer.silence_url(silence_id)}",
             f"Silenced #{ref.ref} {ref.title} for {format_duration(duration, 'en')}, until {until}\nSilence ID: {silence_id}\n{silencer.silence_url(silence_id)}",
         )
-        return Outcome(reply, self.t(f"已静默至 {until}", f"Silenced until {until}")), ref.ref, silence_id
+        return Outcome(reply, pick(lang, f"已静默至 {until}", f"Silenced until {until}")), ref.ref, silence_id
 
     async def _unsilence(
-        self, user: str, ref_number: int | None, silence_id: str | None
+        self, user: str, ref_number: int | None, silence_id: str | None, app: str | None
     ) -> tuple[Outcome, int | None, str | None]:
         now = self._clock()
         ref: AlertRef | None
@@ -296,18 +354,33 @@ class CommandExecutor:
             record = await self._state.get_silence(silence_id)
             if record is None:
                 return (
-                    Outcome(
+                    _failed(
                         self.t(
                             f"找不到由 alertbridge 创建的静默 {silence_id}。",
                             f"No silence {silence_id} created by alertbridge.",
                         ),
-                        ok=False,
+                        "unknown_silence",
                     ),
                     None,
                     silence_id,
                 )
             targets = [record]
             ref = await self._state.get_ref(record.ref) if record.ref is not None else None
+            if ref is None and record.created_by.casefold() != user.casefold():
+                # Its alerts are forgotten: nobody can say who received them.
+                return (
+                    Outcome(
+                        self.t(
+                            f"无权取消静默 {silence_id}：它的告警已过期，只有创建者 {record.created_by} 可以取消。",
+                            f"Not allowed to unsilence {silence_id}: its alerts expired; only its creator "
+                            f"{record.created_by} may.",
+                        ),
+                        result=CommandResult.REFUSED,
+                        reason=Refusal.NOT_THE_CREATOR.value,
+                    ),
+                    None,
+                    silence_id,
+                )
         else:
             found = await self._resolve(user, ref_number)
             if isinstance(found, Outcome):
@@ -316,18 +389,23 @@ class CommandExecutor:
             targets = await self._state.silences_for_ref(ref.ref, active_at=now)
             if not targets:
                 return (
-                    Outcome(
-                        self.t(f"#{ref.ref} 没有生效中的静默。", f"#{ref.ref} has no active silence."),
-                        ok=False,
+                    _failed(
+                        pick(
+                            self._lang(ref),
+                            f"#{ref.ref} 没有生效中的静默。",
+                            f"#{ref.ref} has no active silence.",
+                        ),
+                        "no_active_silence",
                     ),
                     ref.ref,
                     None,
                 )
         ref_of = ref.ref if ref is not None else None
+        lang = self._lang(ref)
         if ref is not None:
-            receiver = self._receiver(ref)
-            if receiver is None or not self._allowed(user, ref, receiver.allow_silence):
-                return self._refusal(ref), ref.ref, silence_id
+            refused = await self._refused(user, ref, ActorKey.SILENCE, app)
+            if refused is not None:
+                return refused, ref.ref, silence_id
         expired: list[str] = []
         for record in targets:
             silencer = self._silencers.get(record.silencer)
@@ -336,14 +414,19 @@ class CommandExecutor:
             try:
                 await silencer.expire(record.silence_id)
             except SilencerError as exc:
+                self._log_silencer_error(user, ref, exc)
+                failure = silencer_failure(lang, exc)
                 return (
-                    Outcome(self.t(f"取消静默失败：{exc}", f"Unsilence failed: {exc}"), ok=False),
+                    _failed(
+                        pick(lang, f"取消静默失败：{failure}。", f"Unsilence failed: {failure}."),
+                        f"silencer_{exc.kind}",
+                    ),
                     ref_of,
                     record.silence_id,
                 )
             await self._state.mark_silence_expired(record.silence_id, now)
             expired.append(record.silence_id)
-        reply = self.t(f"已取消静默：{', '.join(expired)}", f"Silence expired: {', '.join(expired)}")
+        reply = pick(lang, f"已取消静默：{', '.join(expired)}", f"Silence expired: {', '.join(expired)}")
         return Outcome(reply), ref_of, ", ".join(expired) or None
 
     async def _list_alerts(self, user: str) -> Outcome:
@@ -359,8 +442,12 @@ class CommandExecutor:
             )
         return Outcome(fit_lines(lines, self.t("…还有 {n} 条", "… {n} more")))
 
-    async def _list_silences(self) -> Outcome:
-        records = await self._state.active_silences(self._clock())
+    async def _list_silences(self, user: str, app: str | None) -> Outcome:
+        """The active silences on refs ``user`` may silence, and those they created:
+        the matchers and ids of everyone else's alerts are not theirs to see."""
+        records = [
+            r for r in await self._state.active_silences(self._clock()) if await self._may_see(user, r, app)
+        ]
         if not records:
             return Outcome(self.t("没有生效中的静默。", "No active silences."))
         lines = [self.t(f"生效中的静默（{len(records)}）：", f"Active silences ({len(records)}):")]
@@ -370,6 +457,17 @@ class CommandExecutor:
                 f"{ref}{record.matchers} · {self.t('至', 'until')} {self._time(record.ends_at)} · {record.created_by} · {record.silence_id}"
             )
         return Outcome(fit_lines(lines, self.t("…还有 {n} 条", "… {n} more")))
+
+    async def _may_see(self, user: str, record: SilenceRecord, app: str | None) -> bool:
+        if record.created_by.casefold() == user.casefold():
+            return True
+        ref = await self._state.get_ref(record.ref) if record.ref is not None else None
+        if ref is None:
+            return False
+        refusal = await self._authorizer.check(
+            user, ref.receiver, ref.recipients, ActorKey.SILENCE, via_app=app
+        )
+        return refusal is None
 
     def short_help(self) -> str:
         return self.t(
@@ -381,18 +479,3 @@ class CommandExecutor:
         max_silence = format_duration(self._config.commands.max_silence, self.language)
         limit = self.t(f"静默最长 {max_silence}", f"Longest silence: {max_silence}")
         return f"{help_text(self.language)}\n{limit}"
-
-
-def fit_lines(lines: list[str], more: str, limit: int = REPLY_LIMIT) -> str:
-    """Join lines, dropping the tail with a "… N more" line so the reply fits one message."""
-    text = "\n".join(lines)
-    if len(text.encode()) <= limit:
-        return text
-    kept = list(lines)
-    while kept:
-        dropped = len(lines) - len(kept)
-        candidate = "\n".join([*kept, more.format(n=dropped)]) if dropped else "\n".join(kept)
-        if len(candidate.encode()) <= limit:
-            return candidate
-        kept.pop()
-    return more.format(n=len(lines))[:limit]

@@ -206,16 +206,23 @@ def parse_silence_duration(text: str, max_silence: timedelta) -> timedelta:
             f"时长“{shown}”无效，可写 30m、2h、1d、1h30m",
             f'invalid duration "{shown}" (write 30m, 2h, 1d, 1h30m)',
         ) from None
+    except OverflowError:
+        # More than timedelta holds (about 2.7 million years): far over any limit.
+        raise _too_long(max_silence) from None
     if duration <= timedelta(0):
         raise _bad("silence", "bad_duration", "时长必须大于 0", "duration must be more than 0")
     if duration > max_silence:
-        raise _bad(
-            "silence",
-            "duration_too_long",
-            f"静默最长 {format_duration(max_silence, 'zh')}",
-            f"silences last at most {format_duration(max_silence, 'en')}",
-        )
+        raise _too_long(max_silence)
     return duration
+
+
+def _too_long(max_silence: timedelta) -> CommandError:
+    return _bad(
+        "silence",
+        "duration_too_long",
+        f"静默最长 {format_duration(max_silence, 'zh')}",
+        f"silences last at most {format_duration(max_silence, 'en')}",
+    )
 
 
 def _ref_number(folded: str) -> int | None:
@@ -338,12 +345,7 @@ def parse_button_key(key: str, *, max_silence: timedelta | None = None) -> Comma
         case ["silence", ref, seconds] if _is_number(ref) and _is_number(seconds):
             duration = timedelta(seconds=int(seconds))
             if max_silence is not None and duration > max_silence:
-                raise _bad(
-                    "silence",
-                    "duration_too_long",
-                    f"静默最长 {format_duration(max_silence, 'zh')}",
-                    f"silences last at most {format_duration(max_silence, 'en')}",
-                )
+                raise _too_long(max_silence)
             return Silence(int(ref), duration)
         case ["unsilence", ref] if _is_number(ref):
             return Unsilence(ref=int(ref))

@@ -12,20 +12,47 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from alertbridge.errors import AlertbridgeError
 
 
+class SilencerFailure(StrEnum):
+    """What kind of failure a ``SilencerError`` is: replies say it in the
+    user's language from this, and logs carry it as the reason."""
+
+    UNREACHABLE = "unreachable"  # no peer answered: nothing happened
+    CREDENTIALS = "credentials_refused"  # 401/403
+    REFUSED = "refused"  # another 4xx, with the silencer's reason
+    SERVER_ERROR = "server_error"  # 5xx
+    BAD_ANSWER = "bad_answer"  # an answer of the wrong shape
+    INVALID = "invalid_matchers"  # refused before asking: the matchers would silence everything
+
+
 class SilencerError(AlertbridgeError):
-    """A silence operation failed; ``str()`` is safe to show to users.
+    """A silence operation failed; ``str()`` is the English detail (safe to
+    log: no secrets), ``kind`` the typed failure and ``product`` who failed.
 
     ``unreachable`` distinguishes "no peer answered" (nothing happened) from
     "the silencer refused" (a 4xx with its reason).
     """
 
-    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        unreachable: bool = False,
+        kind: SilencerFailure | None = None,
+        product: str = "",
+    ) -> None:
         self.unreachable = unreachable
+        self.kind = (
+            kind
+            if kind is not None
+            else (SilencerFailure.UNREACHABLE if unreachable else SilencerFailure.REFUSED)
+        )
+        self.product = product
         super().__init__(message)
 
 
@@ -150,7 +177,9 @@ def matches_empty(matcher: Matcher) -> bool:
         try:
             hit = re.fullmatch(matcher.value, "") is not None
         except re.error as exc:
-            raise SilencerError(f"invalid regex in matcher {matcher}: {exc}") from None
+            raise SilencerError(
+                f"invalid regex in matcher {matcher}: {exc}", kind=SilencerFailure.INVALID
+            ) from None
     else:
         hit = matcher.value == ""
     return hit if matcher.is_equal else not hit
@@ -167,9 +196,10 @@ def ensure_selective(matchers: Sequence[Matcher]) -> None:
         SilencerError: no matcher, or all of them match the empty string.
     """
     if not matchers:
-        raise SilencerError("a silence needs at least one matcher")
+        raise SilencerError("a silence needs at least one matcher", kind=SilencerFailure.INVALID)
     if all(matches_empty(m) for m in matchers):
         shown = ", ".join(str(m) for m in matchers)
         raise SilencerError(
-            f"matchers {shown} would silence every alert; at least one must name a label value"
+            f"matchers {shown} would silence every alert; at least one must name a label value",
+            kind=SilencerFailure.INVALID,
         )

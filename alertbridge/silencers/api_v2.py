@@ -37,6 +37,7 @@ from alertbridge.silencers import (
     SilenceNotFoundError,
     SilenceRequest,
     SilencerError,
+    SilencerFailure,
     ensure_selective,
 )
 
@@ -208,6 +209,7 @@ class ApiV2Silencer:
         raise SilencerError(
             f"{self.product} at {', '.join(tried)} unreachable ({', '.join(problems)}), {consequence}",
             unreachable=True,
+            product=self.product,
         )
 
     def _raise_for_status(self, response: httpx.Response, consequence: str) -> None:
@@ -219,13 +221,23 @@ class ApiV2Silencer:
             # The body is not shown: a proxy might echo the request's headers.
             raise SilencerError(
                 f"{self.product} at {where} refused alertbridge's credentials (HTTP {status}), "
-                f"{consequence}{self._credentials_hint(status)}"
+                f"{consequence}{self._credentials_hint(status)}",
+                kind=SilencerFailure.CREDENTIALS,
+                product=self.product,
             )
         reason = _reason(response)
         detail = f": {reason}" if reason else f" (HTTP {status})"
         if 400 <= status < 500:
-            raise SilencerError(f"{self.product} at {where} refused, {consequence}{detail}")
-        raise SilencerError(f"{self.product} at {where} failed with HTTP {status}, {consequence}{detail}")
+            raise SilencerError(
+                f"{self.product} at {where} refused, {consequence}{detail}",
+                kind=SilencerFailure.REFUSED,
+                product=self.product,
+            )
+        raise SilencerError(
+            f"{self.product} at {where} failed with HTTP {status}, {consequence}{detail}",
+            kind=SilencerFailure.SERVER_ERROR,
+            product=self.product,
+        )
 
     def _silence_id(self, response: httpx.Response) -> str:
         def convert(data: Any) -> str:
@@ -244,7 +256,9 @@ class ApiV2Silencer:
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("silencer %s: unexpected answer from %s: %r", self.name, response.request.url, exc)
             raise SilencerError(
-                f"{self.product} at {self._shown_url(response)} answered with an unexpected body"
+                f"{self.product} at {self._shown_url(response)} answered with an unexpected body",
+                kind=SilencerFailure.BAD_ANSWER,
+                product=self.product,
             ) from None
 
     def _shown_url(self, response: httpx.Response) -> str:

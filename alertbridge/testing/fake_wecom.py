@@ -37,7 +37,12 @@ tests run against the same checks WeCom would apply:
   ``image``/``voice``/``video``/``file`` messages naming an unknown, expired
   or foreign media id get 40007;
 - robot ``image`` messages (docs §5): ``base64`` must decode, ``md5`` must be
-  the MD5 of the decoded bytes, at most 2 MB, PNG or JPEG (40058 otherwise).
+  the MD5 of the decoded bytes, at most 2 MB, PNG or JPEG (40058 otherwise);
+- the contact reads ``user/get`` (a member's ``department`` list; unknown
+  member 60111) and ``tag/get`` (``userlist`` and ``partylist``; unknown tag
+  40068), from ``user_departments`` and ``tag_members``; ``contact_errcode``
+  (e.g. 60011, 48002) makes both answer as to an app without contact
+  permission.
 
 Tests inject faults (an errcode, an HTTP status, a delay) per endpoint, expire
 all tokens, and inspect what was delivered or dropped, from Python or over
@@ -82,7 +87,9 @@ UPDATE_TEMPLATE_CARD = "message/update_template_card"
 WEBHOOK_SEND = "webhook/send"
 MEDIA_UPLOAD = "media/upload"
 AGENT_GET = "agent/get"
-ENDPOINTS = (GETTOKEN, MESSAGE_SEND, UPDATE_TEMPLATE_CARD, WEBHOOK_SEND, MEDIA_UPLOAD, AGENT_GET)
+USER_GET = "user/get"
+TAG_GET = "tag/get"
+ENDPOINTS = (GETTOKEN, MESSAGE_SEND, UPDATE_TEMPLATE_CARD, WEBHOOK_SEND, MEDIA_UPLOAD, AGENT_GET, USER_GET, TAG_GET)
 
 DEFAULT_CORP_ID = "ww0000fakecorp"
 DEFAULT_SECRET = "fake-app-secret-0123456789"
@@ -347,7 +354,10 @@ class FakeWeCom:
     """The fake's state and its ASGI app (``.app``).
 
     ``users``/``parties``/``tags``: the ids that exist; ``None`` means every id
-    exists. ``unlicensed_users`` exist but have no API license: they are listed
+    exists. ``user_departments`` (user id → department ids; others are in
+    department 1) and ``tag_members`` (tag id → (user ids, department ids))
+    feed ``user/get`` and ``tag/get``; ``contact_errcode`` answers both with
+    that errcode instead. ``unlicensed_users`` exist but have no API license: they are listed
     in ``unlicenseduser`` and get nothing. State is guarded by a lock because
     the server runs in its own thread while tests inspect it from theirs.
     """
@@ -361,6 +371,9 @@ class FakeWeCom:
         parties: Iterable[str] | None = None,
         tags: Iterable[str] | None = None,
         unlicensed_users: Iterable[str] = (),
+        user_departments: Mapping[str, Iterable[int]] | None = None,
+        tag_members: Mapping[str, tuple[Iterable[str], Iterable[int]]] | None = None,
+        contact_errcode: int | None = None,
         token_lifetime: int = 7200,
         response_code_lifetime: float = RESPONSE_CODE_LIFETIME,
         media_lifetime: float = MEDIA_LIFETIME,
@@ -374,6 +387,9 @@ class FakeWeCom:
         self.parties = None if parties is None else frozenset(parties)
         self.tags = None if tags is None else frozenset(tags)
         self.unlicensed_users = _folded(unlicensed_users) or frozenset()
+        self.user_departments = {u.casefold(): list(d) for u, d in (user_departments or {}).items()}
+        self.tag_members = {t: (list(u), list(p)) for t, (u, p) in (tag_members or {}).items()}
+        self.contact_errcode = contact_errcode
         self.token_lifetime = token_lifetime
         self.response_code_lifetime = response_code_lifetime
         self.media_lifetime = media_lifetime
@@ -446,6 +462,22 @@ class FakeWeCom:
                 found = "no card" if not owners else "cards of several apps"
                 raise ValueError(f"{found} with task_id {task_id!r} was sent; pass agent_id")
             return self._issue_code(owners[0], task_id)
+
+    def set_contacts(
+        self,
+        *,
+        user_departments: Mapping[str, Iterable[int]] | None = None,
+        tag_members: Mapping[str, tuple[Iterable[str], Iterable[int]]] | None = None,
+        contact_errcode: int | None = None,
+    ) -> None:
+        """Replace what ``user/get`` and ``tag/get`` answer (``None`` keeps a table;
+        ``contact_errcode`` is always set: None answers normally again)."""
+        with self._lock:
+            if user_departments is not None:
+                self.user_departments = {u.casefold(): list(d) for u, d in user_departments.items()}
+            if tag_members is not None:
+                self.tag_members = {t: (list(u), list(p)) for t, (u, p) in tag_members.items()}
+            self.contact_errcode = contact_errcode
 
     def expire_media(self) -> None:
         """Expire every media id uploaded so far (messages naming one answer 40007)."""
@@ -546,6 +578,9 @@ class FakeWeCom:
             Route("/cgi-bin/message/update_template_card", self._update_template_card, methods=["POST"]),
             Route("/cgi-bin/webhook/send", self._webhook_send, methods=["POST"]),
             Route("/cgi-bin/media/upload", self._media_upload, methods=["POST"]),
+            Route("/cgi-bin/user/get", self._user_get, methods=["GET"]),
+            Route("/cgi-bin/tag/get", self._tag_get, methods=["GET"]),
+            Route("/_fake/contacts", self._http_contacts, methods=["POST"]),
             Route("/_fake/uploads", self._http_uploads, methods=["GET"]),
             Route("/_fake/expire-media", self._http_expire_media, methods=["POST"]),
             Route("/_fake/messages", self._http_messages, methods=["GET"]),
@@ -637,6 +672,53 @@ class FakeWeCom:
         if refused:
             raise _Reject(*refused[0])
         return body
+
+    async def _user_get(self, request: Request) -> Response:
+        early = await self._begin(USER_GET, request)
+        if early is not None:
+            return early
+        try:
+            self._authorize(request.query_params.get("access_token", ""))
+            userid = request.query_params.get("userid", "")
+            with self._lock:
+                denied = self.contact_errcode
+                departments = self.user_departments.get(userid.casefold(), [1])
+            if denied is not None:
+                raise _Reject(denied, "no privilege to access/modify contact/party/agent")
+            if not userid or (self.users is not None and userid.casefold() not in self.users):
+                raise _Reject(60111, "userid not found")
+        except _Reject as reject:
+            return _answer(reject.errcode, reject.errmsg)
+        return JSONResponse(
+            {"errcode": 0, "errmsg": "ok", "userid": userid, "name": userid, "department": departments}
+        )
+
+    async def _tag_get(self, request: Request) -> Response:
+        early = await self._begin(TAG_GET, request)
+        if early is not None:
+            return early
+        try:
+            self._authorize(request.query_params.get("access_token", ""))
+            tagid = request.query_params.get("tagid", "")
+            with self._lock:
+                denied = self.contact_errcode
+                members = self.tag_members.get(tagid)
+            if denied is not None:
+                raise _Reject(denied, "no privilege to access/modify contact/party/agent")
+            if members is None:
+                raise _Reject(40068, "invalid tagid")
+        except _Reject as reject:
+            return _answer(reject.errcode, reject.errmsg)
+        users, parties = members
+        return JSONResponse(
+            {
+                "errcode": 0,
+                "errmsg": "ok",
+                "tagname": f"tag-{tagid}",
+                "userlist": [{"userid": u, "name": u} for u in users],
+                "partylist": parties,
+            }
+        )
 
     def _authorize(self, token: str) -> FakeApp:
         if not token:
@@ -940,6 +1022,30 @@ class FakeWeCom:
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
         return JSONResponse({"ok": True, "response_code": code})
+
+    async def _http_contacts(self, request: Request) -> Response:
+        """POST ``{"user_departments"?: {user: [ids]}, "tag_members"?: {tag: {"users": [], "parties": []}},
+        "contact_errcode"?: 60011}``: what ``user/get`` and ``tag/get`` answer (``set_contacts``)."""
+        try:
+            data = json.loads(await request.body())
+            departments = data.get("user_departments")
+            tags = data.get("tag_members")
+            errcode = data.get("contact_errcode")
+            self.set_contacts(
+                user_departments=None
+                if departments is None
+                else {str(u): [int(d) for d in ids] for u, ids in departments.items()},
+                tag_members=None
+                if tags is None
+                else {
+                    str(t): ([str(u) for u in m.get("users", [])], [int(p) for p in m.get("parties", [])])
+                    for t, m in tags.items()
+                },
+                contact_errcode=None if errcode is None else int(errcode),
+            )
+        except (ValueError, TypeError, AttributeError) as exc:
+            return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
+        return JSONResponse({"ok": True})
 
     async def _http_stats(self, request: Request) -> Response:
         return JSONResponse(self.stats())

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 
+from alertbridge.budget import SendBudget, member_limits
 from alertbridge.commands import Command, CommandError, Help
 from alertbridge.commands.executor import CommandExecutor, Outcome
 from alertbridge.commands.parser import parse_button_key, parse_command
@@ -84,6 +85,7 @@ class WeComCallback:
         executor: CommandExecutor,
         client: WeComClient,
         metrics: Metrics | None = None,
+        budget: SendBudget | None = None,
         epoch: Callable[[], float] = time.time,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -92,6 +94,9 @@ class WeComCallback:
         self._executor = executor
         self._client = client
         self._metrics = metrics if metrics is not None else Metrics()
+        # The dispatcher's budget: a reply counts against the member's WeCom
+        # limit like an alert, else replies would push alerts over it.
+        self._budget = budget if budget is not None else SendBudget()
         self._epoch = epoch
         self._clock = clock
         self._crypto: dict[str, CallbackCrypto] = {}
@@ -205,7 +210,7 @@ class WeComCallback:
         except CommandError as exc:
             await self._reply(app_name, app, user, exc.message(self._executor.language))
             return
-        outcome = await self._executor.execute(user, command, action=_action(command))
+        outcome = await self._executor.execute(user, command, action=_action(command), app=app_name)
         await self._reply(app_name, app, user, outcome.reply)
 
     async def _run_button(self, app_name: str, app: WeComAppConfig, event: EventMessage) -> None:
@@ -217,7 +222,9 @@ class WeComCallback:
             return
         if isinstance(command, Help):
             return
-        outcome = await self._executor.execute(user, command, action=f"button:{_action(command)}")
+        outcome = await self._executor.execute(
+            user, command, action=f"button:{_action(command)}", app=app_name
+        )
         if (
             outcome.ok
             and outcome.card_label
@@ -252,11 +259,32 @@ class WeComCallback:
         return True
 
     async def _reply(self, app_name: str, app: WeComAppConfig, user: str, text: str) -> None:
+        """Send a reply within the member's WeCom budget; beyond it WeCom would
+        drop the message silently (and the next alert with it), so it is not sent."""
+        limits = member_limits(app, user)
+        reserved_at = self._clock()
+        if not self._budget.reserve(limits, reserved_at):
+            self._metrics.command_replies.labels("rate_limited").inc()
+            log.warning(
+                "callback_reply_not_sent app=%s user=%s reason=rate_limit next_free=%s: "
+                "the member's WeCom budget (%d a minute, %d an hour, shared with alerts) is spent",
+                app_name,
+                user,
+                self._budget.next_free(limits, reserved_at).isoformat(),
+                app.rate_limit_per_minute,
+                app.rate_limit_per_hour,
+            )
+            return
         body = {"touser": user, "msgtype": "text", "text": {"content": text}}
         try:
             await self._client.send_app_message(app_name, app, body)
         except DeliveryError as exc:
+            self._budget.refund(limits, reserved_at)
+            self._metrics.command_replies.labels("failed").inc()
             log.error("callback_reply_failed app=%s user=%s error=%s", app_name, user, exc)
+            return
+        self._budget.settle(limits, reserved_at, self._clock())
+        self._metrics.command_replies.labels("sent").inc()
 
 
 def _snake(name: str) -> str:

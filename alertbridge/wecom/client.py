@@ -1,5 +1,6 @@
 """The WeCom API client: app messages (``message/send``, ``message/update_template_card``),
-temporary media (``media/upload``) and group robots (``webhook/send``).
+temporary media (``media/upload``), group robots (``webhook/send``) and the two
+contact reads command authorization needs (``user/get``, ``tag/get``).
 
 One ``httpx.AsyncClient`` per process is passed in; the composition root
 creates it with timeouts and closes it. The client keeps one access-token
@@ -42,6 +43,8 @@ MESSAGE_SEND = "/cgi-bin/message/send"
 UPDATE_TEMPLATE_CARD = "/cgi-bin/message/update_template_card"
 WEBHOOK_SEND = "/cgi-bin/webhook/send"
 MEDIA_UPLOAD = "/cgi-bin/media/upload"
+USER_GET = "/cgi-bin/user/get"
+TAG_GET = "/cgi-bin/tag/get"
 
 _REDACTED = "[REDACTED]"
 
@@ -78,6 +81,15 @@ class AppSendResult:
     def partial(self) -> bool:
         """Some recipients did not get the message."""
         return bool(self.invalid_user or self.invalid_party or self.invalid_tag or self.unlicensed_user)
+
+
+@dataclass(frozen=True, slots=True)
+class TagMembers:
+    """A tag's members as ``tag/get`` lists them: user ids (lower-cased: WeCom
+    user ids are case-insensitive) and the departments tagged as a whole."""
+
+    users: frozenset[str]
+    parties: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +219,46 @@ class WeComClient:
             raise WeComTransportError(MEDIA_UPLOAD, "answer lacks media_id", reason="bad_response")
         return media_id
 
+    async def user_departments(self, app_name: str, app: WeComAppConfig, userid: str) -> frozenset[str]:
+        """The ids of the departments ``userid`` belongs to (``user/get``'s ``department``).
+
+        WeCom answers only for members inside the app's visible range, and only
+        to apps with contact read permission (developer.work.weixin.qq.com
+        document 90196, 读取成员).
+
+        Raises:
+            PermanentWeComAPIError: 60011 (outside the visible range), 48002
+                (no contact permission) and every other permanent errcode.
+            TransientDeliveryError: a retryable errcode or a transport failure.
+        """
+        answer = await self._app_get(app_name, app, USER_GET, {"userid": userid})
+        departments = answer.data.get("department")
+        if not isinstance(departments, list):
+            raise WeComTransportError(USER_GET, "answer lacks the department list", reason="bad_response")
+        return frozenset(str(d) for d in departments if isinstance(d, int) and not isinstance(d, bool))
+
+    async def tag_members(self, app_name: str, app: WeComAppConfig, tagid: str) -> TagMembers:
+        """The members of tag ``tagid`` (``tag/get``: ``userlist`` and ``partylist``,
+        limited to the app's visible range; document 90213, 获取标签成员).
+
+        Raises:
+            PermanentWeComAPIError: 60011 / 48002 and every other permanent errcode.
+            TransientDeliveryError: a retryable errcode or a transport failure.
+        """
+        answer = await self._app_get(app_name, app, TAG_GET, {"tagid": tagid})
+        users = answer.data.get("userlist", [])
+        parties = answer.data.get("partylist", [])
+        if not isinstance(users, list) or not isinstance(parties, list):
+            raise WeComTransportError(TAG_GET, "answer has malformed member lists", reason="bad_response")
+        return TagMembers(
+            users=frozenset(
+                u["userid"].casefold()
+                for u in users
+                if isinstance(u, dict) and isinstance(u.get("userid"), str)
+            ),
+            parties=frozenset(str(p) for p in parties if isinstance(p, int) and not isinstance(p, bool)),
+        )
+
     async def send_robot_message(self, key: str, body: Mapping[str, object]) -> None:
         """Send one group-robot message (``body`` is the webhook/send JSON).
 
@@ -230,6 +282,18 @@ class WeComClient:
 
         async def call(token: str) -> _Answer:
             return await self._post(endpoint, {"access_token": token}, payload, secrets=(token,))
+
+        return await self._with_token(app_name, app, endpoint, call)
+
+    async def _app_get(
+        self, app_name: str, app: WeComAppConfig, endpoint: str, params: Mapping[str, str]
+    ) -> _Answer:
+        """GET an app endpoint with the app's access token (replayed once after a token error)."""
+
+        async def call(token: str) -> _Answer:
+            return await self._request(
+                "GET", endpoint, {**params, "access_token": token}, None, secrets=(token,)
+            )
 
         return await self._with_token(app_name, app, endpoint, call)
 

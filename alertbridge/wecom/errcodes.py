@@ -165,6 +165,12 @@ RULES: dict[int, Rule] = {
     ErrCode.ROBOT_DISABLED: Rule(Action.FAIL, "robot_disabled"),
 }
 
+# What ``user/get`` / ``tag/get`` answer when the app may not read the
+# contact directory (48002) or the member, department or tag lies outside
+# its visible range (60011): authorization then treats the entry as matching
+# nobody, never as matching everybody.
+CONTACT_PERMISSION_DENIED: frozenset[int] = frozenset({ErrCode.API_UNAUTHORIZED, ErrCode.OUT_OF_VISIBILITY})
+
 # Unknown errcodes are permanent: retrying a request WeCom rejected for a
 # reason we do not understand only repeats the rejection (Alertmanager's
 # wechat notifier makes the same choice).
