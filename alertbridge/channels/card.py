@@ -22,6 +22,7 @@ from alertbridge.config import ButtonConfig
 from alertbridge.duration import format_duration
 from alertbridge.message import RenderedMessage
 from alertbridge.model import Ack, AlertGroup
+from alertbridge.render.sanitize import clean_group
 
 # Character limits WeCom documents for button_interaction cards.
 TITLE_CHARS = 36
@@ -77,6 +78,7 @@ def build_alert_card(
     now: datetime,
 ) -> RenderedMessage:
     words = _WORDS.get(language, _WORDS["en"])
+    group = clean_group(group)  # control characters would make WeCom refuse the card (40033)
     firing = group.firing
     name = group.common_labels.get("alertname") or " ".join(group.group_labels.values()) or "alerts"
     status = words["firing"] if firing else words["resolved"]

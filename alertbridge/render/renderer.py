@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -35,6 +36,7 @@ from alertbridge.model import Ack, Alert, AlertGroup
 from alertbridge.render.digest import DIGEST_TEMPLATE, DigestPart, DigestSection, digest_context
 from alertbridge.render.environment import build_environment, template_loaders
 from alertbridge.render.sample import sample_group
+from alertbridge.render.sanitize import clean_group, clean_text
 from alertbridge.render.split import split_into_parts, split_with_items, utf8_len
 
 log = logging.getLogger(__name__)
@@ -138,6 +140,7 @@ class Renderer:
         compiled = self._template(template, language, msgtype)
         mentions = tuple(mentions)
         tail = "" if not mentions or self._names_mentions(compiled) else _mention_line(mentions, limit)
+        group = clean_group(group)
         ordered = (*group.firing, *group.resolved)
 
         def render_part(numbered: Sequence[_Numbered], part: int, parts: int) -> str:
@@ -192,6 +195,7 @@ class Renderer:
         compiled = self._template(DIGEST_TEMPLATE, language, msgtype)
         mentions = tuple(mentions)
         tail = "" if not mentions or self._names_mentions(compiled) else _mention_line(mentions, limit)
+        sections = [replace(section, group=clean_group(section.group)) for section in sections]
         items = [
             (index, alert)
             for index, section in enumerate(sections)
@@ -303,7 +307,8 @@ class Renderer:
             where, lineno = self._locate(exc, name)
             problem = str(exc) if isinstance(exc, jinja2.TemplateError) else f"{type(exc).__name__}: {exc}"
             raise TemplateError(where, problem, lineno) from None
-        text = _valid_utf8(text.strip())
+        # What the template added itself (the group is clean already).
+        text = clean_text(_valid_utf8(text.strip()))
         if not text:
             raise TemplateError(name, "rendered an empty message (WeCom rejects empty content)")
         return text
