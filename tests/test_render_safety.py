@@ -163,3 +163,58 @@ def test_safe_url_keeps_only_http_and_encodes_markup() -> None:
     assert safe_url("http:///nohost") == ""
     assert safe_url('http://h/a b\n<@zhangsan>(x)[y]"') == "http://h/a%20b%0A%3C@zhangsan%3E%28x%29%5By%5D%22"
     assert safe_url("  http://h/trailing\n") == "http://h/trailing"
+
+
+# ---- times --------------------------------------------------------------------
+
+ABSURD_TIMES = [
+    datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+    datetime.fromisoformat("0001-01-01T00:00:00+14:00"),
+    datetime(1, 1, 1, tzinfo=UTC),  # Go's zero time
+]
+
+
+def _timed_group(starts_at: datetime, ends_at: datetime | None) -> AlertGroup:
+    alert = Alert(
+        status=Status.FIRING if ends_at is None else Status.RESOLVED,
+        labels=MappingProxyType({"alertname": "Clock", "instance": "web-1"}),
+        annotations=MappingProxyType({"summary": "时间异常"}),
+        starts_at=starts_at,
+        ends_at=ends_at,
+        fingerprint="c10c",
+    )
+    return AlertGroup(
+        source="alertmanager",
+        status=alert.status,
+        group_key="{}:{}",
+        alerts=(alert,),
+        common_labels=alert.labels,
+    )
+
+
+@pytest.mark.parametrize("moment", ABSURD_TIMES, ids=["year9999", "year1+14", "go-zero"])
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_absurd_times_render_as_unknown(moment: datetime, language: str) -> None:
+    renderer = _renderer()
+    for group in (_timed_group(moment, None), _timed_group(moment, moment), _timed_group(NOW, moment)):
+        for msgtype in ("text", "markdown"):
+            (message,) = renderer.render(
+                group, template="default", language=language, msgtype=msgtype, channel="app", now=NOW
+            )
+            assert "—" in message.content
+            assert "739" not in message.content and "0001" not in message.content
+            assert "9999" not in message.content
+        card = build_alert_card(
+            group, ref=1, ack=None, language=language, buttons=[], task_id="t", tz=TZ, now=NOW
+        )
+        assert "739" not in card.content and "0001" not in card.content and "9999" not in card.content
+    # A real start time still shows its duration.
+    (message,) = renderer.render(
+        _timed_group(NOW - timedelta(hours=2), None),
+        template="default",
+        language=language,
+        msgtype="text",
+        channel="app",
+        now=NOW,
+    )
+    assert ("已持续 2小时" if language == "zh" else "firing for 2h") in message.content

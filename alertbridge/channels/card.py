@@ -22,6 +22,7 @@ from alertbridge.config import ButtonConfig
 from alertbridge.duration import format_duration
 from alertbridge.message import RenderedMessage
 from alertbridge.model import Ack, AlertGroup
+from alertbridge.render.filters import UNKNOWN_TIME, known_time, localtime, since
 from alertbridge.render.sanitize import clean_group
 
 # Character limits WeCom documents for button_interaction cards.
@@ -97,12 +98,17 @@ def build_alert_card(
     if targets:
         more = f" +{len(targets) - 1}" if len(targets) > 1 else ""
         facts.append((words["target"], targets[0] + more))
-    started = min(a.starts_at for a in (firing or group.alerts))
-    facts.append(
-        (words["since"], f"{started.astimezone(tz):%m-%d %H:%M} ({format_duration(now - started, language)})")
-    )
+    # Go's zero time or year 9999 would overflow the time zone shift (see known_time).
+    starts = [a.starts_at for a in (firing or group.alerts) if known_time(a.starts_at)]
+    if starts:
+        started = min(starts)
+        facts.append(
+            (words["since"], f"{localtime(started, tz, '%m-%d %H:%M')} ({since(started, now, language)})")
+        )
+    else:
+        facts.append((words["since"], UNKNOWN_TIME))
     if ack is not None:
-        facts.append((words["acked"], f"{ack.user} {ack.at.astimezone(tz):%H:%M}"))
+        facts.append((words["acked"], f"{ack.user} {localtime(ack.at, tz, '%H:%M')}"))
 
     card: dict[str, Any] = {
         "card_type": "button_interaction",

@@ -62,9 +62,10 @@ def build_environment(loaders: list[BaseLoader], tz: tzinfo) -> Environment:
         lstrip_blocks=True,
     )
 
-    def localtime(value: datetime, fmt: str = filters.DEFAULT_TIME_FORMAT) -> str:
+    def localtime(value: datetime | None, fmt: str = filters.DEFAULT_TIME_FORMAT) -> str:
         return filters.localtime(value, tz, fmt)
 
+    env.tests["known_time"] = filters.known_time
     env.filters.update(
         {
             "localtime": localtime,
@@ -90,7 +91,7 @@ def _from_context(ctx: Context, name: str) -> Any:
 
 
 @pass_context
-def _since(ctx: Context, start: datetime, end: datetime | None = None) -> str:
+def _since(ctx: Context, start: datetime | None, end: datetime | None = None) -> str:
     """``start | since`` → time until now; ``start | since(end)`` → time until end."""
     until = end if end is not None else _from_context(ctx, "now")
     return filters.since(start, until, _from_context(ctx, "language"))

@@ -18,6 +18,14 @@ from alertbridge.model import Alert, AlertGroup
 
 DEFAULT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
+# Times outside this range are placeholders (Go's zero time 0001-01-01, a
+# "never" of 9999-12-31) or nonsense: shown as unknown, never converted (a
+# time zone shift past year 1 or 9999 raises OverflowError) and never used
+# for a duration ("firing for 739954 days").
+EARLIEST_TIME = datetime(1970, 1, 2, tzinfo=UTC)
+LATEST_TIME = datetime(9000, 1, 1, tzinfo=UTC)
+UNKNOWN_TIME = "—"
+
 # Characters that start markup in WeCom's markdown subset when they appear
 # mid-line: emphasis, inline code, links, HTML tags (<font>), and the escape
 # itself. Line-start markup (#, >) cannot occur once newlines are folded.
@@ -41,8 +49,16 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def localtime(value: datetime, tz: tzinfo, fmt: str = DEFAULT_TIME_FORMAT) -> str:
-    """``value`` as wall-clock time in ``tz``: ``2026-11-29 20:08:44``."""
+def known_time(value: datetime | None) -> bool:
+    """Is ``value`` a real moment (not absent, Go's zero time or year 9999)?"""
+    # Comparing aware datetimes works on any offset; converting them may overflow.
+    return value is not None and EARLIEST_TIME <= _aware(value) <= LATEST_TIME
+
+
+def localtime(value: datetime | None, tz: tzinfo, fmt: str = DEFAULT_TIME_FORMAT) -> str:
+    """``value`` as wall-clock time in ``tz``: ``2026-11-29 20:08:44``; ``—`` when not ``known_time``."""
+    if value is None or not known_time(value):
+        return UNKNOWN_TIME
     return _aware(value).astimezone(tz).strftime(fmt)
 
 
@@ -51,8 +67,10 @@ def humanize_duration(delta: timedelta, language: str) -> str:
     return format_duration(delta, language)
 
 
-def since(start: datetime, end: datetime, language: str) -> str:
-    """How long from ``start`` to ``end`` (``now`` for a firing alert)."""
+def since(start: datetime | None, end: datetime | None, language: str) -> str:
+    """How long from ``start`` to ``end`` (``now`` for a firing alert); ``—`` unless both are known."""
+    if start is None or end is None or not (known_time(start) and known_time(end)):
+        return UNKNOWN_TIME
     return format_duration(_aware(end) - _aware(start), language)
 
 
