@@ -218,3 +218,69 @@ def test_absurd_times_render_as_unknown(moment: datetime, language: str) -> None
         now=NOW,
     )
     assert ("已持续 2小时" if language == "zh" else "firing for 2h") in message.content
+
+
+# ---- URL fields and markup -----------------------------------------------------
+
+
+def _hostile_group(source: str = "alertmanager") -> AlertGroup:
+    alert = Alert(
+        status=Status.FIRING,
+        labels=MappingProxyType({"alertname": "Inject", "instance": "<@lisi>", "severity": "critical"}),
+        annotations=MappingProxyType(
+            {
+                "summary": '<a href="http://evil.example">点我续费</a> <@wangwu>',
+                "runbook_url": "data:text/html,x",
+            }
+        ),
+        starts_at=NOW - timedelta(minutes=5),
+        ends_at=None,
+        fingerprint="bad1",
+        generator_url="http://prom:9090/graph?g0.expr=up\n<@zhangsan>\n### injected heading",
+        dashboard_url="javascript:alert(1)",
+        panel_url="http://grafana/d/x?viewPanel=1 [evil](http://evil.example)",
+        silence_url="javascript:alert(3)",
+    )
+    return AlertGroup(
+        source=source,
+        status=Status.FIRING,
+        group_key="{}:{}",
+        alerts=(alert,),
+        group_labels=MappingProxyType({"alertname": "Inject"}),
+        common_labels=alert.labels,
+        external_url="javascript:alert(4)//",
+    )
+
+
+@pytest.mark.parametrize("source", ["alertmanager", "grafana"])
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_url_fields_cannot_inject_lines_mentions_or_scripts_into_robot_markdown(
+    source: str, language: str
+) -> None:
+    group = _hostile_group(source)
+    (message,) = _renderer().render(
+        group, template="default", language=language, msgtype="markdown", channel="robot", now=NOW
+    )
+    content = message.content
+    assert "<@" not in content  # neither from the URL's newline nor from label values
+    assert "javascript" not in content and "data:" not in content
+    assert not any(line.startswith("### injected") for line in content.splitlines())
+    # The generator URL is kept, its newline and markup percent-encoded, as one link.
+    assert "(http://prom:9090/graph?g0.expr=up%0A%3C@zhangsan%3E%0A###%20injected%20heading)" in content
+    assert "viewPanel=1%20%5Bevil%5D%28http://evil.example%29)" in content
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_text_messages_show_no_clickable_html_links(language: str) -> None:
+    renderer = _renderer()
+    group = _hostile_group()
+    (message,) = renderer.render(
+        group, template="default", language=language, msgtype="text", channel="app", now=NOW
+    )
+    (digest,) = renderer.render_digest(
+        [DigestSection(ref=3, group=group)], language=language, msgtype="text", channel="app", now=NOW
+    )
+    for content in (message.content, digest.message.content):
+        assert "<a" not in content and "<@" not in content
+        assert "javascript" not in content
+    assert '＜a href="http://evil.example">点我续费＜/a>' in message.content

@@ -76,6 +76,8 @@ def build_environment(loaders: list[BaseLoader], tz: tzinfo) -> Environment:
             "oneline": filters.oneline,
             "md_escape": filters.md_escape,
             "md_url": filters.md_url,
+            "safe_url": filters.safe_url,
+            "text_escape": filters.text_escape,
             "silence_url": filters.silence_url,
         }
     )

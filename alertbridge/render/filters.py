@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from alertbridge.duration import format_duration
 from alertbridge.model import Alert, AlertGroup
+from alertbridge.render.sanitize import safe_url
 
 DEFAULT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -26,16 +27,18 @@ EARLIEST_TIME = datetime(1970, 1, 2, tzinfo=UTC)
 LATEST_TIME = datetime(9000, 1, 1, tzinfo=UTC)
 UNKNOWN_TIME = "—"
 
-# Characters that start markup in WeCom's markdown subset when they appear
-# mid-line: emphasis, inline code, links, HTML tags (<font>), and the escape
-# itself. Line-start markup (#, >) cannot occur once newlines are folded.
-# What WeCom's markdown subset treats as markup: bold, inline code, links and
-# tags (<font>, <@userid>). Underscores are not markup there.
-_MD_SPECIAL = re.compile(r"([`*\[\]<])")
-# WeCom does not document backslash escapes, so a backslash might show up
-# literally; a zero-width space after the character breaks the markup
-# invisibly instead.
-ZWSP = "\u200b"
+# What WeCom's markdown subset treats as markup mid-line: bold (*), inline
+# code (`), links ([text](url)) and tags (<font>, <@userid>). Line-start
+# markup (#, >) cannot occur once line breaks are folded; underscores are not
+# markup there. WeCom documents no escape character (a backslash may show
+# literally), and a zero-width space after the character — the earlier
+# stopgap — leaves invisible junk in copied text and breaks search. Each is
+# replaced by its full-width look-alike instead: it reads the same, never
+# parses as markup, and shows that the value was not formatting.
+MD_LOOKALIKES = str.maketrans({"`": "\uff40", "*": "\uff0a", "[": "\uff3b", "]": "\uff3d", "<": "\uff1c"})
+# WeCom text messages render <a href="…">…</a> as a link (and nothing else as
+# markup): a value's "<" becomes "＜" so no tag can form.
+TEXT_LOOKALIKES = str.maketrans({"<": "\uff1c"})
 # A run of line breaks (everything a client may break a line at, not only
 # \n) with the indentation after it. No leading quantifier: that would make
 # a long run of spaces quadratic to scan.
@@ -95,20 +98,26 @@ def md_escape(value: object) -> str:
     """``value`` as literal text inside a WeCom markdown line.
 
     Line breaks become a space (a value must not start a heading or quote, or
-    end the quote block it sits in) and every markup character is followed by
-    a zero-width space, so a label like ``**x** [c](d) <font>`` cannot change
-    the layout around it yet reads the same.
+    end the quote block it sits in) and every markup character becomes its
+    full-width look-alike (``MD_LOOKALIKES``: ``*`` → ``＊``, ``[`` → ``［``,
+    ``<`` → ``＜`` …), so a label like ``**x** [c](d) <font>`` or ``<@userid>``
+    cannot change the layout or mention anyone, yet reads the same.
     """
-    return _MD_SPECIAL.sub(lambda m: m.group(1) + ZWSP, oneline(value))
+    return oneline(value).translate(MD_LOOKALIKES)
+
+
+def text_escape(value: object) -> str:
+    """``value`` safe in a WeCom text message: no ``<a href>`` link can form (``TEXT_LOOKALIKES``)."""
+    return str(value).translate(TEXT_LOOKALIKES)
 
 
 def md_url(url: str) -> str:
-    """``url`` safe as the target of a markdown link ``[text](url)``.
+    """``url`` safe as the target of a markdown link ``[text](url)``, or ``""``.
 
-    A space or parenthesis would end the link early; their percent-encodings
-    mean the same to any server.
+    Only absolute http(s) URLs are kept; spaces, line breaks, parentheses and
+    other markup characters are percent-encoded (``sanitize.safe_url``).
     """
-    return url.replace(" ", "%20").replace("(", "%28").replace(")", "%29")
+    return safe_url(url)
 
 
 def silence_matchers(labels: Mapping[str, str]) -> str:
@@ -126,8 +135,8 @@ def silence_url(alert: Alert, group: AlertGroup) -> str:
     should then leave the link out.
     """
     if group.source == "grafana":
-        return alert.silence_url
-    base = group.external_url.rstrip("/")
+        return safe_url(alert.silence_url)
+    base = safe_url(group.external_url).rstrip("/")
     if not base:
         return ""
     return f"{base}/#/silences/new?filter={quote(silence_matchers(alert.labels), safe='')}"
