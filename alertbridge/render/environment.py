@@ -24,6 +24,7 @@ from jinja2 import (
 from jinja2.runtime import Context
 
 from alertbridge.render import filters
+from alertbridge.render.sanitize import safe_url
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
@@ -76,7 +77,7 @@ def build_environment(loaders: list[BaseLoader], tz: tzinfo) -> Environment:
             "oneline": filters.oneline,
             "md_escape": filters.md_escape,
             "md_url": filters.md_url,
-            "safe_url": filters.safe_url,
+            "safe_url": safe_url,
             "text_escape": filters.text_escape,
             "silence_url": filters.silence_url,
         }
