@@ -21,9 +21,9 @@ from alertbridge.commands.parser import button_key
 from alertbridge.config import ButtonConfig
 from alertbridge.duration import format_duration
 from alertbridge.message import RenderedMessage
-from alertbridge.model import Ack, AlertGroup
+from alertbridge.model import Ack, Alert, AlertGroup
 from alertbridge.render.filters import UNKNOWN_TIME, known_time, localtime, since
-from alertbridge.render.sanitize import clean_group
+from alertbridge.render.sanitize import clean_group, safe_url
 
 # Character limits WeCom documents for button_interaction cards.
 TITLE_CHARS = 36
@@ -33,6 +33,7 @@ KEYNAME_CHARS = 5
 VALUE_CHARS = 26
 MAX_FACTS = 6
 SUMMARY_CHARS = 500
+CARD_URL_BYTES = 2048
 _TASK_ID = re.compile(r"[^A-Za-z0-9_\-@]")
 
 _WORDS = {
@@ -133,11 +134,34 @@ def build_alert_card(
     }
     if summary:
         card["sub_title_text"] = clip(summary, SUB_TITLE_CHARS)
+    jump = jump_url(firing or group.alerts)
+    if jump:
+        # Tapping the card opens what to do first: the runbook, else the graph.
+        card["card_action"] = {"type": 1, "url": jump}
     content = "\n".join([title, *(f"{k}: {v}" for k, v in facts), summary]).strip()
     # The summary only shows in logs and the console; the card's own parts are clipped above.
     return RenderedMessage(
         msgtype="template_card", content=content[:SUMMARY_CHARS], limit=SUMMARY_CHARS * 4, card=card
     )
+
+
+def jump_url(alerts: Sequence[Alert]) -> str:
+    """Where tapping a card goes: the first alert's runbook, else its graph, panel or dashboard.
+
+    Only http(s) URLs that fit WeCom's 2048-byte url field; ``""`` when none does.
+    """
+    for alert in alerts:
+        for candidate in (
+            alert.annotations.get("runbook_url", ""),
+            alert.annotations.get("runbook", ""),
+            alert.generator_url,
+            alert.panel_url,
+            alert.dashboard_url,
+        ):
+            url = safe_url(candidate)
+            if url and len(url.encode("utf-8")) <= CARD_URL_BYTES:
+                return url
+    return ""
 
 
 def _button_text(button: ButtonConfig, language: str) -> str:
