@@ -4,15 +4,18 @@ per group, reply hints only where replies are heard, groups without alertname.""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from alertbridge.channels.card import build_alert_card, task_id_for
-from alertbridge.config import ButtonConfig
+from alertbridge.config import ButtonConfig, load_config
 from alertbridge.model import Alert, AlertGroup, Status
-from alertbridge.render import Renderer
+from alertbridge.render import Renderer, filters
+from alertbridge.render.digest import DigestSection
+from alertbridge.render.replies import NO_REPLIES, Replies, replies_for
 
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 29, 15, 0, tzinfo=UTC)
@@ -144,3 +147,142 @@ def test_card_jumps_to_the_runbook_else_the_graph() -> None:
         )
     )
     assert "card_action" not in _card(hostile)
+
+
+# ---- one silence link per group ---------------------------------------------------
+
+PER_ALERT_SILENCE_DIR = Path(__file__).parent / "data" / "templates"
+
+
+def storm_group(count: int = 60) -> AlertGroup:
+    """The benchmark's CJK group (bench/payloads.py): ``count`` alerts of one alertname."""
+    alerts = [
+        Alert(
+            status=Status.FIRING,
+            labels=MappingProxyType(
+                {
+                    "alertname": "DiskFull000",
+                    "instance": f"s000-{i:02d}",
+                    "job": "node",
+                    "severity": "critical",
+                }
+            ),
+            annotations=MappingProxyType({"summary": f"s000-{i:02d} 磁盘使用率 97%"}),
+            starts_at=NOW - timedelta(minutes=3),
+            ends_at=None,
+            fingerprint=f"{i:010x}5707",
+            generator_url="http://prometheus.example.com:9090/graph?g0.expr=disk_used%3E0.95",
+        )
+        for i in range(count)
+    ]
+    return group(*alerts)
+
+
+def alerts_per_message(template: str, templates_dir: Path | None = None) -> float:
+    """How many of the 60 storm alerts one zh text app message holds on average."""
+    renderer = Renderer(timezone=TZ, templates_dir=templates_dir)
+    messages = renderer.render(
+        storm_group(), template=template, language="zh", msgtype="text", channel="app", now=NOW, ref=9
+    )
+    return 60 / len(messages)
+
+
+def test_one_silence_link_per_group_fits_more_alerts_per_message() -> None:
+    before = alerts_per_message("per_alert_silence", PER_ALERT_SILENCE_DIR)
+    after = alerts_per_message("default")
+    print(f"alerts per 2048-byte zh text message, 60-alert CJK group: before {before:.1f}, after {after:.1f}")
+    assert after > before * 1.5
+
+
+@pytest.mark.parametrize(("language", "msgtype"), FOUR)
+def test_no_silence_link_where_readers_can_reply_silence(
+    renderer: Renderer, language: str, msgtype: str
+) -> None:
+    g = group(alert(), alert("web-2:9100"))
+    assert render(renderer, g, language, msgtype).count("silences/new") == 1
+    hint_only = render(renderer, g, language, msgtype, replies=Replies(ack=True, silence=False))
+    assert hint_only.count("silences/new") == 1
+    replies = render(renderer, g, language, msgtype, replies=Replies(ack=True, silence=True))
+    assert "silences/new" not in replies
+
+
+def test_group_silence_link_for_grafana_matches_the_common_labels() -> None:
+    silence = "https://g/alerting/silence/new?alertmanager=grafana&matcher=alertname%3DHighCPU&matcher=instance%3D{}&orgId=3"
+    g = group(
+        alert(silence_url=silence.format("web-1")),
+        alert("web-2:9100", silence_url=silence.format("web-2")),
+        source="grafana",
+    )
+    url = filters.group_silence_url(g)
+    assert url == (
+        "https://g/alerting/silence/new?alertmanager=grafana&orgId=3"
+        "&matcher=alertname%3DHighCPU&matcher=severity%3Dcritical"
+    )
+    assert filters.group_silence_url(group(alert(silence_url=silence.format("web-1")), source="grafana")) == (
+        silence.format("web-1")
+    )
+
+
+# ---- reply hints only where replies are heard ------------------------------------
+
+
+@pytest.mark.parametrize(("language", "msgtype"), FOUR)
+def test_digest_invites_replies_only_when_they_are_heard(
+    renderer: Renderer, language: str, msgtype: str
+) -> None:
+    sections = [DigestSection(ref=9, group=group(alert()))]
+
+    def digest(channel: str, replies: Replies = NO_REPLIES) -> str:
+        (part,) = renderer.render_digest(
+            sections, language=language, msgtype=msgtype, channel=channel, now=NOW, replies=replies
+        )
+        return part.message.content
+
+    for robot in (digest("robot"), digest("app")):
+        assert "ack" not in robot and "回复" not in robot and "reply" not in robot
+    both = digest("app", Replies(ack=True, silence=True))
+    assert "ack" in both and "silence" in both
+    ack_only = digest("app", Replies(ack=True))
+    assert "ack" in ack_only and "silence" not in ack_only
+
+
+CONFIG = """
+[wecom.apps.heard]
+corp_id = "ww1"
+agent_id = 1
+secret = "s"
+token = "t"
+encoding_aes_key = "{key}"
+
+[wecom.apps.deaf]
+corp_id = "ww1"
+agent_id = 2
+secret = "s"
+
+[silencers.am]
+kind = "alertmanager"
+url = ["http://am:9093"]
+
+[receivers.app-heard]
+channel = "app"
+app = "heard"
+to_user = ["zhangsan"]
+
+[receivers.app-deaf]
+channel = "app"
+app = "deaf"
+to_user = ["zhangsan"]
+
+[receivers.room]
+channel = "robot"
+robot_key = "k"
+"""
+
+
+def test_replies_for_follows_the_callback_and_the_silencer(tmp_path: Path) -> None:
+    path = tmp_path / "alertbridge.toml"
+    path.write_text(CONFIG.format(key="a" * 43), encoding="utf-8")
+    config = load_config(path, {})
+    assert replies_for(config, "app-heard") == Replies(ack=True, silence=True)
+    assert replies_for(config, "app-deaf") == NO_REPLIES
+    assert replies_for(config, "room") == NO_REPLIES

@@ -55,6 +55,7 @@ def test_zh_markdown_golden(renderer: Renderer) -> None:
     assert render_one(renderer, parse("unified-firing.json")) == "\n".join(
         [
             '### <font color="warning">【告警 1 条】DiskAlmostFull</font>',
+            f"[静默本组]({SILENCE})",
             "",
             '**1. DiskAlmostFull** <font color="warning">告警中</font> · critical',
             "> 目标：db-1:9100",
@@ -64,8 +65,7 @@ def test_zh_markdown_golden(renderer: Renderer) -> None:
             "> 开始：2026-11-29 20:08:44（已持续 3小时5分）",
             "> [告警规则](https://grafana.example.org/alerting/grafana/adx7k2m9q1/view?orgId=1)"
             " · [仪表盘](https://grafana.example.org/d/node-disk?orgId=1)"
-            " · [面板](https://grafana.example.org/d/node-disk?orgId=1&viewPanel=4)"
-            f" · [静默]({SILENCE})",
+            " · [面板](https://grafana.example.org/d/node-disk?orgId=1&viewPanel=4)",
         ]
     )
 
@@ -74,6 +74,7 @@ def test_en_text_golden(renderer: Renderer) -> None:
     assert render_one(renderer, parse("unified-firing.json"), "en", "text") == "\n".join(
         [
             "[FIRING:1] DiskAlmostFull",
+            f"Silence this group: {SILENCE}",
             "",
             "1. DiskAlmostFull [FIRING] critical",
             "Target: db-1:9100",
@@ -84,7 +85,6 @@ def test_en_text_golden(renderer: Renderer) -> None:
             "Rule: https://grafana.example.org/alerting/grafana/adx7k2m9q1/view?orgId=1",
             "Dashboard: https://grafana.example.org/d/node-disk?orgId=1",
             "Panel: https://grafana.example.org/d/node-disk?orgId=1&viewPanel=4",
-            f"Silence: {SILENCE}",
         ]
     )
 

@@ -80,6 +80,7 @@ def build_environment(loaders: list[BaseLoader], tz: tzinfo) -> Environment:
             "safe_url": safe_url,
             "text_escape": filters.text_escape,
             "silence_url": filters.silence_url,
+            "group_silence_url": filters.group_silence_url,
         }
     )
     return env

@@ -26,6 +26,8 @@ DEFAULT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 EARLIEST_TIME = datetime(1970, 1, 2, tzinfo=UTC)
 LATEST_TIME = datetime(9000, 1, 1, tzinfo=UTC)
 UNKNOWN_TIME = "—"
+# A group's silence link longer than this is left out (see group_silence_url).
+GROUP_SILENCE_URL_BYTES = 640
 
 # What WeCom's markdown subset treats as markup mid-line: bold (*), inline
 # code (`), links ([text](url)) and tags (<font>, <@userid>). Line-start
@@ -140,6 +142,43 @@ def silence_url(alert: Alert, group: AlertGroup) -> str:
     if not base:
         return ""
     return f"{base}/#/silences/new?filter={quote(silence_matchers(alert.labels), safe='')}"
+
+
+def group_silence_url(group: AlertGroup) -> str:
+    """One link to silence every firing alert of ``group``, or ``""``.
+
+    A per-alert link is ~300 bytes of encoded matchers and halved how many
+    alerts fit in a 2048-byte message; one per group costs that once. The
+    matchers are the group's common labels (else its grouping labels), which
+    every alert of the notification carries. Alertmanager: its "new silence"
+    form. Grafana: the first firing alert's own silence form with its
+    matchers replaced (a lone firing alert keeps Grafana's link as is).
+    Empty when there is no such page or no label to match on.
+    """
+    url = _group_silence_url(group)
+    # Huge label values would crowd the alerts out of the message: no link then.
+    return url if len(url.encode("utf-8")) <= GROUP_SILENCE_URL_BYTES else ""
+
+
+def _group_silence_url(group: AlertGroup) -> str:
+    firing = group.firing
+    if not firing:
+        return ""
+    labels = group.common_labels or group.group_labels
+    if group.source == "grafana":
+        if len(firing) == 1:
+            return safe_url(firing[0].silence_url)
+        base = safe_url(firing[0].silence_url)
+        if not base or not labels:
+            return ""
+        url, _, query = base.partition("?")
+        kept = [p for p in query.split("&") if p and not p.startswith("matcher=")]
+        matchers = [f"matcher={quote(f'{k}={v}', safe='')}" for k, v in sorted(labels.items())]
+        return f"{url}?{'&'.join([*kept, *matchers])}"
+    base = safe_url(group.external_url).rstrip("/")
+    if not base or not labels:
+        return ""
+    return f"{base}/#/silences/new?filter={quote(silence_matchers(labels), safe='')}"
 
 
 def _matcher_value(value: str) -> str:

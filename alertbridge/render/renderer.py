@@ -35,6 +35,7 @@ from alertbridge.message import BYTE_LIMITS, RenderedMessage, byte_limit
 from alertbridge.model import Ack, Alert, AlertGroup
 from alertbridge.render.digest import DIGEST_TEMPLATE, DigestPart, DigestSection, digest_context
 from alertbridge.render.environment import build_environment, template_loaders
+from alertbridge.render.replies import NO_REPLIES, Replies
 from alertbridge.render.sample import sample_group
 from alertbridge.render.sanitize import clean_group, clean_text
 from alertbridge.render.split import split_into_parts, split_with_items, utf8_len
@@ -102,6 +103,7 @@ class Renderer:
                 msgtype=msgtype,
                 channel=channel,
                 now=_CHECK_NOW,
+                replies=Replies(ack=True, silence=True),  # the branch with reply hints
             )
 
     def render(
@@ -116,13 +118,16 @@ class Renderer:
         ref: int | None = None,
         ack: Ack | None = None,
         mentions: Sequence[str] = (),
+        replies: Replies = NO_REPLIES,
     ) -> list[RenderedMessage]:
         """Render ``group`` into one message, or several split between alerts.
 
         ``ref`` is the group's reference (``#27``) users answer with; ``ack``
         who acknowledged it, shown on every later message of the group.
         ``mentions`` are ready-made mention strings (``<@zhangsan>``); see the
-        module docstring for where they end up.
+        module docstring for where they end up. ``replies`` says what its
+        readers can answer (``alertbridge.render.replies``): templates offer
+        reply hints, or a silence link instead, accordingly.
 
         Every message is within ``byte_limit(channel, msgtype)``; every alert
         appears in exactly one of them.
@@ -159,6 +164,7 @@ class Renderer:
                 "ref": ref,
                 "ack": ack,
                 "mentions": mentions,
+                "replies": replies,
             }
             return self._render_one(compiled, context)
 
@@ -179,6 +185,7 @@ class Renderer:
         channel: str,
         now: datetime,
         mentions: Sequence[str] = (),
+        replies: Replies = NO_REPLIES,
     ) -> list[DigestPart]:
         """Several groups in as few messages as fit: one line per alert.
 
@@ -204,7 +211,9 @@ class Renderer:
 
         def render_part(chunk: Sequence[_Numbered], part: int, parts: int) -> str:
             context = digest_context(sections, chunk, part=part, parts=parts)
-            context.update(language=language, now=now, tz=self._tz, channel=channel, mentions=mentions)
+            context.update(
+                language=language, now=now, tz=self._tz, channel=channel, mentions=mentions, replies=replies
+            )
             return self._render_one(compiled, context)
 
         marker = TRUNCATION_MARKERS.get(language, TRUNCATION_MARKERS["en"])
