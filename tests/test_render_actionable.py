@@ -286,3 +286,73 @@ def test_replies_for_follows_the_callback_and_the_silencer(tmp_path: Path) -> No
     assert replies_for(config, "app-heard") == Replies(ack=True, silence=True)
     assert replies_for(config, "app-deaf") == NO_REPLIES
     assert replies_for(config, "room") == NO_REPLIES
+
+
+# ---- groups without alertname, distinguishing labels, Grafana's title/message ------
+
+
+def nameless(instance: str = "db-1:9104") -> Alert:
+    return alert(instance, labels={"alertname": "", "job": "mysql", "team": "支付"})
+
+
+@pytest.mark.parametrize(("language", "msgtype"), FOUR)
+def test_a_group_without_alertname_still_has_a_title(renderer: Renderer, language: str, msgtype: str) -> None:
+    g = AlertGroup(
+        source="alertmanager",
+        status=Status.FIRING,
+        group_key="{}:{}",
+        alerts=(nameless(),),
+        common_labels=nameless().labels,
+    )
+    content = render(renderer, g, language, msgtype)
+    title = content.splitlines()[0]
+    assert "job=mysql" in title
+    assert "instance=db-1:9104" in content  # the alert's own line names it
+
+
+def test_card_title_is_never_the_english_word_alerts() -> None:
+    g = AlertGroup(
+        source="alertmanager", status=Status.FIRING, group_key="{}:{}", alerts=(nameless(),), common_labels={}
+    )
+    card = _card(g, "zh")
+    title = card["main_title"]["title"]  # type: ignore[index]
+    assert "alerts" not in title and "instance=db-1:9104" in title
+
+
+@pytest.mark.parametrize(("language", "msgtype"), FOUR)
+def test_labels_that_tell_alerts_apart_are_shown(renderer: Renderer, language: str, msgtype: str) -> None:
+    g = group(
+        alert(labels={"mountpoint": "/data", "device": "sdb", "team": "dba"}),
+        alert(labels={"mountpoint": "/var", "device": "sdc", "team": "dba"}),
+    )
+    content = render(renderer, g, language, msgtype)
+    assert "device=sdb, mountpoint=/data" in content and "device=sdc, mountpoint=/var" in content
+    assert "team=dba" in content  # shared, once for the group
+    assert content.count("team=dba") == 1
+
+
+@pytest.mark.parametrize(("language", "msgtype"), FOUR)
+def test_grafana_custom_title_and_message_are_used_default_ones_not(
+    renderer: Renderer, language: str, msgtype: str
+) -> None:
+    custom = group(alert(), source="grafana", title="支付库磁盘将满", message="请联系 DBA 值班：8800")
+    content = render(renderer, custom, language, msgtype)
+    assert "支付库磁盘将满" in content.splitlines()[0]
+    assert "请联系 DBA 值班：8800" in content
+    default = group(
+        alert(),
+        source="grafana",
+        title="[FIRING:1] HighCPU (web-1:9100 critical)",
+        message="**Firing**\n\nValue: A=1\nLabels:\n - alertname = HighCPU\n",
+    )
+    plain = render(renderer, default, language, msgtype)
+    assert "HighCPU" in plain.splitlines()[0] and "[FIRING:1] HighCPU (" not in plain
+    assert "Value: A=1" not in plain
+    no_name = AlertGroup(
+        source="grafana",
+        status=Status.FIRING,
+        group_key="{}:{}",
+        alerts=(nameless(),),
+        title="[FIRING:1] 磁盘告警 (db-1)",
+    )
+    assert "磁盘告警 (db-1)" in render(renderer, no_name, language, msgtype).splitlines()[0]

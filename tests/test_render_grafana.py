@@ -55,6 +55,7 @@ def test_zh_markdown_golden(renderer: Renderer) -> None:
     assert render_one(renderer, parse("unified-firing.json")) == "\n".join(
         [
             '### <font color="warning">【告警 1 条】DiskAlmostFull</font>',
+            "标签：grafana_folder=Infrastructure",
             f"[静默本组]({SILENCE})",
             "",
             '**1. DiskAlmostFull** <font color="warning">告警中</font> · critical',
@@ -74,6 +75,7 @@ def test_en_text_golden(renderer: Renderer) -> None:
     assert render_one(renderer, parse("unified-firing.json"), "en", "text") == "\n".join(
         [
             "[FIRING:1] DiskAlmostFull",
+            "Labels: grafana_folder=Infrastructure",
             f"Silence this group: {SILENCE}",
             "",
             "1. DiskAlmostFull [FIRING] critical",

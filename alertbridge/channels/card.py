@@ -22,7 +22,7 @@ from alertbridge.config import ButtonConfig
 from alertbridge.duration import format_duration
 from alertbridge.message import RenderedMessage
 from alertbridge.model import Ack, Alert, AlertGroup
-from alertbridge.render.filters import UNKNOWN_TIME, known_time, localtime, since
+from alertbridge.render.filters import UNKNOWN_TIME, group_title, known_time, localtime, since
 from alertbridge.render.sanitize import clean_group, safe_url
 
 # Character limits WeCom documents for button_interaction cards.
@@ -82,7 +82,7 @@ def build_alert_card(
     words = _WORDS.get(language, _WORDS["en"])
     group = clean_group(group)  # control characters would make WeCom refuse the card (40033)
     firing = group.firing
-    name = group.common_labels.get("alertname") or " ".join(group.group_labels.values()) or "alerts"
+    name = group_title(group)  # never empty, in no particular language
     status = words["firing"] if firing else words["resolved"]
     title = clip(f"【{status}】{name} #{ref}", TITLE_CHARS)
     first = (firing or group.alerts)[0]

@@ -81,6 +81,11 @@ def build_environment(loaders: list[BaseLoader], tz: tzinfo) -> Environment:
             "text_escape": filters.text_escape,
             "silence_url": filters.silence_url,
             "group_silence_url": filters.group_silence_url,
+            "group_title": filters.group_title,
+            "alert_title": filters.alert_title,
+            "shared_labels": filters.shared_labels,
+            "distinct_labels": filters.distinct_labels,
+            "grafana_message": filters.grafana_message,
         }
     )
     return env

@@ -122,6 +122,108 @@ def md_url(url: str) -> str:
     return safe_url(url)
 
 
+# What a default message calls the alerting thing (its "target"), in order.
+TARGET_KEYS = ("instance", "pod", "node", "host", "hostname", "service", "job")
+# Labels every message shows in its own place, never among "other labels".
+_SHOWN_ELSEWHERE = frozenset({"alertname", "severity"})
+_MAX_SHARED_LABELS = 6
+_MAX_DISTINCT_LABELS = 4
+_LABEL_VALUE_CHARS = 64
+# Grafana's default notification title and message (webhook v1): the
+# status in brackets, then the labels; a "**Firing**" / "**Resolved**" list.
+_GRAFANA_DEFAULT_TITLE = re.compile(r"^\[(FIRING|RESOLVED|Alerting|OK|No Data|Pending|Paused)\b[^\]]*\]\s*")
+_GRAFANA_DEFAULT_MESSAGE = re.compile(r"^\s*\*\*(Firing|Resolved)\*\*")
+
+
+def target_key(labels: Mapping[str, str]) -> str | None:
+    """The first of ``TARGET_KEYS`` with a value: the label a message shows as the target."""
+    return next((key for key in TARGET_KEYS if labels.get(key)), None)
+
+
+def _listed(key: str) -> bool:
+    return key not in _SHOWN_ELSEWHERE and not key.startswith("__")
+
+
+def _pairs(pairs: list[tuple[str, str]], cap: int) -> str:
+    shown = [f"{k}={_clip(v, _LABEL_VALUE_CHARS)}" for k, v in pairs[:cap]]
+    more = f" +{len(pairs) - cap}" if len(pairs) > cap else ""
+    return ", ".join(shown) + more
+
+
+def _clip(value: str, chars: int) -> str:
+    value = oneline(value)
+    return value if len(value) <= chars else value[: chars - 1] + "…"
+
+
+def shared_labels(group: AlertGroup) -> str:
+    """``job=node, team=支付``: the labels all alerts share that no other line
+    shows (not alertname, severity, a target, ``__internal`` ones), capped."""
+    targets = {target_key(a.labels) for a in group.alerts}
+    pairs = [(k, v) for k, v in sorted(group.common_labels.items()) if _listed(k) and k not in targets and v]
+    return _pairs(pairs, _MAX_SHARED_LABELS)
+
+
+def distinct_labels(alert: Alert, group: AlertGroup) -> str:
+    """The labels that set ``alert`` apart from the rest of its group (not
+    common, not its target or name), capped: ``mountpoint=/data, device=sdb``."""
+    target = target_key(alert.labels)
+    pairs = [
+        (k, v)
+        for k, v in sorted(alert.labels.items())
+        if _listed(k) and k != target and v and group.common_labels.get(k) != v
+    ]
+    return _pairs(pairs, _MAX_DISTINCT_LABELS)
+
+
+def grafana_title(group: AlertGroup) -> str:
+    """The Grafana contact point's ``title`` when the operator customised it, else ``""``."""
+    if group.source != "grafana" or not group.title.strip() or _GRAFANA_DEFAULT_TITLE.match(group.title):
+        return ""
+    return group.title
+
+
+def grafana_message(group: AlertGroup) -> str:
+    """The Grafana contact point's ``message`` when the operator customised it, else ``""``.
+
+    Legacy Grafana's message is the rule's own and already shown per alert.
+    """
+    if group.source != "grafana" or group.legacy or _GRAFANA_DEFAULT_MESSAGE.match(group.message):
+        return ""
+    return group.message.strip()
+
+
+def alert_title(alert: Alert) -> str:
+    """An alert's name; without ``alertname``, its target or first label, else its fingerprint."""
+    if alert.name:
+        return alert.name
+    key = target_key(alert.labels)
+    if key is None:
+        key = next((k for k in sorted(alert.labels) if _listed(k) and alert.labels[k]), None)
+    return f"{key}={alert.labels[key]}" if key is not None else alert.fingerprint
+
+
+def group_title(group: AlertGroup) -> str:
+    """What a message calls the group, never empty.
+
+    The operator's Grafana title; the common alertname; the grouping labels'
+    values; the alerts' distinct names; Grafana's default title without its
+    status; the labels the alerts share; the first alert's ``alert_title``.
+    """
+    names = list(dict.fromkeys(a.name for a in group.alerts if a.name))
+    candidates = (
+        grafana_title(group),
+        group.common_labels.get("alertname", ""),
+        " ".join(v for v in group.group_labels.values() if v),
+        ", ".join(names),
+        _GRAFANA_DEFAULT_TITLE.sub("", group.title) if group.source == "grafana" else "",
+        shared_labels(group),
+    )
+    for candidate in candidates:
+        if candidate.strip():
+            return candidate
+    return alert_title(group.alerts[0]) if group.alerts else "—"
+
+
 def silence_matchers(labels: Mapping[str, str]) -> str:
     """``{k="v",…}`` matching exactly ``labels``, in Alertmanager's matcher syntax."""
     pairs = (f'{_matcher_name(k)}="{_matcher_value(v)}"' for k, v in sorted(labels.items()))
