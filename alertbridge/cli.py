@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,7 @@ from alertbridge import __version__
 from alertbridge.budget import SendBudget, limits_for
 from alertbridge.config import Config, ReceiverConfig, load_config
 from alertbridge.errors import AlertbridgeError, DeliveryError
+from alertbridge.message import RenderedMessage
 from alertbridge.stores import Delivery, DeliveryStatus
 
 
@@ -234,6 +236,7 @@ async def _send_test_async(config: Config, args: argparse.Namespace) -> int:
         now=now,
         mentions=content_mentions(recipients, receiver.channel, receiver.rendered_msgtype),
     )
+    messages = [_marked_as_test(m, config.language_of(args.receiver)) for m in messages]
     async with new_http_client(config) as http:
         client = WeComClient(http, config.wecom.api_base)
         channel = build_channel(
@@ -251,6 +254,26 @@ async def _send_test_async(config: Config, args: argparse.Namespace) -> int:
                 f"({message.byte_count}/{message.limit} bytes, msgid {receipt.msgid or '-'})"
             )
     return 0
+
+
+# The first line of every send-test message: its sample alerts are not real.
+TEST_MARKERS = {
+    "zh": "【测试】alertbridge send-test 发送的示例消息，无需处理",
+    "en": "[TEST] sample message from alertbridge send-test, no action needed",
+}
+
+
+def _marked_as_test(message: RenderedMessage, language: str) -> RenderedMessage:
+    """``message`` with a test marker line first, so nobody acts on the sample alert.
+
+    A line of its own keeps a markdown heading at the start of its line; the
+    result is cut back to the message's limit (the sample group never comes close).
+    """
+    from alertbridge.render.split import truncate_utf8
+
+    marker = TEST_MARKERS.get(language, TEST_MARKERS["en"])
+    content = truncate_utf8(f"{marker}\n{message.content}", message.limit, "…")
+    return dataclasses.replace(message, content=content)
 
 
 def _receiver(config: Config, name: str) -> ReceiverConfig:

@@ -138,6 +138,10 @@ def test_send_test_goes_through_the_real_client(tmp_path: Path, fake) -> None:  
     assert robot.returncode == 0, robot.stderr
     assert len(wecom.messages(MESSAGE_SEND)) == 1 and len(wecom.messages(WEBHOOK_SEND)) == 1
     assert wecom.messages(MESSAGE_SEND)[0].to_user == ("zhangsan",)
+    # Marked as a test on its first line, so nobody acts on the sample alert.
+    for message in (*wecom.messages(MESSAGE_SEND), *wecom.messages(WEBHOOK_SEND)):
+        assert message.content is not None
+        assert message.content.splitlines()[0].startswith(("【测试】", "[TEST]"))
 
 
 def test_send_test_reports_failures_without_secrets(tmp_path: Path, fake) -> None:  # type: ignore[no-untyped-def]

@@ -14,7 +14,6 @@ import pytest
 from alertbridge.message import BYTE_LIMITS, RenderedMessage
 from alertbridge.model import AlertGroup
 from alertbridge.render import Renderer
-from alertbridge.render.filters import ZWSP
 from alertbridge.sources import grafana
 
 DATA = Path(__file__).parent / "data" / "grafana"
@@ -56,6 +55,8 @@ def test_zh_markdown_golden(renderer: Renderer) -> None:
     assert render_one(renderer, parse("unified-firing.json")) == "\n".join(
         [
             '### <font color="warning">【告警 1 条】DiskAlmostFull</font>',
+            "标签：grafana_folder=Infrastructure",
+            f"[静默本组]({SILENCE})",
             "",
             '**1. DiskAlmostFull** <font color="warning">告警中</font> · critical',
             "> 目标：db-1:9100",
@@ -65,8 +66,7 @@ def test_zh_markdown_golden(renderer: Renderer) -> None:
             "> 开始：2026-11-29 20:08:44（已持续 3小时5分）",
             "> [告警规则](https://grafana.example.org/alerting/grafana/adx7k2m9q1/view?orgId=1)"
             " · [仪表盘](https://grafana.example.org/d/node-disk?orgId=1)"
-            " · [面板](https://grafana.example.org/d/node-disk?orgId=1&viewPanel=4)"
-            f" · [静默]({SILENCE})",
+            " · [面板](https://grafana.example.org/d/node-disk?orgId=1&viewPanel=4)",
         ]
     )
 
@@ -75,6 +75,8 @@ def test_en_text_golden(renderer: Renderer) -> None:
     assert render_one(renderer, parse("unified-firing.json"), "en", "text") == "\n".join(
         [
             "[FIRING:1] DiskAlmostFull",
+            "Labels: grafana_folder=Infrastructure",
+            f"Silence this group: {SILENCE}",
             "",
             "1. DiskAlmostFull [FIRING] critical",
             "Target: db-1:9100",
@@ -85,7 +87,6 @@ def test_en_text_golden(renderer: Renderer) -> None:
             "Rule: https://grafana.example.org/alerting/grafana/adx7k2m9q1/view?orgId=1",
             "Dashboard: https://grafana.example.org/d/node-disk?orgId=1",
             "Panel: https://grafana.example.org/d/node-disk?orgId=1&viewPanel=4",
-            f"Silence: {SILENCE}",
         ]
     )
 
@@ -123,8 +124,8 @@ def test_no_silence_link_when_grafana_sent_none(renderer: Renderer, language: st
 def test_value_string_when_there_are_no_values(renderer: Renderer, language: str, msgtype: str) -> None:
     content = render_one(renderer, parse("unified-resolved.json"), language, msgtype)
     if msgtype == "markdown":
-        # Brackets would be markdown: escaped with a zero-width space.
-        assert f"[{ZWSP} var='A' labels={{instance=db-1:9100}} value=71.8 ]{ZWSP}" in content
+        # Brackets would be markdown: shown as full-width look-alikes.
+        assert "［ var='A' labels={instance=db-1:9100} value=71.8 ］" in content
     else:
         assert "[ var='A' labels={instance=db-1:9100} value=71.8 ]" in content
     assert "2026-11-29 21:01:10" in content  # resolved at, Shanghai time

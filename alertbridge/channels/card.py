@@ -21,7 +21,9 @@ from alertbridge.commands.parser import button_key
 from alertbridge.config import ButtonConfig
 from alertbridge.duration import format_duration
 from alertbridge.message import RenderedMessage
-from alertbridge.model import Ack, AlertGroup
+from alertbridge.model import Ack, Alert, AlertGroup
+from alertbridge.render.filters import UNKNOWN_TIME, group_title, known_time, localtime, since
+from alertbridge.render.sanitize import clean_group, safe_url
 
 # Character limits WeCom documents for button_interaction cards.
 TITLE_CHARS = 36
@@ -31,6 +33,7 @@ KEYNAME_CHARS = 5
 VALUE_CHARS = 26
 MAX_FACTS = 6
 SUMMARY_CHARS = 500
+CARD_URL_BYTES = 2048
 _TASK_ID = re.compile(r"[^A-Za-z0-9_\-@]")
 
 _WORDS = {
@@ -77,8 +80,9 @@ def build_alert_card(
     now: datetime,
 ) -> RenderedMessage:
     words = _WORDS.get(language, _WORDS["en"])
+    group = clean_group(group)  # control characters would make WeCom refuse the card (40033)
     firing = group.firing
-    name = group.common_labels.get("alertname") or " ".join(group.group_labels.values()) or "alerts"
+    name = group_title(group)  # never empty, in no particular language
     status = words["firing"] if firing else words["resolved"]
     title = clip(f"【{status}】{name} #{ref}", TITLE_CHARS)
     first = (firing or group.alerts)[0]
@@ -95,12 +99,17 @@ def build_alert_card(
     if targets:
         more = f" +{len(targets) - 1}" if len(targets) > 1 else ""
         facts.append((words["target"], targets[0] + more))
-    started = min(a.starts_at for a in (firing or group.alerts))
-    facts.append(
-        (words["since"], f"{started.astimezone(tz):%m-%d %H:%M} ({format_duration(now - started, language)})")
-    )
+    # Go's zero time or year 9999 would overflow the time zone shift (see known_time).
+    starts = [a.starts_at for a in (firing or group.alerts) if known_time(a.starts_at)]
+    if starts:
+        started = min(starts)
+        facts.append(
+            (words["since"], f"{localtime(started, tz, '%m-%d %H:%M')} ({since(started, now, language)})")
+        )
+    else:
+        facts.append((words["since"], UNKNOWN_TIME))
     if ack is not None:
-        facts.append((words["acked"], f"{ack.user} {ack.at.astimezone(tz):%H:%M}"))
+        facts.append((words["acked"], f"{ack.user} {localtime(ack.at, tz, '%H:%M')}"))
 
     card: dict[str, Any] = {
         "card_type": "button_interaction",
@@ -125,11 +134,34 @@ def build_alert_card(
     }
     if summary:
         card["sub_title_text"] = clip(summary, SUB_TITLE_CHARS)
+    jump = jump_url(firing or group.alerts)
+    if jump:
+        # Tapping the card opens what to do first: the runbook, else the graph.
+        card["card_action"] = {"type": 1, "url": jump}
     content = "\n".join([title, *(f"{k}: {v}" for k, v in facts), summary]).strip()
     # The summary only shows in logs and the console; the card's own parts are clipped above.
     return RenderedMessage(
         msgtype="template_card", content=content[:SUMMARY_CHARS], limit=SUMMARY_CHARS * 4, card=card
     )
+
+
+def jump_url(alerts: Sequence[Alert]) -> str:
+    """Where tapping a card goes: the first alert's runbook, else its graph, panel or dashboard.
+
+    Only http(s) URLs that fit WeCom's 2048-byte url field; ``""`` when none does.
+    """
+    for alert in alerts:
+        for candidate in (
+            alert.annotations.get("runbook_url", ""),
+            alert.annotations.get("runbook", ""),
+            alert.generator_url,
+            alert.panel_url,
+            alert.dashboard_url,
+        ):
+            url = safe_url(candidate)
+            if url and len(url.encode("utf-8")) <= CARD_URL_BYTES:
+                return url
+    return ""
 
 
 def _button_text(button: ButtonConfig, language: str) -> str:

@@ -24,6 +24,7 @@ from jinja2 import (
 from jinja2.runtime import Context
 
 from alertbridge.render import filters
+from alertbridge.render.sanitize import safe_url
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
@@ -62,9 +63,10 @@ def build_environment(loaders: list[BaseLoader], tz: tzinfo) -> Environment:
         lstrip_blocks=True,
     )
 
-    def localtime(value: datetime, fmt: str = filters.DEFAULT_TIME_FORMAT) -> str:
+    def localtime(value: datetime | None, fmt: str = filters.DEFAULT_TIME_FORMAT) -> str:
         return filters.localtime(value, tz, fmt)
 
+    env.tests["known_time"] = filters.known_time
     env.filters.update(
         {
             "localtime": localtime,
@@ -75,7 +77,15 @@ def build_environment(loaders: list[BaseLoader], tz: tzinfo) -> Environment:
             "oneline": filters.oneline,
             "md_escape": filters.md_escape,
             "md_url": filters.md_url,
+            "safe_url": safe_url,
+            "text_escape": filters.text_escape,
             "silence_url": filters.silence_url,
+            "group_silence_url": filters.group_silence_url,
+            "group_title": filters.group_title,
+            "alert_title": filters.alert_title,
+            "shared_labels": filters.shared_labels,
+            "distinct_labels": filters.distinct_labels,
+            "grafana_message": filters.grafana_message,
         }
     )
     return env
@@ -90,7 +100,7 @@ def _from_context(ctx: Context, name: str) -> Any:
 
 
 @pass_context
-def _since(ctx: Context, start: datetime, end: datetime | None = None) -> str:
+def _since(ctx: Context, start: datetime | None, end: datetime | None = None) -> str:
     """``start | since`` → time until now; ``start | since(end)`` → time until end."""
     until = end if end is not None else _from_context(ctx, "now")
     return filters.since(start, until, _from_context(ctx, "language"))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -34,7 +35,9 @@ from alertbridge.message import BYTE_LIMITS, RenderedMessage, byte_limit
 from alertbridge.model import Ack, Alert, AlertGroup
 from alertbridge.render.digest import DIGEST_TEMPLATE, DigestPart, DigestSection, digest_context
 from alertbridge.render.environment import build_environment, template_loaders
+from alertbridge.render.replies import NO_REPLIES, Replies
 from alertbridge.render.sample import sample_group
+from alertbridge.render.sanitize import clean_group, clean_text
 from alertbridge.render.split import split_into_parts, split_with_items, utf8_len
 
 log = logging.getLogger(__name__)
@@ -100,6 +103,7 @@ class Renderer:
                 msgtype=msgtype,
                 channel=channel,
                 now=_CHECK_NOW,
+                replies=Replies(ack=True, silence=True),  # the branch with reply hints
             )
 
     def render(
@@ -114,13 +118,16 @@ class Renderer:
         ref: int | None = None,
         ack: Ack | None = None,
         mentions: Sequence[str] = (),
+        replies: Replies = NO_REPLIES,
     ) -> list[RenderedMessage]:
         """Render ``group`` into one message, or several split between alerts.
 
         ``ref`` is the group's reference (``#27``) users answer with; ``ack``
         who acknowledged it, shown on every later message of the group.
         ``mentions`` are ready-made mention strings (``<@zhangsan>``); see the
-        module docstring for where they end up.
+        module docstring for where they end up. ``replies`` says what its
+        readers can answer (``alertbridge.render.replies``): templates offer
+        reply hints, or a silence link instead, accordingly.
 
         Every message is within ``byte_limit(channel, msgtype)``; every alert
         appears in exactly one of them.
@@ -138,6 +145,7 @@ class Renderer:
         compiled = self._template(template, language, msgtype)
         mentions = tuple(mentions)
         tail = "" if not mentions or self._names_mentions(compiled) else _mention_line(mentions, limit)
+        group = clean_group(group)
         ordered = (*group.firing, *group.resolved)
 
         def render_part(numbered: Sequence[_Numbered], part: int, parts: int) -> str:
@@ -156,6 +164,7 @@ class Renderer:
                 "ref": ref,
                 "ack": ack,
                 "mentions": mentions,
+                "replies": replies,
             }
             return self._render_one(compiled, context)
 
@@ -176,6 +185,7 @@ class Renderer:
         channel: str,
         now: datetime,
         mentions: Sequence[str] = (),
+        replies: Replies = NO_REPLIES,
     ) -> list[DigestPart]:
         """Several groups in as few messages as fit: one line per alert.
 
@@ -192,6 +202,7 @@ class Renderer:
         compiled = self._template(DIGEST_TEMPLATE, language, msgtype)
         mentions = tuple(mentions)
         tail = "" if not mentions or self._names_mentions(compiled) else _mention_line(mentions, limit)
+        sections = [replace(section, group=clean_group(section.group)) for section in sections]
         items = [
             (index, alert)
             for index, section in enumerate(sections)
@@ -200,7 +211,9 @@ class Renderer:
 
         def render_part(chunk: Sequence[_Numbered], part: int, parts: int) -> str:
             context = digest_context(sections, chunk, part=part, parts=parts)
-            context.update(language=language, now=now, tz=self._tz, channel=channel, mentions=mentions)
+            context.update(
+                language=language, now=now, tz=self._tz, channel=channel, mentions=mentions, replies=replies
+            )
             return self._render_one(compiled, context)
 
         marker = TRUNCATION_MARKERS.get(language, TRUNCATION_MARKERS["en"])
@@ -303,7 +316,8 @@ class Renderer:
             where, lineno = self._locate(exc, name)
             problem = str(exc) if isinstance(exc, jinja2.TemplateError) else f"{type(exc).__name__}: {exc}"
             raise TemplateError(where, problem, lineno) from None
-        text = _valid_utf8(text.strip())
+        # What the template added itself (the group is clean already).
+        text = clean_text(_valid_utf8(text.strip()))
         if not text:
             raise TemplateError(name, "rendered an empty message (WeCom rejects empty content)")
         return text
