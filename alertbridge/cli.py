@@ -164,6 +164,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 def _render(args: argparse.Namespace) -> int:
     from alertbridge.app import build_renderer
+    from alertbridge.render.replies import replies_for
     from alertbridge.sources import alertmanager, grafana
 
     config = _load(args)
@@ -186,6 +187,7 @@ def _render(args: argparse.Namespace) -> int:
         msgtype=receiver.rendered_msgtype,
         channel=receiver.channel,
         now=now,
+        replies=replies_for(config, args.receiver),
     )
     for message in messages:
         _print_message(

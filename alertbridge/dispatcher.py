@@ -40,6 +40,7 @@ from alertbridge.model import AlertGroup
 from alertbridge.refusals import alerts_refused, describe_alert, describe_group, refused
 from alertbridge.render import Renderer
 from alertbridge.render.digest import DigestSection
+from alertbridge.render.replies import replies_for
 from alertbridge.render.split import truncate_utf8, utf8_len
 from alertbridge.stores import Delivery, DigestPartRecord, OutboxStore, StoredDigest
 from alertbridge.tracking import GroupTracker, Tracked
@@ -570,6 +571,7 @@ class Dispatcher:
                 channel=channel.kind,
                 now=now,
                 mentions=content_mentions(anchor.recipients, channel.kind, msgtype),
+                replies=replies_for(self._config, anchor.receiver),
             )
         except TemplateError as exc:
             for delivery in digest.deliveries():
@@ -821,6 +823,7 @@ class Dispatcher:
             ref=tracked.ref,
             ack=tracked.ack,
             mentions=mentions,
+            replies=replies_for(self._config, delivery.receiver),
         )
 
     async def _retry_or_dead(self, delivery: Delivery, error: str, min_delay: float, streak: int) -> None:

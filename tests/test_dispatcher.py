@@ -224,3 +224,64 @@ async def test_sent_rows_are_pruned_after_retention_dead_ones_kept(tmp_path: Pat
     clock.now += timedelta(days=1, seconds=1)
     await dispatcher._prune_if_due()
     assert [r.status for r in await store.list()] == [DeliveryStatus.DEAD]
+
+
+async def test_messages_offer_replies_only_where_someone_can_send_them(
+    tmp_path: Path, store, tracker
+) -> None:  # type: ignore[no-untyped-def]
+    """The dispatcher tells the templates who can reply: an app receiver whose
+    callback hears its named users gets no Alertmanager silence link (they reply
+    ``silence N``); a party audience nobody may act for keeps the link."""
+    config = parse_config(
+        {
+            "store": {"url": f"sqlite:///{tmp_path / 'o.db'}"},
+            "wecom": {
+                "apps": {
+                    "ops": {
+                        "corp_id": "ww1",
+                        "agent_id": 1,
+                        "secret": "s",
+                        "token": "t",
+                        "encoding_aes_key": "a" * 43,
+                    }
+                }
+            },
+            "silencers": {"am": {"kind": "alertmanager", "url": ["http://am:9093"]}},
+            "receivers": {
+                "named": {"channel": "app", "app": "ops", "to_user": ["zhangsan"]},
+                "party": {"channel": "app", "app": "ops", "to_party": ["2"]},
+            },
+        },
+        {},
+        "t",
+    )
+    channels = {"named": ScriptedChannel(), "party": ScriptedChannel()}
+    clock = Clock()
+    dispatcher = Dispatcher(
+        config=config,
+        store=store,
+        channels=channels,
+        renderer=Renderer(timezone=config.server.tz),
+        tracker=tracker,
+        clock=clock,
+        rand=lambda: 1.0,
+    )
+    for name, recipients in (
+        ("named", Recipients(to_user=("zhangsan",))),
+        ("party", Recipients(to_party=("2",))),
+    ):
+        await store.enqueue(
+            NewDelivery(
+                receiver=name,
+                channel="app",
+                recipients=recipients,
+                group=big_group(1),
+                request_id=name,
+                accepted_at=T0,
+            )
+        )
+    await claim_and_deliver(dispatcher, store, clock)
+    [named] = channels["named"].sent
+    [party] = channels["party"].sent
+    assert "silences/new" not in named.content
+    assert "silences/new" in party.content

@@ -276,6 +276,17 @@ to_user = ["zhangsan"]
 [receivers.room]
 channel = "robot"
 robot_key = "k"
+
+[receivers.app-party]
+channel = "app"
+app = "heard"
+to_party = ["2"]
+
+[receivers.app-party-listed]
+channel = "app"
+app = "heard"
+to_party = ["2"]
+allow_silence = ["tag:7"]
 """
 
 
@@ -286,6 +297,9 @@ def test_replies_for_follows_the_callback_and_the_silencer(tmp_path: Path) -> No
     assert replies_for(config, "app-heard") == Replies(ack=True, silence=True)
     assert replies_for(config, "app-deaf") == NO_REPLIES
     assert replies_for(config, "room") == NO_REPLIES
+    # Nobody may act for a department until an allow-list says who: no hints.
+    assert replies_for(config, "app-party") == NO_REPLIES
+    assert replies_for(config, "app-party-listed") == Replies(ack=False, silence=True)
 
 
 # ---- groups without alertname, distinguishing labels, Grafana's title/message ------

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alertbridge.config import AppReceiver, Config
+from alertbridge.config import Actors, AppReceiver, Config
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +32,25 @@ NO_REPLIES = Replies()
 
 def replies_for(config: Config, receiver: str) -> Replies:
     """The replies ``receiver``'s readers can send: only an app receiver whose app
-    has its callback configured hears them; ``silence`` also needs a silencer."""
+    has its callback configured hears them, only from someone who may act
+    (``allow_ack`` / ``allow_silence``); ``silence`` also needs a silencer."""
     receiver_config = config.receivers[receiver]
     if not isinstance(receiver_config, AppReceiver):
         return NO_REPLIES
     app = config.wecom.apps.get(receiver_config.app)
     if app is None or not app.callback_enabled:
         return NO_REPLIES
-    return Replies(ack=True, silence=config.silencer_of(receiver) is not None)
+    return Replies(
+        ack=_anyone_may(receiver_config, receiver_config.allow_ack),
+        silence=config.silencer_of(receiver) is not None
+        and _anyone_may(receiver_config, receiver_config.allow_silence),
+    )
+
+
+def _anyone_may(receiver: AppReceiver, allow: Actors) -> bool:
+    """Whether an allow setting lets anybody act: a non-empty list, or
+    "recipients" where users are named (to_party, to_tag and @all name nobody,
+    see alertbridge.commands.authz)."""
+    if allow == "recipients":
+        return any(user != "@all" for user in receiver.to_user)
+    return bool(allow)
