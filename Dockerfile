@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# alertbridge: build with `docker build -t alertbridge .`, run with the config
+# alertbridge: build with `make image` (tags the image the Helm chart expects,
+# ghcr.io/alertbridge/alertbridge:<version>), run with the config
 # mounted at /etc/alertbridge/config.toml and a volume on /data (see
 # helm/alertbridge for Kubernetes).
 #
