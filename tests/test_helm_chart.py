@@ -154,7 +154,7 @@ def readme_helm_values() -> str:
 def make_image(*assignments: str) -> str:
     """The command `make image` would run (make -n: docker is not needed)."""
     result = subprocess.run(
-        [require_binary("make"), "-n", "image", *assignments],
+        [require_binary("make"), "--no-print-directory", "-n", "image", *assignments],
         cwd=REPO,
         capture_output=True,
         text=True,
