@@ -281,8 +281,14 @@ def test_zh_markdown_shows_values_and_links(server) -> None:  # type: ignore[no-
     assert "[仪表盘](https://grafana.example.org/d/api-overview?orgId=3)" in printed
     assert "[面板](https://grafana.example.org/d/api-overview?orgId=3&viewPanel=12)" in printed
     assert "[面板截图](https://grafana.example.org/public/img/attachments/s3cr3tT0k3n.png)" in printed
-    # Grafana's own silence form, not an Alertmanager one built on externalURL.
-    assert "[静默](https://grafana.example.org/alerting/silence/new?alertmanager=grafana&matcher=" in printed
+    # Grafana's own silence form, not an Alertmanager one built on externalURL,
+    # once for the group (a link per alert would crowd the alerts out).
+    assert (
+        printed.count(
+            "[静默本组](https://grafana.example.org/alerting/silence/new?alertmanager=grafana&matcher="
+        )
+        == 1
+    )
     assert "#/silences/new" not in printed
     assert "另有 1 条告警未显示" in printed
 
@@ -290,13 +296,15 @@ def test_zh_markdown_shows_values_and_links(server) -> None:  # type: ignore[no-
 def test_en_text_shows_values_and_links(server) -> None:  # type: ignore[no-untyped-def]
     base_url, _, out = server
     assert send(base_url, "/grafana/english", FIRING).status_code == 200
-    printed = wait_for(out, "receiver=english", "Silence:")
+    printed = wait_for(out, "receiver=english", "Silence this group:")
     assert "msgtype=text" in printed
     assert "Values: A=95.2, C=1" in printed
     assert "Rule: https://grafana.example.org/alerting/grafana/adx7k2m9q1/view?orgId=1" in printed
     assert "Dashboard: https://grafana.example.org/d/node-disk?orgId=1" in printed
     assert "Panel: https://grafana.example.org/d/node-disk?orgId=1&viewPanel=4" in printed
-    assert "Silence: https://grafana.example.org/alerting/silence/new?alertmanager=grafana" in printed
+    assert (
+        "Silence this group: https://grafana.example.org/alerting/silence/new?alertmanager=grafana" in printed
+    )
     assert "Panel image" not in printed
 
 
