@@ -251,7 +251,7 @@ def create_app(
         tasks["upkeep"] = asyncio.create_task(current.tracker.run_upkeep(), name="upkeep")
         sighup = _listen_for_sighup(on_sighup)
         for key, warning in unauthenticated_warnings(config):
-            log.warning("webhooks_unauthenticated key=%s reason=%s", key, warning)
+            log.warning("webhooks_unauthenticated setting=%s reason=%s", key, warning)
         log.info("alertbridge_started version=%s receivers=%s", __version__, ",".join(config.receivers))
         try:
             yield

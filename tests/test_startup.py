@@ -58,3 +58,15 @@ def test_a_second_serve_on_the_same_store_names_the_first_by_pid(tmp_path: Path)
     # Once the first is gone the store is free again (the lock dies with its process).
     second.start()
     second.stop()
+
+
+def test_the_unauthenticated_warning_names_the_setting_in_clear(tmp_path: Path) -> None:
+    """The start-up warning says which setting to add; the secret filter must not
+    mistake its field for a credential and mask it."""
+    process = AlertbridgeProcess(tmp_path, CONSOLE).start()
+    try:
+        [line] = [line for line in process.stderr().splitlines() if "webhooks_unauthenticated" in line]
+    finally:
+        process.stop()
+    assert "webhook_auth" in line.split("reason", 1)[0]
+    assert "***" not in line
