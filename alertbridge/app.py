@@ -107,7 +107,11 @@ def new_http_client(config: Config) -> httpx.AsyncClient:
 
 
 def build_channels(
-    config: Config, client: WeComClient, out: TextIO, images: ImageFetcher | None = None
+    config: Config,
+    client: WeComClient,
+    out: TextIO,
+    images: ImageFetcher | None = None,
+    metrics: Metrics | None = None,
 ) -> dict[str, Channel]:
     return {
         name: build_channel(
@@ -118,6 +122,7 @@ def build_channels(
             out=out,
             images=images,
             duplicate_check_interval=config.delivery.duplicate_check_interval,
+            metrics=metrics,
         )
         for name, receiver in config.receivers.items()
     }
@@ -179,7 +184,7 @@ def create_app(
         return Services(
             config=cfg,
             renderer=renderer,
-            channels=build_channels(cfg, client, stream, images),
+            channels=build_channels(cfg, client, stream, images, metrics),
             tracker=GroupTracker(config=cfg, state=state, silencers=silencers, client=client),
             ingest=WebhookIngest(
                 cfg, outbox, auth, on_enqueued=lambda: dispatcher.wake(), metrics=metrics, refusals=refusals

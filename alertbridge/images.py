@@ -53,6 +53,7 @@ import httpx
 
 from alertbridge import __version__
 from alertbridge.errors import AlertbridgeError
+from alertbridge.metrics import Metrics
 
 if TYPE_CHECKING:
     from alertbridge.config import ImagesConfig
@@ -424,13 +425,18 @@ def _host_of(url: str) -> str:
         return "?"
 
 
-def record_image_failure(failures: Counter[str], reason: str, *, channel: str, url: str, detail: str) -> None:
+def record_image_failure(
+    failures: Counter[str], metrics: Metrics, reason: str, *, channel: str, url: str, detail: str
+) -> None:
     """Count and log an image that could not be posted (the message text went out without it).
 
-    The log names the URL's host only; ``detail`` must already be free of
-    credentials (the WeCom client's and ``ImageError``'s messages are).
+    ``channel`` names the channel for the log (``app:ops``, ``robot``); the
+    metric is labelled with its kind only. The log names the URL's host only;
+    ``detail`` must already be free of credentials (the WeCom client's and
+    ``ImageError``'s messages are).
     """
     failures[reason] += 1
+    metrics.images.labels(channel.partition(":")[0], reason).inc()
     log.warning(
         "image_skipped channel=%s reason=%s host=%s: %s (the message was sent without the image)",
         channel,

@@ -7,7 +7,7 @@ errcode names, command names); nothing a client sends and no secret is ever
 a label value — an unknown receiver in a URL is counted as ``receiver=""``.
 
 Gauges that describe the outbox are read from the store when scraped (see
-``OutboxGauges``), so they are right even after a restart.
+``observe_outbox``, called by /metrics), so they are right even after a restart.
 """
 
 from __future__ import annotations
@@ -64,6 +64,32 @@ class Metrics:
             "alertbridge_wecom_api_errors_total",
             "WeCom API errors by errcode name (or http_5xx, transport, ...).",
             ["error"],
+            registry=r,
+        )
+        self.partial_deliveries = Counter(
+            "alertbridge_wecom_partial_deliveries_total",
+            "App messages WeCom accepted while naming recipients that did not get them "
+            "(invaliduser, invalidparty, invalidtag, unlicenseduser), by app.",
+            ["app"],
+            registry=r,
+        )
+        self.token_replays = Counter(
+            "alertbridge_wecom_token_replays_total",
+            "WeCom calls replayed once with a fresh token after WeCom rejected the cached one, by app.",
+            ["app"],
+            registry=r,
+        )
+        self.media_cache = Counter(
+            "alertbridge_wecom_media_cache_total",
+            "Lookups of uploaded images' media ids by outcome (hit: no upload needed, miss).",
+            ["outcome"],
+            registry=r,
+        )
+        self.images = Counter(
+            "alertbridge_images_total",
+            "Alert images posted after a message by channel kind and outcome "
+            "(sent, or why it was skipped: too_large, http_error, upload_failed, send_failed, ...).",
+            ["channel", "outcome"],
             registry=r,
         )
         self.token_refreshes = Counter(

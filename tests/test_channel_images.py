@@ -32,6 +32,7 @@ from alertbridge.dispatcher import MAX_IMAGES, _with_images
 from alertbridge.errors import PermanentDeliveryError
 from alertbridge.images import FetchedImage, ImageFetcher, new_image_http_client
 from alertbridge.message import Recipients, RenderedMessage, byte_limit
+from alertbridge.metrics import Metrics
 from alertbridge.model import Alert, AlertGroup, Status
 from alertbridge.stores import Delivery, DeliveryStatus
 from alertbridge.testing.fake_wecom import (
@@ -839,3 +840,33 @@ images = true
     assert fake.uploads() == [] and images.paths == []
     logged = process.stderr()
     assert "blocked_address" in logged and "bad_url" in logged
+
+
+async def test_image_token_and_partial_delivery_tallies_reach_metrics(
+    wecom_server: tuple[SwappableApp, str], fetcher: ImageFetcher, images: ImageServer, clock: ManualClock
+) -> None:
+    """What the client and channels count is exported on the registry they were given."""
+    fake = FakeWeCom([FakeApp(CORP_ID, SECRET, AGENT_ID)], [ROBOT_KEY], users=["alice"], clock=clock)
+    slot, url = wecom_server
+    slot.target = fake.app
+    metrics = Metrics()
+    png = (f"{images.base_url}/png",)
+    try:
+        async with httpx.AsyncClient(timeout=5) as http:
+            client = WeComClient(http, url, clock=clock, metrics=metrics)
+            app = AppChannel(client, "ops-app", APP, images=fetcher, metrics=metrics)
+            robot = RobotChannel(client, SecretStr(ROBOT_KEY), images=fetcher, metrics=metrics)
+            fake.add_fault(MESSAGE_SEND, Fault(errcode=40014))  # the cached token is refused once
+            await app.send(message(png), Recipients(to_user=("alice", "ghost")))
+            await app.send(message(png), Recipients(to_user=("alice",)))
+            await robot.send(message((f"{images.base_url}/big",), "robot"), Recipients())
+    finally:
+        slot.target = None
+    sample = metrics.registry.get_sample_value
+    # The message and its image both named the unknown "ghost".
+    assert sample("alertbridge_wecom_partial_deliveries_total", {"app": "ops-app"}) == 2
+    assert sample("alertbridge_wecom_token_replays_total", {"app": "ops-app"}) == 1
+    assert sample("alertbridge_wecom_media_cache_total", {"outcome": "miss"}) == 1
+    assert sample("alertbridge_wecom_media_cache_total", {"outcome": "hit"}) == 1
+    assert sample("alertbridge_images_total", {"channel": "app", "outcome": "sent"}) == 2
+    assert sample("alertbridge_images_total", {"channel": "robot", "outcome": "too_large"}) == 1

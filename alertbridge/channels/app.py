@@ -21,6 +21,7 @@ from alertbridge.config import WeComAppConfig
 from alertbridge.errors import DeliveryError, PermanentDeliveryError
 from alertbridge.images import FetchedImage, ImageError, ImageFetcher, record_image_failure
 from alertbridge.message import Recipients, RenderedMessage
+from alertbridge.metrics import Metrics
 from alertbridge.wecom.client import WeComClient
 from alertbridge.wecom.errors import WeComAPIError
 from alertbridge.wecom.media import INVALID_MEDIA_ID
@@ -95,8 +96,10 @@ class AppChannel:
         *,
         images: ImageFetcher | None = None,
         duplicate_check_interval: timedelta = DUPLICATE_CHECK_INTERVAL,
+        metrics: Metrics | None = None,
     ) -> None:
         self._client = client
+        self._metrics = metrics if metrics is not None else Metrics()
         self._duplicate_check_interval = duplicate_check_interval
         self._app_name = app_name
         self._app = app_config
@@ -135,18 +138,26 @@ class AppChannel:
                 image = await self._images.fetch(url)
                 await self._send_image(image, recipients)
             except ImageError as exc:
-                record_image_failure(self.image_failures, exc.reason, channel=where, url=url, detail=str(exc))
+                record_image_failure(
+                    self.image_failures, self._metrics, exc.reason, channel=where, url=url, detail=str(exc)
+                )
             except _StageError as exc:
                 record_image_failure(
-                    self.image_failures, exc.stage, channel=where, url=url, detail=exc.detail
+                    self.image_failures, self._metrics, exc.stage, channel=where, url=url, detail=exc.detail
                 )
             except Exception as exc:  # the message is sent: an image bug must not re-send it
                 log.exception("image_crashed channel=%s", where)
                 record_image_failure(
-                    self.image_failures, "internal", channel=where, url=url, detail=type(exc).__name__
+                    self.image_failures,
+                    self._metrics,
+                    "internal",
+                    channel=where,
+                    url=url,
+                    detail=type(exc).__name__,
                 )
             else:
                 self.images_sent += 1
+                self._metrics.images.labels(self.kind, "sent").inc()
 
     async def _send_image(self, image: FetchedImage, recipients: Recipients) -> None:
         cache = self._client.media_cache

@@ -14,6 +14,7 @@ from alertbridge.channels.robot import RobotChannel
 from alertbridge.config import AppReceiver, ConsoleReceiver, RobotReceiver, WeComAppConfig
 from alertbridge.errors import ConfigError
 from alertbridge.images import ImageFetcher
+from alertbridge.metrics import Metrics
 from alertbridge.wecom.client import WeComClient
 
 
@@ -26,12 +27,14 @@ def build_channel(
     out: TextIO,
     images: ImageFetcher | None = None,
     duplicate_check_interval: timedelta = DUPLICATE_CHECK_INTERVAL,
+    metrics: Metrics | None = None,
 ) -> Channel:
     """The channel that delivers ``receiver_name``'s messages.
 
     ``images`` fetches the alert images app and robot channels post after a
     message (receivers with ``images = true``; console channels ignore them).
     ``duplicate_check_interval`` is ``delivery.duplicate_check_interval`` (app channels).
+    ``metrics`` counts the images they post or skip.
 
     Raises:
         ConfigError: an app receiver names an app missing from ``apps`` (the
@@ -50,9 +53,10 @@ def build_channel(
                 apps[app_name],
                 images=images,
                 duplicate_check_interval=duplicate_check_interval,
+                metrics=metrics,
             )
         case RobotReceiver(robot_key=key):
-            return RobotChannel(client, key, images=images)
+            return RobotChannel(client, key, images=images, metrics=metrics)
         case ConsoleReceiver():
             return ConsoleChannel(out, receiver_name)
     raise TypeError(f"unknown receiver type {type(receiver_config).__name__}")

@@ -34,6 +34,7 @@ from alertbridge.channels import Receipt
 from alertbridge.errors import DeliveryError
 from alertbridge.images import FetchedImage, ImageError, ImageFetcher, record_image_failure
 from alertbridge.message import Recipients, RenderedMessage
+from alertbridge.metrics import Metrics
 from alertbridge.wecom.client import WeComClient
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,16 @@ def build_robot_image_body(data: bytes) -> dict[str, object]:
 class RobotChannel:
     kind = "robot"
 
-    def __init__(self, client: WeComClient, key: SecretStr, *, images: ImageFetcher | None = None) -> None:
+    def __init__(
+        self,
+        client: WeComClient,
+        key: SecretStr,
+        *,
+        images: ImageFetcher | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._client = client
+        self._metrics = metrics if metrics is not None else Metrics()
         self._key = key
         self._images = images
         # Images not posted, by reason (ImageError reasons, send_failed,
@@ -103,20 +112,26 @@ class RobotChannel:
                 reason = await self._send_image(image)
             except ImageError as exc:
                 record_image_failure(
-                    self.image_failures, exc.reason, channel="robot", url=url, detail=str(exc)
+                    self.image_failures, self._metrics, exc.reason, channel="robot", url=url, detail=str(exc)
                 )
                 continue
             except Exception as exc:  # the message is sent: an image bug must not re-send it
                 log.exception("image_crashed channel=robot")
                 record_image_failure(
-                    self.image_failures, "internal", channel="robot", url=url, detail=type(exc).__name__
+                    self.image_failures,
+                    self._metrics,
+                    "internal",
+                    channel="robot",
+                    url=url,
+                    detail=type(exc).__name__,
                 )
                 continue
             if reason is None:
                 self.images_sent += 1
+                self._metrics.images.labels(self.kind, "sent").inc()
             else:
                 record_image_failure(
-                    self.image_failures, reason[0], channel="robot", url=url, detail=reason[1]
+                    self.image_failures, self._metrics, reason[0], channel="robot", url=url, detail=reason[1]
                 )
 
     async def _send_image(self, image: FetchedImage) -> tuple[str, str] | None:

@@ -104,7 +104,7 @@ class WeComClient:
 
     Counters: ``partial_deliveries`` counts successful app sends that listed
     invalid/unlicensed recipients, ``token_replays`` counts sends replayed
-    after a token error; errors and token refreshes go to ``metrics``.
+    after a token error; both, errors and token refreshes go to ``metrics``.
 
     ``media_cache`` holds the media ids of uploaded images by content hash
     (on the client's clock), shared by every channel that uses this client.
@@ -125,7 +125,7 @@ class WeComClient:
         self._tokens: dict[tuple[str, str, int, str], AccessTokenCache] = {}
         self.partial_deliveries = 0
         self.token_replays = 0
-        self.media_cache = MediaCache(clock=clock)
+        self.media_cache = MediaCache(clock=clock, metrics=self._metrics)
 
     async def send_app_message(
         self, app_name: str, app: WeComAppConfig, body: Mapping[str, object]
@@ -152,6 +152,7 @@ class WeComClient:
         )
         if result.partial:
             self.partial_deliveries += 1
+            self._metrics.partial_deliveries.labels(app_name).inc()
             logger.warning(
                 "wecom_partial_delivery app=%s msgid=%s invaliduser=%s invalidparty=%s "
                 "invalidtag=%s unlicenseduser=%s: these recipients did not get the message",
@@ -317,6 +318,7 @@ class WeComClient:
             )
             cache.invalidate(token)
             self.token_replays += 1
+            self._metrics.token_replays.labels(app_name).inc()
             token = await cache.get()
             answer = await call(token)
         if answer.errcode != ErrCode.OK:

@@ -15,6 +15,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from alertbridge.metrics import Metrics
 from alertbridge.wecom.token import Clock
 
 # The errcode of a message naming an unknown or expired media id.
@@ -42,6 +43,7 @@ class MediaCache:
         clock: Clock = time.monotonic,
         max_age: float = DEFAULT_MAX_AGE,
         max_entries: int = DEFAULT_MAX_ENTRIES,
+        metrics: Metrics | None = None,
     ) -> None:
         if not 0 < max_age < MEDIA_LIFETIME:
             raise ValueError("max_age must be positive and below WeCom's 3-day media lifetime")
@@ -49,6 +51,7 @@ class MediaCache:
         self._max_age = max_age
         self._max_entries = max_entries
         self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
+        self._metrics = metrics if metrics is not None else Metrics()
         self.hits = 0
         self.misses = 0
 
@@ -58,10 +61,12 @@ class MediaCache:
         entry = self._entries.get(key)
         if entry is not None and self._clock() - entry.uploaded_at < self._max_age:
             self.hits += 1
+            self._metrics.media_cache.labels("hit").inc()
             return entry.media_id
         if entry is not None:
             del self._entries[key]
         self.misses += 1
+        self._metrics.media_cache.labels("miss").inc()
         return None
 
     def put(self, corp_id: str, sha256: str, media_id: str) -> None:
