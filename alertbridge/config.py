@@ -31,6 +31,7 @@ from pydantic import (
     field_validator,
 )
 
+from alertbridge.addresses import AllowList
 from alertbridge.duration import parse_duration
 from alertbridge.errors import ConfigError
 
@@ -296,10 +297,6 @@ class ImagesConfig(_Section):
     @field_validator("allow")
     @classmethod
     def _check_allow(cls, value: list[str]) -> list[str]:
-        # The parser lives with the fetcher that applies it (imported here,
-        # not at the top, because that module needs this one).
-        from alertbridge.images import AllowList
-
         AllowList(value)
         return value
 

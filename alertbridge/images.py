@@ -41,17 +41,17 @@ import asyncio
 import contextlib
 import hashlib
 import http.cookiejar
-import ipaddress
 import logging
 import socket
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import httpx
 
 from alertbridge import __version__
+from alertbridge.addresses import AllowList, IPAddress, is_public_address, parse_ip
 from alertbridge.errors import AlertbridgeError
 from alertbridge.metrics import Metrics
 
@@ -59,9 +59,6 @@ if TYPE_CHECKING:
     from alertbridge.config import ImagesConfig
 
 log = logging.getLogger(__name__)
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 ImageErrorReason = Literal[
     "bad_url",  # not an http(s) URL, no host, userinfo, unparseable
@@ -79,11 +76,6 @@ _MAGIC = {PNG: b"\x89PNG\r\n\x1a\n", JPEG: b"\xff\xd8\xff"}
 _EXTENSIONS = {PNG: "png", JPEG: "jpg"}
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_URL_CHARS = 4096
-
-# IPv6 prefixes that carry an IPv4 address a gateway would forward to.
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
-_SHARED = ipaddress.IPv4Network("100.64.0.0/10")
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
@@ -111,108 +103,6 @@ class FetchedImage:
     @property
     def size(self) -> int:
         return len(self.data)
-
-
-def is_public_address(ip: IPAddress) -> bool:
-    """True iff ``ip`` is a globally routable unicast address.
-
-    IPv6 addresses that embed an IPv4 address (mapped ``::ffff:a.b.c.d``,
-    6to4 ``2002::/16``, NAT64 ``64:ff9b::/96``) are judged by that address.
-    """
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is None and ip in _NAT64:
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None:
-            return is_public_address(embedded)
-        if ip in _LOCAL_NAT64 or ip.is_site_local:
-            return False
-    elif ip in _SHARED:
-        return False
-    return not (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-        or not ip.is_global
-    )
-
-
-def _parse_ip(text: str) -> IPAddress | None:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
-
-
-def _normal_host(host: str) -> str:
-    return host.strip().lower().rstrip(".")
-
-
-class AllowList:
-    """``[images].allow``: entries the operator trusts even when they are not public.
-
-    Each entry is a host name (``grafana.internal``: any port, whatever it
-    resolves to), a host and port (``grafana.internal:3000``, ``10.0.0.5:3000``,
-    ``[fd00::5]:3000``), an address (``127.0.0.1``, ``::1``) or a network
-    (``10.0.0.0/8``, ``fd00::/8``): any host resolving into it, any port.
-
-    Raises ``ValueError`` for an entry that is none of these.
-    """
-
-    def __init__(self, entries: Iterable[str]) -> None:
-        self.hosts: set[str] = set()
-        self.host_ports: set[tuple[str, int]] = set()
-        self.networks: list[IPNetwork] = []
-        for raw in entries:
-            self._add(raw)
-
-    def _add(self, raw: str) -> None:
-        entry = raw.strip()
-        if not entry:
-            raise ValueError("an empty entry")
-        try:
-            self.networks.append(ipaddress.ip_network(entry, strict=False))
-            return
-        except ValueError:
-            pass
-        host, port = entry, None
-        if entry.startswith("["):
-            inner, sep, rest = entry[1:].partition("]")
-            if not sep or _parse_ip(inner) is None or not rest.startswith(":"):
-                raise ValueError(f"{raw!r}: expected [IPv6]:PORT")
-            host, port = inner, rest[1:]
-        elif entry.count(":") == 1:
-            host, port = entry.split(":")
-        if port is not None and (not port.isdigit() or not 0 < int(port) < 65536):
-            raise ValueError(f"{raw!r}: the port must be 1-65535")
-        name = _normal_host(host)
-        ip = _parse_ip(name)
-        if ip is None and (not name or any(c in name for c in "/:@ ?#[]%\\")):
-            raise ValueError(f"{raw!r}: expected a host, host:port, address or CIDR network")
-        if port is None:
-            self.hosts.add(name)
-        else:
-            self.host_ports.add((str(ip) if ip is not None else name, int(port)))
-
-    def covers_host(self, host: str, port: int) -> bool:
-        """The URL's host (a name or an IP literal) itself is trusted."""
-        name = _normal_host(host)
-        ip = _parse_ip(name)
-        if ip is not None:
-            name = str(ip)
-        return name in self.hosts or (name, port) in self.host_ports
-
-    def covers_address(self, ip: IPAddress, port: int) -> bool:
-        """A resolved address is trusted (by network, or as ``address:port``)."""
-        candidates: list[IPAddress] = [ip]
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            candidates.append(ip.ipv4_mapped)
-        return any(
-            (str(c), port) in self.host_ports or any(c in net for net in self.networks) for c in candidates
-        )
 
 
 async def system_resolve(host: str, port: int) -> list[str]:
@@ -296,7 +186,7 @@ class ImageFetcher:
             "Connection": "close",
         }
         # With the IP in the URL, TLS must still verify (and ask for) the name.
-        extensions = {"sni_hostname": host} if target.scheme == "https" and _parse_ip(host) is None else {}
+        extensions = {"sni_hostname": host} if target.scheme == "https" and parse_ip(host) is None else {}
         failure: ImageError | None = None
         for ip in addresses:
             try:
@@ -328,7 +218,7 @@ class ImageFetcher:
         raise failure
 
     async def _vetted_addresses(self, host: str, port: int) -> list[IPAddress]:
-        literal = _parse_ip(host)
+        literal = parse_ip(host)
         if literal is not None:
             addresses = [literal]
         else:
@@ -338,7 +228,7 @@ class ImageFetcher:
                 resolved = await self._resolve(host, port)
             except (OSError, UnicodeError) as exc:
                 problem = type(exc).__name__
-            addresses = [ip for ip in map(_parse_ip, resolved) if ip is not None]
+            addresses = [ip for ip in map(parse_ip, resolved) if ip is not None]
             if not addresses:
                 raise ImageError("http_error", f"{host}: cannot resolve {problem}".rstrip())
         if self._allow.covers_host(host, port):

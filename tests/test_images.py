@@ -31,13 +31,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from alertbridge.addresses import AllowList, is_public_address
 from alertbridge.config import ImagesConfig
 from alertbridge.images import (
-    AllowList,
     ImageError,
     ImageFetcher,
     Resolver,
-    is_public_address,
     new_image_http_client,
 )
 from alertbridge.testing.server import ServerThread
