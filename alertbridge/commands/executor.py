@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 
 from alertbridge.commands import Ack, Command, Help, ListAlerts, ListSilences, Silence, Unsilence
 from alertbridge.commands.authz import ActorKey, Authorizer, ContactDirectory, Refusal, refusal_text
+from alertbridge.commands.outcome import CommandResult, Outcome, failed
 from alertbridge.commands.parser import help_text
-from alertbridge.commands.wording import fit_lines, pick, silencer_failure
+from alertbridge.commands.queries import CommandQueries
+from alertbridge.commands.wording import pick, short_time, silencer_failure
 from alertbridge.config import Config, Language, ReceiverConfig
 from alertbridge.duration import format_duration
 from alertbridge.errors import StoreError
@@ -28,34 +28,6 @@ from alertbridge.sources.grafana import LEGACY_GROUP_PREFIX
 from alertbridge.stores.state import AlertRef, AuditEntry, SilenceRecord, StateStore
 
 log = logging.getLogger(__name__)
-
-
-class CommandResult(StrEnum):
-    """How a command ended, for the audit trail, the log line and metrics."""
-
-    OK = "ok"
-    FAILED = "failed"  # could not be done (no such ref, silencer down …)
-    REFUSED = "refused"  # the user may not do it
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What a command did: the reply for the user, and for a card button the
-    label that replaces the buttons (None: leave the card as it is).
-    ``reason`` is a short fixed word saying why it failed or was refused."""
-
-    reply: str
-    card_label: str | None = None
-    result: CommandResult = CommandResult.OK
-    reason: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.result is CommandResult.OK
-
-
-def _failed(reply: str, reason: str) -> Outcome:
-    return Outcome(reply, result=CommandResult.FAILED, reason=reason)
 
 
 class CommandExecutor:
@@ -77,12 +49,13 @@ class CommandExecutor:
         self._clock = clock
         self.language = config.server.language
         self._zh = self.language == "zh"
+        self._queries = CommandQueries(config=config, state=state, authorizer=self._authorizer, clock=clock)
 
     def t(self, zh: str, en: str) -> str:
         return zh if self._zh else en
 
     def _time(self, moment: datetime) -> str:
-        return f"{moment.astimezone(self._config.server.tz):%m-%d %H:%M}"
+        return short_time(self._config, moment)
 
     async def execute(self, user: str, command: Command, *, action: str, app: str | None = None) -> Outcome:
         """Run ``command`` for ``user``; ``action`` names it in the audit trail.
@@ -95,7 +68,7 @@ class CommandExecutor:
         except StoreError as exc:
             log.error("command_store_error user=%s action=%s error=%s", user, action, exc)
             outcome, ref, silence_id = (
-                _failed(
+                failed(
                     self.t("内部存储暂不可用，请稍后重试。", "Storage is unavailable; try again later."),
                     "store_unavailable",
                 ),
@@ -142,9 +115,9 @@ class CommandExecutor:
             case Unsilence(ref=ref, silence_id=silence_id):
                 return await self._unsilence(user, ref, silence_id, app)
             case ListAlerts():
-                return await self._list_alerts(user), None, None
+                return await self._queries.alerts(user), None, None
             case ListSilences():
-                return await self._list_silences(user, app), None, None
+                return await self._queries.silences(user, app), None, None
             case Help():
                 return Outcome(self.help_text()), None, None
         raise TypeError(f"unknown command {command!r}")
@@ -155,14 +128,14 @@ class CommandExecutor:
         found = await (self._state.latest_ref_for_user(user) if ref is None else self._state.get_ref(ref))
         if found is None:
             if ref is None:
-                return _failed(
+                return failed(
                     self.t(
                         "还没有发给你的告警；请带上编号，例如：确认 27",
                         "No alert was sent to you yet; give a reference, e.g. ack 27",
                     ),
                     "no_alert_for_user",
                 )
-            return _failed(
+            return failed(
                 self.t(
                     f"找不到告警 #{ref}（编号错误或已过期）。",
                     f"No alert #{ref} (wrong or expired reference).",
@@ -221,7 +194,7 @@ class CommandExecutor:
         lang = self._lang(ref)
         if not ref.firing:
             return (
-                _failed(
+                failed(
                     pick(
                         lang,
                         f"#{ref.ref} {ref.title} 已恢复，无需确认。",
@@ -299,7 +272,7 @@ class CommandExecutor:
         lang = self._lang(ref)
         if ref.group_key.startswith(LEGACY_GROUP_PREFIX):
             return (
-                _failed(
+                failed(
                     pick(
                         lang,
                         f"#{ref.ref} 来自旧版 Grafana 告警，它没有静默 API；请在 Grafana 中暂停该规则。",
@@ -313,7 +286,7 @@ class CommandExecutor:
         silencer = self._silencer_for(ref)
         if silencer is None:
             return (
-                _failed(
+                failed(
                     pick(
                         lang,
                         "该告警的接收器没有配置静默器（silencer）。",
@@ -330,7 +303,7 @@ class CommandExecutor:
             self._log_silencer_error(user, ref, exc)
             failure = silencer_failure(lang, exc)
             return (
-                _failed(
+                failed(
                     pick(lang, f"静默未创建：{failure}。", f"Silence not created: {failure}."),
                     f"silencer_{exc.kind}",
                 ),
@@ -354,7 +327,7 @@ class CommandExecutor:
             record = await self._state.get_silence(silence_id)
             if record is None:
                 return (
-                    _failed(
+                    failed(
                         self.t(
                             f"找不到由 alertbridge 创建的静默 {silence_id}。",
                             f"No silence {silence_id} created by alertbridge.",
@@ -389,7 +362,7 @@ class CommandExecutor:
             targets = await self._state.silences_for_ref(ref.ref, active_at=now)
             if not targets:
                 return (
-                    _failed(
+                    failed(
                         pick(
                             self._lang(ref),
                             f"#{ref.ref} 没有生效中的静默。",
@@ -417,7 +390,7 @@ class CommandExecutor:
                 self._log_silencer_error(user, ref, exc)
                 failure = silencer_failure(lang, exc)
                 return (
-                    _failed(
+                    failed(
                         pick(lang, f"取消静默失败：{failure}。", f"Unsilence failed: {failure}."),
                         f"silencer_{exc.kind}",
                     ),
@@ -428,46 +401,6 @@ class CommandExecutor:
             expired.append(record.silence_id)
         reply = pick(lang, f"已取消静默：{', '.join(expired)}", f"Silence expired: {', '.join(expired)}")
         return Outcome(reply), ref_of, ", ".join(expired) or None
-
-    async def _list_alerts(self, user: str) -> Outcome:
-        refs = await self._state.refs_for_user(user, firing_only=True, limit=50)
-        if not refs:
-            return Outcome(self.t("当前没有发给你的告警。", "No firing alerts were sent to you."))
-        lines = [self.t(f"发给你的告警（{len(refs)}）：", f"Alerts sent to you ({len(refs)}):")]
-        for ref in refs:
-            ack = self.t(f" · 已确认 {ref.ack.user}", f" · acked by {ref.ack.user}") if ref.ack else ""
-            count = sum(1 for a in ref.alerts if a.firing)
-            lines.append(
-                f"#{ref.ref} {ref.title} · {count}{self.t(' 条', ' alerts')} · {self._time(ref.updated_at)}{ack}"
-            )
-        return Outcome(fit_lines(lines, self.t("…还有 {n} 条", "… {n} more")))
-
-    async def _list_silences(self, user: str, app: str | None) -> Outcome:
-        """The active silences on refs ``user`` may silence, and those they created:
-        the matchers and ids of everyone else's alerts are not theirs to see."""
-        records = [
-            r for r in await self._state.active_silences(self._clock()) if await self._may_see(user, r, app)
-        ]
-        if not records:
-            return Outcome(self.t("没有生效中的静默。", "No active silences."))
-        lines = [self.t(f"生效中的静默（{len(records)}）：", f"Active silences ({len(records)}):")]
-        for record in records:
-            ref = f"#{record.ref} " if record.ref else ""
-            lines.append(
-                f"{ref}{record.matchers} · {self.t('至', 'until')} {self._time(record.ends_at)} · {record.created_by} · {record.silence_id}"
-            )
-        return Outcome(fit_lines(lines, self.t("…还有 {n} 条", "… {n} more")))
-
-    async def _may_see(self, user: str, record: SilenceRecord, app: str | None) -> bool:
-        if record.created_by.casefold() == user.casefold():
-            return True
-        ref = await self._state.get_ref(record.ref) if record.ref is not None else None
-        if ref is None:
-            return False
-        refusal = await self._authorizer.check(
-            user, ref.receiver, ref.recipients, ActorKey.SILENCE, via_app=app
-        )
-        return refusal is None
 
     def short_help(self) -> str:
         return self.t(

@@ -9,7 +9,9 @@ chosen by the failure's kind.
 
 from __future__ import annotations
 
-from alertbridge.config import Language
+from datetime import datetime
+
+from alertbridge.config import Config, Language
 from alertbridge.silencers import SilencerError, SilencerFailure
 
 REPLY_LIMIT = 2048  # bytes of an app text message
@@ -17,6 +19,11 @@ REPLY_LIMIT = 2048  # bytes of an app text message
 
 def pick(language: Language, zh: str, en: str) -> str:
     return zh if language == "zh" else en
+
+
+def short_time(config: Config, moment: datetime) -> str:
+    """A moment as replies show it: month, day and minute in ``[server] timezone``."""
+    return f"{moment.astimezone(config.server.tz):%m-%d %H:%M}"
 
 
 _FAILURES: dict[SilencerFailure, tuple[str, str]] = {

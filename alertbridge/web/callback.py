@@ -24,7 +24,8 @@ from starlette.responses import PlainTextResponse, Response
 
 from alertbridge.budget import SendBudget, member_limits
 from alertbridge.commands import Command, CommandError, Help
-from alertbridge.commands.executor import CommandExecutor, Outcome
+from alertbridge.commands.executor import CommandExecutor
+from alertbridge.commands.outcome import Outcome
 from alertbridge.commands.parser import parse_button_key, parse_command
 from alertbridge.config import Config, WeComAppConfig
 from alertbridge.errors import DeliveryError, StoreError
