@@ -37,8 +37,8 @@ from alertbridge.reload import ConfigReloader, Services
 from alertbridge.render import Renderer
 from alertbridge.silencers.registry import build_silencers
 from alertbridge.stores import OutboxStore
-from alertbridge.stores.sqlite import SqliteOutboxStore
-from alertbridge.stores.sqlite_state import SqliteStateStore
+from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
+from alertbridge.stores.sqlite.state import SqliteStateStore
 from alertbridge.tracking import GroupTracker
 from alertbridge.web.auth import WebhookAuthenticator
 from alertbridge.web.callback import WeComCallback

@@ -309,7 +309,7 @@ def _using(store: _S, work: Callable[[_S], Awaitable[_T]]) -> _T:
 
 
 def _outbox_list(args: argparse.Namespace) -> int:
-    from alertbridge.stores.sqlite import SqliteOutboxStore
+    from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
 
     config = _load(args)
     status = DeliveryStatus.DEAD if args.dead else None
@@ -368,7 +368,7 @@ def _limit_target(key: str) -> str:
 
 
 def _outbox_retry(args: argparse.Namespace) -> int:
-    from alertbridge.stores.sqlite import SqliteOutboxStore
+    from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
 
     config = _load(args)
     now = datetime.now(UTC)
@@ -390,7 +390,7 @@ def _outbox_retry(args: argparse.Namespace) -> int:
 
 
 def _audit_list(args: argparse.Namespace) -> int:
-    from alertbridge.stores.sqlite_state import SqliteStateStore
+    from alertbridge.stores.sqlite.state import SqliteStateStore
 
     config = _load(args)
     entries = _using(SqliteStateStore(config.store.sqlite_path), lambda state: state.list_audit(args.limit))

@@ -22,9 +22,9 @@ from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.model import Alert, AlertGroup, Status
 from alertbridge.stores import DeliveryStatus, DigestPartRecord, NewDelivery
-from alertbridge.stores.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteOutboxStore
-from alertbridge.stores.sqlite_db import from_us as _from_us
-from alertbridge.stores.sqlite_db import to_us as _to_us
+from alertbridge.stores.sqlite.db import from_us as _from_us
+from alertbridge.stores.sqlite.db import to_us as _to_us
+from alertbridge.stores.sqlite.outbox import MIGRATIONS, SCHEMA_VERSION, SqliteOutboxStore
 from tests.store_fixtures import T0, opened, pragmas, private_connection, write_locked
 
 

@@ -23,10 +23,11 @@ from hypothesis import strategies as st
 from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.model import Alert, AlertGroup, Status
-from alertbridge.stores import DeliveryStatus, NewDelivery, sqlite_state
-from alertbridge.stores.sqlite import SCHEMA_VERSION as OUTBOX_SCHEMA_VERSION
-from alertbridge.stores.sqlite import SqliteOutboxStore
-from alertbridge.stores.sqlite_state import (
+from alertbridge.stores import DeliveryStatus, NewDelivery
+from alertbridge.stores.sqlite import state as sqlite_state
+from alertbridge.stores.sqlite.outbox import SCHEMA_VERSION as OUTBOX_SCHEMA_VERSION
+from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
+from alertbridge.stores.sqlite.state import (
     COMPONENT,
     SCHEMA_VERSION,
     TITLE_MAX,

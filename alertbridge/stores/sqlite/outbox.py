@@ -49,7 +49,7 @@ from alertbridge.stores import (
     NewDelivery,
     StoredDigest,
 )
-from alertbridge.stores.sqlite_db import (
+from alertbridge.stores.sqlite.db import (
     DECODE_ERRORS,
     SqliteConnection,
     Undecodable,

@@ -9,7 +9,7 @@ Why it looks the way it does:
   the outbox's tables. Each store has its own connection; SQLite's file lock
   (with ``busy_timeout``) serializes their writes.
 * **Same durability and locking rules as the outbox** (see
-  ``alertbridge.stores.sqlite``): WAL + ``synchronous=FULL``, one
+  ``alertbridge.stores.sqlite.outbox``): WAL + ``synchronous=FULL``, one
   ``asyncio.Lock`` around every operation, explicit ``BEGIN IMMEDIATE`` …
   ``COMMIT`` for writes, and ``sqlite3.Error``/``OSError`` → ``StoreError``.
   An ack or a silence a user was told about must survive a power cut like an
@@ -41,7 +41,7 @@ import aiosqlite
 from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.model import AlertGroup, Status
-from alertbridge.stores.sqlite_db import (
+from alertbridge.stores.sqlite.db import (
     DECODE_ERRORS,
     SqliteConnection,
     Undecodable,
