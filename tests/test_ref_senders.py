@@ -19,7 +19,8 @@ import pytest
 from alertbridge.config import Config, parse_config
 from alertbridge.senders import cluster_of, silencer_for
 from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
-from alertbridge.stores.sqlite.state import COMPONENT, MIGRATIONS, SCHEMA_VERSION, SqliteStateStore
+from alertbridge.stores.sqlite.state import SqliteStateStore
+from alertbridge.stores.sqlite.state_schema import COMPONENT, MIGRATIONS, SCHEMA_VERSION
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom
 from alertbridge.testing.grafana_standin import GrafanaStandin
 from alertbridge.testing.server import ServerThread

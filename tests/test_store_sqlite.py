@@ -24,7 +24,8 @@ from alertbridge.model import Alert, AlertGroup, Status
 from alertbridge.stores import DeliveryStatus, DigestPartRecord, NewDelivery
 from alertbridge.stores.sqlite.db import from_us as _from_us
 from alertbridge.stores.sqlite.db import to_us as _to_us
-from alertbridge.stores.sqlite.outbox import MIGRATIONS, SCHEMA_VERSION, SqliteOutboxStore
+from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
+from alertbridge.stores.sqlite.outbox_schema import MIGRATIONS, SCHEMA_VERSION
 from tests.store_fixtures import T0, opened, pragmas, private_connection, write_locked
 
 

@@ -25,15 +25,11 @@ from alertbridge.message import Recipients
 from alertbridge.model import Alert, AlertGroup, Status
 from alertbridge.stores import DeliveryStatus, NewDelivery
 from alertbridge.stores.sqlite import state as sqlite_state
-from alertbridge.stores.sqlite.outbox import SCHEMA_VERSION as OUTBOX_SCHEMA_VERSION
 from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
-from alertbridge.stores.sqlite.state import (
-    COMPONENT,
-    SCHEMA_VERSION,
-    TITLE_MAX,
-    SqliteStateStore,
-    ref_title,
-)
+from alertbridge.stores.sqlite.outbox_schema import SCHEMA_VERSION as OUTBOX_SCHEMA_VERSION
+from alertbridge.stores.sqlite.state import SqliteStateStore
+from alertbridge.stores.sqlite.state_rows import TITLE_MAX, ref_title
+from alertbridge.stores.sqlite.state_schema import COMPONENT, SCHEMA_VERSION
 from alertbridge.stores.state import AuditEntry, CardRecord, SilenceRecord, StateStore
 from tests.store_fixtures import T0, opened, pragmas, write_locked
 

@@ -28,357 +28,39 @@ outbox.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Final, TypeVar
+from typing import Final
 
 import aiosqlite
 
 from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.model import AlertGroup, Status
-from alertbridge.stores.sqlite.db import (
-    DECODE_ERRORS,
-    SqliteConnection,
-    Undecodable,
-    decode_rows,
-    dumps,
-    from_us,
-    to_us,
-    transaction,
+from alertbridge.stores.sqlite.command_records import SqliteCommandRecords
+from alertbridge.stores.sqlite.db import DECODE_ERRORS, SqliteConnection, decode_rows, dumps, to_us
+from alertbridge.stores.sqlite.state_rows import (
+    R_REF_COLUMNS,
+    REF_COLUMNS,
+    alerts_json,
+    decode_alerts,
+    decode_one,
+    ref_title,
+    to_ref,
 )
-from alertbridge.stores.state import (
-    Ack,
-    AlertRef,
-    AuditEntry,
-    CardRecord,
-    RefAlert,
-    RefUpdate,
-    SilenceRecord,
-)
+from alertbridge.stores.sqlite.state_schema import migrate
+from alertbridge.stores.state import AlertRef, RefUpdate
 
 logger = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
-
-# The row of ``schema_versions`` this store owns.
-COMPONENT: Final = "state"
-
-# The columns of alert_refs in schema version 2, copied by the step to 3.
-_V2_REF_COLUMNS: Final = (
-    "ref, receiver, source, group_key, external_url, title, alerts, recipients, firing,"
-    " created_at, updated_at, resolved_at, ack_user, ack_at, last_delivery, last_suppressed"
-)
-
-# Each entry brings this component from version ``index`` to ``index + 1``.
-# Append, never edit: an older database replays only the steps it lacks.
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
-    (
-        # AUTOINCREMENT: numbers are typed by users and sit in old messages;
-        # a pruned reference's number must never name another group.
-        """
-        CREATE TABLE alert_refs (
-            ref          INTEGER PRIMARY KEY AUTOINCREMENT,
-            receiver     TEXT    NOT NULL,
-            source       TEXT    NOT NULL,
-            group_key    TEXT    NOT NULL,
-            external_url TEXT    NOT NULL,
-            title        TEXT    NOT NULL,
-            alerts       TEXT    NOT NULL,  -- JSON [{fingerprint, labels, firing}]
-            recipients   TEXT    NOT NULL,  -- JSON, Recipients.to_dict()
-            firing       INTEGER NOT NULL CHECK (firing IN (0, 1)),
-            created_at   INTEGER NOT NULL,  -- µs since epoch, UTC
-            updated_at   INTEGER NOT NULL,
-            resolved_at  INTEGER,           -- NULL while firing
-            ack_user     TEXT,              -- both NULL or both set
-            ack_at       INTEGER,
-            UNIQUE (receiver, group_key)
-        )
-        """,
-        "CREATE INDEX alert_refs_resolved ON alert_refs (resolved_at) WHERE resolved_at IS NOT NULL",
-        "CREATE INDEX alert_refs_updated ON alert_refs (updated_at, ref)",
-        # Who was sent which reference, and when last: `ack` without a number
-        # and `alerts` answer from here.
-        """
-        CREATE TABLE ref_sent (
-            user_id TEXT    NOT NULL,
-            ref     INTEGER NOT NULL,
-            sent_at INTEGER NOT NULL,
-            PRIMARY KEY (user_id, ref)
-        ) WITHOUT ROWID
-        """,
-        "CREATE INDEX ref_sent_user_time ON ref_sent (user_id, sent_at, ref)",
-        "CREATE INDEX ref_sent_ref ON ref_sent (ref)",
-        """
-        CREATE TABLE callback_keys (
-            key        TEXT    PRIMARY KEY,
-            expires_at INTEGER NOT NULL
-        ) WITHOUT ROWID
-        """,
-        "CREATE INDEX callback_keys_expires ON callback_keys (expires_at)",
-        # ref is a plain number: a silence can outlive its reference.
-        """
-        CREATE TABLE silences (
-            silence_id TEXT    PRIMARY KEY,
-            silencer   TEXT    NOT NULL,
-            ref        INTEGER,
-            created_by TEXT    NOT NULL,
-            ends_at    INTEGER NOT NULL,
-            matchers   TEXT    NOT NULL,
-            created_at INTEGER NOT NULL,
-            via_ack    INTEGER NOT NULL CHECK (via_ack IN (0, 1)),
-            expired_at INTEGER
-        )
-        """,
-        "CREATE INDEX silences_ref ON silences (ref, ends_at)",
-        "CREATE INDEX silences_active ON silences (ends_at) WHERE expired_at IS NULL",
-        # AUTOINCREMENT: audit ids are cited by operators and never reused.
-        """
-        CREATE TABLE audit (
-            id         INTEGER PRIMARY KEY AUTOINCREMENT,
-            at         INTEGER NOT NULL,
-            user_id    TEXT    NOT NULL,
-            action     TEXT    NOT NULL,
-            ref        INTEGER,
-            result     TEXT    NOT NULL,
-            detail     TEXT    NOT NULL,
-            silence_id TEXT
-        )
-        """,
-        "CREATE INDEX audit_at ON audit (at, id)",
-        """
-        CREATE TABLE cards (
-            task_id          TEXT    PRIMARY KEY,
-            ref              INTEGER NOT NULL,
-            app              TEXT    NOT NULL,
-            users            TEXT    NOT NULL,  -- JSON list
-            response_code    TEXT,
-            response_code_at INTEGER
-        )
-        """,
-        "CREATE INDEX cards_ref ON cards (ref)",
-    ),
-    (
-        # The delivery last recorded against a reference and the verdict it
-        # got: a retry of that delivery must get the same verdict, not be
-        # taken for an unchanged repeat of itself.
-        "ALTER TABLE alert_refs ADD COLUMN last_delivery INTEGER",
-        "ALTER TABLE alert_refs ADD COLUMN last_suppressed INTEGER NOT NULL DEFAULT 0",
-    ),
-    (
-        # References are keyed on the sender too (alertbridge.senders): an
-        # Alertmanager's and a Grafana's `{}:{}` group on one receiver shared
-        # one reference and its ack. SQLite cannot drop the old UNIQUE
-        # constraint, so the table is rebuilt. Existing rows get cluster ''
-        # (unknown); the first notification from their source claims them.
-        """
-        CREATE TABLE alert_refs_v3 (
-            ref             INTEGER PRIMARY KEY AUTOINCREMENT,
-            receiver        TEXT    NOT NULL,
-            source          TEXT    NOT NULL,
-            cluster         TEXT    NOT NULL DEFAULT '',
-            group_key       TEXT    NOT NULL,
-            external_url    TEXT    NOT NULL,
-            title           TEXT    NOT NULL,
-            alerts          TEXT    NOT NULL,
-            recipients      TEXT    NOT NULL,
-            firing          INTEGER NOT NULL CHECK (firing IN (0, 1)),
-            created_at      INTEGER NOT NULL,
-            updated_at      INTEGER NOT NULL,
-            resolved_at     INTEGER,
-            ack_user        TEXT,
-            ack_at          INTEGER,
-            last_delivery   INTEGER,
-            last_suppressed INTEGER NOT NULL DEFAULT 0,
-            UNIQUE (receiver, source, cluster, group_key)
-        )
-        """,
-        f"INSERT INTO alert_refs_v3 ({_V2_REF_COLUMNS}) SELECT {_V2_REF_COLUMNS} FROM alert_refs",
-        # Carry the AUTOINCREMENT high-water mark over: numbers of pruned
-        # references must stay unused.
-        "DELETE FROM sqlite_sequence WHERE name = 'alert_refs_v3'",
-        "UPDATE sqlite_sequence SET name = 'alert_refs_v3' WHERE name = 'alert_refs'",
-        "DROP TABLE alert_refs",
-        "ALTER TABLE alert_refs_v3 RENAME TO alert_refs",
-        "CREATE INDEX alert_refs_resolved ON alert_refs (resolved_at) WHERE resolved_at IS NOT NULL",
-        "CREATE INDEX alert_refs_updated ON alert_refs (updated_at, ref)",
-    ),
-)
-
-SCHEMA_VERSION: Final = len(MIGRATIONS)
-
-TITLE_MAX: Final = 80
 
 # References deleted per prune transaction: a large backlog never holds the
 # write lock long enough to stall webhook commits on the outbox connection.
 _PRUNE_CHUNK: Final = 500
 
 
-_REF_FIELDS: Final = (
-    "ref",
-    "receiver",
-    "source",
-    "group_key",
-    "external_url",
-    "title",
-    "alerts",
-    "recipients",
-    "firing",
-    "created_at",
-    "updated_at",
-    "resolved_at",
-    "ack_user",
-    "ack_at",
-    "cluster",
-)
-_REF_COLUMNS: Final = ", ".join(_REF_FIELDS)
-_R_REF_COLUMNS: Final = ", ".join(f"r.{name}" for name in _REF_FIELDS)
-
-_SILENCE_COLUMNS: Final = (
-    "silence_id, silencer, ref, created_by, ends_at, matchers, created_at, via_ack, expired_at"
-)
-_CARD_COLUMNS: Final = "task_id, ref, app, users, response_code, response_code_at"
-_AUDIT_COLUMNS: Final = "id, at, user_id, action, ref, result, detail, silence_id"
-
-
-def ref_title(group: AlertGroup) -> str:
-    """A short name for replies (``#27 HighCPU``).
-
-    The common ``alertname`` says what fires; without one (a group mixing
-    alerts) the group labels say what the group is; the group key is the
-    last resort because it is long and unreadable.
-    """
-    title = group.common_labels.get("alertname", "")
-    if not title:
-        names = {alert.labels.get("alertname", "") for alert in group.alerts}
-        if len(names) == 1:
-            title = names.pop()
-    if not title and group.group_labels:
-        title = ", ".join(f"{key}={value}" for key, value in sorted(group.group_labels.items()))
-    if not title:
-        title = group.group_key
-    if len(title) > TITLE_MAX:
-        title = title[: TITLE_MAX - 1] + "…"
-    return title
-
-
-def _frozen(mapping: Mapping[str, str]) -> Mapping[str, str]:
-    return MappingProxyType(dict(sorted(mapping.items())))
-
-
-def _us_or_none(value: datetime | None) -> int | None:
-    return to_us(value) if value is not None else None
-
-
-def _dt_or_none(value: int | None) -> datetime | None:
-    return from_us(value) if value is not None else None
-
-
-def _alerts_json(group: AlertGroup) -> str:
-    return dumps(
-        [
-            {
-                "fingerprint": alert.fingerprint,
-                "labels": dict(alert.labels),
-                "firing": alert.status is Status.FIRING,
-            }
-            for alert in group.alerts
-        ]
-    )
-
-
-def _decode_alerts(text: str) -> tuple[RefAlert, ...]:
-    return tuple(
-        RefAlert(
-            fingerprint=str(item["fingerprint"]),
-            labels=_frozen({str(k): str(v) for k, v in item["labels"].items()}),
-            firing=bool(item["firing"]),
-        )
-        for item in json.loads(text)
-    )
-
-
-def _to_ref(row: Sequence[Any]) -> AlertRef:
-    """Decode one row selected with ``_REF_COLUMNS``."""
-    try:
-        ack = Ack(user=row[12], at=from_us(row[13])) if row[12] is not None else None
-        return AlertRef(
-            ref=row[0],
-            receiver=row[1],
-            source=row[2],
-            group_key=row[3],
-            external_url=row[4],
-            title=row[5],
-            alerts=_decode_alerts(row[6]),
-            recipients=Recipients.from_dict(json.loads(row[7])),
-            firing=bool(row[8]),
-            created_at=from_us(row[9]),
-            updated_at=from_us(row[10]),
-            resolved_at=_dt_or_none(row[11]),
-            ack=ack,
-            cluster=row[14],
-        )
-    except DECODE_ERRORS as exc:
-        raise Undecodable(f"reference #{row[0]}", exc) from exc
-
-
-def _to_silence(row: Sequence[Any]) -> SilenceRecord:
-    return SilenceRecord(
-        silence_id=row[0],
-        silencer=row[1],
-        ref=row[2],
-        created_by=row[3],
-        ends_at=from_us(row[4]),
-        matchers=row[5],
-        created_at=from_us(row[6]),
-        via_ack=bool(row[7]),
-        expired_at=_dt_or_none(row[8]),
-    )
-
-
-def _to_card(row: Sequence[Any]) -> CardRecord:
-    try:
-        users = tuple(str(u) for u in json.loads(row[3]))
-    except DECODE_ERRORS as exc:
-        raise Undecodable(f"card {row[0]}", exc) from exc
-    return CardRecord(
-        task_id=row[0],
-        ref=row[1],
-        app=row[2],
-        users=users,
-        response_code=row[4],
-        response_code_at=_dt_or_none(row[5]),
-    )
-
-
-def _to_audit(row: Sequence[Any]) -> AuditEntry:
-    return AuditEntry(
-        id=row[0],
-        at=from_us(row[1]),
-        user=row[2],
-        action=row[3],
-        ref=row[4],
-        result=row[5],
-        detail=row[6],
-        silence_id=row[7],
-    )
-
-
-def _decode_one(row: Sequence[Any] | None, decode: Callable[[Sequence[Any]], _T]) -> _T | None:
-    """Decode a single row asked for by key; an unreadable one is a StoreError."""
-    if row is None:
-        return None
-    try:
-        return decode(row)
-    except Undecodable as exc:
-        raise StoreError(str(exc)) from exc
-
-
-class SqliteStateStore:
+class SqliteStateStore(SqliteCommandRecords):
     """``StateStore`` on one SQLite file (normally the outbox's file).
 
     Like the outbox, it is meant for a single serving process; CLI tools may
@@ -416,43 +98,13 @@ class SqliteStateStore:
             await self._connection.close()
 
     async def _migrate(self, db: aiosqlite.Connection) -> None:
-        """Apply missing steps, one transaction each.
-
-        The version is read inside ``BEGIN IMMEDIATE``, so a server and a
-        CLI opening a fresh file at the same moment cannot both apply a step.
-        """
-        while True:
-            async with transaction(db):
-                await db.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_versions ("
-                    " component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-                )
-                async with db.execute(
-                    "SELECT version FROM schema_versions WHERE component = ?", (COMPONENT,)
-                ) as cur:
-                    row = await cur.fetchone()
-                version = int(row[0]) if row else 0
-                if version > SCHEMA_VERSION:
-                    raise StoreError(
-                        f"{self.path}: {COMPONENT} schema version {version} is newer than this"
-                        f" alertbridge supports ({SCHEMA_VERSION}); upgrade alertbridge"
-                    )
-                if version == SCHEMA_VERSION:
-                    return  # up to date; leaving the block commits
-                for statement in MIGRATIONS[version]:
-                    await db.execute(statement)
-                await db.execute(
-                    "INSERT INTO schema_versions (component, version) VALUES (?, ?)"
-                    " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-                    (COMPONENT, version + 1),
-                )
-            logger.info("migrated %s (%s) to schema version %d", self.path, COMPONENT, version + 1)
+        await migrate(db, self.path)
 
     @staticmethod
     async def _fetch_ref(db: aiosqlite.Connection, ref: int) -> AlertRef | None:
-        async with db.execute(f"SELECT {_REF_COLUMNS} FROM alert_refs WHERE ref = ?", (ref,)) as cur:
+        async with db.execute(f"SELECT {REF_COLUMNS} FROM alert_refs WHERE ref = ?", (ref,)) as cur:
             row = await cur.fetchone()
-        return _decode_one(row, _to_ref)
+        return decode_one(row, to_ref)
 
     # -- references ----------------------------------------------------------
 
@@ -476,7 +128,7 @@ class SqliteStateStore:
         firing = group.status is Status.FIRING
         new_fps = {alert.fingerprint for alert in group.alerts if alert.status is Status.FIRING}
         title = ref_title(group)
-        alerts = _alerts_json(group)
+        alerts = alerts_json(group)
         recipients_json = dumps(recipients.to_dict())
         async with self._connection.session("record_notification", write=True, durable=False) as db:
             # A row of unknown cluster ('', from before clusters were kept)
@@ -524,7 +176,7 @@ class SqliteStateStore:
                 ref_no = int(row[0])
                 old_fps: set[str] | None
                 try:
-                    old_fps = {a.fingerprint for a in _decode_alerts(row[1]) if a.firing}
+                    old_fps = {a.fingerprint for a in decode_alerts(row[1]) if a.firing}
                 except DECODE_ERRORS as exc:
                     # Unknown previous state: treat as news rather than suppress.
                     logger.error("reference #%d has unreadable alerts (%s); treating as changed", ref_no, exc)
@@ -577,10 +229,10 @@ class SqliteStateStore:
         """Most recently notified first, for the CLI."""
         rows = await self._connection.fetchall(
             "list_refs",
-            f"SELECT {_REF_COLUMNS} FROM alert_refs ORDER BY updated_at DESC, ref DESC LIMIT ?",
+            f"SELECT {REF_COLUMNS} FROM alert_refs ORDER BY updated_at DESC, ref DESC LIMIT ?",
             (limit,),
         )
-        return decode_rows(rows, _to_ref, "list_refs")
+        return decode_rows(rows, to_ref, "list_refs")
 
     async def record_sent(self, ref: int, users: Sequence[str], now: datetime) -> None:
         """Remember that these users were sent this reference.
@@ -612,12 +264,12 @@ class SqliteStateStore:
         firing_clause = " AND r.firing = 1" if firing_only else ""
         rows = await self._connection.fetchall(
             op,
-            f"SELECT {_R_REF_COLUMNS} FROM ref_sent s JOIN alert_refs r ON r.ref = s.ref"
+            f"SELECT {R_REF_COLUMNS} FROM ref_sent s JOIN alert_refs r ON r.ref = s.ref"
             f" WHERE s.user_id = ?{firing_clause}"
             " ORDER BY s.sent_at DESC, s.ref DESC LIMIT ?",
             (user, limit),
         )
-        return decode_rows(rows, _to_ref, op)
+        return decode_rows(rows, to_ref, op)
 
     async def set_ack(self, ref: int, user: str, now: datetime) -> AlertRef | None:
         """Acknowledge (or re-acknowledge) ``ref``; None if it is unknown.
@@ -651,168 +303,6 @@ class SqliteStateStore:
             (key, to_us(now + ttl), now_us),
         )
         return claimed > 0
-
-    # -- silences ----------------------------------------------------------------
-
-    async def add_silence(self, record: SilenceRecord) -> None:
-        """Store ``record``; the same ``silence_id`` again replaces it.
-
-        Replacing rather than failing makes a retried call harmless, and a
-        silencer that updates a silence in place returns the same id.
-        """
-        await self._connection.execute(
-            "add_silence",
-            f"INSERT INTO silences ({_SILENCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (silence_id) DO UPDATE SET silencer = excluded.silencer,"
-            " ref = excluded.ref, created_by = excluded.created_by, ends_at = excluded.ends_at,"
-            " matchers = excluded.matchers, created_at = excluded.created_at,"
-            " via_ack = excluded.via_ack, expired_at = excluded.expired_at",
-            (
-                record.silence_id,
-                record.silencer,
-                record.ref,
-                record.created_by,
-                to_us(record.ends_at),
-                record.matchers,
-                to_us(record.created_at),
-                int(record.via_ack),
-                _us_or_none(record.expired_at),
-            ),
-        )
-
-    async def replace_silence_id(self, old_id: str, new_id: str, ends_at: datetime) -> None:
-        """The silencer re-created (or extended) ``old_id`` as ``new_id``.
-
-        Everything else (creator, reference, matchers, ``expired_at``) is
-        kept. An unknown ``old_id`` is a no-op, so a retry after a commit
-        whose answer was lost is harmless.
-        """
-        await self._connection.execute(
-            "replace_silence_id",
-            "UPDATE silences SET silence_id = ?, ends_at = ? WHERE silence_id = ?",
-            (new_id, to_us(ends_at), old_id),
-        )
-
-    async def mark_silence_expired(self, silence_id: str, now: datetime) -> None:
-        """Record when the silence was expired; the first time counts."""
-        await self._connection.execute(
-            "mark_silence_expired",
-            "UPDATE silences SET expired_at = ? WHERE silence_id = ? AND expired_at IS NULL",
-            (to_us(now), silence_id),
-        )
-
-    async def get_silence(self, silence_id: str) -> SilenceRecord | None:
-        row = await self._connection.fetchone(
-            "get_silence", f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE silence_id = ?", (silence_id,)
-        )
-        return _to_silence(row) if row is not None else None
-
-    async def silences_for_ref(self, ref: int, *, active_at: datetime) -> list[SilenceRecord]:
-        """Silences of ``ref`` not expired and still running at ``active_at``, oldest first."""
-        rows = await self._connection.fetchall(
-            "silences_for_ref",
-            f"SELECT {_SILENCE_COLUMNS} FROM silences"
-            " WHERE ref = ? AND expired_at IS NULL AND ends_at > ?"
-            " ORDER BY created_at, silence_id",
-            (ref, to_us(active_at)),
-        )
-        return [_to_silence(row) for row in rows]
-
-    async def active_silences(self, now: datetime) -> list[SilenceRecord]:
-        """Every silence not expired and still running at ``now``, oldest first."""
-        rows = await self._connection.fetchall(
-            "active_silences",
-            f"SELECT {_SILENCE_COLUMNS} FROM silences WHERE expired_at IS NULL AND ends_at > ?"
-            " ORDER BY created_at, silence_id",
-            (to_us(now),),
-        )
-        return [_to_silence(row) for row in rows]
-
-    # -- audit -------------------------------------------------------------------
-
-    async def add_audit(self, entry: AuditEntry) -> None:
-        """Append ``entry``; its ``id`` is ignored (the database assigns one)."""
-        await self._connection.execute(
-            "add_audit",
-            "INSERT INTO audit (at, user_id, action, ref, result, detail, silence_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                to_us(entry.at),
-                entry.user,
-                entry.action,
-                entry.ref,
-                entry.result,
-                entry.detail,
-                entry.silence_id,
-            ),
-        )
-
-    async def list_audit(self, limit: int) -> list[AuditEntry]:
-        """Newest first (by ``at``, then insertion order)."""
-        rows = await self._connection.fetchall(
-            "list_audit", f"SELECT {_AUDIT_COLUMNS} FROM audit ORDER BY at DESC, id DESC LIMIT ?", (limit,)
-        )
-        return [_to_audit(row) for row in rows]
-
-    # -- cards -------------------------------------------------------------------
-
-    async def save_card(self, card: CardRecord) -> None:
-        """Store (or replace) ``card``; skipped if its reference is gone.
-
-        Like ``record_sent``: a card of a pruned reference will never be
-        updated, and a dangling row would outlive pruning.
-        """
-        await self._connection.execute(
-            "save_card",
-            f"INSERT INTO cards ({_CARD_COLUMNS}) SELECT ?, ref, ?, ?, ?, ? FROM alert_refs WHERE ref = ?"
-            " ON CONFLICT (task_id) DO UPDATE SET ref = excluded.ref, app = excluded.app,"
-            " users = excluded.users, response_code = excluded.response_code,"
-            " response_code_at = excluded.response_code_at",
-            (
-                card.task_id,
-                card.app,
-                dumps(list(card.users)),
-                card.response_code,
-                _us_or_none(card.response_code_at),
-                card.ref,
-            ),
-            durable=False,
-        )
-
-    async def cards_for_ref(self, ref: int) -> list[CardRecord]:
-        """In the order they were first saved."""
-        rows = await self._connection.fetchall(
-            "cards_for_ref", f"SELECT {_CARD_COLUMNS} FROM cards WHERE ref = ? ORDER BY rowid", (ref,)
-        )
-        return decode_rows(rows, _to_card, "cards_for_ref")
-
-    async def get_card(self, task_id: str) -> CardRecord | None:
-        row = await self._connection.fetchone(
-            "get_card", f"SELECT {_CARD_COLUMNS} FROM cards WHERE task_id = ?", (task_id,)
-        )
-        return _decode_one(row, _to_card)
-
-    async def use_response_code(self, task_id: str) -> str | None:
-        """Take the card's response_code and clear it, in one transaction, so
-        two concurrent updates can never both spend the same code."""
-        async with self._connection.session("use_response_code", write=True) as db:
-            async with db.execute("SELECT response_code FROM cards WHERE task_id = ?", (task_id,)) as cur:
-                row = await cur.fetchone()
-            code: str | None = row[0] if row is not None else None
-            if code is not None:
-                await db.execute(
-                    "UPDATE cards SET response_code = NULL, response_code_at = NULL WHERE task_id = ?",
-                    (task_id,),
-                )
-        return code
-
-    async def set_response_code(self, task_id: str, response_code: str, now: datetime) -> None:
-        """Keep the fresh code a click's callback brought; unknown cards are ignored."""
-        await self._connection.execute(
-            "set_response_code",
-            "UPDATE cards SET response_code = ?, response_code_at = ? WHERE task_id = ?",
-            (response_code, to_us(now), task_id),
-        )
 
     # -- retention -----------------------------------------------------------------
 
