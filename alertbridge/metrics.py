@@ -7,7 +7,7 @@ errcode names, command names); nothing a client sends and no secret is ever
 a label value — an unknown receiver in a URL is counted as ``receiver=""``.
 
 Gauges that describe the outbox are read from the store when scraped (see
-``OutboxGauges``), so they are right even after a restart.
+``Metrics.observe_outbox``), so they are right even after a restart.
 """
 
 from __future__ import annotations

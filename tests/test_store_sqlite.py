@@ -579,7 +579,8 @@ async def test_sends_are_counted_and_forgotten(store: SqliteOutboxStore) -> None
     ids = [await store.enqueue(make_delivery()) for _ in range(3)]
     sent_at = T0 + timedelta(seconds=3)
     await store.record_sends(["app:ww:1:user:zhangsan", "app:ww:1:user:lisi"], sent_at)
-    await store.mark_sent(ids[:2], sent_at)
+    for delivery_id in ids[:2]:
+        await store.mark_sent(delivery_id, sent_at)
     assert {d.id for d in await store.list(DeliveryStatus.SENT)} == set(ids[:2])
     assert await store.recent_sends(T0) == [
         ("app:ww:1:user:zhangsan", sent_at),

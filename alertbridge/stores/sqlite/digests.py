@@ -10,7 +10,7 @@ import aiosqlite
 
 from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
-from alertbridge.stores import Delivery, DigestPartRecord, StoredDigest
+from alertbridge.stores.outbox import Delivery, DigestPartRecord, StoredDigest
 from alertbridge.stores.sqlite.db import DECODE_ERRORS, SqliteConnection, dumps, from_us, to_us
 from alertbridge.stores.sqlite.outbox_schema import COLUMNS, decode_claimed, part_from_json, part_to_json
 

@@ -19,7 +19,7 @@ from typing import Any, Final
 import aiosqlite
 
 from alertbridge.errors import StoreError
-from alertbridge.stores import Enqueued, NewDelivery
+from alertbridge.stores.outbox import Enqueued, NewDelivery
 from alertbridge.stores.sqlite.db import SqliteConnection, dumps, reason, to_us
 
 logger = logging.getLogger(__name__)

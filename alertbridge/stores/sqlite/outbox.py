@@ -36,7 +36,7 @@ from typing import Final
 import aiosqlite
 
 from alertbridge.message import Recipients
-from alertbridge.stores import Delivery, DeliveryStatus, Enqueued, NewDelivery
+from alertbridge.stores.outbox import Delivery, DeliveryStatus, Enqueued, NewDelivery
 from alertbridge.stores.sqlite.db import SqliteConnection, decode_rows, dumps, from_us, to_us
 from alertbridge.stores.sqlite.digests import SqliteDigestsAndSends
 from alertbridge.stores.sqlite.group_commit import GroupCommitWriter
@@ -218,15 +218,15 @@ class SqliteOutboxStore(SqliteDigestsAndSends):
                 (parts_sent, delivery_id),
             )
 
-    async def mark_sent(self, delivery_ids: int | Sequence[int], now: datetime) -> None:
-        """Finish one delivery, or several at once, in one transaction."""
-        ids = [delivery_ids] if isinstance(delivery_ids, int) else list(delivery_ids)
-        async with self._connection.session("mark_sent", write=True, durable=False) as db:
-            await db.executemany(
-                "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, finished_at = ?,"
-                " lease_until = NULL, sending_part = NULL WHERE id = ?",
-                [(to_us(now), delivery_id) for delivery_id in ids],
-            )
+    async def mark_sent(self, delivery_id: int, now: datetime) -> None:
+        """Finish one delivery."""
+        await self._connection.execute(
+            "mark_sent",
+            "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, finished_at = ?,"
+            " lease_until = NULL, sending_part = NULL WHERE id = ?",
+            (to_us(now), delivery_id),
+            durable=False,
+        )
 
     async def defer(self, delivery_ids: Sequence[int], until: datetime) -> None:
         """Hold deliveries back until ``until`` for WeCom's rate limits: not a failure, no attempt counted."""

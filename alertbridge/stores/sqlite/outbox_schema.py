@@ -18,7 +18,7 @@ import aiosqlite
 from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.model import AlertGroup
-from alertbridge.stores import Delivery, DeliveryStatus, DigestPartRecord
+from alertbridge.stores.outbox import Delivery, DeliveryStatus, DigestPartRecord
 from alertbridge.stores.sqlite.db import DECODE_ERRORS, Undecodable, from_us, transaction
 
 logger = logging.getLogger(__name__)

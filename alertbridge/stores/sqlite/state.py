@@ -6,8 +6,10 @@ Why it looks the way it does:
 * **Same file, own schema version.** One file is one thing to back up, and
   the outbox owns ``PRAGMA user_version``; this store therefore keeps its
   version in ``schema_versions`` (one row per component) and never touches
-  the outbox's tables. Each store has its own connection; SQLite's file lock
-  (with ``busy_timeout``) serializes their writes.
+  the outbox's tables. The server runs both stores on the outbox's
+  connection (``sqlite_stores``), so their transactions queue in-process; a
+  CLI opening the file alongside has its own, and SQLite's file lock (with
+  ``busy_timeout``) serializes the two processes' writes.
 * **Same durability and locking rules as the outbox** (see
   ``alertbridge.stores.sqlite.outbox``): WAL + ``synchronous=FULL``, one
   ``asyncio.Lock`` around every operation, explicit ``BEGIN IMMEDIATE`` …
@@ -80,8 +82,10 @@ class SqliteStateStore(SqliteCommandRecords):
         time) — under a webhook burst that sleep was the ingest's latency."""
         self.path = Path(path)
         self.busy_timeout = busy_timeout
-        self._owns_connection = connection is None
         self._connection = connection if connection is not None else SqliteConnection(self.path, busy_timeout)
+        # Whether ``open`` connected (rather than joined a shared connection
+        # its owner opened): then ``close`` disconnects too.
+        self._opened_connection = False
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -91,10 +95,12 @@ class SqliteStateStore(SqliteCommandRecords):
             await self._connection.migrate(self._migrate)
         else:
             await self._connection.open(self._migrate)
+            self._opened_connection = True
 
     async def close(self) -> None:
-        """Close the connection, unless it is shared (its owner closes it)."""
-        if self._owns_connection:
+        """Disconnect if ``open`` connected; a connection its owner opened is the owner's to close."""
+        if self._opened_connection:
+            self._opened_connection = False
             await self._connection.close()
 
     async def _migrate(self, db: aiosqlite.Connection) -> None:
