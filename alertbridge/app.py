@@ -36,9 +36,7 @@ from alertbridge.metrics import Metrics
 from alertbridge.reload import ConfigReloader, Services
 from alertbridge.render import Renderer
 from alertbridge.silencers.registry import build_silencers
-from alertbridge.stores import OutboxStore
-from alertbridge.stores.sqlite import SqliteOutboxStore
-from alertbridge.stores.sqlite_state import SqliteStateStore
+from alertbridge.stores import OutboxStore, stores_for
 from alertbridge.tracking import GroupTracker
 from alertbridge.web.auth import WebhookAuthenticator
 from alertbridge.web.callback import WeComCallback
@@ -153,17 +151,10 @@ def create_app(
     quiet_http_loggers()
     metrics = Metrics()
     images, image_http = build_image_fetcher(config)
-    outbox: OutboxStore = (
-        store
-        if store is not None
-        else SqliteOutboxStore(config.store.sqlite_path, dedup_window=config.delivery.dedup_window)
-    )
-    # References, acks and the audit trail live in the same database file,
-    # on the same connection.
-    state = SqliteStateStore(
-        config.store.sqlite_path,
-        connection=outbox.connection if isinstance(outbox, SqliteOutboxStore) else None,
-    )
+    # References, acks and the audit trail live beside the outbox (for
+    # SQLite: in the same file, on the same connection).
+    stores = stores_for(config, outbox=store)
+    outbox, state = stores.outbox, stores.state
     http = new_http_client(config)
     client = WeComClient(http, config.wecom.api_base, metrics=metrics)
     stream = out if out is not None else sys.stdout

@@ -27,7 +27,7 @@ from alertbridge.budget import SendBudget, limits_for
 from alertbridge.config import Config, ReceiverConfig, load_config
 from alertbridge.errors import AlertbridgeError, DeliveryError
 from alertbridge.message import RenderedMessage
-from alertbridge.stores import Delivery, DeliveryStatus
+from alertbridge.stores import Delivery, DeliveryStatus, OutboxStore, stores_for
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,12 +101,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     from alertbridge.app import create_app
     from alertbridge.logs import configure_logging
-    from alertbridge.startup import bind_listen, lock_store
+    from alertbridge.startup import bind_listen
     from alertbridge.web.limits import ConnectionLimits, guarded_http_protocol
 
     config = _load(args)
     # Both before any log line: a second instance or a taken port is one clear error.
-    store_lock = lock_store(config.store.sqlite_path)
+    store_lock = stores_for(config).lock_for_serving()
     listener = bind_listen(config.server.host, config.server.port)
     configure_logging(config.secrets(), sys.stderr, config.log.level, config.log.format)
     app = create_app(
@@ -309,17 +309,15 @@ def _using(store: _S, work: Callable[[_S], Awaitable[_T]]) -> _T:
 
 
 def _outbox_list(args: argparse.Namespace) -> int:
-    from alertbridge.stores.sqlite import SqliteOutboxStore
-
     config = _load(args)
     status = DeliveryStatus.DEAD if args.dead else None
     now = datetime.now(UTC)
 
-    async def query(store: SqliteOutboxStore) -> tuple[list[Delivery], list[tuple[str, datetime]]]:
+    async def query(store: OutboxStore) -> tuple[list[Delivery], list[tuple[str, datetime]]]:
         # Sends within the longest rate-limit window say which limit holds a row back.
         return await store.list(status, args.limit), await store.recent_sends(now - timedelta(hours=1))
 
-    rows, sends = _using(SqliteOutboxStore(config.store.sqlite_path), query)
+    rows, sends = _using(stores_for(config).outbox, query)
     budget = SendBudget()
     budget.load(sends)
     header = f"{'ID':>6}  {'STATUS':7}  {'RECEIVER':16}  {'ATTEMPTS':>8}  {'ACCEPTED (UTC)':19}"
@@ -368,15 +366,13 @@ def _limit_target(key: str) -> str:
 
 
 def _outbox_retry(args: argparse.Namespace) -> int:
-    from alertbridge.stores.sqlite import SqliteOutboxStore
-
     config = _load(args)
     now = datetime.now(UTC)
 
-    async def retry(store: SqliteOutboxStore) -> tuple[bool, Delivery | None]:
+    async def retry(store: OutboxStore) -> tuple[bool, Delivery | None]:
         return await store.retry(args.id, now), await store.get(args.id)
 
-    retried, delivery = _using(SqliteOutboxStore(config.store.sqlite_path), retry)
+    retried, delivery = _using(stores_for(config).outbox, retry)
     if delivery is None:
         print(f"no delivery with id {args.id}", file=sys.stderr)
         return 1
@@ -390,10 +386,8 @@ def _outbox_retry(args: argparse.Namespace) -> int:
 
 
 def _audit_list(args: argparse.Namespace) -> int:
-    from alertbridge.stores.sqlite_state import SqliteStateStore
-
     config = _load(args)
-    entries = _using(SqliteStateStore(config.store.sqlite_path), lambda state: state.list_audit(args.limit))
+    entries = _using(stores_for(config).state, lambda state: state.list_audit(args.limit))
     print(f"{'TIME (UTC)':19}  {'USER':16}  {'ACTION':18}  {'REF':>5}  {'RESULT':8}  SILENCE / DETAIL")
     for e in entries:
         ref = f"#{e.ref}" if e.ref is not None else "-"

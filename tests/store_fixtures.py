@@ -1,33 +1,18 @@
-"""What the SQLite store tests share: the clock, opening a store for a block,
-its private connection, and another connection holding the write lock."""
+"""What the SQLite store tests share beyond the store contract: a store's
+private connection, and another connection holding the write lock."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiosqlite
 
-from alertbridge.stores.sqlite import SqliteOutboxStore
-from alertbridge.stores.sqlite_state import SqliteStateStore
-
-T0 = datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
-
-SqliteStore = TypeVar("SqliteStore", SqliteOutboxStore, SqliteStateStore)
-
-
-@asynccontextmanager
-async def opened(store: SqliteStore) -> AsyncIterator[SqliteStore]:
-    """``store``, open for the block and closed after it."""
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
+from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
+from alertbridge.stores.sqlite.state import SqliteStateStore
 
 
 def private_connection(store: SqliteOutboxStore | SqliteStateStore) -> aiosqlite.Connection:

@@ -12,7 +12,7 @@ from pathlib import Path
 from alertbridge.config import load_config
 from alertbridge.message import Recipients
 from alertbridge.stores import NewDelivery
-from alertbridge.stores.sqlite import SqliteOutboxStore
+from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
 from tests.test_store_state import make_group
 
 CONFIG = """

@@ -17,8 +17,8 @@ from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.render import Renderer
 from alertbridge.sources import alertmanager
 from alertbridge.stores import DeliveryStatus, NewDelivery
-from alertbridge.stores.sqlite import SqliteOutboxStore
-from alertbridge.stores.sqlite_state import SqliteStateStore
+from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
+from alertbridge.stores.sqlite.state import SqliteStateStore
 from alertbridge.tracking import GroupTracker
 from alertbridge.wecom.client import WeComClient
 

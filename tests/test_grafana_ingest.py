@@ -16,7 +16,7 @@ from alertbridge.config import Config, parse_config
 from alertbridge.errors import StoreError
 from alertbridge.sources.grafana_signature import sign
 from alertbridge.stores import NewDelivery
-from alertbridge.stores.sqlite import SqliteOutboxStore
+from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
 from alertbridge.testing.server import ServerThread
 
 DATA = Path(__file__).parent / "data" / "grafana"

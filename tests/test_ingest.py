@@ -18,7 +18,7 @@ from alertbridge.app import create_app
 from alertbridge.config import Config, parse_config
 from alertbridge.errors import StoreError
 from alertbridge.stores import NewDelivery
-from alertbridge.stores.sqlite import SqliteOutboxStore
+from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
 from alertbridge.testing.server import ServerThread
 
 DATA = Path(__file__).parent / "data" / "alertmanager"

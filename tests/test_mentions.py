@@ -30,8 +30,8 @@ from alertbridge.message import Recipients, RenderedMessage, byte_limit
 from alertbridge.model import Alert, AlertGroup, Status
 from alertbridge.render import Renderer
 from alertbridge.stores import DeliveryStatus, NewDelivery
-from alertbridge.stores.sqlite import SqliteOutboxStore
-from alertbridge.stores.sqlite_state import SqliteStateStore
+from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
+from alertbridge.stores.sqlite.state import SqliteStateStore
 from alertbridge.testing.fake_wecom import WEBHOOK_SEND, FakeWeCom
 from alertbridge.tracking import GroupTracker
 from alertbridge.wecom.client import WeComClient

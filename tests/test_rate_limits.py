@@ -29,8 +29,8 @@ from alertbridge.metrics import Metrics
 from alertbridge.model import Alert, AlertGroup, Status
 from alertbridge.render import Renderer
 from alertbridge.stores import DeliveryStatus, NewDelivery
-from alertbridge.stores.sqlite import SqliteOutboxStore
-from alertbridge.stores.sqlite_state import SqliteStateStore
+from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
+from alertbridge.stores.sqlite.state import SqliteStateStore
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND, FakeApp, FakeWeCom, Fault, ManualClock
 from alertbridge.testing.server import SwappableApp, serve_in_thread
 from alertbridge.tracking import GroupTracker

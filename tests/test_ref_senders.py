@@ -18,14 +18,15 @@ import pytest
 
 from alertbridge.config import Config, parse_config
 from alertbridge.senders import cluster_of, silencer_for
-from alertbridge.stores.sqlite import SqliteOutboxStore
-from alertbridge.stores.sqlite_state import COMPONENT, MIGRATIONS, SCHEMA_VERSION, SqliteStateStore
+from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
+from alertbridge.stores.sqlite.state import SqliteStateStore
+from alertbridge.stores.sqlite.state_schema import COMPONENT, MIGRATIONS, SCHEMA_VERSION
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom
 from alertbridge.testing.grafana_standin import GrafanaStandin
 from alertbridge.testing.server import ServerThread
+from alertbridge.testing.store_contract import opened
 from alertbridge.testing.wecom_callback import CallbackClient
 from tests.harness import AlertbridgeProcess, AlertmanagerProcess, wait_until
-from tests.store_fixtures import opened
 from tests.test_store_state import OPS, at, make_group
 
 DATA = Path(__file__).parent / "data"

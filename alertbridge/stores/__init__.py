@@ -1,213 +1,80 @@
-"""Durable state behind narrow interfaces.
+"""Durable state behind two protocols, and the one place that picks their backend.
 
-The outbox holds one row per accepted notification per receiver ("delivery").
-The webhook handler commits a ``NewDelivery`` and only then answers 200; the
-dispatcher claims due deliveries, renders and sends them, and marks them sent,
-rescheduled or dead. SQLite is the default; a PostgreSQL store for several
-replicas implements the same ``OutboxStore`` protocol.
+``OutboxStore`` (``alertbridge.stores.outbox``) holds accepted notifications
+until they are sent; ``StateStore`` (``alertbridge.stores.state``) holds
+references, acks, silences, cards and the audit trail. ``stores_for`` reads
+``[store] url`` and builds both on the backend it names; nothing else in
+alertbridge names a backend. Every backend passes
+``alertbridge.testing.store_contract``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from alertbridge.message import Recipients
-from alertbridge.model import AlertGroup
+from alertbridge.stores.outbox import (
+    Delivery,
+    DeliveryStatus,
+    DigestPartRecord,
+    Enqueued,
+    NewDelivery,
+    OutboxStore,
+    StoredDigest,
+)
+from alertbridge.stores.state import StateStore
+
+if TYPE_CHECKING:
+    from alertbridge.config import Config
+
+__all__ = [
+    "Delivery",
+    "DeliveryStatus",
+    "DigestPartRecord",
+    "Enqueued",
+    "NewDelivery",
+    "OutboxStore",
+    "StateStore",
+    "StoredDigest",
+    "Stores",
+    "stores_for",
+]
 
 
-class DeliveryStatus(StrEnum):
-    PENDING = "pending"
-    SENT = "sent"
-    DEAD = "dead"
+class Held(Protocol):
+    """Something held until closed (a lock)."""
 
-
-@dataclass(frozen=True, slots=True)
-class NewDelivery:
-    """A notification accepted for one receiver, not yet stored."""
-
-    receiver: str
-    channel: str
-    recipients: Recipients
-    group: AlertGroup
-    request_id: str
-    accepted_at: datetime  # timezone-aware UTC; also the "now" templates render against
-    # Identifies the notification regardless of which HA peer sent it; see
-    # AlertGroup.notification_key.
-    dedup_key: str | None = None
-
-
-class Enqueued(int):
-    """A delivery id from ``enqueue``, flagged when it is an earlier delivery's
-    (the same notification again within the dedup window): an int, so callers
-    that only need the id use it as one."""
-
-    duplicate: bool
-
-    def __new__(cls, delivery_id: int, duplicate: bool = False) -> Enqueued:
-        value = super().__new__(cls, delivery_id)
-        value.duplicate = duplicate
-        return value
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
-    """A stored delivery with its progress."""
+class Stores:
+    """The outbox and the state store of one backend, built but not yet open.
 
-    id: int
-    receiver: str
-    channel: str
-    recipients: Recipients
-    group: AlertGroup
-    request_id: str
-    accepted_at: datetime
-    status: DeliveryStatus
-    attempts: int  # sends tried: failed ones, and the one that sent or dead-lettered it
-    parts_sent: int  # messages of a split group already accepted by WeCom
-    next_attempt_at: datetime
-    last_error: str | None
-    finished_at: datetime | None
-    digest_id: int | None = None  # set while a stored digest is sending it
-    # Failed attempts since WeCom last accepted a part of it (or of its
-    # digest): what the retry backoff grows with. ``attempts`` counts them all.
-    failures_since_progress: int = 0
-    # The part whose send was recorded but not yet answered: after a crash it
-    # may have reached WeCom (see OutboxStore.record_attempt).
-    sending_part: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DigestPartRecord:
-    """One rendered digest message, kept so a crash re-sends it byte for byte.
-
-    ``finished`` maps each reference whose last alert this part carries to
-    the deliveries that are done once it is sent.
+    Open the outbox first and close it last: a backend may share one
+    connection between the two, owned by the outbox.
     """
 
-    msgtype: str
-    content: str
-    limit: int
-    finished: tuple[tuple[int, tuple[int, ...]], ...]
+    outbox: OutboxStore
+    state: StateStore
+    # Taken by ``serve`` before anything starts, held while it runs: makes
+    # sure no second serving process uses the same store (see
+    # alertbridge.startup). Raises ``StartupError`` when one does.
+    lock_for_serving: Callable[[], Held]
 
 
-@dataclass(frozen=True, slots=True)
-class StoredDigest:
-    """A digest being sent: its parts, rendered once, and how many went out."""
+def stores_for(config: Config, *, outbox: OutboxStore | None = None) -> Stores:
+    """The stores ``[store] url`` names, for ``config``.
 
-    id: int
-    receiver: str
-    parts: tuple[DigestPartRecord, ...]
-    parts_sent: int
-    sending_part: int | None = None  # as Delivery.sending_part
+    ``outbox`` replaces the one the backend would build (tests inject
+    failing stores); the state store then still lives beside it.
+    """
+    url = config.store.url
+    if url.startswith("sqlite:///"):
+        from alertbridge.stores.sqlite import sqlite_stores
 
-
-class OutboxStore(Protocol):
-    async def open(self) -> None:
-        """Connect; create or migrate the schema."""
-
-    async def release_leases(self) -> int:
-        """Free leases left by a crashed run; the serving process calls it at start-up."""
-
-    async def close(self) -> None: ...
-
-    async def enqueue(self, delivery: NewDelivery) -> Enqueued:
-        """Durably store one delivery and return its id.
-
-        A delivery whose ``dedup_key`` was stored for the same receiver within
-        the store's dedup window is not stored again: the earlier id is
-        returned, flagged ``duplicate`` (Alertmanager HA peers each send the
-        same notification).
-
-        Concurrent calls are committed together (group commit): one
-        transaction and one fsync for all callers waiting at that moment.
-
-        Raises:
-            StoreError: the delivery was not stored; the caller must not
-                acknowledge it.
-        """
-
-    async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[Delivery]:
-        """Pending deliveries due at ``now``, oldest first, leased to the caller."""
-
-    async def next_due_at(self) -> datetime | None:
-        """When the earliest unleased pending delivery becomes due."""
-
-    async def count_backlog(self, receiver: str, recipients: Recipients, now: datetime) -> int:
-        """Unleased pending deliveries of ``receiver`` to exactly ``recipients``, not in a digest."""
-
-    async def claim_backlog(
-        self, receiver: str, recipients: Recipients, now: datetime, limit: int, lease: timedelta
-    ) -> list[Delivery]:
-        """Lease up to ``limit`` of that backlog, due or not, oldest accepted first."""
-
-    async def record_progress(self, delivery_id: int, parts_sent: int) -> None:
-        """Store how many parts were sent (their sends were counted before:
-        ``record_sends`` / ``record_attempt``)."""
-
-    async def mark_sent(self, delivery_ids: int | Sequence[int], now: datetime) -> None:
-        """Finish deliveries (several at once for a digest)."""
-
-    async def defer(self, delivery_ids: Sequence[int], until: datetime) -> None:
-        """Release deliveries until ``until`` without counting an attempt (rate limits)."""
-
-    async def create_digest(
-        self, receiver: str, recipients: Recipients, parts: Sequence[DigestPartRecord], now: datetime
-    ) -> StoredDigest:
-        """Store a digest and tie its deliveries (every id in ``finished``) to it, in one transaction."""
-
-    async def open_digest(self, receiver: str, recipients: Recipients) -> StoredDigest | None:
-        """The oldest digest to this target with parts still to send."""
-
-    async def claim_digest(self, digest_id: int, now: datetime, lease: timedelta) -> list[Delivery]:
-        """Lease every pending delivery of a stored digest (the caller is resuming it)."""
-
-    async def digest_progress(
-        self, digest_id: int, parts_sent: int, finished: Sequence[int], now: datetime
-    ) -> None:
-        """Record a sent digest part: its count and its finished deliveries."""
-
-    async def recent_sends(self, since: datetime) -> list[tuple[str, datetime]]:
-        """Budget sends after ``since``, oldest first; the dispatcher reloads them at start-up."""
-
-    async def record_sends(self, budget_keys: Sequence[str], at: datetime) -> None:
-        """Count a send against each budget key before it is made (see alertbridge.budget)."""
-
-    async def record_attempt(
-        self,
-        budget_keys: Sequence[str],
-        at: datetime,
-        *,
-        part: int | None,
-        delivery_id: int | None = None,
-        digest_id: int | None = None,
-    ) -> None:
-        """Before sending part ``part`` (0-based) of a delivery or digest: count
-        the send against each budget key and remember the part is on its way
-        (cleared when WeCom's answer is recorded; ``part=None`` clears it)."""
-
-    async def forget_sends(self, before: datetime) -> int: ...
-
-    async def reschedule(self, delivery_id: int, next_attempt_at: datetime, error: str) -> None:
-        """Count a failed attempt and release the lease until ``next_attempt_at``."""
-
-    async def mark_dead(self, delivery_id: int, reason: str, now: datetime) -> None: ...
-
-    async def list(self, status: DeliveryStatus | None = None, limit: int = 100) -> list[Delivery]:
-        """Newest first."""
-
-    async def retry(self, delivery_id: int, now: datetime) -> bool:
-        """Make a dead (or pending) delivery due now with zero attempts; False if unknown."""
-
-    async def count(self, status: DeliveryStatus) -> int: ...
-
-    async def oldest_pending(self) -> datetime | None:
-        """When the oldest pending delivery was accepted (for /metrics)."""
-
-    async def probe(self, now: datetime) -> None:
-        """Commit a tiny write; raises ``StoreError`` if the store cannot take writes (for /readyz)."""
-
-    async def delete_finished(self, older_than: datetime) -> int:
-        """Prune sent deliveries finished before ``older_than``; dead letters stay."""
+        return sqlite_stores(
+            config.store.sqlite_path, dedup_window=config.delivery.dedup_window, outbox=outbox
+        )
+    raise ValueError(f"no store for {url!r}")  # config validation admits only the URLs above

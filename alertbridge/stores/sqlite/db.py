@@ -1,7 +1,9 @@
 """What the SQLite stores share: the connection, value encoding, decoding.
 
-The outbox and the state store keep their tables in one database file, each
-with its own connection; both must open it the same durable way and use it
+The outbox and the state store keep their tables in one database file. A
+serving process runs both on one connection, the outbox's (see
+``alertbridge.stores.sqlite.sqlite_stores``); a CLI command opens its own
+beside it. Every connection opens the file the same durable way and is used
 under the same locking and error rules (``SqliteConnection``).
 """
 
@@ -129,7 +131,7 @@ async def _close_quietly(db: aiosqlite.Connection) -> None:
 
 
 class SqliteConnection:
-    """One store's own connection to the database file.
+    """A connection to the database file, used by one store or shared by both.
 
     ``open`` connects the durable way (``configure_connection``) and lets the
     store migrate its tables; ``session`` hands the connection out to one

@@ -1,0 +1,205 @@
+"""The outbox's tables in SQLite: migrations, and how a row becomes a ``Delivery``.
+
+Timestamps are stored as integer microseconds since the Unix epoch (UTC):
+exact round trips, cheap comparisons, and index-friendly. In the ``sqlite3``
+shell, ``datetime(col / 1e6, 'unixepoch')`` shows them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import aiosqlite
+
+from alertbridge.errors import StoreError
+from alertbridge.message import Recipients
+from alertbridge.model import AlertGroup
+from alertbridge.stores.outbox import Delivery, DeliveryStatus, DigestPartRecord
+from alertbridge.stores.sqlite.db import DECODE_ERRORS, Undecodable, from_us, transaction
+
+logger = logging.getLogger(__name__)
+
+# Each entry brings the schema from version ``index`` to ``index + 1``; the
+# version lives in ``PRAGMA user_version``. Append, never edit: a database
+# created by an older release replays only the entries it has not seen.
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    (
+        # AUTOINCREMENT: ids are shown to operators (list/retry) and in logs;
+        # pruning sent rows must never let a new delivery reuse an old id.
+        """
+        CREATE TABLE deliveries (
+            id              INTEGER PRIMARY KEY AUTOINCREMENT,
+            receiver        TEXT    NOT NULL,
+            channel         TEXT    NOT NULL,
+            recipients      TEXT    NOT NULL,  -- JSON, Recipients.to_dict()
+            alert_group     TEXT    NOT NULL,  -- JSON, AlertGroup.to_dict()
+            request_id      TEXT    NOT NULL,
+            accepted_at     INTEGER NOT NULL,  -- µs since epoch, UTC
+            status          TEXT    NOT NULL DEFAULT 'pending'
+                            CHECK (status IN ('pending', 'sent', 'dead')),
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            parts_sent      INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at INTEGER NOT NULL,  -- µs since epoch, UTC
+            lease_until     INTEGER,           -- µs since epoch, UTC; NULL = unclaimed
+            last_error      TEXT,
+            finished_at     INTEGER            -- µs since epoch, UTC
+        )
+        """,
+        # Claiming and next_due_at: pending rows in due order.
+        "CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at, id)",
+        # list(status) newest first, count(status).
+        "CREATE INDEX deliveries_status_id ON deliveries (status, id)",
+        # Retention pruning of sent rows.
+        "CREATE INDEX deliveries_finished ON deliveries (status, finished_at)",
+    ),
+    (
+        # The same notification from several Alertmanager HA peers (or a
+        # Grafana retry) within delivery.dedup_window is stored once.
+        "ALTER TABLE deliveries ADD COLUMN dedup_key TEXT",
+        "CREATE INDEX deliveries_dedup ON deliveries (receiver, dedup_key, accepted_at)",
+    ),
+    (
+        # A recipient's backlog: pending rows of one receiver to the same
+        # recipients, merged into digests under WeCom's rate limits.
+        "CREATE INDEX deliveries_backlog ON deliveries (status, receiver, recipients)",
+        # Sends counted against WeCom's per-member and per-robot limits (see
+        # alertbridge.budget), so a restart knows the last hour's sends.
+        """
+        CREATE TABLE sends (
+            budget_key TEXT    NOT NULL,
+            sent_at    INTEGER NOT NULL  -- µs since epoch, UTC
+        )
+        """,
+        "CREATE INDEX sends_at ON sends (sent_at)",
+    ),
+    (
+        # /readyz writes one row here to prove the store takes writes.
+        "CREATE TABLE probe (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL)",
+    ),
+    (
+        # Digests are rendered once and kept until every part is sent, so a
+        # crash between WeCom's answer and our bookkeeping re-sends the very
+        # same bytes (which WeCom's duplicate check then hides).
+        """
+        CREATE TABLE digests (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            receiver   TEXT    NOT NULL,
+            recipients TEXT    NOT NULL,  -- JSON, as deliveries.recipients
+            parts      TEXT    NOT NULL,  -- JSON list of DigestPartRecord
+            part_count INTEGER NOT NULL,
+            parts_sent INTEGER NOT NULL DEFAULT 0,
+            created_at INTEGER NOT NULL   -- µs since epoch, UTC
+        )
+        """,
+        "CREATE INDEX digests_open ON digests (receiver, recipients, parts_sent, part_count)",
+        "ALTER TABLE deliveries ADD COLUMN digest_id INTEGER",
+    ),
+    (
+        # Failed attempts since WeCom last accepted a part: the backoff's
+        # exponent. An accepted part proves WeCom reachable, so it restarts.
+        "ALTER TABLE deliveries ADD COLUMN failures_since_progress INTEGER NOT NULL DEFAULT 0",
+    ),
+    (
+        # The part being sent, recorded before the send and cleared once WeCom
+        # answered: still set after a crash, the part may have arrived, and a
+        # robot (no duplicate check) re-sends it marked as a repeat.
+        "ALTER TABLE deliveries ADD COLUMN sending_part INTEGER",
+        "ALTER TABLE digests ADD COLUMN sending_part INTEGER",
+    ),
+)
+
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+COLUMNS: Final = (
+    "id, receiver, channel, recipients, alert_group, request_id, accepted_at, status,"
+    " attempts, parts_sent, next_attempt_at, last_error, finished_at, digest_id, failures_since_progress,"
+    " sending_part"
+)
+
+# Dead-letters one delivery: (last_error, finished_at, id). The attempt
+# that ended it counts, as the one that sent a delivery does.
+MARK_DEAD: Final = (
+    "UPDATE deliveries SET status = 'dead', attempts = attempts + 1, last_error = ?, finished_at = ?,"
+    " lease_until = NULL WHERE id = ?"
+)
+
+
+def to_delivery(row: Sequence[Any]) -> Delivery:
+    """Decode one row selected with ``COLUMNS``."""
+    try:
+        return Delivery(
+            id=row[0],
+            receiver=row[1],
+            channel=row[2],
+            recipients=Recipients.from_dict(json.loads(row[3])),
+            group=AlertGroup.from_dict(json.loads(row[4])),
+            request_id=row[5],
+            accepted_at=from_us(row[6]),
+            status=DeliveryStatus(row[7]),
+            attempts=row[8],
+            parts_sent=row[9],
+            next_attempt_at=from_us(row[10]),
+            last_error=row[11],
+            finished_at=from_us(row[12]) if row[12] is not None else None,
+            digest_id=row[13],
+            failures_since_progress=row[14],
+            sending_part=row[15],
+        )
+    except DECODE_ERRORS as exc:
+        raise Undecodable(f"delivery {row[0]}", exc) from exc
+
+
+def part_to_json(part: DigestPartRecord) -> dict[str, Any]:
+    return {
+        "msgtype": part.msgtype,
+        "content": part.content,
+        "limit": part.limit,
+        "finished": [[ref, list(ids)] for ref, ids in part.finished],
+    }
+
+
+def part_from_json(data: dict[str, Any]) -> DigestPartRecord:
+    return DigestPartRecord(
+        msgtype=str(data["msgtype"]),
+        content=str(data["content"]),
+        limit=int(data["limit"]),
+        finished=tuple((int(ref), tuple(int(i) for i in ids)) for ref, ids in data["finished"]),
+    )
+
+
+async def decode_claimed(db: aiosqlite.Connection, rows: Iterable[Any], now_us: int) -> list[Delivery]:
+    """The claimed rows as deliveries; a row this version cannot decode is
+    dead-lettered in the claim's transaction instead of blocking the queue forever."""
+    claimed: list[Delivery] = []
+    for row in rows:
+        try:
+            claimed.append(to_delivery(row))
+        except Undecodable as exc:
+            logger.error("dead-lettering: %s", exc)
+            await db.execute(MARK_DEAD, (str(exc), now_us, row[0]))
+    return claimed
+
+
+async def migrate(db: aiosqlite.Connection, path: Path) -> None:
+    """Bring the outbox's tables of ``path`` to ``SCHEMA_VERSION``; refuse a newer file."""
+    async with db.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    version = int(row[0]) if row else 0
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: schema version {version} is newer than this alertbridge"
+            f" supports ({SCHEMA_VERSION}); upgrade alertbridge"
+        )
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        # One transaction per step, user_version included (it is part of
+        # the transactional file header): a step is applied fully or not.
+        async with transaction(db):
+            for statement in MIGRATIONS[target - 1]:
+                await db.execute(statement)
+            await db.execute(f"PRAGMA user_version = {target}")
+        logger.info("migrated %s to schema version %d", path, target)
