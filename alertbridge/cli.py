@@ -216,12 +216,12 @@ def _send_test(args: argparse.Namespace) -> int:
 
 async def _send_test_async(config: Config, args: argparse.Namespace) -> int:
     from alertbridge.app import build_renderer, new_http_client
-    from alertbridge.channels.registry import build_channel
     from alertbridge.logs import configure_logging
-    from alertbridge.mentions import content_mentions, recipients_for
     from alertbridge.message import Recipients
+    from alertbridge.messengers.registry import build_channel
+    from alertbridge.messengers.wecom.client import WeComClient
+    from alertbridge.messengers.wecom.mentions import content_mentions, recipients_for
     from alertbridge.render import sample_group
-    from alertbridge.wecom.client import WeComClient
 
     configure_logging(config.secrets(), sys.stderr, config.log.level, config.log.format)
     receiver = config.receivers[args.receiver]

@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from alertbridge.channels.robot import RobotChannel, build_robot_body
 from alertbridge.config import (
     AppReceiver,
     Config,
@@ -25,8 +24,16 @@ from alertbridge.config import (
     parse_config,
 )
 from alertbridge.dispatcher import Dispatcher
-from alertbridge.mentions import MAX_MENTIONS, People, content_mentions, people_for, recipients_for
 from alertbridge.message import Recipients, RenderedMessage, byte_limit
+from alertbridge.messengers.wecom.client import WeComClient
+from alertbridge.messengers.wecom.mentions import (
+    MAX_MENTIONS,
+    People,
+    content_mentions,
+    people_for,
+    recipients_for,
+)
+from alertbridge.messengers.wecom.robot import RobotChannel, build_robot_body
 from alertbridge.model import Alert, AlertGroup, Status
 from alertbridge.render import Renderer
 from alertbridge.stores import DeliveryStatus, NewDelivery
@@ -34,7 +41,6 @@ from alertbridge.stores.sqlite import SqliteOutboxStore
 from alertbridge.stores.sqlite_state import SqliteStateStore
 from alertbridge.testing.fake_wecom import WEBHOOK_SEND, FakeWeCom
 from alertbridge.tracking import GroupTracker
-from alertbridge.wecom.client import WeComClient
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 29, 15, 13, 53, tzinfo=UTC)
@@ -182,7 +188,7 @@ def test_mentions_are_capped_at_wecom_limit_keeping_statics() -> None:
 
 
 def test_unmapped_values_are_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level("DEBUG", logger="alertbridge.mentions")
+    caplog.set_level("DEBUG", logger="alertbridge.messengers.wecom.mentions")
     people_for(group(alert({"owner": "ghosts"})), MAPPING)
     assert any("ghosts" in r.getMessage() and r.levelname == "DEBUG" for r in caplog.records)
 

@@ -32,9 +32,9 @@ from typing import Generic, TypeVar
 from alertbridge.config import Actors, AppReceiver, Config, ConsoleReceiver, ReceiverConfig, RobotReceiver
 from alertbridge.errors import DeliveryError
 from alertbridge.message import Recipients
-from alertbridge.wecom.client import TagMembers, WeComClient
-from alertbridge.wecom.errcodes import CONTACT_PERMISSION_DENIED
-from alertbridge.wecom.errors import WeComAPIError
+from alertbridge.messengers.wecom.client import TagMembers, WeComClient
+from alertbridge.messengers.wecom.errcodes import CONTACT_PERMISSION_DENIED
+from alertbridge.messengers.wecom.errors import WeComAPIError
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse
 
 from alertbridge.config import Config
 from alertbridge.errors import PayloadError, StoreError
-from alertbridge.mentions import recipients_for
+from alertbridge.messengers.wecom.mentions import recipients_for
 from alertbridge.metrics import Metrics
 from alertbridge.model import AlertGroup
 from alertbridge.sources import alertmanager, grafana

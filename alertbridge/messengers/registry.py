@@ -7,15 +7,15 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import TextIO
 
-from alertbridge.channels import Channel
-from alertbridge.channels.app import DUPLICATE_CHECK_INTERVAL, AppChannel
-from alertbridge.channels.console import ConsoleChannel
-from alertbridge.channels.robot import RobotChannel
 from alertbridge.config import AppReceiver, ConsoleReceiver, RobotReceiver, WeComAppConfig
 from alertbridge.errors import ConfigError
 from alertbridge.images import ImageFetcher
+from alertbridge.messengers import Channel
+from alertbridge.messengers.console import ConsoleChannel
+from alertbridge.messengers.wecom.app import DUPLICATE_CHECK_INTERVAL, AppChannel
+from alertbridge.messengers.wecom.client import WeComClient
+from alertbridge.messengers.wecom.robot import RobotChannel
 from alertbridge.metrics import Metrics
-from alertbridge.wecom.client import WeComClient
 
 
 def build_channel(

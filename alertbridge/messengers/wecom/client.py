@@ -5,7 +5,7 @@ contact reads command authorization needs (``user/get``, ``tag/get``).
 One ``httpx.AsyncClient`` per process is passed in; the composition root
 creates it with timeouts and closes it. The client keeps one access-token
 cache per app and turns every outcome into either a result or one of the
-errors in ``alertbridge.wecom.errors``.
+errors in ``alertbridge.messengers.wecom.errors``.
 
 Credentials travel in query strings (``corpsecret``, ``access_token``,
 ``key``), so this module never logs a URL, never formats an httpx exception
@@ -30,11 +30,11 @@ from urllib.parse import quote, quote_plus
 import httpx
 
 from alertbridge.config import WeComAppConfig
+from alertbridge.messengers.wecom.errcodes import ErrCode, errcode_name, is_token_error
+from alertbridge.messengers.wecom.errors import WeComHTTPError, WeComTransportError, api_error
+from alertbridge.messengers.wecom.media import MediaCache
+from alertbridge.messengers.wecom.token import AccessTokenCache, Clock, IssuedToken
 from alertbridge.metrics import Metrics
-from alertbridge.wecom.errcodes import ErrCode, errcode_name, is_token_error
-from alertbridge.wecom.errors import WeComHTTPError, WeComTransportError, api_error
-from alertbridge.wecom.media import MediaCache
-from alertbridge.wecom.token import AccessTokenCache, Clock, IssuedToken
 
 logger = logging.getLogger(__name__)
 
