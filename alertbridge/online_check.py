@@ -23,7 +23,8 @@ from typing import Any, Final, TextIO
 
 import httpx
 
-from alertbridge.config import Config, RobotReceiver, SilencerConfig, WeComAppConfig
+from alertbridge.config import Config, SilencerConfig
+from alertbridge.messengers.wecom.config import RobotReceiver, WeComAppConfig
 from alertbridge.silencers.alertmanager import _auth_headers
 from alertbridge.silencers.api_v2 import without_userinfo
 

@@ -17,11 +17,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from alertbridge.config import AppReceiver, Config, ReceiverConfig
+from alertbridge.config import Config, ReceiverConfig
 from alertbridge.errors import DeliveryError, StoreError
 from alertbridge.message import RenderedMessage
 from alertbridge.messengers import Receipt
 from alertbridge.messengers.wecom.client import WeComClient
+from alertbridge.messengers.wecom.config import AppReceiver
 from alertbridge.model import Ack
 from alertbridge.senders import cluster_of
 from alertbridge.silencers import Silencer, SilenceRequest, SilencerError

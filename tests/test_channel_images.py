@@ -24,7 +24,7 @@ from pydantic import SecretStr
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from alertbridge.config import AppReceiver, ConsoleReceiver, ImagesConfig, RobotReceiver, WeComAppConfig
+from alertbridge.config import ConsoleReceiver, ImagesConfig
 from alertbridge.dispatcher import MAX_IMAGES, _with_images
 from alertbridge.errors import PermanentDeliveryError
 from alertbridge.images import FetchedImage, ImageFetcher, new_image_http_client
@@ -32,6 +32,7 @@ from alertbridge.message import Recipients, RenderedMessage, byte_limit
 from alertbridge.messengers import Receipt
 from alertbridge.messengers.wecom.app import AppChannel
 from alertbridge.messengers.wecom.client import WeComClient, quiet_http_loggers
+from alertbridge.messengers.wecom.config import AppReceiver, RobotReceiver, WeComAppConfig
 from alertbridge.messengers.wecom.errors import WeComTransportError
 from alertbridge.messengers.wecom.robot import ROBOT_IMAGE_LIMIT, RobotChannel
 from alertbridge.metrics import Metrics

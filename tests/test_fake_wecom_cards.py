@@ -15,8 +15,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from alertbridge.config import WeComAppConfig
 from alertbridge.messengers.wecom.client import WeComClient
+from alertbridge.messengers.wecom.config import WeComAppConfig
 from alertbridge.messengers.wecom.crypto import CallbackCrypto
 from alertbridge.messengers.wecom.errcodes import ErrCode
 from alertbridge.messengers.wecom.errors import PermanentWeComAPIError

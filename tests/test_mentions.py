@@ -15,17 +15,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from alertbridge.config import (
-    AppReceiver,
-    Config,
-    ConsoleReceiver,
-    MentionConfig,
-    RobotReceiver,
-    parse_config,
-)
+from alertbridge.config import Config, ConsoleReceiver, parse_config
 from alertbridge.dispatcher import Dispatcher
 from alertbridge.message import Recipients, RenderedMessage, byte_limit
 from alertbridge.messengers.wecom.client import WeComClient
+from alertbridge.messengers.wecom.config import AppReceiver, MentionConfig, RobotReceiver
 from alertbridge.messengers.wecom.mentions import (
     MAX_MENTIONS,
     People,

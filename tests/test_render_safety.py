@@ -17,11 +17,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from alertbridge.config import ButtonConfig, WeComAppConfig
 from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.messengers.wecom.app import AppChannel
 from alertbridge.messengers.wecom.card import build_alert_card, task_id_for
 from alertbridge.messengers.wecom.client import WeComClient
+from alertbridge.messengers.wecom.config import ButtonConfig, WeComAppConfig
 from alertbridge.messengers.wecom.robot import RobotChannel
 from alertbridge.model import Alert, AlertGroup, Status
 from alertbridge.render import Renderer

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from alertbridge.config import WeComAppConfig
 from alertbridge.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from alertbridge.messengers.wecom.client import WeComClient, quiet_http_loggers
+from alertbridge.messengers.wecom.config import WeComAppConfig
 from alertbridge.messengers.wecom.errcodes import RULES, Action, ErrCode, classify
 from alertbridge.messengers.wecom.errors import (
     PermanentWeComAPIError,

@@ -29,10 +29,12 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Generic, TypeVar
 
-from alertbridge.config import Actors, AppReceiver, Config, ConsoleReceiver, ReceiverConfig, RobotReceiver
+from alertbridge.config import Config, ConsoleReceiver, ReceiverConfig
+from alertbridge.config_base import Actors
 from alertbridge.errors import DeliveryError
 from alertbridge.message import Recipients
 from alertbridge.messengers.wecom.client import TagMembers, WeComClient
+from alertbridge.messengers.wecom.config import AppReceiver, RobotReceiver
 from alertbridge.messengers.wecom.errcodes import CONTACT_PERMISSION_DENIED
 from alertbridge.messengers.wecom.errors import WeComAPIError
 

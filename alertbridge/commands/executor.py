@@ -18,7 +18,8 @@ from alertbridge.commands import Ack, Command, Help, ListAlerts, ListSilences, S
 from alertbridge.commands.authz import ActorKey, Authorizer, ContactDirectory, Refusal, refusal_text
 from alertbridge.commands.parser import help_text
 from alertbridge.commands.wording import fit_lines, pick, silencer_failure
-from alertbridge.config import Config, Language, ReceiverConfig
+from alertbridge.config import Config, ReceiverConfig
+from alertbridge.config_base import Language
 from alertbridge.duration import format_duration
 from alertbridge.errors import StoreError
 from alertbridge.metrics import Metrics

@@ -9,7 +9,7 @@ chosen by the failure's kind.
 
 from __future__ import annotations
 
-from alertbridge.config import Language
+from alertbridge.config_base import Language
 from alertbridge.silencers import SilencerError, SilencerFailure
 
 REPLY_LIMIT = 2048  # bytes of an app text message

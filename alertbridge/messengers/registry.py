@@ -7,13 +7,14 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import TextIO
 
-from alertbridge.config import AppReceiver, ConsoleReceiver, RobotReceiver, WeComAppConfig
+from alertbridge.config import ConsoleReceiver
 from alertbridge.errors import ConfigError
 from alertbridge.images import ImageFetcher
 from alertbridge.messengers import Channel
 from alertbridge.messengers.console import ConsoleChannel
 from alertbridge.messengers.wecom.app import DUPLICATE_CHECK_INTERVAL, AppChannel
 from alertbridge.messengers.wecom.client import WeComClient
+from alertbridge.messengers.wecom.config import AppReceiver, RobotReceiver, WeComAppConfig
 from alertbridge.messengers.wecom.robot import RobotChannel
 from alertbridge.metrics import Metrics
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alertbridge.config import Actors, AppReceiver, Config
+from alertbridge.config import Config
+from alertbridge.config_base import Actors
+from alertbridge.messengers.wecom.config import AppReceiver
 
 
 @dataclass(frozen=True, slots=True)

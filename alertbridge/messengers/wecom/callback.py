@@ -26,7 +26,7 @@ from alertbridge.budget import SendBudget, member_limits
 from alertbridge.commands import Command, CommandError, Help
 from alertbridge.commands.executor import CommandExecutor, Outcome
 from alertbridge.commands.parser import parse_button_key, parse_command
-from alertbridge.config import Config, WeComAppConfig
+from alertbridge.config import Config
 from alertbridge.errors import DeliveryError, StoreError
 from alertbridge.messengers.wecom.callback_errors import (
     CallbackError,
@@ -37,6 +37,7 @@ from alertbridge.messengers.wecom.callback_errors import (
     StaleTimestamp,
 )
 from alertbridge.messengers.wecom.client import WeComClient
+from alertbridge.messengers.wecom.config import WeComAppConfig
 from alertbridge.messengers.wecom.crypto import CallbackCrypto, check_timestamp
 from alertbridge.messengers.wecom.inbound import (
     EventMessage,

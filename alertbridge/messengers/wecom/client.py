@@ -29,7 +29,7 @@ from urllib.parse import quote, quote_plus
 
 import httpx
 
-from alertbridge.config import WeComAppConfig
+from alertbridge.messengers.wecom.config import WeComAppConfig
 from alertbridge.messengers.wecom.errcodes import ErrCode, errcode_name, is_token_error
 from alertbridge.messengers.wecom.errors import WeComHTTPError, WeComTransportError, api_error
 from alertbridge.messengers.wecom.media import MediaCache

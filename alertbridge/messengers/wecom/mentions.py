@@ -26,8 +26,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from alertbridge.config import AppReceiver, MentionConfig, ReceiverConfig, RobotReceiver
+from alertbridge.config import ReceiverConfig
 from alertbridge.message import Recipients
+from alertbridge.messengers.wecom.config import AppReceiver, MentionConfig, RobotReceiver
 from alertbridge.model import Alert, AlertGroup
 
 log = logging.getLogger(__name__)
