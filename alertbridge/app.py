@@ -24,7 +24,6 @@ from starlette.routing import Route
 
 from alertbridge import __version__
 from alertbridge.budget import SendBudget
-from alertbridge.commands.authz import ContactDirectory
 from alertbridge.commands.executor import CommandExecutor
 from alertbridge.config import Config
 from alertbridge.dispatcher import Dispatcher
@@ -34,6 +33,7 @@ from alertbridge.messengers import Channel
 from alertbridge.messengers.registry import build_channel
 from alertbridge.messengers.wecom.callback import WeComCallback
 from alertbridge.messengers.wecom.client import WeComClient, quiet_http_loggers
+from alertbridge.messengers.wecom.contacts import ContactDirectory
 from alertbridge.metrics import Metrics
 from alertbridge.reload import ConfigReloader, Services
 from alertbridge.render import Renderer

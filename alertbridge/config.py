@@ -246,6 +246,10 @@ class TemplatesConfig(Section):
 class ConsoleReceiver(ReceiverBase):
     channel: Literal["console"]
 
+    @property
+    def audience(self) -> tuple[str, str]:
+        return "控制台", "the console"
+
 
 ReceiverConfig = AppReceiver | RobotReceiver | ConsoleReceiver
 Receiver = Annotated[ReceiverConfig, Field(discriminator="channel")]

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
 from alertbridge.duration import parse_duration
+from alertbridge.message import Recipients
 
 Language = Literal["zh", "en"]
 MessageType = Literal["text", "markdown"]
@@ -83,6 +84,36 @@ class ReceiverBase(Section):
                         f"{entry!r} is neither a WeCom user id nor party:<department id> or tag:<tag id>"
                     )
         return value
+
+    # What the core asks of a receiver; each messenger's receiver model answers.
+
+    @property
+    def reply_app(self) -> str | None:
+        """The app whose callback hears replies to its messages; None: nobody can reply."""
+        return None
+
+    @property
+    def named_users(self) -> tuple[str, ...]:
+        """The configured users its messages go to by name (``@all`` is not a name)."""
+        return ()
+
+    def named_recipients(self, recipients: Recipients) -> tuple[str, ...]:
+        """The users a message of this receiver sent to ``recipients`` reached by name."""
+        return ()
+
+    @property
+    def audience_listed(self) -> bool:
+        """Whether its configured audience is a plain list of users (and nothing else)."""
+        return False
+
+    def audience_listed_for(self, recipients: Recipients) -> bool:
+        """Whether a message sent to ``recipients`` went to listed users only."""
+        return False
+
+    @property
+    def audience(self) -> tuple[str, str]:
+        """Its audience, named in refusals and warnings when it is not listed: (Chinese, English)."""
+        raise NotImplementedError
 
     def channel_secrets(self) -> list[SecretStr]:
         """The channel's own secrets (a robot's key …), for log redaction."""

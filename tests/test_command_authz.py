@@ -21,9 +21,10 @@ import httpx
 import pytest
 
 from alertbridge.app import create_app
-from alertbridge.commands.authz import ContactDirectory, ContactUnavailable
+from alertbridge.commands.authz import ContactUnavailable
 from alertbridge.config import parse_config
 from alertbridge.messengers.wecom.client import WeComClient
+from alertbridge.messengers.wecom.contacts import ContactDirectory
 from alertbridge.testing.fake_wecom import (
     DEFAULT_ROBOT_KEY,
     MESSAGE_SEND,

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from alertbridge.commands import Ack, Command, Help, ListAlerts, ListSilences, Silence, Unsilence
-from alertbridge.commands.authz import ActorKey, Authorizer, ContactDirectory, Refusal, refusal_text
+from alertbridge.commands.authz import ActorKey, Authorizer, Directory, NoDirectory, Refusal, refusal_text
 from alertbridge.commands.parser import help_text
 from alertbridge.commands.wording import fit_lines, pick, silencer_failure
 from alertbridge.config import Config, ReceiverConfig
@@ -67,11 +67,11 @@ class CommandExecutor:
         state: StateStore,
         silencers: Mapping[str, Silencer],
         metrics: Metrics | None = None,
-        directory: ContactDirectory | None = None,
+        directory: Directory | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._config = config
-        self._authorizer = Authorizer(config, directory if directory is not None else ContactDirectory(None))
+        self._authorizer = Authorizer(config, directory if directory is not None else NoDirectory())
         self._metrics = metrics if metrics is not None else Metrics()
         self._state = state
         self._silencers = silencers

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 
 from alertbridge.config_base import NAME, ReceiverBase, Section, duration_value, secret_not_empty
+from alertbridge.message import Recipients
 
 AppMessageType = Literal["text", "markdown", "template_card"]
 
@@ -138,6 +139,30 @@ class AppReceiver(ReceiverBase):
     # Per-alert recipients from labels, added to to_user.
     extra_recipients: MentionConfig | None = None
 
+    @property
+    def reply_app(self) -> str | None:
+        return self.app
+
+    @property
+    def named_users(self) -> tuple[str, ...]:
+        return tuple(user for user in self.to_user if user != "@all")
+
+    def named_recipients(self, recipients: Recipients) -> tuple[str, ...]:
+        return tuple(user for user in recipients.to_user if user != "@all")
+
+    @property
+    def audience_listed(self) -> bool:
+        return bool(self.to_user) and "@all" not in self.to_user and not self.to_party and not self.to_tag
+
+    def audience_listed_for(self, recipients: Recipients) -> bool:
+        return "@all" not in recipients.to_user and not recipients.to_party and not recipients.to_tag
+
+    @property
+    def audience(self) -> tuple[str, str]:
+        if "@all" in self.to_user:
+            return "全员（@all）", "everyone (@all)"
+        return "部门或标签", "a department or tag"
+
 
 class RobotReceiver(ReceiverBase):
     channel: Literal["robot"]
@@ -151,6 +176,10 @@ class RobotReceiver(ReceiverBase):
 
     def channel_secrets(self) -> list[SecretStr]:
         return [self.robot_key]
+
+    @property
+    def audience(self) -> tuple[str, str]:
+        return "群机器人", "a group robot"
 
 
 def wecom_problems(wecom: WeComConfig) -> list[tuple[str, str]]:
