@@ -156,9 +156,10 @@ def _check_config(args: argparse.Namespace) -> int:
         "every template compiled and rendered against sample data)"
     )
     if args.online:
+        from alertbridge.messengers.registry import ONLINE_CHECKS
         from alertbridge.online_check import run_online_checks
 
-        return 0 if asyncio.run(run_online_checks(config, sys.stdout)) else 1
+        return 0 if asyncio.run(run_online_checks(config, sys.stdout, ONLINE_CHECKS)) else 1
     return 0
 
 
