@@ -221,7 +221,7 @@ async def _send_test_async(config: Config, args: argparse.Namespace) -> int:
     from alertbridge.message import Recipients
     from alertbridge.messengers.registry import build_channel
     from alertbridge.messengers.wecom.client import WeComClient
-    from alertbridge.messengers.wecom.mentions import content_mentions, recipients_for
+    from alertbridge.messengers.wecom.mentions import content_mentions
     from alertbridge.render import sample_group
 
     configure_logging(config.secrets(), sys.stderr, config.log.level, config.log.format)
@@ -229,7 +229,7 @@ async def _send_test_async(config: Config, args: argparse.Namespace) -> int:
     renderer = build_renderer(config, str(args.config))
     now = datetime.now(UTC)
     group = sample_group(now)
-    recipients: Recipients = recipients_for(receiver, group)
+    recipients: Recipients = receiver.recipients_for(group)
     messages = renderer.render(
         group,
         template=receiver.template,

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
 from alertbridge.duration import parse_duration
 from alertbridge.message import Recipients
+from alertbridge.model import AlertGroup
 
 Language = Literal["zh", "en"]
 MessageType = Literal["text", "markdown"]
@@ -86,6 +87,11 @@ class ReceiverBase(Section):
         return value
 
     # What the core asks of a receiver; each messenger's receiver model answers.
+
+    def recipients_for(self, group: AlertGroup) -> Recipients:
+        """What to store with a delivery of ``group`` to this receiver: who it goes
+        to, who it @mentions (fixed when the webhook is accepted). None by default."""
+        return Recipients()
 
     @property
     def reply_app(self) -> str | None:

@@ -25,7 +25,6 @@ from alertbridge.messengers.wecom.mentions import (
     People,
     content_mentions,
     people_for,
-    recipients_for,
 )
 from alertbridge.messengers.wecom.robot import RobotChannel, build_robot_body
 from alertbridge.model import Alert, AlertGroup, Status
@@ -199,26 +198,26 @@ def test_recipients_for_app_adds_mapped_users_to_to_user() -> None:
         to_tag=["7"],
         extra_recipients=MAPPING.model_copy(update={"all": True}),
     )
-    recipients = recipients_for(receiver, group(alert({"owner": "dba"})))
+    recipients = receiver.recipients_for(group(alert({"owner": "dba"})))
     # Mobiles and @all do not apply to apps.
     assert recipients == Recipients(to_user=("lisi", "boss", "zhangsan"), to_party=("2",), to_tag=("7",))
     plain = AppReceiver(channel="app", app="ops", to_party=["2"])
-    assert recipients_for(plain, group(alert({"owner": "dba"}))) == Recipients(to_party=("2",))
+    assert plain.recipients_for(group(alert({"owner": "dba"}))) == Recipients(to_party=("2",))
 
 
 def test_recipients_for_robot_mentions() -> None:
     receiver = RobotReceiver(
         channel="robot", robot_key=SecretStr("k"), mention=MAPPING.model_copy(update={"all": True})
     )
-    assert recipients_for(receiver, group(alert({"owner": "dba"}))) == Recipients(
+    assert receiver.recipients_for(group(alert({"owner": "dba"}))) == Recipients(
         mention_users=("zhangsan", "lisi"), mention_mobiles=("13800000001",), mention_all=True
     )
     silent = RobotReceiver(channel="robot", robot_key=SecretStr("k"))
-    assert recipients_for(silent, group(alert({"owner": "dba"}))) == Recipients()
+    assert silent.recipients_for(group(alert({"owner": "dba"}))) == Recipients()
 
 
 def test_recipients_for_console_is_empty() -> None:
-    assert recipients_for(ConsoleReceiver(channel="console"), group(alert({"owner": "dba"}))) == Recipients()
+    assert ConsoleReceiver(channel="console").recipients_for(group(alert({"owner": "dba"}))) == Recipients()
 
 
 def test_recipients_round_trip_and_read_old_rows() -> None:
@@ -471,7 +470,7 @@ async def wired(
 
 async def deliver(config: Config, dispatcher: Dispatcher, outbox: SqliteOutboxStore, receiver: str) -> None:
     grp = group(alert({"owner": "dba"}), alert({"owner": "nobody"}, index=1))
-    recipients = recipients_for(config.receivers[receiver], grp)
+    recipients = config.receivers[receiver].recipients_for(grp)
     await outbox.enqueue(
         NewDelivery(
             receiver=receiver,

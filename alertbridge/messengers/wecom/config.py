@@ -17,6 +17,8 @@ from pydantic import Field, SecretStr, field_validator
 
 from alertbridge.config_base import NAME, ReceiverBase, Section, duration_value, secret_not_empty
 from alertbridge.message import Recipients
+from alertbridge.messengers.wecom.mentions import app_recipients, robot_recipients
+from alertbridge.model import AlertGroup
 
 AppMessageType = Literal["text", "markdown", "template_card"]
 
@@ -139,6 +141,9 @@ class AppReceiver(ReceiverBase):
     # Per-alert recipients from labels, added to to_user.
     extra_recipients: MentionConfig | None = None
 
+    def recipients_for(self, group: AlertGroup) -> Recipients:
+        return app_recipients(self, group)
+
     @property
     def reply_app(self) -> str | None:
         return self.app
@@ -176,6 +181,9 @@ class RobotReceiver(ReceiverBase):
 
     def channel_secrets(self) -> list[SecretStr]:
         return [self.robot_key]
+
+    def recipients_for(self, group: AlertGroup) -> Recipients:
+        return robot_recipients(self, group)
 
     @property
     def audience(self) -> tuple[str, str]:
