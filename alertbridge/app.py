@@ -24,14 +24,16 @@ from starlette.routing import Route
 
 from alertbridge import __version__
 from alertbridge.budget import SendBudget
-from alertbridge.channels import Channel
-from alertbridge.channels.registry import build_channel
-from alertbridge.commands.authz import ContactDirectory
 from alertbridge.commands.executor import CommandExecutor
 from alertbridge.config import Config
 from alertbridge.dispatcher import Dispatcher
 from alertbridge.errors import ConfigError, TemplateError
 from alertbridge.images import ImageFetcher, new_image_http_client
+from alertbridge.messengers import Channel
+from alertbridge.messengers.registry import build_channel
+from alertbridge.messengers.wecom.callback import WeComCallback
+from alertbridge.messengers.wecom.client import WeComClient, quiet_http_loggers
+from alertbridge.messengers.wecom.contacts import ContactDirectory
 from alertbridge.metrics import Metrics
 from alertbridge.reload import ConfigReloader, Services
 from alertbridge.render import Renderer
@@ -39,11 +41,9 @@ from alertbridge.silencers.registry import build_silencers
 from alertbridge.stores import OutboxStore, stores_for
 from alertbridge.tracking import GroupTracker
 from alertbridge.web.auth import WebhookAuthenticator
-from alertbridge.web.callback import WeComCallback
 from alertbridge.web.health import OperationalEndpoints, healthz
 from alertbridge.web.ingest import WebhookIngest
 from alertbridge.web.refusals import RefusalLog
-from alertbridge.wecom.client import WeComClient, quiet_http_loggers
 
 log = logging.getLogger(__name__)
 

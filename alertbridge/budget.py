@@ -28,8 +28,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from alertbridge.config import AppReceiver, Config, ReceiverConfig, RobotReceiver, WeComAppConfig
+from alertbridge.config import Config, ReceiverConfig
 from alertbridge.message import Recipients
+from alertbridge.messengers.wecom.config import AppReceiver, RobotReceiver, WeComAppConfig
 
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)

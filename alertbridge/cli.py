@@ -156,9 +156,10 @@ def _check_config(args: argparse.Namespace) -> int:
         "every template compiled and rendered against sample data)"
     )
     if args.online:
+        from alertbridge.messengers.registry import ONLINE_CHECKS
         from alertbridge.online_check import run_online_checks
 
-        return 0 if asyncio.run(run_online_checks(config, sys.stdout)) else 1
+        return 0 if asyncio.run(run_online_checks(config, sys.stdout, ONLINE_CHECKS)) else 1
     return 0
 
 
@@ -216,19 +217,19 @@ def _send_test(args: argparse.Namespace) -> int:
 
 async def _send_test_async(config: Config, args: argparse.Namespace) -> int:
     from alertbridge.app import build_renderer, new_http_client
-    from alertbridge.channels.registry import build_channel
     from alertbridge.logs import configure_logging
-    from alertbridge.mentions import content_mentions, recipients_for
     from alertbridge.message import Recipients
+    from alertbridge.messengers.registry import build_channel
+    from alertbridge.messengers.wecom.client import WeComClient
+    from alertbridge.messengers.wecom.mentions import content_mentions
     from alertbridge.render import sample_group
-    from alertbridge.wecom.client import WeComClient
 
     configure_logging(config.secrets(), sys.stderr, config.log.level, config.log.format)
     receiver = config.receivers[args.receiver]
     renderer = build_renderer(config, str(args.config))
     now = datetime.now(UTC)
     group = sample_group(now)
-    recipients: Recipients = recipients_for(receiver, group)
+    recipients: Recipients = receiver.recipients_for(group)
     messages = renderer.render(
         group,
         template=receiver.template,

@@ -6,14 +6,17 @@ pydantic and then checks the rules that span keys (a receiver naming an app
 that does not exist …). Every problem found is reported at once in one
 ``ConfigError`` whose lines read ``FILE: key.path: what is wrong``.
 
+This module holds the core sections; each messenger brings its own section
+model (``alertbridge.messengers.wecom.config``: ``[wecom]`` and the ``app`` /
+``robot`` receivers), composed into ``Config`` here. What they share lives
+in ``alertbridge.config_base``.
+
 Nothing else in alertbridge reads the environment or the file: the resulting
 ``Config`` is passed down from the composition root.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import tomllib
 from collections.abc import Mapping
@@ -22,40 +25,23 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-)
+from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from alertbridge.addresses import AllowList
-from alertbridge.duration import parse_duration
+from alertbridge.config_base import NAME, Language, ReceiverBase, Section, duration_value
 from alertbridge.errors import ConfigError
-
-Language = Literal["zh", "en"]
-MessageType = Literal["text", "markdown"]
-AppMessageType = Literal["text", "markdown", "template_card"]
+from alertbridge.messengers.wecom.config import (
+    AppReceiver,
+    RobotReceiver,
+    WeComConfig,
+    app_receiver_problems,
+    wecom_problems,
+)
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _duration(value: object) -> object:
-    if isinstance(value, str):
-        return parse_duration(value)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    return value
-
-
-class ServerConfig(_Section):
+class ServerConfig(Section):
     listen: str = "127.0.0.1:8080"
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     timezone: str = "Asia/Shanghai"
@@ -72,7 +58,7 @@ class ServerConfig(_Section):
     body_timeout: timedelta = timedelta(seconds=30)
     max_connections: int = Field(default=512, gt=0)
 
-    _parse_timeouts = field_validator("header_timeout", "body_timeout", mode="before")(_duration)
+    _parse_timeouts = field_validator("header_timeout", "body_timeout", mode="before")(duration_value)
 
     @field_validator("header_timeout", "body_timeout")
     @classmethod
@@ -111,19 +97,19 @@ class ServerConfig(_Section):
         return ZoneInfo(self.timezone)
 
 
-class LogConfig(_Section):
+class LogConfig(Section):
     # "auto": JSON lines when stderr is not a terminal (containers, systemd),
     # readable text when it is.
     format: Literal["auto", "json", "text"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class StoreConfig(_Section):
+class StoreConfig(Section):
     url: str = "sqlite:///./data/alertbridge.db"
     # Sent deliveries are pruned after this long; dead letters are kept.
     retention: timedelta = timedelta(days=7)
 
-    _parse_retention = field_validator("retention", mode="before")(_duration)
+    _parse_retention = field_validator("retention", mode="before")(duration_value)
 
     @field_validator("url")
     @classmethod
@@ -140,12 +126,12 @@ class StoreConfig(_Section):
         return Path(self.url.removeprefix("sqlite:///"))
 
 
-class BasicAuthConfig(_Section):
+class BasicAuthConfig(Section):
     username: str = Field(min_length=1)
     password: SecretStr
 
 
-class WebhookAuthConfig(_Section):
+class WebhookAuthConfig(Section):
     bearer_token: SecretStr | None = None
     basic_auth: BasicAuthConfig | None = None
 
@@ -157,75 +143,7 @@ class WebhookAuthConfig(_Section):
         return value
 
 
-class WeComAppConfig(_Section):
-    corp_id: str = Field(min_length=1)
-    agent_id: int = Field(gt=0)
-    secret: SecretStr
-    # The app's "接收消息" callback settings; without them /wecom/callback/<app>
-    # answers 404 and replies/buttons are not available.
-    token: SecretStr | None = None
-    encoding_aes_key: SecretStr | None = None
-    # Callbacks whose timestamp is further than this from our clock are
-    # rejected (replays). 0 disables the check, e.g. to replay WeCom's examples.
-    callback_max_skew_seconds: int = Field(default=300, ge=0)
-    # WeCom silently drops an app's messages to a member beyond 30 a minute
-    # and 1000 an hour; the dispatcher keeps under these (lower only).
-    rate_limit_per_minute: int = Field(default=30, ge=1, le=30)
-    rate_limit_per_hour: int = Field(default=1000, ge=1, le=1000)
-
-    @field_validator("secret")
-    @classmethod
-    def _non_empty(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value():
-            raise ValueError("is empty")
-        return value
-
-    @field_validator("token")
-    @classmethod
-    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z0-9]{1,32}", value.get_secret_value()):
-            raise ValueError("must be 1-32 letters or digits (as the WeCom console generates it)")
-        return value
-
-    @field_validator("encoding_aes_key")
-    @classmethod
-    def _check_aes_key(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return value
-        key = value.get_secret_value()
-        if len(key) != 43 or not re.fullmatch(r"[A-Za-z0-9]{43}", key):
-            raise ValueError(
-                "must be exactly 43 letters or digits (the EncodingAESKey from the WeCom console)"
-            )
-        try:
-            decoded = base64.b64decode(key + "=", validate=True)
-        except binascii.Error:
-            raise ValueError("is not valid base64") from None
-        if len(decoded) != 32:
-            raise ValueError("does not decode to a 32-byte AES key")
-        return value
-
-    @property
-    def callback_enabled(self) -> bool:
-        return self.token is not None and self.encoding_aes_key is not None
-
-
-class WeComConfig(_Section):
-    api_base: str = "https://qyapi.weixin.qq.com"
-    timeout: Annotated[timedelta, Field(gt=timedelta(0))] = timedelta(seconds=10)
-    apps: dict[str, WeComAppConfig] = Field(default_factory=dict)
-
-    _parse_timeout = field_validator("timeout", mode="before")(_duration)
-
-    @field_validator("api_base")
-    @classmethod
-    def _check_base(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
-        return value.rstrip("/")
-
-
-class DeliveryConfig(_Section):
+class DeliveryConfig(Section):
     """How the dispatcher retries: exponential backoff with jitter."""
 
     max_age: timedelta = timedelta(hours=24)
@@ -246,10 +164,10 @@ class DeliveryConfig(_Section):
 
     _parse = field_validator(
         "max_age", "initial_backoff", "max_backoff", "dedup_window", "duplicate_check_interval", mode="before"
-    )(_duration)
+    )(duration_value)
 
 
-class SilencerConfig(_Section):
+class SilencerConfig(Section):
     """Where silences are created: an Alertmanager (HA peers tried in order),
     or Grafana's built-in Alertmanager (``url`` = the Grafana base URL)."""
 
@@ -261,7 +179,7 @@ class SilencerConfig(_Section):
     basic_auth: BasicAuthConfig | None = None
     timeout: Annotated[timedelta, Field(gt=timedelta(0))] = timedelta(seconds=10)
 
-    _parse_timeout = field_validator("timeout", mode="before")(_duration)
+    _parse_timeout = field_validator("timeout", mode="before")(duration_value)
 
     @field_validator("url", mode="before")
     @classmethod
@@ -279,7 +197,7 @@ class SilencerConfig(_Section):
         return [url.rstrip("/") for url in value]
 
 
-class ImagesConfig(_Section):
+class ImagesConfig(Section):
     """Fetching alert images (Grafana panel screenshots) to post into WeCom.
 
     The URL comes from a webhook payload, so by default only public addresses
@@ -292,7 +210,7 @@ class ImagesConfig(_Section):
     timeout: Annotated[timedelta, Field(gt=timedelta(0))] = timedelta(seconds=10)
     max_redirects: int = Field(default=3, ge=0, le=10)
 
-    _parse_timeout = field_validator("timeout", mode="before")(_duration)
+    _parse_timeout = field_validator("timeout", mode="before")(duration_value)
 
     @field_validator("allow")
     @classmethod
@@ -301,22 +219,7 @@ class ImagesConfig(_Section):
         return value
 
 
-class MentionConfig(_Section):
-    """Who an alert concerns, from its labels: for robot @mentions and extra app recipients.
-
-    The value of the first of ``keys`` (label, else annotation) an alert has
-    is looked up in ``users`` / ``mobiles``; ``static_*`` always apply.
-    """
-
-    keys: list[str] = Field(default_factory=list)
-    users: dict[str, list[str]] = Field(default_factory=dict)
-    mobiles: dict[str, list[str]] = Field(default_factory=dict)
-    static_users: list[str] = Field(default_factory=list)
-    static_mobiles: list[str] = Field(default_factory=list)
-    all: bool = False  # @all (robots only)
-
-
-class CommandsConfig(_Section):
+class CommandsConfig(Section):
     """Replies and buttons from WeCom: ack, silence, unsilence …"""
 
     # Labels left out of silence matchers because they change between
@@ -331,123 +234,28 @@ class CommandsConfig(_Section):
     reference_retention: Annotated[timedelta, Field(gt=timedelta(0))] = timedelta(days=7)
 
     _parse = field_validator("max_silence", "ack_silence_step", "reference_retention", mode="before")(
-        _duration
+        duration_value
     )
 
 
-class ButtonConfig(_Section):
-    """One card button: an action with its label."""
-
-    action: Literal["ack", "silence"]
-    # None: "确认" / "静默1小时" (or "Ack" / "Silence 1h"), in the receiver's language.
-    text: str | None = Field(default=None, min_length=1, max_length=12)
-    duration: timedelta | None = None  # for silence
-
-    _parse = field_validator("duration", mode="before")(_duration)
-
-
-def _default_buttons() -> list[ButtonConfig]:
-    return [
-        ButtonConfig(action="ack"),
-        ButtonConfig(action="silence", duration=timedelta(hours=1)),
-        ButtonConfig(action="silence", duration=timedelta(hours=24)),
-    ]
-
-
-class TemplatesConfig(_Section):
+class TemplatesConfig(Section):
     # Searched before the built-in templates, so a file here overrides one there.
     dir: Path | None = None
 
 
-def _secret_not_empty(value: SecretStr | None) -> SecretStr | None:
-    if value is not None and not value.get_secret_value():
-        raise ValueError("is empty")
-    return value
-
-
-Actors = Literal["recipients"] | list[str]
-# A WeCom user id (letters, digits, _ - @ .), or party:<id> / tag:<id>.
-_ACTOR = re.compile(r"(?:party|tag):\d{1,10}|[A-Za-z0-9][A-Za-z0-9_\-@.]{0,63}")
-
-
-class _ReceiverBase(_Section):
-    msgtype: MessageType = "markdown"
-    template: str = "default"
-    send_resolved: bool = True
-    language: Language | None = None  # None: [server].language
-    # The [silencers.NAME] that `silence` and buttons use for this receiver's alerts.
-    silencer: str | None = None
-    # Who may ack / silence: a list of WeCom user ids, "party:<id>" and
-    # "tag:<id>" (resolved through WeCom's contact API), or "recipients": the
-    # users the alert was sent to by name (to_user). Robots, the console,
-    # to_party, to_tag and @all have no such users: nobody, until listed.
-    allow_ack: Actors = "recipients"
-    allow_silence: Actors = "recipients"
-    # ack also creates a silence, extended by alertbridge until the group resolves.
-    ack_silences: bool = False
-    # Post alert images (Grafana panels) after the message; see [images].
-    images: bool = False
-    # Grafana webhooks must carry X-Grafana-Alerting-Signature made with this secret.
-    grafana_hmac_secret: SecretStr | None = None
-
-    _check_hmac_secret = field_validator("grafana_hmac_secret")(_secret_not_empty)
-
-    @field_validator("allow_ack", "allow_silence")
-    @classmethod
-    def _check_actors(cls, value: Actors) -> Actors:
-        if isinstance(value, list):
-            for entry in value:
-                if not _ACTOR.fullmatch(entry):
-                    raise ValueError(
-                        f"{entry!r} is neither a WeCom user id nor party:<department id> or tag:<tag id>"
-                    )
-        return value
+class ConsoleReceiver(ReceiverBase):
+    channel: Literal["console"]
 
     @property
-    def rendered_msgtype(self) -> MessageType:
-        """The msgtype its templates render: cards fall back to markdown for
-        what a card cannot show (a resolution whose card can no longer change)."""
-        return "markdown" if self.msgtype == "template_card" else self.msgtype  # type: ignore[comparison-overlap]
-
-
-class AppReceiver(_ReceiverBase):
-    channel: Literal["app"]
-    msgtype: AppMessageType = "markdown"  # type: ignore[assignment]
-    app: str
-    to_user: list[str] = Field(default_factory=list)
-    to_party: list[str] = Field(default_factory=list)
-    to_tag: list[str] = Field(default_factory=list)
-    # Buttons of msgtype = "template_card" messages (at most 6).
-    buttons: list[ButtonConfig] = Field(default_factory=_default_buttons, max_length=6)
-    # Per-alert recipients from labels, added to to_user.
-    extra_recipients: MentionConfig | None = None
-
-
-class RobotReceiver(_ReceiverBase):
-    channel: Literal["robot"]
-    robot_key: SecretStr
-    mention: MentionConfig | None = None
-    # A robot accepts 20 messages a minute (then 45009); lower only. Receivers
-    # sharing a robot key share its budget at the lowest of their limits.
-    rate_limit_per_minute: int = Field(default=20, ge=1, le=20)
-
-    @field_validator("robot_key")
-    @classmethod
-    def _non_empty(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value():
-            raise ValueError("is empty")
-        return value
-
-
-class ConsoleReceiver(_ReceiverBase):
-    channel: Literal["console"]
+    def audience(self) -> tuple[str, str]:
+        return "控制台", "the console"
 
 
 ReceiverConfig = AppReceiver | RobotReceiver | ConsoleReceiver
 Receiver = Annotated[ReceiverConfig, Field(discriminator="channel")]
 
 
-class Config(_Section):
+class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
@@ -473,13 +281,9 @@ class Config(_Section):
     def secrets(self) -> list[str]:
         """Every secret value in the config, for log redaction and leak tests."""
         found: list[str] = []
-        for app in self.wecom.apps.values():
-            for secret in (app.secret, app.token, app.encoding_aes_key):
-                if secret is not None:
-                    found.append(secret.get_secret_value())
+        found.extend(secret.get_secret_value() for secret in self.wecom.secrets())
         for receiver in self.receivers.values():
-            if isinstance(receiver, RobotReceiver):
-                found.append(receiver.robot_key.get_secret_value())
+            found.extend(secret.get_secret_value() for secret in receiver.channel_secrets())
         for receiver in self.receivers.values():
             if receiver.grafana_hmac_secret is not None:
                 found.append(receiver.grafana_hmac_secret.get_secret_value())
@@ -555,7 +359,7 @@ def _dotted(path: tuple[str | int, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            text = part if _NAME.match(part) and "." not in part else f'"{part}"'
+            text = part if NAME.match(part) and "." not in part else f'"{part}"'
             out += f".{text}" if out else text
     return out
 
@@ -581,16 +385,7 @@ def _describe(err: Mapping[str, Any]) -> tuple[str, str]:
 
 def _cross_checks(config: Config) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
-    for name, app in config.wecom.apps.items():
-        if not _NAME.match(name):
-            problems.append((f"wecom.apps.{name}", "app names may use letters, digits, _ . -"))
-        if (app.token is None) != (app.encoding_aes_key is None):
-            problems.append(
-                (
-                    f"wecom.apps.{name}",
-                    "set both token and encoding_aes_key (the callback settings), or neither",
-                )
-            )
+    problems.extend(wecom_problems(config.wecom))
     for name, silencer in config.silencers.items():
         key = _dotted(("silencers", name))
         if silencer.kind == "grafana":
@@ -602,7 +397,7 @@ def _cross_checks(config: Config) -> list[tuple[str, str]]:
             problems.append((f"{key}.token", 'only for kind = "grafana"; use bearer_token for Alertmanager'))
     for name, receiver in config.receivers.items():
         key = _dotted(("receivers", name))
-        if not _NAME.match(name):
+        if not NAME.match(name):
             problems.append((key, "receiver names may use letters, digits, _ . - (they appear in URLs)"))
         if receiver.silencer is not None and receiver.silencer not in config.silencers:
             known = ", ".join(sorted(config.silencers)) or "none defined"
@@ -612,24 +407,5 @@ def _cross_checks(config: Config) -> list[tuple[str, str]]:
         if receiver.ack_silences and config.silencer_of(name) is None:
             problems.append((f"{key}.ack_silences", "needs `silencer` to name where silences are created"))
         if isinstance(receiver, AppReceiver):
-            if receiver.msgtype == "template_card":
-                app_config = config.wecom.apps.get(receiver.app)
-                if app_config is not None and not app_config.callback_enabled:
-                    problems.append(
-                        (
-                            f"{key}.msgtype",
-                            f"template_card buttons call back: set token and encoding_aes_key of "
-                            f"[wecom.apps.{receiver.app}]",
-                        )
-                    )
-                for index, button in enumerate(receiver.buttons):
-                    if button.action == "silence" and button.duration is None:
-                        problems.append(
-                            (f"{key}.buttons[{index}].duration", "a silence button needs a duration")
-                        )
-            if receiver.app not in config.wecom.apps:
-                known = ", ".join(sorted(config.wecom.apps)) or "none defined"
-                problems.append((f"{key}.app", f"no app {receiver.app!r} in [wecom.apps] ({known})"))
-            if not (receiver.to_user or receiver.to_party or receiver.to_tag):
-                problems.append((key, "an app receiver needs at least one of to_user, to_party, to_tag"))
+            problems.extend(app_receiver_problems(key, receiver, config.wecom))
     return problems

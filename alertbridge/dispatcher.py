@@ -29,12 +29,13 @@ from typing import TypeVar
 
 from alertbridge.backoff import retry_delay
 from alertbridge.budget import LONGEST_WINDOW, RateLimit, SendBudget, limits_for
-from alertbridge.channels import Channel, Receipt
-from alertbridge.channels.card import build_alert_card, task_id_for
-from alertbridge.config import AppReceiver, Config, ReceiverConfig
+from alertbridge.config import Config, ReceiverConfig
 from alertbridge.errors import DeliveryError, StoreError, TemplateError, TransientDeliveryError
-from alertbridge.mentions import content_mentions
 from alertbridge.message import RenderedMessage
+from alertbridge.messengers import Channel, Receipt
+from alertbridge.messengers.wecom.card import build_alert_card, task_id_for
+from alertbridge.messengers.wecom.config import AppReceiver
+from alertbridge.messengers.wecom.mentions import content_mentions
 from alertbridge.metrics import Metrics
 from alertbridge.model import AlertGroup
 from alertbridge.refusals import alerts_refused, describe_alert, describe_group, refused

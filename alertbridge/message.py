@@ -57,7 +57,7 @@ class Recipients:
 
     App messages go to ``to_user``/``to_party``/``to_tag``. Robot messages
     have no recipients of their own (the robot key names the group chat) but
-    may @mention people: ``mention_*`` (see ``alertbridge.mentions``).
+    may @mention people: ``mention_*`` (see ``alertbridge.messengers.wecom.mentions``).
     Console messages have neither.
     """
 

@@ -1,44 +1,27 @@
-"""``check-config --online``: ask WeCom and the silencers whether the config works.
+"""``check-config --online``: ask the messengers and the silencers whether the config works.
 
 The offline check proves the file is well-formed; this one proves the
 credentials are right before the first alert finds out. Nothing is sent to
-anybody: each app gets a real ``gettoken`` and an ``agent/get`` (WeCom's
-read-only call that fails when the agent id does not belong to the secret, or
-the app is disabled); robot keys are checked for their shape only (WeCom
-has no send-free robot call); each silencer peer answers ``GET
-/api/v2/status`` (Alertmanager) or ``/api/health`` and, with the token, its
-Alertmanager's status (Grafana).
+anybody: each messenger brings its own checks (WeCom's:
+``alertbridge.messengers.wecom.online_check``); each silencer peer answers
+``GET /api/v2/status`` (Alertmanager) or ``/api/health`` and, with the
+token, its Alertmanager's status (Grafana).
 
 Every check is one line, ``ok``/``FAIL``, naming the config key to fix.
-Secrets never appear: WeCom takes the secret in the query string, so
-transport errors are described without the URL.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TextIO
+from typing import Final, TextIO
 
 import httpx
 
-from alertbridge.config import Config, RobotReceiver, SilencerConfig, WeComAppConfig
+from alertbridge.config import Config, SilencerConfig
 from alertbridge.silencers.alertmanager import _auth_headers
 from alertbridge.silencers.api_v2 import without_userinfo
 
-# What the errcodes a wrong config gets mean, and which key of the app to fix.
-_WECOM_ERRORS: Final[Mapping[int, tuple[str, str]]] = {
-    40001: ("secret", "invalid secret"),
-    40013: ("corp_id", "invalid corp id"),
-    40056: ("agent_id", "invalid agent id"),
-    301002: ("agent_id", "the agent id belongs to another app than this secret"),
-    60020: ("", "this host's IP is not in the app's trusted IPs (企业可信IP)"),
-    48002: ("", "API not authorized for this app"),
-    45009: ("", "API frequency limit; try again later"),
-}
-# A group robot's key, as WeCom shows it in the webhook URL.
-_ROBOT_KEY: Final = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _GRAFANA_STATUS: Final = "/api/alertmanager/grafana/api/v2/status"
 
 
@@ -52,8 +35,14 @@ class Check:
         return f"{'ok' if self.ok else 'FAIL':4}  {self.key}: {self.detail}"
 
 
-async def run_online_checks(config: Config, out: TextIO) -> bool:
-    """Run every check, print one line each to ``out``; True when all passed."""
+MessengerChecks = Callable[[httpx.AsyncClient, Config], AsyncIterator[Check]]
+
+
+async def run_online_checks(config: Config, out: TextIO, messengers: Sequence[MessengerChecks]) -> bool:
+    """Run every check, print one line each to ``out``; True when all passed.
+
+    ``messengers``: each messenger's checks (``alertbridge.messengers.registry.ONLINE_CHECKS``),
+    run before the silencers'."""
     checks: list[Check] = []
 
     def report(check: Check) -> None:
@@ -61,101 +50,13 @@ async def run_online_checks(config: Config, out: TextIO) -> bool:
         print(check.line(), file=out, flush=True)
 
     async with httpx.AsyncClient(follow_redirects=False) as http:
-        for name, app in config.wecom.apps.items():
-            for check in await _check_app(http, config, name, app):
+        for messenger_checks in messengers:
+            async for check in messenger_checks(http, config):
                 report(check)
-        for name, receiver in config.receivers.items():
-            if isinstance(receiver, RobotReceiver):
-                report(_check_robot_key(name, receiver))
         for name, silencer in config.silencers.items():
             for url in silencer.url:
                 report(await _check_silencer(http, name, silencer, url))
     return all(check.ok for check in checks)
-
-
-async def _check_app(http: httpx.AsyncClient, config: Config, name: str, app: WeComAppConfig) -> list[Check]:
-    key = f"wecom.apps.{name}"
-    base = config.wecom.api_base
-    timeout = config.wecom.timeout.total_seconds()
-    secret = app.secret.get_secret_value()
-    params = {"corpid": app.corp_id, "corpsecret": secret}
-    answer = await _wecom_get(http, f"{base}/cgi-bin/gettoken", params, timeout, secret)
-    if isinstance(answer, str):
-        return [Check(key, False, f"WeCom at {base} {answer}")]
-    failed = _wecom_failure(key, answer, secret)
-    if failed is not None:
-        return [failed]
-    token = answer.get("access_token")
-    if not isinstance(token, str) or not token:
-        return [Check(key, False, "WeCom's gettoken answer has no access_token")]
-    checks = [Check(key, True, "gettoken: the secret is valid")]
-    agent = await _wecom_get(
-        http,
-        f"{base}/cgi-bin/agent/get",
-        {"access_token": token, "agentid": str(app.agent_id)},
-        timeout,
-        token,
-    )
-    if isinstance(agent, str):
-        checks.append(Check(f"{key}.agent_id", False, f"WeCom at {base} {agent}"))
-        return checks
-    failed = _wecom_failure(key, agent, secret, token, default_field="agent_id")
-    if failed is not None:
-        checks.append(failed)
-    elif agent.get("close") == 1:
-        checks.append(Check(f"{key}.agent_id", False, "WeCom says the app is disabled (停用)"))
-    else:
-        shown = str(agent.get("name") or app.agent_id)[:40]
-        checks.append(
-            Check(f"{key}.agent_id", True, f"agent/get: agent {app.agent_id} ({shown}) is this app's")
-        )
-    return checks
-
-
-async def _wecom_get(
-    http: httpx.AsyncClient, url: str, params: Mapping[str, str], timeout: float, secret: str
-) -> dict[str, Any] | str:
-    """WeCom's JSON answer, or why there is none (never the URL: it holds ``secret``)."""
-    try:
-        response = await http.get(url, params=params, timeout=timeout)
-    except httpx.TimeoutException:
-        return "timed out"
-    except httpx.HTTPError as exc:
-        return f"unreachable ({type(exc).__name__})"
-    if response.status_code != 200:
-        return f"answered HTTP {response.status_code}"
-    try:
-        data = response.json()
-    except ValueError:
-        return "answered something that is not JSON"
-    if not isinstance(data, dict):
-        return "answered something that is not a JSON object"
-    return data
-
-
-def _wecom_failure(
-    key: str, answer: Mapping[str, Any], *secrets: str, default_field: str = ""
-) -> Check | None:
-    errcode = answer.get("errcode", 0)
-    if errcode == 0:
-        return None
-    field, meaning = _WECOM_ERRORS.get(int(errcode) if isinstance(errcode, int) else -1, (default_field, ""))
-    if not meaning:
-        meaning = str(answer.get("errmsg", ""))[:120]
-        for secret in secrets:
-            meaning = meaning.replace(secret, "***")
-    return Check(f"{key}.{field}" if field else key, False, f"WeCom says {errcode} {meaning}".rstrip())
-
-
-def _check_robot_key(name: str, receiver: RobotReceiver) -> Check:
-    key = f"receivers.{name}.robot_key"
-    if _ROBOT_KEY.fullmatch(receiver.robot_key.get_secret_value().strip()):
-        return Check(key, True, "shaped like a robot key (not sent to: robots have no test call)")
-    return Check(
-        key,
-        False,
-        "not shaped like a robot key (8-4-4-4-12 hex digits, the key= of the robot's webhook URL)",
-    )
 
 
 async def _check_silencer(http: httpx.AsyncClient, name: str, silencer: SilencerConfig, url: str) -> Check:

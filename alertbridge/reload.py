@@ -24,15 +24,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from alertbridge.channels import Channel
 from alertbridge.config import Config, load_config
 from alertbridge.errors import ConfigError
 from alertbridge.logs import extend_redaction
+from alertbridge.messengers import Channel
+from alertbridge.messengers.wecom.callback import WeComCallback
 from alertbridge.metrics import Metrics
 from alertbridge.render import Renderer
 from alertbridge.tracking import GroupTracker
 from alertbridge.web.auth import WebhookAuthenticator
-from alertbridge.web.callback import WeComCallback
 from alertbridge.web.ingest import WebhookIngest
 
 log = logging.getLogger(__name__)

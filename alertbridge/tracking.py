@@ -17,16 +17,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from alertbridge.channels import Receipt
-from alertbridge.config import AppReceiver, Config, ReceiverConfig
+from alertbridge.config import Config, ReceiverConfig
 from alertbridge.errors import DeliveryError, StoreError
 from alertbridge.message import RenderedMessage
+from alertbridge.messengers import Receipt
+from alertbridge.messengers.wecom.client import WeComClient
+from alertbridge.messengers.wecom.config import AppReceiver
 from alertbridge.model import Ack
 from alertbridge.senders import cluster_of
 from alertbridge.silencers import Silencer, SilenceRequest, SilencerError
 from alertbridge.stores import Delivery
 from alertbridge.stores.state import CardRecord, StateStore
-from alertbridge.wecom.client import WeComClient
 
 log = logging.getLogger(__name__)
 

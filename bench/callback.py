@@ -1,7 +1,7 @@
 """Scenario 5, callback: verify + decrypt + parse of WeCom callbacks, operations per second.
 
 What alertbridge does with every callback POST before it may act on it
-(alertbridge/web/callback.py): check the timestamp skew, parse the XML
+(alertbridge/messengers/wecom/callback.py): check the timestamp skew, parse the XML
 envelope, verify ``msg_signature`` (SHA-1), AES-256-CBC decrypt and unpad,
 check the CorpID, and parse the decrypted message XML (defusedxml). Measured
 in-process, single-threaded, pinned to the server core, over 1,000 distinct
@@ -15,9 +15,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from alertbridge.messengers.wecom.crypto import CallbackCrypto, check_timestamp
+from alertbridge.messengers.wecom.inbound import TextMessage, parse_inbound
 from alertbridge.testing.wecom_callback import CallbackClient
-from alertbridge.wecom.crypto import CallbackCrypto, check_timestamp
-from alertbridge.wecom.inbound import TextMessage, parse_inbound
 from bench.common import CORES, QUICK, ScenarioResult, log, pinned_self
 
 TOKEN = "benchCallbackToken123"

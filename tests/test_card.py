@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from alertbridge.channels.card import TITLE_CHARS, VALUE_CHARS, build_alert_card, task_id_for
 from alertbridge.commands import Ack as AckCommand
 from alertbridge.commands import Silence
 from alertbridge.commands.parser import parse_button_key
-from alertbridge.config import ButtonConfig
+from alertbridge.messengers.wecom.card import TITLE_CHARS, VALUE_CHARS, build_alert_card, task_id_for
+from alertbridge.messengers.wecom.config import ButtonConfig
 from alertbridge.model import Ack, Alert, AlertGroup, Status
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

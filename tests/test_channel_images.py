@@ -24,14 +24,17 @@ from pydantic import SecretStr
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from alertbridge.channels import Receipt
-from alertbridge.channels.app import AppChannel
-from alertbridge.channels.robot import ROBOT_IMAGE_LIMIT, RobotChannel
-from alertbridge.config import AppReceiver, ConsoleReceiver, ImagesConfig, RobotReceiver, WeComAppConfig
+from alertbridge.config import ConsoleReceiver, ImagesConfig
 from alertbridge.dispatcher import MAX_IMAGES, _with_images
 from alertbridge.errors import PermanentDeliveryError
 from alertbridge.images import FetchedImage, ImageFetcher, new_image_http_client
 from alertbridge.message import Recipients, RenderedMessage, byte_limit
+from alertbridge.messengers import Receipt
+from alertbridge.messengers.wecom.app import AppChannel
+from alertbridge.messengers.wecom.client import WeComClient, quiet_http_loggers
+from alertbridge.messengers.wecom.config import AppReceiver, RobotReceiver, WeComAppConfig
+from alertbridge.messengers.wecom.errors import WeComTransportError
+from alertbridge.messengers.wecom.robot import ROBOT_IMAGE_LIMIT, RobotChannel
 from alertbridge.metrics import Metrics
 from alertbridge.model import Alert, AlertGroup, Status
 from alertbridge.stores import Delivery, DeliveryStatus
@@ -45,8 +48,6 @@ from alertbridge.testing.fake_wecom import (
     ManualClock,
 )
 from alertbridge.testing.server import ServerThread, SwappableApp, serve_in_thread
-from alertbridge.wecom.client import WeComClient, quiet_http_loggers
-from alertbridge.wecom.errors import WeComTransportError
 from tests.harness import AlertbridgeProcess, wait_until
 from tests.test_images import JPEG, PNG, ImageServer, image_app, make_png
 

@@ -12,17 +12,18 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from alertbridge.channels import Channel, Receipt
-from alertbridge.channels.app import AppChannel, build_app_body
-from alertbridge.channels.console import ConsoleChannel
-from alertbridge.channels.registry import build_channel
-from alertbridge.channels.robot import RobotChannel
-from alertbridge.config import AppReceiver, ConsoleReceiver, RobotReceiver, WeComAppConfig
+from alertbridge.config import ConsoleReceiver
 from alertbridge.errors import ConfigError, PermanentDeliveryError
 from alertbridge.message import Recipients, RenderedMessage, byte_limit
+from alertbridge.messengers import Channel, Receipt
+from alertbridge.messengers.console import ConsoleChannel
+from alertbridge.messengers.registry import build_channel
+from alertbridge.messengers.wecom.app import AppChannel, build_app_body
+from alertbridge.messengers.wecom.client import WeComClient
+from alertbridge.messengers.wecom.config import AppReceiver, RobotReceiver, WeComAppConfig
+from alertbridge.messengers.wecom.robot import RobotChannel
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND, FakeApp, FakeWeCom
 from alertbridge.testing.server import SwappableApp, serve_in_thread
-from alertbridge.wecom.client import WeComClient
 
 CORP_ID = "ww-channels-corp"
 SECRET = "channels-app-secret"

@@ -21,8 +21,10 @@ import httpx
 import pytest
 
 from alertbridge.app import create_app
-from alertbridge.commands.authz import ContactDirectory, ContactUnavailable
+from alertbridge.commands.authz import ContactUnavailable
 from alertbridge.config import parse_config
+from alertbridge.messengers.wecom.client import WeComClient
+from alertbridge.messengers.wecom.contacts import ContactDirectory
 from alertbridge.testing.fake_wecom import (
     DEFAULT_ROBOT_KEY,
     MESSAGE_SEND,
@@ -33,7 +35,6 @@ from alertbridge.testing.fake_wecom import (
     ManualClock,
 )
 from alertbridge.testing.server import ServerThread
-from alertbridge.wecom.client import WeComClient
 from tests.harness import AlertmanagerProcess, free_port, wait_until
 from tests.test_callback import AES_KEY, AGENT_ID, CORP_ID, FIRING, SECRET, TOKEN, Bridge
 

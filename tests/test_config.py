@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from alertbridge.config import AppReceiver, RobotReceiver, load_config
+from alertbridge.config import load_config
 from alertbridge.errors import ConfigError
+from alertbridge.messengers.wecom.config import AppReceiver, RobotReceiver
 
 REPO = Path(__file__).resolve().parent.parent
 

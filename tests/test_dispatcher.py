@@ -9,18 +9,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from alertbridge.channels import Receipt
 from alertbridge.config import Config, parse_config
 from alertbridge.dispatcher import Dispatcher
 from alertbridge.errors import PermanentDeliveryError, TransientDeliveryError
 from alertbridge.message import Recipients, RenderedMessage
+from alertbridge.messengers import Receipt
+from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.render import Renderer
 from alertbridge.sources import alertmanager
 from alertbridge.stores import DeliveryStatus, NewDelivery
 from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
 from alertbridge.stores.sqlite.state import SqliteStateStore
 from alertbridge.tracking import GroupTracker
-from alertbridge.wecom.client import WeComClient
 
 DATA = Path(__file__).parent / "data" / "alertmanager"
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

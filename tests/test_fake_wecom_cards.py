@@ -15,7 +15,12 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from alertbridge.config import WeComAppConfig
+from alertbridge.messengers.wecom.client import WeComClient
+from alertbridge.messengers.wecom.config import WeComAppConfig
+from alertbridge.messengers.wecom.crypto import CallbackCrypto
+from alertbridge.messengers.wecom.errcodes import ErrCode
+from alertbridge.messengers.wecom.errors import PermanentWeComAPIError
+from alertbridge.messengers.wecom.inbound import EventMessage, TextMessage, dedup_key, parse_inbound
 from alertbridge.testing.fake_wecom import (
     DEFAULT_AGENT_ID,
     DEFAULT_CORP_ID,
@@ -30,11 +35,6 @@ from alertbridge.testing.fake_wecom import (
 )
 from alertbridge.testing.server import SwappableApp, serve_in_thread
 from alertbridge.testing.wecom_callback import CallbackClient
-from alertbridge.wecom.client import WeComClient
-from alertbridge.wecom.crypto import CallbackCrypto
-from alertbridge.wecom.errcodes import ErrCode
-from alertbridge.wecom.errors import PermanentWeComAPIError
-from alertbridge.wecom.inbound import EventMessage, TextMessage, dedup_key, parse_inbound
 
 DEFAULT_APP = FakeApp()
 OTHER_APP = FakeApp(corp_id=DEFAULT_CORP_ID, secret="other-app-secret", agent_id=1000003)

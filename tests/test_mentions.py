@@ -15,18 +15,18 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from alertbridge.channels.robot import RobotChannel, build_robot_body
-from alertbridge.config import (
-    AppReceiver,
-    Config,
-    ConsoleReceiver,
-    MentionConfig,
-    RobotReceiver,
-    parse_config,
-)
+from alertbridge.config import Config, ConsoleReceiver, parse_config
 from alertbridge.dispatcher import Dispatcher
-from alertbridge.mentions import MAX_MENTIONS, People, content_mentions, people_for, recipients_for
 from alertbridge.message import Recipients, RenderedMessage, byte_limit
+from alertbridge.messengers.wecom.client import WeComClient
+from alertbridge.messengers.wecom.config import AppReceiver, MentionConfig, RobotReceiver
+from alertbridge.messengers.wecom.mentions import (
+    MAX_MENTIONS,
+    People,
+    content_mentions,
+    people_for,
+)
+from alertbridge.messengers.wecom.robot import RobotChannel, build_robot_body
 from alertbridge.model import Alert, AlertGroup, Status
 from alertbridge.render import Renderer
 from alertbridge.stores import DeliveryStatus, NewDelivery
@@ -34,7 +34,6 @@ from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
 from alertbridge.stores.sqlite.state import SqliteStateStore
 from alertbridge.testing.fake_wecom import WEBHOOK_SEND, FakeWeCom
 from alertbridge.tracking import GroupTracker
-from alertbridge.wecom.client import WeComClient
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 29, 15, 13, 53, tzinfo=UTC)
@@ -182,7 +181,7 @@ def test_mentions_are_capped_at_wecom_limit_keeping_statics() -> None:
 
 
 def test_unmapped_values_are_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level("DEBUG", logger="alertbridge.mentions")
+    caplog.set_level("DEBUG", logger="alertbridge.messengers.wecom.mentions")
     people_for(group(alert({"owner": "ghosts"})), MAPPING)
     assert any("ghosts" in r.getMessage() and r.levelname == "DEBUG" for r in caplog.records)
 
@@ -199,26 +198,26 @@ def test_recipients_for_app_adds_mapped_users_to_to_user() -> None:
         to_tag=["7"],
         extra_recipients=MAPPING.model_copy(update={"all": True}),
     )
-    recipients = recipients_for(receiver, group(alert({"owner": "dba"})))
+    recipients = receiver.recipients_for(group(alert({"owner": "dba"})))
     # Mobiles and @all do not apply to apps.
     assert recipients == Recipients(to_user=("lisi", "boss", "zhangsan"), to_party=("2",), to_tag=("7",))
     plain = AppReceiver(channel="app", app="ops", to_party=["2"])
-    assert recipients_for(plain, group(alert({"owner": "dba"}))) == Recipients(to_party=("2",))
+    assert plain.recipients_for(group(alert({"owner": "dba"}))) == Recipients(to_party=("2",))
 
 
 def test_recipients_for_robot_mentions() -> None:
     receiver = RobotReceiver(
         channel="robot", robot_key=SecretStr("k"), mention=MAPPING.model_copy(update={"all": True})
     )
-    assert recipients_for(receiver, group(alert({"owner": "dba"}))) == Recipients(
+    assert receiver.recipients_for(group(alert({"owner": "dba"}))) == Recipients(
         mention_users=("zhangsan", "lisi"), mention_mobiles=("13800000001",), mention_all=True
     )
     silent = RobotReceiver(channel="robot", robot_key=SecretStr("k"))
-    assert recipients_for(silent, group(alert({"owner": "dba"}))) == Recipients()
+    assert silent.recipients_for(group(alert({"owner": "dba"}))) == Recipients()
 
 
 def test_recipients_for_console_is_empty() -> None:
-    assert recipients_for(ConsoleReceiver(channel="console"), group(alert({"owner": "dba"}))) == Recipients()
+    assert ConsoleReceiver(channel="console").recipients_for(group(alert({"owner": "dba"}))) == Recipients()
 
 
 def test_recipients_round_trip_and_read_old_rows() -> None:
@@ -471,7 +470,7 @@ async def wired(
 
 async def deliver(config: Config, dispatcher: Dispatcher, outbox: SqliteOutboxStore, receiver: str) -> None:
     grp = group(alert({"owner": "dba"}), alert({"owner": "nobody"}, index=1))
-    recipients = recipients_for(config.receivers[receiver], grp)
+    recipients = config.receivers[receiver].recipients_for(grp)
     await outbox.enqueue(
         NewDelivery(
             receiver=receiver,

@@ -10,8 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from alertbridge.channels.card import build_alert_card, task_id_for
-from alertbridge.config import ButtonConfig, load_config
+from alertbridge.config import load_config
+from alertbridge.messengers.wecom.card import build_alert_card, task_id_for
+from alertbridge.messengers.wecom.config import ButtonConfig
 from alertbridge.model import Alert, AlertGroup, Status
 from alertbridge.render import Renderer, filters
 from alertbridge.render.digest import DigestSection

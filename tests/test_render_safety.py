@@ -17,18 +17,18 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from alertbridge.channels.app import AppChannel
-from alertbridge.channels.card import build_alert_card, task_id_for
-from alertbridge.channels.robot import RobotChannel
-from alertbridge.config import ButtonConfig, WeComAppConfig
 from alertbridge.message import Recipients, RenderedMessage
+from alertbridge.messengers.wecom.app import AppChannel
+from alertbridge.messengers.wecom.card import build_alert_card, task_id_for
+from alertbridge.messengers.wecom.client import WeComClient
+from alertbridge.messengers.wecom.config import ButtonConfig, WeComAppConfig
+from alertbridge.messengers.wecom.robot import RobotChannel
 from alertbridge.model import Alert, AlertGroup, Status
 from alertbridge.render import Renderer
 from alertbridge.render.digest import DigestSection
 from alertbridge.render.sanitize import clean_text, safe_url
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND, FakeApp, FakeWeCom
 from alertbridge.testing.server import SwappableApp, serve_in_thread
-from alertbridge.wecom.client import WeComClient
 
 CORP_ID = "ww-safety-corp"
 SECRET = "safety-app-secret"

@@ -14,8 +14,19 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from alertbridge.config import WeComAppConfig
 from alertbridge.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from alertbridge.messengers.wecom.client import WeComClient, quiet_http_loggers
+from alertbridge.messengers.wecom.config import WeComAppConfig
+from alertbridge.messengers.wecom.errcodes import RULES, Action, ErrCode, classify
+from alertbridge.messengers.wecom.errors import (
+    PermanentWeComAPIError,
+    TransientWeComAPIError,
+    WeComAPIError,
+    WeComHTTPError,
+    WeComTransportError,
+    api_error,
+)
+from alertbridge.messengers.wecom.token import AccessTokenCache, IssuedToken, refresh_margin
 from alertbridge.testing.fake_wecom import (
     GETTOKEN,
     MESSAGE_SEND,
@@ -26,17 +37,6 @@ from alertbridge.testing.fake_wecom import (
     ManualClock,
 )
 from alertbridge.testing.server import SwappableApp, serve_in_thread
-from alertbridge.wecom.client import WeComClient, quiet_http_loggers
-from alertbridge.wecom.errcodes import RULES, Action, ErrCode, classify
-from alertbridge.wecom.errors import (
-    PermanentWeComAPIError,
-    TransientWeComAPIError,
-    WeComAPIError,
-    WeComHTTPError,
-    WeComTransportError,
-    api_error,
-)
-from alertbridge.wecom.token import AccessTokenCache, IssuedToken, refresh_margin
 
 CORP_ID = "ww7c3a9e0d1f2b4c5a"
 SECRET = "corp-secret-Zq8XvT2pLm9RwK4s"
@@ -261,7 +261,7 @@ async def test_unknown_corp_id_is_permanent(client: WeComClient) -> None:
 async def test_partly_invalid_recipients_are_reported_and_warned(
     client: WeComClient, fake: FakeWeCom, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="alertbridge.wecom.client")
+    caplog.set_level(logging.WARNING, logger="alertbridge.messengers.wecom.client")
     result = await client.send_app_message("ops", APP, text(touser="alice|Ghost|unlicensed"))
 
     assert result.partial

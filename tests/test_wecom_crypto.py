@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alertbridge.errors import AlertbridgeError
-from alertbridge.wecom.crypto import (
+from alertbridge.messengers.wecom.crypto import (
     CallbackCrypto,
     CallbackError,
     DecryptError,
@@ -32,7 +32,7 @@ from alertbridge.wecom.crypto import (
     StaleTimestamp,
     check_timestamp,
 )
-from alertbridge.wecom.inbound import parse_inbound
+from alertbridge.messengers.wecom.inbound import parse_inbound
 
 VECTORS: list[dict[str, Any]] = json.loads(
     (Path(__file__).parent / "data" / "wecom_crypto_vectors.json").read_text(encoding="utf-8")

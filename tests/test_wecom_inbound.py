@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alertbridge.wecom.callback_errors import MalformedMessage
-from alertbridge.wecom.inbound import (
+from alertbridge.messengers.wecom.callback_errors import MalformedMessage
+from alertbridge.messengers.wecom.inbound import (
     EventMessage,
     InboundMessage,
     OtherMessage,

@@ -10,7 +10,7 @@ allowed only to people we know should act on that alert:
   names who may act in an allow-list (``check-config`` warns until then).
 - An allow-list holds user ids and ``party:<id>`` / ``tag:<id>`` entries.
   Departments and tags are resolved through WeCom's contact API
-  (``ContactDirectory``); an entry that cannot be resolved — the app lacks
+  (a ``Directory``: ``alertbridge.messengers.wecom.contacts``); an entry that cannot be resolved — the app lacks
   contact permission (48002) or the entry is outside its visible range
   (60011), or WeCom is unreachable — matches nobody, and a warning names it.
 
@@ -22,25 +22,17 @@ operator sets to change it.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Sequence
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Protocol
 
-from alertbridge.config import Actors, AppReceiver, Config, ConsoleReceiver, ReceiverConfig, RobotReceiver
-from alertbridge.errors import DeliveryError
+from alertbridge.config import Config, ReceiverConfig
+from alertbridge.config_base import Actors
 from alertbridge.message import Recipients
-from alertbridge.wecom.client import TagMembers, WeComClient
-from alertbridge.wecom.errcodes import CONTACT_PERMISSION_DENIED
-from alertbridge.wecom.errors import WeComAPIError
 
 log = logging.getLogger(__name__)
 
-CONTACT_CACHE_TTL = timedelta(minutes=10)
 _SHOWN_NAMES = 5  # allow-list entries quoted in a refusal
-_T = TypeVar("_T")
 
 
 class ActorKey(StrEnum):
@@ -60,33 +52,6 @@ class Refusal(StrEnum):
     NOT_THE_CREATOR = "not_the_creator"  # a silence without a reference: only its creator
 
 
-def named_recipients(receiver: ReceiverConfig, recipients: Recipients) -> tuple[str, ...]:
-    """The users an alert reached by name: an app message's ``to_user`` without ``@all``."""
-    if not isinstance(receiver, AppReceiver):
-        return ()
-    return tuple(u for u in recipients.to_user if u != "@all")
-
-
-def audience_listed(receiver: ReceiverConfig) -> bool:
-    """Whether the receiver's audience is a plain list of users (and nothing else)."""
-    return (
-        isinstance(receiver, AppReceiver)
-        and bool(receiver.to_user)
-        and "@all" not in receiver.to_user
-        and not receiver.to_party
-        and not receiver.to_tag
-    )
-
-
-def _audience_listed_for(receiver: ReceiverConfig, recipients: Recipients) -> bool:
-    return (
-        isinstance(receiver, AppReceiver)
-        and "@all" not in recipients.to_user
-        and not recipients.to_party
-        and not recipients.to_tag
-    )
-
-
 class ContactUnavailable(Exception):
     """A department or tag could not be resolved; ``reason`` is a short word for the log."""
 
@@ -95,85 +60,43 @@ class ContactUnavailable(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class _Cached(Generic[_T]):
-    expires_at: float
-    value: _T | ContactUnavailable
+class GroupMembers(Protocol):
+    """A tag's members: user ids (lower-cased) and the departments tagged as a whole."""
+
+    @property
+    def users(self) -> frozenset[str]: ...
+
+    @property
+    def parties(self) -> frozenset[str]: ...
 
 
-class ContactDirectory:
-    """Departments of a user and members of a tag, from WeCom, cached for ``ttl``.
-
-    One per process (its cache outlives config reloads). A denial (48002,
-    60011) is cached like an answer: asking again within minutes would get the
-    same one. A transient failure is not cached.
-    """
-
-    def __init__(
-        self,
-        client: WeComClient | None,
-        *,
-        ttl: timedelta = CONTACT_CACHE_TTL,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._client = client
-        self._ttl = ttl.total_seconds()
-        self._clock = clock
-        self._departments: dict[tuple[str, int, str], _Cached[frozenset[str]]] = {}
-        self._tags: dict[tuple[str, int, str], _Cached[TagMembers]] = {}
+class Directory(Protocol):
+    """Departments of a user and members of a tag, asked through an app (the
+    messenger's contact directory: ``alertbridge.messengers.wecom.contacts``)."""
 
     async def departments(self, config: Config, app_name: str, user: str) -> frozenset[str]:
         """The user's department ids. Raises ``ContactUnavailable``."""
-        app = config.wecom.apps[app_name]
-        client = self._require_client()
-        folded = user.casefold()
-        return await self._cached(
-            self._departments,
-            (app.corp_id, app.agent_id, folded),
-            lambda: client.user_departments(app_name, app, folded),
-        )
+        ...
 
-    async def tag(self, config: Config, app_name: str, tag_id: str) -> TagMembers:
+    async def tag(self, config: Config, app_name: str, tag_id: str) -> GroupMembers:
         """The tag's users and departments. Raises ``ContactUnavailable``."""
-        app = config.wecom.apps[app_name]
-        client = self._require_client()
-        return await self._cached(
-            self._tags, (app.corp_id, app.agent_id, tag_id), lambda: client.tag_members(app_name, app, tag_id)
-        )
+        ...
 
-    def _require_client(self) -> WeComClient:
-        if self._client is None:
-            raise ContactUnavailable("no_wecom_client")
-        return self._client
 
-    async def _cached(
-        self,
-        cache: dict[tuple[str, int, str], _Cached[_T]],
-        key: tuple[str, int, str],
-        fetch: Callable[[], Awaitable[_T]],
-    ) -> _T:
-        now = self._clock()
-        cached = cache.get(key)
-        if cached is None or cached.expires_at <= now:
-            try:
-                value: _T | ContactUnavailable = await fetch()
-            except WeComAPIError as exc:
-                if exc.errcode not in CONTACT_PERMISSION_DENIED:
-                    raise ContactUnavailable(f"errcode_{exc.errcode}") from None
-                value = ContactUnavailable(f"errcode_{exc.errcode}_{exc.reason}")
-            except DeliveryError as exc:
-                raise ContactUnavailable(exc.reason) from None
-            cached = _Cached(now + self._ttl, value)
-            cache[key] = cached
-        if isinstance(cached.value, ContactUnavailable):
-            raise cached.value
-        return cached.value
+class NoDirectory:
+    """A directory without a messenger client: every department or tag is unresolved."""
+
+    async def departments(self, config: Config, app_name: str, user: str) -> frozenset[str]:
+        raise ContactUnavailable("no_wecom_client")
+
+    async def tag(self, config: Config, app_name: str, tag_id: str) -> GroupMembers:
+        raise ContactUnavailable("no_wecom_client")
 
 
 class Authorizer:
     """Decides whether a user may run a command on a reference."""
 
-    def __init__(self, config: Config, directory: ContactDirectory) -> None:
+    def __init__(self, config: Config, directory: Directory) -> None:
         self._config = config
         self._directory = directory
 
@@ -193,9 +116,9 @@ class Authorizer:
         allow: Actors = getattr(receiver, key.value)
         folded = user.casefold()
         if allow == "recipients":
-            if folded in {u.casefold() for u in named_recipients(receiver, recipients)}:
+            if folded in {u.casefold() for u in receiver.named_recipients(recipients)}:
                 return None
-            if _audience_listed_for(receiver, recipients):
+            if receiver.audience_listed_for(recipients):
                 return Refusal.NOT_A_RECIPIENT
             return Refusal.AUDIENCE_UNKNOWN
         assert isinstance(allow, list)
@@ -252,8 +175,8 @@ class Authorizer:
         """The app to ask WeCom's directory with: the one the command came through, else the receiver's."""
         if via_app is not None and via_app in self._config.wecom.apps:
             return via_app
-        if isinstance(receiver, AppReceiver) and receiver.app in self._config.wecom.apps:
-            return receiver.app
+        if receiver.reply_app is not None and receiver.reply_app in self._config.wecom.apps:
+            return receiver.reply_app
         return None
 
 
@@ -279,14 +202,14 @@ def refusal_text(
             if zh
             else f"only those listed in {setting} may ({allowed})."
         )
-    named = named_recipients(receiver, recipients)
+    named = receiver.named_recipients(recipients)
     if refusal is Refusal.NOT_A_RECIPIENT:
         return head + (
             f"只有收到它的成员可以操作（{_names(named)}）；如需他人操作，请管理员设置 {setting}。"
             if zh
             else f"only its recipients may ({_names(named)}); an admin can name others in {setting}."
         )
-    where_zh, where_en = _audience(receiver)
+    where_zh, where_en = receiver.audience
     who_zh = f"只有 {_names(named)} 可以操作" if named else "默认无人可以操作"
     who_en = f"only {_names(named)} may act" if named else "nobody may act by default"
     return head + (
@@ -296,16 +219,6 @@ def refusal_text(
         else f"it went to {where_en}, whose members cannot be known one by one, so {who_en}. "
         f"An admin can list who may in {setting} (user ids, party:<id> or tag:<id>)."
     )
-
-
-def _audience(receiver: ReceiverConfig) -> tuple[str, str]:
-    if isinstance(receiver, RobotReceiver):
-        return "群机器人", "a group robot"
-    if isinstance(receiver, ConsoleReceiver):
-        return "控制台", "the console"
-    if "@all" in receiver.to_user:
-        return "全员（@all）", "everyone (@all)"
-    return "部门或标签", "a department or tag"
 
 
 def _names(names: Sequence[str] | str) -> str:
@@ -320,9 +233,9 @@ def command_warnings(config: Config) -> list[tuple[str, str]]:
     they have a silencer or ``ack_silences``: the audience is not known member by member."""
     warnings: list[tuple[str, str]] = []
     for name, receiver in config.receivers.items():
-        if audience_listed(receiver):
+        if receiver.audience_listed:
             continue
-        where = _audience(receiver)[1]
+        where = receiver.audience[1]
         if config.silencer_of(name) is not None and receiver.allow_silence == "recipients":
             warnings.append(
                 (

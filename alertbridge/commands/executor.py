@@ -13,12 +13,13 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from alertbridge.commands import Ack, Command, Help, ListAlerts, ListSilences, Silence, Unsilence
-from alertbridge.commands.authz import ActorKey, Authorizer, ContactDirectory, Refusal, refusal_text
+from alertbridge.commands.authz import ActorKey, Authorizer, Directory, NoDirectory, Refusal, refusal_text
 from alertbridge.commands.outcome import CommandResult, Outcome, failed
 from alertbridge.commands.parser import help_text
 from alertbridge.commands.queries import CommandQueries
 from alertbridge.commands.wording import pick, short_time, silencer_failure
-from alertbridge.config import Config, Language, ReceiverConfig
+from alertbridge.config import Config, ReceiverConfig
+from alertbridge.config_base import Language
 from alertbridge.duration import format_duration
 from alertbridge.errors import StoreError
 from alertbridge.metrics import Metrics
@@ -38,11 +39,11 @@ class CommandExecutor:
         state: StateStore,
         silencers: Mapping[str, Silencer],
         metrics: Metrics | None = None,
-        directory: ContactDirectory | None = None,
+        directory: Directory | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._config = config
-        self._authorizer = Authorizer(config, directory if directory is not None else ContactDirectory(None))
+        self._authorizer = Authorizer(config, directory if directory is not None else NoDirectory())
         self._metrics = metrics if metrics is not None else Metrics()
         self._state = state
         self._silencers = silencers

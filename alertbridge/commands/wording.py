@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from alertbridge.config import Config, Language
+from alertbridge.config import Config
+from alertbridge.config_base import Language
 from alertbridge.silencers import SilencerError, SilencerFailure
 
 REPLY_LIMIT = 2048  # bytes of an app text message

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alertbridge.config import Actors, AppReceiver, Config
+from alertbridge.config import Config, ReceiverConfig
+from alertbridge.config_base import Actors
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +36,8 @@ def replies_for(config: Config, receiver: str) -> Replies:
     has its callback configured hears them, only from someone who may act
     (``allow_ack`` / ``allow_silence``); ``silence`` also needs a silencer."""
     receiver_config = config.receivers[receiver]
-    if not isinstance(receiver_config, AppReceiver):
-        return NO_REPLIES
-    app = config.wecom.apps.get(receiver_config.app)
+    app_name = receiver_config.reply_app
+    app = config.wecom.apps.get(app_name) if app_name is not None else None
     if app is None or not app.callback_enabled:
         return NO_REPLIES
     return Replies(
@@ -47,10 +47,10 @@ def replies_for(config: Config, receiver: str) -> Replies:
     )
 
 
-def _anyone_may(receiver: AppReceiver, allow: Actors) -> bool:
+def _anyone_may(receiver: ReceiverConfig, allow: Actors) -> bool:
     """Whether an allow setting lets anybody act: a non-empty list, or
     "recipients" where users are named (to_party, to_tag and @all name nobody,
     see alertbridge.commands.authz)."""
     if allow == "recipients":
-        return any(user != "@all" for user in receiver.to_user)
+        return bool(receiver.named_users)
     return bool(allow)

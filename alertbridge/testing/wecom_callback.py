@@ -5,7 +5,7 @@ WeCom's (docs/wecom-api.md §1, §3): the GET URL check with a percent-encoded
 ``echostr``, and POSTs whose ``<xml><ToUserName/><Encrypt/><AgentID/></xml>``
 envelope wraps an AES-encrypted message, signed in the query string.
 
-This helper deliberately does **not** use ``alertbridge.wecom.crypto``: it
+This helper deliberately does **not** use ``alertbridge.messengers.wecom.crypto``: it
 computes signatures, padding and AES itself (pycryptodome only for the block
 cipher), so a bug shared by the service and its test helper cannot cancel
 out. tests/test_fake_wecom_cards.py pins both to the published known-answer
@@ -82,7 +82,7 @@ class CallbackClient:
         self._http = http if http is not None else httpx.Client(timeout=timeout)
         self.last_request: httpx.Request | None = None
 
-    # ---- the protocol, computed independently of alertbridge.wecom.crypto --
+    # ---- the protocol, computed independently of alertbridge.messengers.wecom.crypto --
 
     def sign(self, timestamp: str, nonce: str, payload: str) -> str:
         """msg_signature: SHA-1 hex of token, timestamp, nonce and payload, sorted and joined."""

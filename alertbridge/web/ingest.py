@@ -27,7 +27,6 @@ from starlette.responses import JSONResponse
 
 from alertbridge.config import Config
 from alertbridge.errors import PayloadError, StoreError
-from alertbridge.mentions import recipients_for
 from alertbridge.metrics import Metrics
 from alertbridge.model import AlertGroup
 from alertbridge.sources import alertmanager, grafana
@@ -186,7 +185,7 @@ class WebhookIngest:
         delivery = NewDelivery(
             receiver=name,
             channel=receiver.channel,
-            recipients=recipients_for(receiver, group),
+            recipients=receiver.recipients_for(group),
             group=group,
             request_id=request_id,
             accepted_at=now,

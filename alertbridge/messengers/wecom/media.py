@@ -15,8 +15,8 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from alertbridge.messengers.wecom.token import Clock
 from alertbridge.metrics import Metrics
-from alertbridge.wecom.token import Clock
 
 # The errcode of a message naming an unknown or expired media id.
 INVALID_MEDIA_ID = 40007

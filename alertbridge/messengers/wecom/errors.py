@@ -10,7 +10,7 @@
 
 ``WeComAPIError`` is the common base of both API error classes, so callers
 can catch "WeCom said no" regardless of kind; ``api_error()`` picks the class
-from the table in ``alertbridge.wecom.errcodes``.
+from the table in ``alertbridge.messengers.wecom.errcodes``.
 
 No message here may carry a credential. WeCom puts them in the query string
 (``access_token``, ``corpsecret``, ``key``), and httpx exceptions carry the
@@ -21,7 +21,7 @@ message: it passes the endpoint path and a description it scrubbed itself.
 from __future__ import annotations
 
 from alertbridge.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from alertbridge.wecom.errcodes import classify
+from alertbridge.messengers.wecom.errcodes import classify
 
 
 class WeComAPIError(DeliveryError):

@@ -2,7 +2,7 @@
 
 The key is the robot's only credential and names its group chat, so a robot
 message has no recipients of its own; it may @mention people
-(``Recipients.mention_*``, from ``alertbridge.mentions``).
+(``Recipients.mention_*``, from ``alertbridge.messengers.wecom.mentions``).
 
 Mentions ping people, so a group split into several messages mentions them
 once, on its last part:
@@ -30,12 +30,12 @@ from collections.abc import Sequence
 
 from pydantic import SecretStr
 
-from alertbridge.channels import Receipt
 from alertbridge.errors import DeliveryError
 from alertbridge.images import FetchedImage, ImageError, ImageFetcher, record_image_failure
 from alertbridge.message import Recipients, RenderedMessage
+from alertbridge.messengers import Receipt
+from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.metrics import Metrics
-from alertbridge.wecom.client import WeComClient
 
 log = logging.getLogger(__name__)
 

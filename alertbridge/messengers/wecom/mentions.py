@@ -25,10 +25,13 @@ import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from alertbridge.config import AppReceiver, MentionConfig, ReceiverConfig, RobotReceiver
 from alertbridge.message import Recipients
 from alertbridge.model import Alert, AlertGroup
+
+if TYPE_CHECKING:  # the config models call into this module: no import at run time
+    from alertbridge.messengers.wecom.config import AppReceiver, MentionConfig, RobotReceiver
 
 log = logging.getLogger(__name__)
 
@@ -66,25 +69,26 @@ def people_for(group: AlertGroup, config: MentionConfig) -> People:
     return People(users=_unique(users), mobiles=_unique(mobiles), all=config.all)
 
 
-def recipients_for(receiver: ReceiverConfig, group: AlertGroup) -> Recipients:
-    """What to store with a delivery of ``group`` to ``receiver``.
+def app_recipients(receiver: AppReceiver, group: AlertGroup) -> Recipients:
+    """What to store with a delivery of ``group`` to app ``receiver``
+    (``AppReceiver.recipients_for``): ``to_user`` plus the users
+    ``extra_recipients`` maps the group to (mobiles and ``all`` do not apply
+    to apps: message/send takes userids, and ``@all`` would reach the whole
+    app scope), ``to_party``, ``to_tag``."""
+    extra = people_for(group, receiver.extra_recipients).users if receiver.extra_recipients else ()
+    return Recipients(
+        to_user=_unique([*receiver.to_user, *extra], cap=None),
+        to_party=tuple(receiver.to_party),
+        to_tag=tuple(receiver.to_tag),
+    )
 
-    App receivers: ``to_user`` plus the users ``extra_recipients`` maps the
-    group to (mobiles and ``all`` do not apply to apps: message/send takes
-    userids, and ``@all`` would reach the whole app scope), ``to_party``,
-    ``to_tag``. Robot receivers: the @mentions of ``mention``. Console: none.
-    """
-    if isinstance(receiver, AppReceiver):
-        extra = people_for(group, receiver.extra_recipients).users if receiver.extra_recipients else ()
-        return Recipients(
-            to_user=_unique([*receiver.to_user, *extra], cap=None),
-            to_party=tuple(receiver.to_party),
-            to_tag=tuple(receiver.to_tag),
-        )
-    if isinstance(receiver, RobotReceiver) and receiver.mention is not None:
-        people = people_for(group, receiver.mention)
-        return Recipients(mention_users=people.users, mention_mobiles=people.mobiles, mention_all=people.all)
-    return Recipients()
+
+def robot_recipients(receiver: RobotReceiver, group: AlertGroup) -> Recipients:
+    """The @mentions of robot ``receiver``'s ``mention`` for ``group`` (``RobotReceiver.recipients_for``)."""
+    if receiver.mention is None:
+        return Recipients()
+    people = people_for(group, receiver.mention)
+    return Recipients(mention_users=people.users, mention_mobiles=people.mobiles, mention_all=people.all)
 
 
 def content_mentions(recipients: Recipients, channel: str, msgtype: str) -> list[str]:

@@ -8,7 +8,7 @@
           ├── ReceiverMismatch       decrypted receive id is not our CorpID (-40005)
           └── MalformedMessage       XML that does not parse, has a DTD/entities, or lacks a field (-40002)
 
-They live apart from ``alertbridge.wecom.errors`` because they are not
+They live apart from ``alertbridge.messengers.wecom.errors`` because they are not
 delivery failures: the web layer answers them (a 4xx and a log line), the
 dispatcher never sees them.
 

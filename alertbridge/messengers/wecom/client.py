@@ -5,13 +5,13 @@ contact reads command authorization needs (``user/get``, ``tag/get``).
 One ``httpx.AsyncClient`` per process is passed in; the composition root
 creates it with timeouts and closes it. The client keeps one access-token
 cache per app and turns every outcome into either a result or one of the
-errors in ``alertbridge.wecom.errors``.
+errors in ``alertbridge.messengers.wecom.errors``.
 
 Credentials travel in query strings (``corpsecret``, ``access_token``,
-``key``), so this module never logs a URL, never formats an httpx exception
-(whose text and ``request`` carry the URL) and scrubs the credentials in play
-out of anything WeCom echoes back. httpx itself logs every request URL at
-INFO: the composition root must call ``quiet_http_loggers()`` at start-up.
+``key``), so this module never logs a URL; the HTTP exchange itself, which
+keeps credentials out of errors and answers, is ``transport``. httpx itself
+logs every request URL at INFO: the composition root must call
+``quiet_http_loggers()`` at start-up.
 
 API reference: docs/wecom-api.md §4 (access_token, message/send), §5 (robots)
 and §7 (media/upload).
@@ -20,21 +20,20 @@ and §7 (media/upload).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from urllib.parse import quote, quote_plus
 
 import httpx
 
-from alertbridge.config import WeComAppConfig
+from alertbridge.messengers.wecom.config import WeComAppConfig
+from alertbridge.messengers.wecom.errcodes import ErrCode, is_token_error
+from alertbridge.messengers.wecom.errors import WeComTransportError, api_error
+from alertbridge.messengers.wecom.media import MediaCache
+from alertbridge.messengers.wecom.token import AccessTokenCache, Clock, IssuedToken
+from alertbridge.messengers.wecom.transport import Answer, WeComTransport
 from alertbridge.metrics import Metrics
-from alertbridge.wecom.errcodes import ErrCode, errcode_name, is_token_error
-from alertbridge.wecom.errors import WeComHTTPError, WeComTransportError, api_error
-from alertbridge.wecom.media import MediaCache
-from alertbridge.wecom.token import AccessTokenCache, Clock, IssuedToken
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +44,6 @@ WEBHOOK_SEND = "/cgi-bin/webhook/send"
 MEDIA_UPLOAD = "/cgi-bin/media/upload"
 USER_GET = "/cgi-bin/user/get"
 TAG_GET = "/cgi-bin/tag/get"
-
-_REDACTED = "[REDACTED]"
 
 
 def quiet_http_loggers() -> None:
@@ -92,13 +89,6 @@ class TagMembers:
     parties: frozenset[str]
 
 
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    errcode: int
-    errmsg: str
-    data: Mapping[str, object]
-
-
 class WeComClient:
     """Sends app and robot messages; one per process, shared by all channels.
 
@@ -118,9 +108,8 @@ class WeComClient:
         clock: Clock = time.monotonic,
         metrics: Metrics | None = None,
     ) -> None:
-        self._http = http
         self._metrics = metrics if metrics is not None else Metrics()
-        self._api_base = api_base.rstrip("/")
+        self._transport = WeComTransport(http, api_base, self._metrics)
         self._clock = clock
         self._tokens: dict[tuple[str, str, int, str], AccessTokenCache] = {}
         self.partial_deliveries = 0
@@ -204,8 +193,8 @@ class WeComClient:
         """
         files = {"media": (filename, data, content_type)}
 
-        async def call(token: str) -> _Answer:
-            return await self._request(
+        async def call(token: str) -> Answer:
+            return await self._transport.request(
                 "POST",
                 MEDIA_UPLOAD,
                 {"access_token": token, "type": "image"},
@@ -267,13 +256,13 @@ class WeComClient:
             TransientDeliveryError: a retryable errcode (45009: over 20/min) or a transport failure.
             PermanentDeliveryError: any other errcode (93000: wrong key, 40058: too long …).
         """
-        answer = await self._post(WEBHOOK_SEND, {"key": key}, body, secrets=(key,))
+        answer = await self._transport.post(WEBHOOK_SEND, {"key": key}, body, secrets=(key,))
         if answer.errcode != ErrCode.OK:
             raise api_error(answer.errcode, answer.errmsg, WEBHOOK_SEND)
 
     async def _app_call(
         self, app_name: str, app: WeComAppConfig, endpoint: str, payload: Mapping[str, object]
-    ) -> _Answer:
+    ) -> Answer:
         """POST ``payload`` to an app endpoint with the app's access token.
 
         On an invalid or expired token (40014, 42001) the token is dropped and
@@ -281,18 +270,18 @@ class WeComClient:
         errcode (or the replay's) is raised.
         """
 
-        async def call(token: str) -> _Answer:
-            return await self._post(endpoint, {"access_token": token}, payload, secrets=(token,))
+        async def call(token: str) -> Answer:
+            return await self._transport.post(endpoint, {"access_token": token}, payload, secrets=(token,))
 
         return await self._with_token(app_name, app, endpoint, call)
 
     async def _app_get(
         self, app_name: str, app: WeComAppConfig, endpoint: str, params: Mapping[str, str]
-    ) -> _Answer:
+    ) -> Answer:
         """GET an app endpoint with the app's access token (replayed once after a token error)."""
 
-        async def call(token: str) -> _Answer:
-            return await self._request(
+        async def call(token: str) -> Answer:
+            return await self._transport.request(
                 "GET", endpoint, {**params, "access_token": token}, None, secrets=(token,)
             )
 
@@ -303,8 +292,8 @@ class WeComClient:
         app_name: str,
         app: WeComAppConfig,
         endpoint: str,
-        call: Callable[[str], Awaitable[_Answer]],
-    ) -> _Answer:
+        call: Callable[[str], Awaitable[Answer]],
+    ) -> Answer:
         """``call(token)`` with the app's access token, replayed once after a token error."""
         cache = self._token_cache(app_name, app)
         token = await cache.get()
@@ -343,7 +332,7 @@ class WeComClient:
     async def _fetch_token(self, app_name: str, app: WeComAppConfig) -> IssuedToken:
         secret = app.secret.get_secret_value()
         params = {"corpid": app.corp_id, "corpsecret": secret}
-        answer = await self._request("GET", GETTOKEN, params, None, secrets=(secret,))
+        answer = await self._transport.request("GET", GETTOKEN, params, None, secrets=(secret,))
         if answer.errcode != ErrCode.OK:
             raise api_error(answer.errcode, answer.errmsg, GETTOKEN)
         token = answer.data.get("access_token")
@@ -357,117 +346,6 @@ class WeComClient:
         logger.info("wecom_token_refreshed app=%s expires_in=%d", app_name, expires_in)
         self._metrics.token_refreshes.labels(app.corp_id).inc()
         return IssuedToken(token, float(expires_in))
-
-    async def _post(
-        self,
-        endpoint: str,
-        params: Mapping[str, str],
-        body: Mapping[str, object],
-        *,
-        secrets: Iterable[str],
-    ) -> _Answer:
-        # WeCom rejects \uXXXX escapes (errcode 40033): send real UTF-8.
-        content = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        return await self._request("POST", endpoint, params, content, secrets=secrets)
-
-    async def _request(
-        self,
-        method: str,
-        endpoint: str,
-        params: Mapping[str, str],
-        content: bytes | None,
-        *,
-        secrets: Iterable[str],
-        files: Mapping[str, tuple[str, bytes, str]] | None = None,
-    ) -> _Answer:
-        """One HTTP exchange, reduced to an errcode answer.
-
-        ``content`` is a JSON body; ``files`` instead makes a multipart/form-data
-        body (httpx sets its Content-Type with the boundary).
-
-        A transport failure becomes our own error, raised *after* the except
-        block: the httpx exception's ``request`` carries the URL with the
-        credentials, and raising inside the block (even ``from None``) would
-        still attach it as ``__context__`` for any error reporter to find.
-        """
-        try:
-            answer = await self._exchange(method, endpoint, params, content, secrets=secrets, files=files)
-        except (WeComTransportError, WeComHTTPError) as exc:
-            self._metrics.wecom_errors.labels(exc.reason).inc()
-            raise
-        if answer.errcode != ErrCode.OK:
-            self._metrics.wecom_errors.labels(errcode_name(answer.errcode)).inc()
-        return answer
-
-    async def _exchange(
-        self,
-        method: str,
-        endpoint: str,
-        params: Mapping[str, str],
-        content: bytes | None,
-        *,
-        secrets: Iterable[str],
-        files: Mapping[str, tuple[str, bytes, str]] | None = None,
-    ) -> _Answer:
-        secrets = tuple(s for s in secrets if s)
-        headers = {"Content-Type": "application/json; charset=utf-8"} if content is not None else None
-        failure: WeComTransportError | None = None
-        try:
-            response = await self._http.request(
-                method,
-                self._api_base + endpoint,
-                params=params,
-                content=content,
-                headers=headers,
-                files=files,
-            )
-        except httpx.TimeoutException as exc:
-            failure = WeComTransportError(endpoint, _describe(exc, secrets), reason="timeout")
-        except httpx.HTTPError as exc:
-            failure = WeComTransportError(endpoint, _describe(exc, secrets), reason="connection_error")
-        if failure is not None:
-            raise failure
-        if response.status_code >= 500:
-            raise WeComTransportError(endpoint, f"HTTP {response.status_code}", reason="server_error")
-        if response.status_code == 429:
-            raise WeComTransportError(endpoint, "HTTP 429", reason="rate_limited", min_delay=60.0)
-        if response.status_code != 200:
-            raise WeComHTTPError(endpoint, response.status_code)
-        try:
-            data = json.loads(response.content)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            raise WeComTransportError(endpoint, "answer is not a JSON object", reason="bad_response")
-        errcode = data.get("errcode", 0)
-        if not isinstance(errcode, int) or isinstance(errcode, bool):
-            raise WeComTransportError(endpoint, "answer has a non-integer errcode", reason="bad_response")
-        return _Answer(errcode, _scrub(str(data.get("errmsg", "")), secrets), data)
-
-
-def _describe(exc: httpx.HTTPError, secrets: tuple[str, ...]) -> str:
-    """A description of a transport failure without the URL or any credential."""
-    text = str(exc)
-    url = _request_url(exc)
-    if url:
-        text = text.replace(url, "<url>")
-    text = _scrub(text, secrets)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _request_url(exc: httpx.HTTPError) -> str | None:
-    try:
-        return str(exc.request.url)
-    except RuntimeError:  # httpx raises this when the exception carries no request
-        return None
-
-
-def _scrub(text: str, secrets: tuple[str, ...]) -> str:
-    """Replace each secret, raw or percent-encoded as it would appear in a URL."""
-    for secret in secrets:
-        for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
-            text = text.replace(form, _REDACTED)
-    return text
 
 
 def _string(value: object) -> str:

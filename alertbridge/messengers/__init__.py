@@ -1,4 +1,12 @@
-"""Channels: where rendered messages go.
+"""Messengers: where rendered messages go (WeCom today, others later).
+
+A messenger provides, for each receiver ``channel`` kind it owns, a
+``Channel`` that delivers one rendered message to its recipients and
+reports a ``Receipt``; its config section model; and, when people can
+answer, the callback routes that turn replies into commands. Each
+messenger lives in its own package (``alertbridge.messengers.wecom``);
+``alertbridge.messengers.registry`` is the one place mapping a receiver's
+``channel`` to its implementation, and ``console`` is the built-in one.
 
 Every channel implements one method, ``send``, and reports failure by raising
 ``TransientDeliveryError`` (retry later) or ``PermanentDeliveryError``

@@ -40,7 +40,7 @@ from Crypto.Cipher import AES
 # One ignore above covers the package: install types-defusedxml to drop it.
 from defusedxml import DefusedXmlException
 
-from alertbridge.wecom.callback_errors import (
+from alertbridge.messengers.wecom.callback_errors import (
     CallbackError,
     DecryptError,
     MalformedMessage,

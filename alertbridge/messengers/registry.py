@@ -1,5 +1,6 @@
-"""Builds the channel for a configured receiver: the one place that maps
-``channel = "app" | "robot" | "console"`` to a class."""
+"""The messengers, one place: builds the channel for a configured receiver
+(maps ``channel = "app" | "robot" | "console"`` to a class) and lists each
+messenger's ``check-config --online`` checks."""
 
 from __future__ import annotations
 
@@ -7,15 +8,21 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import TextIO
 
-from alertbridge.channels import Channel
-from alertbridge.channels.app import DUPLICATE_CHECK_INTERVAL, AppChannel
-from alertbridge.channels.console import ConsoleChannel
-from alertbridge.channels.robot import RobotChannel
-from alertbridge.config import AppReceiver, ConsoleReceiver, RobotReceiver, WeComAppConfig
+from alertbridge.config import ConsoleReceiver
 from alertbridge.errors import ConfigError
 from alertbridge.images import ImageFetcher
+from alertbridge.messengers import Channel
+from alertbridge.messengers.console import ConsoleChannel
+from alertbridge.messengers.wecom.app import DUPLICATE_CHECK_INTERVAL, AppChannel
+from alertbridge.messengers.wecom.client import WeComClient
+from alertbridge.messengers.wecom.config import AppReceiver, RobotReceiver, WeComAppConfig
+from alertbridge.messengers.wecom.online_check import wecom_checks
+from alertbridge.messengers.wecom.robot import RobotChannel
 from alertbridge.metrics import Metrics
-from alertbridge.wecom.client import WeComClient
+from alertbridge.online_check import MessengerChecks
+
+# ``check-config --online``: each messenger's checks, in the order they run.
+ONLINE_CHECKS: tuple[MessengerChecks, ...] = (wecom_checks,)
 
 
 def build_channel(

@@ -25,8 +25,8 @@ import re
 from dataclasses import dataclass
 from xml.etree.ElementTree import Element
 
-from alertbridge.wecom.callback_errors import MalformedMessage
-from alertbridge.wecom.crypto import parse_xml
+from alertbridge.messengers.wecom.callback_errors import MalformedMessage
+from alertbridge.messengers.wecom.crypto import parse_xml
 
 _DIGITS = re.compile(r"[0-9]{1,20}")
 

@@ -16,15 +16,15 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
 
-from alertbridge.channels import Receipt
-from alertbridge.config import WeComAppConfig
 from alertbridge.errors import DeliveryError, PermanentDeliveryError
 from alertbridge.images import FetchedImage, ImageError, ImageFetcher, record_image_failure
 from alertbridge.message import Recipients, RenderedMessage
+from alertbridge.messengers import Receipt
+from alertbridge.messengers.wecom.client import WeComClient
+from alertbridge.messengers.wecom.config import WeComAppConfig
+from alertbridge.messengers.wecom.errors import WeComAPIError
+from alertbridge.messengers.wecom.media import INVALID_MEDIA_ID
 from alertbridge.metrics import Metrics
-from alertbridge.wecom.client import WeComClient
-from alertbridge.wecom.errors import WeComAPIError
-from alertbridge.wecom.media import INVALID_MEDIA_ID
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from alertbridge.channels import Receipt
 from alertbridge.message import Recipients, RenderedMessage
+from alertbridge.messengers import Receipt
 
 _RULE = "=" * 72
 

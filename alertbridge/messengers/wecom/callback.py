@@ -27,12 +27,9 @@ from alertbridge.commands import Command, CommandError, Help
 from alertbridge.commands.executor import CommandExecutor
 from alertbridge.commands.outcome import Outcome
 from alertbridge.commands.parser import parse_button_key, parse_command
-from alertbridge.config import Config, WeComAppConfig
+from alertbridge.config import Config
 from alertbridge.errors import DeliveryError, StoreError
-from alertbridge.metrics import Metrics
-from alertbridge.stores.state import StateStore
-from alertbridge.web.body import BodyTooLarge, read_body
-from alertbridge.wecom.callback_errors import (
+from alertbridge.messengers.wecom.callback_errors import (
     CallbackError,
     DecryptError,
     MalformedMessage,
@@ -40,9 +37,19 @@ from alertbridge.wecom.callback_errors import (
     SignatureMismatch,
     StaleTimestamp,
 )
-from alertbridge.wecom.client import WeComClient
-from alertbridge.wecom.crypto import CallbackCrypto, check_timestamp
-from alertbridge.wecom.inbound import EventMessage, InboundMessage, TextMessage, dedup_key, parse_inbound
+from alertbridge.messengers.wecom.client import WeComClient
+from alertbridge.messengers.wecom.config import WeComAppConfig
+from alertbridge.messengers.wecom.crypto import CallbackCrypto, check_timestamp
+from alertbridge.messengers.wecom.inbound import (
+    EventMessage,
+    InboundMessage,
+    TextMessage,
+    dedup_key,
+    parse_inbound,
+)
+from alertbridge.metrics import Metrics
+from alertbridge.stores.state import StateStore
+from alertbridge.web.body import BodyTooLarge, read_body
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from zoneinfo import ZoneInfo
 from alertbridge.commands import Ack as AckCommand
 from alertbridge.commands import Silence as SilenceCommand
 from alertbridge.commands.parser import button_key
-from alertbridge.config import ButtonConfig
 from alertbridge.duration import format_duration
 from alertbridge.message import RenderedMessage
+from alertbridge.messengers.wecom.config import ButtonConfig
 from alertbridge.model import Ack, Alert, AlertGroup
 from alertbridge.render.filters import UNKNOWN_TIME, group_title, known_time, localtime, since
 from alertbridge.render.sanitize import clean_group, safe_url
