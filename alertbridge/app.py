@@ -23,13 +23,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from alertbridge import __version__
-from alertbridge.budget import SendBudget
 from alertbridge.channels import Channel
 from alertbridge.channels.registry import build_channel
 from alertbridge.commands.authz import ContactDirectory
 from alertbridge.commands.executor import CommandExecutor
 from alertbridge.config import Config
-from alertbridge.dispatcher import Dispatcher
+from alertbridge.delivery import Dispatcher, GroupTracker, SendBudget
 from alertbridge.errors import ConfigError, TemplateError
 from alertbridge.images import ImageFetcher, new_image_http_client
 from alertbridge.metrics import Metrics
@@ -39,7 +38,6 @@ from alertbridge.silencers.registry import build_silencers
 from alertbridge.stores import OutboxStore
 from alertbridge.stores.sqlite import SqliteOutboxStore
 from alertbridge.stores.sqlite_state import SqliteStateStore
-from alertbridge.tracking import GroupTracker
 from alertbridge.web.auth import WebhookAuthenticator
 from alertbridge.web.callback import WeComCallback
 from alertbridge.web.health import OperationalEndpoints, healthz

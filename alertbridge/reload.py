@@ -26,11 +26,11 @@ from pathlib import Path
 
 from alertbridge.channels import Channel
 from alertbridge.config import Config, load_config
+from alertbridge.delivery import GroupTracker
 from alertbridge.errors import ConfigError
 from alertbridge.logs import extend_redaction
 from alertbridge.metrics import Metrics
 from alertbridge.render import Renderer
-from alertbridge.tracking import GroupTracker
 from alertbridge.web.auth import WebhookAuthenticator
 from alertbridge.web.callback import WeComCallback
 from alertbridge.web.ingest import WebhookIngest

@@ -28,7 +28,8 @@ from alertbridge.channels import Receipt
 from alertbridge.channels.app import AppChannel
 from alertbridge.channels.robot import ROBOT_IMAGE_LIMIT, RobotChannel
 from alertbridge.config import AppReceiver, ConsoleReceiver, ImagesConfig, RobotReceiver, WeComAppConfig
-from alertbridge.dispatcher import MAX_IMAGES, _with_images
+from alertbridge.delivery.compose import MAX_IMAGES
+from alertbridge.delivery.compose import with_images as _with_images
 from alertbridge.errors import PermanentDeliveryError
 from alertbridge.images import FetchedImage, ImageFetcher, new_image_http_client
 from alertbridge.message import Recipients, RenderedMessage, byte_limit

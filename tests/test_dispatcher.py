@@ -11,7 +11,7 @@ import pytest
 
 from alertbridge.channels import Receipt
 from alertbridge.config import Config, parse_config
-from alertbridge.dispatcher import Dispatcher
+from alertbridge.delivery import Dispatcher, GroupTracker
 from alertbridge.errors import PermanentDeliveryError, TransientDeliveryError
 from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.render import Renderer
@@ -19,7 +19,6 @@ from alertbridge.sources import alertmanager
 from alertbridge.stores import DeliveryStatus, NewDelivery
 from alertbridge.stores.sqlite import SqliteOutboxStore
 from alertbridge.stores.sqlite_state import SqliteStateStore
-from alertbridge.tracking import GroupTracker
 from alertbridge.wecom.client import WeComClient
 
 DATA = Path(__file__).parent / "data" / "alertmanager"

@@ -24,7 +24,7 @@ from alertbridge.config import (
     RobotReceiver,
     parse_config,
 )
-from alertbridge.dispatcher import Dispatcher
+from alertbridge.delivery import Dispatcher, GroupTracker
 from alertbridge.mentions import MAX_MENTIONS, People, content_mentions, people_for, recipients_for
 from alertbridge.message import Recipients, RenderedMessage, byte_limit
 from alertbridge.model import Alert, AlertGroup, Status
@@ -33,7 +33,6 @@ from alertbridge.stores import DeliveryStatus, NewDelivery
 from alertbridge.stores.sqlite import SqliteOutboxStore
 from alertbridge.stores.sqlite_state import SqliteStateStore
 from alertbridge.testing.fake_wecom import WEBHOOK_SEND, FakeWeCom
-from alertbridge.tracking import GroupTracker
 from alertbridge.wecom.client import WeComClient
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

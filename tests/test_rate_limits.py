@@ -19,10 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from alertbridge.budget import SendBudget
 from alertbridge.channels.registry import build_channel
 from alertbridge.config import Config, parse_config
-from alertbridge.dispatcher import LEASE, Dispatcher, target_of
+from alertbridge.delivery import LEASE, Dispatcher, GroupTracker, SendBudget, target_of
 from alertbridge.errors import ConfigError
 from alertbridge.message import Recipients
 from alertbridge.metrics import Metrics
@@ -33,7 +32,6 @@ from alertbridge.stores.sqlite import SqliteOutboxStore
 from alertbridge.stores.sqlite_state import SqliteStateStore
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND, FakeApp, FakeWeCom, Fault, ManualClock
 from alertbridge.testing.server import SwappableApp, serve_in_thread
-from alertbridge.tracking import GroupTracker
 from alertbridge.wecom.client import WeComClient
 
 CORP_ID = "ww7c3a9e0d1f2b4c5a"

@@ -22,11 +22,11 @@ from datetime import UTC, datetime, timedelta
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 
-from alertbridge.budget import SendBudget, member_limits
 from alertbridge.commands import Command, CommandError, Help
 from alertbridge.commands.executor import CommandExecutor, Outcome
 from alertbridge.commands.parser import parse_button_key, parse_command
 from alertbridge.config import Config, WeComAppConfig
+from alertbridge.delivery import SendBudget, member_limits
 from alertbridge.errors import DeliveryError, StoreError
 from alertbridge.metrics import Metrics
 from alertbridge.stores.state import StateStore
