@@ -263,7 +263,7 @@ class Dispatcher:
             lease=LEASE,
             take_from_queue=lambda taken: self._take_from_queue(target, taken),
         )
-        limits = limits_for(self._config, receiver, first.recipients)
+        limits = limits_for(context.config, receiver, first.recipients)
         # A delivery tied to a stored digest finishes with that digest, sent as stored.
         in_digest = any(d.digest_id is not None for d in batch)
         if in_digest or (limits and await self._over_budget(batch, limits)):
