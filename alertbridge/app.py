@@ -23,10 +23,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from alertbridge import __version__
-from alertbridge.budget import SendBudget
 from alertbridge.commands.executor import CommandExecutor
 from alertbridge.config import Config
-from alertbridge.dispatcher import Dispatcher
+from alertbridge.delivery import Dispatcher, GroupTracker, SendBudget
 from alertbridge.errors import ConfigError, TemplateError
 from alertbridge.images import ImageFetcher, new_image_http_client
 from alertbridge.messengers import Channel
@@ -39,7 +38,6 @@ from alertbridge.reload import ConfigReloader, Services
 from alertbridge.render import Renderer
 from alertbridge.silencers.registry import build_silencers
 from alertbridge.stores import OutboxStore, stores_for
-from alertbridge.tracking import GroupTracker
 from alertbridge.web.auth import WebhookAuthenticator
 from alertbridge.web.health import OperationalEndpoints, healthz
 from alertbridge.web.ingest import WebhookIngest

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Protocol, TextIO, TypeVar
 
 from alertbridge import __version__
-from alertbridge.budget import SendBudget, limits_for
 from alertbridge.config import Config, ReceiverConfig, load_config
+from alertbridge.delivery import SendBudget, limits_for
 from alertbridge.errors import AlertbridgeError, DeliveryError
 from alertbridge.message import RenderedMessage
 from alertbridge.stores import Delivery, DeliveryStatus, OutboxStore, stores_for

@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alertbridge.config import Config, load_config
+from alertbridge.delivery import GroupTracker
 from alertbridge.errors import ConfigError
 from alertbridge.logs import extend_redaction
 from alertbridge.messengers import Channel
 from alertbridge.messengers.wecom.callback import WeComCallback
 from alertbridge.metrics import Metrics
 from alertbridge.render import Renderer
-from alertbridge.tracking import GroupTracker
 from alertbridge.web.auth import WebhookAuthenticator
 from alertbridge.web.ingest import WebhookIngest
 

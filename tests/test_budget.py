@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from alertbridge.budget import HOUR, MINUTE, RateLimit, SendBudget, limits_for, robot_budget_key
 from alertbridge.config import parse_config
+from alertbridge.delivery import HOUR, MINUTE, RateLimit, SendBudget, limits_for, robot_budget_key
 from alertbridge.message import Recipients
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

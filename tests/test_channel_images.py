@@ -25,7 +25,8 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alertbridge.config import ConsoleReceiver, ImagesConfig
-from alertbridge.dispatcher import MAX_IMAGES, _with_images
+from alertbridge.delivery.compose import MAX_IMAGES
+from alertbridge.delivery.compose import with_images as _with_images
 from alertbridge.errors import PermanentDeliveryError
 from alertbridge.images import FetchedImage, ImageFetcher, new_image_http_client
 from alertbridge.message import Recipients, RenderedMessage, byte_limit

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from alertbridge.config import Config, parse_config
-from alertbridge.dispatcher import Dispatcher
+from alertbridge.delivery import Dispatcher, GroupTracker
 from alertbridge.errors import PermanentDeliveryError, TransientDeliveryError
 from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.messengers import Receipt
@@ -20,7 +20,6 @@ from alertbridge.sources import alertmanager
 from alertbridge.stores import DeliveryStatus, NewDelivery
 from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
 from alertbridge.stores.sqlite.state import SqliteStateStore
-from alertbridge.tracking import GroupTracker
 
 DATA = Path(__file__).parent / "data" / "alertmanager"
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

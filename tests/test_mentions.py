@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from alertbridge.config import Config, ConsoleReceiver, parse_config
-from alertbridge.dispatcher import Dispatcher
+from alertbridge.delivery import Dispatcher, GroupTracker
 from alertbridge.message import Recipients, RenderedMessage, byte_limit
 from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.messengers.wecom.config import AppReceiver, MentionConfig, RobotReceiver
@@ -33,7 +33,6 @@ from alertbridge.stores import DeliveryStatus, NewDelivery
 from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
 from alertbridge.stores.sqlite.state import SqliteStateStore
 from alertbridge.testing.fake_wecom import WEBHOOK_SEND, FakeWeCom
-from alertbridge.tracking import GroupTracker
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 29, 15, 13, 53, tzinfo=UTC)

@@ -19,9 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from alertbridge.budget import SendBudget
 from alertbridge.config import Config, parse_config
-from alertbridge.dispatcher import LEASE, Dispatcher, target_of
+from alertbridge.delivery import LEASE, Dispatcher, GroupTracker, SendBudget, target_of
 from alertbridge.errors import ConfigError
 from alertbridge.message import Recipients
 from alertbridge.messengers.registry import build_channel
@@ -34,7 +33,6 @@ from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
 from alertbridge.stores.sqlite.state import SqliteStateStore
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND, FakeApp, FakeWeCom, Fault, ManualClock
 from alertbridge.testing.server import SwappableApp, serve_in_thread
-from alertbridge.tracking import GroupTracker
 
 CORP_ID = "ww7c3a9e0d1f2b4c5a"
 SECRET = "corp-secret-Zq8XvT2pLm9RwK4s"

@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 from pydantic import SecretStr
 
-from alertbridge.backoff import retry_delay
 from alertbridge.config import BasicAuthConfig, WebhookAuthConfig
+from alertbridge.delivery.backoff import retry_delay
 from alertbridge.duration import format_duration, parse_duration
 from alertbridge.logs import SecretRedactor, configure_logging
 from alertbridge.web.auth import WebhookAuthenticator

@@ -1,7 +1,7 @@
 """What a digest template sees.
 
 A digest lists several alert groups, one line per alert, when a recipient's
-backlog is larger than WeCom lets us send (see ``alertbridge.budget``). Its
+backlog is larger than WeCom lets us send (see ``alertbridge.delivery.budget``). Its
 templates are ``digest.{language}.{msgtype}.j2``, overridable like the others.
 Each part gets ``sections`` — the groups it shows, each with the alerts of
 that group that landed in this part — and ``totals`` of what *this part*

@@ -207,7 +207,7 @@ class OutboxStore(Protocol):
         """
 
     async def record_sends(self, budget_keys: Sequence[str], at: datetime) -> None:
-        """Count a send against each budget key before it is made (see alertbridge.budget)."""
+        """Count a send against each budget key before it is made (see alertbridge.delivery.budget)."""
 
     async def record_attempt(
         self,

@@ -22,12 +22,12 @@ from datetime import UTC, datetime, timedelta
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 
-from alertbridge.budget import SendBudget, member_limits
 from alertbridge.commands import Command, CommandError, Help
 from alertbridge.commands.executor import CommandExecutor
 from alertbridge.commands.outcome import Outcome
 from alertbridge.commands.parser import parse_button_key, parse_command
 from alertbridge.config import Config
+from alertbridge.delivery import SendBudget, member_limits
 from alertbridge.errors import DeliveryError, StoreError
 from alertbridge.messengers.wecom.callback_errors import (
     CallbackError,

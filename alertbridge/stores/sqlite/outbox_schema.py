@@ -67,7 +67,7 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         # recipients, merged into digests under WeCom's rate limits.
         "CREATE INDEX deliveries_backlog ON deliveries (status, receiver, recipients)",
         # Sends counted against WeCom's per-member and per-robot limits (see
-        # alertbridge.budget), so a restart knows the last hour's sends.
+        # alertbridge.delivery.budget), so a restart knows the last hour's sends.
         """
         CREATE TABLE sends (
             budget_key TEXT    NOT NULL,

@@ -85,25 +85,44 @@ class SendBudget:
             self._sends.setdefault(key, deque()).append(now)
         return True
 
-    def refund(self, limits: Sequence[RateLimit], at: datetime) -> None:
-        """Give back a slot ``reserve`` took at ``at`` for a send WeCom refused."""
-        for key in {limit.key for limit in limits}:
-            sends = self._sends.get(key)
-            if sends is not None and at in sends:
-                sends.remove(at)
+    def reserve_message(self, limits: Sequence[RateLimit], now: datetime, images: int) -> int | None:
+        """Slots for one message and its ``images`` (WeCom counts each image as
+        a message too), images only while there is room: how many were taken,
+        None when not even the message fits. Unlimited targets take them all."""
+        if not limits:
+            return 1 + images
+        if not self.reserve(limits, now):
+            return None
+        slots = 1
+        for _ in range(images):
+            if not self.reserve(limits, now):
+                break
+            slots += 1
+        return slots
 
-    def settle(self, limits: Sequence[RateLimit], reserved_at: datetime, sent_at: datetime) -> None:
-        """Move the slot reserved at ``reserved_at`` to ``sent_at`` (when WeCom answered)."""
-        for key in {limit.key for limit in limits}:
-            sends = self._sends.get(key)
-            if sends is None or reserved_at not in sends:
-                continue
-            sends.remove(reserved_at)
-            # Keep time order: _recent walks back from the newest.
-            index = len(sends)
-            while index > 0 and sends[index - 1] > sent_at:
-                index -= 1
-            sends.insert(index, sent_at)
+    def refund(self, limits: Sequence[RateLimit], at: datetime, slots: int = 1) -> None:
+        """Give back ``slots`` that ``reserve`` took at ``at`` for a send WeCom refused."""
+        for _ in range(slots):
+            for key in {limit.key for limit in limits}:
+                sends = self._sends.get(key)
+                if sends is not None and at in sends:
+                    sends.remove(at)
+
+    def settle(
+        self, limits: Sequence[RateLimit], reserved_at: datetime, sent_at: datetime, slots: int = 1
+    ) -> None:
+        """Move ``slots`` reserved at ``reserved_at`` to ``sent_at`` (when WeCom answered)."""
+        for _ in range(slots):
+            for key in {limit.key for limit in limits}:
+                sends = self._sends.get(key)
+                if sends is None or reserved_at not in sends:
+                    continue
+                sends.remove(reserved_at)
+                # Keep time order: _recent walks back from the newest.
+                index = len(sends)
+                while index > 0 and sends[index - 1] > sent_at:
+                    index -= 1
+                sends.insert(index, sent_at)
 
     def forget_before(self, cutoff: datetime) -> None:
         """Drop sends older than every window (memory stays bounded)."""
@@ -149,6 +168,11 @@ def limits_for(config: Config, receiver: ReceiverConfig, recipients: Recipients)
         )
         return (RateLimit(robot_budget_key(robot_key), MINUTE, allowed),)
     return ()
+
+
+def budget_keys(limits: Sequence[RateLimit], slots: int) -> list[str]:
+    """The keys to record a send under in the store, once per slot used."""
+    return [key for key in dict.fromkeys(limit.key for limit in limits) for _ in range(slots)]
 
 
 def member_limits(app: WeComAppConfig, user: str) -> tuple[RateLimit, ...]:

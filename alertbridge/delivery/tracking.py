@@ -4,14 +4,19 @@ with the notifications the dispatcher sends.
 Before a delivery is rendered, the tracker records it against the group's
 reference (``#27``) and says whether it is an unchanged repeat of an
 acknowledged group (then nothing is sent). For a resolved group it first
-tries to turn the group's cards into "已恢复" and expires silences that an
-``ack`` created. After sending it remembers who got the reference and the
-cards' one-use ``response_code``.
+tries to turn the group's cards into "已恢复": whether that worked decides
+whether a resolved message is sent at all. After sending it remembers who
+got the reference and the cards' one-use ``response_code``.
+
+Silences that an ``ack`` created ("until it resolves") are expired by the
+upkeep task, woken when a resolution is recorded: that is an Alertmanager
+(or Grafana) call over HTTP, and a send must never wait for one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,6 +64,8 @@ class GroupTracker:
         self._silencers = silencers
         self._client = client
         self._clock = clock
+        # Set when a resolution is recorded: the upkeep expires its ack-silences.
+        self._resolved = asyncio.Event()
 
     async def before_send(self, delivery: Delivery, receiver: ReceiverConfig) -> Tracked:
         update = await self._state.record_notification(
@@ -72,7 +79,7 @@ class GroupTracker:
         ref = update.ref
         handled = False
         if not ref.firing:
-            await self._expire_ack_silences(ref.ref)
+            self._resolved.set()
             if isinstance(receiver, AppReceiver) and receiver.msgtype == "template_card":
                 handled = await self._mark_cards_resolved(ref.ref, delivery.receiver, receiver)
         return Tracked(ref=ref.ref, ack=ref.ack, suppressed=update.suppressed, handled_by_cards=handled)
@@ -123,22 +130,32 @@ class GroupTracker:
                 return False
         return True
 
-    async def _expire_ack_silences(self, ref: int) -> None:
-        for record in await self._state.silences_for_ref(ref, active_at=self._clock()):
-            if not record.via_ack:
+    async def expire_resolved_ack_silences(self) -> None:
+        """Expire the silences an ``ack`` created for groups that have resolved since.
+
+        Such a silence lasts "until it resolves"; left running it would mute
+        the group's next episode. A silence whose expiry fails is tried again
+        next round.
+        """
+        now = self._clock()
+        for record in await self._state.active_silences(now):
+            if not record.via_ack or record.ref is None:
                 continue
             silencer = self._silencers.get(record.silencer)
             if silencer is None:
+                continue
+            ref = await self._state.get_ref(record.ref)
+            if ref is None or ref.firing:
                 continue
             try:
                 await silencer.expire(record.silence_id)
             except SilencerError as exc:
                 log.warning(
-                    "ack_silence_expire_failed ref=%d silence=%s error=%s", ref, record.silence_id, exc
+                    "ack_silence_expire_failed ref=%d silence=%s error=%s", ref.ref, record.silence_id, exc
                 )
                 continue
             await self._state.mark_silence_expired(record.silence_id, self._clock())
-            log.info("ack_silence_expired ref=%d silence=%s", ref, record.silence_id)
+            log.info("ack_silence_expired ref=%d silence=%s", ref.ref, record.silence_id)
 
     async def extend_ack_silences(self) -> None:
         """Push out ``ack_silences`` silences of groups still firing before they end."""
@@ -193,18 +210,30 @@ class GroupTracker:
             )
 
     async def run_upkeep(self) -> None:
-        """Until cancelled: extend ack silences and forget expired references.
+        """Until cancelled: expire the ack-silences of resolved groups (as soon
+        as a resolution is recorded), extend those of groups still firing and
+        forget expired references.
 
         Runs beside the dispatcher so Alertmanager calls never hold up sends.
         """
         interval = min(timedelta(minutes=10), self._config.commands.ack_silence_step / 4).total_seconds()
+        loop = asyncio.get_running_loop()
+        next_round = loop.time()
         while True:
+            self._resolved.clear()
             try:
-                await self.extend_ack_silences()
-                pruned = await self._state.prune(self._clock(), self._config.commands.reference_retention)
+                await self.expire_resolved_ack_silences()
             except StoreError as exc:
                 log.error("state_upkeep_failed error=%s", exc)
-            else:
-                if pruned:
-                    log.info("state_pruned rows=%d", pruned)
-            await asyncio.sleep(interval)
+            if loop.time() >= next_round:
+                next_round = loop.time() + interval
+                try:
+                    await self.extend_ack_silences()
+                    pruned = await self._state.prune(self._clock(), self._config.commands.reference_retention)
+                except StoreError as exc:
+                    log.error("state_upkeep_failed error=%s", exc)
+                else:
+                    if pruned:
+                        log.info("state_pruned rows=%d", pruned)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._resolved.wait(), max(0.0, next_round - loop.time()))

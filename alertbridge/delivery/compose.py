@@ -1,0 +1,106 @@
+"""What a notification looks like once sent: a group's messages as the receiver gets them.
+
+A firing group to a card receiver becomes one template card; anything else
+is rendered by the receiver's template, with robot @mentions in the content
+and the firing alerts' images on the last part. Rendering is against the time
+the notification was accepted, so a re-render after a crash yields the same
+parts and the parts already sent are not sent again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from alertbridge.config import Config, ReceiverConfig
+from alertbridge.delivery.tracking import Tracked
+from alertbridge.message import RenderedMessage
+from alertbridge.messengers.wecom.card import build_alert_card, task_id_for
+from alertbridge.messengers.wecom.config import AppReceiver
+from alertbridge.messengers.wecom.mentions import content_mentions
+from alertbridge.render import Renderer
+from alertbridge.render.replies import replies_for
+from alertbridge.render.split import truncate_utf8, utf8_len
+from alertbridge.stores import Delivery
+
+log = logging.getLogger(__name__)
+
+# Alert images (Grafana panels) posted after one notification, at most.
+MAX_IMAGES = 3
+# Marks a robot message re-sent after a crash cut off its first send.
+REPEAT_PREFIX = {"zh": "（重复）", "en": "(repeat) "}
+
+
+def compose(
+    config: Config,
+    renderer: Renderer,
+    delivery: Delivery,
+    receiver: ReceiverConfig,
+    channel_kind: str,
+    tracked: Tracked,
+) -> list[RenderedMessage]:
+    """The messages of ``delivery``'s group, without images.
+
+    Raises:
+        TemplateError: the receiver's template failed.
+    """
+    language = config.language_of(delivery.receiver)
+    if isinstance(receiver, AppReceiver) and receiver.msgtype == "template_card" and delivery.group.firing:
+        return [
+            build_alert_card(
+                delivery.group,
+                ref=tracked.ref,
+                ack=tracked.ack,
+                language=language,
+                buttons=receiver.buttons,
+                task_id=task_id_for(tracked.ref, delivery.id),
+                tz=config.server.tz,
+                now=delivery.accepted_at,
+            )
+        ]
+    # A resolved group whose cards could not be updated gets a normal message.
+    msgtype = receiver.rendered_msgtype
+    # Robot markdown @mentions live in the content: the renderer adds them
+    # to the last part, within the byte limit.
+    mentions = content_mentions(delivery.recipients, channel_kind, msgtype)
+    return renderer.render(
+        delivery.group,
+        template=receiver.template,
+        language=language,
+        msgtype=msgtype,
+        channel=channel_kind,
+        now=delivery.accepted_at,
+        ref=tracked.ref,
+        ack=tracked.ack,
+        mentions=mentions,
+        replies=replies_for(config, delivery.receiver),
+    )
+
+
+def with_images(
+    messages: list[RenderedMessage], delivery: Delivery, receiver: ReceiverConfig
+) -> list[RenderedMessage]:
+    """The messages, the last one carrying the firing alerts' distinct image URLs
+    (at most ``MAX_IMAGES``) when the receiver posts images."""
+    if not receiver.images or not messages:
+        return messages
+    urls: list[str] = []
+    for alert in delivery.group.firing:
+        if alert.image_url and alert.image_url not in urls:
+            urls.append(alert.image_url)
+    if not urls:
+        return messages
+    return [*messages[:-1], dataclasses.replace(messages[-1], images=tuple(urls[:MAX_IMAGES]))]
+
+
+def as_repeat(config: Config, message: RenderedMessage, receiver: str, what: str) -> RenderedMessage:
+    """``message`` marked as a repeat, in the receiver's language.
+
+    Its send was cut off (a crash) after it was recorded and before WeCom's
+    answer was: it may have arrived. A robot has no duplicate check, so a
+    visible "(repeat)" beats both a silent second copy and a dropped part.
+    """
+    log.warning("robot_repeat receiver=%s %s part=%d/%d", receiver, what, message.part, message.parts)
+    prefix = REPEAT_PREFIX.get(config.language_of(receiver), REPEAT_PREFIX["en"])
+    room = message.limit - utf8_len(prefix)
+    return dataclasses.replace(message, content=prefix + truncate_utf8(message.content, room, "…"))
