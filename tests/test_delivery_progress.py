@@ -238,6 +238,25 @@ class Crash(BaseException):
     """The process dies here: nothing after it runs (not even ``except Exception``)."""
 
 
+async def crash_after_first_send(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Part 1 reaches WeCom; the process dies before recording WeCom's answer."""
+
+    async def crash(*args: object, **kwargs: object) -> None:
+        raise Crash
+
+    with monkeypatch.context() as patch:
+        patch.setattr(rig.outbox, "record_progress", crash)
+        patch.setattr(rig.outbox, "mark_sent", crash)
+        with pytest.raises(Crash):
+            await rig.drain()
+
+
+async def restart(rig: Rig) -> None:
+    """A new process: leases released at start-up, a fresh dispatcher."""
+    await rig.outbox.release_leases()
+    rig.dispatcher = rig.new_dispatcher()
+
+
 @pytest.mark.parametrize(("language", "prefix"), [("zh", "（重复）"), ("en", "(repeat) ")])
 async def test_a_robot_send_cut_off_by_a_crash_is_repeated_marked_as_a_repeat(
     language: str,
@@ -251,22 +270,11 @@ async def test_a_robot_send_cut_off_by_a_crash_is_repeated_marked_as_a_repeat(
     async with progress_rig(server, tmp_path / "r.db", fake, clock, robot_language=language) as rig:
         await rig.enqueue("room", wide_group(6))
         await rig.enqueue("oncall", storm_group(9))
-
-        async def crash(*args: object, **kwargs: object) -> None:
-            raise Crash
-
-        # Part 1 reaches WeCom; the process dies before recording WeCom's answer.
-        with monkeypatch.context() as patch:
-            patch.setattr(rig.outbox, "record_progress", crash)
-            patch.setattr(rig.outbox, "mark_sent", crash)
-            with pytest.raises(Crash):
-                await rig.drain()
+        await crash_after_first_send(rig, monkeypatch)
         [first] = fake.messages()
         [row] = [d for d in await rig.outbox.list() if d.receiver == "room"]
         assert (row.parts_sent, row.sending_part) == (0, 0)
-        # A new process: leases released at start-up, a fresh dispatcher.
-        await rig.outbox.release_leases()
-        rig.dispatcher = rig.new_dispatcher()
+        await restart(rig)
         await run_until_settled(rig, limit=60)
         assert (await rig.statuses())[DeliveryStatus.SENT] == 2
         rows = await rig.outbox.list()
@@ -278,6 +286,43 @@ async def test_a_robot_send_cut_off_by_a_crash_is_repeated_marked_as_a_repeat(
     # The app message, which WeCom's duplicate check covers, is not marked.
     assert not any(m.content.startswith(prefix) for m in fake.messages(MESSAGE_SEND) if m.content)
     assert all(d.sending_part is None for d in rows)
+
+
+@pytest.mark.parametrize("down_for", [10, 120])
+async def test_an_app_send_cut_off_by_a_crash_is_hidden_by_wecom_or_marked(
+    down_for: int,
+    tmp_path: Path,
+    fake: FakeWeCom,
+    clock: ManualClock,
+    server: tuple[SwappableApp, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Within WeCom's duplicate-check interval (60 s) the part that may have
+    arrived goes again byte for byte and WeCom hides it; a restart later than
+    that would deliver a silent second copy, so the part comes marked instead."""
+    async with progress_rig(server, tmp_path / "a.db", fake, clock) as rig:
+        await rig.enqueue("oncall", wide_group(6))
+        await crash_after_first_send(rig, monkeypatch)
+        [first] = fake.messages(MESSAGE_SEND)
+        [row] = await rig.outbox.list()
+        assert (row.parts_sent, row.sending_part) == (0, 0)
+        assert row.sending_at is not None and row.sending_at.timestamp() == pytest.approx(clock())
+        clock.advance(down_for)
+        await restart(rig)
+        await run_until_settled(rig, limit=120)
+        assert (await rig.statuses())[DeliveryStatus.SENT] == 1
+    texts = [m.content or "" for m in fake.messages(MESSAGE_SEND)]
+    assert texts[0] == first.content and len(texts) > 2
+    if down_for < 60:
+        # Sent again identically: WeCom dropped it as a duplicate, the user saw it once.
+        [dropped] = fake.dropped()
+        assert (dropped.reason, dropped.content) == ("duplicate", first.content)
+        assert texts.count(first.content) == 1
+        assert not any(text.startswith("（重复）") for text in texts)
+    else:
+        assert fake.dropped() == []
+        assert texts[1] == "（重复）" + first.content
+        assert not any(text.startswith("（重复）") for text in texts[2:])
 
 
 async def test_a_send_wecom_answered_is_no_repeat(

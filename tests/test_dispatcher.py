@@ -29,6 +29,7 @@ class ScriptedChannel:
     """Fails the calls whose number is in ``failures`` with the given error."""
 
     kind = "app"
+    duplicate_check = None
 
     def __init__(self, failures: dict[int, Exception] | None = None) -> None:
         self.failures = failures or {}

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from datetime import datetime, timedelta
 
 from alertbridge.config import Config, ReceiverConfig
 from alertbridge.delivery.tracking import Tracked
 from alertbridge.message import RenderedMessage
+from alertbridge.messengers import Channel
 from alertbridge.messengers.wecom.card import build_alert_card, task_id_for
 from alertbridge.messengers.wecom.config import AppReceiver
 from alertbridge.messengers.wecom.mentions import content_mentions
@@ -27,8 +29,11 @@ log = logging.getLogger(__name__)
 
 # Alert images (Grafana panels) posted after one notification, at most.
 MAX_IMAGES = 3
-# Marks a robot message re-sent after a crash cut off its first send.
+# Marks a message re-sent after a crash cut off its first send.
 REPEAT_PREFIX = {"zh": "（重复）", "en": "(repeat) "}
+# A re-send counts on WeCom's duplicate check only if it leaves this long
+# before the interval ends: room for the request's own way there.
+RESEND_MARGIN = timedelta(seconds=5)
 
 
 def compose(
@@ -93,14 +98,34 @@ def with_images(
     return [*messages[:-1], dataclasses.replace(messages[-1], images=tuple(urls[:MAX_IMAGES]))]
 
 
-def as_repeat(config: Config, message: RenderedMessage, receiver: str, what: str) -> RenderedMessage:
-    """``message`` marked as a repeat, in the receiver's language.
+def resent(
+    config: Config,
+    message: RenderedMessage,
+    channel: Channel,
+    receiver: str,
+    what: str,
+    *,
+    since: datetime | None,
+    now: datetime,
+) -> RenderedMessage:
+    """``message`` as it goes out again after a crash cut off its send at ``since``.
 
-    Its send was cut off (a crash) after it was recorded and before WeCom's
-    answer was: it may have arrived. A robot has no duplicate check, so a
-    visible "(repeat)" beats both a silent second copy and a dropped part.
+    The first send was recorded and never answered: it may have arrived.
+    Inside the channel's duplicate-check interval (WeCom app messages) the
+    identical message goes again and WeCom hides it if the first one arrived.
+    Past it, or on a channel without one (robots), the user would get a
+    silent second copy: a visible "(repeat)" beats that and a dropped part.
     """
-    log.warning("robot_repeat receiver=%s %s part=%d/%d", receiver, what, message.part, message.parts)
+    window = channel.duplicate_check
+    if window is not None and since is not None and now - since < window - RESEND_MARGIN:
+        log.info("resend_identical receiver=%s %s part=%d/%d", receiver, what, message.part, message.parts)
+        return message
+    return _as_repeat(config, message, receiver, what)
+
+
+def _as_repeat(config: Config, message: RenderedMessage, receiver: str, what: str) -> RenderedMessage:
+    """``message`` marked as a repeat, in the receiver's language."""
+    log.warning("resend_marked_repeat receiver=%s %s part=%d/%d", receiver, what, message.part, message.parts)
     prefix = REPEAT_PREFIX.get(config.language_of(receiver), REPEAT_PREFIX["en"])
     room = message.limit - utf8_len(prefix)
     return dataclasses.replace(message, content=prefix + truncate_utf8(message.content, room, "…"))

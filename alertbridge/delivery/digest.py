@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from alertbridge.config import ReceiverConfig
 from alertbridge.delivery.budget import RateLimit
-from alertbridge.delivery.compose import as_repeat
+from alertbridge.delivery.compose import resent
 from alertbridge.delivery.context import BatchContext
 from alertbridge.delivery.outcome import Outcomes, refused_content
 from alertbridge.delivery.refusals import describe_group, refused
@@ -232,8 +232,16 @@ class DigestSender:
                 part=index + 1,
                 parts=len(stored.parts),
             )
-            if index == stored.sending_part and channel.kind == "robot":
-                message = as_repeat(ctx.config, message, anchor.receiver, f"digest={stored.id}")
+            if index == stored.sending_part:
+                message = resent(
+                    ctx.config,
+                    message,
+                    channel,
+                    anchor.receiver,
+                    f"digest={stored.id}",
+                    since=stored.sending_at,
+                    now=ctx.clock(),
+                )
             try:
                 sent = await self._sender.attempt(
                     channel,

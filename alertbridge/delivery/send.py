@@ -8,8 +8,9 @@ the message. Writing that once keeps the rate budget, the crash bookkeeping
 and /metrics the same for every kind of send.
 
 Progress is recorded after each part, so a restart never re-sends a part
-WeCom accepted; a part cut off by a crash may have arrived, which is why a
-robot (no duplicate check) marks its re-send as a repeat.
+WeCom accepted; a part cut off by a crash may have arrived, which is why its
+re-send is either left to WeCom's duplicate check or marked as a repeat
+(``compose.resent``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from datetime import datetime
 
 from alertbridge.config import ReceiverConfig
 from alertbridge.delivery.budget import RateLimit, budget_keys
-from alertbridge.delivery.compose import as_repeat, compose, with_images
+from alertbridge.delivery.compose import compose, resent, with_images
 from alertbridge.delivery.context import BatchContext
 from alertbridge.delivery.outcome import Outcomes, not_arrived, refused_content
 from alertbridge.delivery.refusals import alerts_refused, describe_alert, refused
@@ -138,8 +139,16 @@ class Sender:
         sent: list[tuple[RenderedMessage, Receipt]] = []
         for index in range(delivery.parts_sent, len(messages)):
             message = messages[index]
-            if index == delivery.sending_part and channel.kind == "robot":
-                message = as_repeat(ctx.config, message, delivery.receiver, f"delivery={delivery.id}")
+            if index == delivery.sending_part:
+                message = resent(
+                    ctx.config,
+                    message,
+                    channel,
+                    delivery.receiver,
+                    f"delivery={delivery.id}",
+                    since=delivery.sending_at,
+                    now=ctx.clock(),
+                )
             try:
                 outcome = await self.attempt(
                     channel,

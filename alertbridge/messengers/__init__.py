@@ -16,6 +16,7 @@ Every channel implements one method, ``send``, and reports failure by raising
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Protocol
 
 from alertbridge.message import Recipients, RenderedMessage
@@ -32,6 +33,13 @@ class Receipt:
 
 class Channel(Protocol):
     kind: str  # "app" | "robot" | "console": selects the byte limits
+
+    @property
+    def duplicate_check(self) -> timedelta | None:
+        """How long the messenger itself hides an identical re-send (WeCom's
+        ``enable_duplicate_check``); None when it has no such check. Decides
+        whether a part a crash cut off is re-sent as is or marked as a repeat."""
+        ...
 
     async def send(self, message: RenderedMessage, recipients: Recipients) -> Receipt:
         """Send one message.

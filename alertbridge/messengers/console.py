@@ -26,6 +26,7 @@ def format_block(receiver: str, message: RenderedMessage) -> str:
 
 class ConsoleChannel:
     kind = "console"
+    duplicate_check = None
 
     def __init__(self, out: TextIO, receiver: str = "console") -> None:
         self._out = out

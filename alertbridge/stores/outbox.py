@@ -80,8 +80,9 @@ class Delivery:
     # digest): what the retry backoff grows with. ``attempts`` counts them all.
     failures_since_progress: int = 0
     # The part whose send was recorded but not yet answered: after a crash it
-    # may have reached WeCom (see OutboxStore.record_attempt).
+    # may have reached WeCom (see OutboxStore.record_attempt); and since when.
     sending_part: int | None = None
+    sending_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,7 @@ class StoredDigest:
     parts: tuple[DigestPartRecord, ...]
     parts_sent: int
     sending_part: int | None = None  # as Delivery.sending_part
+    sending_at: datetime | None = None  # as Delivery.sending_at
 
 
 class OutboxStore(Protocol):
@@ -220,7 +222,7 @@ class OutboxStore(Protocol):
     ) -> None:
         """Before sending part ``part`` (0-based) of a delivery or digest: count
         the send against each budget key and remember the part is on its way
-        (cleared when WeCom's answer is recorded; ``part=None`` clears it)."""
+        since ``at`` (cleared when WeCom's answer is recorded; ``part=None`` clears it)."""
 
     async def forget_sends(self, before: datetime) -> int: ...
 

@@ -538,15 +538,16 @@ class OutboxContract:
         await store.record_attempt(["k"], T0, part=1, delivery_id=ids[0])
         await store.record_attempt(["k"], T0, part=0, digest_id=digest.id)
         rows = {d.id: d for d in await store.list()}
-        assert rows[ids[0]].sending_part == 1 and rows[ids[1]].sending_part is None
+        assert (rows[ids[0]].sending_part, rows[ids[0]].sending_at) == (1, T0)
+        assert (rows[ids[1]].sending_part, rows[ids[1]].sending_at) == (None, None)
         stored = await store.open_digest("ops", recipients)
-        assert stored is not None and stored.sending_part == 0
+        assert stored is not None and (stored.sending_part, stored.sending_at) == (0, T0)
         assert await store.recent_sends(T0 - timedelta(seconds=1)) == [("k", T0), ("k", T0)]
         await store.record_progress(ids[0], 2)
         await store.record_attempt([], T0, part=None, digest_id=digest.id)
-        assert [d.sending_part for d in await store.list()] == [None, None]
+        assert [(d.sending_part, d.sending_at) for d in await store.list()] == [(None, None)] * 2
         stored = await store.open_digest("ops", recipients)
-        assert stored is not None and stored.sending_part is None
+        assert stored is not None and (stored.sending_part, stored.sending_at) == (None, None)
 
 
 class StateContract:

@@ -100,7 +100,7 @@ class AppChannel:
     ) -> None:
         self._client = client
         self._metrics = metrics if metrics is not None else Metrics()
-        self._duplicate_check_interval = duplicate_check_interval
+        self.duplicate_check = duplicate_check_interval
         self._app_name = app_name
         self._app = app_config
         self._images = images
@@ -119,7 +119,7 @@ class AppChannel:
             raise PermanentDeliveryError(
                 f"app {self._app_name!r}: message has no recipients", reason="no_recipients"
             )
-        body = build_app_body(message, recipients, self._app.agent_id, self._duplicate_check_interval)
+        body = build_app_body(message, recipients, self._app.agent_id, self.duplicate_check)
         result = await self._client.send_app_message(self._app_name, self._app, body)
         if message.images:
             await self._send_images(message.images, recipients)

@@ -71,6 +71,7 @@ def build_robot_image_body(data: bytes) -> dict[str, object]:
 
 class RobotChannel:
     kind = "robot"
+    duplicate_check = None  # robots have no duplicate check
 
     def __init__(
         self,

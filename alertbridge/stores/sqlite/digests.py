@@ -47,7 +47,7 @@ class SqliteDigestsAndSends:
         """The oldest digest to this target with parts still to send."""
         row = await self._connection.fetchone(
             "open_digest",
-            "SELECT id, receiver, parts, parts_sent, sending_part FROM digests"
+            "SELECT id, receiver, parts, parts_sent, sending_part, sending_at FROM digests"
             " WHERE receiver = ? AND recipients = ? AND parts_sent < part_count ORDER BY id LIMIT 1",
             (receiver, dumps(recipients.to_dict())),
         )
@@ -58,7 +58,12 @@ class SqliteDigestsAndSends:
         except DECODE_ERRORS as exc:
             raise StoreError(f"digest {row[0]} cannot be read: {exc}") from exc
         return StoredDigest(
-            id=int(row[0]), receiver=str(row[1]), parts=parts, parts_sent=int(row[3]), sending_part=row[4]
+            id=int(row[0]),
+            receiver=str(row[1]),
+            parts=parts,
+            parts_sent=int(row[3]),
+            sending_part=row[4],
+            sending_at=from_us(row[5]) if row[5] is not None else None,
         )
 
     async def claim_digest(self, digest_id: int, now: datetime, lease: timedelta) -> list[Delivery]:
@@ -85,7 +90,8 @@ class SqliteDigestsAndSends:
         (its send was counted before it was made: ``record_attempt``)."""
         async with self._connection.session("digest_progress", write=True, durable=False) as db:
             await db.execute(
-                "UPDATE digests SET parts_sent = ?, sending_part = NULL WHERE id = ?", (parts_sent, digest_id)
+                "UPDATE digests SET parts_sent = ?, sending_part = NULL, sending_at = NULL WHERE id = ?",
+                (parts_sent, digest_id),
             )
             # WeCom took a part: the digest's other deliveries start their backoff over.
             await db.execute(
@@ -123,13 +129,19 @@ class SqliteDigestsAndSends:
         digest_id: int | None = None,
     ) -> None:
         """Before a send: count it against ``budget_keys`` and remember that part
-        ``part`` of the delivery or digest is on its way, in one transaction.
-        ``part=None`` clears it: WeCom answered, the part did not arrive."""
+        ``part`` of the delivery or digest is on its way since ``at``, in one
+        transaction. ``part=None`` clears it: WeCom answered, the part did not arrive."""
+        sending = (part, to_us(at) if part is not None else None)
         async with self._connection.session("record_attempt", write=True, durable=False) as db:
             if delivery_id is not None:
-                await db.execute("UPDATE deliveries SET sending_part = ? WHERE id = ?", (part, delivery_id))
+                await db.execute(
+                    "UPDATE deliveries SET sending_part = ?, sending_at = ? WHERE id = ?",
+                    (*sending, delivery_id),
+                )
             if digest_id is not None:
-                await db.execute("UPDATE digests SET sending_part = ? WHERE id = ?", (part, digest_id))
+                await db.execute(
+                    "UPDATE digests SET sending_part = ?, sending_at = ? WHERE id = ?", (*sending, digest_id)
+                )
             await self._insert_sends(db, budget_keys, at)
 
     async def forget_sends(self, before: datetime) -> int:

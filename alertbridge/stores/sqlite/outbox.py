@@ -213,7 +213,7 @@ class SqliteOutboxStore(SqliteDigestsAndSends):
         (and restart the backoff: WeCom is reachable)."""
         async with self._connection.session("record_progress", write=True, durable=False) as db:
             await db.execute(
-                "UPDATE deliveries SET parts_sent = ?, failures_since_progress = 0, sending_part = NULL"
+                "UPDATE deliveries SET parts_sent = ?, failures_since_progress = 0, sending_part = NULL, sending_at = NULL"
                 " WHERE id = ?",
                 (parts_sent, delivery_id),
             )
@@ -223,7 +223,7 @@ class SqliteOutboxStore(SqliteDigestsAndSends):
         await self._connection.execute(
             "mark_sent",
             "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, finished_at = ?,"
-            " lease_until = NULL, sending_part = NULL WHERE id = ?",
+            " lease_until = NULL, sending_part = NULL, sending_at = NULL WHERE id = ?",
             (to_us(now), delivery_id),
             durable=False,
         )

@@ -110,6 +110,13 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE deliveries ADD COLUMN sending_part INTEGER",
         "ALTER TABLE digests ADD COLUMN sending_part INTEGER",
     ),
+    (
+        # When that part was sent (µs since epoch, UTC): an app re-send inside
+        # WeCom's duplicate-check interval is hidden if the first one arrived,
+        # a later one is marked as a repeat instead.
+        "ALTER TABLE deliveries ADD COLUMN sending_at INTEGER",
+        "ALTER TABLE digests ADD COLUMN sending_at INTEGER",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -118,7 +125,7 @@ SCHEMA_VERSION: Final = len(MIGRATIONS)
 COLUMNS: Final = (
     "id, receiver, channel, recipients, alert_group, request_id, accepted_at, status,"
     " attempts, parts_sent, next_attempt_at, last_error, finished_at, digest_id, failures_since_progress,"
-    " sending_part"
+    " sending_part, sending_at"
 )
 
 # Dead-letters one delivery: (last_error, finished_at, id). The attempt
@@ -149,6 +156,7 @@ def to_delivery(row: Sequence[Any]) -> Delivery:
             digest_id=row[13],
             failures_since_progress=row[14],
             sending_part=row[15],
+            sending_at=from_us(row[16]) if row[16] is not None else None,
         )
     except DECODE_ERRORS as exc:
         raise Undecodable(f"delivery {row[0]}", exc) from exc
