@@ -325,6 +325,35 @@ async def test_an_app_send_cut_off_by_a_crash_is_hidden_by_wecom_or_marked(
         assert not any(text.startswith("（重复）") for text in texts[2:])
 
 
+async def test_a_send_cut_off_by_a_crash_is_never_merged_into_a_digest(
+    tmp_path: Path,
+    fake: FakeWeCom,
+    clock: ManualClock,
+    server: tuple[SwappableApp, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After the restart more waits for the member than the budget allows, so
+    the backlog goes out as a digest; the message that may have arrived must
+    not ride along in it (a second, unmarked copy) but go again as itself."""
+    async with progress_rig(server, tmp_path / "d.db", fake, clock) as rig:
+        await rig.enqueue("oncall", storm_group(500))
+        await crash_after_first_send(rig, monkeypatch)
+        [first] = fake.messages(MESSAGE_SEND)
+        assert first.content is not None and "storm-5000" in first.content
+        for number in range(40):
+            await rig.enqueue("oncall", storm_group(number))
+        clock.advance(120)  # past WeCom's duplicate check: the re-send is marked
+        await restart(rig)
+        await run_until_settled(rig, limit=300)
+        assert (await rig.statuses())[DeliveryStatus.SENT] == 41
+    texts = [m.content or "" for m in fake.messages(MESSAGE_SEND)]
+    assert any("storm-0390" in text for text in texts), "the backlog went out"
+    assert any(text.count("storm-") > 5 for text in texts), "as a digest"
+    unmarked = [text for text in texts if "storm-5000" in text and not text.startswith("（重复）")]
+    assert unmarked == [first.content]
+    assert ["（重复）" + first.content] == [t for t in texts if "storm-5000" in t and t.startswith("（重复）")]
+
+
 async def test_a_send_wecom_answered_is_no_repeat(
     tmp_path: Path, fake: FakeWeCom, clock: ManualClock, server: tuple[SwappableApp, str]
 ) -> None:

@@ -264,6 +264,14 @@ class Dispatcher:
             take_from_queue=lambda taken: self._take_from_queue(target, taken),
         )
         limits = limits_for(context.config, receiver, first.recipients)
+        # A delivery a send has started finishes as itself, as its budget allows;
+        # merged into a digest, what already reached the member would show again.
+        started = [d for d in batch if d.started and d.digest_id is None]
+        for delivery in started:
+            await self._guarded(outcomes, [delivery], sender.send_one(delivery, receiver, channel, limits))
+        batch = [d for d in batch if not (d.started and d.digest_id is None)]
+        if not batch:
+            return
         # A delivery tied to a stored digest finishes with that digest, sent as stored.
         in_digest = any(d.digest_id is not None for d in batch)
         if in_digest or (limits and await self._over_budget(batch, limits)):

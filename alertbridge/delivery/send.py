@@ -111,7 +111,9 @@ class Sender:
         self, delivery: Delivery, receiver: ReceiverConfig, channel: Channel, limits: Sequence[RateLimit]
     ) -> Tracked | None:
         """Send a delivery's parts in order. Returns its tracking when its parts
-        do not fit the budget, so the caller sends it in a digest instead."""
+        do not fit the budget, so the caller sends it in a digest instead —
+        unless a send has ``started`` it: then it sends what the budget allows
+        and waits for room for the rest."""
         ctx = self._ctx
         tracked = await ctx.tracker.before_send(delivery, receiver)
         if tracked.suppressed or tracked.handled_by_cards:
@@ -134,7 +136,8 @@ class Sender:
         except TemplateError as exc:
             await self._outcomes.dead(delivery, str(exc))
             return None
-        if limits and len(messages) - delivery.parts_sent > ctx.budget.available(limits, ctx.clock()):
+        fits = len(messages) - delivery.parts_sent <= ctx.budget.available(limits, ctx.clock())
+        if limits and not fits and not delivery.started:
             return tracked
         sent: list[tuple[RenderedMessage, Receipt]] = []
         for index in range(delivery.parts_sent, len(messages)):

@@ -84,6 +84,13 @@ class Delivery:
     sending_part: int | None = None
     sending_at: datetime | None = None
 
+    @property
+    def started(self) -> bool:
+        """Some part of it may already have reached the messenger. Such a
+        delivery finishes as itself: merged into a digest, its alerts would
+        show a second time, unmarked."""
+        return self.parts_sent > 0 or self.sending_part is not None
+
 
 @dataclass(frozen=True, slots=True)
 class DigestPartRecord:
@@ -161,7 +168,8 @@ class OutboxStore(Protocol):
     async def claim_backlog(
         self, receiver: str, recipients: Recipients, now: datetime, limit: int, lease: timedelta
     ) -> list[Delivery]:
-        """Lease up to ``limit`` of that backlog, due or not, oldest accepted first."""
+        """Lease up to ``limit`` of that backlog, due or not, oldest accepted
+        first — leaving deliveries a send has ``started`` (they go out as themselves)."""
 
     async def record_progress(self, delivery_id: int, parts_sent: int) -> None:
         """Store how many parts were sent (their sends were counted before:

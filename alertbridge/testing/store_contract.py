@@ -439,6 +439,17 @@ class OutboxContract:
         assert [d.id for d in claimed] == ids[1:]
         assert await store.count_backlog("ops", recipients, T0) == 0
 
+    async def test_a_digest_never_takes_a_delivery_a_send_has_started(self, store: OutboxStore) -> None:
+        """Merged into a digest, what already reached the member would show a second time."""
+        ids = [await store.enqueue(make_delivery(T0 + timedelta(seconds=i))) for i in range(3)]
+        recipients = make_delivery().recipients
+        await store.record_attempt(["k"], T0, part=0, delivery_id=ids[0])
+        await store.record_progress(ids[1], 1)
+        claimed = await store.claim_backlog("ops", recipients, T0, limit=10, lease=timedelta(minutes=1))
+        assert [d.id for d in claimed] == [ids[2]]
+        started = {d.id: d.started for d in await store.list()}
+        assert started == {ids[0]: True, ids[1]: True, ids[2]: False}
+
     async def test_defer_is_not_an_attempt_and_never_brings_a_row_forward(self, store: OutboxStore) -> None:
         delivery_id = await store.enqueue(make_delivery())
         await store.claim_due(T0, limit=1, lease=timedelta(minutes=1))

@@ -185,7 +185,8 @@ class SqliteOutboxStore(SqliteDigestsAndSends):
     async def claim_backlog(
         self, receiver: str, recipients: Recipients, now: datetime, limit: int, lease: timedelta
     ) -> list[Delivery]:
-        """Lease up to ``limit`` of that backlog, oldest first, due or not (they go out in a digest)."""
+        """Lease up to ``limit`` of that backlog, oldest first, due or not (they go
+        out in a digest), leaving deliveries a send has started."""
         if limit <= 0:
             return []
         now_us = to_us(now)
@@ -196,6 +197,7 @@ class SqliteOutboxStore(SqliteDigestsAndSends):
                 WHERE id IN (
                     SELECT id FROM deliveries
                     WHERE status = 'pending' AND receiver = ? AND recipients = ? AND digest_id IS NULL
+                      AND parts_sent = 0 AND sending_part IS NULL
                       AND (lease_until IS NULL OR lease_until <= ?)
                     ORDER BY accepted_at, id
                     LIMIT ?
