@@ -230,11 +230,20 @@ def first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     path = ""
     for part in err["loc"]:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        path += f"[{part}]" if isinstance(part, int) else (f".{_visible(part)}" if path else _visible(part))
     message = "required field is missing" if err["type"] == "missing" else err["msg"]
     more = exc.error_count() - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     return f"{path}: {message}{suffix}" if path else f"{message}{suffix}"
+
+
+def _visible(key: str) -> str:
+    """A field name from the payload as it can appear in a one-line error:
+    control characters (a key may be anything) shown as escapes, length capped."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", key)[:64]
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def short(exc: Exception) -> str:
