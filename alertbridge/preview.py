@@ -123,7 +123,7 @@ def write_preview(out: TextIO, shown: Preview) -> None:
     (what the sender measures), its content, then what goes with it — the
     card JSON, a robot text's @mention lists, the images posted after it."""
     if not shown.messages:
-        out.write(f"(nothing: receiver {shown.receiver} is not sent resolved-only groups)\n")
+        out.write(f"(nothing: no alert is firing and {shown.receiver} has send_resolved = false)\n")
     for message in shown.messages:
         out.write(
             f"----- message {message.part}/{message.parts} · {message.msgtype} · "
