@@ -85,6 +85,11 @@ app = "ops"
 to_user = ["zhangsan"]
 msgtype = "text"
 images = true
+[receivers.quiet]
+channel = "app"
+app = "ops"
+to_user = ["zhangsan"]
+send_resolved = false
 """
 
 
@@ -267,3 +272,17 @@ def test_send_test_sends_the_rendered_card_marked_and_on_no_real_reference(
     assert card["sub_title_text"].startswith("【测试】")
     # References start at 1: a button on #0 acts on no real alert.
     assert {button["key"].split(":")[1] for button in card["button_list"]} == {"0"}
+
+
+def test_render_shows_the_sample_and_says_when_nothing_would_be_sent(tmp_path: Path) -> None:
+    config = AlertbridgeProcess(tmp_path, config_body("http://127.0.0.1:9")).config_path
+    sample = cli(config, "render", "--receiver", "quiet", "--sample")
+    assert sample.returncode == 0, sample.stderr.decode()
+    [part] = parse_render(sample.stdout)
+    assert part.msgtype == "markdown" and part.size == len(part.content) <= part.limit
+    assert b"#1" in part.content and "reference shown as #1" in sample.stderr.decode()
+    resolved = cli(
+        config, "render", "--receiver", "quiet", "--payload", str(DATA / "alertmanager" / "resolved.json")
+    )
+    assert resolved.returncode == 0, resolved.stderr.decode()
+    assert resolved.stdout.decode() == "(nothing: no alert is firing and quiet has send_resolved = false)\n"
