@@ -2,8 +2,8 @@
 
     serve         run the service
     check-config  validate a config file, compile and smoke-render its templates
-    render        print the messages a payload would produce, with byte counts
-    send-test     send a sample alert to one receiver through the real client
+    render        print the messages a receiver would be sent for a payload, with byte counts
+    send-test     send those messages (a sample alert by default) through the real client
     outbox        list deliveries, or retry a dead one
     audit         list who acknowledged or silenced what
 
@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol, TextIO, TypeVar
+from typing import Protocol, TypeVar
 
 from alertbridge import __version__
 from alertbridge.config import Config, ReceiverConfig, load_config
 from alertbridge.delivery import SendBudget, limits_for
 from alertbridge.errors import AlertbridgeError, DeliveryError
-from alertbridge.message import RenderedMessage
+from alertbridge.model import AlertGroup
 from alertbridge.stores import Delivery, DeliveryStatus, OutboxStore, stores_for
 
 
@@ -65,11 +64,15 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also try the WeCom apps, robot keys and silencers (sends nothing)",
     )
-    render = command("render", _render, "print the messages a webhook payload would produce")
-    render.add_argument("--receiver", required=True)
-    render.add_argument("--payload", required=True, type=Path, help="an Alertmanager webhook JSON file")
+    render = command("render", _render, "print the messages a receiver would be sent for a payload")
     send = command("send-test", _send_test, "send a sample alert to a receiver through the real path")
-    send.add_argument("--receiver", required=True)
+    for sub, required in ((render, True), (send, False)):
+        sub.add_argument("--receiver", required=True)
+        group = sub.add_mutually_exclusive_group(required=required)
+        group.add_argument("--payload", type=Path, help="an Alertmanager or Grafana webhook JSON file")
+        group.add_argument(
+            "--sample", action="store_true", help="the built-in sample group (send-test's default)"
+        )
 
     outbox = commands.add_parser("outbox", help="inspect and retry deliveries")
     outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
@@ -165,118 +168,75 @@ def _check_config(args: argparse.Namespace) -> int:
 
 def _render(args: argparse.Namespace) -> int:
     from alertbridge.app import build_renderer
-    from alertbridge.render.replies import replies_for
-    from alertbridge.sources import alertmanager, grafana
+    from alertbridge.preview import PREVIEW_REF, preview, write_preview
 
     config = _load(args)
-    receiver = _receiver(config, args.receiver)
-    renderer = build_renderer(config, str(args.config))
-    try:
-        body = args.payload.read_bytes()
-    except OSError as exc:
-        print(f"{args.payload}: cannot read: {exc.strerror}", file=sys.stderr)
-        return 1
+    _receiver(config, args.receiver)
     now = datetime.now(UTC)
-    # Either source's payload, picked by its shape as the two endpoints would take it.
-    group = (
-        grafana.parse(body, received_at=now) if grafana.looks_like_grafana(body) else alertmanager.parse(body)
+    group = _group(args, now)
+    if group is None:
+        return 1
+    shown = preview(
+        config, build_renderer(config, str(args.config)), args.receiver, group, now=now, ref=PREVIEW_REF
     )
-    messages = renderer.render(
-        group,
-        template=receiver.template,
-        language=config.language_of(args.receiver),
-        msgtype=receiver.rendered_msgtype,
-        channel=receiver.channel,
-        now=now,
-        replies=replies_for(config, args.receiver),
+    write_preview(sys.stdout, shown)
+    print(
+        f"{args.receiver}: composed as the dispatcher sends it; reference shown as #{PREVIEW_REF}, "
+        "a real notification carries its group's own",
+        file=sys.stderr,
     )
-    for message in messages:
-        _print_message(
-            sys.stdout,
-            message.part,
-            message.parts,
-            message.msgtype,
-            message.byte_count,
-            message.limit,
-            message.content,
-        )
     return 0
 
 
-def _print_message(
-    out: TextIO, part: int, parts: int, msgtype: str, size: int, limit: int, body: str
-) -> None:
-    out.write(f"----- message {part}/{parts} · {msgtype} · {size}/{limit} bytes -----\n{body}\n")
+def _group(args: argparse.Namespace, now: datetime) -> AlertGroup | None:
+    """The group ``--payload`` names, else the built-in sample; None (said on stderr) when unreadable."""
+    from alertbridge.preview import load_group
+    from alertbridge.render import sample_group
+
+    if args.payload is None:
+        return sample_group(now)
+    try:
+        return load_group(args.payload, now)
+    except OSError as exc:
+        print(f"{args.payload}: cannot read: {exc.strerror}", file=sys.stderr)
+        return None
 
 
 def _send_test(args: argparse.Namespace) -> int:
     config = _load(args)
     _receiver(config, args.receiver)
-    return asyncio.run(_send_test_async(config, args))
+    group = _group(args, datetime.now(UTC))
+    return 1 if group is None else asyncio.run(_send_test_async(config, args, group))
 
 
-async def _send_test_async(config: Config, args: argparse.Namespace) -> int:
-    from alertbridge.app import build_renderer, new_http_client
+async def _send_test_async(config: Config, args: argparse.Namespace, group: AlertGroup) -> int:
+    from alertbridge.app import build_channels, build_image_fetcher, build_renderer, new_http_client
     from alertbridge.logs import configure_logging
-    from alertbridge.message import Recipients
-    from alertbridge.messengers.registry import build_channel
     from alertbridge.messengers.wecom.client import WeComClient
-    from alertbridge.messengers.wecom.mentions import content_mentions
-    from alertbridge.render import sample_group
+    from alertbridge.preview import TEST_REF, marked_as_test, preview
 
     configure_logging(config.secrets(), sys.stderr, config.log.level, config.log.format)
-    receiver = config.receivers[args.receiver]
     renderer = build_renderer(config, str(args.config))
-    now = datetime.now(UTC)
-    group = sample_group(now)
-    recipients: Recipients = receiver.recipients_for(group)
-    messages = renderer.render(
-        group,
-        template=receiver.template,
-        language=config.language_of(args.receiver),
-        msgtype=receiver.rendered_msgtype,
-        channel=receiver.channel,
-        now=now,
-        mentions=content_mentions(recipients, receiver.channel, receiver.rendered_msgtype),
-    )
-    messages = [_marked_as_test(m, config.language_of(args.receiver)) for m in messages]
-    async with new_http_client(config) as http:
+    shown = preview(config, renderer, args.receiver, group, now=datetime.now(UTC), ref=TEST_REF)
+    language = config.language_of(args.receiver)
+    print(f"reference #{TEST_REF} is a placeholder no alert has: replies and card buttons on it are refused")
+    images, image_http = build_image_fetcher(config)
+    async with new_http_client(config) as http, image_http:
         client = WeComClient(http, config.wecom.api_base)
-        channel = build_channel(
-            args.receiver, receiver, apps=config.wecom.apps, client=client, out=sys.stdout
-        )
-        for message in messages:
+        channel = build_channels(config, client, sys.stdout, images)[args.receiver]
+        for message in (marked_as_test(m, language) for m in shown.messages):
             try:
-                receipt = await channel.send(message, recipients)
+                receipt = await channel.send(message, shown.recipients)
             except DeliveryError as exc:
                 kind = "retryable" if exc.retryable else "permanent"
                 print(f"FAILED part {message.part}/{message.parts} ({kind}, {exc.reason}): {exc}")
                 return 1
             print(
-                f"sent part {message.part}/{message.parts} to {args.receiver} "
-                f"({message.byte_count}/{message.limit} bytes, msgid {receipt.msgid or '-'})"
+                f"sent part {message.part}/{message.parts} to {args.receiver} ({message.msgtype}, "
+                f"{message.byte_count}/{message.limit} bytes, {len(message.images)} images, "
+                f"msgid {receipt.msgid or '-'})"
             )
     return 0
-
-
-# The first line of every send-test message: its sample alerts are not real.
-TEST_MARKERS = {
-    "zh": "【测试】alertbridge send-test 发送的示例消息，无需处理",
-    "en": "[TEST] sample message from alertbridge send-test, no action needed",
-}
-
-
-def _marked_as_test(message: RenderedMessage, language: str) -> RenderedMessage:
-    """``message`` with a test marker line first, so nobody acts on the sample alert.
-
-    A line of its own keeps a markdown heading at the start of its line; the
-    result is cut back to the message's limit (the sample group never comes close).
-    """
-    from alertbridge.render.split import truncate_utf8
-
-    marker = TEST_MARKERS.get(language, TEST_MARKERS["en"])
-    content = truncate_utf8(f"{marker}\n{message.content}", message.limit, "…")
-    return dataclasses.replace(message, content=content)
 
 
 def _receiver(config: Config, name: str) -> ReceiverConfig:
