@@ -19,6 +19,7 @@ from typing import Any, Final
 import aiosqlite
 
 from alertbridge.errors import StoreError
+from alertbridge.metrics import Metrics
 from alertbridge.stores.outbox import Enqueued, NewDelivery
 from alertbridge.stores.sqlite.db import SqliteConnection, dumps, reason, to_us
 
@@ -61,13 +62,21 @@ def _fail(items: Iterable[_Pending], message: str) -> None:
 class GroupCommitWriter:
     """The outbox's single writer task and the queue that feeds it.
 
-    ``commits`` counts committed batches and ``duplicates`` the enqueues
-    answered with an earlier delivery's id, so tests and metrics can see how
-    well bursts are batched and HA copies folded.
+    ``commits`` counts committed batches (also exported to ``metrics``, when
+    given, as ``alertbridge_outbox_group_commits_total``) and ``duplicates``
+    the enqueues answered with an earlier delivery's id (on /metrics those are
+    the webhooks counted with outcome ``duplicate``), so tests and operators
+    can see how well bursts are batched and HA copies folded.
     """
 
     def __init__(
-        self, connection: SqliteConnection, path: Path, *, batch_limit: int, dedup_window: timedelta
+        self,
+        connection: SqliteConnection,
+        path: Path,
+        *,
+        batch_limit: int,
+        dedup_window: timedelta,
+        metrics: Metrics | None = None,
     ) -> None:
         if batch_limit < 1:
             raise ValueError("batch_limit must be at least 1")
@@ -78,6 +87,7 @@ class GroupCommitWriter:
         self.dedup_window = dedup_window
         self.commits = 0
         self.duplicates = 0
+        self._metrics = metrics
         self._connection = connection
         self._queue: asyncio.Queue[_Pending | _Stop] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -188,6 +198,8 @@ class GroupCommitWriter:
             _fail(live, f"enqueue: {reason(exc)}")
             return
         self.commits += 1
+        if self._metrics is not None:
+            self._metrics.group_commits.inc()
         for item, delivery_id in zip(live, ids, strict=True):
             if not item.future.done():
                 item.future.set_result(delivery_id)

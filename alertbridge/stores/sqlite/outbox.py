@@ -36,6 +36,7 @@ from typing import Final
 import aiosqlite
 
 from alertbridge.message import Recipients
+from alertbridge.metrics import Metrics
 from alertbridge.stores.outbox import Delivery, DeliveryStatus, Enqueued, NewDelivery
 from alertbridge.stores.sqlite.db import SqliteConnection, decode_rows, dumps, from_us, to_us
 from alertbridge.stores.sqlite.digests import SqliteDigestsAndSends
@@ -59,7 +60,8 @@ class SqliteOutboxStore(SqliteDigestsAndSends):
     releasing anything. Do not point two serving processes at the same file.
 
     ``commits`` counts committed enqueue batches (group commits), so tests
-    and metrics can see how well bursts are being batched.
+    can see how well bursts are being batched; with ``metrics`` the count is
+    also on /metrics.
     """
 
     def __init__(
@@ -69,12 +71,13 @@ class SqliteOutboxStore(SqliteDigestsAndSends):
         batch_limit: int = 512,
         busy_timeout: timedelta = timedelta(seconds=5),
         dedup_window: timedelta = timedelta(0),
+        metrics: Metrics | None = None,
     ) -> None:
         self.path = Path(path)
         self.busy_timeout = busy_timeout
         self._connection = SqliteConnection(self.path, busy_timeout, foreign_keys=True)
         self._writer = GroupCommitWriter(
-            self._connection, self.path, batch_limit=batch_limit, dedup_window=dedup_window
+            self._connection, self.path, batch_limit=batch_limit, dedup_window=dedup_window, metrics=metrics
         )
 
     @property
