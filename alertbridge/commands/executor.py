@@ -1,12 +1,12 @@
 """Carry out commands from WeCom users: authorize, act, audit, and say what happened.
 
-Text replies and card buttons both end here, so authorization and the audit
-trail are the same whichever way a user asked. The executor runs ``ack``
-itself; the silence commands live in ``commands.silences``, the listings in
-``commands.queries``, and the lookups and checks they share in
-``commands.targets``. Every outcome is a short
-message for the user in the configured language; nothing half-done is
-recorded as done (a silence is recorded only after Alertmanager created it).
+Text replies and card buttons both end here, so authorization, counting and
+the audit trail are the same whichever way a user asked. The executor runs
+``ack`` itself; the silence commands live in ``commands.silences``, the
+listings in ``commands.queries``, and the lookups and checks they share in
+``commands.targets``. Every outcome is a short message for the user in the
+configured language; nothing half-done is recorded as done (a silence is
+recorded only after its silencer, Alertmanager or Grafana, created it).
 """
 
 from __future__ import annotations
