@@ -59,9 +59,8 @@ class SqliteOutboxStore(SqliteDigestsAndSends):
     them to expire. CLI tools (``outbox list``) open the same file without
     releasing anything. Do not point two serving processes at the same file.
 
-    ``commits`` counts committed enqueue batches (group commits), so tests
-    can see how well bursts are being batched; with ``metrics`` the count is
-    also on /metrics.
+    ``metrics`` (the server's) counts the committed enqueue batches (group
+    commits), so /metrics shows how well bursts are being batched.
     """
 
     def __init__(
@@ -84,16 +83,6 @@ class SqliteOutboxStore(SqliteDigestsAndSends):
     def connection(self) -> SqliteConnection:
         """For the state store in the same file to share (see SqliteStateStore)."""
         return self._connection
-
-    @property
-    def commits(self) -> int:
-        """Committed enqueue batches (group commits)."""
-        return self._writer.commits
-
-    @property
-    def duplicates(self) -> int:
-        """Enqueues answered with an earlier delivery's id (dedup window)."""
-        return self._writer.duplicates
 
     # -- lifecycle ---------------------------------------------------------
 
