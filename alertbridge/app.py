@@ -151,7 +151,7 @@ def create_app(
     images, image_http = build_image_fetcher(config)
     # References, acks and the audit trail live beside the outbox (for
     # SQLite: in the same file, on the same connection).
-    stores = stores_for(config, outbox=store)
+    stores = stores_for(config, outbox=store, metrics=metrics)
     outbox, state = stores.outbox, stores.state
     http = new_http_client(config)
     client = WeComClient(http, config.wecom.api_base, metrics=metrics)

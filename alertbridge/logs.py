@@ -129,7 +129,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, ensure_ascii=False)
 
 
-def configure_logging(secrets: Iterable[str], stream: TextIO, level: str = "info", fmt: str = "auto") -> None:
+def configure_logging(secrets: Iterable[str], stream: TextIO, level: str, fmt: str) -> None:
     """Log to ``stream``: JSON lines, or text (``fmt="auto"``: JSON unless ``stream`` is a terminal)."""
     handler = logging.StreamHandler(stream)
     as_json = fmt == "json" or (fmt == "auto" and not stream.isatty())

@@ -56,7 +56,8 @@ class Metrics:
         )
         self.messages = Counter(
             "alertbridge_messages_sent_total",
-            "Messages handed to WeCom (or the console) by channel, receiver and outcome (sent, retry, dead).",
+            "Messages handed to WeCom (or the console) by channel, receiver and outcome "
+            "(sent, failed_transient, failed_permanent).",
             ["channel", "receiver", "outcome"],
             registry=r,
         )
@@ -155,6 +156,12 @@ class Metrics:
             "alertbridge_config_last_reload_successful", "1 if the last reload succeeded.", registry=r
         )
         self.reload_ok.set(1)
+        self.group_commits = Counter(
+            "alertbridge_outbox_group_commits_total",
+            "Transactions that stored a batch of accepted webhooks (group commit); accepted "
+            "webhooks per commit is how well bursts share one fsync.",
+            registry=r,
+        )
         self.outbox_pending = Gauge(
             "alertbridge_outbox_pending", "Deliveries waiting to be sent.", registry=r
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import platform
 import re
 import time
@@ -18,8 +19,16 @@ from alertbridge import __version__
 from alertbridge.app import create_app
 from alertbridge.config import parse_config
 from alertbridge.errors import StoreError
+from alertbridge.messengers.wecom.errcodes import ErrCode, errcode_name
+from alertbridge.messengers.wecom.robot import ROBOT_IMAGE_LIMIT
+from alertbridge.metrics import Metrics
+from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom, Fault
 from alertbridge.testing.server import ServerThread
+from tests.harness import wait_until
+from tests.test_images import ImageServer, image_app, make_png
 from tests.test_ingest import FIRING, TOKEN, FailingStore, make_config, post
+
+GRAFANA_FIRING = Path(__file__).parent / "data" / "grafana" / "unified-firing.json"
 
 
 class UnwritableStore(FailingStore):
@@ -197,3 +206,116 @@ def test_callbacks_are_counted_by_outcome(tmp_path: Path) -> None:
     assert value(samples, "alertbridge_callback_requests_total", outcome="unknown_app") == 1
     text = "\n".join(f"{name}{pairs}" for name, pairs in samples)
     assert "callbacktoken123" not in text and "abcdefghijklmnop" not in text
+
+
+def test_wecom_tallies_dead_letters_and_group_commits_reach_metrics(tmp_path: Path) -> None:
+    """What the WeCom client, the outcome writer and the outbox's writer count
+    is on /metrics of a real server talking to the fake WeCom over HTTP."""
+    corp_id, secret, agent_id = "ww7c3a9e0d1f2b4c5a", "corp-secret-Zq8XvT2pLm9RwK4s", 1000002
+    fake = FakeWeCom([FakeApp(corp_id, secret, agent_id)], users=["alice"])
+    with fake.serve() as api_base:
+        config = parse_config(
+            {
+                "store": {"url": f"sqlite:///{tmp_path / 'outbox.db'}"},
+                "webhook_auth": {"bearer_token": TOKEN},
+                "wecom": {
+                    "api_base": api_base,
+                    "apps": {"ops": {"corp_id": corp_id, "agent_id": agent_id, "secret": secret}},
+                },
+                "receivers": {
+                    # "ghost" is no member: WeCom sends to alice and names ghost invalid.
+                    "oncall": {"channel": "app", "app": "ops", "to_user": ["alice", "ghost"]},
+                    "broken": {"channel": "app", "app": "ops", "to_user": ["alice"]},
+                },
+            },
+            {},
+            "test.toml",
+        )
+        with ServerThread(create_app(config, out=io.StringIO())) as running:
+            base_url = running.base_url
+            # WeCom refuses the first token once: the send is replayed with a new one.
+            fake.add_fault(MESSAGE_SEND, Fault(errcode=ErrCode.INVALID_ACCESS_TOKEN))
+            assert post(base_url, "/alertmanager/oncall", FIRING).status_code == 200
+            wait_until(lambda: len(fake.messages(MESSAGE_SEND)) == 1, what="the oncall message")
+            # A permanent refusal: retrying cannot help, the delivery is dead-lettered.
+            fake.add_fault(MESSAGE_SEND, Fault(errcode=ErrCode.API_UNAUTHORIZED))
+            assert post(base_url, "/alertmanager/broken", FIRING).status_code == 200
+            wait_until(
+                lambda: value(scrape(base_url), "alertbridge_deliveries_dead_total", receiver="broken") == 1,
+                what="the broken delivery to be dead-lettered",
+            )
+            samples = scrape(base_url)
+    assert value(samples, "alertbridge_wecom_token_replays_total", app="ops") == 1
+    assert value(samples, "alertbridge_wecom_token_refreshes_total", corp_id=corp_id) == 2
+    assert value(samples, "alertbridge_wecom_partial_deliveries_total", app="ops") == 1
+    for refused in (ErrCode.INVALID_ACCESS_TOKEN, ErrCode.API_UNAUTHORIZED):
+        assert value(samples, "alertbridge_wecom_api_errors_total", error=errcode_name(refused)) == 1
+    assert value(samples, "alertbridge_outbox_dead_letters") == 1
+    # Two webhooks, one after the other: each was its own group commit.
+    assert value(samples, "alertbridge_outbox_group_commits_total") == 2
+
+
+def test_every_metric_says_what_it_counts() -> None:
+    """An operator reading /metrics (or a dashboard's tooltip) gets a HELP line for each."""
+    families = list(text_string_to_metric_families(Metrics().exposition().decode()))
+    assert families
+    assert [f.name for f in families if len(f.documentation) < 20] == []
+
+
+def test_image_and_media_tallies_reach_metrics(tmp_path: Path) -> None:
+    """Images posted after a message, skipped ones by reason, and uploads the
+    media cache saved are on /metrics of a real server."""
+    corp_id, secret, agent_id = "ww7c3a9e0d1f2b4c5a", "corp-secret-Zq8XvT2pLm9RwK4s", 1000002
+    robot_key = "robot-key-6f1d2c3b-aaaa-bbbb-cccc-0e9f8d7c6b5a"
+    fake = FakeWeCom([FakeApp(corp_id, secret, agent_id)], [robot_key], users=["alice"])
+    seen = ImageServer()
+    # Over the robot's 2 MB image limit, under the fetcher's.
+    big = make_png(pad=ROBOT_IMAGE_LIMIT + 1)
+    with fake.serve() as api_base, ServerThread(image_app(seen, big=big)) as image_server:
+        config = parse_config(
+            {
+                "store": {"url": f"sqlite:///{tmp_path / 'outbox.db'}"},
+                "webhook_auth": {"bearer_token": TOKEN},
+                "images": {"allow": ["127.0.0.1"], "timeout": "3s"},
+                "wecom": {
+                    "api_base": api_base,
+                    "apps": {"ops": {"corp_id": corp_id, "agent_id": agent_id, "secret": secret}},
+                },
+                "receivers": {
+                    "oncall": {"channel": "app", "app": "ops", "to_user": ["alice"], "images": True},
+                    "room": {"channel": "robot", "robot_key": robot_key, "images": True},
+                },
+            },
+            {},
+            "test.toml",
+        )
+        template = json.loads(GRAFANA_FIRING.read_text(encoding="utf-8"))
+
+        def grafana_alert(number: int, image: str) -> bytes:
+            payload = json.loads(json.dumps(template))
+            payload["groupKey"] = f"metrics-images-{number}"
+            payload["alerts"][0]["fingerprint"] = f"{number:016x}"
+            payload["alerts"][0]["imageURL"] = f"{image_server.base_url}{image}"
+            return json.dumps(payload).encode()
+
+        with ServerThread(create_app(config, out=io.StringIO())) as running:
+            base_url = running.base_url
+            # The same image twice to the app: uploaded once, then found in the media cache.
+            for number in (1, 2):
+                assert post(base_url, "/grafana/oncall", grafana_alert(number, "/png")).status_code == 200
+                wait_until(
+                    lambda want=2 * number: len(fake.messages(MESSAGE_SEND)) == want, what="message and image"
+                )
+            assert post(base_url, "/grafana/room", grafana_alert(3, "/big")).status_code == 200
+            wait_until(
+                lambda: (
+                    value(scrape(base_url), "alertbridge_images_total", channel="robot", outcome="too_large")
+                    == 1
+                ),
+                what="the robot's image to be skipped",
+            )
+            samples = scrape(base_url)
+    assert value(samples, "alertbridge_images_total", channel="app", outcome="sent") == 2
+    assert value(samples, "alertbridge_wecom_media_cache_total", outcome="miss") == 1
+    assert value(samples, "alertbridge_wecom_media_cache_total", outcome="hit") == 1
+    assert len(fake.uploads()) == 1

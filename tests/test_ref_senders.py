@@ -147,8 +147,9 @@ async def test_a_schema_2_database_is_upgraded_in_place(tmp_path: Path) -> None:
 
     cfg = config()
     async with opened(SqliteOutboxStore(path)), opened(SqliteStateStore(path)) as store:
-        [kept] = await store.list_refs(10)
-        assert (kept.ref, kept.cluster, kept.ack is not None) == (1, "", True)
+        kept = await store.get_ref(1)
+        assert await store.get_ref(2) is None
+        assert kept is not None and (kept.ref, kept.cluster, kept.ack is not None) == (1, "", True)
         # The same group from its Alertmanager claims the old reference, ack and all.
         cluster = cluster_of(cfg, "alertmanager", AM)
         repeat = await store.record_notification(

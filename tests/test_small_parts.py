@@ -97,7 +97,7 @@ def test_configured_logging_redacts_messages_args_and_tracebacks() -> None:
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
     try:
-        configure_logging(["hunter2-secret"], stream)
+        configure_logging(["hunter2-secret"], stream, "info", "auto")
         log = logging.getLogger("alertbridge.test")
         log.info("secret in args: %s", "hunter2-secret")
         try:

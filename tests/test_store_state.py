@@ -133,16 +133,6 @@ def test_title_prefers_alertname_then_group_labels_then_key() -> None:
 # -- who was sent what -----------------------------------------------------------------
 
 
-async def test_list_refs_newest_updated_first(store: SqliteStateStore) -> None:
-    a = (await store.record_notification("ops", make_group("A"), OPS, at(0))).ref.ref
-    b = (await store.record_notification("ops", make_group("B"), OPS, at(1))).ref.ref
-    c = (await store.record_notification("ops", make_group("C"), OPS, at(2))).ref.ref
-    await store.record_notification("ops", make_group("A"), OPS, at(3))
-
-    assert [r.ref for r in await store.list_refs(10)] == [a, c, b]
-    assert [r.ref for r in await store.list_refs(2)] == [a, c]
-
-
 # -- callback dedup ----------------------------------------------------------------------
 
 
@@ -171,7 +161,7 @@ async def test_prune_handles_more_refs_than_one_chunk(
     kept = (await store.record_notification("ops", make_group("Firing"), OPS, at(0))).ref.ref
     await store.record_sent(refs[-1], ["zhangsan"], at(0))
     assert await store.prune(at(60), timedelta(minutes=1)) == 7 + 1
-    assert [r.ref for r in await store.list_refs(10)] == [kept]
+    assert [ref for ref in [*refs, kept] if await store.get_ref(ref) is not None] == [kept]
 
 
 # -- persistence, coexistence, failures ------------------------------------------------------------

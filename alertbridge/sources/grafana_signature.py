@@ -14,7 +14,7 @@ has no default name). A timestamp sent under another name is not seen, so
 the signature, made over ``ts:body``, does not match and the request is
 refused: failing closed, with a reason that says which header to use.
 
-A timestamped request older (or newer) than ``max_skew_seconds`` is refused
+A timestamped request older (or newer) than ``MAX_SKEW_SECONDS`` is refused
 even when its signature is good, which stops replays of captured requests.
 Without a timestamp there is nothing to date the request by; Grafana's
 scheme allows that, so it is accepted on the signature alone.
@@ -30,7 +30,8 @@ from alertbridge.errors import AlertbridgeError
 
 SIGNATURE_HEADERS = ("X-Grafana-Alerting-Signature", "X-Grafana-Alert-Signature")
 TIMESTAMP_HEADERS = ("X-Grafana-Alerting-Timestamp",)
-DEFAULT_MAX_SKEW_SECONDS = 300
+# How far a signed request's timestamp may be from our clock, either way.
+MAX_SKEW_SECONDS = 300
 
 
 class SignatureError(AlertbridgeError):
@@ -55,7 +56,6 @@ def verify_signature(
     body: bytes,
     headers: Mapping[str, str],
     now: float,
-    max_skew_seconds: float = DEFAULT_MAX_SKEW_SECONDS,
 ) -> None:
     """Accept ``body`` only if ``headers`` carry Grafana's valid, fresh signature of it.
 
@@ -65,7 +65,7 @@ def verify_signature(
     Raises:
         SignatureError: the signature header is missing or does not match,
             the timestamp header is not a Unix time, or it is more than
-            ``max_skew_seconds`` away from ``now``. Also for an empty
+            ``MAX_SKEW_SECONDS`` away from ``now``. Also for an empty
             ``secret``: a receiver meant to check signatures never accepts
             unsigned requests.
     """
@@ -90,10 +90,10 @@ def verify_signature(
         raise SignatureError(f"{SIGNATURE_HEADERS[0]} does not match the body{hint}")
     if timestamp is not None:
         skew = now - int(timestamp)
-        if abs(skew) > max_skew_seconds:
+        if abs(skew) > MAX_SKEW_SECONDS:
             when = "old" if skew > 0 else "in the future"
             raise SignatureError(
-                f"{TIMESTAMP_HEADERS[0]} is {abs(skew):.0f} s {when}; more than {max_skew_seconds:g} s is refused"
+                f"{TIMESTAMP_HEADERS[0]} is {abs(skew):.0f} s {when}; more than {MAX_SKEW_SECONDS} s is refused"
             )
 
 

@@ -27,6 +27,7 @@ from alertbridge.stores.state import StateStore
 
 if TYPE_CHECKING:
     from alertbridge.config import Config
+    from alertbridge.metrics import Metrics
 
 __all__ = [
     "Delivery",
@@ -64,17 +65,24 @@ class Stores:
     lock_for_serving: Callable[[], Held]
 
 
-def stores_for(config: Config, *, outbox: OutboxStore | None = None) -> Stores:
+def stores_for(
+    config: Config, *, outbox: OutboxStore | None = None, metrics: Metrics | None = None
+) -> Stores:
     """The stores ``[store] url`` names, for ``config``.
 
     ``outbox`` replaces the one the backend would build (tests inject
     failing stores); the state store then still lives beside it.
+    ``metrics`` is the serving process's: the store counts what only it
+    sees there (the CLI passes none).
     """
     url = config.store.url
     if url.startswith("sqlite:///"):
         from alertbridge.stores.sqlite import sqlite_stores
 
         return sqlite_stores(
-            config.store.sqlite_path, dedup_window=config.delivery.dedup_window, outbox=outbox
+            config.store.sqlite_path,
+            dedup_window=config.delivery.dedup_window,
+            outbox=outbox,
+            metrics=metrics,
         )
     raise ValueError(f"no store for {url!r}")  # config validation admits only the URLs above

@@ -173,9 +173,6 @@ class StateStore(Protocol):
     async def use_response_code(self, task_id: str) -> str | None:
         """Take the card's response_code (it is valid once) and clear it."""
 
-    async def set_response_code(self, task_id: str, response_code: str, now: datetime) -> None:
-        """A click's callback brings a fresh response_code for the next update."""
-
     async def prune(self, now: datetime, retention: timedelta) -> int:
         """Forget references resolved longer than ``retention`` ago, old
         dedup keys, cards of gone references; audit rows are kept."""

@@ -909,14 +909,6 @@ class StateContract:
         spent = (await store.cards_for_ref(ref))[0]
         assert spent.response_code is None and spent.response_code_at is None
 
-        await store.set_response_code("task-1", "code-2", at(3))
-        fresh = (await store.cards_for_ref(ref))[0]
-        assert (fresh.response_code, fresh.response_code_at) == ("code-2", at(3))
-        assert await store.use_response_code("task-1") == "code-2"
-        assert await store.use_response_code("task-1") is None
-
-        await store.set_response_code("no-such-task", "x", at(4))  # ignored
-
     async def test_card_of_an_unknown_ref_is_not_saved(self, store: StateStore) -> None:
         await store.save_card(
             CardRecord(task_id="t", ref=404, app="a", users=(), response_code="c", response_code_at=at(0))

@@ -12,21 +12,25 @@ import functools
 from datetime import timedelta
 from pathlib import Path
 
+from alertbridge.metrics import Metrics
 from alertbridge.startup import lock_store
 from alertbridge.stores import OutboxStore, Stores
 from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
 from alertbridge.stores.sqlite.state import SqliteStateStore
 
 
-def sqlite_stores(path: Path, *, dedup_window: timedelta, outbox: OutboxStore | None = None) -> Stores:
+def sqlite_stores(
+    path: Path, *, dedup_window: timedelta, outbox: OutboxStore | None = None, metrics: Metrics | None = None
+) -> Stores:
     """Both stores on the file at ``path``, sharing the outbox's connection.
 
     One connection queues the two stores' transactions in-process; two would
     meet at SQLite's file lock, whose busy handler sleeps. An injected
     ``outbox`` that is not a SQLite one leaves the state store its own.
+    ``metrics`` (the server's) counts the outbox's group commits.
     """
     if outbox is None:
-        outbox = SqliteOutboxStore(path, dedup_window=dedup_window)
+        outbox = SqliteOutboxStore(path, dedup_window=dedup_window, metrics=metrics)
     state = SqliteStateStore(
         path, connection=outbox.connection if isinstance(outbox, SqliteOutboxStore) else None
     )

@@ -176,11 +176,3 @@ class SqliteCommandRecords:
                     (task_id,),
                 )
         return code
-
-    async def set_response_code(self, task_id: str, response_code: str, now: datetime) -> None:
-        """Keep the fresh code a click's callback brought; unknown cards are ignored."""
-        await self._connection.execute(
-            "set_response_code",
-            "UPDATE cards SET response_code = ?, response_code_at = ? WHERE task_id = ?",
-            (response_code, to_us(now), task_id),
-        )

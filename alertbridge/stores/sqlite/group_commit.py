@@ -19,6 +19,7 @@ from typing import Any, Final
 import aiosqlite
 
 from alertbridge.errors import StoreError
+from alertbridge.metrics import Metrics
 from alertbridge.stores.outbox import Enqueued, NewDelivery
 from alertbridge.stores.sqlite.db import SqliteConnection, dumps, reason, to_us
 
@@ -61,13 +62,21 @@ def _fail(items: Iterable[_Pending], message: str) -> None:
 class GroupCommitWriter:
     """The outbox's single writer task and the queue that feeds it.
 
-    ``commits`` counts committed batches and ``duplicates`` the enqueues
-    answered with an earlier delivery's id, so tests and metrics can see how
-    well bursts are batched and HA copies folded.
+    Committed batches are counted on ``metrics`` (the serving process's;
+    the CLI passes none) as ``alertbridge_outbox_group_commits_total``, so an
+    operator sees how well bursts are batched. Enqueues answered with an
+    earlier delivery's id say so (``Enqueued.duplicate``); the webhook
+    handler counts those as webhooks with outcome ``duplicate``.
     """
 
     def __init__(
-        self, connection: SqliteConnection, path: Path, *, batch_limit: int, dedup_window: timedelta
+        self,
+        connection: SqliteConnection,
+        path: Path,
+        *,
+        batch_limit: int,
+        dedup_window: timedelta,
+        metrics: Metrics | None = None,
     ) -> None:
         if batch_limit < 1:
             raise ValueError("batch_limit must be at least 1")
@@ -76,8 +85,7 @@ class GroupCommitWriter:
         # A delivery with the dedup_key of one accepted this recently is not
         # stored again; enqueue answers the earlier id. 0 turns it off.
         self.dedup_window = dedup_window
-        self.commits = 0
-        self.duplicates = 0
+        self._metrics = metrics
         self._connection = connection
         self._queue: asyncio.Queue[_Pending | _Stop] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -187,7 +195,8 @@ class GroupCommitWriter:
             logger.exception("outbox writer failed on a batch of %d", len(live))
             _fail(live, f"enqueue: {reason(exc)}")
             return
-        self.commits += 1
+        if self._metrics is not None:
+            self._metrics.group_commits.inc()
         for item, delivery_id in zip(live, ids, strict=True):
             if not item.future.done():
                 item.future.set_result(delivery_id)
@@ -211,11 +220,9 @@ class GroupCommitWriter:
                 found = [i for i, at in earlier.get((receiver, key), []) if at >= since]
                 if found:
                     ids[index] = min(found)
-                    self.duplicates += 1
                     duplicates.add(index)
                     continue
                 if (receiver, key) in first_in_batch:
-                    self.duplicates += 1
                     duplicates.add(index)
                     continue  # resolved to the first copy's id below
                 first_in_batch[(receiver, key)] = index

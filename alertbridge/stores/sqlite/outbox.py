@@ -36,6 +36,7 @@ from typing import Final
 import aiosqlite
 
 from alertbridge.message import Recipients
+from alertbridge.metrics import Metrics
 from alertbridge.stores.outbox import Delivery, DeliveryStatus, Enqueued, NewDelivery
 from alertbridge.stores.sqlite.db import SqliteConnection, decode_rows, dumps, from_us, to_us
 from alertbridge.stores.sqlite.digests import SqliteDigestsAndSends
@@ -58,8 +59,8 @@ class SqliteOutboxStore(SqliteDigestsAndSends):
     them to expire. CLI tools (``outbox list``) open the same file without
     releasing anything. Do not point two serving processes at the same file.
 
-    ``commits`` counts committed enqueue batches (group commits), so tests
-    and metrics can see how well bursts are being batched.
+    ``metrics`` (the server's) counts the committed enqueue batches (group
+    commits), so /metrics shows how well bursts are being batched.
     """
 
     def __init__(
@@ -69,28 +70,19 @@ class SqliteOutboxStore(SqliteDigestsAndSends):
         batch_limit: int = 512,
         busy_timeout: timedelta = timedelta(seconds=5),
         dedup_window: timedelta = timedelta(0),
+        metrics: Metrics | None = None,
     ) -> None:
         self.path = Path(path)
         self.busy_timeout = busy_timeout
         self._connection = SqliteConnection(self.path, busy_timeout, foreign_keys=True)
         self._writer = GroupCommitWriter(
-            self._connection, self.path, batch_limit=batch_limit, dedup_window=dedup_window
+            self._connection, self.path, batch_limit=batch_limit, dedup_window=dedup_window, metrics=metrics
         )
 
     @property
     def connection(self) -> SqliteConnection:
         """For the state store in the same file to share (see SqliteStateStore)."""
         return self._connection
-
-    @property
-    def commits(self) -> int:
-        """Committed enqueue batches (group commits)."""
-        return self._writer.commits
-
-    @property
-    def duplicates(self) -> int:
-        """Enqueues answered with an earlier delivery's id (dedup window)."""
-        return self._writer.duplicates
 
     # -- lifecycle ---------------------------------------------------------
 

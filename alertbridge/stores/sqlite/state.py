@@ -66,7 +66,7 @@ class SqliteStateStore(SqliteCommandRecords):
     """``StateStore`` on one SQLite file (normally the outbox's file).
 
     Like the outbox, it is meant for a single serving process; CLI tools may
-    open the same file alongside it (``list_refs``, ``list_audit``).
+    open the same file alongside it (``alertbridge audit`` reads ``list_audit``).
     """
 
     def __init__(
@@ -230,15 +230,6 @@ class SqliteStateStore(SqliteCommandRecords):
     async def get_ref(self, ref: int) -> AlertRef | None:
         async with self._connection.session("get_ref", write=False) as db:
             return await self._fetch_ref(db, ref)
-
-    async def list_refs(self, limit: int) -> list[AlertRef]:
-        """Most recently notified first, for the CLI."""
-        rows = await self._connection.fetchall(
-            "list_refs",
-            f"SELECT {REF_COLUMNS} FROM alert_refs ORDER BY updated_at DESC, ref DESC LIMIT ?",
-            (limit,),
-        )
-        return decode_rows(rows, to_ref, "list_refs")
 
     async def record_sent(self, ref: int, users: Sequence[str], now: datetime) -> None:
         """Remember that these users were sent this reference.
