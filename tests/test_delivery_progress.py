@@ -351,7 +351,9 @@ async def test_a_send_cut_off_by_a_crash_is_never_merged_into_a_digest(
     assert any(text.count("storm-") > 5 for text in texts), "as a digest"
     unmarked = [text for text in texts if "storm-5000" in text and not text.startswith("（重复）")]
     assert unmarked == [first.content]
-    assert ["（重复）" + first.content] == [t for t in texts if "storm-5000" in t and t.startswith("（重复）")]
+    assert ["（重复）" + first.content] == [
+        t for t in texts if "storm-5000" in t and t.startswith("（重复）")
+    ]
 
 
 async def test_a_send_wecom_answered_is_no_repeat(
