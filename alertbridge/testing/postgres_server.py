@@ -245,10 +245,9 @@ class PostgresServer:
             return
         pid = self._pid()
         if pid is not None:
-            try:
+            # A failed pg_ctl stop leaves the PID below as the fallback.
+            with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
                 self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w")
-            except (RuntimeError, subprocess.TimeoutExpired):
-                pass  # the PID below is the fallback
             deadline = time.monotonic() + _STOP_TIMEOUT
             while _alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
