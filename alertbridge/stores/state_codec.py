@@ -1,4 +1,7 @@
-"""How the state store's rows become ``AlertRef``, ``SilenceRecord``, ``CardRecord`` and ``AuditEntry``."""
+"""How the state store's rows become ``AlertRef``, ``SilenceRecord``, ``CardRecord`` and ``AuditEntry``.
+
+Shared by every backend, with the encodings of ``alertbridge.stores.codec``.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from typing import Any, Final, TypeVar
 from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.model import AlertGroup, Status
-from alertbridge.stores.sqlite.db import DECODE_ERRORS, Undecodable, dumps, from_us, to_us
+from alertbridge.stores.codec import DECODE_ERRORS, Undecodable, dumps, from_us, to_us
 from alertbridge.stores.state import Ack, AlertRef, AuditEntry, CardRecord, RefAlert, SilenceRecord
 
 _T = TypeVar("_T")

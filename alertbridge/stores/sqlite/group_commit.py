@@ -19,8 +19,9 @@ from typing import Any, Final
 import aiosqlite
 
 from alertbridge.errors import StoreError
+from alertbridge.stores.codec import dumps, to_us
 from alertbridge.stores.outbox import Enqueued, NewDelivery
-from alertbridge.stores.sqlite.db import SqliteConnection, dumps, reason, to_us
+from alertbridge.stores.sqlite.db import SqliteConnection, reason
 
 logger = logging.getLogger(__name__)
 
