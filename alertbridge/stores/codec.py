@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from alertbridge.message import Recipients
 from alertbridge.model import AlertGroup
@@ -28,6 +28,14 @@ from alertbridge.stores.outbox import Delivery, DeliveryStatus, DigestPartRecord
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+
+
+class Row(Protocol):
+    """A stored row as either driver returns it (``sqlite3.Row``, ``asyncpg.Record``):
+    values by position, in the order of the column list it was selected with."""
+
+    def __getitem__(self, index: int, /) -> Any: ...
+
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
@@ -60,7 +68,7 @@ class Undecodable(Exception):
         super().__init__(f"{what} is unreadable: {type(cause).__name__}: {cause}")
 
 
-def decode_rows(rows: Iterable[Sequence[Any]], decode: Callable[[Sequence[Any]], _T], op: str) -> list[_T]:
+def decode_rows(rows: Iterable[Row], decode: Callable[[Row], _T], op: str) -> list[_T]:
     """Decode rows, leaving out (and logging) any this version cannot read,
     so one bad row never hides every other from a listing."""
     decoded: list[_T] = []
@@ -81,7 +89,7 @@ COLUMNS: Final = (
 )
 
 
-def to_delivery(row: Sequence[Any]) -> Delivery:
+def to_delivery(row: Row) -> Delivery:
     """Decode one row selected with ``COLUMNS``."""
     try:
         return Delivery(
