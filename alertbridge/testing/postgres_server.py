@@ -163,29 +163,40 @@ class PostgresServer:
         """pg_ctl start on a free port, retrying when another process took it meanwhile."""
         for attempt in range(3):
             self.port = _free_port()
-            options = (
-                f"-c listen_addresses=127.0.0.1 -c port={self.port}"
-                f" -c unix_socket_directories={self._root} -c fsync=off"
-                " -c max_connections=100 -c shared_buffers=16MB"
-            )
             try:
-                self._run(
-                    "pg_ctl",
-                    "start",
-                    "-D",
-                    str(self.data_dir),
-                    "-w",
-                    "-t",
-                    str(_START_TIMEOUT),
-                    "-o",
-                    options,
-                    "-l",
-                    str(self._log_path),
-                )
+                self._pg_ctl_start()
                 return
             except RuntimeError:
                 if attempt == 2:
                     raise RuntimeError(f"PostgreSQL did not start; log:\n{self.log()}") from None
+
+    def _pg_ctl_start(self) -> None:
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port}"
+            f" -c unix_socket_directories={self._root} -c fsync=off"
+            " -c max_connections=100 -c shared_buffers=16MB"
+        )
+        self._run(
+            "pg_ctl",
+            "start",
+            "-D",
+            str(self.data_dir),
+            "-w",
+            "-t",
+            str(_START_TIMEOUT),
+            "-o",
+            options,
+            "-l",
+            str(self._log_path),
+        )
+
+    def stop_server(self) -> None:
+        """Shut the server down, keeping its data (a database outage; see ``start_server``)."""
+        self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w")
+
+    def start_server(self) -> None:
+        """Start it again after ``stop_server``, on the same port with the same data."""
+        self._pg_ctl_start()
 
     @property
     def _log_path(self) -> Path:
