@@ -11,8 +11,10 @@ import asyncio
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from alertbridge.errors import StoreError
@@ -24,6 +26,7 @@ from alertbridge.stores.postgres.schema import SCHEMA_VERSION
 from alertbridge.stores.postgres.state import PostgresStateStore
 from alertbridge.testing.postgres_server import PostgresServer, require_postgres
 from alertbridge.testing.store_contract import T0, make_delivery, make_group, make_ref_group, opened
+from tests.harness import AlertbridgeProcess, marked_notification, wait_until
 
 LEASE = timedelta(minutes=1)
 OPS = Recipients(to_user=("zhangsan", "lisi"))
@@ -215,3 +218,41 @@ async def test_a_database_outage_is_a_store_error_and_the_store_recovers_by_itse
         await store.probe(T0)
         assert after > before
         assert {d.id for d in await store.list()} == {before, after}
+
+
+def test_serve_on_postgresql_with_the_password_from_the_environment(
+    postgres: PostgresServer, url: str, tmp_path: Path
+) -> None:
+    """``[store] url = "postgresql://…${VAR}…"``: alertbridge serves, stores and
+    sends through PostgreSQL, and its logs never show the password."""
+    templated = url.replace(postgres.password, "${ALERTBRIDGE_DB_PASSWORD}")
+    bridge = AlertbridgeProcess(
+        tmp_path,
+        '[log]\nlevel = "debug"\n[receivers.console]\nchannel = "console"\n',
+        env={"ALERTBRIDGE_DB_PASSWORD": postgres.password},
+        store_url=templated,
+    ).start()
+    try:
+        answer = httpx.post(
+            f"{bridge.base_url}/alertmanager/console",
+            content=marked_notification("pg1", "PgServe"),
+            headers={"Content-Type": "application/json"},
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        bridge.wait_for_stdout("PgServe_pg1")
+        wait_until(lambda: bridge.events("message_sent"), 10, "the send")
+    finally:
+        bridge.stop()
+    assert postgres.password not in bridge.stderr() + bridge.stdout()
+    assert not bridge.db_path.exists()  # nothing went to SQLite
+
+    async def stored() -> list[tuple[str, str]]:
+        conn = await asyncpg.connect(url)
+        try:
+            rows = await conn.fetch("SELECT receiver, status FROM deliveries")
+        finally:
+            await conn.close()
+        return [(row[0], row[1]) for row in rows]
+
+    assert asyncio.run(stored()) == [("console", "sent")]
