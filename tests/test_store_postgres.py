@@ -8,6 +8,9 @@ Every test talks to a real PostgreSQL (alertbridge.testing.postgres_server);
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -256,3 +259,40 @@ def test_serve_on_postgresql_with_the_password_from_the_environment(
         return [(row[0], row[1]) for row in rows]
 
     assert asyncio.run(stored()) == [("console", "sent")]
+
+
+def test_migrate_creates_the_tables_and_says_so(postgres: PostgresServer, url: str, tmp_path: Path) -> None:
+    config = tmp_path / "alertbridge.toml"
+    config.write_text(
+        '[store]\nurl = "' + url.replace(postgres.password, "${DB_PASSWORD}") + '"\n'
+        '[receivers.console]\nchannel = "console"\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "alertbridge", "migrate", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DB_PASSWORD": postgres.password},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "up to date" in done.stdout
+
+    async def version() -> int:
+        conn = await asyncpg.connect(url)
+        try:
+            return int(await conn.fetchval("SELECT MAX(version) FROM schema_version"))
+        finally:
+            await conn.close()
+
+    assert asyncio.run(version()) == SCHEMA_VERSION
+    wrong = subprocess.run(
+        [sys.executable, "-m", "alertbridge", "migrate", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DB_PASSWORD": "wrong-password"},
+        check=False,
+    )
+    assert wrong.returncode == 1
+    assert "password authentication failed" in wrong.stderr and "wrong-password" not in wrong.stderr
