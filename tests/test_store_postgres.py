@@ -79,6 +79,16 @@ async def test_ha_copies_reaching_two_replicas_at_once_are_stored_once(url: str)
         assert a.duplicates + b.duplicates == 25
 
 
+async def test_concurrent_webhooks_share_a_transaction(url: str) -> None:
+    async with opened(outbox(url, "a", dedup_window=timedelta(minutes=5))) as store:
+        copies = [ha_copy(f"r{i}", key=f"n{i % 50}") for i in range(200)]
+        ids = await asyncio.gather(*(store.enqueue(copy) for copy in copies))
+        assert store.commits <= 10, f"{store.commits} commits for 200 enqueues: no group commit"
+        # Copies of one notification in one batch are folded too.
+        assert len(set(ids)) == 50 and store.duplicates == 150
+        assert await store.count(DeliveryStatus.PENDING) == 50
+
+
 async def test_a_copy_after_the_window_is_a_new_delivery(url: str) -> None:
     async with opened(outbox(url, "a", dedup_window=timedelta(minutes=5))) as a:
         first = await a.enqueue(ha_copy("r1"))

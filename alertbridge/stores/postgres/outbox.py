@@ -9,53 +9,30 @@ Why it looks the way it does:
   leaves its leases to run out, after which any replica claims the work; a
   replica restarting under the same name frees its own earlier leases at once
   (``release_leases``), never another replica's.
-* **HA copies are stored once.** Alertmanager's HA peers send each
-  notification from every peer, possibly to two replicas at the same moment.
-  The (receiver, dedup_key) row of ``dedup_keys`` is claimed in the insert's
-  own transaction: the second copy waits on the first's uncommitted key and
-  then finds it, and gets the first copy's delivery id.
+* **HA copies are stored once, webhooks are group-committed**: see ``enqueue``.
 * **Nothing accepted is dropped on close.** ``close`` refuses new enqueues
-  and waits for those in flight to commit before closing the pool.
+  and commits those already queued before closing the pool.
 
-Each enqueue is its own transaction on a pooled connection (several commit
-in parallel); digests and the record of sends are in ``digests``.
+Digests and the record of sends are in ``digests``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
-from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.stores.codec import COLUMNS, decode_rows, dumps, from_us, to_delivery, to_us
 from alertbridge.stores.outbox import Delivery, DeliveryStatus, Enqueued, NewDelivery
 from alertbridge.stores.postgres.db import PostgresDatabase
 from alertbridge.stores.postgres.digests import MARK_DEAD, PostgresDigestsAndSends, decode_claimed
+from alertbridge.stores.postgres.enqueue import PostgresEnqueue
 
 logger = logging.getLogger(__name__)
 
 _PRUNE_CHUNK: Final = 1000
-
-_INSERT: Final = (
-    "INSERT INTO deliveries (id, receiver, channel, recipients, alert_group, request_id,"
-    " accepted_at, next_attempt_at) VALUES (COALESCE($1, nextval(pg_get_serial_sequence('deliveries', 'id'))),"
-    " $2, $3, $4, $5, $6, $7, $7) RETURNING id"
-)
-
-
-def _storable(value: str) -> str:
-    """``value`` if PostgreSQL text can hold it (UTF-8, no NUL); else a StoreError for this caller only."""
-    if "\x00" in value:
-        raise StoreError("enqueue: value cannot be stored: NUL character")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise StoreError(f"enqueue: value cannot be stored: {exc.reason}") from None
-    return value
 
 
 class PostgresOutboxStore(PostgresDigestsAndSends):
@@ -66,16 +43,27 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
     """
 
     def __init__(
-        self, database: PostgresDatabase, *, replica: str, dedup_window: timedelta = timedelta(0)
+        self,
+        database: PostgresDatabase,
+        *,
+        replica: str,
+        dedup_window: timedelta = timedelta(0),
+        batch_limit: int = 512,
     ) -> None:
         self._db = database
         self.replica = replica
-        self.dedup_window = dedup_window
-        self.duplicates = 0
+        self._writer = PostgresEnqueue(database, dedup_window=dedup_window, batch_limit=batch_limit)
         self._open = False
-        self._in_flight = 0
-        self._drained = asyncio.Event()
-        self._drained.set()
+
+    @property
+    def commits(self) -> int:
+        """Committed enqueue batches (group commits)."""
+        return self._writer.commits
+
+    @property
+    def duplicates(self) -> int:
+        """Enqueues answered with an earlier delivery's id (dedup window)."""
+        return self._writer.duplicates
 
     @property
     def database(self) -> PostgresDatabase:
@@ -85,18 +73,19 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
     # -- lifecycle ---------------------------------------------------------
 
     async def open(self) -> None:
-        """Connect (or join the replica's open pool) and migrate."""
+        """Connect (or join the replica's open pool) and migrate; start the writer."""
         if self._open:
             return
         await self._db.acquire()
+        self._writer.start()
         self._open = True
 
     async def close(self) -> None:
-        """Refuse new enqueues, wait for those in flight, then let go of the pool."""
+        """Commit every enqueue already accepted, then let go of the pool."""
         if not self._open:
             return
         self._open = False
-        await self._drained.wait()
+        await self._writer.stop()
         await self._db.release()
 
     async def release_leases(self) -> int:
@@ -110,55 +99,9 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
     # -- webhook side ----------------------------------------------------------
 
     async def enqueue(self, delivery: NewDelivery) -> Enqueued:
-        """Durably store ``delivery``, or return the id of the copy stored within the dedup window."""
-        if not self._open:
-            raise StoreError("enqueue: store is not open")
-        accepted = to_us(delivery.accepted_at)
-        row = (
-            _storable(delivery.receiver),
-            _storable(delivery.channel),
-            _storable(dumps(delivery.recipients.to_dict())),
-            _storable(dumps(delivery.group.to_dict())),
-            _storable(delivery.request_id),
-            accepted,
-        )
-        key = _storable(delivery.dedup_key) if delivery.dedup_key and self.dedup_window else None
-        self._in_flight += 1
-        self._drained.clear()
-        try:
-            return await self._insert(row, key)
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._drained.set()
-
-    async def _insert(self, row: tuple[Any, ...], key: str | None) -> Enqueued:
-        async with self._db.transaction("enqueue") as conn:
-            if key is None:
-                return Enqueued(int(await conn.fetchval(_INSERT, None, *row)))
-            receiver, accepted = row[0], row[5]
-            new_id = int(await conn.fetchval("SELECT nextval(pg_get_serial_sequence('deliveries', 'id'))"))
-            # Take the key, or take it over when its delivery is older than the
-            # window. A concurrent copy's uncommitted key blocks this until that
-            # copy commits (then it is live: no row) or rolls back (then ours).
-            owner = await conn.fetchval(
-                "INSERT INTO dedup_keys AS k (receiver, dedup_key, delivery_id, accepted_at)"
-                " VALUES ($1, $2, $3, $4) ON CONFLICT (receiver, dedup_key) DO UPDATE"
-                " SET delivery_id = excluded.delivery_id, accepted_at = excluded.accepted_at"
-                " WHERE k.accepted_at < $5 RETURNING delivery_id",
-                receiver,
-                key,
-                new_id,
-                accepted,
-                accepted - self.dedup_window // timedelta(microseconds=1),
-            )
-            if owner is None:
-                earlier = await conn.fetchval(
-                    "SELECT delivery_id FROM dedup_keys WHERE receiver = $1 AND dedup_key = $2", receiver, key
-                )
-                self.duplicates += 1
-                return Enqueued(int(earlier), duplicate=True)
-            return Enqueued(int(await conn.fetchval(_INSERT, new_id, *row)))
+        """Durably store ``delivery`` (group-committed), or return the id of the copy
+        stored within the dedup window (see ``enqueue``)."""
+        return await self._writer.enqueue(delivery)
 
     # -- dispatcher side ----------------------------------------------------
 
