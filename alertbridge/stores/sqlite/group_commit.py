@@ -52,10 +52,6 @@ class GroupCommitWriter:
         self._group = GroupCommit(str(path), self._commit_batch, batch_limit=batch_limit)
 
     @property
-    def batch_limit(self) -> int:
-        return self._group.batch_limit
-
-    @property
     def commits(self) -> int:
         return self._group.commits
 
