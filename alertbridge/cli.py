@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -73,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
         group.add_argument(
             "--sample", action="store_true", help="the built-in sample group (send-test's default)"
         )
+    command("migrate", _migrate, "create or upgrade the store's tables, then exit (serve does it too)")
 
     outbox = commands.add_parser("outbox", help="inspect and retry deliveries")
     outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
@@ -343,6 +345,23 @@ def _outbox_retry(args: argparse.Namespace) -> int:
         print(f"delivery {args.id} was sent{sent}; nothing to retry")
         return 0
     print(f"delivery {args.id} is due again; a running alertbridge sends it within a second")
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    """Opening a store migrates it (PostgreSQL: under an advisory lock, so a
+    replica starting meanwhile waits); this opens both and closes them."""
+    config = _load(args)
+    stores = stores_for(config)
+
+    async def run() -> None:
+        async with contextlib.AsyncExitStack() as opened:
+            for store in (stores.outbox, stores.state):  # the outbox first, closed last
+                await store.open()
+                opened.push_async_callback(store.close)
+
+    asyncio.run(run())
+    print(f"{args.config}: the store's tables are up to date")
     return 0
 
 

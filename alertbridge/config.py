@@ -22,7 +22,8 @@ import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -104,21 +105,53 @@ class LogConfig(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+_POSTGRES_SCHEMES: Final = ("postgresql://", "postgres://")
+
+
 class StoreConfig(Section):
+    # sqlite:///PATH (one replica, the default) or postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE
+    # (several replicas on one database); ${VAR} works inside, for the password.
     url: str = "sqlite:///./data/alertbridge.db"
     # Sent deliveries are pruned after this long; dead letters are kept.
     retention: timedelta = timedelta(days=7)
+    # PostgreSQL: connections per replica.
+    pool_size: int = Field(default=10, ge=1, le=1000)
 
     _parse_retention = field_validator("retention", mode="before")(duration_value)
 
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
+        # Messages never repeat the URL: it may hold the password.
+        if value.startswith(_POSTGRES_SCHEMES):
+            try:
+                parts = urlsplit(value)
+                parts.port  # noqa: B018 - raises ValueError for a bad port
+            except ValueError:
+                raise ValueError("not a valid postgresql:// URL") from None
+            if not parts.hostname:
+                raise ValueError("postgresql:// needs a host: postgresql://USER:PASSWORD@HOST/DATABASE")
+            if not parts.path.strip("/"):
+                raise ValueError("postgresql:// needs a database: postgresql://USER:PASSWORD@HOST/DATABASE")
+            return value
         if not value.startswith("sqlite:///"):
-            raise ValueError("only sqlite:///PATH is supported (PostgreSQL comes later)")
+            raise ValueError(
+                "only sqlite:///PATH is supported, or postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE"
+            )
         if value == "sqlite:///":
             raise ValueError("sqlite:/// needs a file path")
         return value
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url.startswith(_POSTGRES_SCHEMES)
+
+    def url_secrets(self) -> list[str]:
+        """The password in a postgresql:// URL, as written and decoded, for log redaction."""
+        if not self.is_postgres:
+            return []
+        raw = urlsplit(self.url).netloc.rpartition("@")[0].partition(":")[2]
+        return [s for s in dict.fromkeys((raw, unquote(raw))) if s]
 
     @property
     def sqlite_path(self) -> Path:
@@ -281,6 +314,7 @@ class Config(Section):
     def secrets(self) -> list[str]:
         """Every secret value in the config, for log redaction and leak tests."""
         found: list[str] = []
+        found.extend(self.store.url_secrets())
         found.extend(secret.get_secret_value() for secret in self.wecom.secrets())
         for receiver in self.receivers.values():
             found.extend(secret.get_secret_value() for secret in receiver.channel_secrets())

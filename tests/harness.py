@@ -30,12 +30,20 @@ class AlertbridgeProcess:
     """
 
     def __init__(
-        self, workdir: Path, config_body: str, env: dict[str, str] | None = None, port: int | None = None
+        self,
+        workdir: Path,
+        config_body: str,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        store_url: str | None = None,
     ) -> None:
+        """``store_url``: ``[store] url`` (as written, ``${VAR}`` and all); a SQLite
+        file in ``workdir`` by default."""
         self.workdir = workdir
         self.port = port or free_port()
         self.config_path = workdir / "alertbridge.toml"
         self.db_path = workdir / "data" / "alertbridge.db"
+        self.store_url = store_url
         self.write_config(config_body)
         self.env = {**os.environ, **(env or {})}
         self.stdout_path = workdir / "stdout.log"
@@ -48,9 +56,10 @@ class AlertbridgeProcess:
 
     def write_config(self, config_body: str) -> None:
         """(Re)write the config file: the listen address and store, then ``config_body``."""
+        # The SQLite file follows db_path, which a test may point elsewhere before rewriting.
+        url = self.store_url or f"sqlite:///{self.db_path}"
         self.config_path.write_text(
-            f'[server]\nlisten = "127.0.0.1:{self.port}"\n'
-            f'[store]\nurl = "sqlite:///{self.db_path}"\n' + config_body,
+            f'[server]\nlisten = "127.0.0.1:{self.port}"\n[store]\nurl = "{url}"\n' + config_body,
             encoding="utf-8",
         )
 

@@ -227,3 +227,32 @@ def test_every_commented_example_in_the_example_config_is_valid(tmp_path: Path) 
     )
     robot = config.receivers["sre-room"]
     assert isinstance(robot, RobotReceiver) and robot.mention is not None
+
+
+def test_a_postgresql_store_url_takes_its_password_from_the_environment(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[store]\nurl = "postgresql://alertbridge:${DB_PASSWORD}@db:5432/alertbridge?sslmode=require"\n'
+        "pool_size = 4\n",
+    )
+    config = load_config(path, {"DB_PASSWORD": "s3cret-wörd"})
+    assert config.store.is_postgres and config.store.pool_size == 4
+    assert config.store.url == "postgresql://alertbridge:s3cret-wörd@db:5432/alertbridge?sslmode=require"
+    assert "s3cret-wörd" in config.secrets()
+    # The password is redacted from logs like every other secret, as written and decoded.
+    encoded = load_config(write(tmp_path, '[store]\nurl = "postgres://u:${P}@db/ab"\n'), {"P": "p%40ss%2Fw"})
+    assert {"p%40ss%2Fw", "p@ss/w"} <= set(encoded.secrets())
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql:///alertbridge", "store.url: postgresql:// needs a host"),
+        ("postgresql://u:secret-pw@db:5432/", "store.url: postgresql:// needs a database"),
+        ("postgresql://u:secret-pw@db:port/ab", "store.url: not a valid postgresql:// URL"),
+    ],
+)
+def test_a_bad_postgresql_url_is_refused_without_showing_it(tmp_path: Path, url: str, message: str) -> None:
+    found = problems(tmp_path, f'[store]\nurl = "{url}"\n')
+    assert message in found
+    assert "secret-pw" not in found

@@ -22,8 +22,8 @@ from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.metrics import Metrics
 from alertbridge.stores import DeliveryStatus, NewDelivery
-from alertbridge.stores.sqlite.db import from_us as _from_us
-from alertbridge.stores.sqlite.db import to_us as _to_us
+from alertbridge.stores.codec import from_us as _from_us
+from alertbridge.stores.codec import to_us as _to_us
 from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
 from alertbridge.stores.sqlite.outbox_schema import MIGRATIONS, SCHEMA_VERSION
 from alertbridge.testing.store_contract import T0, make_delivery, make_group, opened

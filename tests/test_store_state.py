@@ -26,9 +26,9 @@ from alertbridge.stores.sqlite import state as sqlite_state
 from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
 from alertbridge.stores.sqlite.outbox_schema import SCHEMA_VERSION as OUTBOX_SCHEMA_VERSION
 from alertbridge.stores.sqlite.state import SqliteStateStore
-from alertbridge.stores.sqlite.state_rows import TITLE_MAX, ref_title
 from alertbridge.stores.sqlite.state_schema import COMPONENT, SCHEMA_VERSION
 from alertbridge.stores.state import StateStore
+from alertbridge.stores.state_codec import TITLE_MAX, ref_title
 from alertbridge.testing.store_contract import OPS, T0, at, opened
 from alertbridge.testing.store_contract import make_ref_group as make_group
 from tests.store_fixtures import pragmas, write_locked

@@ -3,13 +3,14 @@
 ``OutboxStore`` (``alertbridge.stores.outbox``) holds accepted notifications
 until they are sent; ``StateStore`` (``alertbridge.stores.state``) holds
 references, acks, silences, cards and the audit trail. ``stores_for`` reads
-``[store] url`` and builds both on the backend it names; nothing else in
-alertbridge names a backend. Every backend passes
+``[store] url`` and builds both on the backend it names (SQLite for one
+process, PostgreSQL for several replicas); nothing else in alertbridge names a backend. Every backend passes
 ``alertbridge.testing.store_contract``.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -60,8 +61,9 @@ class Stores:
     outbox: OutboxStore
     state: StateStore
     # Taken by ``serve`` before anything starts, held while it runs: makes
-    # sure no second serving process uses the same store (see
-    # alertbridge.startup). Raises ``StartupError`` when one does.
+    # sure no second serving process uses the same SQLite file (see
+    # alertbridge.startup). Raises ``StartupError`` when one does. PostgreSQL
+    # is shared by replicas by design: its lock holds nothing.
     lock_for_serving: Callable[[], Held]
 
 
@@ -85,4 +87,18 @@ def stores_for(
             outbox=outbox,
             metrics=metrics,
         )
-    raise ValueError(f"no store for {url!r}")  # config validation admits only the URLs above
+    if config.store.is_postgres:
+        from alertbridge.stores.postgres import postgres_stores
+
+        # The host name names this replica in its leases: a pod's name, kept
+        # across its container's restarts, unique among running replicas.
+        return postgres_stores(
+            url,
+            replica=socket.gethostname(),
+            dedup_window=config.delivery.dedup_window,
+            pool_size=config.store.pool_size,
+            outbox=outbox,
+            metrics=metrics,
+        )
+    # Config validation admits only the URLs above (and this must not print the password).
+    raise ValueError("no store for this [store] url")

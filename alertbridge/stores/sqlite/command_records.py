@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from alertbridge.stores.sqlite.db import SqliteConnection, decode_rows, dumps, to_us
-from alertbridge.stores.sqlite.state_rows import (
+from alertbridge.stores.codec import decode_rows, dumps, to_us
+from alertbridge.stores.sqlite.db import SqliteConnection
+from alertbridge.stores.state import AuditEntry, CardRecord, SilenceRecord
+from alertbridge.stores.state_codec import (
     AUDIT_COLUMNS,
     CARD_COLUMNS,
     SILENCE_COLUMNS,
@@ -15,7 +17,6 @@ from alertbridge.stores.sqlite.state_rows import (
     to_silence,
     us_or_none,
 )
-from alertbridge.stores.state import AuditEntry, CardRecord, SilenceRecord
 
 
 class SqliteCommandRecords:

@@ -1,4 +1,4 @@
-"""What the SQLite stores share: the connection, value encoding, decoding.
+"""What the SQLite stores share: the connection and its error rules.
 
 The outbox and the state store keep their tables in one database file. A
 serving process runs both on one connection, the outbox's (see
@@ -10,14 +10,13 @@ under the same locking and error rules (``SqliteConnection``).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import aiosqlite
 
@@ -25,28 +24,8 @@ from alertbridge.errors import StoreError
 
 logger = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
-
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND: Final = timedelta(microseconds=1)
 # Pause between attempts to switch a new file to WAL (see ``_enable_wal``).
 _WAL_RETRY: Final = timedelta(milliseconds=10)
-
-
-def to_us(value: datetime) -> int:
-    """Aware datetime → integer µs since the epoch; naive times are a bug."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"naive datetime {value!r}: the store needs timezone-aware times")
-    return (value - _EPOCH) // _MICROSECOND
-
-
-def from_us(value: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=value)
-
-
-def dumps(data: Any) -> str:
-    # Compact and readable in the sqlite3 shell (CJK stays CJK).
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 def reason(exc: BaseException) -> str:
@@ -254,28 +233,3 @@ class SqliteConnection:
     async def fetchone(self, op: str, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         async with self.session(op, write=False) as db, db.execute(sql, params) as cur:
             return await cur.fetchone()
-
-
-# -- decoding rows ---------------------------------------------------------------
-
-# What a stored value this version cannot read raises while being decoded.
-DECODE_ERRORS: Final = (ValueError, KeyError, TypeError, AttributeError)
-
-
-class Undecodable(Exception):
-    """A stored row this version cannot turn back into its dataclass."""
-
-    def __init__(self, what: str, cause: BaseException) -> None:
-        super().__init__(f"{what} is unreadable: {type(cause).__name__}: {cause}")
-
-
-def decode_rows(rows: Iterable[Sequence[Any]], decode: Callable[[Sequence[Any]], _T], op: str) -> list[_T]:
-    """Decode rows, leaving out (and logging) any this version cannot read,
-    so one bad row never hides every other from a listing."""
-    decoded: list[_T] = []
-    for row in rows:
-        try:
-            decoded.append(decode(row))
-        except Undecodable as exc:
-            logger.error("%s: %s", op, exc)
-    return decoded

@@ -10,9 +10,18 @@ import aiosqlite
 
 from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
+from alertbridge.stores.codec import (
+    COLUMNS,
+    DECODE_ERRORS,
+    dumps,
+    from_us,
+    part_from_json,
+    part_to_json,
+    to_us,
+)
 from alertbridge.stores.outbox import Delivery, DigestPartRecord, StoredDigest
-from alertbridge.stores.sqlite.db import DECODE_ERRORS, SqliteConnection, dumps, from_us, to_us
-from alertbridge.stores.sqlite.outbox_schema import COLUMNS, decode_claimed, part_from_json, part_to_json
+from alertbridge.stores.sqlite.db import SqliteConnection
+from alertbridge.stores.sqlite.outbox_schema import decode_claimed
 
 
 class SqliteDigestsAndSends:

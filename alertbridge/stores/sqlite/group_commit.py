@@ -1,17 +1,13 @@
-"""Group commit: many concurrent ``enqueue`` calls, one transaction and one fsync.
+"""The SQLite outbox's group commit: one transaction and one fsync per burst.
 
-An fsync costs milliseconds; a burst of webhooks must not pay one each.
-``enqueue`` hands its row to a single writer task, which inserts everything
-queued at that moment in one transaction and commits once. Either the whole
-batch is stored or none of it, and every caller of that batch learns which.
+The batching is backend-neutral (``alertbridge.stores.group_commit``); here
+is how SQLite stores a batch: one dedup lookup for the whole batch and
+multi-row inserts.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -20,8 +16,10 @@ import aiosqlite
 
 from alertbridge.errors import StoreError
 from alertbridge.metrics import Metrics
+from alertbridge.stores.codec import dumps, to_us
+from alertbridge.stores.group_commit import GroupCommit
 from alertbridge.stores.outbox import Enqueued, NewDelivery
-from alertbridge.stores.sqlite.db import SqliteConnection, dumps, reason, to_us
+from alertbridge.stores.sqlite.db import SqliteConnection, reason
 
 logger = logging.getLogger(__name__)
 
@@ -29,38 +27,14 @@ _INSERT_ROWS: Final = (
     "INSERT INTO deliveries (receiver, channel, recipients, alert_group, request_id,"
     " accepted_at, next_attempt_at, dedup_key) VALUES"
 )
-# Event-loop turns the writer yields before collecting a batch.
-_GATHER_TURNS: Final = 3
-
 # Rows (or keys) per statement: 8 × 100 bound values stays far below every
 # SQLite build's variable limit (999 in old ones).
 _INSERT_CHUNK: Final = 100
 
 
-@dataclass(slots=True)
-class _Pending:
-    """One enqueue waiting for the writer: its row and its caller's future."""
-
-    params: tuple[Any, ...]
-    future: asyncio.Future[Enqueued]
-
-
-class _Stop:
-    """Queue sentinel: everything queued before it is drained, then the writer exits."""
-
-
-_STOP: Final = _Stop()
-
-
-def _fail(items: Iterable[_Pending], message: str) -> None:
-    """Fail every caller of ``items`` still waiting with ``StoreError(message)``."""
-    for item in items:
-        if not item.future.done():
-            item.future.set_exception(StoreError(message))
-
-
 class GroupCommitWriter:
-    """The outbox's single writer task and the queue that feeds it.
+    """The SQLite outbox's group commit (``alertbridge.stores.group_commit``)
+    with its dedup-window lookup.
 
     Committed batches are counted on ``metrics`` (the serving process's;
     the CLI passes none) as ``alertbridge_outbox_group_commits_total``, so an
@@ -78,37 +52,23 @@ class GroupCommitWriter:
         dedup_window: timedelta,
         metrics: Metrics | None = None,
     ) -> None:
-        if batch_limit < 1:
-            raise ValueError("batch_limit must be at least 1")
         self.path = path
-        self.batch_limit = batch_limit
         # A delivery with the dedup_key of one accepted this recently is not
         # stored again; enqueue answers the earlier id. 0 turns it off.
         self.dedup_window = dedup_window
-        self._metrics = metrics
         self._connection = connection
-        self._queue: asyncio.Queue[_Pending | _Stop] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-        self._accepting = False
+        self._group = GroupCommit(str(path), self._commit_batch, batch_limit=batch_limit, metrics=metrics)
 
     def start(self) -> None:
         """Accept enqueues; the connection is open."""
-        self._queue = asyncio.Queue()
-        self._accepting = True
-        self._task = asyncio.create_task(self._run_writer(), name=f"outbox-writer:{self.path}")
+        self._group.start()
 
     async def stop(self) -> None:
         """Refuse new enqueues and commit every one already accepted."""
-        self._accepting = False
-        if self._task is not None:
-            self._queue.put_nowait(_STOP)
-            await self._task
-            self._task = None
+        await self._group.stop()
 
     async def enqueue(self, delivery: NewDelivery) -> Enqueued:
         """Durably store ``delivery`` (group-committed with concurrent callers)."""
-        if not self._accepting:
-            raise StoreError("enqueue: store is not open")
         # Serialize here, in the caller: a bad value fails only this caller,
         # never the batch it would have joined.
         accepted = to_us(delivery.accepted_at)
@@ -128,78 +88,18 @@ class GroupCommitWriter:
                     value.encode("utf-8")
                 except UnicodeEncodeError as exc:
                     raise StoreError(f"enqueue: value cannot be stored: {reason(exc)}") from None
-        future: asyncio.Future[Enqueued] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(params, future))
-        return await future
+        return await self._group.submit(params)
 
-    async def _run_writer(self) -> None:
-        """Commit queued enqueues in batches until told to stop."""
-        batch: list[_Pending] = []
-        try:
-            while True:
-                first = await self._queue.get()
-                if isinstance(first, _Stop):
-                    return
-                # Let the requests already being handled reach their enqueue
-                # first: a few turns of the event loop (microseconds when
-                # idle) turn a burst into one commit instead of one each.
-                for _ in range(_GATHER_TURNS):
-                    await asyncio.sleep(0)
-                batch = [first]
-                stop = False
-                while len(batch) < self.batch_limit:
-                    try:
-                        item = self._queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        break
-                    if isinstance(item, _Stop):
-                        stop = True
-                        break
-                    batch.append(item)
-                await self._commit_batch(batch)
-                batch = []
-                if stop:
-                    return
-        finally:
-            # Only reached with work left if the writer itself was cancelled:
-            # nobody may wait forever on a future the writer will never set.
-            leftovers = list(batch)
-            while not self._queue.empty():
-                item = self._queue.get_nowait()
-                if isinstance(item, _Pending):
-                    leftovers.append(item)
-            _fail(leftovers, "enqueue: store closed")
-
-    async def _commit_batch(self, batch: list[_Pending]) -> None:
-        """Insert ``batch`` in one transaction; resolve every future either way.
+    async def _commit_batch(self, rows: list[tuple[Any, ...]]) -> list[Enqueued]:
+        """Insert ``rows`` in one transaction.
 
         The statements work on the whole batch (one duplicate lookup, one
         multi-row insert), not row by row: every statement is a round trip
         to aiosqlite's thread, and under a burst those round trips, not the
         fsync, were what the webhooks waited for.
         """
-        # A caller that gave up (cancelled) before we started need not be stored.
-        live = [item for item in batch if not item.future.done()]
-        if not live:
-            return
-        try:
-            async with self._connection.session("enqueue", write=True) as db:
-                ids = await self._insert_batch(db, [item.params for item in live])
-        except StoreError as exc:
-            _fail(live, str(exc))
-            logger.error("outbox batch of %d not stored: %s", len(live), exc)
-            return
-        except Exception as exc:
-            # A bug must not kill the writer (every later enqueue would hang):
-            # fail this batch loudly and keep serving.
-            logger.exception("outbox writer failed on a batch of %d", len(live))
-            _fail(live, f"enqueue: {reason(exc)}")
-            return
-        if self._metrics is not None:
-            self._metrics.group_commits.inc()
-        for item, delivery_id in zip(live, ids, strict=True):
-            if not item.future.done():
-                item.future.set_result(delivery_id)
+        async with self._connection.session("enqueue", write=True) as db:
+            return await self._insert_batch(db, rows)
 
     async def _insert_batch(self, db: aiosqlite.Connection, rows: list[tuple[Any, ...]]) -> list[Enqueued]:
         """Insert the rows that are not duplicates; every row's delivery id, in order.

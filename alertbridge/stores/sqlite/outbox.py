@@ -37,11 +37,12 @@ import aiosqlite
 
 from alertbridge.message import Recipients
 from alertbridge.metrics import Metrics
+from alertbridge.stores.codec import COLUMNS, decode_rows, dumps, from_us, to_delivery, to_us
 from alertbridge.stores.outbox import Delivery, DeliveryStatus, Enqueued, NewDelivery
-from alertbridge.stores.sqlite.db import SqliteConnection, decode_rows, dumps, from_us, to_us
+from alertbridge.stores.sqlite.db import SqliteConnection
 from alertbridge.stores.sqlite.digests import SqliteDigestsAndSends
 from alertbridge.stores.sqlite.group_commit import GroupCommitWriter
-from alertbridge.stores.sqlite.outbox_schema import COLUMNS, MARK_DEAD, decode_claimed, migrate, to_delivery
+from alertbridge.stores.sqlite.outbox_schema import MARK_DEAD, decode_claimed, migrate
 
 logger = logging.getLogger(__name__)
 

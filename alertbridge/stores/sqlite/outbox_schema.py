@@ -1,4 +1,4 @@
-"""The outbox's tables in SQLite: migrations, and how a row becomes a ``Delivery``.
+"""The outbox's tables in SQLite: migrations, and dead-lettering rows a claim cannot decode.
 
 Timestamps are stored as integer microseconds since the Unix epoch (UTC):
 exact round trips, cheap comparisons, and index-friendly. In the ``sqlite3``
@@ -7,19 +7,17 @@ shell, ``datetime(col / 1e6, 'unixepoch')`` shows them.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 
 import aiosqlite
 
 from alertbridge.errors import StoreError
-from alertbridge.message import Recipients
-from alertbridge.model import AlertGroup
-from alertbridge.stores.outbox import Delivery, DeliveryStatus, DigestPartRecord
-from alertbridge.stores.sqlite.db import DECODE_ERRORS, Undecodable, from_us, transaction
+from alertbridge.stores.codec import Undecodable, to_delivery
+from alertbridge.stores.outbox import Delivery
+from alertbridge.stores.sqlite.db import transaction
 
 logger = logging.getLogger(__name__)
 
@@ -122,62 +120,12 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
-COLUMNS: Final = (
-    "id, receiver, channel, recipients, alert_group, request_id, accepted_at, status,"
-    " attempts, parts_sent, next_attempt_at, last_error, finished_at, digest_id, failures_since_progress,"
-    " sending_part, sending_at"
-)
-
 # Dead-letters one delivery: (last_error, finished_at, id). The attempt
 # that ended it counts, as the one that sent a delivery does.
 MARK_DEAD: Final = (
     "UPDATE deliveries SET status = 'dead', attempts = attempts + 1, last_error = ?, finished_at = ?,"
     " lease_until = NULL WHERE id = ?"
 )
-
-
-def to_delivery(row: Sequence[Any]) -> Delivery:
-    """Decode one row selected with ``COLUMNS``."""
-    try:
-        return Delivery(
-            id=row[0],
-            receiver=row[1],
-            channel=row[2],
-            recipients=Recipients.from_dict(json.loads(row[3])),
-            group=AlertGroup.from_dict(json.loads(row[4])),
-            request_id=row[5],
-            accepted_at=from_us(row[6]),
-            status=DeliveryStatus(row[7]),
-            attempts=row[8],
-            parts_sent=row[9],
-            next_attempt_at=from_us(row[10]),
-            last_error=row[11],
-            finished_at=from_us(row[12]) if row[12] is not None else None,
-            digest_id=row[13],
-            failures_since_progress=row[14],
-            sending_part=row[15],
-            sending_at=from_us(row[16]) if row[16] is not None else None,
-        )
-    except DECODE_ERRORS as exc:
-        raise Undecodable(f"delivery {row[0]}", exc) from exc
-
-
-def part_to_json(part: DigestPartRecord) -> dict[str, Any]:
-    return {
-        "msgtype": part.msgtype,
-        "content": part.content,
-        "limit": part.limit,
-        "finished": [[ref, list(ids)] for ref, ids in part.finished],
-    }
-
-
-def part_from_json(data: dict[str, Any]) -> DigestPartRecord:
-    return DigestPartRecord(
-        msgtype=str(data["msgtype"]),
-        content=str(data["content"]),
-        limit=int(data["limit"]),
-        finished=tuple((int(ref), tuple(int(i) for i in ids)) for ref, ids in data["finished"]),
-    )
 
 
 async def decode_claimed(db: aiosqlite.Connection, rows: Iterable[Any], now_us: int) -> list[Delivery]:

@@ -41,9 +41,12 @@ import aiosqlite
 from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.model import AlertGroup, Status
+from alertbridge.stores.codec import DECODE_ERRORS, decode_rows, dumps, to_us
 from alertbridge.stores.sqlite.command_records import SqliteCommandRecords
-from alertbridge.stores.sqlite.db import DECODE_ERRORS, SqliteConnection, decode_rows, dumps, to_us
-from alertbridge.stores.sqlite.state_rows import (
+from alertbridge.stores.sqlite.db import SqliteConnection
+from alertbridge.stores.sqlite.state_schema import migrate
+from alertbridge.stores.state import AlertRef, RefUpdate
+from alertbridge.stores.state_codec import (
     R_REF_COLUMNS,
     REF_COLUMNS,
     alerts_json,
@@ -52,8 +55,6 @@ from alertbridge.stores.sqlite.state_rows import (
     ref_title,
     to_ref,
 )
-from alertbridge.stores.sqlite.state_schema import migrate
-from alertbridge.stores.state import AlertRef, RefUpdate
 
 logger = logging.getLogger(__name__)
 

@@ -1,17 +1,20 @@
-"""How the state store's rows become ``AlertRef``, ``SilenceRecord``, ``CardRecord`` and ``AuditEntry``."""
+"""How the state store's rows become ``AlertRef``, ``SilenceRecord``, ``CardRecord`` and ``AuditEntry``.
+
+Shared by every backend, with the encodings of ``alertbridge.stores.codec``.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.model import AlertGroup, Status
-from alertbridge.stores.sqlite.db import DECODE_ERRORS, Undecodable, dumps, from_us, to_us
+from alertbridge.stores.codec import DECODE_ERRORS, Row, Undecodable, dumps, from_us, to_us
 from alertbridge.stores.state import Ack, AlertRef, AuditEntry, CardRecord, RefAlert, SilenceRecord
 
 _T = TypeVar("_T")
@@ -103,7 +106,7 @@ def decode_alerts(text: str) -> tuple[RefAlert, ...]:
     )
 
 
-def to_ref(row: Sequence[Any]) -> AlertRef:
+def to_ref(row: Row) -> AlertRef:
     """Decode one row selected with ``REF_COLUMNS``."""
     try:
         ack = Ack(user=row[12], at=from_us(row[13])) if row[12] is not None else None
@@ -127,7 +130,7 @@ def to_ref(row: Sequence[Any]) -> AlertRef:
         raise Undecodable(f"reference #{row[0]}", exc) from exc
 
 
-def to_silence(row: Sequence[Any]) -> SilenceRecord:
+def to_silence(row: Row) -> SilenceRecord:
     return SilenceRecord(
         silence_id=row[0],
         silencer=row[1],
@@ -141,7 +144,7 @@ def to_silence(row: Sequence[Any]) -> SilenceRecord:
     )
 
 
-def to_card(row: Sequence[Any]) -> CardRecord:
+def to_card(row: Row) -> CardRecord:
     try:
         users = tuple(str(u) for u in json.loads(row[3]))
     except DECODE_ERRORS as exc:
@@ -156,7 +159,7 @@ def to_card(row: Sequence[Any]) -> CardRecord:
     )
 
 
-def to_audit(row: Sequence[Any]) -> AuditEntry:
+def to_audit(row: Row) -> AuditEntry:
     return AuditEntry(
         id=row[0],
         at=from_us(row[1]),
@@ -169,7 +172,7 @@ def to_audit(row: Sequence[Any]) -> AuditEntry:
     )
 
 
-def decode_one(row: Sequence[Any] | None, decode: Callable[[Sequence[Any]], _T]) -> _T | None:
+def decode_one(row: Row | None, decode: Callable[[Row], _T]) -> _T | None:
     """Decode a single row asked for by key; an unreadable one is a StoreError."""
     if row is None:
         return None

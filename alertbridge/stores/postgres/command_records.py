@@ -1,0 +1,164 @@
+"""What users' commands leave in the PostgreSQL state store: silences, the audit trail, cards."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from alertbridge.stores.codec import decode_rows, dumps, to_us
+from alertbridge.stores.postgres.db import PostgresDatabase
+from alertbridge.stores.state import AuditEntry, CardRecord, SilenceRecord
+from alertbridge.stores.state_codec import (
+    AUDIT_COLUMNS,
+    CARD_COLUMNS,
+    SILENCE_COLUMNS,
+    decode_one,
+    to_audit,
+    to_card,
+    to_silence,
+    us_or_none,
+)
+
+
+class PostgresCommandRecords:
+    """The silences, audit and cards half of ``PostgresStateStore`` (a mixin on its database)."""
+
+    _db: PostgresDatabase
+
+    # -- silences ----------------------------------------------------------------
+
+    async def add_silence(self, record: SilenceRecord) -> None:
+        """Store ``record``; the same ``silence_id`` again replaces it (a retry is harmless)."""
+        await self._db.execute(
+            "add_silence",
+            f"INSERT INTO silences ({SILENCE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            " ON CONFLICT (silence_id) DO UPDATE SET silencer = excluded.silencer,"
+            " ref = excluded.ref, created_by = excluded.created_by, ends_at = excluded.ends_at,"
+            " matchers = excluded.matchers, created_at = excluded.created_at,"
+            " via_ack = excluded.via_ack, expired_at = excluded.expired_at",
+            record.silence_id,
+            record.silencer,
+            record.ref,
+            record.created_by,
+            to_us(record.ends_at),
+            record.matchers,
+            to_us(record.created_at),
+            record.via_ack,
+            us_or_none(record.expired_at),
+        )
+
+    async def replace_silence_id(self, old_id: str, new_id: str, ends_at: datetime) -> None:
+        """The silencer re-created ``old_id`` as ``new_id``; an unknown ``old_id`` is a no-op."""
+        await self._db.execute(
+            "replace_silence_id",
+            "UPDATE silences SET silence_id = $1, ends_at = $2 WHERE silence_id = $3",
+            new_id,
+            to_us(ends_at),
+            old_id,
+        )
+
+    async def mark_silence_expired(self, silence_id: str, now: datetime) -> None:
+        """Record when the silence was expired; the first time counts."""
+        await self._db.execute(
+            "mark_silence_expired",
+            "UPDATE silences SET expired_at = $1 WHERE silence_id = $2 AND expired_at IS NULL",
+            to_us(now),
+            silence_id,
+        )
+
+    async def get_silence(self, silence_id: str) -> SilenceRecord | None:
+        row = await self._db.fetchrow(
+            "get_silence", f"SELECT {SILENCE_COLUMNS} FROM silences WHERE silence_id = $1", silence_id
+        )
+        return to_silence(row) if row is not None else None
+
+    async def silences_for_ref(self, ref: int, *, active_at: datetime) -> list[SilenceRecord]:
+        """Silences of ``ref`` not expired and still running at ``active_at``, oldest first."""
+        rows = await self._db.fetch(
+            "silences_for_ref",
+            f"SELECT {SILENCE_COLUMNS} FROM silences"
+            " WHERE ref = $1 AND expired_at IS NULL AND ends_at > $2"
+            " ORDER BY created_at, silence_id",
+            ref,
+            to_us(active_at),
+        )
+        return [to_silence(row) for row in rows]
+
+    async def active_silences(self, now: datetime) -> list[SilenceRecord]:
+        """Every silence not expired and still running at ``now``, oldest first."""
+        rows = await self._db.fetch(
+            "active_silences",
+            f"SELECT {SILENCE_COLUMNS} FROM silences WHERE expired_at IS NULL AND ends_at > $1"
+            " ORDER BY created_at, silence_id",
+            to_us(now),
+        )
+        return [to_silence(row) for row in rows]
+
+    # -- audit -------------------------------------------------------------------
+
+    async def add_audit(self, entry: AuditEntry) -> None:
+        """Append ``entry``; its ``id`` is ignored (the sequence assigns one)."""
+        await self._db.execute(
+            "add_audit",
+            "INSERT INTO audit (at, user_id, action, ref, result, detail, silence_id)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            to_us(entry.at),
+            entry.user,
+            entry.action,
+            entry.ref,
+            entry.result,
+            entry.detail,
+            entry.silence_id,
+        )
+
+    async def list_audit(self, limit: int) -> list[AuditEntry]:
+        """Newest first (by ``at``, then insertion order)."""
+        rows = await self._db.fetch(
+            "list_audit", f"SELECT {AUDIT_COLUMNS} FROM audit ORDER BY at DESC, id DESC LIMIT $1", limit
+        )
+        return [to_audit(row) for row in rows]
+
+    # -- cards -------------------------------------------------------------------
+
+    async def save_card(self, card: CardRecord) -> None:
+        """Store (or replace) ``card``; skipped if its reference is gone."""
+        await self._db.execute(
+            "save_card",
+            f"INSERT INTO cards ({CARD_COLUMNS}) SELECT $1, ref, $2, $3, $4, $5 FROM alert_refs WHERE ref = $6"
+            " ON CONFLICT (task_id) DO UPDATE SET ref = excluded.ref, app = excluded.app,"
+            " users = excluded.users, response_code = excluded.response_code,"
+            " response_code_at = excluded.response_code_at",
+            card.task_id,
+            card.app,
+            dumps(list(card.users)),
+            card.response_code,
+            us_or_none(card.response_code_at),
+            card.ref,
+        )
+
+    async def cards_for_ref(self, ref: int) -> list[CardRecord]:
+        """In the order they were first saved."""
+        rows = await self._db.fetch(
+            "cards_for_ref", f"SELECT {CARD_COLUMNS} FROM cards WHERE ref = $1 ORDER BY seq", ref
+        )
+        return decode_rows(rows, to_card, "cards_for_ref")
+
+    async def get_card(self, task_id: str) -> CardRecord | None:
+        row = await self._db.fetchrow(
+            "get_card", f"SELECT {CARD_COLUMNS} FROM cards WHERE task_id = $1", task_id
+        )
+        return decode_one(row, to_card)
+
+    async def use_response_code(self, task_id: str) -> str | None:
+        """Take the card's response_code and clear it. The row lock makes two
+        replicas (or two updates) spending the same code take turns: the
+        second reads it already cleared."""
+        async with self._db.transaction("use_response_code") as conn:
+            code: str | None = await conn.fetchval(
+                "SELECT response_code FROM cards WHERE task_id = $1 FOR UPDATE", task_id
+            )
+            if code is not None:
+                await conn.execute(
+                    "UPDATE cards SET response_code = NULL, response_code_at = NULL WHERE task_id = $1",
+                    task_id,
+                )
+        return code

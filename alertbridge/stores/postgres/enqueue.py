@@ -1,0 +1,159 @@
+"""How the PostgreSQL outbox stores webhooks: group commit, and HA copies stored once.
+
+Concurrent enqueues share one transaction (``alertbridge.stores.group_commit``):
+one WAL flush per burst, and one connection of the pool instead of one per
+webhook. A batch takes its delivery ids from the sequence in one statement
+and inserts its rows in one more.
+
+Alertmanager's HA peers send each notification from every peer, possibly to
+two replicas at the same moment. Each copy claims the (receiver, dedup_key)
+row of ``dedup_keys`` inside the batch's transaction: a copy whose key is
+held by another replica's uncommitted batch waits for it, then finds the key
+live and gets that delivery's id. Batches claim their keys in sorted order,
+so two replicas' batches never wait on each other in a cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Final
+
+from alertbridge.errors import StoreError
+from alertbridge.metrics import Metrics
+from alertbridge.stores.codec import dumps, to_us
+from alertbridge.stores.group_commit import GroupCommit
+from alertbridge.stores.outbox import Enqueued, NewDelivery
+from alertbridge.stores.postgres.db import Connection, PostgresDatabase
+
+_NEXT_IDS: Final = "SELECT nextval(pg_get_serial_sequence('deliveries', 'id')) FROM generate_series(1, $1)"
+
+_INSERT: Final = (
+    "INSERT INTO deliveries (id, receiver, channel, recipients, alert_group, request_id,"
+    " accepted_at, next_attempt_at)"
+    " SELECT id, receiver, channel, recipients, alert_group, request_id, accepted_at, accepted_at"
+    " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])"
+    " AS r(id, receiver, channel, recipients, alert_group, request_id, accepted_at)"
+)
+
+# Take the key, or take it over when its delivery is older than the window
+# ($5); no row back while it is live.
+_CLAIM_KEY: Final = (
+    "INSERT INTO dedup_keys AS k (receiver, dedup_key, delivery_id, accepted_at)"
+    " VALUES ($1, $2, $3, $4) ON CONFLICT (receiver, dedup_key) DO UPDATE"
+    " SET delivery_id = excluded.delivery_id, accepted_at = excluded.accepted_at"
+    " WHERE k.accepted_at < $5 RETURNING delivery_id"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """A delivery serialized in its caller, ready for a batch."""
+
+    receiver: str
+    channel: str
+    recipients: str
+    group: str
+    request_id: str
+    accepted_at: int
+    dedup_key: str | None
+
+
+def _storable(value: str) -> str:
+    """``value`` if PostgreSQL text can hold it (UTF-8, no NUL); else a StoreError for this caller only."""
+    if "\x00" in value:
+        raise StoreError("enqueue: value cannot be stored: NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise StoreError(f"enqueue: value cannot be stored: {exc.reason}") from None
+    return value
+
+
+class PostgresEnqueue:
+    """The PostgreSQL outbox's writer: ``enqueue`` → batch → one transaction.
+
+    Committed batches are counted on ``metrics``; an enqueue answered with an
+    earlier delivery's id says so (``Enqueued.duplicate``).
+    """
+
+    def __init__(
+        self,
+        database: PostgresDatabase,
+        *,
+        dedup_window: timedelta,
+        batch_limit: int,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.dedup_window = dedup_window
+        self._db = database
+        self._group = GroupCommit("postgresql", self._commit_batch, batch_limit=batch_limit, metrics=metrics)
+
+    def start(self) -> None:
+        self._group.start()
+
+    async def stop(self) -> None:
+        """Refuse new enqueues and commit every one already accepted."""
+        await self._group.stop()
+
+    async def enqueue(self, delivery: NewDelivery) -> Enqueued:
+        # Serialized here, in the caller: a bad value fails only this caller.
+        row = _Row(
+            receiver=_storable(delivery.receiver),
+            channel=_storable(delivery.channel),
+            recipients=_storable(dumps(delivery.recipients.to_dict())),
+            group=_storable(dumps(delivery.group.to_dict())),
+            request_id=_storable(delivery.request_id),
+            accepted_at=to_us(delivery.accepted_at),
+            dedup_key=_storable(delivery.dedup_key) if delivery.dedup_key and self.dedup_window else None,
+        )
+        return await self._group.submit(row)
+
+    async def _commit_batch(self, rows: list[_Row]) -> list[Enqueued]:
+        async with self._db.transaction("enqueue") as conn:
+            ids = [int(r[0]) for r in await conn.fetch(_NEXT_IDS, len(rows))]
+            results: list[Enqueued | None] = [None] * len(rows)
+            keyed = sorted(
+                (i for i, row in enumerate(rows) if row.dedup_key is not None),
+                key=lambda i: (rows[i].receiver, rows[i].dedup_key or "", i),
+            )
+            for i in keyed:
+                earlier = await self._earlier_copy(conn, rows[i], ids[i])
+                if earlier is not None:
+                    results[i] = Enqueued(earlier, duplicate=True)
+            fresh = [i for i in range(len(rows)) if results[i] is None]
+            if fresh:
+                await conn.execute(
+                    _INSERT,
+                    [ids[i] for i in fresh],
+                    [rows[i].receiver for i in fresh],
+                    [rows[i].channel for i in fresh],
+                    [rows[i].recipients for i in fresh],
+                    [rows[i].group for i in fresh],
+                    [rows[i].request_id for i in fresh],
+                    [rows[i].accepted_at for i in fresh],
+                )
+        return [result if result is not None else Enqueued(ids[i]) for i, result in enumerate(results)]
+
+    async def _earlier_copy(self, conn: Connection, row: _Row, new_id: int) -> int | None:
+        """The delivery id of a copy stored within the window, or None once ``row`` holds the key.
+
+        A copy earlier in this very batch counts too: its key row is visible
+        to the batch's own transaction.
+        """
+        owner = await conn.fetchval(
+            _CLAIM_KEY,
+            row.receiver,
+            row.dedup_key,
+            new_id,
+            row.accepted_at,
+            row.accepted_at - self.dedup_window // timedelta(microseconds=1),
+        )
+        if owner is not None:
+            return None
+        earlier = await conn.fetchval(
+            "SELECT delivery_id FROM dedup_keys WHERE receiver = $1 AND dedup_key = $2",
+            row.receiver,
+            row.dedup_key,
+        )
+        return int(earlier)
