@@ -15,11 +15,12 @@ from alertbridge.errors import PermanentDeliveryError, TransientDeliveryError
 from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.messengers import Receipt
 from alertbridge.messengers.wecom.client import WeComClient
-from alertbridge.render import Renderer
 from alertbridge.sources import alertmanager
 from alertbridge.stores import DeliveryStatus, NewDelivery
 from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
 from alertbridge.stores.sqlite.state import SqliteStateStore
+from tests.delivery_wiring import UNREACHABLE_WECOM, group_tracker
+from tests.delivery_wiring import dispatcher as wired_dispatcher
 
 DATA = Path(__file__).parent / "data" / "alertmanager"
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -91,12 +92,7 @@ async def tracker(tmp_path: Path):  # type: ignore[no-untyped-def]
     state = SqliteStateStore(tmp_path / "o.db")
     await state.open()
     async with httpx.AsyncClient() as http:
-        yield GroupTracker(
-            config=make_config(tmp_path),
-            state=state,
-            silencers={},
-            client=WeComClient(http, "http://127.0.0.1:9"),
-        )
+        yield group_tracker(make_config(tmp_path), state, WeComClient(http, UNREACHABLE_WECOM))
     await state.close()
 
 
@@ -116,16 +112,7 @@ async def enqueue(store: SqliteOutboxStore, group) -> int:  # type: ignore[no-un
 def make_dispatcher(
     tmp_path: Path, store: SqliteOutboxStore, channel: ScriptedChannel, clock: Clock, tracker: GroupTracker
 ) -> Dispatcher:
-    config = make_config(tmp_path)
-    return Dispatcher(
-        config=config,
-        store=store,
-        channels={"r": channel},
-        renderer=Renderer(timezone=config.server.tz),
-        tracker=tracker,
-        clock=clock,
-        rand=lambda: 1.0,
-    )
+    return wired_dispatcher(make_config(tmp_path), store, {"r": channel}, tracker, clock=clock)
 
 
 async def claim_and_deliver(dispatcher: Dispatcher, store: SqliteOutboxStore, clock: Clock) -> None:
@@ -257,15 +244,7 @@ async def test_messages_offer_replies_only_where_someone_can_send_them(
     )
     channels = {"named": ScriptedChannel(), "party": ScriptedChannel()}
     clock = Clock()
-    dispatcher = Dispatcher(
-        config=config,
-        store=store,
-        channels=channels,
-        renderer=Renderer(timezone=config.server.tz),
-        tracker=tracker,
-        clock=clock,
-        rand=lambda: 1.0,
-    )
+    dispatcher = wired_dispatcher(config, store, channels, tracker, clock=clock)
     for name, recipients in (
         ("named", Recipients(to_user=("zhangsan",))),
         ("party", Recipients(to_party=("2",))),

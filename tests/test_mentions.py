@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from alertbridge.config import Config, ConsoleReceiver, parse_config
-from alertbridge.delivery import Dispatcher, GroupTracker
+from alertbridge.delivery import Dispatcher
 from alertbridge.message import Recipients, RenderedMessage, byte_limit
 from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.messengers.wecom.config import AppReceiver, MentionConfig, RobotReceiver
@@ -33,6 +33,8 @@ from alertbridge.stores import DeliveryStatus, NewDelivery
 from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
 from alertbridge.stores.sqlite.state import SqliteStateStore
 from alertbridge.testing.fake_wecom import WEBHOOK_SEND, FakeWeCom
+from tests.delivery_wiring import dispatcher as wired_dispatcher
+from tests.delivery_wiring import group_tracker
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 29, 15, 13, 53, tzinfo=UTC)
@@ -452,14 +454,12 @@ async def wired(
         async with httpx.AsyncClient(timeout=5) as http:
             client = WeComClient(http, config.wecom.api_base)
             channel = RobotChannel(client, SecretStr(ROBOT_KEY))
-            dispatcher = Dispatcher(
-                config=config,
-                store=outbox,
-                channels={"md": channel, "txt": channel},
-                renderer=Renderer(timezone=config.server.tz),
-                tracker=GroupTracker(config=config, state=state, silencers={}, client=client),
+            dispatcher = wired_dispatcher(
+                config,
+                outbox,
+                {"md": channel, "txt": channel},
+                group_tracker(config, state, client),
                 clock=lambda: NOW,
-                rand=lambda: 1.0,
             )
             yield config, dispatcher, outbox
     finally:

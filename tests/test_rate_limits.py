@@ -20,19 +20,19 @@ import httpx
 import pytest
 
 from alertbridge.config import Config, parse_config
-from alertbridge.delivery import LEASE, Dispatcher, GroupTracker, SendBudget, target_of
+from alertbridge.delivery import LEASE, Dispatcher, SendBudget, target_of
 from alertbridge.errors import ConfigError
 from alertbridge.message import Recipients
-from alertbridge.messengers.registry import build_channel
 from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.metrics import Metrics
 from alertbridge.model import Alert, AlertGroup, Status
-from alertbridge.render import Renderer
 from alertbridge.stores import DeliveryStatus, NewDelivery
 from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
 from alertbridge.stores.sqlite.state import SqliteStateStore
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND, FakeApp, FakeWeCom, Fault, ManualClock
 from alertbridge.testing.server import SwappableApp, serve_in_thread
+from tests.delivery_wiring import dispatcher as wired_dispatcher
+from tests.delivery_wiring import group_tracker, receiver_channels
 
 CORP_ID = "ww7c3a9e0d1f2b4c5a"
 SECRET = "corp-secret-Zq8XvT2pLm9RwK4s"
@@ -103,28 +103,14 @@ class Rig:
         return datetime.fromtimestamp(self.clock(), UTC)
 
     def new_dispatcher(self) -> Dispatcher:
-        channels = {
-            name: build_channel(
-                name,
-                receiver,
-                apps=self.config.wecom.apps,
-                client=self.client,
-                out=None,  # type: ignore[arg-type]
-                duplicate_check_interval=self.config.delivery.duplicate_check_interval,
-            )
-            for name, receiver in self.config.receivers.items()
-        }
-        tracker = GroupTracker(config=self.config, state=self.state, silencers={}, client=self.client)
-        return Dispatcher(
-            config=self.config,
-            store=self.outbox,
-            channels=channels,
-            renderer=Renderer(timezone=self.config.server.tz),
-            tracker=tracker,
+        return wired_dispatcher(
+            self.config,
+            self.outbox,
+            receiver_channels(self.config, self.client),
+            group_tracker(self.config, self.state, self.client),
+            clock=self.now,
             budget=SendBudget(),
             metrics=self.metrics,
-            clock=self.now,
-            rand=lambda: 1.0,
         )
 
     async def enqueue(self, receiver: str, group: AlertGroup) -> int:
