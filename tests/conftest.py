@@ -1,0 +1,80 @@
+"""The fixtures the test modules share: the fake WeCom served over real HTTP,
+manual clocks, and the in-process dispatcher rig.
+
+Non-fixture helpers live in modules named for what they are: tests/harness.py
+(real ``alertbridge serve`` and Alertmanager processes), tests/delivery_wiring.py
+(the one place the delivery core is wired), tests/dispatch_rig.py (the
+dispatcher on a manual clock), tests/wecom_identity.py (the fake corp's ids).
+A test module never imports another test module; what two of them share is here
+or in one of those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+
+import pytest
+
+from alertbridge.testing.fake_wecom import FakeApp, FakeWeCom, ManualClock
+from alertbridge.testing.server import SwappableApp, serve_in_thread
+from tests.dispatch_rig import RIG_START
+from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
+
+
+@pytest.fixture(scope="module")
+def wecom_slot() -> Iterator[tuple[SwappableApp, str]]:
+    """One uvicorn server per module and its URL; each test plugs its own fake into it."""
+    slot = SwappableApp()
+    with serve_in_thread(slot) as url:
+        yield slot, url
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """The manual clock a test's fake WeCom (and client) run on."""
+    return ManualClock()
+
+
+@pytest.fixture
+def wecom_url(wecom_slot: tuple[SwappableApp, str], fake: FakeWeCom) -> Iterator[str]:
+    """The module's server with this test's ``fake`` plugged in, for the test's length."""
+    slot, url = wecom_slot
+    slot.target = fake.app
+    yield url
+    slot.target = None
+
+
+@pytest.fixture
+def serve_wecom() -> Iterator[Callable[[FakeWeCom], str]]:
+    """Serves a fake WeCom on its own loopback uvicorn until the test ends; its URL."""
+    with ExitStack() as stack:
+
+        def serve(fake: FakeWeCom) -> str:
+            return stack.enter_context(fake.serve())
+
+        yield serve
+
+
+@pytest.fixture
+def fake_wecom(serve_wecom: Callable[[FakeWeCom], str]) -> tuple[FakeWeCom, str]:
+    """The fake WeCom of tests/wecom_identity.py (one app, one robot) on its own server, and its URL."""
+    fake = FakeWeCom(
+        apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID)], robot_keys=[ROBOT_KEY]
+    )
+    return fake, serve_wecom(fake)
+
+
+@pytest.fixture
+def rig_clock() -> ManualClock:
+    """The clock of tests/dispatch_rig.py: the dispatcher, client and fake share it."""
+    return ManualClock(start=RIG_START)
+
+
+@pytest.fixture
+def rig_wecom(rig_clock: ManualClock, wecom_slot: tuple[SwappableApp, str]) -> Iterator[FakeWeCom]:
+    """The dispatcher rig's fake WeCom, on the rig's clock, plugged into the module's server."""
+    fake = FakeWeCom([FakeApp(CORP_ID, SECRET, AGENT_ID)], [ROBOT_KEY], clock=rig_clock, wall_clock=rig_clock)
+    wecom_slot[0].target = fake.app
+    yield fake
+    wecom_slot[0].target = None
