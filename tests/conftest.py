@@ -4,7 +4,8 @@ manual clocks, and the in-process dispatcher rig.
 Non-fixture helpers live in modules named for what they are: tests/harness.py
 (real ``alertbridge serve`` and Alertmanager processes), tests/delivery_wiring.py
 (the one place the delivery core is wired), tests/dispatch_rig.py (the
-dispatcher on a manual clock), tests/wecom_identity.py (the fake corp's ids).
+dispatcher on a manual clock), tests/image_server.py (images over HTTP),
+tests/wecom_identity.py (the fake corp's ids).
 A test module never imports another test module; what two of them share is here
 or in one of those.
 """
@@ -17,8 +18,9 @@ from contextlib import ExitStack
 import pytest
 
 from alertbridge.testing.fake_wecom import FakeApp, FakeWeCom, ManualClock
-from alertbridge.testing.server import SwappableApp, serve_in_thread
+from alertbridge.testing.server import ServerThread, SwappableApp, serve_in_thread
 from tests.dispatch_rig import RIG_START
+from tests.image_server import ImageServer, image_app
 from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
 
 
@@ -78,3 +80,19 @@ def rig_wecom(rig_clock: ManualClock, wecom_slot: tuple[SwappableApp, str]) -> I
     wecom_slot[0].target = fake.app
     yield fake
     wecom_slot[0].target = None
+
+
+@pytest.fixture(scope="module")
+def image_server() -> Iterator[ImageServer]:
+    """One loopback image server (tests/image_server.py) per module."""
+    seen = ImageServer()
+    with ServerThread(image_app(seen)) as thread:
+        seen.base_url, seen.port = thread.base_url, thread.port
+        yield seen
+
+
+@pytest.fixture
+def images(image_server: ImageServer) -> ImageServer:
+    """The module's image server, with what earlier tests asked of it forgotten."""
+    image_server.reset()
+    return image_server

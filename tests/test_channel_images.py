@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,9 +48,9 @@ from alertbridge.testing.fake_wecom import (
     Fault,
     ManualClock,
 )
-from alertbridge.testing.server import ServerThread, SwappableApp
+from alertbridge.testing.server import SwappableApp
 from tests.harness import AlertbridgeProcess, wait_until
-from tests.test_images import JPEG, PNG, ImageServer, image_app, make_png
+from tests.image_server import BIG_PNG, JPEG, PNG, ImageServer, make_png
 
 CORP_ID = "ww-images-corp"
 SECRET = "images-app-secret-4f2a"
@@ -61,7 +61,6 @@ OTHER_APP = WeComAppConfig(corp_id=CORP_ID, agent_id=AGENT_ID + 1, secret=Secret
 TO = Recipients(to_user=("alice",), to_party=("2",))
 DAY = 24 * 3600.0
 # A PNG just over the robot's 2 MB image limit (and under the fetcher's 5 MB).
-BIG_PNG = make_png(pad=ROBOT_IMAGE_LIMIT + 1)
 
 
 def sha(data: bytes) -> str:
@@ -101,14 +100,6 @@ class FailImageMessages:
             return buffered.pop(0) if buffered else await receive()
 
         await self.app(scope, replay, send)
-
-
-@pytest.fixture(scope="module")
-def images() -> Iterator[ImageServer]:
-    seen = ImageServer()
-    with ServerThread(image_app(seen, big=BIG_PNG)) as thread:
-        seen.base_url, seen.port = thread.base_url, thread.port
-        yield seen
 
 
 @pytest.fixture
