@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from typing import Any
 
 import pytest
 
+from alertbridge.app import create_app
+from alertbridge.config import Config
 from alertbridge.testing.fake_wecom import FakeApp, FakeWeCom, ManualClock
 from alertbridge.testing.server import ServerThread, SwappableApp, serve_in_thread
 from tests.dispatch_rig import RIG_START
@@ -96,3 +99,19 @@ def images(image_server: ImageServer) -> ImageServer:
     """The module's image server, with what earlier tests asked of it forgotten."""
     image_server.reset()
     return image_server
+
+
+@pytest.fixture
+def serve_app() -> Iterator[Callable[..., str]]:
+    """Runs alertbridge's app on a real loopback uvicorn until the test ends; its base URL.
+
+    ``serve_app(config, **options)`` passes ``options`` (``out``, ``store``,
+    ``config_path`` …) to ``create_app``.
+    """
+    with ExitStack() as stack:
+
+        def serve(config: Config, **options: Any) -> str:
+            running = stack.enter_context(ServerThread(create_app(config, **options)))
+            return running.base_url
+
+        yield serve

@@ -6,7 +6,7 @@ import io
 import platform
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from alertbridge.app import create_app
 from alertbridge.config import parse_config
 from alertbridge.errors import StoreError
 from alertbridge.testing.server import ServerThread
-from tests.test_ingest import FIRING, TOKEN, FailingStore, make_config, post
+from tests.ingest_rig import FIRING, TOKEN, FailingStore, ingest_config, post
 
 
 class UnwritableStore(FailingStore):
@@ -32,11 +32,10 @@ class UnwritableStore(FailingStore):
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, UnwritableStore]]:
-    config = make_config(tmp_path, console={"channel": "console"})
+def server(tmp_path: Path, serve_app: Callable[..., str]) -> tuple[str, UnwritableStore]:
+    config = ingest_config(tmp_path, console={"channel": "console"})
     store = UnwritableStore(config.store.sqlite_path)
-    with ServerThread(create_app(config, out=io.StringIO(), store=store)) as running:
-        yield running.base_url, store
+    return serve_app(config, out=io.StringIO(), store=store), store
 
 
 def scrape(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -131,7 +130,7 @@ def test_readyz_fails_while_the_store_cannot_take_writes_and_metrics_say_why(ser
 
 
 def test_a_bad_grafana_signature_is_counted_without_the_receiver_name(tmp_path: Path) -> None:
-    config = make_config(tmp_path, signed={"channel": "console", "grafana_hmac_secret": "hmac-secret-0123"})
+    config = ingest_config(tmp_path, signed={"channel": "console", "grafana_hmac_secret": "hmac-secret-0123"})
     with ServerThread(create_app(config, out=io.StringIO())) as running:
         unsigned = httpx.post(
             f"{running.base_url}/grafana/signed",
