@@ -24,10 +24,10 @@ from alertbridge.stores.sqlite.state_schema import COMPONENT, MIGRATIONS, SCHEMA
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom
 from alertbridge.testing.grafana_standin import GrafanaStandin
 from alertbridge.testing.server import ServerThread
-from alertbridge.testing.store_contract import opened
+from alertbridge.testing.store_contract import OPS, at, opened
+from alertbridge.testing.store_contract import make_ref_group as make_group
 from alertbridge.testing.wecom_callback import CallbackClient
 from tests.harness import AlertbridgeProcess, AlertmanagerProcess, wait_until
-from tests.test_store_state import OPS, at, make_group
 
 DATA = Path(__file__).parent / "data"
 AM = "http://alertmanager:9093"
