@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,61 +17,15 @@ from alertbridge.config import parse_config
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, UPDATE_TEMPLATE_CARD, FakeApp, FakeWeCom, Fault
 from alertbridge.testing.server import ServerThread
 from alertbridge.testing.wecom_callback import CallbackClient
+from tests.callback_bridge import AES_KEY, FIRING, TOKEN, Bridge
 from tests.harness import free_port, wait_until
+from tests.wecom_identity import AGENT_ID, CORP_ID, SECRET
 
 DATA = Path(__file__).parent / "data"
-FIRING = json.loads((DATA / "alertmanager" / "firing.json").read_text(encoding="utf-8"))
 VECTORS = {
     v["id"]: v
     for v in json.loads((DATA / "wecom_crypto_vectors.json").read_text(encoding="utf-8"))["vectors"]
 }
-
-CORP_ID = "ww7c3f1e2d4b5a6978"
-SECRET = "callback-test-secret-1234"
-TOKEN = "cbToken12345"
-AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
-AGENT_ID = 1000002
-
-
-class Bridge:
-    def __init__(self, base_url: str, wecom: FakeWeCom, db: Path) -> None:
-        self.base_url = base_url
-        self.wecom = wecom
-        self.db = db
-
-    def callback(self, app: str = "ops") -> CallbackClient:
-        return CallbackClient(
-            self.base_url,
-            f"/wecom/callback/{app}",
-            TOKEN,
-            AES_KEY,
-            CORP_ID,
-            AGENT_ID,
-            response_codes=self.wecom.new_response_code_for,
-        )
-
-    def post_alert(self, receiver: str = "oncall", payload: object = FIRING) -> None:
-        response = httpx.post(f"{self.base_url}/alertmanager/{receiver}", json=payload, timeout=10)
-        assert response.status_code == 200, response.text
-
-    def replies_to(self, user: str) -> list[str]:
-        return [
-            m.content or ""
-            for m in self.wecom.messages(MESSAGE_SEND)
-            if m.msgtype == "text" and m.to_user == (user,)
-        ]
-
-    def wait_reply(self, user: str, count: int = 1) -> str:
-        wait_until(lambda: len(self.replies_to(user)) >= count)
-        return self.replies_to(user)[count - 1]
-
-    def pending_deliveries(self) -> int:
-        with sqlite3.connect(self.db) as db:
-            return int(db.execute("SELECT count(*) FROM deliveries WHERE status = 'pending'").fetchone()[0])
-
-    def audit(self) -> list[tuple[str, str, str]]:
-        with sqlite3.connect(self.db) as db:
-            return db.execute("SELECT user_id, action, result FROM audit ORDER BY id").fetchall()
 
 
 @pytest.fixture

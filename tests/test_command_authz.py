@@ -35,12 +35,13 @@ from alertbridge.testing.fake_wecom import (
     ManualClock,
 )
 from alertbridge.testing.server import ServerThread
+from tests.callback_bridge import AES_KEY, FIRING, TOKEN, Bridge
 from tests.harness import AlertmanagerProcess, free_port, wait_until
-from tests.test_callback import AES_KEY, AGENT_ID, CORP_ID, FIRING, SECRET, TOKEN, Bridge
+from tests.wecom_identity import AGENT_ID, CORP_ID, SECRET
 
 
 class Rig(Bridge):
-    """test_callback's bridge, plus where the fake WeCom and the silencer are."""
+    """The callback bridge, plus where the fake WeCom and the silencer are."""
 
     def __init__(self, base_url: str, wecom: FakeWeCom, wecom_url: str, db: Path, silencer_url: str) -> None:
         super().__init__(base_url, wecom, db)
