@@ -23,6 +23,7 @@ from alertbridge.config import Config
 from alertbridge.testing.fake_wecom import FakeApp, FakeWeCom, ManualClock
 from alertbridge.testing.server import ServerThread, SwappableApp, serve_in_thread
 from tests.dispatch_rig import RIG_START
+from tests.fault_run import FaultRun, run_fault_suite
 from tests.image_server import ImageServer, image_app
 from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
 
@@ -115,3 +116,10 @@ def serve_app() -> Iterator[Callable[..., str]]:
             return running.base_url
 
         yield serve
+
+
+@pytest.fixture(scope="session")
+def fault_run(tmp_path_factory: pytest.TempPathFactory) -> FaultRun:
+    """The one WeCom fault run of the session (tests/fault_run.py): its tests
+    and the secrets grep read the same run instead of waiting for a second."""
+    return run_fault_suite(tmp_path_factory.mktemp("faults"))
