@@ -8,33 +8,22 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import pytest
 
-from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom
+from alertbridge.testing.fake_wecom import MESSAGE_SEND
 from alertbridge.testing.wecom_callback import CallbackClient
 from tests.harness import AlertbridgeProcess, AlertmanagerProcess, free_port, wait_until
+from tests.wecom_identity import AGENT_ID, CORP_ID, SECRET
 
-CORP_ID = "ww1e2d3c4b5a697887"
-SECRET = "e2e-cmd-secret-5f4e3d2c"
 TOKEN = "e2eCallbackToken"
 AES_KEY = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
-AGENT_ID = 1000003
 
 
-@pytest.fixture
-def fake() -> Iterator[tuple[FakeWeCom, str]]:
-    wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID)])
-    with wecom.serve() as base_url:
-        yield wecom, base_url
-
-
-def test_button_silence_and_text_unsilence(tmp_path: Path, fake) -> None:  # type: ignore[no-untyped-def]
-    wecom, wecom_url = fake
+def test_button_silence_and_text_unsilence(tmp_path: Path, fake_wecom) -> None:  # type: ignore[no-untyped-def]
+    wecom, wecom_url = fake_wecom
     # Alertmanager needs alertbridge's URL and alertbridge Alertmanager's: pick ports first.
     bridge_port = free_port()
     alertmanager = AlertmanagerProcess(tmp_path, f"http://127.0.0.1:{bridge_port}/alertmanager/oncall")
@@ -170,11 +159,11 @@ silencer = "main"
         assert secret not in printed
 
 
-def test_ack_silences_lasts_until_the_group_resolves(tmp_path: Path, fake) -> None:  # type: ignore[no-untyped-def]
+def test_ack_silences_lasts_until_the_group_resolves(tmp_path: Path, fake_wecom) -> None:  # type: ignore[no-untyped-def]
     """``ack_silences``: ack creates a short silence that alertbridge keeps
     extending while the alert fires, and expires once nothing fires any more
     (Alertmanager sends no resolution for a silenced alert, so it must ask)."""
-    wecom, wecom_url = fake
+    wecom, wecom_url = fake_wecom
     bridge_port = free_port()
     alertmanager = AlertmanagerProcess(tmp_path, f"http://127.0.0.1:{bridge_port}/alertmanager/oncall")
     bridge = AlertbridgeProcess(
