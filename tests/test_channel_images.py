@@ -51,11 +51,8 @@ from alertbridge.testing.fake_wecom import (
 from alertbridge.testing.server import SwappableApp
 from tests.harness import AlertbridgeProcess, wait_until
 from tests.image_server import BIG_PNG, JPEG, PNG, ImageServer, make_png
+from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
 
-CORP_ID = "ww-images-corp"
-SECRET = "images-app-secret-4f2a"
-AGENT_ID = 1000007
-ROBOT_KEY = "images-robot-key-8c1d"
 APP = WeComAppConfig(corp_id=CORP_ID, agent_id=AGENT_ID, secret=SecretStr(SECRET))
 OTHER_APP = WeComAppConfig(corp_id=CORP_ID, agent_id=AGENT_ID + 1, secret=SecretStr(SECRET + "-2"))
 TO = Recipients(to_user=("alice",), to_party=("2",))

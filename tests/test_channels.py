@@ -23,11 +23,8 @@ from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.messengers.wecom.config import AppReceiver, RobotReceiver, WeComAppConfig
 from alertbridge.messengers.wecom.robot import RobotChannel
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND, FakeApp, FakeWeCom
+from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
 
-CORP_ID = "ww-channels-corp"
-SECRET = "channels-app-secret"
-AGENT_ID = 1000005
-ROBOT_KEY = "channels-robot-key"
 APP = WeComAppConfig(corp_id=CORP_ID, agent_id=AGENT_ID, secret=SecretStr(SECRET))
 
 

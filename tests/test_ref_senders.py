@@ -28,12 +28,11 @@ from alertbridge.testing.store_contract import OPS, at, opened
 from alertbridge.testing.store_contract import make_ref_group as make_group
 from alertbridge.testing.wecom_callback import CallbackClient
 from tests.harness import AlertbridgeProcess, AlertmanagerProcess, wait_until
+from tests.wecom_identity import AGENT_ID, CORP_ID, SECRET
 
 DATA = Path(__file__).parent / "data"
 AM = "http://alertmanager:9093"
 WEBHOOK_TOKEN = "e2e-src-webhook-token-5d6e"
-CORP_ID = "wwsources"
-AGENT_ID = 1000004
 CALLBACK_TOKEN = "srcCallbackToken"
 AES_KEY = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
 GRAFANA = "http://grafana:3000"
@@ -175,7 +174,7 @@ async def test_a_schema_2_database_is_upgraded_in_place(tmp_path: Path) -> None:
 def test_each_source_s_ref_is_acked_and_silenced_on_its_own(tmp_path: Path) -> None:
     """End to end: an Alertmanager and a Grafana `{}:{}` group on one receiver;
     `silence` of each lands in its own silencer, `ack` of one leaves the other."""
-    wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret="e2e-src-secret-1a2b3c", agent_id=AGENT_ID)])
+    wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID)])
     alertmanager = AlertmanagerProcess(tmp_path, "http://127.0.0.1:9/unused")
     alertmanager.start()
     standin = GrafanaStandin(alertmanager.base_url, token="glsa_e2e_src")
@@ -190,7 +189,7 @@ api_base = "{wecom_url}"
 [wecom.apps.ops]
 corp_id = "{CORP_ID}"
 agent_id = {AGENT_ID}
-secret = "e2e-src-secret-1a2b3c"
+secret = "{SECRET}"
 token = "{CALLBACK_TOKEN}"
 encoding_aes_key = "{AES_KEY}"
 [silencers.am]

@@ -28,11 +28,8 @@ from alertbridge.render import Renderer
 from alertbridge.render.digest import DigestSection
 from alertbridge.render.sanitize import clean_text, safe_url
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND, FakeApp, FakeWeCom
+from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
 
-CORP_ID = "ww-safety-corp"
-SECRET = "safety-app-secret"
-AGENT_ID = 1000011
-ROBOT_KEY = "safety-robot-key"
 APP = WeComAppConfig(corp_id=CORP_ID, agent_id=AGENT_ID, secret=SecretStr(SECRET))
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 29, 15, 0, tzinfo=UTC)

@@ -36,11 +36,8 @@ from alertbridge.testing.fake_wecom import (
     Fault,
     ManualClock,
 )
+from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
 
-CORP_ID = "ww7c3a9e0d1f2b4c5a"
-SECRET = "corp-secret-Zq8XvT2pLm9RwK4s"
-AGENT_ID = 1000002
-ROBOT_KEY = "robot-key-6f1d2c3b-aaaa-bbbb-cccc-0e9f8d7c6b5a"
 APP = WeComAppConfig(corp_id=CORP_ID, agent_id=AGENT_ID, secret=SecretStr(SECRET))
 USERS = ["alice", "bob", "carol", "unlicensed"]
 
