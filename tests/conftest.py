@@ -12,16 +12,20 @@ or in one of those.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from alertbridge.app import create_app
 from alertbridge.config import Config
+from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
+from alertbridge.stores.sqlite.state import SqliteStateStore
 from alertbridge.testing.fake_wecom import FakeApp, FakeWeCom, ManualClock
 from alertbridge.testing.server import ServerThread, SwappableApp, serve_in_thread
+from alertbridge.testing.store_contract import opened
 from tests.dispatch_rig import RIG_START
 from tests.fault_run import FaultRun, run_fault_suite
 from tests.image_server import ImageServer, image_app
@@ -123,3 +127,23 @@ def fault_run(tmp_path_factory: pytest.TempPathFactory) -> FaultRun:
     """The one WeCom fault run of the session (tests/fault_run.py): its tests
     and the secrets grep read the same run instead of waiting for a second."""
     return run_fault_suite(tmp_path_factory.mktemp("faults"))
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """The test's SQLite file, shared by its outbox and state stores as in production."""
+    return tmp_path / "alertbridge.db"
+
+
+@pytest.fixture
+async def outbox(db_path: Path) -> AsyncIterator[SqliteOutboxStore]:
+    """The SQLite outbox at ``db_path``, open."""
+    async with opened(SqliteOutboxStore(db_path)) as store:
+        yield store
+
+
+@pytest.fixture
+async def state(db_path: Path, outbox: SqliteOutboxStore) -> AsyncIterator[SqliteStateStore]:
+    """The SQLite state store, opened while the outbox has the same file open."""
+    async with opened(SqliteStateStore(db_path)) as store:
+        yield store

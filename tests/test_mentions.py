@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from alertbridge.config import Config, ConsoleReceiver, parse_config
+from alertbridge.config import Config, ConsoleReceiver
 from alertbridge.delivery import Dispatcher
 from alertbridge.message import Recipients, RenderedMessage, byte_limit
 from alertbridge.messengers.wecom.client import WeComClient
@@ -33,6 +33,7 @@ from alertbridge.stores import DeliveryStatus, NewDelivery
 from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
 from alertbridge.stores.sqlite.state import SqliteStateStore
 from alertbridge.testing.fake_wecom import WEBHOOK_SEND, FakeWeCom
+from tests.config_builder import build_config
 from tests.delivery_wiring import dispatcher as wired_dispatcher
 from tests.delivery_wiring import group_tracker
 from tests.wecom_identity import ROBOT_KEY
@@ -420,44 +421,32 @@ def e2e_config(tmp_path: Path, api_base: str) -> Config:
         "mobiles": {"dba": ["13800000001"]},
         "all": True,
     }
-    return parse_config(
-        {
-            "store": {"url": f"sqlite:///{tmp_path / 'o.db'}"},
-            "wecom": {"api_base": api_base, "timeout": "3s"},
-            "receivers": {
-                "md": {"channel": "robot", "robot_key": ROBOT_KEY, "msgtype": "markdown", "mention": mention},
-                "txt": {"channel": "robot", "robot_key": ROBOT_KEY, "msgtype": "text", "mention": mention},
-            },
+    return build_config(
+        tmp_path / "alertbridge.db",
+        wecom={"api_base": api_base, "timeout": "3s"},
+        receivers={
+            "md": {"channel": "robot", "robot_key": ROBOT_KEY, "msgtype": "markdown", "mention": mention},
+            "txt": {"channel": "robot", "robot_key": ROBOT_KEY, "msgtype": "text", "mention": mention},
         },
-        {},
-        "t",
     )
 
 
 @pytest.fixture
 async def wired(
-    tmp_path: Path, fake_wecom: tuple[FakeWeCom, str]
+    tmp_path: Path, fake_wecom: tuple[FakeWeCom, str], outbox: SqliteOutboxStore, state: SqliteStateStore
 ) -> AsyncIterator[tuple[Config, Dispatcher, SqliteOutboxStore]]:
     config = e2e_config(tmp_path, fake_wecom[1])
-    outbox = SqliteOutboxStore(tmp_path / "o.db")
-    state = SqliteStateStore(tmp_path / "o.db")
-    await outbox.open()
-    await state.open()
-    try:
-        async with httpx.AsyncClient(timeout=5) as http:
-            client = WeComClient(http, config.wecom.api_base)
-            channel = RobotChannel(client, SecretStr(ROBOT_KEY))
-            dispatcher = wired_dispatcher(
-                config,
-                outbox,
-                {"md": channel, "txt": channel},
-                group_tracker(config, state, client),
-                clock=lambda: NOW,
-            )
-            yield config, dispatcher, outbox
-    finally:
-        await state.close()
-        await outbox.close()
+    async with httpx.AsyncClient(timeout=5) as http:
+        client = WeComClient(http, config.wecom.api_base)
+        channel = RobotChannel(client, SecretStr(ROBOT_KEY))
+        dispatcher = wired_dispatcher(
+            config,
+            outbox,
+            {"md": channel, "txt": channel},
+            group_tracker(config, state, client),
+            clock=lambda: NOW,
+        )
+        yield config, dispatcher, outbox
 
 
 async def deliver(config: Config, dispatcher: Dispatcher, outbox: SqliteOutboxStore, receiver: str) -> None:

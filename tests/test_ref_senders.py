@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
 import httpx
-import pytest
 
 from alertbridge.config import Config, parse_config
 from alertbridge.senders import cluster_of, silencer_for
@@ -52,31 +50,24 @@ def config() -> Config:
     )
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStateStore]:
-    path = tmp_path / "alertbridge.db"
-    async with opened(SqliteOutboxStore(path)), opened(SqliteStateStore(path)) as state:
-        yield state
-
-
-async def test_alertmanager_and_grafana_groups_with_one_key_are_two_refs(store: SqliteStateStore) -> None:
+async def test_alertmanager_and_grafana_groups_with_one_key_are_two_refs(state: SqliteStateStore) -> None:
     cfg = config()
     am_group = make_group("Disk", key="{}:{}")
     grafana_group = replace(make_group("Disk", key="{}:{}"), source="grafana", external_url=GRAFANA)
-    am = await store.record_notification(
+    am = await state.record_notification(
         "ops", am_group, OPS, at(0), cluster=cluster_of(cfg, "alertmanager", am_group.external_url)
     )
-    gf = await store.record_notification(
+    gf = await state.record_notification(
         "ops", grafana_group, OPS, at(0), cluster=cluster_of(cfg, "grafana", GRAFANA)
     )
     assert am.ref.ref != gf.ref.ref
     assert (am.ref.source, gf.ref.source) == ("alertmanager", "grafana")
 
-    await store.set_ack(am.ref.ref, "zhangsan", at(1))
+    await state.set_ack(am.ref.ref, "zhangsan", at(1))
     # The Grafana group's repeat is neither acknowledged nor held back.
-    again = await store.record_notification("ops", grafana_group, OPS, at(2), cluster=gf.ref.cluster)
+    again = await state.record_notification("ops", grafana_group, OPS, at(2), cluster=gf.ref.cluster)
     assert again.ref.ref == gf.ref.ref and again.ref.ack is None and not again.suppressed
-    am_again = await store.record_notification("ops", am_group, OPS, at(2), cluster=am.ref.cluster)
+    am_again = await state.record_notification("ops", am_group, OPS, at(2), cluster=am.ref.cluster)
     assert am_again.ref.ack is not None and am_again.suppressed
 
     # Each silence goes to its own sender's silencer, whatever the receiver names.
@@ -85,7 +76,7 @@ async def test_alertmanager_and_grafana_groups_with_one_key_are_two_refs(store: 
 
 
 async def test_independent_alertmanagers_on_one_route_are_two_refs_ha_peers_one(
-    store: SqliteStateStore,
+    state: SqliteStateStore,
 ) -> None:
     cfg = config()
     group = make_group("Disk", key="{}:{}")
@@ -93,7 +84,7 @@ async def test_independent_alertmanagers_on_one_route_are_two_refs_ha_peers_one(
     async def ref_of(external_url: str) -> int:
         sent = replace(group, external_url=external_url)
         cluster = cluster_of(cfg, "alertmanager", external_url)
-        return (await store.record_notification("ops", sent, OPS, at(0), cluster=cluster)).ref.ref
+        return (await state.record_notification("ops", sent, OPS, at(0), cluster=cluster)).ref.ref
 
     first = await ref_of(AM)
     # HA peers listed together in one silencer, each with its own external URL.
@@ -145,18 +136,18 @@ async def test_a_schema_2_database_is_upgraded_in_place(tmp_path: Path) -> None:
     conn.close()
 
     cfg = config()
-    async with opened(SqliteOutboxStore(path)), opened(SqliteStateStore(path)) as store:
-        [kept] = await store.list_refs(10)
+    async with opened(SqliteOutboxStore(path)), opened(SqliteStateStore(path)) as state:
+        [kept] = await state.list_refs(10)
         assert (kept.ref, kept.cluster, kept.ack is not None) == (1, "", True)
         # The same group from its Alertmanager claims the old reference, ack and all.
         cluster = cluster_of(cfg, "alertmanager", AM)
-        repeat = await store.record_notification(
+        repeat = await state.record_notification(
             "ops", make_group("Disk", key="{}:{}"), OPS, at(0), cluster=cluster
         )
         assert repeat.ref.ref == 1 and repeat.ref.cluster == cluster and repeat.ref.ack is not None
         # Grafana's `{}:{}` is a new reference, numbered after the pruned one.
         grafana_group = replace(make_group("Disk", key="{}:{}"), source="grafana", external_url=GRAFANA)
-        new = await store.record_notification(
+        new = await state.record_notification(
             "ops", grafana_group, OPS, at(0), cluster=cluster_of(cfg, "grafana", GRAFANA)
         )
         assert new.ref.ref == 3 and new.ref.ack is None
