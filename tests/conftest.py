@@ -28,6 +28,7 @@ from alertbridge.testing.server import ServerThread, SwappableApp, serve_in_thre
 from alertbridge.testing.store_contract import opened
 from tests.dispatch_rig import RIG_START
 from tests.fault_run import FaultRun, run_fault_suite
+from tests.harness import AlertmanagerProcess
 from tests.image_server import ImageServer, image_app
 from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
 
@@ -147,3 +148,35 @@ async def state(db_path: Path, outbox: SqliteOutboxStore) -> AsyncIterator[Sqlit
     """The SQLite state store, opened while the outbox has the same file open."""
     async with opened(SqliteStateStore(db_path)) as store:
         yield store
+
+
+# A webhook URL nothing listens on: for Alertmanagers used only for their silences API.
+NOWHERE = "http://127.0.0.1:9/unused"
+
+
+@pytest.fixture(scope="module")
+def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlertmanagerProcess]:
+    """One real Alertmanager per module, for its API (silences); it notifies nobody."""
+    process = AlertmanagerProcess(tmp_path_factory.mktemp("am"), NOWHERE)
+    try:
+        yield process.start()
+    finally:
+        process.kill()
+
+
+@pytest.fixture
+def start_alertmanager(tmp_path: Path) -> Iterator[Callable[..., AlertmanagerProcess]]:
+    """Starts a real Alertmanager of this test, notifying ``webhook_url`` (with
+    ``bearer_token``); it is killed when the test ends."""
+    started: list[AlertmanagerProcess] = []
+
+    def start(webhook_url: str = NOWHERE, bearer_token: str | None = None) -> AlertmanagerProcess:
+        process = AlertmanagerProcess(tmp_path, webhook_url, bearer_token)
+        started.append(process)
+        return process.start()
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.kill()

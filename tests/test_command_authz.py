@@ -13,7 +13,7 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -138,12 +138,12 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
 
 
 def test_a_stranger_cannot_silence_a_robot_alert_but_the_app_recipient_can(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, start_alertmanager: Callable[..., AlertmanagerProcess], caplog: pytest.LogCaptureFixture
 ) -> None:
     """The attack of issue 10: a member who received nothing guesses a robot
     alert's ref and silences it. Against the real Alertmanager."""
     caplog.set_level(logging.INFO)
-    alertmanager = AlertmanagerProcess(tmp_path, "http://127.0.0.1:9/unused").start()
+    alertmanager = start_alertmanager()
     wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID)])
     am = httpx.Client(base_url=alertmanager.base_url, timeout=5)
     try:
@@ -178,7 +178,6 @@ def test_a_stranger_cannot_silence_a_robot_alert_but_the_app_recipient_can(
                 silences = am.get("/api/v2/silences").json()
     finally:
         am.close()
-        alertmanager.kill()
 
     assert refusal.startswith("无权静默告警 #1")
     assert "群机器人" in refusal and "receivers.room.allow_silence" in refusal

@@ -7,6 +7,7 @@ WeCom — then their resolution does too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,7 +21,9 @@ TOKEN = "e2e-webhook-token-5e6f7a8b"
 
 
 @pytest.mark.parametrize("receiver", ["oncall", "sre-room"])
-def test_alertmanager_to_wecom(tmp_path: Path, fake_wecom, receiver: str) -> None:  # type: ignore[no-untyped-def]
+def test_alertmanager_to_wecom(
+    tmp_path: Path, start_alertmanager: Callable[..., AlertmanagerProcess], fake_wecom, receiver: str
+) -> None:  # type: ignore[no-untyped-def]
     wecom, base_url = fake_wecom
     bridge = AlertbridgeProcess(
         tmp_path,
@@ -44,9 +47,8 @@ msgtype = "text"
 """,
         env={"SECRET": SECRET, "ROBOT_KEY": ROBOT_KEY},
     ).start()
-    alertmanager = AlertmanagerProcess(tmp_path, f"{bridge.base_url}/alertmanager/{receiver}", TOKEN)
     try:
-        alertmanager.start()
+        alertmanager = start_alertmanager(f"{bridge.base_url}/alertmanager/{receiver}", TOKEN)
         now = datetime.now(UTC)
         alerts = [
             {
@@ -78,7 +80,6 @@ msgtype = "text"
         assert "DiskFull" in resolved
         assert "恢复" in resolved
     finally:
-        alertmanager.kill()
         bridge.kill()
     printed = bridge.stdout() + bridge.stderr()
     assert "webhook_accepted" in printed

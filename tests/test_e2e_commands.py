@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,11 +23,13 @@ TOKEN = "e2eCallbackToken"
 AES_KEY = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
 
 
-def test_button_silence_and_text_unsilence(tmp_path: Path, fake_wecom) -> None:  # type: ignore[no-untyped-def]
+def test_button_silence_and_text_unsilence(
+    tmp_path: Path, start_alertmanager: Callable[..., AlertmanagerProcess], fake_wecom
+) -> None:  # type: ignore[no-untyped-def]
     wecom, wecom_url = fake_wecom
     # Alertmanager needs alertbridge's URL and alertbridge Alertmanager's: pick ports first.
     bridge_port = free_port()
-    alertmanager = AlertmanagerProcess(tmp_path, f"http://127.0.0.1:{bridge_port}/alertmanager/oncall")
+    alertmanager = start_alertmanager(f"http://127.0.0.1:{bridge_port}/alertmanager/oncall")
     bridge = AlertbridgeProcess(
         tmp_path,
         f"""
@@ -52,7 +55,6 @@ silencer = "main"
         port=bridge_port,
     )
     bridge.start()
-    alertmanager.start()
     am = httpx.Client(base_url=alertmanager.base_url, timeout=5)
     try:
         alertmanager.post_alerts(
@@ -152,20 +154,21 @@ silencer = "main"
             assert line in scraped.splitlines(), line
     finally:
         am.close()
-        alertmanager.kill()
         bridge.kill()
     printed = bridge.stdout() + bridge.stderr()
     for secret in (SECRET, TOKEN, AES_KEY, *wecom.issued_tokens()):
         assert secret not in printed
 
 
-def test_ack_silences_lasts_until_the_group_resolves(tmp_path: Path, fake_wecom) -> None:  # type: ignore[no-untyped-def]
+def test_ack_silences_lasts_until_the_group_resolves(
+    tmp_path: Path, start_alertmanager: Callable[..., AlertmanagerProcess], fake_wecom
+) -> None:  # type: ignore[no-untyped-def]
     """``ack_silences``: ack creates a short silence that alertbridge keeps
     extending while the alert fires, and expires once nothing fires any more
     (Alertmanager sends no resolution for a silenced alert, so it must ask)."""
     wecom, wecom_url = fake_wecom
     bridge_port = free_port()
-    alertmanager = AlertmanagerProcess(tmp_path, f"http://127.0.0.1:{bridge_port}/alertmanager/oncall")
+    alertmanager = start_alertmanager(f"http://127.0.0.1:{bridge_port}/alertmanager/oncall")
     bridge = AlertbridgeProcess(
         tmp_path,
         f"""
@@ -191,7 +194,6 @@ ack_silences = true
 """,
         port=bridge_port,
     ).start()
-    alertmanager.start()
     am = httpx.Client(base_url=alertmanager.base_url, timeout=5)
     alert = {
         "labels": {"alertname": "DiskSlow", "instance": "db-1"},
@@ -244,5 +246,4 @@ ack_silences = true
             wait_until(lambda: not active(), timeout=15, what="the ack silence to expire")
     finally:
         am.close()
-        alertmanager.kill()
         bridge.kill()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -37,9 +38,11 @@ def post_signed(bridge: AlertbridgeProcess, body: bytes) -> httpx.Response:
     return httpx.post(f"{bridge.base_url}/grafana/oncall", content=body, headers=headers, timeout=10)
 
 
-def test_grafana_alert_with_values_then_silence_by_reply(tmp_path: Path, fake_wecom) -> None:  # type: ignore[no-untyped-def]
+def test_grafana_alert_with_values_then_silence_by_reply(
+    tmp_path: Path, start_alertmanager: Callable[..., AlertmanagerProcess], fake_wecom
+) -> None:  # type: ignore[no-untyped-def]
     wecom, wecom_url = fake_wecom
-    alertmanager = AlertmanagerProcess(tmp_path, "http://127.0.0.1:9/unused").start()
+    alertmanager = start_alertmanager()
     standin = ServerThread(GrafanaStandin(alertmanager.base_url, GRAFANA_TOKEN))
     grafana_url = standin.start()
     bridge = AlertbridgeProcess(
@@ -123,7 +126,6 @@ grafana_hmac_secret = "${{HMAC_SECRET}}"
     finally:
         bridge.kill()
         standin.stop()
-        alertmanager.kill()
     printed = bridge.stdout() + bridge.stderr()
     for secret in (SECRET, TOKEN, AES_KEY, GRAFANA_TOKEN, HMAC_SECRET):
         assert secret not in printed

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -162,12 +163,13 @@ async def test_a_schema_2_database_is_upgraded_in_place(tmp_path: Path) -> None:
         conn.close()
 
 
-def test_each_source_s_ref_is_acked_and_silenced_on_its_own(tmp_path: Path) -> None:
+def test_each_source_s_ref_is_acked_and_silenced_on_its_own(
+    tmp_path: Path, start_alertmanager: Callable[..., AlertmanagerProcess]
+) -> None:
     """End to end: an Alertmanager and a Grafana `{}:{}` group on one receiver;
     `silence` of each lands in its own silencer, `ack` of one leaves the other."""
     wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID)])
-    alertmanager = AlertmanagerProcess(tmp_path, "http://127.0.0.1:9/unused")
-    alertmanager.start()
+    alertmanager = start_alertmanager()
     standin = GrafanaStandin(alertmanager.base_url, token="glsa_e2e_src")
     with wecom.serve() as wecom_url, ServerThread(standin) as grafana:
         bridge = AlertbridgeProcess(
@@ -232,7 +234,6 @@ silencer = "am"
             assert names == ["DiskAlmostFull", "E2EDiskFull"]
         finally:
             bridge.kill()
-            alertmanager.kill()
     with sqlite3.connect(bridge.db_path) as db:
         rows = db.execute("SELECT ref, source, ack_user FROM alert_refs ORDER BY ref").fetchall()
     assert rows == [(1, "alertmanager", "zhangsan"), (2, "grafana", None)]
