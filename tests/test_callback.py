@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -29,55 +29,54 @@ VECTORS = {
 
 
 @pytest.fixture
-def bridge(tmp_path: Path) -> Iterator[Bridge]:
+def bridge(tmp_path: Path, serve_wecom: Callable[[FakeWeCom], str], serve_app: Callable[..., str]) -> Bridge:
     wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID)])
-    with wecom.serve() as wecom_url:
-        config = parse_config(
-            {
-                "server": {"language": "zh"},
-                "store": {"url": f"sqlite:///{tmp_path / 'ab.db'}"},
-                "wecom": {
-                    "api_base": wecom_url,
-                    "apps": {
-                        "ops": {
-                            "corp_id": CORP_ID,
-                            "agent_id": AGENT_ID,
-                            "secret": SECRET,
-                            "token": TOKEN,
-                            "encoding_aes_key": AES_KEY,
-                        },
-                        "nocallback": {"corp_id": CORP_ID, "agent_id": AGENT_ID, "secret": SECRET},
+    wecom_url = serve_wecom(wecom)
+    config = parse_config(
+        {
+            "server": {"language": "zh"},
+            "store": {"url": f"sqlite:///{tmp_path / 'ab.db'}"},
+            "wecom": {
+                "api_base": wecom_url,
+                "apps": {
+                    "ops": {
+                        "corp_id": CORP_ID,
+                        "agent_id": AGENT_ID,
+                        "secret": SECRET,
+                        "token": TOKEN,
+                        "encoding_aes_key": AES_KEY,
                     },
-                },
-                "silencers": {
-                    "down": {
-                        "kind": "alertmanager",
-                        "url": f"http://127.0.0.1:{free_port()}",
-                        "timeout": "2s",
-                    }
-                },
-                "receivers": {
-                    "cards": {
-                        "channel": "app",
-                        "app": "ops",
-                        "to_user": ["zhaoliu"],
-                        "msgtype": "template_card",
-                    },
-                    "oncall": {
-                        "channel": "app",
-                        "app": "ops",
-                        "to_user": ["zhangsan", "lisi"],
-                        "allow_silence": ["lisi"],
-                        "silencer": "down",
-                        "msgtype": "text",
-                    },
+                    "nocallback": {"corp_id": CORP_ID, "agent_id": AGENT_ID, "secret": SECRET},
                 },
             },
-            {},
-            "test.toml",
-        )
-        with ServerThread(create_app(config)) as server:
-            yield Bridge(server.base_url, wecom, tmp_path / "ab.db")
+            "silencers": {
+                "down": {
+                    "kind": "alertmanager",
+                    "url": f"http://127.0.0.1:{free_port()}",
+                    "timeout": "2s",
+                }
+            },
+            "receivers": {
+                "cards": {
+                    "channel": "app",
+                    "app": "ops",
+                    "to_user": ["zhaoliu"],
+                    "msgtype": "template_card",
+                },
+                "oncall": {
+                    "channel": "app",
+                    "app": "ops",
+                    "to_user": ["zhangsan", "lisi"],
+                    "allow_silence": ["lisi"],
+                    "silencer": "down",
+                    "msgtype": "text",
+                },
+            },
+        },
+        {},
+        "test.toml",
+    )
+    return Bridge(serve_app(config), wecom, tmp_path / "ab.db")
 
 
 def test_url_verification_answers_the_bare_plaintext(bridge: Bridge) -> None:

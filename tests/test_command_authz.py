@@ -13,7 +13,7 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -128,13 +128,12 @@ def _config(tmp_path: Path, wecom_url: str, silencer_url: str) -> dict[str, obje
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Rig]:
+def rig(tmp_path: Path, serve_wecom: Callable[[FakeWeCom], str], serve_app: Callable[..., str]) -> Rig:
     wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID)])
-    with wecom.serve() as wecom_url:
-        silencer_url = f"http://127.0.0.1:{free_port()}"
-        config = parse_config(_config(tmp_path, wecom_url, silencer_url), {}, "test.toml")
-        with ServerThread(create_app(config)) as server:
-            yield Rig(server.base_url, wecom, wecom_url, tmp_path / "ab.db", silencer_url)
+    wecom_url = serve_wecom(wecom)
+    silencer_url = f"http://127.0.0.1:{free_port()}"
+    config = parse_config(_config(tmp_path, wecom_url, silencer_url), {}, "test.toml")
+    return Rig(serve_app(config), wecom, wecom_url, tmp_path / "ab.db", silencer_url)
 
 
 def test_a_stranger_cannot_silence_a_robot_alert_but_the_app_recipient_can(
