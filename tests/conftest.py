@@ -1,13 +1,23 @@
-"""The fixtures the test modules share: the fake WeCom served over real HTTP,
-manual clocks, and the in-process dispatcher rig.
+"""The fixtures the test modules share, in one place:
 
-Non-fixture helpers live in modules named for what they are: tests/harness.py
-(real ``alertbridge serve`` and Alertmanager processes), tests/delivery_wiring.py
-(the one place the delivery core is wired), tests/dispatch_rig.py (the
-dispatcher on a manual clock), tests/image_server.py (images over HTTP),
-tests/wecom_identity.py (the fake corp's ids).
-A test module never imports another test module; what two of them share is here
-or in one of those.
+- the fake WeCom over real HTTP: ``wecom_slot`` (one uvicorn per module that
+  each test plugs its own fake into, via ``wecom_url``), ``serve_wecom`` (a
+  fake on its own server) and ``fake_wecom`` (the shared corp's fake);
+- manual clocks: ``clock``, and ``rig_clock``/``rig_wecom`` for the dispatcher rig;
+- the running app on a real uvicorn: ``serve_app``;
+- SQLite: ``db_path``, ``outbox``, ``state``;
+- the real Alertmanager: ``alertmanager`` (per module), ``start_alertmanager``;
+- the loopback image server: ``image_server``, ``images``;
+- the once-per-session WeCom fault run: ``fault_run``.
+
+Code that is not a fixture lives in modules named for what it is:
+tests/harness.py (real ``alertbridge serve`` and Alertmanager processes),
+tests/delivery_wiring.py (the one place the delivery core is wired),
+tests/dispatch_rig.py, tests/callback_bridge.py, tests/ingest_rig.py,
+tests/config_builder.py, tests/wecom_identity.py, tests/image_server.py,
+tests/fault_run.py, tests/fuzz_inputs.py, tests/corpus_replay.py,
+tests/helm_cli.py, tests/sqlite_probes.py. A test module never imports
+another test module: what two of them share is here or in one of those.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from alertbridge.stores.sqlite.db import to_us as _to_us
 from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
 from alertbridge.stores.sqlite.outbox_schema import MIGRATIONS, SCHEMA_VERSION
 from alertbridge.testing.store_contract import T0, make_delivery, make_group, opened
-from tests.store_fixtures import pragmas, private_connection, write_locked
+from tests.sqlite_probes import pragmas, private_connection, write_locked
 
 # -- round trip ---------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from alertbridge.stores.sqlite.state_schema import COMPONENT, SCHEMA_VERSION
 from alertbridge.stores.state import StateStore
 from alertbridge.testing.store_contract import OPS, T0, at, opened
 from alertbridge.testing.store_contract import make_ref_group as make_group
-from tests.store_fixtures import pragmas, write_locked
+from tests.sqlite_probes import pragmas, write_locked
 
 
 def test_implements_the_protocol(db_path: Path) -> None:
