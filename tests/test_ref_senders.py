@@ -229,6 +229,11 @@ silencer = "am"
                 assert not [r for r in standin.requests if r[0] == "POST"]
                 user.send_text("zhangsan", "silence 2 1h")
                 wait_until(lambda: [r for r in standin.requests if r[0] == "POST"], what="Grafana's silence")
+                # The stand-in records a request before it forwards it: wait for Alertmanager to have it.
+                wait_until(
+                    lambda: len(httpx.get(f"{alertmanager.base_url}/api/v2/silences").json()) == 2,
+                    what="Grafana's silence in Alertmanager",
+                )
             silences = httpx.get(f"{alertmanager.base_url}/api/v2/silences").json()
             names = sorted(m["value"] for s in silences for m in s["matchers"] if m["name"] == "alertname")
             assert names == ["DiskAlmostFull", "E2EDiskFull"]
