@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -18,113 +17,66 @@ from alertbridge.config import parse_config
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, UPDATE_TEMPLATE_CARD, FakeApp, FakeWeCom, Fault
 from alertbridge.testing.server import ServerThread
 from alertbridge.testing.wecom_callback import CallbackClient
+from tests.callback_bridge import AES_KEY, FIRING, TOKEN, Bridge
 from tests.harness import free_port, wait_until
+from tests.wecom_identity import AGENT_ID, CORP_ID, SECRET
 
 DATA = Path(__file__).parent / "data"
-FIRING = json.loads((DATA / "alertmanager" / "firing.json").read_text(encoding="utf-8"))
 VECTORS = {
     v["id"]: v
     for v in json.loads((DATA / "wecom_crypto_vectors.json").read_text(encoding="utf-8"))["vectors"]
 }
 
-CORP_ID = "ww7c3f1e2d4b5a6978"
-SECRET = "callback-test-secret-1234"
-TOKEN = "cbToken12345"
-AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
-AGENT_ID = 1000002
-
-
-class Bridge:
-    def __init__(self, base_url: str, wecom: FakeWeCom, db: Path) -> None:
-        self.base_url = base_url
-        self.wecom = wecom
-        self.db = db
-
-    def callback(self, app: str = "ops") -> CallbackClient:
-        return CallbackClient(
-            self.base_url,
-            f"/wecom/callback/{app}",
-            TOKEN,
-            AES_KEY,
-            CORP_ID,
-            AGENT_ID,
-            response_codes=self.wecom.new_response_code_for,
-        )
-
-    def post_alert(self, receiver: str = "oncall", payload: object = FIRING) -> None:
-        response = httpx.post(f"{self.base_url}/alertmanager/{receiver}", json=payload, timeout=10)
-        assert response.status_code == 200, response.text
-
-    def replies_to(self, user: str) -> list[str]:
-        return [
-            m.content or ""
-            for m in self.wecom.messages(MESSAGE_SEND)
-            if m.msgtype == "text" and m.to_user == (user,)
-        ]
-
-    def wait_reply(self, user: str, count: int = 1) -> str:
-        wait_until(lambda: len(self.replies_to(user)) >= count)
-        return self.replies_to(user)[count - 1]
-
-    def pending_deliveries(self) -> int:
-        with sqlite3.connect(self.db) as db:
-            return int(db.execute("SELECT count(*) FROM deliveries WHERE status = 'pending'").fetchone()[0])
-
-    def audit(self) -> list[tuple[str, str, str]]:
-        with sqlite3.connect(self.db) as db:
-            return db.execute("SELECT user_id, action, result FROM audit ORDER BY id").fetchall()
-
 
 @pytest.fixture
-def bridge(tmp_path: Path) -> Iterator[Bridge]:
+def bridge(tmp_path: Path, serve_wecom: Callable[[FakeWeCom], str], serve_app: Callable[..., str]) -> Bridge:
     wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID)])
-    with wecom.serve() as wecom_url:
-        config = parse_config(
-            {
-                "server": {"language": "zh"},
-                "store": {"url": f"sqlite:///{tmp_path / 'ab.db'}"},
-                "wecom": {
-                    "api_base": wecom_url,
-                    "apps": {
-                        "ops": {
-                            "corp_id": CORP_ID,
-                            "agent_id": AGENT_ID,
-                            "secret": SECRET,
-                            "token": TOKEN,
-                            "encoding_aes_key": AES_KEY,
-                        },
-                        "nocallback": {"corp_id": CORP_ID, "agent_id": AGENT_ID, "secret": SECRET},
+    wecom_url = serve_wecom(wecom)
+    config = parse_config(
+        {
+            "server": {"language": "zh"},
+            "store": {"url": f"sqlite:///{tmp_path / 'ab.db'}"},
+            "wecom": {
+                "api_base": wecom_url,
+                "apps": {
+                    "ops": {
+                        "corp_id": CORP_ID,
+                        "agent_id": AGENT_ID,
+                        "secret": SECRET,
+                        "token": TOKEN,
+                        "encoding_aes_key": AES_KEY,
                     },
-                },
-                "silencers": {
-                    "down": {
-                        "kind": "alertmanager",
-                        "url": f"http://127.0.0.1:{free_port()}",
-                        "timeout": "2s",
-                    }
-                },
-                "receivers": {
-                    "cards": {
-                        "channel": "app",
-                        "app": "ops",
-                        "to_user": ["zhaoliu"],
-                        "msgtype": "template_card",
-                    },
-                    "oncall": {
-                        "channel": "app",
-                        "app": "ops",
-                        "to_user": ["zhangsan", "lisi"],
-                        "allow_silence": ["lisi"],
-                        "silencer": "down",
-                        "msgtype": "text",
-                    },
+                    "nocallback": {"corp_id": CORP_ID, "agent_id": AGENT_ID, "secret": SECRET},
                 },
             },
-            {},
-            "test.toml",
-        )
-        with ServerThread(create_app(config)) as server:
-            yield Bridge(server.base_url, wecom, tmp_path / "ab.db")
+            "silencers": {
+                "down": {
+                    "kind": "alertmanager",
+                    "url": f"http://127.0.0.1:{free_port()}",
+                    "timeout": "2s",
+                }
+            },
+            "receivers": {
+                "cards": {
+                    "channel": "app",
+                    "app": "ops",
+                    "to_user": ["zhaoliu"],
+                    "msgtype": "template_card",
+                },
+                "oncall": {
+                    "channel": "app",
+                    "app": "ops",
+                    "to_user": ["zhangsan", "lisi"],
+                    "allow_silence": ["lisi"],
+                    "silencer": "down",
+                    "msgtype": "text",
+                },
+            },
+        },
+        {},
+        "test.toml",
+    )
+    return Bridge(serve_app(config), wecom, tmp_path / "ab.db")
 
 
 def test_url_verification_answers_the_bare_plaintext(bridge: Bridge) -> None:

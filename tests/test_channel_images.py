@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,20 +48,16 @@ from alertbridge.testing.fake_wecom import (
     Fault,
     ManualClock,
 )
-from alertbridge.testing.server import ServerThread, SwappableApp, serve_in_thread
+from alertbridge.testing.server import SwappableApp
 from tests.harness import AlertbridgeProcess, wait_until
-from tests.test_images import JPEG, PNG, ImageServer, image_app, make_png
+from tests.image_server import BIG_PNG, JPEG, PNG, ImageServer, make_png
+from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
 
-CORP_ID = "ww-images-corp"
-SECRET = "images-app-secret-4f2a"
-AGENT_ID = 1000007
-ROBOT_KEY = "images-robot-key-8c1d"
 APP = WeComAppConfig(corp_id=CORP_ID, agent_id=AGENT_ID, secret=SecretStr(SECRET))
 OTHER_APP = WeComAppConfig(corp_id=CORP_ID, agent_id=AGENT_ID + 1, secret=SecretStr(SECRET + "-2"))
 TO = Recipients(to_user=("alice",), to_party=("2",))
 DAY = 24 * 3600.0
 # A PNG just over the robot's 2 MB image limit (and under the fetcher's 5 MB).
-BIG_PNG = make_png(pad=ROBOT_IMAGE_LIMIT + 1)
 
 
 def sha(data: bytes) -> str:
@@ -103,26 +99,6 @@ class FailImageMessages:
         await self.app(scope, replay, send)
 
 
-@pytest.fixture(scope="module")
-def images() -> Iterator[ImageServer]:
-    seen = ImageServer()
-    with ServerThread(image_app(seen, big=BIG_PNG)) as thread:
-        seen.base_url, seen.port = thread.base_url, thread.port
-        yield seen
-
-
-@pytest.fixture(scope="module")
-def wecom_server() -> Iterator[tuple[SwappableApp, str]]:
-    slot = SwappableApp()
-    with serve_in_thread(slot) as url:
-        yield slot, url
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
 @pytest.fixture
 def fake(clock: ManualClock) -> FakeWeCom:
     return FakeWeCom(
@@ -133,14 +109,9 @@ def fake(clock: ManualClock) -> FakeWeCom:
 
 
 @pytest.fixture
-async def client(
-    wecom_server: tuple[SwappableApp, str], fake: FakeWeCom, clock: ManualClock
-) -> AsyncIterator[WeComClient]:
-    slot, url = wecom_server
-    slot.target = fake.app
+async def client(wecom_url: str, clock: ManualClock) -> AsyncIterator[WeComClient]:
     async with httpx.AsyncClient(timeout=5) as http:
-        yield WeComClient(http, url, clock=clock)
-    slot.target = None
+        yield WeComClient(http, wecom_url, clock=clock)
 
 
 def images_config(**changes: object) -> ImagesConfig:
@@ -327,13 +298,13 @@ async def test_app_upload_failures_degrade(
 
 
 async def test_app_image_message_failure_degrades(
-    wecom_server: tuple[SwappableApp, str],
+    wecom_slot: tuple[SwappableApp, str],
     client: WeComClient,
     fake: FakeWeCom,
     fetcher: ImageFetcher,
     images: ImageServer,
 ) -> None:
-    slot, _ = wecom_server
+    slot, _ = wecom_slot
     slot.target = FailImageMessages(fake.app, 81013)
     channel = AppChannel(client, "ops-app", APP, images=fetcher)
     receipt = await channel.send(message((f"{images.base_url}/png",)), TO)
@@ -461,13 +432,13 @@ async def test_robot_fetch_failure_degrades(
 
 
 async def test_robot_image_message_failure_degrades(
-    wecom_server: tuple[SwappableApp, str],
+    wecom_slot: tuple[SwappableApp, str],
     client: WeComClient,
     fake: FakeWeCom,
     fetcher: ImageFetcher,
     images: ImageServer,
 ) -> None:
-    slot, _ = wecom_server
+    slot, _ = wecom_slot
     slot.target = FailImageMessages(fake.app, 45009)
     channel = RobotChannel(client, SecretStr(ROBOT_KEY), images=fetcher)
     await channel.send(message((f"{images.base_url}/png",), "robot"), Recipients())
@@ -486,11 +457,9 @@ async def test_robot_unexpected_errors_degrade(client: WeComClient, fake: FakeWe
 
 
 @pytest.fixture
-async def raw(
-    client: WeComClient, wecom_server: tuple[SwappableApp, str]
-) -> AsyncIterator[httpx.AsyncClient]:
+async def raw(client: WeComClient, wecom_slot: tuple[SwappableApp, str]) -> AsyncIterator[httpx.AsyncClient]:
     """A plain client on the fake (``client`` plugs the fake in)."""
-    async with httpx.AsyncClient(base_url=wecom_server[1], timeout=5) as http:
+    async with httpx.AsyncClient(base_url=wecom_slot[1], timeout=5) as http:
         yield http
 
 
@@ -845,11 +814,11 @@ images = true
 
 
 async def test_image_token_and_partial_delivery_tallies_reach_metrics(
-    wecom_server: tuple[SwappableApp, str], fetcher: ImageFetcher, images: ImageServer, clock: ManualClock
+    wecom_slot: tuple[SwappableApp, str], fetcher: ImageFetcher, images: ImageServer, clock: ManualClock
 ) -> None:
     """What the client and channels count is exported on the registry they were given."""
     fake = FakeWeCom([FakeApp(CORP_ID, SECRET, AGENT_ID)], [ROBOT_KEY], users=["alice"], clock=clock)
-    slot, url = wecom_server
+    slot, url = wecom_slot
     slot.target = fake.app
     metrics = Metrics()
     png = (f"{images.base_url}/png",)

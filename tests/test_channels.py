@@ -6,7 +6,7 @@ App and robot channels run over real HTTP against the fake WeCom.
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -23,12 +23,8 @@ from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.messengers.wecom.config import AppReceiver, RobotReceiver, WeComAppConfig
 from alertbridge.messengers.wecom.robot import RobotChannel
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND, FakeApp, FakeWeCom
-from alertbridge.testing.server import SwappableApp, serve_in_thread
+from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
 
-CORP_ID = "ww-channels-corp"
-SECRET = "channels-app-secret"
-AGENT_ID = 1000005
-ROBOT_KEY = "channels-robot-key"
 APP = WeComAppConfig(corp_id=CORP_ID, agent_id=AGENT_ID, secret=SecretStr(SECRET))
 
 
@@ -47,20 +43,10 @@ def fake() -> FakeWeCom:
     return FakeWeCom([FakeApp(CORP_ID, SECRET, AGENT_ID)], [ROBOT_KEY], users=["alice", "bob"])
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[SwappableApp, str]]:
-    slot = SwappableApp()
-    with serve_in_thread(slot) as url:
-        yield slot, url
-
-
 @pytest.fixture
-async def client(server: tuple[SwappableApp, str], fake: FakeWeCom) -> AsyncIterator[WeComClient]:
-    slot, url = server
-    slot.target = fake.app
+async def client(wecom_url: str) -> AsyncIterator[WeComClient]:
     async with httpx.AsyncClient(timeout=5) as http:
-        yield WeComClient(http, url)
-    slot.target = None
+        yield WeComClient(http, wecom_url)
 
 
 # ---- app ----------------------------------------------------------------------

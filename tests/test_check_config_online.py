@@ -22,17 +22,12 @@ ROBOT_KEY = "693a91f6-7000-4bc4-97a0-0ec25afa5aaa"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeWeCom, str, str, str]]:
+def world(alertmanager: AlertmanagerProcess) -> Iterator[tuple[FakeWeCom, str, str, str]]:
     """The fake WeCom, a real Alertmanager and a Grafana stand-in in front of it."""
     wecom = FakeWeCom(apps=[FakeApp(corp_id="wwonline", secret=OPS_SECRET, agent_id=1000002)])
-    alertmanager = AlertmanagerProcess(tmp_path_factory.mktemp("am"), "http://127.0.0.1:9/unused")
-    alertmanager.start()
-    try:
-        standin = GrafanaStandin(alertmanager.base_url, token=GRAFANA_TOKEN)
-        with wecom.serve() as wecom_url, ServerThread(standin) as grafana:
-            yield wecom, wecom_url, alertmanager.base_url, grafana.base_url
-    finally:
-        alertmanager.kill()
+    standin = GrafanaStandin(alertmanager.base_url, token=GRAFANA_TOKEN)
+    with wecom.serve() as wecom_url, ServerThread(standin) as grafana:
+        yield wecom, wecom_url, alertmanager.base_url, grafana.base_url
 
 
 def check(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:

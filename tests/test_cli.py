@@ -6,16 +6,12 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND, FakeApp, FakeWeCom, Fault
+from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND, Fault
+from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
 
 REPO = Path(__file__).resolve().parent.parent
-SECRET = "cli-secret-8d7c6b5a"
-ROBOT_KEY = "cli-robot-key-4e3d2c1b"
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -29,15 +25,6 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
     )
 
 
-@pytest.fixture
-def fake() -> Iterator[tuple[FakeWeCom, str]]:
-    wecom = FakeWeCom(
-        apps=[FakeApp(corp_id="wwcli", secret=SECRET, agent_id=1000002)], robot_keys=[ROBOT_KEY]
-    )
-    with wecom.serve() as base_url:
-        yield wecom, base_url
-
-
 def write_config(tmp_path: Path, api_base: str = "http://127.0.0.1:9") -> Path:
     path = tmp_path / "alertbridge.toml"
     path.write_text(
@@ -45,8 +32,8 @@ def write_config(tmp_path: Path, api_base: str = "http://127.0.0.1:9") -> Path:
 [wecom]
 api_base = "{api_base}"
 [wecom.apps.ops]
-corp_id = "wwcli"
-agent_id = 1000002
+corp_id = "{CORP_ID}"
+agent_id = {AGENT_ID}
 secret = "${{SECRET}}"
 [receivers.oncall]
 channel = "app"
@@ -128,8 +115,8 @@ def test_render_rejects_a_bad_payload_and_unknown_receiver(tmp_path: Path) -> No
     assert "no receiver 'nope'" in unknown.stderr
 
 
-def test_send_test_goes_through_the_real_client(tmp_path: Path, fake) -> None:  # type: ignore[no-untyped-def]
-    wecom, base_url = fake
+def test_send_test_goes_through_the_real_client(tmp_path: Path, fake_wecom) -> None:  # type: ignore[no-untyped-def]
+    wecom, base_url = fake_wecom
     config = write_config(tmp_path, base_url)
     app = run("send-test", "-c", str(config), "--receiver", "oncall")
     assert app.returncode == 0, app.stderr
@@ -144,8 +131,8 @@ def test_send_test_goes_through_the_real_client(tmp_path: Path, fake) -> None:  
         assert message.content.splitlines()[0].startswith(("【测试】", "[TEST]"))
 
 
-def test_send_test_reports_failures_without_secrets(tmp_path: Path, fake) -> None:  # type: ignore[no-untyped-def]
-    wecom, base_url = fake
+def test_send_test_reports_failures_without_secrets(tmp_path: Path, fake_wecom) -> None:  # type: ignore[no-untyped-def]
+    wecom, base_url = fake_wecom
     wecom.add_fault(MESSAGE_SEND, Fault(errcode=60020, errmsg="not allow to access from your ip"))
     result = run("send-test", "-c", str(write_config(tmp_path, base_url)), "--receiver", "oncall")
     assert result.returncode == 1

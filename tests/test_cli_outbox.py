@@ -13,7 +13,7 @@ from alertbridge.config import load_config
 from alertbridge.message import Recipients
 from alertbridge.stores import NewDelivery
 from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
-from tests.test_store_state import make_group
+from alertbridge.testing.store_contract import make_ref_group as make_group
 
 CONFIG = """
 [store]

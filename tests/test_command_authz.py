@@ -13,7 +13,7 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -35,12 +35,13 @@ from alertbridge.testing.fake_wecom import (
     ManualClock,
 )
 from alertbridge.testing.server import ServerThread
+from tests.callback_bridge import AES_KEY, FIRING, TOKEN, Bridge
 from tests.harness import AlertmanagerProcess, free_port, wait_until
-from tests.test_callback import AES_KEY, AGENT_ID, CORP_ID, FIRING, SECRET, TOKEN, Bridge
+from tests.wecom_identity import AGENT_ID, CORP_ID, SECRET
 
 
 class Rig(Bridge):
-    """test_callback's bridge, plus where the fake WeCom and the silencer are."""
+    """The callback bridge, plus where the fake WeCom and the silencer are."""
 
     def __init__(self, base_url: str, wecom: FakeWeCom, wecom_url: str, db: Path, silencer_url: str) -> None:
         super().__init__(base_url, wecom, db)
@@ -127,22 +128,21 @@ def _config(tmp_path: Path, wecom_url: str, silencer_url: str) -> dict[str, obje
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Rig]:
+def rig(tmp_path: Path, serve_wecom: Callable[[FakeWeCom], str], serve_app: Callable[..., str]) -> Rig:
     wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID)])
-    with wecom.serve() as wecom_url:
-        silencer_url = f"http://127.0.0.1:{free_port()}"
-        config = parse_config(_config(tmp_path, wecom_url, silencer_url), {}, "test.toml")
-        with ServerThread(create_app(config)) as server:
-            yield Rig(server.base_url, wecom, wecom_url, tmp_path / "ab.db", silencer_url)
+    wecom_url = serve_wecom(wecom)
+    silencer_url = f"http://127.0.0.1:{free_port()}"
+    config = parse_config(_config(tmp_path, wecom_url, silencer_url), {}, "test.toml")
+    return Rig(serve_app(config), wecom, wecom_url, tmp_path / "ab.db", silencer_url)
 
 
 def test_a_stranger_cannot_silence_a_robot_alert_but_the_app_recipient_can(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, start_alertmanager: Callable[..., AlertmanagerProcess], caplog: pytest.LogCaptureFixture
 ) -> None:
     """The attack of issue 10: a member who received nothing guesses a robot
     alert's ref and silences it. Against the real Alertmanager."""
     caplog.set_level(logging.INFO)
-    alertmanager = AlertmanagerProcess(tmp_path, "http://127.0.0.1:9/unused").start()
+    alertmanager = start_alertmanager()
     wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID)])
     am = httpx.Client(base_url=alertmanager.base_url, timeout=5)
     try:
@@ -177,7 +177,6 @@ def test_a_stranger_cannot_silence_a_robot_alert_but_the_app_recipient_can(
                 silences = am.get("/api/v2/silences").json()
     finally:
         am.close()
-        alertmanager.kill()
 
     assert refusal.startswith("无权静默告警 #1")
     assert "群机器人" in refusal and "receivers.room.allow_silence" in refusal

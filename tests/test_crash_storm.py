@@ -31,9 +31,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom
 from alertbridge.testing.server import ServerThread
 from tests.harness import AlertbridgeProcess, marked_notification, wait_until
+from tests.wecom_identity import AGENT_ID, CORP_ID, SECRET
 
-CORP_ID = "ww3e4f5a6b7c8d9e0f"
-SECRET = "storm-corp-secret-7a8b9c0d"
 MEMBERS = ("zhangsan", "lisi")
 
 # Notifications in the storm, each its own group: ten times what WeCom lets
@@ -144,7 +143,7 @@ def deliveries_of(mark: str, texts: list[str]) -> int:
 @pytest.fixture
 def fake() -> Iterator[tuple[FakeWeCom, SlowAnswers, str]]:
     """The fake WeCom served over HTTP behind ``SlowAnswers``, and its base URL."""
-    wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=1000002)])
+    wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID)])
     slow = SlowAnswers(wecom.app, SEND_DELAY)
     with ServerThread(slow) as server:
         yield wecom, slow, server.base_url
@@ -163,7 +162,7 @@ def test_kill_9_mid_storm_loses_nothing_and_doubles_nothing(
 api_base = "{api_base}"
 [wecom.apps.ops]
 corp_id = "{CORP_ID}"
-agent_id = 1000002
+agent_id = {AGENT_ID}
 secret = "${{SECRET}}"
 [delivery]
 initial_backoff = "1s"

@@ -20,22 +20,8 @@ from alertbridge.model import AlertGroup, Status
 from alertbridge.stores import DeliveryStatus
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND, FakeWeCom, Fault, ManualClock
 from alertbridge.testing.server import SwappableApp
-from tests.test_rate_limits import (
-    AGENT_ID,
-    CORP_ID,
-    MARKER,
-    ROBOT_KEY,
-    SECRET,
-    Rig,
-    clock,
-    fake,
-    opened_rig,
-    rig_for,
-    server,
-    storm_group,
-)
-
-__all__ = ["clock", "fake", "server"]  # fixtures shared with test_rate_limits
+from tests.dispatch_rig import MARKER, Rig, opened_rig, rig_for, storm_group
+from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
 
 SEED = 20_261_205
 
@@ -66,9 +52,13 @@ def progress_config(base_url: str, db: Path, robot_language: str = "zh", **deliv
 
 
 def progress_rig(
-    server: tuple[SwappableApp, str], db: Path, fake: FakeWeCom, clock: ManualClock, **settings: Any
+    wecom_slot: tuple[SwappableApp, str],
+    db: Path,
+    rig_wecom: FakeWeCom,
+    rig_clock: ManualClock,
+    **settings: Any,
 ) -> contextlib.AbstractAsyncContextManager[Rig]:
-    return rig_for(progress_config(server[1], db, **settings), fake, clock)
+    return rig_for(progress_config(wecom_slot[1], db, **settings), rig_wecom, rig_clock)
 
 
 def wide_group(alerts: int) -> AlertGroup:
@@ -93,24 +83,24 @@ async def run_until_settled(rig: Rig, limit: float) -> float:
     return rig.clock() - started
 
 
-def flaky(fake: FakeWeCom, endpoint: str, count: int = 400) -> None:
+def flaky(rig_wecom: FakeWeCom, endpoint: str, count: int = 400) -> None:
     """WeCom as item 2 of issue 10 met it: errcode -1 on 30 % of calls, HTTP 502 on 10 %."""
     rng = random.Random(SEED)
     for _ in range(count):
         roll = rng.random()
         if roll < 0.30:
-            fake.add_fault(endpoint, Fault(errcode=-1, errmsg="system busy"))
+            rig_wecom.add_fault(endpoint, Fault(errcode=-1, errmsg="system busy"))
         elif roll < 0.40:
-            fake.add_fault(endpoint, Fault(status=502))
+            rig_wecom.add_fault(endpoint, Fault(status=502))
         else:
-            fake.add_fault(endpoint, Fault(delay=0.0001))
+            rig_wecom.add_fault(endpoint, Fault(delay=0.0001))
 
 
 async def test_a_split_group_through_a_flaky_wecom_is_delivered_within_seconds(
-    tmp_path: Path, fake: FakeWeCom, clock: ManualClock, server: tuple[SwappableApp, str]
+    tmp_path: Path, rig_wecom: FakeWeCom, rig_clock: ManualClock, wecom_slot: tuple[SwappableApp, str]
 ) -> None:
-    flaky(fake, MESSAGE_SEND)
-    async with progress_rig(server, tmp_path / "p.db", fake, clock) as rig:
+    flaky(rig_wecom, MESSAGE_SEND)
+    async with progress_rig(wecom_slot, tmp_path / "p.db", rig_wecom, rig_clock) as rig:
         await rig.enqueue("oncall", wide_group(24))
         elapsed = await run_until_settled(rig, limit=600)
         statuses = await rig.statuses()
@@ -119,14 +109,14 @@ async def test_a_split_group_through_a_flaky_wecom_is_delivered_within_seconds(
     assert rig.markers_seen_by("zhangsan") == {f"storm-{i:04d}" for i in range(24)}
     assert statuses[DeliveryStatus.SENT] == 1
     # Faults hit: more requests than messages.
-    assert fake.request_count(MESSAGE_SEND) >= len(texts) + 5
+    assert rig_wecom.request_count(MESSAGE_SEND) >= len(texts) + 5
     # The backoff restarts after every accepted part: seconds, not minutes
     # (doubling across parts took more than two minutes of this fake time).
     assert elapsed < 30, elapsed
 
 
 async def test_a_genuine_repeat_after_the_duplicate_interval_is_shown(
-    tmp_path: Path, fake: FakeWeCom, clock: ManualClock, server: tuple[SwappableApp, str]
+    tmp_path: Path, rig_wecom: FakeWeCom, rig_clock: ManualClock, wecom_slot: tuple[SwappableApp, str]
 ) -> None:
     """WeCom hides an identical app message only within ``duplicate_check_interval``
     (60 s): a re-send after a crash is hidden, a repeat notification later is not."""
@@ -139,9 +129,9 @@ async def test_a_genuine_repeat_after_the_duplicate_interval_is_shown(
         )
     )
     resolved = dataclasses.replace(resolved, status=Status.RESOLVED)
-    async with progress_rig(server, tmp_path / "d.db", fake, clock) as rig:
+    async with progress_rig(wecom_slot, tmp_path / "d.db", rig_wecom, rig_clock) as rig:
         for wait in (0, 30, 31):  # t = 0, 30 s, 61 s
-            clock.advance(wait)
+            rig_clock.advance(wait)
             await rig.enqueue("oncall", resolved)
             await rig.drain()
         assert await rig.statuses() == {
@@ -149,23 +139,25 @@ async def test_a_genuine_repeat_after_the_duplicate_interval_is_shown(
             DeliveryStatus.SENT: 3,
             DeliveryStatus.DEAD: 0,
         }
-    first, repeat = fake.messages(MESSAGE_SEND)
+    first, repeat = rig_wecom.messages(MESSAGE_SEND)
     assert first.body["duplicate_check_interval"] == 60 and first.body["enable_duplicate_check"] == 1
     assert repeat.content == first.content and repeat.timestamp - first.timestamp == 61
-    [hidden] = fake.dropped()
+    [hidden] = rig_wecom.dropped()
     assert hidden.reason == "duplicate" and hidden.timestamp - first.timestamp == 30
 
 
 async def test_the_duplicate_interval_is_configurable(
-    tmp_path: Path, fake: FakeWeCom, clock: ManualClock, server: tuple[SwappableApp, str]
+    tmp_path: Path, rig_wecom: FakeWeCom, rig_clock: ManualClock, wecom_slot: tuple[SwappableApp, str]
 ) -> None:
-    async with progress_rig(server, tmp_path / "e.db", fake, clock, duplicate_check_interval="10s") as rig:
+    async with progress_rig(
+        wecom_slot, tmp_path / "e.db", rig_wecom, rig_clock, duplicate_check_interval="10s"
+    ) as rig:
         await rig.enqueue("oncall", storm_group(7))
         await rig.drain()
-    [sent] = fake.messages(MESSAGE_SEND)
+    [sent] = rig_wecom.messages(MESSAGE_SEND)
     assert sent.body["duplicate_check_interval"] == 10
     with pytest.raises(ConfigError) as caught:
-        progress_config(server[1], tmp_path / "f.db", duplicate_check_interval="5h")
+        progress_config(wecom_slot[1], tmp_path / "f.db", duplicate_check_interval="5h")
     assert "test.toml: delivery.duplicate_check_interval:" in str(caught.value)
 
 
@@ -182,10 +174,12 @@ def poisoned(group: AlertGroup, *positions: int) -> AlertGroup:
 
 
 async def test_a_refused_group_in_a_digest_costs_no_other_group(
-    tmp_path: Path, fake: FakeWeCom, clock: ManualClock, server: tuple[SwappableApp, str]
+    tmp_path: Path, rig_wecom: FakeWeCom, rig_clock: ManualClock, wecom_slot: tuple[SwappableApp, str]
 ) -> None:
-    fake.refuse_text("POISON", 40033, "invalid charset")
-    async with opened_rig(server, tmp_path / "g.db", fake, clock, rate_limit_per_minute=10) as rig:
+    rig_wecom.refuse_text("POISON", 40033, "invalid charset")
+    async with opened_rig(
+        wecom_slot, tmp_path / "g.db", rig_wecom, rig_clock, rate_limit_per_minute=10
+    ) as rig:
         ids = [
             await rig.enqueue("oncall", poisoned(storm_group(n), 0) if n == 5 else storm_group(n))
             for n in range(23)
@@ -205,19 +199,23 @@ async def test_a_refused_group_in_a_digest_costs_no_other_group(
     shown = [marker for text in texts for marker in MARKER.findall(text)]
     good = [f"storm-{n * 10:04d}" for n in range(23) if n != 5]
     assert sorted(shown) == good  # each good group exactly once, the refused one never
-    assert fake.dropped() == []
+    assert rig_wecom.dropped() == []
 
 
 @pytest.mark.parametrize("receiver", ["oncall", "room"])
 async def test_a_refused_alert_costs_no_other_alert_of_its_group(
-    receiver: str, tmp_path: Path, fake: FakeWeCom, clock: ManualClock, server: tuple[SwappableApp, str]
+    receiver: str,
+    tmp_path: Path,
+    rig_wecom: FakeWeCom,
+    rig_clock: ManualClock,
+    wecom_slot: tuple[SwappableApp, str],
 ) -> None:
-    fake.refuse_text("POISON", 40033, "invalid charset")
-    async with progress_rig(server, tmp_path / "h.db", fake, clock) as rig:
+    rig_wecom.refuse_text("POISON", 40033, "invalid charset")
+    async with progress_rig(wecom_slot, tmp_path / "h.db", rig_wecom, rig_clock) as rig:
         await rig.enqueue(receiver, poisoned(storm_group(3, alerts=5), 2))
         await run_until_settled(rig, limit=600)
         [dead] = await rig.outbox.list(DeliveryStatus.DEAD)
-    texts = [m.content or "" for m in fake.messages()]
+    texts = [m.content or "" for m in rig_wecom.messages()]
     # The four good alerts, one per message; the refused one nowhere.
     assert sorted(m for t in texts for m in MARKER.findall(t)) == [
         "storm-0030",
@@ -262,29 +260,31 @@ async def test_a_robot_send_cut_off_by_a_crash_is_repeated_marked_as_a_repeat(
     language: str,
     prefix: str,
     tmp_path: Path,
-    fake: FakeWeCom,
-    clock: ManualClock,
-    server: tuple[SwappableApp, str],
+    rig_wecom: FakeWeCom,
+    rig_clock: ManualClock,
+    wecom_slot: tuple[SwappableApp, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async with progress_rig(server, tmp_path / "r.db", fake, clock, robot_language=language) as rig:
+    async with progress_rig(
+        wecom_slot, tmp_path / "r.db", rig_wecom, rig_clock, robot_language=language
+    ) as rig:
         await rig.enqueue("room", wide_group(6))
         await rig.enqueue("oncall", storm_group(9))
         await crash_after_first_send(rig, monkeypatch)
-        [first] = fake.messages()
+        [first] = rig_wecom.messages()
         [row] = [d for d in await rig.outbox.list() if d.receiver == "room"]
         assert (row.parts_sent, row.sending_part) == (0, 0)
         await restart(rig)
         await run_until_settled(rig, limit=60)
         assert (await rig.statuses())[DeliveryStatus.SENT] == 2
         rows = await rig.outbox.list()
-    robot = [m.content or "" for m in fake.messages(WEBHOOK_SEND)]
+    robot = [m.content or "" for m in rig_wecom.messages(WEBHOOK_SEND)]
     assert robot[0] == first.content and not robot[0].startswith(prefix)
     # The part that may have arrived comes again, marked; the rest as usual.
     assert robot[1].startswith(prefix) and robot[1][len(prefix) :] == first.content
     assert not any(text.startswith(prefix) for text in robot[2:]) and len(robot) > 2
     # The app message, which WeCom's duplicate check covers, is not marked.
-    assert not any(m.content.startswith(prefix) for m in fake.messages(MESSAGE_SEND) if m.content)
+    assert not any(m.content.startswith(prefix) for m in rig_wecom.messages(MESSAGE_SEND) if m.content)
     assert all(d.sending_part is None for d in rows)
 
 
@@ -292,61 +292,61 @@ async def test_a_robot_send_cut_off_by_a_crash_is_repeated_marked_as_a_repeat(
 async def test_an_app_send_cut_off_by_a_crash_is_hidden_by_wecom_or_marked(
     down_for: int,
     tmp_path: Path,
-    fake: FakeWeCom,
-    clock: ManualClock,
-    server: tuple[SwappableApp, str],
+    rig_wecom: FakeWeCom,
+    rig_clock: ManualClock,
+    wecom_slot: tuple[SwappableApp, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Within WeCom's duplicate-check interval (60 s) the part that may have
     arrived goes again byte for byte and WeCom hides it; a restart later than
     that would deliver a silent second copy, so the part comes marked instead."""
-    async with progress_rig(server, tmp_path / "a.db", fake, clock) as rig:
+    async with progress_rig(wecom_slot, tmp_path / "a.db", rig_wecom, rig_clock) as rig:
         await rig.enqueue("oncall", wide_group(6))
         await crash_after_first_send(rig, monkeypatch)
-        [first] = fake.messages(MESSAGE_SEND)
+        [first] = rig_wecom.messages(MESSAGE_SEND)
         [row] = await rig.outbox.list()
         assert (row.parts_sent, row.sending_part) == (0, 0)
-        assert row.sending_at is not None and row.sending_at.timestamp() == pytest.approx(clock())
-        clock.advance(down_for)
+        assert row.sending_at is not None and row.sending_at.timestamp() == pytest.approx(rig_clock())
+        rig_clock.advance(down_for)
         await restart(rig)
         await run_until_settled(rig, limit=120)
         assert (await rig.statuses())[DeliveryStatus.SENT] == 1
-    texts = [m.content or "" for m in fake.messages(MESSAGE_SEND)]
+    texts = [m.content or "" for m in rig_wecom.messages(MESSAGE_SEND)]
     assert texts[0] == first.content and len(texts) > 2
     if down_for < 60:
         # Sent again identically: WeCom dropped it as a duplicate, the user saw it once.
-        [dropped] = fake.dropped()
+        [dropped] = rig_wecom.dropped()
         assert (dropped.reason, dropped.content) == ("duplicate", first.content)
         assert texts.count(first.content) == 1
         assert not any(text.startswith("（重复）") for text in texts)
     else:
-        assert fake.dropped() == []
+        assert rig_wecom.dropped() == []
         assert texts[1] == "（重复）" + first.content
         assert not any(text.startswith("（重复）") for text in texts[2:])
 
 
 async def test_a_send_cut_off_by_a_crash_is_never_merged_into_a_digest(
     tmp_path: Path,
-    fake: FakeWeCom,
-    clock: ManualClock,
-    server: tuple[SwappableApp, str],
+    rig_wecom: FakeWeCom,
+    rig_clock: ManualClock,
+    wecom_slot: tuple[SwappableApp, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """After the restart more waits for the member than the budget allows, so
     the backlog goes out as a digest; the message that may have arrived must
     not ride along in it (a second, unmarked copy) but go again as itself."""
-    async with progress_rig(server, tmp_path / "d.db", fake, clock) as rig:
+    async with progress_rig(wecom_slot, tmp_path / "d.db", rig_wecom, rig_clock) as rig:
         await rig.enqueue("oncall", storm_group(500))
         await crash_after_first_send(rig, monkeypatch)
-        [first] = fake.messages(MESSAGE_SEND)
+        [first] = rig_wecom.messages(MESSAGE_SEND)
         assert first.content is not None and "storm-5000" in first.content
         for number in range(40):
             await rig.enqueue("oncall", storm_group(number))
-        clock.advance(120)  # past WeCom's duplicate check: the re-send is marked
+        rig_clock.advance(120)  # past WeCom's duplicate check: the re-send is marked
         await restart(rig)
         await run_until_settled(rig, limit=300)
         assert (await rig.statuses())[DeliveryStatus.SENT] == 41
-    texts = [m.content or "" for m in fake.messages(MESSAGE_SEND)]
+    texts = [m.content or "" for m in rig_wecom.messages(MESSAGE_SEND)]
     assert any("storm-0390" in text for text in texts), "the backlog went out"
     assert any(text.count("storm-") > 5 for text in texts), "as a digest"
     unmarked = [text for text in texts if "storm-5000" in text and not text.startswith("（重复）")]
@@ -357,16 +357,16 @@ async def test_a_send_cut_off_by_a_crash_is_never_merged_into_a_digest(
 
 
 async def test_a_send_wecom_answered_is_no_repeat(
-    tmp_path: Path, fake: FakeWeCom, clock: ManualClock, server: tuple[SwappableApp, str]
+    tmp_path: Path, rig_wecom: FakeWeCom, rig_clock: ManualClock, wecom_slot: tuple[SwappableApp, str]
 ) -> None:
     """An error answer proves the part did not arrive: the retry is not marked."""
-    fake.add_fault(WEBHOOK_SEND, Fault(errcode=-1))
-    async with progress_rig(server, tmp_path / "s.db", fake, clock) as rig:
+    rig_wecom.add_fault(WEBHOOK_SEND, Fault(errcode=-1))
+    async with progress_rig(wecom_slot, tmp_path / "s.db", rig_wecom, rig_clock) as rig:
         await rig.enqueue("room", storm_group(4))
         await rig.drain()
         [row] = await rig.outbox.list()
         assert (row.attempts, row.sending_part) == (1, None)
         await run_until_settled(rig, limit=60)
-    [message] = fake.messages(WEBHOOK_SEND)
+    [message] = rig_wecom.messages(WEBHOOK_SEND)
     assert message.content is not None and "storm-0040" in message.content
     assert not message.content.startswith(("（重复）", "(repeat)"))

@@ -7,33 +7,24 @@ WeCom — then their resolution does too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND, FakeApp, FakeWeCom
+from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND
 from tests.harness import AlertbridgeProcess, AlertmanagerProcess, wait_until
+from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
 
-CORP_ID = "ww5a1b2c3d4e5f6a7b"
-SECRET = "e2e-corp-secret-9f8e7d6c"
-ROBOT_KEY = "e2e-robot-key-1a2b3c4d"
 TOKEN = "e2e-webhook-token-5e6f7a8b"
 
 
-@pytest.fixture
-def fake() -> Iterator[tuple[FakeWeCom, str]]:
-    wecom = FakeWeCom(
-        apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=1000002)], robot_keys=[ROBOT_KEY]
-    )
-    with wecom.serve() as base_url:
-        yield wecom, base_url
-
-
 @pytest.mark.parametrize("receiver", ["oncall", "sre-room"])
-def test_alertmanager_to_wecom(tmp_path: Path, fake, receiver: str) -> None:  # type: ignore[no-untyped-def]
-    wecom, base_url = fake
+def test_alertmanager_to_wecom(
+    tmp_path: Path, start_alertmanager: Callable[..., AlertmanagerProcess], fake_wecom, receiver: str
+) -> None:  # type: ignore[no-untyped-def]
+    wecom, base_url = fake_wecom
     bridge = AlertbridgeProcess(
         tmp_path,
         f"""
@@ -43,7 +34,7 @@ bearer_token = "{TOKEN}"
 api_base = "{base_url}"
 [wecom.apps.ops]
 corp_id = "{CORP_ID}"
-agent_id = 1000002
+agent_id = {AGENT_ID}
 secret = "${{SECRET}}"
 [receivers.oncall]
 channel = "app"
@@ -56,9 +47,8 @@ msgtype = "text"
 """,
         env={"SECRET": SECRET, "ROBOT_KEY": ROBOT_KEY},
     ).start()
-    alertmanager = AlertmanagerProcess(tmp_path, f"{bridge.base_url}/alertmanager/{receiver}", TOKEN)
     try:
-        alertmanager.start()
+        alertmanager = start_alertmanager(f"{bridge.base_url}/alertmanager/{receiver}", TOKEN)
         now = datetime.now(UTC)
         alerts = [
             {
@@ -90,7 +80,6 @@ msgtype = "text"
         assert "DiskFull" in resolved
         assert "恢复" in resolved
     finally:
-        alertmanager.kill()
         bridge.kill()
     printed = bridge.stdout() + bridge.stderr()
     assert "webhook_accepted" in printed

@@ -8,36 +8,28 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import pytest
 
-from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom
+from alertbridge.testing.fake_wecom import MESSAGE_SEND
 from alertbridge.testing.wecom_callback import CallbackClient
 from tests.harness import AlertbridgeProcess, AlertmanagerProcess, free_port, wait_until
+from tests.wecom_identity import AGENT_ID, CORP_ID, SECRET
 
-CORP_ID = "ww1e2d3c4b5a697887"
-SECRET = "e2e-cmd-secret-5f4e3d2c"
 TOKEN = "e2eCallbackToken"
 AES_KEY = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
-AGENT_ID = 1000003
 
 
-@pytest.fixture
-def fake() -> Iterator[tuple[FakeWeCom, str]]:
-    wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID)])
-    with wecom.serve() as base_url:
-        yield wecom, base_url
-
-
-def test_button_silence_and_text_unsilence(tmp_path: Path, fake) -> None:  # type: ignore[no-untyped-def]
-    wecom, wecom_url = fake
+def test_button_silence_and_text_unsilence(
+    tmp_path: Path, start_alertmanager: Callable[..., AlertmanagerProcess], fake_wecom
+) -> None:  # type: ignore[no-untyped-def]
+    wecom, wecom_url = fake_wecom
     # Alertmanager needs alertbridge's URL and alertbridge Alertmanager's: pick ports first.
     bridge_port = free_port()
-    alertmanager = AlertmanagerProcess(tmp_path, f"http://127.0.0.1:{bridge_port}/alertmanager/oncall")
+    alertmanager = start_alertmanager(f"http://127.0.0.1:{bridge_port}/alertmanager/oncall")
     bridge = AlertbridgeProcess(
         tmp_path,
         f"""
@@ -63,7 +55,6 @@ silencer = "main"
         port=bridge_port,
     )
     bridge.start()
-    alertmanager.start()
     am = httpx.Client(base_url=alertmanager.base_url, timeout=5)
     try:
         alertmanager.post_alerts(
@@ -163,20 +154,21 @@ silencer = "main"
             assert line in scraped.splitlines(), line
     finally:
         am.close()
-        alertmanager.kill()
         bridge.kill()
     printed = bridge.stdout() + bridge.stderr()
     for secret in (SECRET, TOKEN, AES_KEY, *wecom.issued_tokens()):
         assert secret not in printed
 
 
-def test_ack_silences_lasts_until_the_group_resolves(tmp_path: Path, fake) -> None:  # type: ignore[no-untyped-def]
+def test_ack_silences_lasts_until_the_group_resolves(
+    tmp_path: Path, start_alertmanager: Callable[..., AlertmanagerProcess], fake_wecom
+) -> None:  # type: ignore[no-untyped-def]
     """``ack_silences``: ack creates a short silence that alertbridge keeps
     extending while the alert fires, and expires once nothing fires any more
     (Alertmanager sends no resolution for a silenced alert, so it must ask)."""
-    wecom, wecom_url = fake
+    wecom, wecom_url = fake_wecom
     bridge_port = free_port()
-    alertmanager = AlertmanagerProcess(tmp_path, f"http://127.0.0.1:{bridge_port}/alertmanager/oncall")
+    alertmanager = start_alertmanager(f"http://127.0.0.1:{bridge_port}/alertmanager/oncall")
     bridge = AlertbridgeProcess(
         tmp_path,
         f"""
@@ -202,7 +194,6 @@ ack_silences = true
 """,
         port=bridge_port,
     ).start()
-    alertmanager.start()
     am = httpx.Client(base_url=alertmanager.base_url, timeout=5)
     alert = {
         "labels": {"alertname": "DiskSlow", "instance": "db-1"},
@@ -255,5 +246,4 @@ ack_silences = true
             wait_until(lambda: not active(), timeout=15, what="the ack silence to expire")
     finally:
         am.close()
-        alertmanager.kill()
         bridge.kill()

@@ -7,34 +7,25 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import pytest
 
 from alertbridge.sources.grafana_signature import sign
-from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom
+from alertbridge.testing.fake_wecom import MESSAGE_SEND
 from alertbridge.testing.grafana_standin import GrafanaStandin
 from alertbridge.testing.server import ServerThread
 from alertbridge.testing.wecom_callback import CallbackClient
 from tests.harness import AlertbridgeProcess, AlertmanagerProcess, wait_until
+from tests.wecom_identity import AGENT_ID, CORP_ID, SECRET
 
 DATA = Path(__file__).parent / "data" / "grafana"
-CORP_ID = "ww3a4b5c6d7e8f9012"
-SECRET = "grafana-e2e-secret-77aa"
 TOKEN = "grafanaE2eToken"
 AES_KEY = "0123456789abcdefghijABCDEFGHIJklmnopqrstUVW"
 GRAFANA_TOKEN = "glsa_e2e_service_account_token"
 HMAC_SECRET = "hmac-e2e-secret-1234"
-
-
-@pytest.fixture
-def fake() -> Iterator[tuple[FakeWeCom, str]]:
-    wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=1000002)])
-    with wecom.serve() as base_url:
-        yield wecom, base_url
 
 
 def post_signed(bridge: AlertbridgeProcess, body: bytes) -> httpx.Response:
@@ -47,9 +38,11 @@ def post_signed(bridge: AlertbridgeProcess, body: bytes) -> httpx.Response:
     return httpx.post(f"{bridge.base_url}/grafana/oncall", content=body, headers=headers, timeout=10)
 
 
-def test_grafana_alert_with_values_then_silence_by_reply(tmp_path: Path, fake) -> None:  # type: ignore[no-untyped-def]
-    wecom, wecom_url = fake
-    alertmanager = AlertmanagerProcess(tmp_path, "http://127.0.0.1:9/unused").start()
+def test_grafana_alert_with_values_then_silence_by_reply(
+    tmp_path: Path, start_alertmanager: Callable[..., AlertmanagerProcess], fake_wecom
+) -> None:  # type: ignore[no-untyped-def]
+    wecom, wecom_url = fake_wecom
+    alertmanager = start_alertmanager()
     standin = ServerThread(GrafanaStandin(alertmanager.base_url, GRAFANA_TOKEN))
     grafana_url = standin.start()
     bridge = AlertbridgeProcess(
@@ -59,7 +52,7 @@ def test_grafana_alert_with_values_then_silence_by_reply(tmp_path: Path, fake) -
 api_base = "{wecom_url}"
 [wecom.apps.ops]
 corp_id = "{CORP_ID}"
-agent_id = 1000002
+agent_id = {AGENT_ID}
 secret = "{SECRET}"
 token = "{TOKEN}"
 encoding_aes_key = "{AES_KEY}"
@@ -93,7 +86,9 @@ grafana_hmac_secret = "${{HMAC_SECRET}}"
         assert "A=" in alert_text  # Grafana's values are shown
 
         labels = payload["alerts"][0]["labels"]
-        with CallbackClient(bridge.base_url, "/wecom/callback/ops", TOKEN, AES_KEY, CORP_ID, 1000002) as user:
+        with CallbackClient(
+            bridge.base_url, "/wecom/callback/ops", TOKEN, AES_KEY, CORP_ID, AGENT_ID
+        ) as user:
             user.send_text("zhangsan", "silence #1 1h 扩容中")
 
             def silences() -> list[dict[str, object]]:
@@ -131,7 +126,6 @@ grafana_hmac_secret = "${{HMAC_SECRET}}"
     finally:
         bridge.kill()
         standin.stop()
-        alertmanager.kill()
     printed = bridge.stdout() + bridge.stderr()
     for secret in (SECRET, TOKEN, AES_KEY, GRAFANA_TOKEN, HMAC_SECRET):
         assert secret not in printed

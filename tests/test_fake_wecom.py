@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -46,11 +46,6 @@ USERS = ["alice", "Bob", "carol"]
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 def fake(clock: ManualClock) -> FakeWeCom:
     return FakeWeCom(
         [FakeApp(), OTHER_APP],
@@ -63,25 +58,9 @@ def fake(clock: ManualClock) -> FakeWeCom:
     )
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[SwappableApp, str]]:
-    """One uvicorn server per module; each test plugs its own fake into it."""
-    slot = SwappableApp()
-    with serve_in_thread(slot) as url:
-        yield slot, url
-
-
 @pytest.fixture
-def base_url(server: tuple[SwappableApp, str], fake: FakeWeCom) -> Iterator[str]:
-    slot, url = server
-    slot.target = fake.app
-    yield url
-    slot.target = None
-
-
-@pytest.fixture
-async def http(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=base_url, timeout=5) as client:
+async def http(wecom_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=wecom_url, timeout=5) as client:
         yield client
 
 
@@ -665,8 +644,8 @@ def test_server_thread_serves_and_stops() -> None:
         httpx.get(f"{url}/_fake/stats")
 
 
-def test_swappable_app_without_target_answers_503(server: tuple[SwappableApp, str]) -> None:
-    assert httpx.get(f"{server[1]}/_fake/stats").status_code == 503
+def test_swappable_app_without_target_answers_503(wecom_slot: tuple[SwappableApp, str]) -> None:
+    assert httpx.get(f"{wecom_slot[1]}/_fake/stats").status_code == 503
 
 
 def test_server_thread_reports_a_port_in_use() -> None:

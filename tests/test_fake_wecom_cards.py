@@ -33,7 +33,7 @@ from alertbridge.testing.fake_wecom import (
     Fault,
     ManualClock,
 )
-from alertbridge.testing.server import SwappableApp, serve_in_thread
+from alertbridge.testing.server import SwappableApp
 from alertbridge.testing.wecom_callback import CallbackClient
 
 DEFAULT_APP = FakeApp()
@@ -45,33 +45,13 @@ BY_ID = {v["id"]: v for v in VECTORS}
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 def fake(clock: ManualClock) -> FakeWeCom:
     return FakeWeCom([DEFAULT_APP, OTHER_APP], clock=clock)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[SwappableApp, str]]:
-    slot = SwappableApp()
-    with serve_in_thread(slot) as url:
-        yield slot, url
-
-
 @pytest.fixture
-def base_url(server: tuple[SwappableApp, str], fake: FakeWeCom) -> Iterator[str]:
-    slot, url = server
-    slot.target = fake.app
-    yield url
-    slot.target = None
-
-
-@pytest.fixture
-async def http(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=base_url, timeout=5) as client:
+async def http(wecom_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=wecom_url, timeout=5) as client:
         yield client
 
 
@@ -327,10 +307,10 @@ async def test_response_codes_expire_after_24_hours(
 
 
 async def test_response_code_lifetime_is_configurable(
-    http: httpx.AsyncClient, base_url: str, clock: ManualClock, server: tuple[SwappableApp, str]
+    http: httpx.AsyncClient, wecom_url: str, clock: ManualClock, wecom_slot: tuple[SwappableApp, str]
 ) -> None:
     short = FakeWeCom([DEFAULT_APP], clock=clock, response_code_lifetime=60)
-    server[0].target = short.app
+    wecom_slot[0].target = short.app
     token = await get_token(http)
     code = (await send(http, token, card_body(card("t-1"))))["response_code"]
     clock.advance(60)
@@ -430,9 +410,9 @@ APP = WeComAppConfig(corp_id=DEFAULT_CORP_ID, agent_id=DEFAULT_AGENT_ID, secret=
 
 
 @pytest.fixture
-async def client(base_url: str, clock: ManualClock) -> AsyncIterator[WeComClient]:
+async def client(wecom_url: str, clock: ManualClock) -> AsyncIterator[WeComClient]:
     async with httpx.AsyncClient(timeout=5) as http:
-        yield WeComClient(http, base_url, clock=clock)
+        yield WeComClient(http, wecom_url, clock=clock)
 
 
 def client_card() -> dict[str, Any]:

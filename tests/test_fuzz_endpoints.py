@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import io
 import json
-import sqlite3
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -20,48 +17,11 @@ from hypothesis import strategies as st
 from alertbridge.app import create_app
 from alertbridge.config import parse_config
 from alertbridge.testing.server import ServerThread
+from tests.fuzz_inputs import FIRING, GRAFANA, Target, content_types, json_values, mutate
 
-DATA = Path(__file__).parent / "data"
-FIRING = json.loads((DATA / "alertmanager" / "firing.json").read_text(encoding="utf-8"))
-GRAFANA = json.loads((DATA / "grafana" / "unified-firing.json").read_text(encoding="utf-8"))
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 
 EXAMPLES = 2500  # per strategy below: 4 × 2500 webhook cases, plus the callback ones
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
-    max_leaves=20,
-)
-content_types = st.sampled_from(
-    ["application/json", "application/json; charset=utf-8", "text/json", "text/plain", "", "application/xml"]
-)
-
-
-class Target:
-    def __init__(self, base_url: str, db: Path) -> None:
-        self.base_url = base_url
-        self.db = db
-        self.http = httpx.Client(base_url=base_url, timeout=10)
-
-    def rows(self) -> int:
-        with sqlite3.connect(self.db) as db:
-            return int(db.execute("SELECT count(*) FROM deliveries").fetchone()[0])
-
-    def post(self, path: str, body: bytes, content_type: str) -> httpx.Response:
-        headers = {"Content-Type": content_type} if content_type else {}
-        return self.http.post(path, content=body, headers=headers)
-
-    def check(self, path: str, body: bytes, content_type: str) -> None:
-        before = self.rows()
-        response = self.post(path, body, content_type)
-        assert response.status_code < 500, (response.status_code, response.text, body[:200])
-        if response.status_code != 200:
-            assert response.json()["error"], response.text
-            assert "\n" not in response.json()["error"]
-            assert self.rows() == before  # nothing stored for a rejected request
 
 
 @pytest.fixture(scope="module")
@@ -117,18 +77,6 @@ def test_random_json(target: Target, value: Any, grafana: bool) -> None:
     )
 
 
-def _mutate(payload: Any, path: list[int], replacement: Any) -> Any:
-    """Replace the node that ``path`` walks to (indices mod the children) with ``replacement``."""
-    if not path or not isinstance(payload, dict | list) or not payload:
-        return replacement
-    if isinstance(payload, dict):
-        keys = sorted(payload)
-        key = keys[path[0] % len(keys)]
-        return {**payload, key: _mutate(payload[key], path[1:], replacement)}
-    index = path[0] % len(payload)
-    return [*payload[:index], _mutate(payload[index], path[1:], replacement), *payload[index + 1 :]]
-
-
 @FUZZ
 @given(
     path=st.lists(st.integers(min_value=0, max_value=50), min_size=1, max_size=4),
@@ -140,7 +88,7 @@ def _mutate(payload: Any, path: list[int], replacement: Any) -> Any:
 def test_valid_payloads_with_one_field_broken(
     target: Target, path: list[int], replacement: Any, grafana: bool
 ) -> None:
-    payload = _mutate(GRAFANA if grafana else FIRING, path, replacement)
+    payload = mutate(GRAFANA if grafana else FIRING, path, replacement)
     target.check(
         "/grafana/sink" if grafana else "/alertmanager/sink", json.dumps(payload).encode(), "application/json"
     )

@@ -5,19 +5,16 @@ from __future__ import annotations
 import io
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from alertbridge.app import create_app
-from alertbridge.config import Config, parse_config
-from alertbridge.errors import StoreError
+from alertbridge.config import Config
 from alertbridge.sources.grafana_signature import sign
-from alertbridge.stores import NewDelivery
-from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
-from alertbridge.testing.server import ServerThread
+from tests.config_builder import build_config
+from tests.ingest_rig import TOKEN, FailingStore
 
 DATA = Path(__file__).parent / "data" / "grafana"
 AM_DATA = Path(__file__).parent / "data" / "alertmanager"
@@ -27,41 +24,29 @@ MULTI = (DATA / "unified-multi.json").read_bytes()
 LEGACY_ALERTING = (DATA / "legacy-alerting.json").read_bytes()
 LEGACY_OK = (DATA / "legacy-ok.json").read_bytes()
 AM_FIRING = (AM_DATA / "firing.json").read_bytes()
-TOKEN = "webhook-token-0123456789"
 SECRET = "grafana-hmac-secret-abcdef"
 
 
 def make_config(tmp_path: Path) -> Config:
-    data = {
-        "server": {"max_body_bytes": 64 * 1024},
-        "store": {"url": f"sqlite:///{tmp_path / 'outbox.db'}"},
-        "webhook_auth": {"bearer_token": TOKEN},
-        "receivers": {
+    return build_config(
+        tmp_path / "outbox.db",
+        server={"max_body_bytes": 64 * 1024},
+        webhook_auth={"bearer_token": TOKEN},
+        receivers={
             "console": {"channel": "console"},  # zh markdown
             "english": {"channel": "console", "language": "en", "msgtype": "text"},
             "signed": {"channel": "console", "grafana_hmac_secret": SECRET},
             "quiet": {"channel": "console", "send_resolved": False},
         },
-    }
-    return parse_config(data, {}, "test.toml")
-
-
-class FailingStore(SqliteOutboxStore):
-    failing = False
-
-    async def enqueue(self, delivery: NewDelivery) -> int:
-        if self.failing:
-            raise StoreError("database or disk is full")
-        return await super().enqueue(delivery)
+    )
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, FailingStore, io.StringIO]]:
+def server(tmp_path: Path, serve_app: Callable[..., str]) -> tuple[str, FailingStore, io.StringIO]:
     config = make_config(tmp_path)
     store = FailingStore(config.store.sqlite_path)
     out = io.StringIO()
-    with ServerThread(create_app(config, out=out, store=store)) as running:
-        yield running.base_url, store, out
+    return serve_app(config, out=out, store=store), store, out
 
 
 def send(base_url: str, path: str, body: bytes, method: str = "POST", **headers: str) -> httpx.Response:

@@ -30,9 +30,8 @@ import yaml
 
 import alertbridge
 from tests.harness import require_binary
+from tests.helm_cli import CHART, REPO, helm
 
-REPO = Path(__file__).resolve().parent.parent
-CHART = REPO / "helm" / "alertbridge"
 VALUES_FILES = sorted((CHART / "ci").glob("*-values.yaml"))
 # Chart.yaml's kubeVersion floor, and the newest schemas kubernetes-validate ships.
 KUBERNETES_VERSIONS = ["1.27.0", kubernetes_validate.latest_version()]
@@ -40,16 +39,6 @@ CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 NAMESPACE = "monitoring"
 # What existingSecret-values.yaml's Secret (made outside the chart) would hold.
 EXISTING_SECRET_ENV = {"WECOM_OPS_SECRET": "existing-app-secret"}
-
-
-def helm_binary() -> str:
-    """helm from PATH, or from the virtualenv where .ci/install-helm puts it without root."""
-    candidate = Path(sys.executable).parent / "helm"
-    return str(candidate) if candidate.exists() else require_binary("helm")
-
-
-def helm(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([helm_binary(), *args], capture_output=True, text=True, timeout=120)
 
 
 @functools.cache

@@ -8,63 +8,27 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from alertbridge.app import create_app
-from alertbridge.config import Config, parse_config
-from alertbridge.errors import StoreError
-from alertbridge.stores import NewDelivery
-from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
 from alertbridge.testing.server import ServerThread
-
-DATA = Path(__file__).parent / "data" / "alertmanager"
-FIRING = (DATA / "firing.json").read_bytes()
-RESOLVED = (DATA / "resolved.json").read_bytes()
-TOKEN = "webhook-token-0123456789"
-
-
-def make_config(tmp_path: Path, **receivers: dict[str, object]) -> Config:
-    data = {
-        "server": {"max_body_bytes": 64 * 1024},
-        "store": {"url": f"sqlite:///{tmp_path / 'outbox.db'}"},
-        "webhook_auth": {"bearer_token": TOKEN, "basic_auth": {"username": "am", "password": "pw-123456"}},
-        "receivers": receivers or {"console": {"channel": "console"}},
-    }
-    return parse_config(data, {}, "test.toml")
-
-
-class FailingStore(SqliteOutboxStore):
-    """A real store whose commits can be made to fail, as a full or read-only disk does."""
-
-    failing = False
-
-    async def enqueue(self, delivery: NewDelivery) -> int:
-        if self.failing:
-            raise StoreError("database or disk is full")
-        return await super().enqueue(delivery)
+from tests.ingest_rig import ALERTMANAGER_DATA, FIRING, RESOLVED, TOKEN, FailingStore, ingest_config, post
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, FailingStore, io.StringIO]]:
-    config = make_config(
+def server(tmp_path: Path, serve_app: Callable[..., str]) -> tuple[str, FailingStore, io.StringIO]:
+    config = ingest_config(
         tmp_path,
         console={"channel": "console"},
         quiet={"channel": "console", "send_resolved": False},
     )
     store = FailingStore(config.store.sqlite_path)
     out = io.StringIO()
-    with ServerThread(create_app(config, out=out, store=store)) as running:
-        yield running.base_url, store, out
-
-
-def post(base_url: str, path: str, body: bytes, **headers: str) -> httpx.Response:
-    headers.setdefault("Authorization", f"Bearer {TOKEN}")
-    headers.setdefault("Content-Type", "application/json")
-    return httpx.post(f"{base_url}{path}", content=body, headers=headers, timeout=10)
+    return serve_app(config, out=out, store=store), store, out
 
 
 def stored_rows(tmp_path: Path) -> list[tuple[str, str]]:
@@ -86,7 +50,7 @@ def test_the_same_notification_again_is_answered_as_a_duplicate(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The config's own store, with [delivery] dedup_window (2m by default).
-    app = create_app(make_config(tmp_path), out=io.StringIO())
+    app = create_app(ingest_config(tmp_path), out=io.StringIO())
     with ServerThread(app) as running, caplog.at_level(logging.INFO, logger="alertbridge"):
         first = post(running.base_url, "/alertmanager/console", FIRING)
         again = post(running.base_url, "/alertmanager/console", FIRING)
@@ -196,7 +160,9 @@ def test_send_resolved_false_drops_resolved_only_groups(server, tmp_path: Path) 
     assert response.json()["status"] == "dropped"
     assert stored_rows(tmp_path) == []
     # A mixed group keeps only its firing alerts.
-    mixed = post(base_url, "/alertmanager/quiet", (DATA / "partially-resolved.json").read_bytes())
+    mixed = post(
+        base_url, "/alertmanager/quiet", (ALERTMANAGER_DATA / "partially-resolved.json").read_bytes()
+    )
     assert mixed.status_code == 200 and mixed.json()["status"] == "accepted"
 
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.harness import require_binary
-from tests.test_helm_chart import REPO, helm
+from tests.helm_cli import REPO, helm
 
 DATA = Path(__file__).resolve().parent / "data" / "kubernetes"
 READMES = [REPO / "README.md", REPO / "helm" / "alertbridge" / "README.md"]

@@ -3,7 +3,7 @@ markdown mentions within the byte limit, and a dispatcher → robot → fake WeC
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from alertbridge.config import Config, ConsoleReceiver, parse_config
-from alertbridge.delivery import Dispatcher, GroupTracker
+from alertbridge.config import Config, ConsoleReceiver
+from alertbridge.delivery import Dispatcher
 from alertbridge.message import Recipients, RenderedMessage, byte_limit
 from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.messengers.wecom.config import AppReceiver, MentionConfig, RobotReceiver
@@ -33,10 +33,13 @@ from alertbridge.stores import DeliveryStatus, NewDelivery
 from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
 from alertbridge.stores.sqlite.state import SqliteStateStore
 from alertbridge.testing.fake_wecom import WEBHOOK_SEND, FakeWeCom
+from tests.config_builder import build_config
+from tests.delivery_wiring import dispatcher as wired_dispatcher
+from tests.delivery_wiring import group_tracker
+from tests.wecom_identity import ROBOT_KEY
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 29, 15, 13, 53, tzinfo=UTC)
-ROBOT_KEY = "mentions-robot-key"
 ROBOT_MARKDOWN_LIMIT = byte_limit("robot", "markdown")
 
 
@@ -411,13 +414,6 @@ def test_mentions_fit_and_appear_once_on_the_last_part(
 # ---- end to end: dispatcher → RobotChannel → fake WeCom over HTTP -------------------------
 
 
-@pytest.fixture
-def fake() -> Iterator[tuple[FakeWeCom, str]]:
-    wecom = FakeWeCom(robot_keys=[ROBOT_KEY])
-    with wecom.serve() as url:
-        yield wecom, url
-
-
 def e2e_config(tmp_path: Path, api_base: str) -> Config:
     mention = {
         "keys": ["owner"],
@@ -425,46 +421,32 @@ def e2e_config(tmp_path: Path, api_base: str) -> Config:
         "mobiles": {"dba": ["13800000001"]},
         "all": True,
     }
-    return parse_config(
-        {
-            "store": {"url": f"sqlite:///{tmp_path / 'o.db'}"},
-            "wecom": {"api_base": api_base, "timeout": "3s"},
-            "receivers": {
-                "md": {"channel": "robot", "robot_key": ROBOT_KEY, "msgtype": "markdown", "mention": mention},
-                "txt": {"channel": "robot", "robot_key": ROBOT_KEY, "msgtype": "text", "mention": mention},
-            },
+    return build_config(
+        tmp_path / "alertbridge.db",
+        wecom={"api_base": api_base, "timeout": "3s"},
+        receivers={
+            "md": {"channel": "robot", "robot_key": ROBOT_KEY, "msgtype": "markdown", "mention": mention},
+            "txt": {"channel": "robot", "robot_key": ROBOT_KEY, "msgtype": "text", "mention": mention},
         },
-        {},
-        "t",
     )
 
 
 @pytest.fixture
 async def wired(
-    tmp_path: Path, fake: tuple[FakeWeCom, str]
+    tmp_path: Path, fake_wecom: tuple[FakeWeCom, str], outbox: SqliteOutboxStore, state: SqliteStateStore
 ) -> AsyncIterator[tuple[Config, Dispatcher, SqliteOutboxStore]]:
-    config = e2e_config(tmp_path, fake[1])
-    outbox = SqliteOutboxStore(tmp_path / "o.db")
-    state = SqliteStateStore(tmp_path / "o.db")
-    await outbox.open()
-    await state.open()
-    try:
-        async with httpx.AsyncClient(timeout=5) as http:
-            client = WeComClient(http, config.wecom.api_base)
-            channel = RobotChannel(client, SecretStr(ROBOT_KEY))
-            dispatcher = Dispatcher(
-                config=config,
-                store=outbox,
-                channels={"md": channel, "txt": channel},
-                renderer=Renderer(timezone=config.server.tz),
-                tracker=GroupTracker(config=config, state=state, silencers={}, client=client),
-                clock=lambda: NOW,
-                rand=lambda: 1.0,
-            )
-            yield config, dispatcher, outbox
-    finally:
-        await state.close()
-        await outbox.close()
+    config = e2e_config(tmp_path, fake_wecom[1])
+    async with httpx.AsyncClient(timeout=5) as http:
+        client = WeComClient(http, config.wecom.api_base)
+        channel = RobotChannel(client, SecretStr(ROBOT_KEY))
+        dispatcher = wired_dispatcher(
+            config,
+            outbox,
+            {"md": channel, "txt": channel},
+            group_tracker(config, state, client),
+            clock=lambda: NOW,
+        )
+        yield config, dispatcher, outbox
 
 
 async def deliver(config: Config, dispatcher: Dispatcher, outbox: SqliteOutboxStore, receiver: str) -> None:
@@ -486,18 +468,18 @@ async def deliver(config: Config, dispatcher: Dispatcher, outbox: SqliteOutboxSt
     assert [row.status for row in await outbox.list()] == [DeliveryStatus.SENT]
 
 
-async def test_e2e_text_robot_mentions(wired, fake: tuple[FakeWeCom, str]) -> None:  # type: ignore[no-untyped-def]
+async def test_e2e_text_robot_mentions(wired, fake_wecom: tuple[FakeWeCom, str]) -> None:  # type: ignore[no-untyped-def]
     await deliver(*wired, "txt")
-    [sent] = fake[0].messages(WEBHOOK_SEND)
+    [sent] = fake_wecom[0].messages(WEBHOOK_SEND)
     assert sent.msgtype == "text"
     assert sent.mentioned == ("zhangsan", "lisi", "@all")
     assert sent.mentioned_mobiles == ("13800000001",)
     assert "<@" not in (sent.content or "")
 
 
-async def test_e2e_markdown_robot_mentions_in_content(wired, fake: tuple[FakeWeCom, str]) -> None:  # type: ignore[no-untyped-def]
+async def test_e2e_markdown_robot_mentions_in_content(wired, fake_wecom: tuple[FakeWeCom, str]) -> None:  # type: ignore[no-untyped-def]
     await deliver(*wired, "md")
-    [sent] = fake[0].messages(WEBHOOK_SEND)
+    [sent] = fake_wecom[0].messages(WEBHOOK_SEND)
     assert sent.msgtype == "markdown"
     content = sent.content or ""
     # Markdown has no @all or mobile syntax: only the userids, once, at the end.

@@ -7,7 +7,7 @@ import json
 import platform
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -20,13 +20,12 @@ from alertbridge.app import create_app
 from alertbridge.config import parse_config
 from alertbridge.errors import StoreError
 from alertbridge.messengers.wecom.errcodes import ErrCode, errcode_name
-from alertbridge.messengers.wecom.robot import ROBOT_IMAGE_LIMIT
 from alertbridge.metrics import Metrics
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom, Fault
 from alertbridge.testing.server import ServerThread
 from tests.harness import wait_until
-from tests.test_images import ImageServer, image_app, make_png
-from tests.test_ingest import FIRING, TOKEN, FailingStore, make_config, post
+from tests.image_server import ImageServer, image_app
+from tests.ingest_rig import FIRING, TOKEN, FailingStore, ingest_config, post
 
 GRAFANA_FIRING = Path(__file__).parent / "data" / "grafana" / "unified-firing.json"
 
@@ -41,11 +40,10 @@ class UnwritableStore(FailingStore):
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, UnwritableStore]]:
-    config = make_config(tmp_path, console={"channel": "console"})
+def server(tmp_path: Path, serve_app: Callable[..., str]) -> tuple[str, UnwritableStore]:
+    config = ingest_config(tmp_path, console={"channel": "console"})
     store = UnwritableStore(config.store.sqlite_path)
-    with ServerThread(create_app(config, out=io.StringIO(), store=store)) as running:
-        yield running.base_url, store
+    return serve_app(config, out=io.StringIO(), store=store), store
 
 
 def scrape(base_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -140,7 +138,7 @@ def test_readyz_fails_while_the_store_cannot_take_writes_and_metrics_say_why(ser
 
 
 def test_a_bad_grafana_signature_is_counted_without_the_receiver_name(tmp_path: Path) -> None:
-    config = make_config(tmp_path, signed={"channel": "console", "grafana_hmac_secret": "hmac-secret-0123"})
+    config = ingest_config(tmp_path, signed={"channel": "console", "grafana_hmac_secret": "hmac-secret-0123"})
     with ServerThread(create_app(config, out=io.StringIO())) as running:
         unsigned = httpx.post(
             f"{running.base_url}/grafana/signed",
@@ -269,9 +267,8 @@ def test_image_and_media_tallies_reach_metrics(tmp_path: Path) -> None:
     robot_key = "robot-key-6f1d2c3b-aaaa-bbbb-cccc-0e9f8d7c6b5a"
     fake = FakeWeCom([FakeApp(corp_id, secret, agent_id)], [robot_key], users=["alice"])
     seen = ImageServer()
-    # Over the robot's 2 MB image limit, under the fetcher's.
-    big = make_png(pad=ROBOT_IMAGE_LIMIT + 1)
-    with fake.serve() as api_base, ServerThread(image_app(seen, big=big)) as image_server:
+    # /big is over the robot's 2 MB image limit, under the fetcher's.
+    with fake.serve() as api_base, ServerThread(image_app(seen)) as image_server:
         config = parse_config(
             {
                 "store": {"url": f"sqlite:///{tmp_path / 'outbox.db'}"},

@@ -28,26 +28,23 @@ from alertbridge.testing.fake_wecom import (
     Fault,
 )
 from tests.harness import AlertbridgeProcess, wait_until
+from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
 
 DATA = Path(__file__).parent / "data" / "alertmanager"
 FIRING = json.loads((DATA / "firing.json").read_text(encoding="utf-8"))
 
-CORP_ID = "ww5a1b2c3d4e5f6a7b"
-SECRET = "corp-secret-Z9y8X7w6V5u4"
-ROBOT_KEY = "robot-key-3f9a7c1e-5b2d"
 WEBHOOK_TOKEN = "webhook-token-Q1w2E3r4"
-AGENT_ID = 1000002
 
 
 @pytest.fixture
-def fake() -> Iterator[tuple[FakeWeCom, str]]:
+def fake(serve_wecom: Callable[[FakeWeCom], str]) -> tuple[FakeWeCom, str]:
+    """The shared corp's fake WeCom that knows only zhangsan and lisi."""
     wecom = FakeWeCom(
         apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID)],
         robot_keys=[ROBOT_KEY],
         users=["zhangsan", "lisi"],
     )
-    with wecom.serve() as base_url:
-        yield wecom, base_url
+    return wecom, serve_wecom(wecom)
 
 
 def config_body(api_base: str, **delivery: str) -> str:

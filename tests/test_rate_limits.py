@@ -2,218 +2,35 @@
 HTTP, which drops app messages beyond 30/min per member silently and answers
 45009 to a robot's 21st message in a minute — as WeCom does.
 
-Time is a manual clock shared by the dispatcher, the client and the fake, so a
+Time is a manual clock shared by the dispatcher, the client and the rig_wecom, so a
 minute passes when the test says so.
 """
 
 from __future__ import annotations
 
-import contextlib
-import re
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from alertbridge.config import Config, parse_config
-from alertbridge.delivery import LEASE, Dispatcher, GroupTracker, SendBudget, target_of
+from alertbridge.config import parse_config
 from alertbridge.errors import ConfigError
 from alertbridge.message import Recipients
-from alertbridge.messengers.registry import build_channel
-from alertbridge.messengers.wecom.client import WeComClient
-from alertbridge.metrics import Metrics
-from alertbridge.model import Alert, AlertGroup, Status
-from alertbridge.render import Renderer
-from alertbridge.stores import DeliveryStatus, NewDelivery
-from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
-from alertbridge.stores.sqlite.state import SqliteStateStore
-from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND, FakeApp, FakeWeCom, Fault, ManualClock
-from alertbridge.testing.server import SwappableApp, serve_in_thread
-
-CORP_ID = "ww7c3a9e0d1f2b4c5a"
-SECRET = "corp-secret-Zq8XvT2pLm9RwK4s"
-AGENT_ID = 1000002
-ROBOT_KEY = "robot-key-6f1d2c3b-aaaa-bbbb-cccc-0e9f8d7c6b5a"
-MARKER = re.compile(r"storm-\d{4}")
-
-
-def make_config(base_url: str, db: Path, **app_overrides: Any) -> Config:
-    return parse_config(
-        {
-            "store": {"url": f"sqlite:///{db}"},
-            "wecom": {
-                "api_base": base_url,
-                "apps": {
-                    "ops": {"corp_id": CORP_ID, "agent_id": AGENT_ID, "secret": SECRET, **app_overrides}
-                },
-            },
-            "delivery": {"initial_backoff": "1s", "max_backoff": "5s"},
-            "receivers": {
-                "oncall": {"channel": "app", "app": "ops", "to_user": ["zhangsan"]},
-                "dba": {"channel": "app", "app": "ops", "to_user": ["zhangsan", "lisi"]},
-                "room": {"channel": "robot", "robot_key": ROBOT_KEY},
-            },
-        },
-        {},
-        "test.toml",
-    )
-
-
-def storm_group(number: int, alerts: int = 1) -> AlertGroup:
-    """One group whose every alert carries a unique marker (``storm-0042``) in its text."""
-    name = f"Storm{number:04d}"
-    return AlertGroup(
-        source="alertmanager",
-        status=Status.FIRING,
-        group_key=f'{{}}:{{alertname="{name}"}}',
-        alerts=tuple(
-            Alert(
-                status=Status.FIRING,
-                labels={"alertname": name, "instance": f"storm-{number * 10 + i:04d}"},
-                annotations={"summary": "磁盘快满了"},
-                starts_at=datetime(2026, 11, 29, 11, 0, tzinfo=UTC),
-                ends_at=None,
-                fingerprint=f"{number:08x}{i:08x}",
-            )
-            for i in range(alerts)
-        ),
-        group_labels={"alertname": name},
-        common_labels={"alertname": name},
-    )
-
-
-class Rig:
-    """A dispatcher, its stores and the fake WeCom, all on one manual clock."""
-
-    def __init__(self, config: Config, fake: FakeWeCom, clock: ManualClock, http: httpx.AsyncClient) -> None:
-        self.config = config
-        self.fake = fake
-        self.clock = clock
-        self.outbox = SqliteOutboxStore(config.store.sqlite_path)
-        self.state = SqliteStateStore(config.store.sqlite_path)
-        self.client = WeComClient(http, config.wecom.api_base, clock=clock)
-        self.metrics = Metrics()
-        self.dispatcher = self.new_dispatcher()
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.clock(), UTC)
-
-    def new_dispatcher(self) -> Dispatcher:
-        channels = {
-            name: build_channel(
-                name,
-                receiver,
-                apps=self.config.wecom.apps,
-                client=self.client,
-                out=None,  # type: ignore[arg-type]
-                duplicate_check_interval=self.config.delivery.duplicate_check_interval,
-            )
-            for name, receiver in self.config.receivers.items()
-        }
-        tracker = GroupTracker(config=self.config, state=self.state, silencers={}, client=self.client)
-        return Dispatcher(
-            config=self.config,
-            store=self.outbox,
-            channels=channels,
-            renderer=Renderer(timezone=self.config.server.tz),
-            tracker=tracker,
-            budget=SendBudget(),
-            metrics=self.metrics,
-            clock=self.now,
-            rand=lambda: 1.0,
-        )
-
-    async def enqueue(self, receiver: str, group: AlertGroup) -> int:
-        settings = self.config.receivers[receiver]
-        recipients = Recipients(to_user=tuple(getattr(settings, "to_user", ())))
-        return await self.outbox.enqueue(
-            NewDelivery(
-                receiver=receiver,
-                channel=settings.channel,
-                recipients=recipients,
-                group=group,
-                request_id="t",
-                accepted_at=self.now(),
-            )
-        )
-
-    async def drain(self) -> None:
-        """Deliver everything due now, target by target, as the run loop would."""
-        while claimed := await self.outbox.claim_due(self.now(), 1000, LEASE):
-            by_target = defaultdict(list)
-            for delivery in claimed:
-                by_target[target_of(delivery)].append(delivery)
-            for batch in by_target.values():
-                await self.dispatcher.deliver_batch(batch)
-
-    def texts_to(self, user: str) -> list[str]:
-        return [m.content or "" for m in self.fake.messages(MESSAGE_SEND) if user in m.to_user]
-
-    def markers_seen_by(self, user: str) -> set[str]:
-        return {marker for text in self.texts_to(user) for marker in MARKER.findall(text)}
-
-    def count(self, metric: str, receiver: str = "oncall") -> float:
-        return self.metrics.registry.get_sample_value(metric, {"receiver": receiver}) or 0.0
-
-    def deferrals(self) -> float:
-        return self.count("alertbridge_rate_limit_deferrals_total")
-
-    async def statuses(self) -> dict[DeliveryStatus, int]:
-        return {status: await self.outbox.count(status) for status in DeliveryStatus}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[SwappableApp, str]]:
-    slot = SwappableApp()
-    with serve_in_thread(slot) as url:
-        yield slot, url
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(start=datetime(2026, 11, 29, 12, 0, tzinfo=UTC).timestamp())
-
-
-@pytest.fixture
-def fake(clock: ManualClock, server: tuple[SwappableApp, str]) -> Iterator[FakeWeCom]:
-    fake = FakeWeCom([FakeApp(CORP_ID, SECRET, AGENT_ID)], [ROBOT_KEY], clock=clock, wall_clock=clock)
-    server[0].target = fake.app
-    yield fake
-    server[0].target = None
-
-
-@contextlib.asynccontextmanager
-async def opened_rig(
-    server: tuple[SwappableApp, str], db: Path, fake: FakeWeCom, clock: ManualClock, **app_overrides: Any
-) -> AsyncIterator[Rig]:
-    """A Rig with its stores open, for a config with ``app_overrides`` on the app."""
-    async with rig_for(make_config(server[1], db, **app_overrides), fake, clock) as rig:
-        yield rig
-
-
-@contextlib.asynccontextmanager
-async def rig_for(config: Config, fake: FakeWeCom, clock: ManualClock) -> AsyncIterator[Rig]:
-    """A Rig of ``config`` with its stores open."""
-    async with httpx.AsyncClient(timeout=5) as http:
-        rig = Rig(config, fake, clock, http)
-        await rig.outbox.open()
-        await rig.state.open()
-        try:
-            yield rig
-        finally:
-            await rig.state.close()
-            await rig.outbox.close()
+from alertbridge.stores import DeliveryStatus
+from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND, FakeWeCom, Fault, ManualClock
+from alertbridge.testing.server import SwappableApp
+from tests.dispatch_rig import MARKER, Rig, opened_rig, storm_group
+from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
 
 
 @pytest.fixture
 async def rig(
-    tmp_path: Path, fake: FakeWeCom, clock: ManualClock, server: tuple[SwappableApp, str]
+    tmp_path: Path, rig_wecom: FakeWeCom, rig_clock: ManualClock, wecom_slot: tuple[SwappableApp, str]
 ) -> AsyncIterator[Rig]:
-    async with opened_rig(server, tmp_path / "a.db", fake, clock) as rig:
+    async with opened_rig(wecom_slot, tmp_path / "a.db", rig_wecom, rig_clock) as rig:
         yield rig
 
 
@@ -368,9 +185,11 @@ async def test_a_failed_digest_part_resends_only_what_was_not_delivered(rig: Rig
 
 
 async def test_lower_limits_start_digests_sooner(
-    tmp_path: Path, fake: FakeWeCom, clock: ManualClock, server: tuple[SwappableApp, str]
+    tmp_path: Path, rig_wecom: FakeWeCom, rig_clock: ManualClock, wecom_slot: tuple[SwappableApp, str]
 ) -> None:
-    async with opened_rig(server, tmp_path / "b.db", fake, clock, rate_limit_per_minute=3) as rig:
+    async with opened_rig(
+        wecom_slot, tmp_path / "b.db", rig_wecom, rig_clock, rate_limit_per_minute=3
+    ) as rig:
         for number in range(6):
             await rig.enqueue("oncall", storm_group(number))
             await rig.drain()
@@ -399,9 +218,11 @@ def test_limits_can_only_be_lowered(section: str, key: str, value: int) -> None:
 
 
 async def test_a_digest_cut_short_by_the_budget_resumes_unchanged_after_a_restart(
-    tmp_path: Path, fake: FakeWeCom, clock: ManualClock, server: tuple[SwappableApp, str]
+    tmp_path: Path, rig_wecom: FakeWeCom, rig_clock: ManualClock, wecom_slot: tuple[SwappableApp, str]
 ) -> None:
-    async with opened_rig(server, tmp_path / "c.db", fake, clock, rate_limit_per_minute=2) as rig:
+    async with opened_rig(
+        wecom_slot, tmp_path / "c.db", rig_wecom, rig_clock, rate_limit_per_minute=2
+    ) as rig:
         for number in range(100):
             await rig.enqueue("oncall", storm_group(number, alerts=3))
         await rig.drain()
@@ -429,4 +250,4 @@ async def test_a_digest_cut_short_by_the_budget_resumes_unchanged_after_a_restar
             shown[marker] += 1
     assert set(shown) == {f"storm-{n * 10 + i:04d}" for n in range(100) for i in range(3)} | newcomers
     assert max(shown.values()) == 1
-    assert fake.dropped() == []
+    assert rig_wecom.dropped() == []

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import httpx
-import pytest
 
 from alertbridge.config import Config, parse_config
 from alertbridge.senders import cluster_of, silencer_for
@@ -24,16 +23,15 @@ from alertbridge.stores.sqlite.state_schema import COMPONENT, MIGRATIONS, SCHEMA
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom
 from alertbridge.testing.grafana_standin import GrafanaStandin
 from alertbridge.testing.server import ServerThread
-from alertbridge.testing.store_contract import opened
+from alertbridge.testing.store_contract import OPS, at, opened
+from alertbridge.testing.store_contract import make_ref_group as make_group
 from alertbridge.testing.wecom_callback import CallbackClient
 from tests.harness import AlertbridgeProcess, AlertmanagerProcess, wait_until
-from tests.test_store_state import OPS, at, make_group
+from tests.wecom_identity import AGENT_ID, CORP_ID, SECRET
 
 DATA = Path(__file__).parent / "data"
 AM = "http://alertmanager:9093"
 WEBHOOK_TOKEN = "e2e-src-webhook-token-5d6e"
-CORP_ID = "wwsources"
-AGENT_ID = 1000004
 CALLBACK_TOKEN = "srcCallbackToken"
 AES_KEY = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
 GRAFANA = "http://grafana:3000"
@@ -53,31 +51,24 @@ def config() -> Config:
     )
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStateStore]:
-    path = tmp_path / "alertbridge.db"
-    async with opened(SqliteOutboxStore(path)), opened(SqliteStateStore(path)) as state:
-        yield state
-
-
-async def test_alertmanager_and_grafana_groups_with_one_key_are_two_refs(store: SqliteStateStore) -> None:
+async def test_alertmanager_and_grafana_groups_with_one_key_are_two_refs(state: SqliteStateStore) -> None:
     cfg = config()
     am_group = make_group("Disk", key="{}:{}")
     grafana_group = replace(make_group("Disk", key="{}:{}"), source="grafana", external_url=GRAFANA)
-    am = await store.record_notification(
+    am = await state.record_notification(
         "ops", am_group, OPS, at(0), cluster=cluster_of(cfg, "alertmanager", am_group.external_url)
     )
-    gf = await store.record_notification(
+    gf = await state.record_notification(
         "ops", grafana_group, OPS, at(0), cluster=cluster_of(cfg, "grafana", GRAFANA)
     )
     assert am.ref.ref != gf.ref.ref
     assert (am.ref.source, gf.ref.source) == ("alertmanager", "grafana")
 
-    await store.set_ack(am.ref.ref, "zhangsan", at(1))
+    await state.set_ack(am.ref.ref, "zhangsan", at(1))
     # The Grafana group's repeat is neither acknowledged nor held back.
-    again = await store.record_notification("ops", grafana_group, OPS, at(2), cluster=gf.ref.cluster)
+    again = await state.record_notification("ops", grafana_group, OPS, at(2), cluster=gf.ref.cluster)
     assert again.ref.ref == gf.ref.ref and again.ref.ack is None and not again.suppressed
-    am_again = await store.record_notification("ops", am_group, OPS, at(2), cluster=am.ref.cluster)
+    am_again = await state.record_notification("ops", am_group, OPS, at(2), cluster=am.ref.cluster)
     assert am_again.ref.ack is not None and am_again.suppressed
 
     # Each silence goes to its own sender's silencer, whatever the receiver names.
@@ -86,7 +77,7 @@ async def test_alertmanager_and_grafana_groups_with_one_key_are_two_refs(store: 
 
 
 async def test_independent_alertmanagers_on_one_route_are_two_refs_ha_peers_one(
-    store: SqliteStateStore,
+    state: SqliteStateStore,
 ) -> None:
     cfg = config()
     group = make_group("Disk", key="{}:{}")
@@ -94,7 +85,7 @@ async def test_independent_alertmanagers_on_one_route_are_two_refs_ha_peers_one(
     async def ref_of(external_url: str) -> int:
         sent = replace(group, external_url=external_url)
         cluster = cluster_of(cfg, "alertmanager", external_url)
-        return (await store.record_notification("ops", sent, OPS, at(0), cluster=cluster)).ref.ref
+        return (await state.record_notification("ops", sent, OPS, at(0), cluster=cluster)).ref.ref
 
     first = await ref_of(AM)
     # HA peers listed together in one silencer, each with its own external URL.
@@ -146,19 +137,19 @@ async def test_a_schema_2_database_is_upgraded_in_place(tmp_path: Path) -> None:
     conn.close()
 
     cfg = config()
-    async with opened(SqliteOutboxStore(path)), opened(SqliteStateStore(path)) as store:
-        kept = await store.get_ref(1)
-        assert await store.get_ref(2) is None
+    async with opened(SqliteOutboxStore(path)), opened(SqliteStateStore(path)) as state:
+        kept = await state.get_ref(1)
+        assert await state.get_ref(2) is None
         assert kept is not None and (kept.ref, kept.cluster, kept.ack is not None) == (1, "", True)
         # The same group from its Alertmanager claims the old reference, ack and all.
         cluster = cluster_of(cfg, "alertmanager", AM)
-        repeat = await store.record_notification(
+        repeat = await state.record_notification(
             "ops", make_group("Disk", key="{}:{}"), OPS, at(0), cluster=cluster
         )
         assert repeat.ref.ref == 1 and repeat.ref.cluster == cluster and repeat.ref.ack is not None
         # Grafana's `{}:{}` is a new reference, numbered after the pruned one.
         grafana_group = replace(make_group("Disk", key="{}:{}"), source="grafana", external_url=GRAFANA)
-        new = await store.record_notification(
+        new = await state.record_notification(
             "ops", grafana_group, OPS, at(0), cluster=cluster_of(cfg, "grafana", GRAFANA)
         )
         assert new.ref.ref == 3 and new.ref.ack is None
@@ -173,12 +164,13 @@ async def test_a_schema_2_database_is_upgraded_in_place(tmp_path: Path) -> None:
         conn.close()
 
 
-def test_each_source_s_ref_is_acked_and_silenced_on_its_own(tmp_path: Path) -> None:
+def test_each_source_s_ref_is_acked_and_silenced_on_its_own(
+    tmp_path: Path, start_alertmanager: Callable[..., AlertmanagerProcess]
+) -> None:
     """End to end: an Alertmanager and a Grafana `{}:{}` group on one receiver;
     `silence` of each lands in its own silencer, `ack` of one leaves the other."""
-    wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret="e2e-src-secret-1a2b3c", agent_id=AGENT_ID)])
-    alertmanager = AlertmanagerProcess(tmp_path, "http://127.0.0.1:9/unused")
-    alertmanager.start()
+    wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID)])
+    alertmanager = start_alertmanager()
     standin = GrafanaStandin(alertmanager.base_url, token="glsa_e2e_src")
     with wecom.serve() as wecom_url, ServerThread(standin) as grafana:
         bridge = AlertbridgeProcess(
@@ -191,7 +183,7 @@ api_base = "{wecom_url}"
 [wecom.apps.ops]
 corp_id = "{CORP_ID}"
 agent_id = {AGENT_ID}
-secret = "e2e-src-secret-1a2b3c"
+secret = "{SECRET}"
 token = "{CALLBACK_TOKEN}"
 encoding_aes_key = "{AES_KEY}"
 [silencers.am]
@@ -238,12 +230,16 @@ silencer = "am"
                 assert not [r for r in standin.requests if r[0] == "POST"]
                 user.send_text("zhangsan", "silence 2 1h")
                 wait_until(lambda: [r for r in standin.requests if r[0] == "POST"], what="Grafana's silence")
+                # The stand-in records a request before it forwards it: wait for Alertmanager to have it.
+                wait_until(
+                    lambda: len(httpx.get(f"{alertmanager.base_url}/api/v2/silences").json()) == 2,
+                    what="Grafana's silence in Alertmanager",
+                )
             silences = httpx.get(f"{alertmanager.base_url}/api/v2/silences").json()
             names = sorted(m["value"] for s in silences for m in s["matchers"] if m["name"] == "alertname")
             assert names == ["DiskAlmostFull", "E2EDiskFull"]
         finally:
             bridge.kill()
-            alertmanager.kill()
     with sqlite3.connect(bridge.db_path) as db:
         rows = db.execute("SELECT ref, source, ack_user FROM alert_refs ORDER BY ref").fetchall()
     assert rows == [(1, "alertmanager", "zhangsan"), (2, "grafana", None)]

@@ -12,7 +12,7 @@ import pytest
 from alertbridge.app import create_app
 from alertbridge.testing.server import ServerThread
 from alertbridge.web.refusals import RefusalLog
-from tests.test_ingest import FIRING, TOKEN, make_config
+from tests.ingest_rig import FIRING, TOKEN, ingest_config
 
 
 class ManualClock:
@@ -30,7 +30,7 @@ def refused_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_every_refusal_status_is_logged_once_per_pair_and_never_the_credential(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = create_app(make_config(tmp_path), out=io.StringIO())
+    app = create_app(ingest_config(tmp_path), out=io.StringIO())
     wrong = "Bearer wrong-token-Xy12"
     with caplog.at_level(logging.WARNING, logger="alertbridge"):
         with ServerThread(app) as running:

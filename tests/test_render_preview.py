@@ -32,7 +32,7 @@ from starlette.routing import Route
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND, FakeApp, FakeWeCom, Message
 from alertbridge.testing.server import ServerThread
 from tests.harness import AlertbridgeProcess, wait_until
-from tests.test_images import PNG
+from tests.image_server import PNG
 
 DATA = Path(__file__).parent / "data"
 CORP_ID = "ww-preview-corp"

@@ -8,7 +8,7 @@ refuses (``\\uXXXX`` escapes: 40033).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
@@ -28,12 +28,8 @@ from alertbridge.render import Renderer
 from alertbridge.render.digest import DigestSection
 from alertbridge.render.sanitize import clean_text, safe_url
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND, FakeApp, FakeWeCom
-from alertbridge.testing.server import SwappableApp, serve_in_thread
+from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
 
-CORP_ID = "ww-safety-corp"
-SECRET = "safety-app-secret"
-AGENT_ID = 1000011
-ROBOT_KEY = "safety-robot-key"
 APP = WeComAppConfig(corp_id=CORP_ID, agent_id=AGENT_ID, secret=SecretStr(SECRET))
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 29, 15, 0, tzinfo=UTC)
@@ -73,25 +69,15 @@ def dirty_group() -> AlertGroup:
     )
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[SwappableApp, str]]:
-    slot = SwappableApp()
-    with serve_in_thread(slot) as url:
-        yield slot, url
-
-
 @pytest.fixture
 def fake() -> FakeWeCom:
     return FakeWeCom([FakeApp(CORP_ID, SECRET, AGENT_ID)], [ROBOT_KEY], users=["alice"])
 
 
 @pytest.fixture
-async def client(server: tuple[SwappableApp, str], fake: FakeWeCom) -> AsyncIterator[WeComClient]:
-    slot, url = server
-    slot.target = fake.app
+async def client(wecom_url: str) -> AsyncIterator[WeComClient]:
     async with httpx.AsyncClient(timeout=5) as http:
-        yield WeComClient(http, url)
-    slot.target = None
+        yield WeComClient(http, wecom_url)
 
 
 def _renderer() -> Renderer:

@@ -2,10 +2,10 @@
 
 Two real ``alertbridge serve`` runs are grepped, stderr (logs) and stdout:
 
-- the WeCom fault run of tests/test_faults.py (shared, it runs once per
-  session): retries, timeouts, 502s, 42001 replays and 45009s, with the corp
+- the WeCom fault run of tests/fault_run.py (shared with tests/test_faults.py,
+  it runs once per session): retries, timeouts, 502s, 42001 replays and 45009s, with the corp
   secret, robot keys and a stream of access tokens in every request URL;
-- a fuzz run: the hostile corpus of tests/test_fuzz_corpus.py plus a few
+- a fuzz run: the hostile corpus of tests/corpus_replay.py plus a few
   hundred hypothesis cases against the webhook endpoints (with bearer auth)
   and the WeCom callback, a validly signed URL check and ``help`` commands
   whose replies go to a fake WeCom that fails the first attempts.
@@ -33,9 +33,7 @@ from hypothesis import strategies as st
 
 from alertbridge.config import load_config
 from alertbridge.testing.fake_wecom import GETTOKEN, MESSAGE_SEND, WEBHOOK_SEND, FakeApp, FakeWeCom, Fault
-from tests.harness import AlertbridgeProcess, events_in, wait_until
-from tests.test_faults import FaultRun, fault_run_for
-from tests.test_fuzz_corpus import (
+from tests.corpus_replay import (
     AGENT_ID,
     CORP_ID,
     CORP_SECRET,
@@ -44,7 +42,9 @@ from tests.test_fuzz_corpus import (
     corpus_env,
     load_corpus,
 )
-from tests.test_fuzz_endpoints import FIRING, GRAFANA, _mutate, content_types, json_values
+from tests.fault_run import FaultRun
+from tests.fuzz_inputs import FIRING, GRAFANA, content_types, json_values, mutate
+from tests.harness import AlertbridgeProcess, events_in, wait_until
 
 ROBOT_KEY = "secrets-robot-key-Jd84Lx0q"
 FUZZ_EXAMPLES = 150  # per strategy; three strategies
@@ -102,7 +102,7 @@ def _fuzz(replayer: Replayer) -> tuple[dict[int, int], int]:
         grafana=st.booleans(),
     )
     def broken_field(path: list[int], replacement: Any, grafana: bool) -> None:
-        body = json.dumps(_mutate(GRAFANA if grafana else FIRING, path, replacement)).encode()
+        body = json.dumps(mutate(GRAFANA if grafana else FIRING, path, replacement)).encode()
         url = "/grafana/sink" if grafana else "/alertmanager/sink"
         server.check(url, body, "application/json")
         checked[0] += 1
@@ -190,8 +190,8 @@ def leaks(text: str, secrets: list[str]) -> list[str]:
     return found
 
 
-def test_fault_run_logs_hold_no_secret(tmp_path_factory: pytest.TempPathFactory) -> None:
-    run: FaultRun = fault_run_for(tmp_path_factory)
+def test_fault_run_logs_hold_no_secret(fault_run: FaultRun) -> None:
+    run = fault_run
     logs = run.stderr + run.stdout
     # The errors happened ...
     assert logs.count("delivery_retry") >= 10

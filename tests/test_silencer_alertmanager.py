@@ -163,15 +163,6 @@ def test_times_are_rfc3339_utc() -> None:
 # --- against the real Alertmanager ----------------------------------------
 
 
-@pytest.fixture(scope="module")
-def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlertmanagerProcess]:
-    process = AlertmanagerProcess(tmp_path_factory.mktemp("am"), "http://127.0.0.1:9/x")
-    try:
-        yield process.start()
-    finally:
-        process.kill()
-
-
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient() as client:

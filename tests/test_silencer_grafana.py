@@ -34,15 +34,6 @@ VIEWER_TOKEN = "glsa_viewer_5ecret_t0ken"
 
 
 @pytest.fixture(scope="module")
-def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlertmanagerProcess]:
-    process = AlertmanagerProcess(tmp_path_factory.mktemp("am"), "http://127.0.0.1:9/x")
-    try:
-        yield process.start()
-    finally:
-        process.kill()
-
-
-@pytest.fixture(scope="module")
 def standin_server(alertmanager: AlertmanagerProcess) -> Iterator[tuple[GrafanaStandin, str]]:
     standin = GrafanaStandin(alertmanager.base_url, TOKEN, read_only_token=VIEWER_TOKEN)
     with ServerThread(standin) as server:

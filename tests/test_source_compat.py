@@ -10,24 +10,22 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from alertbridge.app import create_app
 from alertbridge.config import parse_config
 from alertbridge.sources import alertmanager, grafana
 from alertbridge.sources.common import label_fingerprint
-from alertbridge.testing.server import ServerThread
 
 DATA = Path(__file__).parent / "data" / "alertmanager"
 TOKEN = "webhook-token-0123456789"
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, io.StringIO]]:
+def server(tmp_path: Path, serve_app: Callable[..., str]) -> tuple[str, io.StringIO]:
     config = parse_config(
         {
             "store": {"url": f"sqlite:///{tmp_path / 'outbox.db'}"},
@@ -38,8 +36,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, io.StringIO]]:
         "test.toml",
     )
     out = io.StringIO()
-    with ServerThread(create_app(config, out=out)) as running:
-        yield running.base_url, out
+    return serve_app(config, out=out), out
 
 
 def post(base_url: str, path: str, body: bytes) -> httpx.Response:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,23 +26,7 @@ from alertbridge.stores.codec import to_us as _to_us
 from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
 from alertbridge.stores.sqlite.outbox_schema import MIGRATIONS, SCHEMA_VERSION
 from alertbridge.testing.store_contract import T0, make_delivery, make_group, opened
-from tests.store_fixtures import pragmas, private_connection, write_locked
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "outbox.db"
-
-
-@pytest.fixture
-def metrics() -> Metrics:
-    return Metrics()
-
-
-@pytest.fixture
-async def store(db_path: Path, metrics: Metrics) -> AsyncIterator[SqliteOutboxStore]:
-    async with opened(SqliteOutboxStore(db_path, metrics=metrics)) as s:
-        yield s
+from tests.sqlite_probes import pragmas, private_connection, write_locked
 
 
 def group_commits(metrics: Metrics) -> float:
@@ -62,21 +45,21 @@ def test_timestamp_encoding_is_exact(value: datetime) -> None:
 # -- group commit ---------------------------------------------------------------
 
 
-async def test_concurrent_enqueues_share_commits(store: SqliteOutboxStore, metrics: Metrics) -> None:
-    ids = await asyncio.gather(*(store.enqueue(make_delivery(request_id=f"req-{i}")) for i in range(200)))
+async def test_concurrent_enqueues_share_commits(outbox: SqliteOutboxStore, metrics: Metrics) -> None:
+    ids = await asyncio.gather(*(outbox.enqueue(make_delivery(request_id=f"req-{i}")) for i in range(200)))
 
     assert len(set(ids)) == 200
     commits = group_commits(metrics)
     assert commits <= 10, f"{commits} commits for 200 enqueues: no group commit"
-    assert await store.count(DeliveryStatus.PENDING) == 200
+    assert await outbox.count(DeliveryStatus.PENDING) == 200
     # Every caller got the id of its own row.
-    by_id = {d.id: d.request_id for d in await store.list(limit=500)}
+    by_id = {d.id: d.request_id for d in await outbox.list(limit=500)}
     assert [by_id[i] for i in ids] == [f"req-{i}" for i in range(200)]
 
 
 async def test_batch_limit_caps_a_transaction(db_path: Path, metrics: Metrics) -> None:
-    async with opened(SqliteOutboxStore(db_path, batch_limit=16, metrics=metrics)) as store:
-        ids = await asyncio.gather(*(store.enqueue(make_delivery()) for i in range(64)))
+    async with opened(SqliteOutboxStore(db_path, batch_limit=16, metrics=metrics)) as outbox:
+        ids = await asyncio.gather(*(outbox.enqueue(make_delivery()) for i in range(64)))
         assert len(set(ids)) == 64
         assert group_commits(metrics) >= 4
 
@@ -94,9 +77,9 @@ async def test_batch_limit_caps_a_transaction(db_path: Path, metrics: Metrics) -
 
 
 async def test_disk_full_fails_the_whole_batch_and_the_store_recovers(
-    store: SqliteOutboxStore, metrics: Metrics
+    outbox: SqliteOutboxStore, metrics: Metrics
 ) -> None:
-    db = private_connection(store)
+    db = private_connection(outbox)
     async with db.execute("PRAGMA page_count") as cur:
         row = await cur.fetchone()
     assert row is not None
@@ -106,44 +89,44 @@ async def test_disk_full_fails_the_whole_batch_and_the_store_recovers(
     big = make_group(note="x" * 3000)
 
     results = await asyncio.gather(
-        *(store.enqueue(make_delivery(group=big, request_id=f"r{i}")) for i in range(20)),
+        *(outbox.enqueue(make_delivery(group=big, request_id=f"r{i}")) for i in range(20)),
         return_exceptions=True,
     )
 
     assert all(isinstance(r, StoreError) for r in results), results
     assert "full" in str(results[0])
-    assert await store.count(DeliveryStatus.PENDING) == 0, "a failed batch left rows behind"
+    assert await outbox.count(DeliveryStatus.PENDING) == 0, "a failed batch left rows behind"
     commits_before = group_commits(metrics)
 
     await db.execute("PRAGMA max_page_count = 1073741823")
-    ids = await asyncio.gather(*(store.enqueue(make_delivery(group=big)) for _ in range(20)))
+    ids = await asyncio.gather(*(outbox.enqueue(make_delivery(group=big)) for _ in range(20)))
 
     assert len(set(ids)) == 20
     assert group_commits(metrics) > commits_before
-    assert await store.count(DeliveryStatus.PENDING) == 20
+    assert await outbox.count(DeliveryStatus.PENDING) == 20
 
 
 async def test_locked_database_is_a_store_error_and_the_store_recovers(db_path: Path) -> None:
-    async with opened(SqliteOutboxStore(db_path, busy_timeout=timedelta(milliseconds=50))) as store:
-        kept = await store.enqueue(make_delivery())
+    async with opened(SqliteOutboxStore(db_path, busy_timeout=timedelta(milliseconds=50))) as outbox:
+        kept = await outbox.enqueue(make_delivery())
         with write_locked(db_path):
             with pytest.raises(StoreError, match="locked"):
-                await store.enqueue(make_delivery())
+                await outbox.enqueue(make_delivery())
             with pytest.raises(StoreError, match="locked"):
-                await store.claim_due(T0, limit=10, lease=timedelta(minutes=1))
+                await outbox.claim_due(T0, limit=10, lease=timedelta(minutes=1))
             with pytest.raises(StoreError, match="locked"):
-                await store.mark_sent(kept, T0)
+                await outbox.mark_sent(kept, T0)
 
-        new_id = await store.enqueue(make_delivery())
-        claimed = await store.claim_due(T0, limit=10, lease=timedelta(minutes=1))
+        new_id = await outbox.enqueue(make_delivery())
+        claimed = await outbox.claim_due(T0, limit=10, lease=timedelta(minutes=1))
         assert [d.id for d in claimed] == [kept, new_id]
 
 
 async def test_open_failure_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("")
-    store = SqliteOutboxStore(tmp_path / "a-file" / "outbox.db")  # parent is not a directory
+    outbox = SqliteOutboxStore(tmp_path / "a-file" / "outbox.db")  # parent is not a directory
     with pytest.raises(StoreError):
-        await store.open()
+        await outbox.open()
 
 
 async def test_not_a_database_is_a_store_error(db_path: Path) -> None:
@@ -157,9 +140,9 @@ async def test_not_a_database_is_a_store_error(db_path: Path) -> None:
 
 async def test_schema_is_created_from_empty(tmp_path: Path) -> None:
     path = tmp_path / "state" / "nested" / "outbox.db"
-    store = SqliteOutboxStore(path)
-    await store.open()
-    await store.close()
+    outbox = SqliteOutboxStore(path)
+    await outbox.open()
+    await outbox.close()
 
     conn = sqlite3.connect(path)
     try:
@@ -203,8 +186,8 @@ async def test_newer_schema_is_refused(db_path: Path) -> None:
         await SqliteOutboxStore(db_path).open()
 
 
-async def test_connection_is_configured_for_durability(store: SqliteOutboxStore) -> None:
-    assert await pragmas(store, "journal_mode", "synchronous", "foreign_keys", "busy_timeout") == {
+async def test_connection_is_configured_for_durability(outbox: SqliteOutboxStore) -> None:
+    assert await pragmas(outbox, "journal_mode", "synchronous", "foreign_keys", "busy_timeout") == {
         "journal_mode": "wal",
         "synchronous": 2,
         "foreign_keys": 1,
@@ -213,8 +196,8 @@ async def test_connection_is_configured_for_durability(store: SqliteOutboxStore)
 
 
 async def test_the_same_notification_within_the_dedup_window_is_stored_once(db_path: Path) -> None:
-    store = SqliteOutboxStore(db_path, dedup_window=timedelta(minutes=2))
-    async with opened(store):
+    outbox = SqliteOutboxStore(db_path, dedup_window=timedelta(minutes=2))
+    async with opened(outbox):
 
         def delivery(at: datetime, key: str = "k1", receiver: str = "r") -> NewDelivery:
             return NewDelivery(
@@ -227,23 +210,23 @@ async def test_the_same_notification_within_the_dedup_window_is_stored_once(db_p
                 dedup_key=key,
             )
 
-        first = await store.enqueue(delivery(T0))
-        again = await store.enqueue(delivery(T0 + timedelta(seconds=30)))
+        first = await outbox.enqueue(delivery(T0))
+        again = await outbox.enqueue(delivery(T0 + timedelta(seconds=30)))
         assert again == first
         # Both HA copies in one batch: still one row.
-        a, b = await asyncio.gather(store.enqueue(delivery(T0, "k2")), store.enqueue(delivery(T0, "k2")))
+        a, b = await asyncio.gather(outbox.enqueue(delivery(T0, "k2")), outbox.enqueue(delivery(T0, "k2")))
         assert a == b
         # Another receiver, another notification, or outside the window: new rows.
         others = [
-            await store.enqueue(delivery(T0, receiver="other")),
-            await store.enqueue(delivery(T0, key="k3")),
-            await store.enqueue(delivery(T0 + timedelta(minutes=3))),
+            await outbox.enqueue(delivery(T0, receiver="other")),
+            await outbox.enqueue(delivery(T0, key="k3")),
+            await outbox.enqueue(delivery(T0 + timedelta(minutes=3))),
         ]
         assert all(other != first for other in others)
         # Exactly the two copies were answered as duplicates (the webhook handler counts those).
         enqueued = [first, again, a, b, *others]
         assert [e.duplicate for e in enqueued].count(True) == 2
-        assert len(await store.list()) == 5
+        assert len(await outbox.list()) == 5
 
 
 # -- rate limits: backlogs, deferral, digests, sends --------------------------
@@ -265,6 +248,6 @@ async def test_a_version_2_database_is_migrated_with_its_rows(db_path: Path) -> 
     conn.execute("PRAGMA user_version = 2")
     conn.commit()
     conn.close()
-    async with opened(SqliteOutboxStore(db_path)) as store:
-        assert await store.count_backlog("ops", make_delivery().recipients, T0) == 1
-        assert await store.recent_sends(T0 - timedelta(days=1)) == []
+    async with opened(SqliteOutboxStore(db_path)) as outbox:
+        assert await outbox.count_backlog("ops", make_delivery().recipients, T0) == 1
+        assert await outbox.recent_sends(T0 - timedelta(days=1)) == []

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import tempfile
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,30 +30,12 @@ from alertbridge.stores.state import StateStore
 from alertbridge.stores.state_codec import TITLE_MAX, ref_title
 from alertbridge.testing.store_contract import OPS, T0, at, opened
 from alertbridge.testing.store_contract import make_ref_group as make_group
-from tests.store_fixtures import pragmas, write_locked
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "alertbridge.db"
-
-
-@pytest.fixture
-async def outbox(db_path: Path) -> AsyncIterator[SqliteOutboxStore]:
-    async with opened(SqliteOutboxStore(db_path)) as s:
-        yield s
-
-
-@pytest.fixture
-async def store(db_path: Path, outbox: SqliteOutboxStore) -> AsyncIterator[SqliteStateStore]:
-    """The state store, opened while the outbox has the same file open."""
-    async with opened(SqliteStateStore(db_path)) as s:
-        yield s
+from tests.sqlite_probes import pragmas, write_locked
 
 
 def test_implements_the_protocol(db_path: Path) -> None:
-    store: StateStore = SqliteStateStore(db_path)  # checked by mypy
-    assert store is not None
+    state: StateStore = SqliteStateStore(db_path)  # checked by mypy
+    assert state is not None
 
 
 # -- references --------------------------------------------------------------------
@@ -72,19 +53,19 @@ def test_ack_rules_match_a_simple_model(steps: list[frozenset[str] | None]) -> N
 
     async def run() -> None:
         with tempfile.TemporaryDirectory() as tmp:
-            async with opened(SqliteStateStore(Path(tmp) / "state.db")) as store:
+            async with opened(SqliteStateStore(Path(tmp) / "state.db")) as state:
                 previous: frozenset[str] | None = None
                 acked = False
                 ref: int | None = None
                 for i, step in enumerate(steps):
                     now = at(i)
                     if step is None:
-                        result = await store.set_ack(ref, "u", now) if ref is not None else None
+                        result = await state.set_ack(ref, "u", now) if ref is not None else None
                         assert (result is not None) == (ref is not None)
                         acked = ref is not None
                         continue
                     group = make_group(firing=sorted(step), resolved=sorted({"a", "b", "c"} - step))
-                    update = await store.record_notification("ops", group, OPS, now)
+                    update = await state.record_notification("ops", group, OPS, now)
                     changed = previous != step
                     # A group firing again after it resolved starts unacknowledged.
                     new_episode = bool(step) and previous is not None and not previous
@@ -149,33 +130,33 @@ def test_title_prefers_alertname_then_group_labels_then_key() -> None:
 
 
 async def test_prune_handles_more_refs_than_one_chunk(
-    store: SqliteStateStore, monkeypatch: pytest.MonkeyPatch
+    state: SqliteStateStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sqlite_state, "_PRUNE_CHUNK", 3)
     refs = []
     for i in range(7):
-        update = await store.record_notification(
+        update = await state.record_notification(
             "ops", make_group(f"G{i}", firing=(), resolved=("fp",)), OPS, at(0)
         )
         refs.append(update.ref.ref)
-    kept = (await store.record_notification("ops", make_group("Firing"), OPS, at(0))).ref.ref
-    await store.record_sent(refs[-1], ["zhangsan"], at(0))
-    assert await store.prune(at(60), timedelta(minutes=1)) == 7 + 1
-    assert [ref for ref in [*refs, kept] if await store.get_ref(ref) is not None] == [kept]
+    kept = (await state.record_notification("ops", make_group("Firing"), OPS, at(0))).ref.ref
+    await state.record_sent(refs[-1], ["zhangsan"], at(0))
+    assert await state.prune(at(60), timedelta(minutes=1)) == 7 + 1
+    assert [ref for ref in [*refs, kept] if await state.get_ref(ref) is not None] == [kept]
 
 
 # -- persistence, coexistence, failures ------------------------------------------------------------
 
 
 async def test_coexists_with_the_outbox_in_one_file(
-    db_path: Path, outbox: SqliteOutboxStore, store: SqliteStateStore
+    db_path: Path, outbox: SqliteOutboxStore, state: SqliteStateStore
 ) -> None:
     delivery = NewDelivery(
         receiver="ops", channel="app", recipients=OPS, group=make_group(), request_id="r1", accepted_at=T0
     )
     ids = await asyncio.gather(*(outbox.enqueue(delivery) for _ in range(5)))
     updates = await asyncio.gather(
-        *(store.record_notification("ops", make_group(f"G{i}"), OPS, at(0)) for i in range(5))
+        *(state.record_notification("ops", make_group(f"G{i}"), OPS, at(0)) for i in range(5))
     )
     claimed = await outbox.claim_due(T0, limit=10, lease=timedelta(minutes=1))
 
@@ -232,8 +213,8 @@ async def test_concurrent_first_opens_migrate_once(tmp_path: Path) -> None:
         await outbox.close()
 
 
-async def test_connection_is_configured_for_durability(store: SqliteStateStore) -> None:
-    assert await pragmas(store, "journal_mode", "synchronous", "busy_timeout") == {
+async def test_connection_is_configured_for_durability(state: SqliteStateStore) -> None:
+    assert await pragmas(state, "journal_mode", "synchronous", "busy_timeout") == {
         "journal_mode": "wal",
         "synchronous": 2,
         "busy_timeout": 5000,
@@ -241,9 +222,9 @@ async def test_connection_is_configured_for_durability(store: SqliteStateStore) 
 
 
 async def test_newer_schema_is_refused(db_path: Path) -> None:
-    store = SqliteStateStore(db_path)
-    await store.open()
-    await store.close()
+    state = SqliteStateStore(db_path)
+    await state.open()
+    await state.close()
     conn = sqlite3.connect(db_path)
     try:
         with conn:
@@ -257,11 +238,11 @@ async def test_newer_schema_is_refused(db_path: Path) -> None:
 
 
 async def test_not_open_is_a_store_error(db_path: Path) -> None:
-    store = SqliteStateStore(db_path)
+    state = SqliteStateStore(db_path)
     with pytest.raises(StoreError, match="not open"):
-        await store.get_ref(1)
+        await state.get_ref(1)
     with pytest.raises(StoreError, match="not open"):
-        await store.claim_callback("k", at(0), timedelta(minutes=1))
+        await state.claim_callback("k", at(0), timedelta(minutes=1))
 
 
 async def test_not_a_database_is_a_store_error(db_path: Path) -> None:
@@ -271,18 +252,18 @@ async def test_not_a_database_is_a_store_error(db_path: Path) -> None:
 
 
 async def test_locked_database_is_a_store_error_and_the_store_recovers(db_path: Path) -> None:
-    async with opened(SqliteStateStore(db_path, busy_timeout=timedelta(milliseconds=50))) as store:
-        ref = (await store.record_notification("ops", make_group(), OPS, at(0))).ref.ref
+    async with opened(SqliteStateStore(db_path, busy_timeout=timedelta(milliseconds=50))) as state:
+        ref = (await state.record_notification("ops", make_group(), OPS, at(0))).ref.ref
         with write_locked(db_path):
             with pytest.raises(StoreError, match="locked"):
-                await store.record_notification("ops", make_group(), OPS, at(1))
+                await state.record_notification("ops", make_group(), OPS, at(1))
             with pytest.raises(StoreError, match="locked"):
-                await store.claim_callback("k", at(1), timedelta(minutes=1))
+                await state.claim_callback("k", at(1), timedelta(minutes=1))
             with pytest.raises(StoreError, match="locked"):
-                await store.set_ack(ref, "zhangsan", at(1))
+                await state.set_ack(ref, "zhangsan", at(1))
             # Reads still work in WAL mode while another connection writes.
-            assert await store.get_ref(ref) is not None
+            assert await state.get_ref(ref) is not None
 
-        assert await store.claim_callback("k", at(1), timedelta(minutes=1))
-        acked = await store.set_ack(ref, "zhangsan", at(2))
+        assert await state.claim_callback("k", at(1), timedelta(minutes=1))
+        acked = await state.set_ack(ref, "zhangsan", at(2))
         assert acked is not None and acked.ack is not None

@@ -39,7 +39,6 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,11 +47,10 @@ from typing import Protocol
 import httpx
 import pytest
 
-from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom, Fault
+from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeWeCom, Fault
 from tests.harness import AlertbridgeProcess, events_in, marked_notification, require_binary, wait_until
+from tests.wecom_identity import AGENT_ID, CORP_ID, SECRET
 
-CORP_ID = "ww7c1d2e3f4a5b6c7d"
-SECRET = "outage-corp-secret-3c4d5e6f"
 MEMBER = "zhangsan"
 # Delivery retry delays: short, so rows failed before the outage come due during it.
 BACKOFF = "2s"
@@ -172,14 +170,6 @@ def require_immutable_flag(directory: Path) -> str:
     pytest.skip(message)
 
 
-@pytest.fixture
-def fake() -> Iterator[tuple[FakeWeCom, str]]:
-    """The fake WeCom served over HTTP, and its base URL."""
-    wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=1000002)])
-    with wecom.serve() as base_url:
-        yield wecom, base_url
-
-
 def start_bridge(workdir: Path, api_base: str) -> AlertbridgeProcess:
     """alertbridge with one app receiver, ``oncall``, sending to the fake at ``api_base``."""
     return AlertbridgeProcess(
@@ -189,7 +179,7 @@ def start_bridge(workdir: Path, api_base: str) -> AlertbridgeProcess:
 api_base = "{api_base}"
 [wecom.apps.ops]
 corp_id = "{CORP_ID}"
-agent_id = 1000002
+agent_id = {AGENT_ID}
 secret = "${{SECRET}}"
 [delivery]
 initial_backoff = "{BACKOFF}"
@@ -250,9 +240,9 @@ class Stream:
 
 @pytest.mark.parametrize("kind", ["read-only", "disk-full"])
 def test_unwritable_store_answers_503_then_recovers(
-    tmp_path: Path, fake: tuple[FakeWeCom, str], kind: str
+    tmp_path: Path, fake_wecom: tuple[FakeWeCom, str], kind: str
 ) -> None:
-    wecom, api_base = fake
+    wecom, api_base = fake_wecom
     outage: Outage = ReadOnlyFiles(require_immutable_flag(tmp_path)) if kind == "read-only" else DiskFull()
     bridge = start_bridge(tmp_path, api_base)
     early, during, after = ["mkE001x", "mkE002x"], ["mkD001x", "mkD002x", "mkD003x"], ["mkA001x", "mkA002x"]
@@ -316,11 +306,11 @@ def test_unwritable_store_answers_503_then_recovers(
 
 
 def test_dispatcher_does_not_spin_while_the_store_is_down(
-    tmp_path: Path, fake: tuple[FakeWeCom, str]
+    tmp_path: Path, fake_wecom: tuple[FakeWeCom, str]
 ) -> None:
     """A failing claim must be retried at a bounded rate (POLL_INTERVAL or a backoff),
     not in a tight loop that pins a core and floods the log during an outage."""
-    wecom, api_base = fake
+    wecom, api_base = fake_wecom
     bridge = start_bridge(tmp_path, api_base)
     outage = DiskFull()
     held = 2.0
@@ -343,12 +333,12 @@ def test_dispatcher_does_not_spin_while_the_store_is_down(
 
 
 def test_a_send_in_flight_when_the_store_fails_is_retried_soon_after_recovery(
-    tmp_path: Path, fake: tuple[FakeWeCom, str]
+    tmp_path: Path, fake_wecom: tuple[FakeWeCom, str]
 ) -> None:
     """The outage begins while a send is in flight and that send fails (WeCom busy).
     Its reschedule cannot be written; once the store is back the delivery should be
     retried within its backoff, not after the lease taken when it was claimed."""
-    wecom, api_base = fake
+    wecom, api_base = fake_wecom
     bridge = start_bridge(tmp_path, api_base)
     outage = DiskFull()
     try:
@@ -369,13 +359,13 @@ def test_a_send_in_flight_when_the_store_fails_is_retried_soon_after_recovery(
 
 
 def test_unwritable_store_at_start_stops_the_process_with_the_reason(
-    tmp_path: Path, fake: tuple[FakeWeCom, str]
+    tmp_path: Path, fake_wecom: tuple[FakeWeCom, str]
 ) -> None:
     """A store that cannot be opened for writing at start-up is not served around:
     ``serve`` exits non-zero and says which file and why, so the orchestrator's
     restarts and the operator see it, rather than a process answering 503 forever."""
     chattr = require_immutable_flag(tmp_path)
-    _, api_base = fake
+    _, api_base = fake_wecom
     bridge = start_bridge(tmp_path, api_base)
     bridge.stop()
     data_dir = bridge.db_path.parent

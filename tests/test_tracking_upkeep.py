@@ -15,13 +15,13 @@ from pathlib import Path
 import httpx
 
 from alertbridge.config import parse_config
-from alertbridge.delivery import GroupTracker
 from alertbridge.message import Recipients
 from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.sources import alertmanager
 from alertbridge.stores import Delivery, DeliveryStatus
 from alertbridge.stores.sqlite.state import SqliteStateStore
 from alertbridge.stores.state import SilenceRecord
+from tests.delivery_wiring import UNREACHABLE_WECOM, group_tracker
 
 DATA = Path(__file__).parent / "data" / "alertmanager"
 
@@ -82,11 +82,11 @@ async def test_a_resolution_does_not_wait_for_the_silence_expiry(tmp_path: Path)
     await state.open()
     silencer = HungSilencer()
     async with httpx.AsyncClient() as http:
-        tracker = GroupTracker(
-            config=config,
-            state=state,
+        tracker = group_tracker(
+            config,
+            state,
+            WeComClient(http, UNREACHABLE_WECOM),
             silencers={"main": silencer},  # type: ignore[dict-item]
-            client=WeComClient(http, "http://127.0.0.1:9"),
         )
         receiver = config.receivers["r"]
         firing = await tracker.before_send(delivery("firing.json", 1), receiver)

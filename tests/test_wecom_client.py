@@ -36,23 +36,14 @@ from alertbridge.testing.fake_wecom import (
     Fault,
     ManualClock,
 )
-from alertbridge.testing.server import SwappableApp, serve_in_thread
+from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
 
-CORP_ID = "ww7c3a9e0d1f2b4c5a"
-SECRET = "corp-secret-Zq8XvT2pLm9RwK4s"
-AGENT_ID = 1000002
-ROBOT_KEY = "robot-key-6f1d2c3b-aaaa-bbbb-cccc-0e9f8d7c6b5a"
 APP = WeComAppConfig(corp_id=CORP_ID, agent_id=AGENT_ID, secret=SecretStr(SECRET))
 USERS = ["alice", "bob", "carol", "unlicensed"]
 
 
 def text(content: str = "磁盘告警", touser: str = "alice") -> dict[str, Any]:
     return {"touser": touser, "msgtype": "text", "text": {"content": content}}
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
 
 
 @pytest.fixture
@@ -66,21 +57,6 @@ def fake(clock: ManualClock) -> FakeWeCom:
     )
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[SwappableApp, str]]:
-    slot = SwappableApp()
-    with serve_in_thread(slot) as url:
-        yield slot, url
-
-
-@pytest.fixture
-def base_url(server: tuple[SwappableApp, str], fake: FakeWeCom) -> Iterator[str]:
-    slot, url = server
-    slot.target = fake.app
-    yield url
-    slot.target = None
-
-
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     # No pool timeout: 500 concurrent sends queue for the 100 pooled connections.
@@ -89,8 +65,8 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def client(http: httpx.AsyncClient, base_url: str, clock: ManualClock) -> WeComClient:
-    return WeComClient(http, base_url, clock=clock)
+def client(http: httpx.AsyncClient, wecom_url: str, clock: ManualClock) -> WeComClient:
+    return WeComClient(http, wecom_url, clock=clock)
 
 
 @pytest.fixture
@@ -153,9 +129,9 @@ async def test_concurrent_token_failures_refresh_once(client: WeComClient, fake:
 
 
 async def test_concurrent_cold_sends_share_a_failed_refresh(
-    http: httpx.AsyncClient, base_url: str, fake: FakeWeCom
+    http: httpx.AsyncClient, wecom_url: str, fake: FakeWeCom
 ) -> None:
-    client = WeComClient(http, base_url)
+    client = WeComClient(http, wecom_url)
     wrong = WeComAppConfig(corp_id=CORP_ID, agent_id=AGENT_ID, secret=SecretStr("wrong-secret"))
     outcomes = await asyncio.gather(
         *(client.send_app_message("ops", wrong, text()) for _ in range(50)), return_exceptions=True
@@ -217,9 +193,9 @@ async def test_a_second_token_error_is_not_replayed_again(client: WeComClient, f
 
 
 async def test_bad_secret_is_permanent_and_not_retried(
-    http: httpx.AsyncClient, base_url: str, fake: FakeWeCom
+    http: httpx.AsyncClient, wecom_url: str, fake: FakeWeCom
 ) -> None:
-    client = WeComClient(http, base_url)
+    client = WeComClient(http, wecom_url)
     wrong = WeComAppConfig(corp_id=CORP_ID, agent_id=AGENT_ID, secret=SecretStr("wrong-secret"))
     with pytest.raises(PermanentDeliveryError) as caught:
         await client.send_app_message("ops", wrong, text())
@@ -374,11 +350,11 @@ async def test_http_502_is_transient(client: WeComClient, fake: FakeWeCom) -> No
     assert caught.value.reason == "server_error"
 
 
-async def test_timeout_is_transient(base_url: str, fake: FakeWeCom) -> None:
+async def test_timeout_is_transient(wecom_url: str, fake: FakeWeCom) -> None:
     fake.add_fault(GETTOKEN, Fault(delay=5))
     async with httpx.AsyncClient(timeout=0.3) as http:
         with pytest.raises(WeComTransportError) as caught:
-            await WeComClient(http, base_url).send_app_message("ops", APP, text())
+            await WeComClient(http, wecom_url).send_app_message("ops", APP, text())
     assert caught.value.reason == "timeout"
 
 
@@ -403,8 +379,8 @@ async def test_http_429_is_transient_with_a_delay(client: WeComClient, fake: Fak
     assert caught.value.min_delay >= 60
 
 
-async def test_wrong_api_base_is_permanent(http: httpx.AsyncClient, base_url: str) -> None:
-    client = WeComClient(http, base_url + "/not-wecom")
+async def test_wrong_api_base_is_permanent(http: httpx.AsyncClient, wecom_url: str) -> None:
+    client = WeComClient(http, wecom_url + "/not-wecom")
     with pytest.raises(WeComHTTPError) as caught:
         await client.send_robot_message(ROBOT_KEY, {"msgtype": "text", "text": {"content": "x"}})
     assert isinstance(caught.value, PermanentDeliveryError)
@@ -540,14 +516,14 @@ async def test_no_secret_in_errors_or_logs(
     client: WeComClient,
     fake: FakeWeCom,
     http: httpx.AsyncClient,
-    base_url: str,
+    wecom_url: str,
     quiet_logs: None,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     texts: list[str] = []
     try:
-        await scenario(Harness(fake, client, http, base_url))
+        await scenario(Harness(fake, client, http, wecom_url))
     except DeliveryError as error:
         texts.extend(_error_texts(error))
         # No chained exception either: httpx's would carry the request URL.

@@ -1,0 +1,13 @@
+"""The fake corp the tests talk to: its ids and credentials, in one place.
+
+Values only need to look like WeCom's (a ``ww…`` corp id, an agent id in the
+100000x range) and be secret-looking enough for the tests that check secrets
+never reach a log or a message.
+"""
+
+from __future__ import annotations
+
+CORP_ID = "ww7c3a9e0d1f2b4c5a"
+SECRET = "corp-secret-Zq8XvT2pLm9RwK4s"
+AGENT_ID = 1000002
+ROBOT_KEY = "robot-key-6f1d2c3b-aaaa-bbbb-cccc-0e9f8d7c6b5a"
