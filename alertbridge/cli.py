@@ -24,9 +24,10 @@ from typing import Protocol, TextIO, TypeVar
 
 from alertbridge import __version__
 from alertbridge.config import Config, ReceiverConfig, load_config
-from alertbridge.delivery import SendBudget, limits_for
+from alertbridge.delivery import SendBudget
 from alertbridge.errors import AlertbridgeError, DeliveryError
 from alertbridge.message import RenderedMessage
+from alertbridge.messengers.wecom.limits import limits_for
 from alertbridge.stores import Delivery, DeliveryStatus, OutboxStore, stores_for
 
 
@@ -156,10 +157,10 @@ def _check_config(args: argparse.Namespace) -> int:
         "every template compiled and rendered against sample data)"
     )
     if args.online:
-        from alertbridge.messengers.registry import ONLINE_CHECKS
+        from alertbridge.messengers.registry import online_checks
         from alertbridge.online_check import run_online_checks
 
-        return 0 if asyncio.run(run_online_checks(config, sys.stdout, ONLINE_CHECKS)) else 1
+        return 0 if asyncio.run(run_online_checks(config, sys.stdout, online_checks())) else 1
     return 0
 
 
@@ -219,7 +220,7 @@ async def _send_test_async(config: Config, args: argparse.Namespace) -> int:
     from alertbridge.app import build_renderer, new_http_client
     from alertbridge.logs import configure_logging
     from alertbridge.message import Recipients
-    from alertbridge.messengers.registry import build_channel
+    from alertbridge.messengers.registry import MessengerDeps, build_channel
     from alertbridge.messengers.wecom.client import WeComClient
     from alertbridge.messengers.wecom.mentions import content_mentions
     from alertbridge.render import sample_group
@@ -243,7 +244,7 @@ async def _send_test_async(config: Config, args: argparse.Namespace) -> int:
     async with new_http_client(config) as http:
         client = WeComClient(http, config.wecom.api_base)
         channel = build_channel(
-            args.receiver, receiver, apps=config.wecom.apps, client=client, out=sys.stdout
+            args.receiver, receiver, MessengerDeps(config=config, client=client, out=sys.stdout)
         )
         for message in messages:
             try:
@@ -345,7 +346,11 @@ def _outbox_note(config: Config, d: Delivery, budget: SendBudget, now: datetime)
     receiver = config.receivers.get(d.receiver)
     full = [
         limit
-        for limit in (limits_for(config, receiver, d.recipients) if receiver is not None else ())
+        for limit in (
+            limits_for(config.wecom, config.receivers.values(), receiver, d.recipients)
+            if receiver is not None
+            else ()
+        )
         if budget.available((limit,), now) < 1
     ]
     until = f"{d.next_attempt_at:%H:%M:%S}"

@@ -54,6 +54,8 @@ _ACTOR = re.compile(r"(?:party|tag):\d{1,10}|[A-Za-z0-9][A-Za-z0-9_\-@.]{0,63}")
 class ReceiverBase(Section):
     """The keys every receiver has, whatever messenger delivers its messages."""
 
+    # Which messenger delivers it: each receiver model narrows this to its own kind.
+    channel: str
     msgtype: MessageType = "markdown"
     template: str = "default"
     send_resolved: bool = True

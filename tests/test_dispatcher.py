@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ from alertbridge.delivery import Dispatcher, GroupTracker
 from alertbridge.errors import PermanentDeliveryError, TransientDeliveryError
 from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.messengers import Receipt
+from alertbridge.messengers.registry import MessengerDeps, build_messengers
 from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.render import Renderer
 from alertbridge.sources import alertmanager
@@ -91,11 +93,15 @@ async def tracker(tmp_path: Path):  # type: ignore[no-untyped-def]
     state = SqliteStateStore(tmp_path / "o.db")
     await state.open()
     async with httpx.AsyncClient() as http:
+        config = make_config(tmp_path)
+        client = WeComClient(http, "http://127.0.0.1:9")
         yield GroupTracker(
-            config=make_config(tmp_path),
+            config=config,
             state=state,
             silencers={},
-            client=WeComClient(http, "http://127.0.0.1:9"),
+            messengers=build_messengers(
+                MessengerDeps(config=config, client=client, out=io.StringIO()), state
+            ),
         )
     await state.close()
 
@@ -226,9 +232,7 @@ async def test_sent_rows_are_pruned_after_retention_dead_ones_kept(tmp_path: Pat
     assert [r.status for r in await store.list()] == [DeliveryStatus.DEAD]
 
 
-async def test_messages_offer_replies_only_where_someone_can_send_them(
-    tmp_path: Path, store, tracker
-) -> None:  # type: ignore[no-untyped-def]
+async def test_messages_offer_replies_only_where_someone_can_send_them(tmp_path: Path, store) -> None:  # type: ignore[no-untyped-def]
     """The dispatcher tells the templates who can reply: an app receiver whose
     callback hears its named users gets no Alertmanager silence link (they reply
     ``silence N``); a party audience nobody may act for keeps the link."""
@@ -255,6 +259,15 @@ async def test_messages_offer_replies_only_where_someone_can_send_them(
         {},
         "t",
     )
+    # The tracker (and its messengers' rate limits) of this config.
+    state = SqliteStateStore(tmp_path / "s.db")
+    await state.open()
+    async with httpx.AsyncClient() as http:
+        client = WeComClient(http, "http://127.0.0.1:9")
+        deps = MessengerDeps(config=config, client=client, out=io.StringIO())
+        tracker = GroupTracker(
+            config=config, state=state, silencers={}, messengers=build_messengers(deps, state)
+        )
     channels = {"named": ScriptedChannel(), "party": ScriptedChannel()}
     clock = Clock()
     dispatcher = Dispatcher(
@@ -285,3 +298,4 @@ async def test_messages_offer_replies_only_where_someone_can_send_them(
     [party] = channels["party"].sent
     assert "silences/new" not in named.content
     assert "silences/new" in party.content
+    await state.close()

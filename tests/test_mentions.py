@@ -3,6 +3,7 @@ markdown mentions within the byte limit, and a dispatcher → robot → fake WeC
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,9 +16,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from alertbridge.config import Config, ConsoleReceiver, parse_config
+from alertbridge.config import Config, parse_config
 from alertbridge.delivery import Dispatcher, GroupTracker
-from alertbridge.message import Recipients, RenderedMessage, byte_limit
+from alertbridge.message import Recipients, RenderedMessage
+from alertbridge.messengers.console import ConsoleReceiver
+from alertbridge.messengers.registry import MessengerDeps, build_messengers, byte_limit
 from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.messengers.wecom.config import AppReceiver, MentionConfig, RobotReceiver
 from alertbridge.messengers.wecom.mentions import (
@@ -457,7 +460,14 @@ async def wired(
                 store=outbox,
                 channels={"md": channel, "txt": channel},
                 renderer=Renderer(timezone=config.server.tz),
-                tracker=GroupTracker(config=config, state=state, silencers={}, client=client),
+                tracker=GroupTracker(
+                    config=config,
+                    state=state,
+                    silencers={},
+                    messengers=build_messengers(
+                        MessengerDeps(config=config, client=client, out=io.StringIO()), state
+                    ),
+                ),
                 clock=lambda: NOW,
                 rand=lambda: 1.0,
             )

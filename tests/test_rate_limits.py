@@ -23,7 +23,7 @@ from alertbridge.config import Config, parse_config
 from alertbridge.delivery import LEASE, Dispatcher, GroupTracker, SendBudget, target_of
 from alertbridge.errors import ConfigError
 from alertbridge.message import Recipients
-from alertbridge.messengers.registry import build_channel
+from alertbridge.messengers.registry import MessengerDeps, build_channels, build_messengers
 from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.metrics import Metrics
 from alertbridge.model import Alert, AlertGroup, Status
@@ -103,18 +103,10 @@ class Rig:
         return datetime.fromtimestamp(self.clock(), UTC)
 
     def new_dispatcher(self) -> Dispatcher:
-        channels = {
-            name: build_channel(
-                name,
-                receiver,
-                apps=self.config.wecom.apps,
-                client=self.client,
-                out=None,  # type: ignore[arg-type]
-                duplicate_check_interval=self.config.delivery.duplicate_check_interval,
-            )
-            for name, receiver in self.config.receivers.items()
-        }
-        tracker = GroupTracker(config=self.config, state=self.state, silencers={}, client=self.client)
+        deps = MessengerDeps(config=self.config, client=self.client, out=None)  # type: ignore[arg-type]
+        channels = build_channels(deps)
+        messengers = build_messengers(deps, self.state)
+        tracker = GroupTracker(config=self.config, state=self.state, silencers={}, messengers=messengers)
         return Dispatcher(
             config=self.config,
             store=self.outbox,

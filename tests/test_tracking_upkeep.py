@@ -9,6 +9,7 @@ hold up the resolved notification.
 from __future__ import annotations
 
 import asyncio
+import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import httpx
 from alertbridge.config import parse_config
 from alertbridge.delivery import GroupTracker
 from alertbridge.message import Recipients
+from alertbridge.messengers.registry import MessengerDeps, build_messengers
 from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.sources import alertmanager
 from alertbridge.stores import Delivery, DeliveryStatus
@@ -86,7 +88,12 @@ async def test_a_resolution_does_not_wait_for_the_silence_expiry(tmp_path: Path)
             config=config,
             state=state,
             silencers={"main": silencer},  # type: ignore[dict-item]
-            client=WeComClient(http, "http://127.0.0.1:9"),
+            messengers=build_messengers(
+                MessengerDeps(
+                    config=config, client=WeComClient(http, "http://127.0.0.1:9"), out=io.StringIO()
+                ),
+                state,
+            ),
         )
         receiver = config.receivers["r"]
         firing = await tracker.before_send(delivery("firing.json", 1), receiver)

@@ -24,14 +24,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from alertbridge.config import Config
-from alertbridge.delivery.budget import LONGEST_WINDOW, RateLimit, SendBudget, limits_for
+from alertbridge.delivery.budget import LONGEST_WINDOW, SendBudget
 from alertbridge.delivery.context import BatchContext
 from alertbridge.delivery.digest import DigestSender
 from alertbridge.delivery.outcome import Outcomes, ids
 from alertbridge.delivery.send import Sender
 from alertbridge.delivery.tracking import GroupTracker, Tracked
 from alertbridge.errors import StoreError
-from alertbridge.messengers import Channel
+from alertbridge.messengers import Channel, RateLimit
 from alertbridge.metrics import Metrics
 from alertbridge.render import Renderer
 from alertbridge.stores import Delivery, OutboxStore
@@ -245,6 +245,7 @@ class Dispatcher:
             metrics=self._metrics,
             renderer=self._renderer,
             tracker=self._tracker,
+            messengers=self._tracker.messengers,
             clock=self._clock,
             rand=self._rand,
         )
@@ -263,7 +264,7 @@ class Dispatcher:
             lease=LEASE,
             take_from_queue=lambda taken: self._take_from_queue(target, taken),
         )
-        limits = limits_for(context.config, receiver, first.recipients)
+        limits = context.messengers.of(receiver).limits_for(receiver, first.recipients)
         # A delivery tied to a stored digest finishes with that digest, sent as stored.
         in_digest = any(d.digest_id is not None for d in batch)
         if in_digest or (limits and await self._over_budget(batch, limits)):

@@ -27,7 +27,7 @@ from alertbridge.commands.executor import CommandExecutor
 from alertbridge.commands.outcome import Outcome
 from alertbridge.commands.parser import parse_button_key, parse_command
 from alertbridge.config import Config
-from alertbridge.delivery import SendBudget, member_limits
+from alertbridge.delivery import SendBudget
 from alertbridge.errors import DeliveryError, StoreError
 from alertbridge.messengers.wecom.callback_errors import (
     CallbackError,
@@ -47,6 +47,7 @@ from alertbridge.messengers.wecom.inbound import (
     dedup_key,
     parse_inbound,
 )
+from alertbridge.messengers.wecom.limits import member_limits
 from alertbridge.metrics import Metrics
 from alertbridge.stores.state import StateStore
 from alertbridge.web.body import BodyTooLarge, read_body
