@@ -1,5 +1,5 @@
 """What every config section shares, for ``alertbridge.config`` and the
-messengers' own section models (``alertbridge.messengers.wecom.config``).
+messengers' own section and receiver models (each in its messenger's package).
 
 It imports nothing of alertbridge's config or messengers, so a messenger's
 section model can build on it without an import cycle.

@@ -42,7 +42,7 @@ class Recipients:
 
     App messages go to ``to_user``/``to_party``/``to_tag``. Robot messages
     have no recipients of their own (the robot key names the group chat) but
-    may @mention people: ``mention_*`` (see ``alertbridge.messengers.wecom.mentions``).
+    may @mention people: ``mention_*`` (worked out by the receiver's messenger).
     Console messages have neither.
     """
 

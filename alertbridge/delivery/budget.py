@@ -4,7 +4,7 @@ WeCom, for one, drops (answering ok!) an app's messages to a member beyond
 30 a minute. The dispatcher therefore asks a ``SendBudget`` before every send
 and, when the budget cannot cover what is waiting, merges it into digests
 instead. Which limits a message counts against is the messenger's business
-(``Messenger.limits_for``; WeCom's: ``alertbridge.messengers.wecom.limits``).
+(``Messenger.limits_for``; WeCom's live in its messenger package).
 
 Windows slide: at most ``allowed`` sends in *any* ``window``. That is never
 more than a fixed calendar-minute counter would allow, so it is safe whichever

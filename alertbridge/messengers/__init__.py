@@ -10,8 +10,7 @@ counts against, what to do when a group resolves (turn cards into
 "Resolved") and what to remember after a send (the cards' response codes).
 ``Messengers`` finds the messenger of a receiver.
 
-Each messenger lives in its own module or package (``alertbridge.messengers.wecom``,
-``alertbridge.messengers.console``); ``alertbridge.messengers.registry`` is the
+Each messenger lives in its own module or package (``wecom``, ``console``); ``alertbridge.messengers.registry`` is the
 one place listing them, and the composition root builds them from there.
 
 Every channel implements one method, ``send``, and reports failure by raising
