@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import httpx
 import pytest
@@ -65,9 +65,12 @@ class WebhookChannel:
         return Receipt(msgid=response.json()["id"])
 
 
+WEBHOOK_LIMITS: Final = {("webhook", "text"): 1000, ("webhook", "markdown"): 1000}
+
+
 class WebhookMessenger(Messenger):
     kinds = ("webhook",)
-    byte_limits = {("webhook", "text"): 1000, ("webhook", "markdown"): 1000}
+    byte_limits = WEBHOOK_LIMITS
 
 
 def webhook_channel(name: str, receiver: ReceiverBase, deps: MessengerDeps) -> Channel:
@@ -77,7 +80,7 @@ def webhook_channel(name: str, receiver: ReceiverBase, deps: MessengerDeps) -> C
 
 WEBHOOK = MessengerEntry(
     receivers=(WebhookReceiver,),
-    byte_limits=WebhookMessenger.byte_limits,
+    byte_limits=WEBHOOK_LIMITS,
     build=lambda deps, state: WebhookMessenger(),
     channel=webhook_channel,
 )
