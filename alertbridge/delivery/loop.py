@@ -172,9 +172,9 @@ class Dispatcher:
         except StoreError as exc:
             log.error("rate_budget_load_failed error=%s", exc)
             return
-        # Recorded when reserved, before WeCom answered; WeCom counted each
+        # Recorded when reserved, before the messenger answered; it counted each
         # at most one timeout later, so count them from then to be safe.
-        self._budget.load((key, at + self._config.wecom.timeout) for key, at in sends)
+        self._budget.load((key, at + self._config.send_timeout) for key, at in sends)
 
     async def _prune_if_due(self) -> None:
         now = self._clock()

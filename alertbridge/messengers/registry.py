@@ -20,6 +20,7 @@ from __future__ import annotations
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Final, TextIO
 
 from pydantic import Field, SecretStr
@@ -145,6 +146,18 @@ class MessengerSections(Section):
 
     def messenger_secrets(self) -> list[SecretStr]:
         return list(self.wecom.secrets())
+
+    @property
+    def send_timeout(self) -> timedelta:
+        """The longest a messenger may take to answer a send (WeCom's ``timeout``):
+        a send reserved before a crash was counted at most this much later."""
+        return self.wecom.timeout
+
+    def hears_replies(self, receiver: ReceiverBase) -> bool:
+        """Whether replies to ``receiver``'s messages reach alertbridge: its
+        ``reply_app`` exists and has its callback configured."""
+        app = self.wecom.apps.get(receiver.reply_app) if receiver.reply_app is not None else None
+        return app is not None and app.callback_enabled
 
     def section_problems(self) -> list[tuple[str, str]]:
         """What is wrong across the keys of the sections, as (key path, reason)."""
