@@ -263,14 +263,14 @@ class Config(MessengerSections):
     @field_validator("receivers", mode="before")
     @classmethod
     def _by_channel(cls, value: object, info: ValidationInfo) -> object:
-        """Each receiver validated by the model of its ``channel``: the registry's,
-        or those passed as ``context={"receiver_models": ...}``."""
+        """Each receiver by the model of its ``channel`` (``context={"receiver_models": ...}``)."""
         if not isinstance(value, Mapping):
             return value
         models = tuple((info.context or {}).get("receiver_models", RECEIVER_MODELS))
-        built = {k: v for k, v in value.items() if isinstance(v, ReceiverBase)}
+        # Receivers passed as models (tests build configs so) are kept as they are.
         raw = {k: v for k, v in value.items() if not isinstance(v, ReceiverBase)}
-        return {**_receivers_adapter(models).validate_python(raw), **built}
+        validated = _receivers_adapter(models).validate_python(raw)
+        return {k: validated.get(k, v) for k, v in value.items()}
 
     def silencer_of(self, receiver: str) -> str | None:
         """The receiver's silencer; with exactly one defined, that one by default."""
