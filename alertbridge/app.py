@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -28,8 +28,14 @@ from alertbridge.config import Config
 from alertbridge.delivery import Dispatcher, GroupTracker, SendBudget
 from alertbridge.errors import ConfigError, TemplateError
 from alertbridge.images import ImageFetcher, new_image_http_client
-from alertbridge.messengers import Channel
-from alertbridge.messengers.registry import build_channel
+from alertbridge.messengers.registry import (
+    BYTE_LIMITS,
+    MessengerDeps,
+    MessengerEntry,
+    build_channels,
+    build_messengers,
+    receiver_models,
+)
 from alertbridge.messengers.wecom.callback import WeComCallback
 from alertbridge.messengers.wecom.client import WeComClient, quiet_http_loggers
 from alertbridge.messengers.wecom.contacts import ContactDirectory
@@ -46,13 +52,18 @@ from alertbridge.web.refusals import RefusalLog
 log = logging.getLogger(__name__)
 
 
-def build_renderer(config: Config, source: str) -> Renderer:
-    """A renderer with every receiver's template compiled and smoke-rendered.
+def build_renderer(
+    config: Config, source: str, byte_limits: Mapping[tuple[str, str], int] = BYTE_LIMITS
+) -> Renderer:
+    """A renderer with every receiver's template compiled and smoke-rendered;
+    ``byte_limits`` are every messenger's (``Messengers.byte_limits``).
 
     Raises:
         ConfigError: a receiver's template is missing or broken.
     """
-    renderer = Renderer(timezone=config.server.tz, templates_dir=config.templates.dir)
+    renderer = Renderer(
+        timezone=config.server.tz, templates_dir=config.templates.dir, byte_limits=byte_limits
+    )
     problems: list[tuple[str, str]] = []
     for name, receiver in config.receivers.items():
         try:
@@ -102,28 +113,6 @@ def new_http_client(config: Config) -> httpx.AsyncClient:
     )
 
 
-def build_channels(
-    config: Config,
-    client: WeComClient,
-    out: TextIO,
-    images: ImageFetcher | None = None,
-    metrics: Metrics | None = None,
-) -> dict[str, Channel]:
-    return {
-        name: build_channel(
-            name,
-            receiver,
-            apps=config.wecom.apps,
-            client=client,
-            out=out,
-            images=images,
-            duplicate_check_interval=config.delivery.duplicate_check_interval,
-            metrics=metrics,
-        )
-        for name, receiver in config.receivers.items()
-    }
-
-
 def build_image_fetcher(config: Config) -> tuple[ImageFetcher, httpx.AsyncClient]:
     """The fetcher of alert images and its own HTTP client (no proxies, no keep-alive:
     see ``alertbridge.images``), which the caller closes."""
@@ -139,12 +128,15 @@ def create_app(
     environ: Mapping[str, str] | None = None,
     out: TextIO | None = None,
     store: OutboxStore | None = None,
+    extra_messengers: Sequence[MessengerEntry] = (),
 ) -> Starlette:
     """The ASGI app. Raises ``ConfigError`` for templates that do not render.
 
     ``config_path`` (and ``environ`` for its ``${VAR}``s) is what SIGHUP and
     ``POST /-/reload`` re-read; without it there is nothing to reload.
     ``store`` replaces the one the config names (tests inject failures with it).
+    ``extra_messengers`` deliver receivers of kinds not built in (the config
+    must have been loaded with their receiver models, see ``receiver_models``).
     """
     quiet_http_loggers()
     metrics = Metrics()
@@ -164,7 +156,9 @@ def create_app(
 
     def build(cfg: Config, source: str) -> Services:
         """Everything that depends on the config alone (see alertbridge.reload)."""
-        renderer = build_renderer(cfg, source)
+        deps = MessengerDeps(config=cfg, client=client, out=stream, images=images, metrics=metrics)
+        messengers = build_messengers(deps, state, extra_messengers)
+        renderer = build_renderer(cfg, source, messengers.byte_limits)
         silencers = build_silencers(cfg, http, metrics)
         auth = WebhookAuthenticator(cfg.webhook_auth)
         executor = CommandExecutor(
@@ -173,8 +167,8 @@ def create_app(
         return Services(
             config=cfg,
             renderer=renderer,
-            channels=build_channels(cfg, client, stream, images, metrics),
-            tracker=GroupTracker(config=cfg, state=state, silencers=silencers, client=client),
+            channels=build_channels(deps, extra_messengers),
+            tracker=GroupTracker(config=cfg, state=state, silencers=silencers, messengers=messengers),
             ingest=WebhookIngest(
                 cfg, outbox, auth, on_enqueued=lambda: dispatcher.wake(), metrics=metrics, refusals=refusals
             ),
@@ -225,6 +219,7 @@ def create_app(
             build=build,
             install=install,
             metrics=metrics,
+            receiver_models=receiver_models(extra_messengers),
         )
         if config_path is not None
         else None

@@ -24,8 +24,10 @@ from typing import Protocol, TypeVar
 
 from alertbridge import __version__
 from alertbridge.config import Config, ReceiverConfig, load_config
-from alertbridge.delivery import SendBudget, limits_for
+from alertbridge.delivery import SendBudget
 from alertbridge.errors import AlertbridgeError, DeliveryError
+from alertbridge.messengers import Messengers
+from alertbridge.messengers.wecom.limits import limits_for
 from alertbridge.model import AlertGroup
 from alertbridge.stores import Delivery, DeliveryStatus, OutboxStore, stores_for
 
@@ -161,10 +163,10 @@ def _check_config(args: argparse.Namespace) -> int:
         "every template compiled and rendered against sample data)"
     )
     if args.online:
-        from alertbridge.messengers.registry import ONLINE_CHECKS
+        from alertbridge.messengers.registry import online_checks
         from alertbridge.online_check import run_online_checks
 
-        return 0 if asyncio.run(run_online_checks(config, sys.stdout, ONLINE_CHECKS)) else 1
+        return 0 if asyncio.run(run_online_checks(config, sys.stdout, online_checks())) else 1
     return 0
 
 
@@ -178,9 +180,8 @@ def _render(args: argparse.Namespace) -> int:
     group = _group(args, now)
     if group is None:
         return 1
-    shown = preview(
-        config, build_renderer(config, str(args.config)), args.receiver, group, now=now, ref=PREVIEW_REF
-    )
+    renderer = build_renderer(config, str(args.config))
+    shown = preview(config, renderer, _composing(config), args.receiver, group, now=now, ref=PREVIEW_REF)
     write_preview(sys.stdout, shown)
     print(
         f"{args.receiver}: composed as the dispatcher sends it; reference shown as #{PREVIEW_REF}, "
@@ -188,6 +189,13 @@ def _render(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _composing(config: Config) -> Messengers:
+    """The messengers as the dispatcher has them, for composing a preview only."""
+    from alertbridge.messengers.registry import MessengerDeps, build_messengers
+
+    return build_messengers(MessengerDeps(config=config, client=None, out=sys.stdout), None)
 
 
 def _group(args: argparse.Namespace, now: datetime) -> AlertGroup | None:
@@ -212,20 +220,24 @@ def _send_test(args: argparse.Namespace) -> int:
 
 
 async def _send_test_async(config: Config, args: argparse.Namespace, group: AlertGroup) -> int:
-    from alertbridge.app import build_channels, build_image_fetcher, build_renderer, new_http_client
+    from alertbridge.app import build_image_fetcher, build_renderer, new_http_client
     from alertbridge.logs import configure_logging
+    from alertbridge.messengers.registry import MessengerDeps, build_channel
     from alertbridge.messengers.wecom.client import WeComClient
     from alertbridge.preview import TEST_REF, marked_as_test, preview
 
     configure_logging(config.secrets(), sys.stderr, config.log.level, config.log.format)
     renderer = build_renderer(config, str(args.config))
-    shown = preview(config, renderer, args.receiver, group, now=datetime.now(UTC), ref=TEST_REF)
+    shown = preview(
+        config, renderer, _composing(config), args.receiver, group, now=datetime.now(UTC), ref=TEST_REF
+    )
     language = config.language_of(args.receiver)
     print(f"reference #{TEST_REF} is a placeholder no alert has: replies and card buttons on it are refused")
     images, image_http = build_image_fetcher(config)
     async with new_http_client(config) as http, image_http:
         client = WeComClient(http, config.wecom.api_base)
-        channel = build_channels(config, client, sys.stdout, images)[args.receiver]
+        deps = MessengerDeps(config=config, client=client, out=sys.stdout, images=images)
+        channel = build_channel(args.receiver, config.receivers[args.receiver], deps)
         for message in (marked_as_test(m, language) for m in shown.messages):
             try:
                 receipt = await channel.send(message, shown.recipients)
@@ -307,7 +319,11 @@ def _outbox_note(config: Config, d: Delivery, budget: SendBudget, now: datetime)
     receiver = config.receivers.get(d.receiver)
     full = [
         limit
-        for limit in (limits_for(config, receiver, d.recipients) if receiver is not None else ())
+        for limit in (
+            limits_for(config.wecom, config.receivers.values(), receiver, d.recipients)
+            if receiver is not None
+            else ()
+        )
         if budget.available((limit,), now) < 1
     ]
     until = f"{d.next_attempt_at:%H:%M:%S}"

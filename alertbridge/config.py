@@ -6,10 +6,10 @@ pydantic and then checks the rules that span keys (a receiver naming an app
 that does not exist …). Every problem found is reported at once in one
 ``ConfigError`` whose lines read ``FILE: key.path: what is wrong``.
 
-This module holds the core sections; each messenger brings its own section
-model (``alertbridge.messengers.wecom.config``: ``[wecom]`` and the ``app`` /
-``robot`` receivers), composed into ``Config`` here. What they share lives
-in ``alertbridge.config_base``.
+This module holds the core sections; the messengers' own sections (``[wecom]``)
+and receiver models (``channel = "app" | "robot" | "console"``) come from
+``alertbridge.messengers.registry``: a receiver is validated by the model of
+its ``channel``. What they share lives in ``alertbridge.config_base``.
 
 Nothing else in alertbridge reads the environment or the file: the resulting
 ``Config`` is passed down from the composition root.
@@ -17,29 +17,30 @@ Nothing else in alertbridge reads the environment or the file: the resulting
 
 from __future__ import annotations
 
-import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, Union
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    SerializeAsAny,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from alertbridge.addresses import AllowList
 from alertbridge.config_base import NAME, Language, ReceiverBase, Section, duration_value
+from alertbridge.config_env import dotted, substitute
 from alertbridge.errors import ConfigError
-from alertbridge.messengers.wecom.config import (
-    AppReceiver,
-    RobotReceiver,
-    WeComConfig,
-    app_receiver_problems,
-    wecom_problems,
-)
-
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+from alertbridge.messengers.registry import RECEIVER_MODELS, MessengerSections, receiver_kinds
 
 
 class ServerConfig(Section):
@@ -276,30 +277,33 @@ class TemplatesConfig(Section):
     dir: Path | None = None
 
 
-class ConsoleReceiver(ReceiverBase):
-    channel: Literal["console"]
-
-    @property
-    def audience(self) -> tuple[str, str]:
-        return "控制台", "the console"
+# A configured receiver, whichever messenger's model it is.
+ReceiverConfig = ReceiverBase
 
 
-ReceiverConfig = AppReceiver | RobotReceiver | ConsoleReceiver
-Receiver = Annotated[ReceiverConfig, Field(discriminator="channel")]
-
-
-class Config(Section):
+class Config(MessengerSections):
     server: ServerConfig = Field(default_factory=ServerConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     webhook_auth: WebhookAuthConfig | None = None
-    wecom: WeComConfig = Field(default_factory=WeComConfig)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     images: ImagesConfig = Field(default_factory=ImagesConfig)
     silencers: dict[str, SilencerConfig] = Field(default_factory=dict)
-    receivers: dict[str, Receiver] = Field(default_factory=dict)
+    receivers: dict[str, SerializeAsAny[ReceiverBase]] = Field(default_factory=dict)
+
+    @field_validator("receivers", mode="before")
+    @classmethod
+    def _by_channel(cls, value: object, info: ValidationInfo) -> object:
+        """Each receiver by the model of its ``channel`` (``context={"receiver_models": ...}``)."""
+        if not isinstance(value, Mapping):
+            return value
+        models = tuple((info.context or {}).get("receiver_models", RECEIVER_MODELS))
+        # Receivers passed as models (tests build configs so) are kept as they are.
+        raw = {k: v for k, v in value.items() if not isinstance(v, ReceiverBase)}
+        validated = _receivers_adapter(models).validate_python(raw)
+        return {k: validated.get(k, v) for k, v in value.items()}
 
     def silencer_of(self, receiver: str) -> str | None:
         """The receiver's silencer; with exactly one defined, that one by default."""
@@ -315,7 +319,7 @@ class Config(Section):
         """Every secret value in the config, for log redaction and leak tests."""
         found: list[str] = []
         found.extend(self.store.url_secrets())
-        found.extend(secret.get_secret_value() for secret in self.wecom.secrets())
+        found.extend(secret.get_secret_value() for secret in self.messenger_secrets())
         for receiver in self.receivers.values():
             found.extend(secret.get_secret_value() for secret in receiver.channel_secrets())
         for receiver in self.receivers.values():
@@ -336,8 +340,21 @@ class Config(Section):
         return [s for s in found if s]
 
 
-def load_config(path: str | Path, environ: Mapping[str, str]) -> Config:
-    """Read, substitute, validate. Raises ``ConfigError`` listing every problem."""
+@cache
+def _receivers_adapter(models: tuple[type[ReceiverBase], ...]) -> TypeAdapter[dict[str, ReceiverBase]]:
+    # A union built at run time: the models are only known then.
+    receiver = Annotated[Union[models], Field(discriminator="channel")]  # type: ignore[valid-type]  # noqa: UP007
+    return TypeAdapter(dict[str, receiver])
+
+
+def load_config(
+    path: str | Path,
+    environ: Mapping[str, str],
+    receiver_models: Sequence[type[ReceiverBase]] = RECEIVER_MODELS,
+) -> Config:
+    """Read, substitute, validate. Raises ``ConfigError`` listing every problem.
+
+    ``receiver_models``: the receivers a config may have (a test's messenger adds its own)."""
     source = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -347,61 +364,34 @@ def load_config(path: str | Path, environ: Mapping[str, str]) -> Config:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(source, [("", f"not valid TOML: {exc}")]) from None
-    return parse_config(data, environ, source)
+    return parse_config(data, environ, source, receiver_models)
 
 
-def parse_config(data: Mapping[str, Any], environ: Mapping[str, str], source: str) -> Config:
+def parse_config(
+    data: Mapping[str, Any],
+    environ: Mapping[str, str],
+    source: str,
+    receiver_models: Sequence[type[ReceiverBase]] = RECEIVER_MODELS,
+) -> Config:
     problems: list[tuple[str, str]] = []
-    substituted = _substitute(data, environ, (), problems)
+    substituted = substitute(data, environ, (), problems)
     if problems:
         raise ConfigError(source, problems)
     try:
-        config = Config.model_validate(substituted)
+        config = Config.model_validate(substituted, context={"receiver_models": receiver_models})
     except ValidationError as exc:
-        raise ConfigError(source, [_describe(err) for err in exc.errors()]) from None
+        kinds = receiver_kinds(receiver_models)
+        raise ConfigError(source, [_describe(err, kinds) for err in exc.errors()]) from None
     problems.extend(_cross_checks(config))
     if problems:
         raise ConfigError(source, problems)
     return config
 
 
-def _substitute(
-    value: Any, environ: Mapping[str, str], path: tuple[str | int, ...], problems: list[tuple[str, str]]
-) -> Any:
-    if isinstance(value, str):
-
-        def replace(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            if name in environ:
-                return environ[name]
-            if default is not None:
-                return default
-            problems.append((_dotted(path), f"environment variable {name} is not set"))
-            return ""
-
-        return _ENV_REF.sub(replace, value)
-    if isinstance(value, dict):
-        return {k: _substitute(v, environ, (*path, k), problems) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_substitute(v, environ, (*path, i), problems) for i, v in enumerate(value)]
-    return value
-
-
-def _dotted(path: tuple[str | int, ...]) -> str:
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            text = part if NAME.match(part) and "." not in part else f'"{part}"'
-            out += f".{text}" if out else text
-    return out
-
-
-def _describe(err: Mapping[str, Any]) -> tuple[str, str]:
+def _describe(err: Mapping[str, Any], kinds: Sequence[str]) -> tuple[str, str]:
     loc = list(err["loc"])
     # A tagged union puts the tag into the location: receivers.NAME.<tag>.key.
-    if len(loc) >= 3 and loc[0] == "receivers" and loc[2] in ("app", "robot", "console"):
+    if len(loc) >= 3 and loc[0] == "receivers" and loc[2] in kinds:
         del loc[2]
     kind, message = err["type"], err["msg"]
     if kind == "extra_forbidden":
@@ -409,19 +399,19 @@ def _describe(err: Mapping[str, Any]) -> tuple[str, str]:
     elif kind == "missing":
         message = "required key is missing"
     elif kind == "union_tag_invalid":
-        message = "channel must be one of: app, robot, console"
+        message = f"channel must be one of: {', '.join(kinds)}"
     elif kind == "union_tag_not_found":
-        message = "channel is missing (one of: app, robot, console)"
+        message = f"channel is missing (one of: {', '.join(kinds)})"
     elif message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
-    return _dotted(tuple(loc)), message
+    return dotted(tuple(loc)), message
 
 
 def _cross_checks(config: Config) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
-    problems.extend(wecom_problems(config.wecom))
+    problems.extend(config.section_problems())
     for name, silencer in config.silencers.items():
-        key = _dotted(("silencers", name))
+        key = dotted(("silencers", name))
         if silencer.kind == "grafana":
             if silencer.token is None:
                 problems.append((f"{key}.token", "a grafana silencer needs a service-account token"))
@@ -430,7 +420,7 @@ def _cross_checks(config: Config) -> list[tuple[str, str]]:
         elif silencer.token is not None:
             problems.append((f"{key}.token", 'only for kind = "grafana"; use bearer_token for Alertmanager'))
     for name, receiver in config.receivers.items():
-        key = _dotted(("receivers", name))
+        key = dotted(("receivers", name))
         if not NAME.match(name):
             problems.append((key, "receiver names may use letters, digits, _ . - (they appear in URLs)"))
         if receiver.silencer is not None and receiver.silencer not in config.silencers:
@@ -440,6 +430,5 @@ def _cross_checks(config: Config) -> list[tuple[str, str]]:
             )
         if receiver.ack_silences and config.silencer_of(name) is None:
             problems.append((f"{key}.ack_silences", "needs `silencer` to name where silences are created"))
-        if isinstance(receiver, AppReceiver):
-            problems.extend(app_receiver_problems(key, receiver, config.wecom))
+        problems.extend(config.receiver_problems(key, receiver))
     return problems

@@ -1,5 +1,5 @@
 """What every config section shares, for ``alertbridge.config`` and the
-messengers' own section models (``alertbridge.messengers.wecom.config``).
+messengers' own section and receiver models (each in its messenger's package).
 
 It imports nothing of alertbridge's config or messengers, so a messenger's
 section model can build on it without an import cycle.
@@ -54,6 +54,8 @@ _ACTOR = re.compile(r"(?:party|tag):\d{1,10}|[A-Za-z0-9][A-Za-z0-9_\-@.]{0,63}")
 class ReceiverBase(Section):
     """The keys every receiver has, whatever messenger delivers its messages."""
 
+    # Which messenger delivers it: each receiver model narrows this to its own kind.
+    channel: str
     msgtype: MessageType = "markdown"
     template: str = "default"
     send_resolved: bool = True

@@ -12,7 +12,7 @@ web layer maps them to HTTP answers, the dispatcher to retry or dead-letter.
           ├── TransientDeliveryError   worth retrying with backoff
           └── PermanentDeliveryError   retrying cannot help: dead-letter now
 
-WeCom client errors (``alertbridge.messengers.wecom.errors``) subclass the two delivery
+WeCom client errors (``errors`` in the WeCom messenger package) subclass the two delivery
 kinds, so the dispatcher never needs to know about errcodes.
 """
 

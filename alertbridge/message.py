@@ -1,7 +1,8 @@
-"""What a channel sends: one rendered message body, and WeCom's byte limits.
+"""What a channel sends: one rendered message body, and whom it goes to.
 
-The limits are in UTF-8 bytes of the content (a CJK character is 3 bytes);
-sources: WeCom message/send and group robot docs.
+Each messenger states its own byte limits (``Messenger.byte_limits``, listed
+in ``alertbridge.messengers.registry``); a message carries the limit it was
+rendered against.
 """
 
 from __future__ import annotations
@@ -9,22 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-# (channel, msgtype) -> max UTF-8 bytes of the content.
-BYTE_LIMITS: dict[tuple[str, str], int] = {
-    ("app", "text"): 2048,
-    ("app", "markdown"): 2048,
-    ("robot", "text"): 2048,
-    ("robot", "markdown"): 4096,
-    # The console stands in for an app during trials; keep the app's limits so
-    # what a user sees there is what WeCom would show.
-    ("console", "text"): 2048,
-    ("console", "markdown"): 2048,
-}
-
-
-def byte_limit(channel: str, msgtype: str) -> int:
-    return BYTE_LIMITS[(channel, msgtype)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +42,7 @@ class Recipients:
 
     App messages go to ``to_user``/``to_party``/``to_tag``. Robot messages
     have no recipients of their own (the robot key names the group chat) but
-    may @mention people: ``mention_*`` (see ``alertbridge.messengers.wecom.mentions``).
+    may @mention people: ``mention_*`` (worked out by the receiver's messenger).
     Console messages have neither.
     """
 

@@ -2,8 +2,8 @@
 
 The offline check proves the file is well-formed; this one proves the
 credentials are right before the first alert finds out. Nothing is sent to
-anybody: each messenger brings its own checks (WeCom's:
-``alertbridge.messengers.wecom.online_check``); each silencer peer answers
+anybody: each messenger brings its own checks (listed by
+``alertbridge.messengers.registry.online_checks``); each silencer peer answers
 ``GET /api/v2/status`` (Alertmanager) or ``/api/health`` and, with the
 token, its Alertmanager's status (Grafana).
 
@@ -41,7 +41,7 @@ MessengerChecks = Callable[[httpx.AsyncClient, Config], AsyncIterator[Check]]
 async def run_online_checks(config: Config, out: TextIO, messengers: Sequence[MessengerChecks]) -> bool:
     """Run every check, print one line each to ``out``; True when all passed.
 
-    ``messengers``: each messenger's checks (``alertbridge.messengers.registry.ONLINE_CHECKS``),
+    ``messengers``: each messenger's checks (``alertbridge.messengers.registry.online_checks()``),
     run before the silencers'."""
     checks: list[Check] = []
 

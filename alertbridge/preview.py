@@ -29,6 +29,7 @@ from alertbridge.config import Config
 from alertbridge.delivery.compose import compose, with_images
 from alertbridge.delivery.tracking import Tracked
 from alertbridge.message import Recipients, RenderedMessage
+from alertbridge.messengers import Messengers
 from alertbridge.messengers.wecom.card import SUB_TITLE_CHARS, clip
 from alertbridge.messengers.wecom.robot import build_robot_body
 from alertbridge.model import AlertGroup
@@ -78,7 +79,14 @@ def load_group(path: Path, now: datetime) -> AlertGroup:
 
 
 def preview(
-    config: Config, renderer: Renderer, receiver: str, group: AlertGroup, *, now: datetime, ref: int
+    config: Config,
+    renderer: Renderer,
+    messengers: Messengers,
+    receiver: str,
+    group: AlertGroup,
+    *,
+    now: datetime,
+    ref: int,
 ) -> Preview:
     """The parts ``receiver`` would be sent for ``group`` accepted at ``now``, shown as ``ref``.
 
@@ -112,7 +120,8 @@ def preview(
         finished_at=None,
     )
     tracked = Tracked(ref=ref, ack=None, suppressed=False, handled_by_cards=False)
-    messages = compose(config, renderer, delivery, settings, settings.channel, tracked)
+    messenger = messengers.of(settings)
+    messages = compose(config, renderer, messenger, delivery, settings, settings.channel, tracked)
     return Preview(
         receiver, settings.channel, recipients, ref, tuple(with_images(messages, delivery, settings))
     )

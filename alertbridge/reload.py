@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from alertbridge.config import Config, load_config
+from alertbridge.config_base import ReceiverBase
 from alertbridge.delivery import GroupTracker
 from alertbridge.errors import ConfigError
 from alertbridge.logs import extend_redaction
 from alertbridge.messengers import Channel
+from alertbridge.messengers.registry import RECEIVER_MODELS
 from alertbridge.messengers.wecom.callback import WeComCallback
 from alertbridge.metrics import Metrics
 from alertbridge.render import Renderer
@@ -74,8 +76,11 @@ class ConfigReloader:
         build: Callable[[Config, str], Services],
         install: Callable[[Services], None],
         metrics: Metrics,
+        receiver_models: Sequence[type[ReceiverBase]] = RECEIVER_MODELS,
     ) -> None:
+        """``receiver_models``: the receivers the config may have (see ``load_config``)."""
         self._path = path
+        self._receiver_models = tuple(receiver_models)
         self._environ = environ
         self._current = current
         self._build = build
@@ -87,7 +92,7 @@ class ConfigReloader:
         """Reload once (one at a time); the error when the running config was kept."""
         async with self._lock:
             try:
-                config = load_config(self._path, self._environ)
+                config = load_config(self._path, self._environ, self._receiver_models)
                 _refuse_restart_only(self._current().config, config, str(self._path))
                 services = self._build(config, str(self._path))
             except ConfigError as exc:

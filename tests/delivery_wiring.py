@@ -16,7 +16,7 @@ from datetime import datetime
 from alertbridge.config import Config
 from alertbridge.delivery import Dispatcher, GroupTracker, SendBudget
 from alertbridge.messengers import Channel
-from alertbridge.messengers.registry import build_channel
+from alertbridge.messengers.registry import MessengerDeps, build_channels, build_messengers
 from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.metrics import Metrics
 from alertbridge.render import Renderer
@@ -34,7 +34,10 @@ def group_tracker(
     silencers: Mapping[str, Silencer] | None = None,
 ) -> GroupTracker:
     """The tracker of ``config``'s groups on ``state``, updating cards through ``client``."""
-    return GroupTracker(config=config, state=state, silencers=silencers or {}, client=client)
+    deps = MessengerDeps(config=config, client=client, out=io.StringIO())
+    return GroupTracker(
+        config=config, state=state, silencers=silencers or {}, messengers=build_messengers(deps, state)
+    )
 
 
 def receiver_channels(config: Config, client: WeComClient) -> dict[str, Channel]:
@@ -43,17 +46,7 @@ def receiver_channels(config: Config, client: WeComClient) -> dict[str, Channel]
     Console receivers print into a throwaway buffer: tests of this wiring
     look at what WeCom received.
     """
-    return {
-        name: build_channel(
-            name,
-            receiver,
-            apps=config.wecom.apps,
-            client=client,
-            out=io.StringIO(),
-            duplicate_check_interval=config.delivery.duplicate_check_interval,
-        )
-        for name, receiver in config.receivers.items()
-    }
+    return build_channels(MessengerDeps(config=config, client=client, out=io.StringIO()))
 
 
 def dispatcher(

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from alertbridge.config import parse_config
-from alertbridge.delivery import HOUR, MINUTE, RateLimit, SendBudget, limits_for, robot_budget_key
+from alertbridge.config import Config, ReceiverConfig, parse_config
+from alertbridge.delivery import SendBudget
 from alertbridge.message import Recipients
+from alertbridge.messengers import HOUR, MINUTE, RateLimit
+from alertbridge.messengers.wecom import limits
+from alertbridge.messengers.wecom.limits import robot_budget_key
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 MEMBER = (RateLimit("u", MINUTE, 30), RateLimit("u", HOUR, 1000))
+
+
+def limits_for(config: Config, receiver: ReceiverConfig, recipients: Recipients) -> tuple[RateLimit, ...]:
+    """The limits WeCom counts a message against, from the whole config."""
+    return limits.limits_for(config.wecom, config.receivers.values(), receiver, recipients)
 
 
 def at(seconds: float) -> datetime:

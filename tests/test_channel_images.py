@@ -24,13 +24,15 @@ from pydantic import SecretStr
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from alertbridge.config import ConsoleReceiver, ImagesConfig
+from alertbridge.config import ImagesConfig
 from alertbridge.delivery.compose import MAX_IMAGES
 from alertbridge.delivery.compose import with_images as _with_images
 from alertbridge.errors import PermanentDeliveryError
 from alertbridge.images import FetchedImage, ImageFetcher, new_image_http_client
-from alertbridge.message import Recipients, RenderedMessage, byte_limit
+from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.messengers import Receipt
+from alertbridge.messengers.console import ConsoleReceiver
+from alertbridge.messengers.registry import byte_limit
 from alertbridge.messengers.wecom.app import AppChannel
 from alertbridge.messengers.wecom.client import WeComClient, quiet_http_loggers
 from alertbridge.messengers.wecom.config import AppReceiver, RobotReceiver, WeComAppConfig

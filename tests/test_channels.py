@@ -12,15 +12,15 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from alertbridge.config import ConsoleReceiver
+from alertbridge.config import Config
 from alertbridge.errors import ConfigError, PermanentDeliveryError
-from alertbridge.message import Recipients, RenderedMessage, byte_limit
+from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.messengers import Channel, Receipt
-from alertbridge.messengers.console import ConsoleChannel
-from alertbridge.messengers.registry import build_channel
+from alertbridge.messengers.console import ConsoleChannel, ConsoleReceiver
+from alertbridge.messengers.registry import MessengerDeps, build_channel, byte_limit
 from alertbridge.messengers.wecom.app import AppChannel, build_app_body
 from alertbridge.messengers.wecom.client import WeComClient
-from alertbridge.messengers.wecom.config import AppReceiver, RobotReceiver, WeComAppConfig
+from alertbridge.messengers.wecom.config import AppReceiver, RobotReceiver, WeComAppConfig, WeComConfig
 from alertbridge.messengers.wecom.robot import RobotChannel
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND, FakeApp, FakeWeCom
 from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
@@ -176,6 +176,10 @@ async def test_console_blocks_follow_each_other() -> None:
 # ---- registry ----------------------------------------------------------------
 
 
+def deps(client: WeComClient, apps: dict[str, WeComAppConfig], out: io.StringIO) -> MessengerDeps:
+    return MessengerDeps(config=Config(wecom=WeComConfig(apps=apps)), client=client, out=out)
+
+
 def test_build_channel_per_receiver_kind(client: WeComClient) -> None:
     apps = {"ops-app": APP}
     out = io.StringIO()
@@ -183,20 +187,14 @@ def test_build_channel_per_receiver_kind(client: WeComClient) -> None:
         "app": build_channel(
             "oncall",
             AppReceiver(channel="app", app="ops-app", to_user=["alice"]),
-            apps=apps,
-            client=client,
-            out=out,
+            deps(client, apps, out),
         ),
         "robot": build_channel(
             "group",
             RobotReceiver(channel="robot", robot_key=SecretStr(ROBOT_KEY)),
-            apps=apps,
-            client=client,
-            out=out,
+            deps(client, apps, out),
         ),
-        "console": build_channel(
-            "trial", ConsoleReceiver(channel="console"), apps=apps, client=client, out=out
-        ),
+        "console": build_channel("trial", ConsoleReceiver(channel="console"), deps(client, apps, out)),
     }
     assert isinstance(built["app"], AppChannel)
     assert isinstance(built["robot"], RobotChannel)
@@ -210,14 +208,14 @@ def test_build_channel_per_receiver_kind(client: WeComClient) -> None:
 
 async def test_built_console_channel_names_its_receiver(client: WeComClient) -> None:
     out = io.StringIO()
-    channel = build_channel("trial", ConsoleReceiver(channel="console"), apps={}, client=client, out=out)
+    channel = build_channel("trial", ConsoleReceiver(channel="console"), deps(client, {}, out))
     await channel.send(message("x", "text", "console"), Recipients())
     assert out.getvalue().startswith("===== receiver=trial ")
 
 
 async def test_built_app_channel_uses_its_app(client: WeComClient, fake: FakeWeCom) -> None:
     receiver = AppReceiver(channel="app", app="ops-app", to_user=["alice"])
-    channel = build_channel("oncall", receiver, apps={"ops-app": APP}, client=client, out=io.StringIO())
+    channel = build_channel("oncall", receiver, deps(client, {"ops-app": APP}, io.StringIO()))
     await channel.send(message(), Recipients(to_user=("alice",)))
     assert fake.messages()[0].agent_id == AGENT_ID
 
@@ -225,4 +223,4 @@ async def test_built_app_channel_uses_its_app(client: WeComClient, fake: FakeWeC
 def test_build_channel_rejects_an_unknown_app(client: WeComClient) -> None:
     receiver = AppReceiver(channel="app", app="missing", to_user=["alice"])
     with pytest.raises(ConfigError, match=r"receivers\.oncall\.app"):
-        build_channel("oncall", receiver, apps={}, client=client, out=io.StringIO())
+        build_channel("oncall", receiver, deps(client, {}, io.StringIO()))

@@ -231,6 +231,11 @@ async def test_messages_offer_replies_only_where_someone_can_send_them(
         {},
         "t",
     )
+    # The tracker (and its messengers' rate limits) of this config.
+    state = SqliteStateStore(tmp_path / "s.db")
+    await state.open()
+    async with httpx.AsyncClient() as http:
+        tracker = group_tracker(config, state, WeComClient(http, UNREACHABLE_WECOM))
     channels = {"named": ScriptedChannel(), "party": ScriptedChannel()}
     clock = Clock()
     dispatcher = wired_dispatcher(config, outbox, channels, tracker, clock=clock)
@@ -253,3 +258,4 @@ async def test_messages_offer_replies_only_where_someone_can_send_them(
     [party] = channels["party"].sent
     assert "silences/new" not in named.content
     assert "silences/new" in party.content
+    await state.close()

@@ -15,9 +15,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from alertbridge.config import Config, ConsoleReceiver
+from alertbridge.config import Config
 from alertbridge.delivery import Dispatcher
-from alertbridge.message import Recipients, RenderedMessage, byte_limit
+from alertbridge.message import Recipients, RenderedMessage
+from alertbridge.messengers.console import ConsoleReceiver
+from alertbridge.messengers.registry import byte_limit
 from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.messengers.wecom.config import AppReceiver, MentionConfig, RobotReceiver
 from alertbridge.messengers.wecom.mentions import (

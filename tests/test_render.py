@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from alertbridge.errors import TemplateError
-from alertbridge.message import BYTE_LIMITS, RenderedMessage
+from alertbridge.message import RenderedMessage
+from alertbridge.messengers.registry import BYTE_LIMITS
 from alertbridge.model import Alert, AlertGroup, Status
 from alertbridge.render import Renderer, sample_group
 from alertbridge.render.environment import builtin_templates_dir

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from alertbridge.message import byte_limit
+from alertbridge.messengers.registry import byte_limit
 from alertbridge.model import Ack, Alert, AlertGroup, Status
 from alertbridge.render import Renderer
 from alertbridge.render.digest import DigestSection

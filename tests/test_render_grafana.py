@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from alertbridge.message import BYTE_LIMITS, RenderedMessage
+from alertbridge.message import RenderedMessage
+from alertbridge.messengers.registry import BYTE_LIMITS
 from alertbridge.model import AlertGroup
 from alertbridge.render import Renderer
 from alertbridge.sources import grafana

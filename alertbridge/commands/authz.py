@@ -10,7 +10,7 @@ allowed only to people we know should act on that alert:
   names who may act in an allow-list (``check-config`` warns until then).
 - An allow-list holds user ids and ``party:<id>`` / ``tag:<id>`` entries.
   Departments and tags are resolved through WeCom's contact API
-  (a ``Directory``: ``alertbridge.messengers.wecom.contacts``); an entry that cannot be resolved — the app lacks
+  (a ``Directory``, the WeCom messenger's contacts module); an entry that cannot be resolved — the app lacks
   contact permission (48002) or the entry is outside its visible range
   (60011), or WeCom is unreachable — matches nobody, and a warning names it.
 
@@ -72,7 +72,7 @@ class GroupMembers(Protocol):
 
 class Directory(Protocol):
     """Departments of a user and members of a tag, asked through an app (the
-    messenger's contact directory: ``alertbridge.messengers.wecom.contacts``)."""
+    messenger's contact directory, e.g. WeCom's contacts module)."""
 
     async def departments(self, config: Config, app_name: str, user: str) -> frozenset[str]:
         """The user's department ids. Raises ``ContactUnavailable``."""

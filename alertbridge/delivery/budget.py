@@ -1,15 +1,15 @@
-"""WeCom's send limits, kept on our side so nothing is silently dropped.
+"""Messengers' send limits, kept on our side so nothing is silently dropped.
 
-WeCom drops (answering ok!) an app's messages to a member beyond 30 a minute
-and 1000 an hour, and a group robot answers 45009 beyond 20 a minute. The
-dispatcher therefore asks a ``SendBudget`` before every send and, when the
-budget cannot cover what is waiting, merges it into digests instead.
+WeCom, for one, drops (answering ok!) an app's messages to a member beyond
+30 a minute. The dispatcher therefore asks a ``SendBudget`` before every send
+and, when the budget cannot cover what is waiting, merges it into digests
+instead. Which limits a message counts against is the messenger's business
+(``Messenger.limits_for``; WeCom's live in its messenger package).
 
 Windows slide: at most ``allowed`` sends in *any* ``window``. That is never
 more than a fixed calendar-minute counter would allow, so it is safe whichever
-way WeCom counts. A budget is keyed by what WeCom counts against — one app's
-member, party or tag, or one robot key (hashed: the key is a secret) — so
-receivers that share a member or a robot share its budget.
+way WeCom counts. A budget is keyed by what the messenger counts against
+(a WeCom app's member, a robot key …), so receivers that share one share its budget.
 
 The dispatcher reserves before sending, so two deliveries to the same member
 can never both take its last slot; it refunds a send that failed and, for one
@@ -22,29 +22,14 @@ the middle of a storm must not think the last minute's sends never happened.
 
 from __future__ import annotations
 
-import hashlib
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from alertbridge.config import Config, ReceiverConfig
-from alertbridge.message import Recipients
-from alertbridge.messengers.wecom.config import AppReceiver, RobotReceiver, WeComAppConfig
+from alertbridge.messengers import HOUR, RateLimit
 
-MINUTE = timedelta(minutes=1)
-HOUR = timedelta(hours=1)
 # The longest window any limit uses: older sends are forgotten.
 LONGEST_WINDOW = HOUR
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimit:
-    """At most ``allowed`` sends to ``key`` in any ``window``."""
-
-    key: str
-    window: timedelta
-    allowed: int
 
 
 class SendBudget:
@@ -150,49 +135,6 @@ class SendBudget:
         return recent
 
 
-def limits_for(config: Config, receiver: ReceiverConfig, recipients: Recipients) -> tuple[RateLimit, ...]:
-    """The limits a message from ``receiver`` to ``recipients`` counts against."""
-    if isinstance(receiver, AppReceiver):
-        targets = [
-            *(f"user:{user.casefold()}" for user in recipients.to_user),
-            *(f"party:{party}" for party in recipients.to_party),
-            *(f"tag:{tag}" for tag in recipients.to_tag),
-        ]
-        return _app_limits(config.wecom.apps[receiver.app], targets)
-    if isinstance(receiver, RobotReceiver):
-        robot_key = receiver.robot_key.get_secret_value()
-        allowed = min(
-            other.rate_limit_per_minute
-            for other in config.receivers.values()
-            if isinstance(other, RobotReceiver) and other.robot_key.get_secret_value() == robot_key
-        )
-        return (RateLimit(robot_budget_key(robot_key), MINUTE, allowed),)
-    return ()
-
-
 def budget_keys(limits: Sequence[RateLimit], slots: int) -> list[str]:
     """The keys to record a send under in the store, once per slot used."""
     return [key for key in dict.fromkeys(limit.key for limit in limits) for _ in range(slots)]
-
-
-def member_limits(app: WeComAppConfig, user: str) -> tuple[RateLimit, ...]:
-    """The limits an app message to one member counts against, e.g. a command
-    reply: the same keys as that member's alerts, so replies and alerts share WeCom's count."""
-    return _app_limits(app, [f"user:{user.casefold()}"])
-
-
-def _app_limits(app: WeComAppConfig, targets: Sequence[str]) -> tuple[RateLimit, ...]:
-    # Keyed by the WeCom app, not our name for it: two names for one
-    # AgentId still share WeCom's count.
-    prefix = f"app:{app.corp_id}:{app.agent_id}"
-    limits: list[RateLimit] = []
-    for target in dict.fromkeys(targets):
-        key = f"{prefix}:{target}"
-        limits.append(RateLimit(key, MINUTE, app.rate_limit_per_minute))
-        limits.append(RateLimit(key, HOUR, app.rate_limit_per_hour))
-    return tuple(limits)
-
-
-def robot_budget_key(robot_key: str) -> str:
-    """A robot's budget key: a hash, because the robot key itself is a secret."""
-    return "robot:" + hashlib.sha256(robot_key.encode()).hexdigest()[:16]

@@ -1,8 +1,9 @@
 """What a notification looks like once sent: a group's messages as the receiver gets them.
 
-A firing group to a card receiver becomes one template card; anything else
-is rendered by the receiver's template, with robot @mentions in the content
-and the firing alerts' images on the last part. Rendering is against the time
+A messenger may shape a notification itself (WeCom: a firing group to a card
+receiver becomes one template card, ``Messenger.compose``); anything else is
+rendered by the receiver's template, with the messenger's @mentions in the
+content and the firing alerts' images on the last part. Rendering is against the time
 the notification was accepted, so a re-render after a crash yields the same
 parts and the parts already sent are not sent again.
 """
@@ -16,10 +17,7 @@ from datetime import datetime, timedelta
 from alertbridge.config import Config, ReceiverConfig
 from alertbridge.delivery.tracking import Tracked
 from alertbridge.message import RenderedMessage
-from alertbridge.messengers import Channel
-from alertbridge.messengers.wecom.card import build_alert_card, task_id_for
-from alertbridge.messengers.wecom.config import AppReceiver
-from alertbridge.messengers.wecom.mentions import content_mentions
+from alertbridge.messengers import Channel, Messenger, Notification
 from alertbridge.render import Renderer
 from alertbridge.render.replies import replies_for
 from alertbridge.render.split import truncate_utf8, utf8_len
@@ -39,6 +37,7 @@ RESEND_MARGIN = timedelta(seconds=5)
 def compose(
     config: Config,
     renderer: Renderer,
+    messenger: Messenger,
     delivery: Delivery,
     receiver: ReceiverConfig,
     channel_kind: str,
@@ -50,24 +49,22 @@ def compose(
         TemplateError: the receiver's template failed.
     """
     language = config.language_of(delivery.receiver)
-    if isinstance(receiver, AppReceiver) and receiver.msgtype == "template_card" and delivery.group.firing:
-        return [
-            build_alert_card(
-                delivery.group,
-                ref=tracked.ref,
-                ack=tracked.ack,
-                language=language,
-                buttons=receiver.buttons,
-                task_id=task_id_for(tracked.ref, delivery.id),
-                tz=config.server.tz,
-                now=delivery.accepted_at,
-            )
-        ]
-    # A resolved group whose cards could not be updated gets a normal message.
+    notification = Notification(
+        receiver=delivery.receiver,
+        group=delivery.group,
+        ref=tracked.ref,
+        ack=tracked.ack,
+        language=language,
+        at=delivery.accepted_at,
+        delivery_id=delivery.id,
+    )
+    shaped = messenger.compose(notification, receiver)
+    if shaped is not None:
+        return shaped
     msgtype = receiver.rendered_msgtype
-    # Robot markdown @mentions live in the content: the renderer adds them
-    # to the last part, within the byte limit.
-    mentions = content_mentions(delivery.recipients, channel_kind, msgtype)
+    # @mentions that live in the content (WeCom robot markdown): the renderer
+    # adds them to the last part, within the byte limit.
+    mentions = messenger.content_mentions(delivery.recipients, channel_kind, msgtype)
     return renderer.render(
         delivery.group,
         template=receiver.template,

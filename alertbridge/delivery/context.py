@@ -16,6 +16,7 @@ from datetime import datetime
 from alertbridge.config import Config
 from alertbridge.delivery.budget import SendBudget
 from alertbridge.delivery.tracking import GroupTracker
+from alertbridge.messengers import Messengers
 from alertbridge.metrics import Metrics
 from alertbridge.render import Renderer
 from alertbridge.stores import OutboxStore
@@ -29,5 +30,6 @@ class BatchContext:
     metrics: Metrics
     renderer: Renderer
     tracker: GroupTracker
+    messengers: Messengers  # the tracker's: of the same config
     clock: Callable[[], datetime]
     rand: Callable[[], float]

@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from alertbridge.config import ReceiverConfig
-from alertbridge.delivery.budget import RateLimit
 from alertbridge.delivery.compose import resent
 from alertbridge.delivery.context import BatchContext
 from alertbridge.delivery.outcome import Outcomes, refused_content
@@ -25,8 +24,7 @@ from alertbridge.delivery.send import Sender, StoredPart
 from alertbridge.delivery.tracking import Tracked
 from alertbridge.errors import DeliveryError, TemplateError, TransientDeliveryError
 from alertbridge.message import RenderedMessage
-from alertbridge.messengers import Channel
-from alertbridge.messengers.wecom.mentions import content_mentions
+from alertbridge.messengers import Channel, RateLimit
 from alertbridge.model import AlertGroup
 from alertbridge.render.digest import DigestSection
 from alertbridge.render.replies import replies_for
@@ -133,7 +131,9 @@ class DigestSender:
                 msgtype=msgtype,
                 channel=channel.kind,
                 now=now,
-                mentions=content_mentions(anchor.recipients, channel.kind, msgtype),
+                mentions=ctx.messengers.of(receiver).content_mentions(
+                    anchor.recipients, channel.kind, msgtype
+                ),
                 replies=replies_for(ctx.config, anchor.receiver),
             )
         except TemplateError as exc:

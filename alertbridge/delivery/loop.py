@@ -24,14 +24,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from alertbridge.config import Config
-from alertbridge.delivery.budget import LONGEST_WINDOW, RateLimit, SendBudget, limits_for
+from alertbridge.delivery.budget import LONGEST_WINDOW, SendBudget
 from alertbridge.delivery.context import BatchContext
 from alertbridge.delivery.digest import DigestSender
 from alertbridge.delivery.outcome import Outcomes, ids
 from alertbridge.delivery.send import Sender
 from alertbridge.delivery.tracking import GroupTracker, Tracked
 from alertbridge.errors import StoreError
-from alertbridge.messengers import Channel
+from alertbridge.messengers import Channel, RateLimit
 from alertbridge.metrics import Metrics
 from alertbridge.render import Renderer
 from alertbridge.stores import Delivery, OutboxStore
@@ -172,9 +172,9 @@ class Dispatcher:
         except StoreError as exc:
             log.error("rate_budget_load_failed error=%s", exc)
             return
-        # Recorded when reserved, before WeCom answered; WeCom counted each
+        # Recorded when reserved, before the messenger answered; it counted each
         # at most one timeout later, so count them from then to be safe.
-        self._budget.load((key, at + self._config.wecom.timeout) for key, at in sends)
+        self._budget.load((key, at + self._config.send_timeout) for key, at in sends)
 
     async def _prune_if_due(self) -> None:
         now = self._clock()
@@ -245,6 +245,7 @@ class Dispatcher:
             metrics=self._metrics,
             renderer=self._renderer,
             tracker=self._tracker,
+            messengers=self._tracker.messengers,
             clock=self._clock,
             rand=self._rand,
         )
@@ -263,7 +264,7 @@ class Dispatcher:
             lease=LEASE,
             take_from_queue=lambda taken: self._take_from_queue(target, taken),
         )
-        limits = limits_for(context.config, receiver, first.recipients)
+        limits = context.messengers.of(receiver).limits_for(receiver, first.recipients)
         # A delivery a send has started finishes as itself, as its budget allows;
         # merged into a digest, what already reached the member would show again.
         started = [d for d in batch if d.started and d.digest_id is None]

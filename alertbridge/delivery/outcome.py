@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from alertbridge.delivery.backoff import retry_delay
-from alertbridge.delivery.budget import RateLimit
 from alertbridge.delivery.context import BatchContext
 from alertbridge.errors import DeliveryError, TransientDeliveryError
-from alertbridge.messengers import Channel
+from alertbridge.messengers import Channel, RateLimit
 from alertbridge.stores import Delivery
 
 log = logging.getLogger(__name__)

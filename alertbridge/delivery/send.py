@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from alertbridge.config import ReceiverConfig
-from alertbridge.delivery.budget import RateLimit, budget_keys
+from alertbridge.delivery.budget import budget_keys
 from alertbridge.delivery.compose import compose, resent, with_images
 from alertbridge.delivery.context import BatchContext
 from alertbridge.delivery.outcome import Outcomes, not_arrived, refused_content
@@ -30,7 +30,7 @@ from alertbridge.delivery.refusals import alerts_refused, describe_alert, refuse
 from alertbridge.delivery.tracking import Tracked
 from alertbridge.errors import DeliveryError, TemplateError
 from alertbridge.message import Recipients, RenderedMessage
-from alertbridge.messengers import Channel, Receipt
+from alertbridge.messengers import Channel, RateLimit, Receipt
 from alertbridge.stores import Delivery
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,15 @@ class Sender:
             return None
         try:
             messages = with_images(
-                compose(ctx.config, ctx.renderer, delivery, receiver, channel.kind, tracked),
+                compose(
+                    ctx.config,
+                    ctx.renderer,
+                    ctx.messengers.of(receiver),
+                    delivery,
+                    receiver,
+                    channel.kind,
+                    tracked,
+                ),
                 delivery,
                 receiver,
             )
@@ -236,7 +244,15 @@ class Sender:
         for alert in alerts:
             alone = dataclasses.replace(delivery, group=delivery.group.with_alerts((alert,)))
             try:
-                pieces = compose(ctx.config, ctx.renderer, alone, receiver, channel.kind, tracked)
+                pieces = compose(
+                    ctx.config,
+                    ctx.renderer,
+                    ctx.messengers.of(receiver),
+                    alone,
+                    receiver,
+                    channel.kind,
+                    tracked,
+                )
             except TemplateError as exc:
                 refusals.append(f"alert {describe_alert(alert)}: {exc}")
                 continue

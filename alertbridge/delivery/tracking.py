@@ -3,10 +3,12 @@ with the notifications the dispatcher sends.
 
 Before a delivery is rendered, the tracker records it against the group's
 reference (``#27``) and says whether it is an unchanged repeat of an
-acknowledged group (then nothing is sent). For a resolved group it first
-tries to turn the group's cards into "已恢复": whether that worked decides
-whether a resolved message is sent at all. After sending it remembers who
-got the reference and the cards' one-use ``response_code``.
+acknowledged group (then nothing is sent). For a resolved group it first asks
+the receiver's messenger to show the resolution on what it sent (WeCom turns
+the group's cards into "已恢复", ``Messenger.on_resolved``): whether that
+worked decides whether a resolved message is sent at all. After sending it
+remembers who got the reference, and lets the messenger remember what it
+needs (the cards' one-use ``response_code``, ``Messenger.after_sent``).
 
 Silences that an ``ack`` created ("until it resolves") are expired by the
 upkeep task, woken when a resolution is recorded: that is an Alertmanager
@@ -23,22 +25,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from alertbridge.config import Config, ReceiverConfig
-from alertbridge.errors import DeliveryError, StoreError
+from alertbridge.errors import StoreError
 from alertbridge.message import RenderedMessage
-from alertbridge.messengers import Receipt
-from alertbridge.messengers.wecom.client import WeComClient
-from alertbridge.messengers.wecom.config import AppReceiver
+from alertbridge.messengers import Messengers, Receipt
 from alertbridge.model import Ack
 from alertbridge.senders import cluster_of
 from alertbridge.silencers import Silencer, SilenceRequest, SilencerError
 from alertbridge.stores import Delivery
-from alertbridge.stores.state import CardRecord, StateStore
+from alertbridge.stores.state import StateStore
 
 log = logging.getLogger(__name__)
-
-# A card's response_code is valid 24 h (WeCom's docs say 72 h in one place,
-# 24 h in another; assume the shorter).
-RESPONSE_CODE_VALIDITY = timedelta(hours=24)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +42,7 @@ class Tracked:
     ref: int
     ack: Ack | None
     suppressed: bool  # acknowledged and unchanged: send nothing
-    handled_by_cards: bool  # resolved, and every card of the group now says so
+    handled_by_cards: bool  # resolved, and every card (message the messenger updated) now says so
 
 
 class GroupTracker:
@@ -56,16 +52,21 @@ class GroupTracker:
         config: Config,
         state: StateStore,
         silencers: Mapping[str, Silencer],
-        client: WeComClient,
+        messengers: Messengers,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._config = config
         self._state = state
         self._silencers = silencers
-        self._client = client
+        self._messengers = messengers
         self._clock = clock
         # Set when a resolution is recorded: the upkeep expires its ack-silences.
         self._resolved = asyncio.Event()
+
+    @property
+    def messengers(self) -> Messengers:
+        """The messengers of this tracker's config (a batch works with one config's)."""
+        return self._messengers
 
     async def before_send(self, delivery: Delivery, receiver: ReceiverConfig) -> Tracked:
         update = await self._state.record_notification(
@@ -80,8 +81,7 @@ class GroupTracker:
         handled = False
         if not ref.firing:
             self._resolved.set()
-            if isinstance(receiver, AppReceiver) and receiver.msgtype == "template_card":
-                handled = await self._mark_cards_resolved(ref.ref, delivery.receiver, receiver)
+            handled = await self._messengers.of(receiver).on_resolved(ref.ref, delivery.receiver, receiver)
         return Tracked(ref=ref.ref, ack=ref.ack, suppressed=update.suppressed, handled_by_cards=handled)
 
     async def after_send(
@@ -94,41 +94,7 @@ class GroupTracker:
         users = delivery.recipients.to_user
         if users:
             await self._state.record_sent(tracked.ref, users, self._clock())
-        if not isinstance(receiver, AppReceiver):
-            return
-        for message, receipt in sent:
-            if message.card is None:
-                continue
-            await self._state.save_card(
-                CardRecord(
-                    task_id=str(message.card["task_id"]),
-                    ref=tracked.ref,
-                    app=receiver.app,
-                    users=tuple(users),
-                    response_code=receipt.response_code,
-                    response_code_at=self._clock() if receipt.response_code else None,
-                )
-            )
-
-    async def _mark_cards_resolved(self, ref: int, name: str, receiver: AppReceiver) -> bool:
-        cards = await self._state.cards_for_ref(ref)
-        if not cards:
-            return False
-        app = self._config.wecom.apps[receiver.app]
-        label = "已恢复" if self._config.language_of(name) == "zh" else "Resolved"
-        now = self._clock()
-        for card in cards:
-            fresh = card.response_code_at is not None and now - card.response_code_at < RESPONSE_CODE_VALIDITY
-            code = await self._state.use_response_code(card.task_id) if fresh else None
-            if code is None:
-                return False
-            body = {"userids": list(card.users), "response_code": code, "button": {"replace_name": label}}
-            try:
-                await self._client.update_template_card(card.app, app, body)
-            except DeliveryError as exc:
-                log.warning("card_resolve_update_failed ref=%d task_id=%s error=%s", ref, card.task_id, exc)
-                return False
-        return True
+        await self._messengers.of(receiver).after_sent(tracked.ref, receiver, users, sent)
 
     async def expire_resolved_ack_silences(self) -> None:
         """Expire the silences an ``ack`` created for groups that have resolved since.

@@ -1,4 +1,4 @@
-"""The console channel: prints messages instead of sending them.
+"""The console messenger: prints messages instead of sending them.
 
 For trials and ``check-config``-style dry runs: what is printed is exactly
 the content WeCom would get, with its byte count against the limit.
@@ -6,10 +6,31 @@ the content WeCom would get, with its byte count against the limit.
 
 from __future__ import annotations
 
-from typing import TextIO
+from typing import Final, Literal, TextIO
 
+from alertbridge.config_base import ReceiverBase
 from alertbridge.message import Recipients, RenderedMessage
-from alertbridge.messengers import Receipt
+from alertbridge.messengers import Messenger, Receipt
+
+# The console stands in for a WeCom app during trials; keep the app's limits
+# so what a user sees there is what WeCom would show.
+CONSOLE_BYTE_LIMITS: Final = {("console", "text"): 2048, ("console", "markdown"): 2048}
+
+
+class ConsoleReceiver(ReceiverBase):
+    channel: Literal["console"]
+
+    @property
+    def audience(self) -> tuple[str, str]:
+        return "控制台", "the console"
+
+
+class ConsoleMessenger(Messenger):
+    """Nothing of its own: rendered by the template, no mentions, no limits."""
+
+    kinds = ("console",)
+    byte_limits = CONSOLE_BYTE_LIMITS
+
 
 _RULE = "=" * 72
 

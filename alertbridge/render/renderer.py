@@ -1,4 +1,4 @@
-"""``Renderer``: an ``AlertGroup`` → WeCom message bodies that fit their byte limit.
+"""``Renderer``: an ``AlertGroup`` → message bodies that fit their channel's byte limit.
 
 A Renderer owns one Jinja environment and its compiled templates (no global
 caches, so tests and config reloads get fresh state). Rendering is a pure
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +31,8 @@ import jinja2
 from jinja2 import meta, nodes
 
 from alertbridge.errors import TemplateError
-from alertbridge.message import BYTE_LIMITS, RenderedMessage, byte_limit
+from alertbridge.message import RenderedMessage
+from alertbridge.messengers.registry import BYTE_LIMITS
 from alertbridge.model import Ack, Alert, AlertGroup
 from alertbridge.render.digest import DIGEST_TEMPLATE, DigestPart, DigestSection, digest_context
 from alertbridge.render.environment import build_environment, template_loaders
@@ -69,8 +70,18 @@ MENTION_LINE_SHARE = 4
 class Renderer:
     """Compiles templates on first use and renders groups into size-safe messages."""
 
-    def __init__(self, *, timezone: ZoneInfo, templates_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        timezone: ZoneInfo,
+        templates_dir: Path | None = None,
+        byte_limits: Mapping[tuple[str, str], int] = BYTE_LIMITS,
+    ) -> None:
+        """``byte_limits``: (channel kind, msgtype) -> most UTF-8 bytes of a
+        message, every messenger's (``Messengers.byte_limits``); by default the
+        built-in messengers'."""
         self._tz = timezone
+        self._limits = dict(byte_limits)
         self._loaders = template_loaders(templates_dir)
         self._env = build_environment(self._loaders, timezone)
         self._compiled: dict[tuple[str, str, str], jinja2.Template] = {}
@@ -84,7 +95,7 @@ class Renderer:
             TemplateError: naming the file (and line, when known).
         """
         group = sample_group(_CHECK_NOW)
-        for channel in sorted({c for c, m in BYTE_LIMITS if m == msgtype}):
+        for channel in sorted({c for c, m in self._limits if m == msgtype}):
             self.render(
                 group,
                 template=template,
@@ -129,7 +140,7 @@ class Renderer:
         readers can answer (``alertbridge.render.replies``): templates offer
         reply hints, or a silence link instead, accordingly.
 
-        Every message is within ``byte_limit(channel, msgtype)``; every alert
+        Every message is within its ``(channel, msgtype)`` byte limit; every alert
         appears in exactly one of them.
 
         Raises:
@@ -139,9 +150,9 @@ class Renderer:
         """
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
-        if (channel, msgtype) not in BYTE_LIMITS:
+        if (channel, msgtype) not in self._limits:
             raise ValueError(f"channel {channel!r} cannot send msgtype {msgtype!r}")
-        limit = byte_limit(channel, msgtype)
+        limit = self._limits[(channel, msgtype)]
         compiled = self._template(template, language, msgtype)
         mentions = tuple(mentions)
         tail = "" if not mentions or self._names_mentions(compiled) else _mention_line(mentions, limit)
@@ -198,7 +209,7 @@ class Renderer:
         """
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
-        limit = byte_limit(channel, msgtype)
+        limit = self._limits[(channel, msgtype)]
         compiled = self._template(DIGEST_TEMPLATE, language, msgtype)
         mentions = tuple(mentions)
         tail = "" if not mentions or self._names_mentions(compiled) else _mention_line(mentions, limit)

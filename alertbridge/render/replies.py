@@ -36,9 +36,7 @@ def replies_for(config: Config, receiver: str) -> Replies:
     has its callback configured hears them, only from someone who may act
     (``allow_ack`` / ``allow_silence``); ``silence`` also needs a silencer."""
     receiver_config = config.receivers[receiver]
-    app_name = receiver_config.reply_app
-    app = config.wecom.apps.get(app_name) if app_name is not None else None
-    if app is None or not app.callback_enabled:
+    if not config.hears_replies(receiver_config):
         return NO_REPLIES
     return Replies(
         ack=_anyone_may(receiver_config, receiver_config.allow_ack),

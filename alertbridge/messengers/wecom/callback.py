@@ -24,10 +24,9 @@ from starlette.responses import PlainTextResponse, Response
 
 from alertbridge.commands import Command, CommandError, Help
 from alertbridge.commands.executor import CommandExecutor
-from alertbridge.commands.outcome import Outcome
 from alertbridge.commands.parser import parse_button_key, parse_command
 from alertbridge.config import Config
-from alertbridge.delivery import SendBudget, member_limits
+from alertbridge.delivery import SendBudget
 from alertbridge.errors import DeliveryError, StoreError
 from alertbridge.messengers.wecom.callback_errors import (
     CallbackError,
@@ -37,6 +36,7 @@ from alertbridge.messengers.wecom.callback_errors import (
     SignatureMismatch,
     StaleTimestamp,
 )
+from alertbridge.messengers.wecom.card import button_update_body
 from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.messengers.wecom.config import WeComAppConfig
 from alertbridge.messengers.wecom.crypto import CallbackCrypto, check_timestamp
@@ -47,6 +47,7 @@ from alertbridge.messengers.wecom.inbound import (
     dedup_key,
     parse_inbound,
 )
+from alertbridge.messengers.wecom.limits import member_limits
 from alertbridge.metrics import Metrics
 from alertbridge.stores.state import StateStore
 from alertbridge.web.body import BodyTooLarge, read_body
@@ -238,7 +239,9 @@ class WeComCallback:
             and outcome.card_label
             and event.response_code
             and event.task_id
-            and await self._update_card(app_name, app, event.task_id, event.response_code, user, outcome)
+            and await self._update_card(
+                app_name, app, event.task_id, event.response_code, user, outcome.card_label
+            )
         ):
             return
         await self._reply(app_name, app, user, outcome.reply)
@@ -250,15 +253,11 @@ class WeComCallback:
         task_id: str,
         response_code: str,
         user: str,
-        outcome: Outcome,
+        label: str,
     ) -> bool:
         card = await self._state.get_card(task_id)
         users = list(card.users) if card is not None and card.users else [user]
-        body = {
-            "userids": users,
-            "response_code": response_code,
-            "button": {"replace_name": outcome.card_label},
-        }
+        body = button_update_body(users, response_code, label)
         try:
             await self._client.update_template_card(app_name, app, body)
         except DeliveryError as exc:

@@ -63,6 +63,13 @@ def clip(text: str, chars: int) -> str:
     return text if len(text) <= chars else text[: chars - 1] + "…"
 
 
+def button_update_body(users: Sequence[str], response_code: str, label: str) -> dict[str, Any]:
+    """The one way alertbridge updates a sent card: its buttons give way to
+    ``label`` ("已确认 by zhangsan", "已恢复") for ``users``, with the card's
+    one-use ``response_code`` (``message/update_template_card``)."""
+    return {"userids": list(users), "response_code": response_code, "button": {"replace_name": label}}
+
+
 def task_id_for(ref: int, delivery_id: int, part: int = 1) -> str:
     """Unique per message, as WeCom requires, and traceable to the delivery."""
     return _TASK_ID.sub("_", f"ab-{ref}-{delivery_id}-{part}")[:128]
