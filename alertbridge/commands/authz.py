@@ -171,13 +171,11 @@ class Authorizer:
                 )
         return False
 
-    def _app_for(self, receiver: ReceiverConfig, via_app: str | None) -> str | None:
-        """The app to ask WeCom's directory with: the one the command came through, else the receiver's."""
-        if via_app is not None and via_app in self._config.wecom.apps:
-            return via_app
-        if receiver.reply_app is not None and receiver.reply_app in self._config.wecom.apps:
-            return receiver.reply_app
-        return None
+    @staticmethod
+    def _app_for(receiver: ReceiverConfig, via_app: str | None) -> str | None:
+        """The app to ask the directory with: the one the command came through,
+        else the receiver's (the directory refuses an app it does not know)."""
+        return via_app if via_app is not None else receiver.reply_app
 
 
 def refusal_text(

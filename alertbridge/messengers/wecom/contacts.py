@@ -17,6 +17,7 @@ from alertbridge.commands.authz import ContactUnavailable
 from alertbridge.config import Config
 from alertbridge.errors import DeliveryError
 from alertbridge.messengers.wecom.client import TagMembers, WeComClient
+from alertbridge.messengers.wecom.config import WeComAppConfig
 from alertbridge.messengers.wecom.errcodes import CONTACT_PERMISSION_DENIED
 from alertbridge.messengers.wecom.errors import WeComAPIError
 
@@ -53,7 +54,7 @@ class ContactDirectory:
 
     async def departments(self, config: Config, app_name: str, user: str) -> frozenset[str]:
         """The user's department ids. Raises ``ContactUnavailable``."""
-        app = config.wecom.apps[app_name]
+        app = self._app(config, app_name)
         client = self._require_client()
         folded = user.casefold()
         return await self._cached(
@@ -64,11 +65,18 @@ class ContactDirectory:
 
     async def tag(self, config: Config, app_name: str, tag_id: str) -> TagMembers:
         """The tag's users and departments. Raises ``ContactUnavailable``."""
-        app = config.wecom.apps[app_name]
+        app = self._app(config, app_name)
         client = self._require_client()
         return await self._cached(
             self._tags, (app.corp_id, app.agent_id, tag_id), lambda: client.tag_members(app_name, app, tag_id)
         )
+
+    @staticmethod
+    def _app(config: Config, app_name: str) -> WeComAppConfig:
+        app = config.wecom.apps.get(app_name)
+        if app is None:
+            raise ContactUnavailable("no_wecom_app")
+        return app
 
     def _require_client(self) -> WeComClient:
         if self._client is None:
