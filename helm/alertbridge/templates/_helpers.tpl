@@ -81,18 +81,23 @@ The port alertbridge listens on inside the pod: the port of config.server.listen
 {{- end }}
 
 {{/*
-config.toml, rendered from .Values.config with Helm's toToml. Numbers in values
+config.toml, rendered from .Values.config (its store URL from
+alertbridge.storeUrl) with Helm's toToml. Numbers in values
 files reach templates as floats, which toToml would write as 1.048576e+06;
 alertbridge.integers turns whole ones back into integers first (on a copy).
 Fails when the TOML refers to a ${VAR} (without a :-default) that neither the
-chart's Secret nor `env` provides, instead of letting the pod crash-loop.
+chart's Secret, `env` nor store.existingSecret provides, instead of letting the pod crash-loop.
 */}}
 {{- define "alertbridge.configToml" -}}
 {{- $config := deepCopy .Values.config }}
+{{- $_ := set $config.store "url" (include "alertbridge.storeUrl" .) }}
 {{- include "alertbridge.integers" $config }}
 {{- $toml := toToml $config }}
 {{- if not .Values.existingSecret }}
 {{- $provided := keys (.Values.secrets | default dict) }}
+{{- if .Values.store.existingSecret }}
+{{- $provided = append $provided (include "alertbridge.storeEnvName" .) }}
+{{- end }}
 {{- range .Values.env }}
 {{- $provided = append $provided .name }}
 {{- end }}
@@ -140,5 +145,90 @@ The image reference: repository@digest when a digest is set, else repository:tag
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
 {{- else }}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Whether alertbridge stores in PostgreSQL: "true" or "". store.url and
+store.existingSecret name a PostgreSQL database (a Secret holding a SQLite URL
+would make no sense); otherwise config.store.url decides.
+*/}}
+{{- define "alertbridge.postgres" -}}
+{{- if or .Values.store.url .Values.store.existingSecret (regexMatch "^postgres(ql)?://" (toString .Values.config.store.url)) }}true{{ end }}
+{{- end }}
+
+{{/*
+The environment variable store.existingSecret's key reaches alertbridge as:
+the password when store.url is set, else the whole URL.
+*/}}
+{{- define "alertbridge.storeEnvName" -}}
+{{- ternary "ALERTBRIDGE_DB_PASSWORD" "ALERTBRIDGE_DB_URL" (not (empty .Values.store.url)) }}
+{{- end }}
+
+{{/*
+The store URL written into config.toml. With store.existingSecret it refers to
+the Secret's value as ${VAR} (the password spliced in after store.url's user,
+or the whole URL), so the ConfigMap never holds the password.
+*/}}
+{{- define "alertbridge.storeUrl" -}}
+{{- $store := .Values.store }}
+{{- $var := include "alertbridge.storeEnvName" . }}
+{{- if and $store.existingSecret $store.url }}
+{{- if not (regexMatch "^postgres(ql)?://[^:@/]+@" $store.url) }}
+{{- fail "store.url must name the user and no password (postgresql://USER@HOST:5432/DATABASE): store.existingSecret provides the password" }}
+{{- end }}
+{{- regexReplaceAll "^(postgres(?:ql)?://[^:@/]+)@" $store.url (printf "${1}:$${%s}@" $var) }}
+{{- else if $store.existingSecret }}
+{{- printf "${%s}" $var }}
+{{- else }}
+{{- $store.url | default .Values.config.store.url }}
+{{- end }}
+{{- end }}
+
+{{/*
+The container's variable for store.existingSecret, as a list of EnvVar; empty without it.
+*/}}
+{{- define "alertbridge.storeEnv" -}}
+{{- with .Values.store.existingSecret }}
+{{- $key := $.Values.store.existingSecretKey | default (ternary "password" "uri" (not (empty $.Values.store.url))) }}
+- name: {{ include "alertbridge.storeEnvName" $ }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $key }}
+{{- end }}
+{{- end }}
+
+{{/*
+Refuses values that cannot work: several replicas on SQLite (one writer), and
+a store URL that would put a password into the ConfigMap. Renders nothing.
+*/}}
+{{- define "alertbridge.checks" -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not (include "alertbridge.postgres" .)) }}
+{{- fail (printf "replicaCount=%d needs a PostgreSQL store: SQLite takes a single writer. Set store.url (postgresql://USER@HOST:5432/DATABASE) and store.existingSecret for its password, or store.existingSecret alone for a Secret holding the whole URL; see \"Running several replicas\" in alertbridge's README" (int .Values.replicaCount)) }}
+{{- end }}
+{{- $url := include "alertbridge.storeUrl" . }}
+{{- if and (regexMatch "^[a-z]+://[^/@:]*:[^/@]*@" $url) (not (regexMatch "^[a-z]+://[^/@:]*:\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}@" $url)) }}
+{{- fail "the store URL holds a password, which would land in the ConfigMap: put it in a Secret (store.existingSecret) and leave it out of store.url and config.store.url" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The pod's affinity: `affinity`, plus (with several replicas, unless
+`podAntiAffinity` is none or `affinity` has its own) pod anti-affinity by
+hostname, so a node drain or failure takes one replica rather than all.
+*/}}
+{{- define "alertbridge.affinity" -}}
+{{- $affinity := deepCopy (.Values.affinity | default dict) }}
+{{- if and (gt (int .Values.replicaCount) 1) (ne .Values.podAntiAffinity "none") (not (hasKey $affinity "podAntiAffinity")) }}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" (include "alertbridge.selectorLabels" . | fromYaml)) }}
+{{- if eq .Values.podAntiAffinity "hard" }}
+{{- $_ := set $affinity "podAntiAffinity" (dict "requiredDuringSchedulingIgnoredDuringExecution" (list $term)) }}
+{{- else }}
+{{- $_ := set $affinity "podAntiAffinity" (dict "preferredDuringSchedulingIgnoredDuringExecution" (list (dict "weight" 100 "podAffinityTerm" $term))) }}
+{{- end }}
+{{- end }}
+{{- with $affinity }}
+{{- toYaml . }}
 {{- end }}
 {{- end }}
