@@ -24,21 +24,13 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND, FakeApp, FakeWeCom, Message
-from alertbridge.testing.server import ServerThread
 from tests.harness import AlertbridgeProcess, wait_until
-from tests.image_server import PNG
+from tests.image_server import ImageServer
+from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
 
 DATA = Path(__file__).parent / "data"
-CORP_ID = "ww-preview-corp"
-AGENT_ID = 1000002
-SECRET = "preview-app-secret-7c1e"
-ROBOT_KEY = "preview-robot-key-2b9d"
 CALLBACK_TOKEN = "previewCallbackToken"
 AES_KEY = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
 ENV = {"SECRET": SECRET, "ROBOT_KEY": ROBOT_KEY, "CALLBACK_TOKEN": CALLBACK_TOKEN, "AES_KEY": AES_KEY}
@@ -155,25 +147,14 @@ def away_from_a_minute_change() -> None:
 
 
 @pytest.fixture
-def fake() -> Iterator[tuple[FakeWeCom, str]]:
+def fake(serve_wecom: Callable[[FakeWeCom], str]) -> tuple[FakeWeCom, str]:
+    """The shared corp's fake WeCom, knowing the members the robot receivers mention."""
     wecom = FakeWeCom(
         apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID)],
         robot_keys=[ROBOT_KEY],
         users=["zhangsan", "lisi"],
     )
-    with wecom.serve() as base_url:
-        yield wecom, base_url
-
-
-@pytest.fixture
-def image_url() -> Iterator[str]:
-    """An alert image on loopback (allowed by the config's ``[images] allow``)."""
-
-    async def png(request: Request) -> Response:
-        return Response(PNG, media_type="image/png")
-
-    with ServerThread(Starlette(routes=[Route("/panel.png", png)])) as server:
-        yield f"{server.base_url}/panel.png"
+    return wecom, serve_wecom(wecom)
 
 
 @pytest.fixture
@@ -242,7 +223,8 @@ def test_a_robot_text_receiver_is_shown_the_mentions_beside_the_content(render_a
     assert (message.mentioned, message.mentioned_mobiles) == (("zhangsan",), ("13800000000",))
 
 
-def test_an_app_text_receiver_is_shown_its_bytes_and_images(render_and_deliver, image_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_an_app_text_receiver_is_shown_its_bytes_and_images(render_and_deliver, images: ImageServer) -> None:  # type: ignore[no-untyped-def]
+    image_url = f"{images.base_url}/png"
     payload = json.loads((DATA / "grafana" / "unified-multi.json").read_text(encoding="utf-8"))
     for alert in payload["alerts"]:
         if "imageURL" in alert:
