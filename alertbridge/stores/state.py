@@ -201,7 +201,9 @@ class StateStore(Protocol):
     async def use_response_code(self, task_id: str) -> str | None:
         """Take the card's response_code (it is valid once) and clear it."""
 
-    async def request_resolution(self, delivery_id: int, ref: int, receiver: str, now: datetime) -> Resolution:
+    async def request_resolution(
+        self, delivery_id: int, ref: int, receiver: str, now: datetime
+    ) -> Resolution:
         """Record the resolution work of ``delivery_id`` as pending; asked again
         for the same delivery, change nothing and return what is stored."""
 

@@ -1059,7 +1059,9 @@ class StateContract:
     async def test_prune_forgets_decided_resolutions_and_those_of_gone_refs(self, store: StateStore) -> None:
         retention = timedelta(days=7)
         gone = (await store.record_notification("ops", make_ref_group("Gone"), OPS, at(0))).ref.ref
-        await store.record_notification("ops", make_ref_group("Gone", firing=(), resolved=("fp-a",)), OPS, at(1))
+        await store.record_notification(
+            "ops", make_ref_group("Gone", firing=(), resolved=("fp-a",)), OPS, at(1)
+        )
         live = (await store.record_notification("ops", make_ref_group("Live"), OPS, at(0))).ref.ref
         await store.request_resolution(1, gone, "ops", at(1))
         await store.request_resolution(2, live, "ops", at(1))

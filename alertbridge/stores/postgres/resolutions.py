@@ -22,7 +22,9 @@ class PostgresResolutions:
 
     _db: PostgresDatabase
 
-    async def request_resolution(self, delivery_id: int, ref: int, receiver: str, now: datetime) -> Resolution:
+    async def request_resolution(
+        self, delivery_id: int, ref: int, receiver: str, now: datetime
+    ) -> Resolution:
         """Pending from ``now``; a second request for the delivery keeps the first."""
         async with self._db.transaction("request_resolution") as conn:
             await conn.execute(
@@ -43,7 +45,9 @@ class PostgresResolutions:
 
     async def get_resolution(self, delivery_id: int) -> Resolution | None:
         row = await self._db.fetchrow(
-            "get_resolution", f"SELECT {RESOLUTION_COLUMNS} FROM resolutions WHERE delivery_id = $1", delivery_id
+            "get_resolution",
+            f"SELECT {RESOLUTION_COLUMNS} FROM resolutions WHERE delivery_id = $1",
+            delivery_id,
         )
         return decode_one(row, to_resolution)
 

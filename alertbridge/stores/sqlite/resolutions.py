@@ -22,7 +22,9 @@ class SqliteResolutions:
 
     _connection: SqliteConnection
 
-    async def request_resolution(self, delivery_id: int, ref: int, receiver: str, now: datetime) -> Resolution:
+    async def request_resolution(
+        self, delivery_id: int, ref: int, receiver: str, now: datetime
+    ) -> Resolution:
         """Pending from ``now``; a second request for the delivery keeps the first."""
         async with self._connection.session("request_resolution", write=True) as db:
             await db.execute(
