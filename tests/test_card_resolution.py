@@ -43,7 +43,7 @@ DATA = Path(__file__).parent / "data"
 HELD_SECONDS = 3.0
 
 
-def card_config(base_url: str, db: Path) -> Config:
+def card_config(base_url: str, db: Path, **app_overrides: object) -> Config:
     return parse_config(
         {
             "server": {"language": "zh"},
@@ -57,6 +57,7 @@ def card_config(base_url: str, db: Path) -> Config:
                         "secret": SECRET,
                         "token": TOKEN,
                         "encoding_aes_key": AES_KEY,
+                        **app_overrides,
                     }
                 },
             },
@@ -92,6 +93,21 @@ def on_tracker_clock(rig: Rig) -> GroupTracker:
         metrics=rig.metrics,
     )
     return tracker
+
+
+async def upkeep_decides(tracker: GroupTracker, rig: Rig, delivery_id: int) -> ResolutionState:
+    """Run the tracker's upkeep until it decides ``delivery_id``'s resolution; the outcome."""
+    upkeep = asyncio.create_task(tracker.run_upkeep())
+    try:
+        for _ in range(250):
+            decided = await rig.state.get_resolution(delivery_id)
+            if decided is not None and decided.state is not ResolutionState.PENDING:
+                return decided.state
+            await asyncio.sleep(0.02)
+    finally:
+        upkeep.cancel()
+        await asyncio.gather(upkeep, return_exceptions=True)
+    raise AssertionError(f"the upkeep did not decide the resolution of delivery {delivery_id}")
 
 
 def msgtypes_to(fake: FakeWeCom, user: str) -> list[str]:
@@ -159,18 +175,7 @@ async def test_a_crash_before_the_outcome_still_updates_the_card_once(
     # The crash: nothing of that process survives but the database.
 
     async with rig_for(config, rig_wecom, rig_clock) as rig:
-        tracker = on_tracker_clock(rig)
-        upkeep = asyncio.create_task(tracker.run_upkeep())
-        try:
-            for _ in range(200):
-                decided = await rig.state.get_resolution(delivery_id)
-                if decided is not None and decided.state is not ResolutionState.PENDING:
-                    break
-                await asyncio.sleep(0.02)
-        finally:
-            upkeep.cancel()
-            await asyncio.gather(upkeep, return_exceptions=True)
-        assert decided is not None and decided.state is ResolutionState.DONE
+        assert await upkeep_decides(on_tracker_clock(rig), rig, delivery_id) is ResolutionState.DONE
         rig_clock.advance(2)
         await rig.drain()
         assert await rig.statuses() == {
@@ -215,3 +220,36 @@ async def test_without_an_outcome_in_time_a_resolved_message_is_sent_once(
             DeliveryStatus.DEAD: 0,
         }
     assert rig_wecom.card_updates() == []
+
+
+async def test_a_digest_does_not_wait_for_a_card_update(
+    tmp_path: Path, rig_wecom: FakeWeCom, rig_clock: ManualClock, wecom_slot: tuple[SwappableApp, str]
+) -> None:
+    """A backlog merged into a digest holds a resolved card group: the digest
+    goes out without it and without any call to update a card; the card is
+    updated by the upkeep afterwards and the group gets no line of its own."""
+    config = card_config(wecom_slot[1], tmp_path / "d.db", rate_limit_per_minute=2)
+    first = storm_group(1)
+    async with rig_for(config, rig_wecom, rig_clock) as rig:
+        tracker = on_tracker_clock(rig)
+        await rig.enqueue("cards", first)
+        await rig.drain()
+        resolution = await rig.enqueue("cards", resolved(first))
+        for number in (2, 3, 4):
+            await rig.enqueue("cards", storm_group(number))
+        await rig.drain()  # one slot left for four: a digest
+        assert rig.count("alertbridge_digests_sent_total", "cards") == 1
+        assert rig_wecom.card_updates() == []
+        digest = [m.content or "" for m in rig_wecom.messages(MESSAGE_SEND)][-1]
+        assert all(f"Storm{n:04d}" in digest for n in (2, 3, 4)) and "Storm0001" not in digest
+
+        assert await upkeep_decides(tracker, rig, resolution) is ResolutionState.DONE
+        rig_clock.advance(61)
+        await rig.drain()
+        assert await rig.statuses() == {
+            DeliveryStatus.PENDING: 0,
+            DeliveryStatus.SENT: 5,
+            DeliveryStatus.DEAD: 0,
+        }
+    assert [u.replace_name for u in rig_wecom.card_updates()] == ["已恢复"]
+    assert len(rig_wecom.messages(MESSAGE_SEND)) == 2
