@@ -98,7 +98,8 @@ class GroupTracker:
             ref, suppressed = update.ref, update.suppressed
         if not resolved:
             return Tracked(ref=ref.ref, ack=ref.ack, suppressed=suppressed, handled_by_cards=False)
-        self._resolved.set()
+        if known is None:  # first recorded now: its ack-silences are to expire
+            self._resolved.set()
         state = await self._resolutions.verdict(delivery, receiver, ref.ref, known)
         return Tracked(
             ref=ref.ref,
