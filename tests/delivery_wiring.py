@@ -32,11 +32,17 @@ def group_tracker(
     state: StateStore,
     client: WeComClient,
     silencers: Mapping[str, Silencer] | None = None,
+    *,
+    clock: Callable[[], datetime] | None = None,
 ) -> GroupTracker:
-    """The tracker of ``config``'s groups on ``state``, updating cards through ``client``."""
+    """The tracker of ``config``'s groups on ``state``, updating cards through
+    ``client``; on the wall clock unless given the test's ``clock``."""
     deps = MessengerDeps(config=config, client=client, out=io.StringIO())
+    messengers = build_messengers(deps, state)
+    if clock is None:
+        return GroupTracker(config=config, state=state, silencers=silencers or {}, messengers=messengers)
     return GroupTracker(
-        config=config, state=state, silencers=silencers or {}, messengers=build_messengers(deps, state)
+        config=config, state=state, silencers=silencers or {}, messengers=messengers, clock=clock
     )
 
 

@@ -5,7 +5,9 @@ composes (``compose``) and sends a notification part by part through the one
 budgeted send path; ``digest`` merges a backlog that does not fit the budget
 into stored digests; ``budget`` keeps the rate limits; ``outcome`` decides
 retries, deferrals and dead letters (``backoff`` the delays); ``tracking``
-keeps references, acks, cards and ack-silences in step with what was sent;
+keeps references, acks, cards and ack-silences in step with what was sent,
+its upkeep doing the HTTP work a send must not wait for (``resolution``:
+cards of resolved groups turned "Resolved");
 ``refusals`` words what the messenger refused so a dead letter names the alert.
 It talks to messengers through their port (``alertbridge.messengers``) only.
 """

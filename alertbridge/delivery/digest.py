@@ -109,6 +109,12 @@ class DigestSender:
         digest = _Digest()
         for delivery, known in entries:
             tracked = known if known is not None else await ctx.tracker.before_send(delivery, receiver)
+            if tracked.awaiting_resolution:
+                # Its cards are being updated: it waits for the outcome (a
+                # normal resolved line then goes into a later digest, or
+                # nothing), the others of the digest do not.
+                await self._outcomes.await_resolution(delivery)
+                continue
             if tracked.suppressed or tracked.handled_by_cards:
                 await ctx.store.mark_sent(delivery.id, now)
                 continue

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from alertbridge.delivery.backoff import retry_delay
 from alertbridge.delivery.context import BatchContext
+from alertbridge.delivery.resolution import RECHECK
 from alertbridge.errors import DeliveryError, TransientDeliveryError
 from alertbridge.messengers import Channel, RateLimit
 from alertbridge.stores import Delivery
@@ -53,6 +54,18 @@ class Outcomes:
             until.isoformat(),
         )
         await self._ctx.store.defer([d.id for d in deliveries], until)
+
+    async def await_resolution(self, delivery: Delivery) -> None:
+        """The upkeep is updating what the messenger showed for the resolved
+        group (cards): look again shortly, without counting an attempt."""
+        until = self._ctx.clock() + RECHECK
+        log.info(
+            "delivery_deferred delivery=%d receiver=%s until=%s why=awaiting_resolution",
+            delivery.id,
+            delivery.receiver,
+            until.isoformat(),
+        )
+        await self._ctx.store.defer([delivery.id], until)
 
     async def defer_until_free(self, deliveries: Sequence[Delivery], limits: Sequence[RateLimit]) -> None:
         """``defer`` until the budget has a slot for one more message."""

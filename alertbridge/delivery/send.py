@@ -116,6 +116,9 @@ class Sender:
         and waits for room for the rest."""
         ctx = self._ctx
         tracked = await ctx.tracker.before_send(delivery, receiver)
+        if tracked.awaiting_resolution:
+            await self._outcomes.await_resolution(delivery)
+            return None
         if tracked.suppressed or tracked.handled_by_cards:
             why = "acknowledged and unchanged" if tracked.suppressed else "cards updated to resolved"
             log.info(

@@ -3,16 +3,19 @@ with the notifications the dispatcher sends.
 
 Before a delivery is rendered, the tracker records it against the group's
 reference (``#27``) and says whether it is an unchanged repeat of an
-acknowledged group (then nothing is sent). For a resolved group it first asks
-the receiver's messenger to show the resolution on what it sent (WeCom turns
-the group's cards into "已恢复", ``Messenger.on_resolved``): whether that
-worked decides whether a resolved message is sent at all. After sending it
-remembers who got the reference, and lets the messenger remember what it
-needs (the cards' one-use ``response_code``, ``Messenger.after_sent``).
+acknowledged group (then nothing is sent). For a resolved group whose
+messenger showed something to update (WeCom turns the group's cards into
+"已恢复", ``Messenger.on_resolved``), whether that worked decides whether a
+resolved message is sent at all; the update is done by the upkeep task and
+the delivery waits for its outcome (``alertbridge.delivery.resolution``).
+After sending it remembers who got the reference, and lets the messenger
+remember what it needs (the cards' one-use ``response_code``,
+``Messenger.after_sent``).
 
-Silences that an ``ack`` created ("until it resolves") are expired by the
-upkeep task, woken when a resolution is recorded: that is an Alertmanager
-(or Grafana) call over HTTP, and a send must never wait for one.
+The upkeep task does everything that calls out over HTTP: it updates the
+cards of resolved groups, and expires the silences an ``ack`` created
+("until it resolves") once a resolution is recorded — calls to WeCom and to
+Alertmanager (or Grafana) that a send must never wait for.
 """
 
 from __future__ import annotations
@@ -25,14 +28,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from alertbridge.config import Config, ReceiverConfig
+from alertbridge.delivery.resolution import Resolutions
 from alertbridge.errors import StoreError
 from alertbridge.message import RenderedMessage
 from alertbridge.messengers import Messengers, Receipt
-from alertbridge.model import Ack
+from alertbridge.model import Ack, Status
 from alertbridge.senders import cluster_of
 from alertbridge.silencers import Silencer, SilenceRequest, SilencerError
 from alertbridge.stores import Delivery
-from alertbridge.stores.state import StateStore
+from alertbridge.stores.state import ResolutionState, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,8 @@ class Tracked:
     ack: Ack | None
     suppressed: bool  # acknowledged and unchanged: send nothing
     handled_by_cards: bool  # resolved, and every card (message the messenger updated) now says so
+    # Resolved, and the upkeep is still updating the cards: look again shortly.
+    awaiting_resolution: bool = False
 
 
 class GroupTracker:
@@ -62,6 +68,7 @@ class GroupTracker:
         self._clock = clock
         # Set when a resolution is recorded: the upkeep expires its ack-silences.
         self._resolved = asyncio.Event()
+        self._resolutions = Resolutions(config=config, state=state, messengers=messengers, clock=clock)
 
     @property
     def messengers(self) -> Messengers:
@@ -69,20 +76,38 @@ class GroupTracker:
         return self._messengers
 
     async def before_send(self, delivery: Delivery, receiver: ReceiverConfig) -> Tracked:
-        update = await self._state.record_notification(
-            delivery.receiver,
-            delivery.group,
-            delivery.recipients,
-            delivery.accepted_at,
-            delivery_id=delivery.id,
-            cluster=cluster_of(self._config, delivery.group.source, delivery.group.external_url),
-        )
-        ref = update.ref
-        handled = False
-        if not ref.firing:
+        """Record ``delivery`` against its group's reference and say what to send.
+
+        A resolved delivery claimed again while its cards are updated was
+        recorded the first time; recording it again could undo a newer
+        notification of the group recorded meanwhile, so it is only read.
+        """
+        resolved = delivery.group.status is not Status.FIRING
+        known = await self._state.get_resolution(delivery.id) if resolved else None
+        ref = await self._state.get_ref(known.ref) if known is not None else None
+        suppressed = False
+        if ref is None:
+            update = await self._state.record_notification(
+                delivery.receiver,
+                delivery.group,
+                delivery.recipients,
+                delivery.accepted_at,
+                delivery_id=delivery.id,
+                cluster=cluster_of(self._config, delivery.group.source, delivery.group.external_url),
+            )
+            ref, suppressed = update.ref, update.suppressed
+        if not resolved:
+            return Tracked(ref=ref.ref, ack=ref.ack, suppressed=suppressed, handled_by_cards=False)
+        if known is None:  # first recorded now: its ack-silences are to expire
             self._resolved.set()
-            handled = await self._messengers.of(receiver).on_resolved(ref.ref, delivery.receiver, receiver)
-        return Tracked(ref=ref.ref, ack=ref.ack, suppressed=update.suppressed, handled_by_cards=handled)
+        state = await self._resolutions.verdict(delivery, receiver, ref.ref, known)
+        return Tracked(
+            ref=ref.ref,
+            ack=ref.ack,
+            suppressed=suppressed,
+            handled_by_cards=state is ResolutionState.DONE,
+            awaiting_resolution=state is ResolutionState.PENDING,
+        )
 
     async def after_send(
         self,
@@ -176,12 +201,17 @@ class GroupTracker:
             )
 
     async def run_upkeep(self) -> None:
-        """Until cancelled: expire the ack-silences of resolved groups (as soon
-        as a resolution is recorded), extend those of groups still firing and
-        forget expired references.
+        """Until cancelled: update the cards of resolved groups
+        (``alertbridge.delivery.resolution``), and, beside that so neither
+        waits for the other's HTTP calls, expire the ack-silences of resolved
+        groups (as soon as a resolution is recorded), extend those of groups
+        still firing and forget expired references.
 
-        Runs beside the dispatcher so Alertmanager calls never hold up sends.
+        Runs beside the dispatcher so WeCom and Alertmanager calls never hold up sends.
         """
+        await asyncio.gather(self._resolutions.run(), self._silence_upkeep())
+
+    async def _silence_upkeep(self) -> None:
         interval = min(timedelta(minutes=10), self._config.commands.ack_silence_step / 4).total_seconds()
         loop = asyncio.get_running_loop()
         next_round = loop.time()

@@ -109,10 +109,18 @@ class Messenger(Protocol):
         """The rate limits a message from ``receiver`` to ``recipients`` counts against."""
         return ()
 
+    async def has_resolution_work(self, ref: int, receiver: ReceiverBase) -> bool:
+        """Whether ``on_resolved`` has anything to update for group ``ref``.
+
+        Asked on the send path, so it must be cheap (no call to the messenger's
+        servers): True makes the resolved delivery wait for the upkeep to run
+        ``on_resolved``."""
+        return False
+
     async def on_resolved(self, ref: int, receiver_name: str, receiver: ReceiverBase) -> bool:
         """Group ``ref`` resolved: update what the messenger showed for it (cards
         turn "Resolved"). True: every such message now says so and no resolved
-        message needs to be sent."""
+        message needs to be sent. Run by the upkeep task, never on the send path."""
         return False
 
     async def after_sent(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Protocol
 
 from alertbridge.message import Recipients
@@ -24,6 +25,8 @@ __all__ = [
     "CardRecord",
     "RefAlert",
     "RefUpdate",
+    "Resolution",
+    "ResolutionState",
     "SilenceRecord",
     "StateStore",
 ]
@@ -100,6 +103,31 @@ class CardRecord:
     response_code_at: datetime | None
 
 
+class ResolutionState(StrEnum):
+    """Where the update of a resolved group's messages (cards turned "Resolved") stands."""
+
+    PENDING = "pending"  # the upkeep has yet to do it: the resolved delivery waits
+    DONE = "done"  # every message now says resolved: no resolved message is sent
+    FAILED = "failed"  # at least one could not be updated (or it took too long): send one
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """The resolution work of one resolved delivery.
+
+    The send path only records it; the upkeep task does it (HTTP calls to the
+    messenger) and records the outcome, which the delivery reads when it is
+    claimed again. Kept in the store so a restart in between loses neither.
+    """
+
+    delivery_id: int
+    ref: int
+    receiver: str  # the receiver's name, whose messenger does the work
+    requested_at: datetime
+    state: ResolutionState = ResolutionState.PENDING
+    decided_at: datetime | None = None
+
+
 class StateStore(Protocol):
     async def open(self) -> None: ...
 
@@ -173,6 +201,26 @@ class StateStore(Protocol):
     async def use_response_code(self, task_id: str) -> str | None:
         """Take the card's response_code (it is valid once) and clear it."""
 
+    async def request_resolution(
+        self, delivery_id: int, ref: int, receiver: str, now: datetime
+    ) -> Resolution:
+        """Record the resolution work of ``delivery_id`` as pending; asked again
+        for the same delivery, change nothing and return what is stored."""
+
+    async def get_resolution(self, delivery_id: int) -> Resolution | None: ...
+
+    async def claim_resolutions(self, now: datetime, lease: timedelta, limit: int) -> list[Resolution]:
+        """Up to ``limit`` pending resolutions nobody holds, oldest first, held
+        by the caller for ``lease`` (another replica's upkeep skips them)."""
+
+    async def decide_resolution(
+        self, delivery_id: int, state: ResolutionState, now: datetime
+    ) -> Resolution | None:
+        """Record the outcome of a pending resolution; the first decision counts
+        (a later one changes nothing). Returns the resolution as stored, None
+        when there is none."""
+
     async def prune(self, now: datetime, retention: timedelta) -> int:
         """Forget references resolved longer than ``retention`` ago, old
-        dedup keys, cards of gone references; audit rows are kept."""
+        dedup keys, cards and resolutions of gone references, resolutions
+        decided longer than ``retention`` ago; audit rows are kept."""

@@ -1,4 +1,5 @@
-"""How the state store's rows become ``AlertRef``, ``SilenceRecord``, ``CardRecord`` and ``AuditEntry``.
+"""How the state store's rows become ``AlertRef``, ``SilenceRecord``, ``CardRecord``,
+``AuditEntry`` and ``Resolution``.
 
 Shared by every backend, with the encodings of ``alertbridge.stores.codec``.
 """
@@ -15,7 +16,16 @@ from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.model import AlertGroup, Status
 from alertbridge.stores.codec import DECODE_ERRORS, Row, Undecodable, dumps, from_us, to_us
-from alertbridge.stores.state import Ack, AlertRef, AuditEntry, CardRecord, RefAlert, SilenceRecord
+from alertbridge.stores.state import (
+    Ack,
+    AlertRef,
+    AuditEntry,
+    CardRecord,
+    RefAlert,
+    Resolution,
+    ResolutionState,
+    SilenceRecord,
+)
 
 _T = TypeVar("_T")
 
@@ -47,6 +57,7 @@ SILENCE_COLUMNS: Final = (
 )
 CARD_COLUMNS: Final = "task_id, ref, app, users, response_code, response_code_at"
 AUDIT_COLUMNS: Final = "id, at, user_id, action, ref, result, detail, silence_id"
+RESOLUTION_COLUMNS: Final = "delivery_id, ref, receiver, requested_at, state, decided_at"
 
 
 def ref_title(group: AlertGroup) -> str:
@@ -169,6 +180,22 @@ def to_audit(row: Row) -> AuditEntry:
         result=row[5],
         detail=row[6],
         silence_id=row[7],
+    )
+
+
+def to_resolution(row: Row) -> Resolution:
+    """Decode one row selected with ``RESOLUTION_COLUMNS``."""
+    try:
+        state = ResolutionState(row[4])
+    except ValueError as exc:
+        raise Undecodable(f"resolution of delivery {row[0]}", exc) from exc
+    return Resolution(
+        delivery_id=row[0],
+        ref=row[1],
+        receiver=row[2],
+        requested_at=from_us(row[3]),
+        state=state,
+        decided_at=_dt_or_none(row[5]),
     )
 
 

@@ -26,7 +26,14 @@ from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.model import Alert, AlertGroup, Status
 from alertbridge.stores import DeliveryStatus, DigestPartRecord, NewDelivery, OutboxStore, Stores
-from alertbridge.stores.state import AuditEntry, CardRecord, SilenceRecord, StateStore
+from alertbridge.stores.state import (
+    AuditEntry,
+    CardRecord,
+    Resolution,
+    ResolutionState,
+    SilenceRecord,
+    StateStore,
+)
 
 T0 = datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -1017,6 +1024,61 @@ class StateContract:
             assert repeat.suppressed and repeat.ref.ref == ref
             new = await reopened.record_notification("ops", make_ref_group("Other"), OPS, at(5))
             assert new.ref.ref > ref
+
+    async def test_a_resolution_is_worked_by_one_upkeep_and_decided_once(self, store: StateStore) -> None:
+        """The send path records a resolved delivery's work; one upkeep at a time
+        holds it; its first outcome is the one every later claim reads."""
+        ref = (await store.record_notification("ops", make_ref_group(), OPS, at(0))).ref.ref
+        lease = timedelta(seconds=30)
+        first = await store.request_resolution(7, ref, "ops", at(1))
+        assert first == Resolution(delivery_id=7, ref=ref, receiver="ops", requested_at=at(1))
+        # Asked again (the delivery claimed again before the outcome): nothing changes.
+        assert await store.request_resolution(7, ref, "ops", at(2)) == first
+        assert await store.get_resolution(7) == first
+        assert await store.get_resolution(8) is None
+        later = await store.request_resolution(8, ref, "ops", at(3))
+
+        # Concurrent upkeeps: each pending resolution goes to one of them, oldest first.
+        claims = await asyncio.gather(*(store.claim_resolutions(at(4), lease, 10) for _ in range(4)))
+        claimed = [r for claim in claims for r in claim]
+        assert sorted(r.delivery_id for r in claimed) == [7, 8]
+        assert all([r.delivery_id for r in claim] == sorted(r.delivery_id for r in claim) for claim in claims)
+        assert await store.claim_resolutions(at(4), lease, 10) == []
+        # A holder that went away (a crash, a reload) lets go when its lease runs out.
+        assert [r.delivery_id for r in await store.claim_resolutions(at(4) + lease, lease, 1)] == [7]
+
+        done = await store.decide_resolution(7, ResolutionState.DONE, at(5))
+        assert done == replace(first, state=ResolutionState.DONE, decided_at=at(5))
+        # The first decision counts: a late "failed" (patience ran out) changes nothing.
+        assert await store.decide_resolution(7, ResolutionState.FAILED, at(6)) == done
+        failed = await store.decide_resolution(8, ResolutionState.FAILED, at(6))
+        assert failed == replace(later, state=ResolutionState.FAILED, decided_at=at(6))
+        assert await store.decide_resolution(9, ResolutionState.DONE, at(6)) is None
+        assert await store.claim_resolutions(at(60), lease, 10) == []
+
+    async def test_prune_forgets_decided_resolutions_and_those_of_gone_refs(self, store: StateStore) -> None:
+        retention = timedelta(days=7)
+        gone = (await store.record_notification("ops", make_ref_group("Gone"), OPS, at(0))).ref.ref
+        await store.record_notification(
+            "ops", make_ref_group("Gone", firing=(), resolved=("fp-a",)), OPS, at(1)
+        )
+        live = (await store.record_notification("ops", make_ref_group("Live"), OPS, at(0))).ref.ref
+        await store.request_resolution(1, gone, "ops", at(1))
+        await store.request_resolution(2, live, "ops", at(1))
+        await store.decide_resolution(2, ResolutionState.DONE, at(2))
+        await store.request_resolution(3, live, "ops", at(1))
+        now = at(2) + retention + timedelta(minutes=1)
+        await store.request_resolution(4, live, "ops", now)
+        await store.decide_resolution(4, ResolutionState.FAILED, now)
+
+        # The gone reference and its pending resolution, the old decided one.
+        assert await store.prune(now, retention) == 1 + 1 + 1
+        assert await store.get_resolution(1) is None
+        assert await store.get_resolution(2) is None
+        assert (pending := await store.get_resolution(3)) is not None
+        assert pending.state is ResolutionState.PENDING
+        assert (recent := await store.get_resolution(4)) is not None
+        assert recent.state is ResolutionState.FAILED
 
     async def test_naive_datetime_is_refused(self, store: StateStore) -> None:
         with pytest.raises(ValueError, match="naive"):

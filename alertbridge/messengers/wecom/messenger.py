@@ -81,9 +81,19 @@ class WeComMessenger(Messenger):
     def limits_for(self, receiver: ReceiverBase, recipients: Recipients) -> tuple[RateLimit, ...]:
         return limits_for(self._config.wecom, self._config.receivers.values(), receiver, recipients)
 
+    async def has_resolution_work(self, ref: int, receiver: ReceiverBase) -> bool:
+        """A card receiver that sent group ``ref`` cards: they are to turn "Resolved"
+        (one read of the state store)."""
+        if not isinstance(receiver, AppReceiver) or not _card_receiver(receiver):
+            return False
+        if self._state is None or self._client is None:
+            return False  # composing only
+        return bool(await self._state.cards_for_ref(ref))
+
     async def on_resolved(self, ref: int, receiver_name: str, receiver: ReceiverBase) -> bool:
         """Turn every card of group ``ref`` into "已恢复 / Resolved" (each card's
-        response code can be used once, within its validity)."""
+        response code can be used once, within its validity): one
+        ``message/update_template_card`` call per card, from the upkeep task."""
         if not isinstance(receiver, AppReceiver) or not _card_receiver(receiver):
             return False
         if self._state is None or self._client is None:

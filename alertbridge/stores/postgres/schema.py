@@ -174,6 +174,25 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """,
         "CREATE INDEX cards_ref ON cards (ref, seq)",
     ),
+    (
+        # The resolution work of resolved deliveries (cards turned "Resolved"):
+        # recorded on the send path, done by an upkeep, its outcome read by the
+        # delivery when claimed again (alertbridge.delivery.resolution).
+        """
+        CREATE TABLE resolutions (
+            delivery_id  BIGINT PRIMARY KEY,
+            ref          BIGINT NOT NULL,
+            receiver     TEXT   NOT NULL,
+            requested_at BIGINT NOT NULL,
+            state        TEXT   NOT NULL CHECK (state IN ('pending', 'done', 'failed')),
+            decided_at   BIGINT,
+            held_until   BIGINT            -- an upkeep is doing it until then
+        )
+        """,
+        "CREATE INDEX resolutions_pending ON resolutions (requested_at, delivery_id) WHERE state = 'pending'",
+        "CREATE INDEX resolutions_ref ON resolutions (ref)",
+        "CREATE INDEX resolutions_decided ON resolutions (decided_at) WHERE decided_at IS NOT NULL",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -27,6 +27,7 @@ from alertbridge.model import AlertGroup, Status
 from alertbridge.stores.codec import DECODE_ERRORS, decode_rows, dumps, to_us
 from alertbridge.stores.postgres.command_records import PostgresCommandRecords
 from alertbridge.stores.postgres.db import Connection, PostgresDatabase, affected
+from alertbridge.stores.postgres.resolutions import PostgresResolutions
 from alertbridge.stores.state import AlertRef, RefUpdate
 from alertbridge.stores.state_codec import (
     R_REF_COLUMNS,
@@ -43,7 +44,7 @@ logger = logging.getLogger(__name__)
 _PRUNE_CHUNK: Final = 500
 
 
-class PostgresStateStore(PostgresCommandRecords):
+class PostgresStateStore(PostgresCommandRecords, PostgresResolutions):
     """``StateStore`` on the replica's PostgreSQL database (the outbox's pool)."""
 
     def __init__(self, database: PostgresDatabase) -> None:
@@ -249,8 +250,9 @@ class PostgresStateStore(PostgresCommandRecords):
 
     async def prune(self, now: datetime, retention: timedelta) -> int:
         """Forget references resolved before ``now - retention`` (with their
-        sent-index rows and cards), spent callback keys and ended silences;
-        the audit trail is kept. Returns the rows deleted."""
+        sent-index rows, cards and resolutions), spent callback keys, ended
+        silences and resolutions decided before then; the audit trail is
+        kept. Returns the rows deleted."""
         cutoff = to_us(now - retention)
         total = 0
         while True:
@@ -263,7 +265,7 @@ class PostgresStateStore(PostgresCommandRecords):
                         _PRUNE_CHUNK,
                     )
                 ]
-                for table in ("ref_sent", "cards", "alert_refs"):
+                for table in ("ref_sent", "cards", "resolutions", "alert_refs"):
                     status = await conn.execute(f"DELETE FROM {table} WHERE ref = ANY($1::bigint[])", chosen)
                     total += affected(status)
             if len(chosen) < _PRUNE_CHUNK:
@@ -274,4 +276,5 @@ class PostgresStateStore(PostgresCommandRecords):
         total += await self._db.execute(
             "prune", "DELETE FROM silences WHERE LEAST(ends_at, COALESCE(expired_at, ends_at)) < $1", cutoff
         )
+        total += await self._db.execute("prune", "DELETE FROM resolutions WHERE decided_at < $1", cutoff)
         return total

@@ -44,6 +44,7 @@ from alertbridge.model import AlertGroup, Status
 from alertbridge.stores.codec import DECODE_ERRORS, decode_rows, dumps, to_us
 from alertbridge.stores.sqlite.command_records import SqliteCommandRecords
 from alertbridge.stores.sqlite.db import SqliteConnection
+from alertbridge.stores.sqlite.resolutions import SqliteResolutions
 from alertbridge.stores.sqlite.state_schema import migrate
 from alertbridge.stores.state import AlertRef, RefUpdate
 from alertbridge.stores.state_codec import (
@@ -63,7 +64,7 @@ logger = logging.getLogger(__name__)
 _PRUNE_CHUNK: Final = 500
 
 
-class SqliteStateStore(SqliteCommandRecords):
+class SqliteStateStore(SqliteCommandRecords, SqliteResolutions):
     """``StateStore`` on one SQLite file (normally the outbox's file).
 
     Like the outbox, it is meant for a single serving process; CLI tools may
@@ -308,7 +309,8 @@ class SqliteStateStore(SqliteCommandRecords):
         """Delete what can no longer be referred to; returns the rows deleted.
 
         * references resolved before ``now - retention``, with their
-          sent-index rows and cards (same transaction, chunked);
+          sent-index rows, cards and resolutions (same transaction, chunked);
+        * resolutions decided before ``now - retention``;
         * callback keys whose ttl has run out;
         * silence records that ended (expired, or ran out) before
           ``now - retention``.
@@ -325,7 +327,7 @@ class SqliteStateStore(SqliteCommandRecords):
                 chosen = [int(row[0]) for row in rows]
                 refs = dumps(chosen)
                 chunk = 0
-                for table in ("ref_sent", "cards", "alert_refs"):
+                for table in ("ref_sent", "cards", "resolutions", "alert_refs"):
                     async with db.execute(
                         f"DELETE FROM {table} WHERE ref IN (SELECT value FROM json_each(?))", (refs,)
                     ) as cur:
@@ -339,5 +341,7 @@ class SqliteStateStore(SqliteCommandRecords):
             async with db.execute(
                 "DELETE FROM silences WHERE MIN(ends_at, COALESCE(expired_at, ends_at)) < ?", (cutoff,)
             ) as cur:
+                total += cur.rowcount
+            async with db.execute("DELETE FROM resolutions WHERE decided_at < ?", (cutoff,)) as cur:
                 total += cur.rowcount
         return total

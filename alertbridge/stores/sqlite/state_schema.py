@@ -160,6 +160,25 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX alert_refs_resolved ON alert_refs (resolved_at) WHERE resolved_at IS NOT NULL",
         "CREATE INDEX alert_refs_updated ON alert_refs (updated_at, ref)",
     ),
+    (
+        # The resolution work of resolved deliveries (cards turned "Resolved"):
+        # recorded on the send path, done by the upkeep, its outcome read by
+        # the delivery when claimed again (alertbridge.delivery.resolution).
+        """
+        CREATE TABLE resolutions (
+            delivery_id  INTEGER PRIMARY KEY,
+            ref          INTEGER NOT NULL,
+            receiver     TEXT    NOT NULL,
+            requested_at INTEGER NOT NULL,
+            state        TEXT    NOT NULL CHECK (state IN ('pending', 'done', 'failed')),
+            decided_at   INTEGER,
+            held_until   INTEGER            -- an upkeep is doing it until then
+        )
+        """,
+        "CREATE INDEX resolutions_pending ON resolutions (requested_at, delivery_id) WHERE state = 'pending'",
+        "CREATE INDEX resolutions_ref ON resolutions (ref)",
+        "CREATE INDEX resolutions_decided ON resolutions (decided_at) WHERE decided_at IS NOT NULL",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
