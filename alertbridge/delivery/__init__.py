@@ -10,7 +10,7 @@ keeps references, acks, cards and ack-silences in step with what was sent;
 It talks to messengers through their port (``alertbridge.messengers``) only.
 """
 
-from alertbridge.delivery.budget import SendBudget
+from alertbridge.delivery.budget import SendBudget, SharedBudget
 from alertbridge.delivery.loop import LEASE, Dispatcher, target_of
 from alertbridge.delivery.tracking import GroupTracker, Tracked
 
@@ -19,6 +19,7 @@ __all__ = [
     "Dispatcher",
     "GroupTracker",
     "SendBudget",
+    "SharedBudget",
     "Tracked",
     "target_of",
 ]

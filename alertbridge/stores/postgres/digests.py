@@ -32,6 +32,7 @@ from alertbridge.stores.codec import (
 )
 from alertbridge.stores.outbox import Delivery, DigestPartRecord, StoredDigest
 from alertbridge.stores.postgres.db import Connection, PostgresDatabase
+from alertbridge.stores.postgres.reservations import PostgresReservations
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ async def decode_claimed(conn: Connection, rows: Iterable[asyncpg.Record], now_u
     return claimed
 
 
-class PostgresDigestsAndSends:
+class PostgresDigestsAndSends(PostgresReservations):
     """The digest and send-count half of ``PostgresOutboxStore`` (a mixin on its database)."""
 
     _db: PostgresDatabase
@@ -160,12 +161,16 @@ class PostgresDigestsAndSends:
                 list(finished),
             )
 
-    async def recent_sends(self, since: datetime) -> list[tuple[str, datetime]]:
-        """Sends counted against rate limits after ``since``, oldest first."""
+    async def recent_sends(
+        self, since: datetime, keys: Sequence[str] | None = None
+    ) -> list[tuple[str, datetime]]:
+        """Sends counted against rate limits after ``since`` (of ``keys``, if given), oldest first."""
         rows = await self._db.fetch(
             "recent_sends",
-            "SELECT budget_key, sent_at FROM sends WHERE sent_at > $1 ORDER BY sent_at, id",
+            "SELECT budget_key, sent_at FROM sends WHERE sent_at > $1"
+            " AND ($2::text[] IS NULL OR budget_key = ANY($2::text[])) ORDER BY sent_at, id",
             to_us(since),
+            None if keys is None else list(keys),
         )
         return [(str(row[0]), from_us(row[1])) for row in rows]
 

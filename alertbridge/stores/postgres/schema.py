@@ -174,6 +174,10 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """,
         "CREATE INDEX cards_ref ON cards (ref, seq)",
     ),
+    (
+        # reserve_sends counts one key's sends in its window before taking a slot.
+        "CREATE INDEX sends_key ON sends (budget_key, sent_at)",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
