@@ -267,7 +267,8 @@ class OutboxStore(Protocol):
         """The send failed: give the reserved slots back."""
 
     async def record_sends(self, budget_keys: Sequence[str], at: datetime) -> None:
-        """Count a send against each budget key before it is made (see alertbridge.delivery.budget)."""
+        """Count a send against each budget key, unconditionally (``outbox`` tooling and
+        tests; the delivery core reserves with ``reserve_sends``, which checks the limits)."""
 
     async def record_attempt(
         self,
@@ -280,7 +281,9 @@ class OutboxStore(Protocol):
     ) -> None:
         """Before sending part ``part`` (0-based) of a delivery or digest: count
         the send against each budget key and remember the part is on its way
-        since ``at`` (cleared when WeCom's answer is recorded; ``part=None`` clears it)."""
+        since ``at`` (cleared when WeCom's answer is recorded; ``part=None`` clears it:
+        the delivery core does that when WeCom answered the part did not arrive,
+        having counted and marked it with ``reserve_sends``)."""
 
     async def forget_sends(self, before: datetime) -> int: ...
 
