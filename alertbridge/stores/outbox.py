@@ -219,6 +219,23 @@ class OutboxStore(Protocol):
         it, so two replicas never send its parts twice.
         """
 
+    async def lock_target(
+        self, receiver: str, recipients: Recipients, now: datetime, lease: timedelta
+    ) -> bool:
+        """Take the right to compose and send the digests of ``receiver`` to
+        ``recipients`` until ``unlock_target`` or ``now + lease``; False while
+        another replica holds it. Taking it again while holding it renews it.
+
+        Single process: one worker per target already keeps digests apart,
+        so it is always True. With several replicas, two replicas merging one
+        member's backlog at once would each compose a digest of half of it:
+        the store must let one replica at a time hold a target (a lease that
+        a crashed replica's successor of the same name may take over).
+        """
+
+    async def unlock_target(self, receiver: str, recipients: Recipients) -> None:
+        """Give up ``lock_target``'s hold on the target."""
+
     async def digest_progress(
         self, digest_id: int, parts_sent: int, finished: Sequence[int], now: datetime
     ) -> None:

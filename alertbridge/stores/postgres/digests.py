@@ -2,9 +2,9 @@
 
 A digest is rendered once and kept until every part is sent, so a crash
 between WeCom's answer and our bookkeeping re-sends the very same bytes. With
-several replicas, one replica at a time sends a digest: ``claim_digest``
-locks the digest's row and gives nothing while another replica holds a live
-lease on its deliveries.
+several replicas, one replica at a time composes and sends a target's
+digests (``lock_target``), and ``claim_digest`` locks the digest's row and
+gives nothing while another replica holds a live lease on its deliveries.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from alertbridge.stores.codec import (
 from alertbridge.stores.outbox import Delivery, DigestPartRecord, StoredDigest
 from alertbridge.stores.postgres.db import Connection, PostgresDatabase
 from alertbridge.stores.postgres.reservations import PostgresReservations
+from alertbridge.stores.postgres.target_locks import PostgresTargetLocks
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ async def decode_claimed(conn: Connection, rows: Iterable[asyncpg.Record], now_u
     return claimed
 
 
-class PostgresDigestsAndSends(PostgresReservations):
+class PostgresDigestsAndSends(PostgresReservations, PostgresTargetLocks):
     """The digest and send-count half of ``PostgresOutboxStore`` (a mixin on its database)."""
 
     _db: PostgresDatabase

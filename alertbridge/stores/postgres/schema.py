@@ -177,6 +177,16 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     (
         # reserve_sends counts one key's sends in its window before taking a slot.
         "CREATE INDEX sends_key ON sends (budget_key, sent_at)",
+        # Which replica composes and sends a target's digests, until when.
+        """
+        CREATE TABLE target_locks (
+            receiver   TEXT   NOT NULL,
+            recipients TEXT   NOT NULL,  -- JSON, as deliveries.recipients
+            owner      TEXT   NOT NULL,  -- the replica's name
+            until      BIGINT NOT NULL,  -- µs since epoch, UTC
+            PRIMARY KEY (receiver, recipients)
+        )
+        """,
     ),
 )
 

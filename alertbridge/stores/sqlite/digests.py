@@ -93,6 +93,15 @@ class SqliteDigestsAndSends(SqliteReservations):
         claimed.sort(key=lambda d: (d.accepted_at, d.id))
         return claimed
 
+    async def lock_target(
+        self, receiver: str, recipients: Recipients, now: datetime, lease: timedelta
+    ) -> bool:
+        """Always True: the one serving process's dispatcher runs one worker per target."""
+        return True
+
+    async def unlock_target(self, receiver: str, recipients: Recipients) -> None:
+        """Nothing to give up (see ``lock_target``)."""
+
     async def digest_progress(
         self, digest_id: int, parts_sent: int, finished: Sequence[int], now: datetime
     ) -> None:
