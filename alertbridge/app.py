@@ -25,7 +25,7 @@ from starlette.routing import Route
 from alertbridge import __version__
 from alertbridge.commands.executor import CommandExecutor
 from alertbridge.config import Config
-from alertbridge.delivery import Dispatcher, GroupTracker, SendBudget
+from alertbridge.delivery import Dispatcher, GroupTracker, SendBudget, SharedBudget
 from alertbridge.errors import ConfigError, TemplateError
 from alertbridge.images import ImageFetcher, new_image_http_client
 from alertbridge.messengers.registry import (
@@ -153,6 +153,7 @@ def create_app(
     directory = ContactDirectory(client)
     # WeCom's per-member limits count alerts and command replies alike: one budget for both.
     budget = SendBudget()
+    shared_budget = SharedBudget(budget, outbox)
 
     def build(cfg: Config, source: str) -> Services:
         """Everything that depends on the config alone (see alertbridge.reload)."""
@@ -173,7 +174,12 @@ def create_app(
                 cfg, outbox, auth, on_enqueued=lambda: dispatcher.wake(), metrics=metrics, refusals=refusals
             ),
             callback=WeComCallback(
-                config=cfg, state=state, executor=executor, client=client, metrics=metrics, budget=budget
+                config=cfg,
+                state=state,
+                executor=executor,
+                client=client,
+                metrics=metrics,
+                budget=shared_budget,
             ),
             auth=auth,
         )

@@ -2,9 +2,9 @@
 is ours alone, and the listen address is free.
 
 Two processes on one SQLite outbox would each claim and send deliveries
-(leases keep them apart, but rate budgets and digests are per process, so
-WeCom would see twice the allowed rate), so the second refuses to start and
-names the first by PID. A port in use is found by binding the socket here,
+(leases keep them apart, but the SQLite store grants every process every
+target's digests and frees all leases at start-up, as the only process
+would), so the second refuses to start and names the first by PID. A port in use is found by binding the socket here,
 before the app's lifespan runs: the operator gets one clear line, not a
 "started" log followed by uvicorn's traceback.
 """

@@ -12,7 +12,7 @@ cards of resolved groups turned "Resolved");
 It talks to messengers through their port (``alertbridge.messengers``) only.
 """
 
-from alertbridge.delivery.budget import SendBudget
+from alertbridge.delivery.budget import SendBudget, SharedBudget
 from alertbridge.delivery.loop import LEASE, Dispatcher, target_of
 from alertbridge.delivery.tracking import GroupTracker, Tracked
 
@@ -21,6 +21,7 @@ __all__ = [
     "Dispatcher",
     "GroupTracker",
     "SendBudget",
+    "SharedBudget",
     "Tracked",
     "target_of",
 ]

@@ -15,18 +15,30 @@ The dispatcher reserves before sending, so two deliveries to the same member
 can never both take its last slot; it refunds a send that failed and, for one
 that succeeded, moves the slot to when WeCom answered — WeCom counts the send
 when it arrives, which may be a little after we asked, and the next send must
-be a full window after *that*. Reservations
-are also written to the outbox store and reloaded at start-up: a restart in
-the middle of a storm must not think the last minute's sends never happened.
+be a full window after *that*.
+
+The in-memory ``SendBudget`` is this process's view; the outbox store has
+the last word (``SharedBudget``): every reservation is also taken in the
+store, atomically across every replica sharing it, so replicas in a storm
+never push a member past WeCom's limits together. The memory answers
+``available``/``next_free`` for scheduling without a round trip; it is
+reloaded from the store at start-up (a restart in the middle of a storm must
+not think the last minute's sends never happened) and, for a key, whenever
+the store refused a reservation the memory allowed (another replica sent).
 """
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from alertbridge.errors import StoreError
 from alertbridge.messengers import HOUR, RateLimit
+from alertbridge.stores import OutboxStore, Reservation
+
+log = logging.getLogger(__name__)
 
 # The longest window any limit uses: older sends are forgotten.
 LONGEST_WINDOW = HOUR
@@ -42,6 +54,12 @@ class SendBudget:
         """Seed with earlier sends (key, when), e.g. from before a restart."""
         for key, at in sorted(sends, key=lambda item: item[1]):
             self._sends.setdefault(key, deque()).append(at)
+
+    def replace(self, keys: Iterable[str], sends: Iterable[tuple[str, datetime]]) -> None:
+        """Take the store's record of ``keys`` (``sends``: key, when) as this budget's."""
+        for key in keys:
+            self._sends.pop(key, None)
+        self.load(sends)
 
     def available(self, limits: Sequence[RateLimit], now: datetime) -> int:
         """How many messages can go to all of ``limits``' keys now.
@@ -135,6 +153,86 @@ class SendBudget:
         return recent
 
 
-def budget_keys(limits: Sequence[RateLimit], slots: int) -> list[str]:
-    """The keys to record a send under in the store, once per slot used."""
-    return [key for key in dict.fromkeys(limit.key for limit in limits) for _ in range(slots)]
+class SharedBudget:
+    """What every send reserves through: the memory first, then the store.
+
+    The memory turns away, without a round trip, what this process already
+    knows does not fit; the store decides, atomically across the replicas
+    sharing it. A send (an alert's part, a digest's, a command reply) is
+    counted in the store before it is made — a send cut off by a crash may
+    still have reached WeCom, and nobody must think its slot was free.
+    """
+
+    def __init__(self, memory: SendBudget, store: OutboxStore) -> None:
+        self.memory = memory
+        self._store = store
+
+    async def reserve(
+        self,
+        limits: Sequence[RateLimit],
+        at: datetime,
+        images: int,
+        *,
+        send_timeout: timedelta,
+        part: int | None = None,
+        delivery_id: int | None = None,
+        digest_id: int | None = None,
+    ) -> Reservation | None:
+        """Slots for one message and as many of its ``images`` as fit (see
+        ``SendBudget.reserve_message``); with ``part``, the part is recorded
+        as on its way in the same step. None when not even the message fits.
+
+        Raises:
+            StoreError: nothing is known to be reserved in the store; the
+                memory keeps the slots (it may have been, and erring
+                towards fewer sends is safe).
+        """
+        slots = self.memory.reserve_message(limits, at, images)
+        if slots is None:
+            return None
+        if not limits and part is None:
+            return Reservation(slots=slots, ids=())  # unlimited, and nothing to remember
+        # Rows are held at the latest time the messenger may count the send
+        # until its answer says when it did: a crash leaves them there.
+        reservation = await self._store.reserve_sends(
+            limits,
+            at,
+            slots,
+            held_until=at + send_timeout,
+            part=part,
+            delivery_id=delivery_id,
+            digest_id=digest_id,
+        )
+        if reservation is None:
+            self.memory.refund(limits, at, slots)
+            # Another replica took the slots: learn its sends, so next_free
+            # says when to try again instead of "now".
+            keys = sorted({limit.key for limit in limits})
+            self.memory.replace(keys, await self._store.recent_sends(at - LONGEST_WINDOW, keys))
+            return None
+        if reservation.slots < slots:
+            self.memory.refund(limits, at, slots - reservation.slots)
+        return reservation
+
+    async def settle(
+        self, limits: Sequence[RateLimit], reservation: Reservation, at: datetime, sent_at: datetime
+    ) -> None:
+        """The messenger answered at ``sent_at``: the slots reserved at ``at`` count from then.
+
+        The store being down leaves them held at the latest time the
+        messenger may have counted the send: too late, never too early.
+        """
+        self.memory.settle(limits, at, sent_at, reservation.slots)
+        try:
+            await self._store.settle_sends(reservation, sent_at)
+        except StoreError as exc:
+            log.error("rate_budget_settle_failed error=%s", exc)
+
+    async def refund(self, limits: Sequence[RateLimit], reservation: Reservation, at: datetime) -> None:
+        """The send failed: give back the slots reserved at ``at`` (in the
+        store, they stay spent while it is down: fewer sends, never more)."""
+        self.memory.refund(limits, at, reservation.slots)
+        try:
+            await self._store.refund_sends(reservation)
+        except StoreError as exc:
+            log.error("rate_budget_refund_failed error=%s", exc)

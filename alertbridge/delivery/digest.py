@@ -22,7 +22,7 @@ from alertbridge.delivery.outcome import Outcomes, refused_content
 from alertbridge.delivery.refusals import describe_group, refused
 from alertbridge.delivery.send import Sender, StoredPart
 from alertbridge.delivery.tracking import Tracked
-from alertbridge.errors import DeliveryError, TemplateError, TransientDeliveryError
+from alertbridge.errors import DeliveryError, StoreError, TemplateError, TransientDeliveryError
 from alertbridge.message import RenderedMessage
 from alertbridge.messengers import Channel, RateLimit
 from alertbridge.model import AlertGroup
@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 # Deliveries merged into one digest at most; the rest go in the next one.
 DIGEST_MAX_DELIVERIES = 1000
+# How long a delivery waits when another replica holds its target's digests.
+TARGET_BUSY_RETRY = timedelta(seconds=2)
 
 
 class DigestSender:
@@ -64,7 +66,39 @@ class DigestSender:
     ) -> None:
         """Finish the target's stored digest, if one is open (a crash or a full
         budget interrupted it), then merge what waits into a new one — for as
-        long as the budget allows."""
+        long as the budget allows.
+
+        One replica at a time does this for a target (``lock_target``): two
+        merging one member's backlog at once would each send half of it as
+        a digest. While another holds it, ``batch`` is left to it (its
+        ``claim_backlog`` takes what waits) or to a later round.
+        """
+        ctx = self._ctx
+        anchor = batch[0][0]
+        if not await ctx.store.lock_target(anchor.receiver, anchor.recipients, ctx.clock(), self._lease):
+            log.info(
+                "digest_target_busy receiver=%s deliveries=%s: another replica is sending its digests",
+                anchor.receiver,
+                ",".join(str(d.id) for d, _ in batch),
+            )
+            await ctx.store.defer([d.id for d, _ in batch], ctx.clock() + TARGET_BUSY_RETRY)
+            return
+        try:
+            await self._send_digests(batch, receiver, channel, limits)
+        finally:
+            try:
+                await ctx.store.unlock_target(anchor.receiver, anchor.recipients)
+            except StoreError as exc:
+                # Its lease runs out by itself; meanwhile only this replica merges the target.
+                log.error("digest_target_unlock_failed receiver=%s error=%s", anchor.receiver, exc)
+
+    async def _send_digests(
+        self,
+        batch: Sequence[tuple[Delivery, Tracked | None]],
+        receiver: ReceiverConfig,
+        channel: Channel,
+        limits: Sequence[RateLimit],
+    ) -> None:
         ctx = self._ctx
         anchor = batch[0][0]
         waiting = list(batch)

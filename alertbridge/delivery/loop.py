@@ -172,8 +172,10 @@ class Dispatcher:
         except StoreError as exc:
             log.error("rate_budget_load_failed error=%s", exc)
             return
-        # Recorded when reserved, before the messenger answered; it counted each
-        # at most one timeout later, so count them from then to be safe.
+        # Rows hold the messenger's answer, or for a send it never answered
+        # (a crash) the latest time it may have counted it. One more timeout
+        # on top errs towards fewer sends after a restart: the store's
+        # reservations stay exact, this memory only ever turns away more.
         self._budget.load((key, at + self._config.send_timeout) for key, at in sends)
 
     async def _prune_if_due(self) -> None:

@@ -2,9 +2,9 @@
 
 Every message the delivery core sends — a part of a notification, an alert
 sent alone, a part of a digest — goes through ``Sender.attempt``: reserve
-budget slots, record them (and the part as on its way) in the outbox, send,
-then refund the slots on failure or settle them at WeCom's answer, and count
-the message. Writing that once keeps the rate budget, the crash bookkeeping
+budget slots in the outbox (shared by every replica), recording the part as
+on its way in the same step, send, then refund the slots on failure or
+settle them at WeCom's answer, and count the message. Writing that once keeps the rate budget, the crash bookkeeping
 and /metrics the same for every kind of send.
 
 Progress is recorded after each part, so a restart never re-sends a part
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from alertbridge.config import ReceiverConfig
-from alertbridge.delivery.budget import budget_keys
+from alertbridge.delivery.budget import SharedBudget
 from alertbridge.delivery.compose import compose, resent, with_images
 from alertbridge.delivery.context import BatchContext
 from alertbridge.delivery.outcome import Outcomes, not_arrived, refused_content
@@ -59,6 +59,7 @@ class Sender:
     def __init__(self, context: BatchContext, outcomes: Outcomes) -> None:
         self._ctx = context
         self._outcomes = outcomes
+        self._budget = SharedBudget(context.budget, context.store)
 
     async def attempt(
         self,
@@ -74,36 +75,35 @@ class Sender:
         Raises:
             DeliveryError: the send failed; its budget slots are refunded.
         """
-        budget = self._ctx.budget
-        store = self._ctx.store
+        budget = self._budget
         at = self._ctx.clock()
-        slots = budget.reserve_message(limits, at, len(message.images))
-        if slots is None:
+        reservation = await budget.reserve(
+            limits,
+            at,
+            len(message.images),
+            send_timeout=self._ctx.config.send_timeout,
+            part=None if stored is None else stored.part,
+            delivery_id=None if stored is None else stored.delivery_id,
+            digest_id=None if stored is None else stored.digest_id,
+        )
+        if reservation is None:
             return None
-        # Counted before sending: a send cut off by a crash may still have
-        # reached WeCom, and a restart must not think its slot was free.
-        keys = budget_keys(limits, slots)
-        if stored is None:
-            await store.record_sends(keys, at)
-        else:
-            await store.record_attempt(
-                keys, at, part=stored.part, delivery_id=stored.delivery_id, digest_id=stored.digest_id
-            )
+        slots = reservation.slots
         if slots - 1 < len(message.images):
             # Images are best effort: only as many as the budget had room for.
             message = dataclasses.replace(message, images=message.images[: slots - 1])
         try:
             receipt = await channel.send(message, recipients)
         except DeliveryError as exc:
-            budget.refund(limits, at, slots)
+            await budget.refund(limits, reservation, at)
             self._outcomes.count_message(channel, receiver, exc)
             if stored is not None and not_arrived(exc):
-                await store.record_attempt(
+                await self._ctx.store.record_attempt(
                     [], at, part=None, delivery_id=stored.delivery_id, digest_id=stored.digest_id
                 )
             raise
         sent_at = self._ctx.clock()
-        budget.settle(limits, at, sent_at, slots)
+        await budget.settle(limits, reservation, at, sent_at)
         self._outcomes.count_message(channel, receiver, None)
         return Sent(message, receipt, sent_at)
 

@@ -22,6 +22,8 @@ from alertbridge.stores.outbox import (
     Enqueued,
     NewDelivery,
     OutboxStore,
+    Reservation,
+    SendLimit,
     StoredDigest,
 )
 from alertbridge.stores.state import StateStore
@@ -37,6 +39,8 @@ __all__ = [
     "Enqueued",
     "NewDelivery",
     "OutboxStore",
+    "Reservation",
+    "SendLimit",
     "StateStore",
     "StoredDigest",
     "Stores",

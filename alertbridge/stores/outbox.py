@@ -118,6 +118,25 @@ class StoredDigest:
     sending_at: datetime | None = None  # as Delivery.sending_at
 
 
+class SendLimit(Protocol):
+    """At most ``allowed`` sends to ``key`` in any ``window`` (``alertbridge.messengers.RateLimit``)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def window(self) -> timedelta: ...
+    @property
+    def allowed(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Budget slots ``reserve_sends`` took: ``slots`` per key, stored as rows ``ids``."""
+
+    slots: int
+    ids: tuple[int, ...]
+
+
 class OutboxStore(Protocol):
     async def open(self) -> None:
         """Connect; create or migrate the schema."""
@@ -200,24 +219,73 @@ class OutboxStore(Protocol):
         it, so two replicas never send its parts twice.
         """
 
+    async def lock_target(
+        self, receiver: str, recipients: Recipients, now: datetime, lease: timedelta
+    ) -> bool:
+        """Take the right to compose and send the digests of ``receiver`` to
+        ``recipients`` until ``unlock_target`` or ``now + lease``; False while
+        another replica holds it. Taking it again while holding it renews it.
+
+        Single process: one worker per target already keeps digests apart,
+        so it is always True. With several replicas, two replicas merging one
+        member's backlog at once would each compose a digest of half of it:
+        the store must let one replica at a time hold a target (a lease that
+        a crashed replica's successor of the same name may take over).
+        """
+
+    async def unlock_target(self, receiver: str, recipients: Recipients) -> None:
+        """Give up ``lock_target``'s hold on the target."""
+
     async def digest_progress(
         self, digest_id: int, parts_sent: int, finished: Sequence[int], now: datetime
     ) -> None:
         """Record a sent digest part: its count and its finished deliveries."""
 
-    async def recent_sends(self, since: datetime) -> list[tuple[str, datetime]]:
-        """Budget sends after ``since``, oldest first; the dispatcher reloads them at start-up.
+    async def recent_sends(
+        self, since: datetime, keys: Sequence[str] | None = None
+    ) -> list[tuple[str, datetime]]:
+        """Budget sends after ``since`` (of ``keys`` only, if given), oldest first.
 
-        Single process: after that reload the rate budget (``SendBudget``)
-        lives in the process's memory, and the sends recorded here only
-        survive restarts. With several replicas, each replica's memory misses
-        the others' sends: the store must answer "may this key send now?" and
-        count the send in one atomic step (reserve against the shared
-        record), and the dispatcher ask it instead of its memory.
+        The dispatcher reloads them into its in-memory ``SendBudget`` at
+        start-up, and a key's after ``reserve_sends`` refused it: the memory
+        is this replica's cheap view for scheduling, the store the shared truth.
         """
 
+    async def reserve_sends(
+        self,
+        limits: Sequence[SendLimit],
+        at: datetime,
+        slots: int,
+        *,
+        held_until: datetime,
+        part: int | None = None,
+        delivery_id: int | None = None,
+        digest_id: int | None = None,
+    ) -> Reservation | None:
+        """Take up to ``slots`` budget slots of every limit's key at ``at``, or none.
+
+        In one atomic step across every process sharing the store: count each
+        limit's sends in its window before ``at`` (rows after ``at`` count
+        too), take as many slots as all of them allow (at most ``slots``),
+        and record them — one row per key and slot, at ``held_until``, the
+        latest the messenger may count the send (``settle_sends`` moves them
+        to when it did). None, recording nothing, when not one slot fits.
+        Two replicas racing for a key's last slot: exactly one gets it.
+
+        With ``part`` (0-based) the same step remembers that part of the
+        delivery or digest as on its way since ``at`` (as ``record_attempt``),
+        so a crash after it counts the slot and knows the part may have arrived.
+        """
+
+    async def settle_sends(self, reservation: Reservation, sent_at: datetime) -> None:
+        """The messenger answered at ``sent_at``: the reserved slots count from then."""
+
+    async def refund_sends(self, reservation: Reservation) -> None:
+        """The send failed: give the reserved slots back."""
+
     async def record_sends(self, budget_keys: Sequence[str], at: datetime) -> None:
-        """Count a send against each budget key before it is made (see alertbridge.delivery.budget)."""
+        """Count a send against each budget key, unconditionally (``outbox`` tooling and
+        tests; the delivery core reserves with ``reserve_sends``, which checks the limits)."""
 
     async def record_attempt(
         self,
@@ -230,7 +298,9 @@ class OutboxStore(Protocol):
     ) -> None:
         """Before sending part ``part`` (0-based) of a delivery or digest: count
         the send against each budget key and remember the part is on its way
-        since ``at`` (cleared when WeCom's answer is recorded; ``part=None`` clears it)."""
+        since ``at`` (cleared when WeCom's answer is recorded; ``part=None`` clears it:
+        the delivery core does that when WeCom answered the part did not arrive,
+        having counted and marked it with ``reserve_sends``)."""
 
     async def forget_sends(self, before: datetime) -> int: ...
 

@@ -24,6 +24,7 @@ import pytest
 
 from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
+from alertbridge.messengers import RateLimit
 from alertbridge.model import Alert, AlertGroup, Status
 from alertbridge.stores import DeliveryStatus, DigestPartRecord, NewDelivery, OutboxStore, Stores
 from alertbridge.stores.state import (
@@ -566,6 +567,82 @@ class OutboxContract:
         assert [(d.sending_part, d.sending_at) for d in await store.list()] == [(None, None)] * 2
         stored = await store.open_digest("ops", recipients)
         assert stored is not None and (stored.sending_part, stored.sending_at) == (None, None)
+
+    async def test_a_reservation_takes_what_every_limit_allows_or_nothing(self, store: OutboxStore) -> None:
+        """The slots fit every limit of every key, counted in each limit's window."""
+        [delivery_id] = [await store.enqueue(make_delivery())]
+        member = (RateLimit("m", timedelta(minutes=1), 3), RateLimit("m", timedelta(hours=1), 5))
+        limits = (*member, RateLimit("r", timedelta(minutes=1), 10))
+        held = T0 + timedelta(seconds=10)
+        first = await store.reserve_sends(limits, T0, 2, held_until=held, part=0, delivery_id=delivery_id)
+        assert first is not None and first.slots == 2 and len(first.ids) == 4  # two keys, two slots
+        [row] = await store.list()
+        assert (row.sending_part, row.sending_at) == (0, T0)
+        # Recorded at the latest moment WeCom may count them, until settled.
+        assert sorted(await store.recent_sends(T0)) == [("m", held)] * 2 + [("r", held)] * 2
+        second = await store.reserve_sends(limits, T0, 5, held_until=held)
+        assert second is not None and second.slots == 1  # the minute allows 3
+        assert await store.reserve_sends(limits, T0, 1, held_until=held) is None
+        assert len(await store.recent_sends(T0)) == 6, "a refused reservation records nothing"
+        # A minute after the rows' time the minute window is free; the hour allows 2 more.
+        later = held + timedelta(minutes=1)
+        third = await store.reserve_sends(limits, later, 5, held_until=later)
+        assert third is not None and third.slots == 2
+        assert await store.reserve_sends(member, later, 1, held_until=later) is None
+        # Another key is not touched by any of it.
+        other = await store.reserve_sends((RateLimit("x", timedelta(minutes=1), 1),), T0, 1, held_until=T0)
+        assert other is not None and other.slots == 1
+
+    async def test_settled_slots_count_from_the_answer_and_refunded_ones_not_at_all(
+        self, store: OutboxStore
+    ) -> None:
+        limits = (RateLimit("m", timedelta(minutes=1), 2),)
+        held = T0 + timedelta(seconds=10)
+        sent = await store.reserve_sends(limits, T0, 1, held_until=held)
+        failed = await store.reserve_sends(limits, T0, 1, held_until=held)
+        assert sent is not None and failed is not None
+        assert await store.reserve_sends(limits, T0, 1, held_until=held) is None
+        await store.settle_sends(sent, T0 + timedelta(seconds=1))
+        await store.refund_sends(failed)
+        assert await store.recent_sends(T0 - timedelta(seconds=1)) == [("m", T0 + timedelta(seconds=1))]
+        assert await store.recent_sends(T0, ["other"]) == []
+        assert await store.recent_sends(T0, ["m", "other"]) == [("m", T0 + timedelta(seconds=1))]
+        again = await store.reserve_sends(limits, T0 + timedelta(seconds=2), 2, held_until=held)
+        assert again is not None and again.slots == 1
+        # The settled send leaves the window a minute after WeCom answered.
+        edge = T0 + timedelta(seconds=61)
+        assert await store.reserve_sends(limits, edge - timedelta(microseconds=1), 1, held_until=edge) is None
+        assert await store.reserve_sends(limits, edge, 1, held_until=edge) is not None
+
+    async def test_an_unlimited_send_only_records_its_part(self, store: OutboxStore) -> None:
+        delivery_id = await store.enqueue(make_delivery())
+        taken = await store.reserve_sends((), T0, 3, held_until=T0, part=2, delivery_id=delivery_id)
+        assert taken is not None and (taken.slots, taken.ids) == (3, ())
+        [row] = await store.list()
+        assert (row.sending_part, row.sending_at) == (2, T0)
+        assert await store.recent_sends(T0 - timedelta(seconds=1)) == []
+
+    async def test_two_stores_racing_for_the_last_slot_exactly_one_wins(
+        self, store: OutboxStore, make_stores: MakeStores
+    ) -> None:
+        """Two replicas (two stores, two connections) sending to one member in a storm."""
+        async with opened(make_stores().outbox) as other:
+            for round_ in range(5):
+                # Overlapping keys in both orders: the locks must never deadlock.
+                member = RateLimit(f"member-{round_}", timedelta(minutes=1), 5)
+                robot = RateLimit(f"robot-{round_}", timedelta(minutes=1), 100)
+                filled = await store.reserve_sends((member,), T0, 4, held_until=T0)
+                assert filled is not None and filled.slots == 4
+                results = await asyncio.gather(
+                    *(
+                        (store if i % 2 else other).reserve_sends(
+                            (member, robot) if i % 3 else (robot, member), T0, 1, held_until=T0
+                        )
+                        for i in range(12)
+                    )
+                )
+                assert sum(r is not None for r in results) == 1, results
+                assert len(await store.recent_sends(T0 - timedelta(seconds=1), [member.key])) == 5
 
 
 class StateContract:

@@ -26,7 +26,7 @@ from alertbridge.commands import Command, CommandError, Help
 from alertbridge.commands.executor import CommandExecutor
 from alertbridge.commands.parser import parse_button_key, parse_command
 from alertbridge.config import Config
-from alertbridge.delivery import SendBudget
+from alertbridge.delivery import SharedBudget
 from alertbridge.errors import DeliveryError, StoreError
 from alertbridge.messengers.wecom.callback_errors import (
     CallbackError,
@@ -94,7 +94,7 @@ class WeComCallback:
         executor: CommandExecutor,
         client: WeComClient,
         metrics: Metrics | None = None,
-        budget: SendBudget | None = None,
+        budget: SharedBudget,
         epoch: Callable[[], float] = time.time,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -104,8 +104,9 @@ class WeComCallback:
         self._client = client
         self._metrics = metrics if metrics is not None else Metrics()
         # The dispatcher's budget: a reply counts against the member's WeCom
-        # limit like an alert, else replies would push alerts over it.
-        self._budget = budget if budget is not None else SendBudget()
+        # limit like an alert, else replies would push alerts over it (and,
+        # reserved in the store, against every replica's alerts).
+        self._budget = budget
         self._epoch = epoch
         self._clock = clock
         self._crypto: dict[str, CallbackCrypto] = {}
@@ -270,14 +271,23 @@ class WeComCallback:
         drop the message silently (and the next alert with it), so it is not sent."""
         limits = member_limits(app, user)
         reserved_at = self._clock()
-        if not self._budget.reserve(limits, reserved_at):
+        try:
+            reservation = await self._budget.reserve(
+                limits, reserved_at, 0, send_timeout=self._config.send_timeout
+            )
+        except StoreError as exc:
+            # Unreserved, a reply could push the member past WeCom's limit.
+            self._metrics.command_replies.labels("failed").inc()
+            log.error("callback_reply_not_sent app=%s user=%s reason=store error=%s", app_name, user, exc)
+            return
+        if reservation is None:
             self._metrics.command_replies.labels("rate_limited").inc()
             log.warning(
                 "callback_reply_not_sent app=%s user=%s reason=rate_limit next_free=%s: "
                 "the member's WeCom budget (%d a minute, %d an hour, shared with alerts) is spent",
                 app_name,
                 user,
-                self._budget.next_free(limits, reserved_at).isoformat(),
+                self._budget.memory.next_free(limits, reserved_at).isoformat(),
                 app.rate_limit_per_minute,
                 app.rate_limit_per_hour,
             )
@@ -286,11 +296,11 @@ class WeComCallback:
         try:
             await self._client.send_app_message(app_name, app, body)
         except DeliveryError as exc:
-            self._budget.refund(limits, reserved_at)
             self._metrics.command_replies.labels("failed").inc()
             log.error("callback_reply_failed app=%s user=%s error=%s", app_name, user, exc)
+            await self._budget.refund(limits, reservation, reserved_at)
             return
-        self._budget.settle(limits, reserved_at, self._clock())
+        await self._budget.settle(limits, reservation, reserved_at, self._clock())
         self._metrics.command_replies.labels("sent").inc()
 
 

@@ -2,9 +2,9 @@
 
 A digest is rendered once and kept until every part is sent, so a crash
 between WeCom's answer and our bookkeeping re-sends the very same bytes. With
-several replicas, one replica at a time sends a digest: ``claim_digest``
-locks the digest's row and gives nothing while another replica holds a live
-lease on its deliveries.
+several replicas, one replica at a time composes and sends a target's
+digests (``lock_target``), and ``claim_digest`` locks the digest's row and
+gives nothing while another replica holds a live lease on its deliveries.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from alertbridge.stores.codec import (
 )
 from alertbridge.stores.outbox import Delivery, DigestPartRecord, StoredDigest
 from alertbridge.stores.postgres.db import Connection, PostgresDatabase
+from alertbridge.stores.postgres.reservations import PostgresReservations
+from alertbridge.stores.postgres.target_locks import PostgresTargetLocks
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ async def decode_claimed(conn: Connection, rows: Iterable[asyncpg.Record], now_u
     return claimed
 
 
-class PostgresDigestsAndSends:
+class PostgresDigestsAndSends(PostgresReservations, PostgresTargetLocks):
     """The digest and send-count half of ``PostgresOutboxStore`` (a mixin on its database)."""
 
     _db: PostgresDatabase
@@ -160,12 +162,16 @@ class PostgresDigestsAndSends:
                 list(finished),
             )
 
-    async def recent_sends(self, since: datetime) -> list[tuple[str, datetime]]:
-        """Sends counted against rate limits after ``since``, oldest first."""
+    async def recent_sends(
+        self, since: datetime, keys: Sequence[str] | None = None
+    ) -> list[tuple[str, datetime]]:
+        """Sends counted against rate limits after ``since`` (of ``keys``, if given), oldest first."""
         rows = await self._db.fetch(
             "recent_sends",
-            "SELECT budget_key, sent_at FROM sends WHERE sent_at > $1 ORDER BY sent_at, id",
+            "SELECT budget_key, sent_at FROM sends WHERE sent_at > $1"
+            " AND ($2::text[] IS NULL OR budget_key = ANY($2::text[])) ORDER BY sent_at, id",
             to_us(since),
+            None if keys is None else list(keys),
         )
         return [(str(row[0]), from_us(row[1])) for row in rows]
 

@@ -193,6 +193,20 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX resolutions_ref ON resolutions (ref)",
         "CREATE INDEX resolutions_decided ON resolutions (decided_at) WHERE decided_at IS NOT NULL",
     ),
+    (
+        # reserve_sends counts one key's sends in its window before taking a slot.
+        "CREATE INDEX sends_key ON sends (budget_key, sent_at)",
+        # Which replica composes and sends a target's digests, until when.
+        """
+        CREATE TABLE target_locks (
+            receiver   TEXT   NOT NULL,
+            recipients TEXT   NOT NULL,  -- JSON, as deliveries.recipients
+            owner      TEXT   NOT NULL,  -- the replica's name
+            until      BIGINT NOT NULL,  -- µs since epoch, UTC
+            PRIMARY KEY (receiver, recipients)
+        )
+        """,
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -22,9 +22,10 @@ from alertbridge.stores.codec import (
 from alertbridge.stores.outbox import Delivery, DigestPartRecord, StoredDigest
 from alertbridge.stores.sqlite.db import SqliteConnection
 from alertbridge.stores.sqlite.outbox_schema import decode_claimed
+from alertbridge.stores.sqlite.reservations import SqliteReservations
 
 
-class SqliteDigestsAndSends:
+class SqliteDigestsAndSends(SqliteReservations):
     """The digest and send-count half of ``SqliteOutboxStore`` (a mixin on its connection).
 
     Digests are rendered once and kept until every part is sent, so a crash
@@ -92,6 +93,15 @@ class SqliteDigestsAndSends:
         claimed.sort(key=lambda d: (d.accepted_at, d.id))
         return claimed
 
+    async def lock_target(
+        self, receiver: str, recipients: Recipients, now: datetime, lease: timedelta
+    ) -> bool:
+        """Always True: the one serving process's dispatcher runs one worker per target."""
+        return True
+
+    async def unlock_target(self, receiver: str, recipients: Recipients) -> None:
+        """Nothing to give up (see ``lock_target``)."""
+
     async def digest_progress(
         self, digest_id: int, parts_sent: int, finished: Sequence[int], now: datetime
     ) -> None:
@@ -113,13 +123,24 @@ class SqliteDigestsAndSends:
                 [(to_us(now), delivery_id) for delivery_id in finished],
             )
 
-    async def recent_sends(self, since: datetime) -> list[tuple[str, datetime]]:
-        """Sends counted against rate limits after ``since``, oldest first."""
-        rows = await self._connection.fetchall(
-            "recent_sends",
-            "SELECT budget_key, sent_at FROM sends WHERE sent_at > ? ORDER BY sent_at",
-            (to_us(since),),
-        )
+    async def recent_sends(
+        self, since: datetime, keys: Sequence[str] | None = None
+    ) -> list[tuple[str, datetime]]:
+        """Sends counted against rate limits after ``since`` (of ``keys``, if given), oldest first."""
+        if keys is None:
+            rows = await self._connection.fetchall(
+                "recent_sends",
+                "SELECT budget_key, sent_at FROM sends WHERE sent_at > ? ORDER BY sent_at",
+                (to_us(since),),
+            )
+        else:
+            marks = ", ".join("?" for _ in keys)
+            rows = await self._connection.fetchall(
+                "recent_sends",
+                f"SELECT budget_key, sent_at FROM sends WHERE sent_at > ? AND budget_key IN ({marks})"
+                " ORDER BY sent_at",
+                (to_us(since), *keys),
+            )
         return [(str(row[0]), from_us(row[1])) for row in rows]
 
     async def record_sends(self, budget_keys: Sequence[str], at: datetime) -> None:

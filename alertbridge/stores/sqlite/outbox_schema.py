@@ -115,6 +115,10 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE deliveries ADD COLUMN sending_at INTEGER",
         "ALTER TABLE digests ADD COLUMN sending_at INTEGER",
     ),
+    (
+        # reserve_sends counts one key's sends in its window before taking a slot.
+        "CREATE INDEX sends_key ON sends (budget_key, sent_at)",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
