@@ -128,6 +128,14 @@ class PostgresDatabase:
             raise
         return pool
 
+    def usage(self) -> tuple[int, int] | None:
+        """(in use, idle) connections of the pool right now; None while it is closed."""
+        pool = self._pool
+        if pool is None:
+            return None
+        idle = pool.get_idle_size()
+        return pool.get_size() - idle, idle
+
     def _require(self, op: str) -> asyncpg.Pool[asyncpg.Record]:
         if self._pool is None:
             raise StoreError(f"{op}: store is not open")
