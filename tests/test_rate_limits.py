@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from alertbridge.config import Config, parse_config
-from alertbridge.delivery import LEASE, Dispatcher, GroupTracker, SendBudget, target_of
+from alertbridge.config import SQLITE_LEASE, Config, parse_config
+from alertbridge.delivery import Dispatcher, GroupTracker, SendBudget, target_of
 from alertbridge.errors import ConfigError
 from alertbridge.message import Recipients
 from alertbridge.messengers.registry import build_channel
@@ -143,7 +143,7 @@ class Rig:
 
     async def drain(self) -> None:
         """Deliver everything due now, target by target, as the run loop would."""
-        while claimed := await self.outbox.claim_due(self.now(), 1000, LEASE):
+        while claimed := await self.outbox.claim_due(self.now(), 1000, SQLITE_LEASE):
             by_target = defaultdict(list)
             for delivery in claimed:
                 by_target[target_of(delivery)].append(delivery)

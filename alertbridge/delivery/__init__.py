@@ -18,12 +18,11 @@ from alertbridge.delivery.budget import (
     member_limits,
     robot_budget_key,
 )
-from alertbridge.delivery.loop import LEASE, Dispatcher, target_of
+from alertbridge.delivery.loop import Dispatcher, target_of
 from alertbridge.delivery.tracking import GroupTracker, Tracked
 
 __all__ = [
     "HOUR",
-    "LEASE",
     "MINUTE",
     "Dispatcher",
     "GroupTracker",

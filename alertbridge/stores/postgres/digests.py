@@ -33,6 +33,7 @@ from alertbridge.stores.codec import (
 )
 from alertbridge.stores.outbox import Delivery, DigestPartRecord, StoredDigest
 from alertbridge.stores.postgres.db import Connection, PostgresDatabase
+from alertbridge.stores.postgres.leases import LeaseKeeper
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class PostgresDigestsAndSends:
 
     _db: PostgresDatabase
     _metrics: Metrics | None
+    _leases: LeaseKeeper
     replica: str
 
     def _note_takeovers(self, taken: int) -> None:
@@ -152,6 +154,7 @@ class PostgresDigestsAndSends:
             )
             claimed = await decode_claimed(conn, rows, now_us)
         self._note_takeovers(int(taken))
+        self._leases.track((d.id for d in claimed), lease)
         claimed.sort(key=lambda d: (d.accepted_at, d.id))
         return claimed
 

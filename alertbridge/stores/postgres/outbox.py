@@ -32,6 +32,7 @@ from alertbridge.stores.outbox import Delivery, DeliveryStatus, Enqueued, NewDel
 from alertbridge.stores.postgres.db import PostgresDatabase
 from alertbridge.stores.postgres.digests import MARK_DEAD, PostgresDigestsAndSends, decode_claimed
 from alertbridge.stores.postgres.enqueue import PostgresEnqueue
+from alertbridge.stores.postgres.leases import LeaseKeeper
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
         self._db = database
         self.replica = replica
         self._metrics = metrics
+        self._leases = LeaseKeeper(database, replica)
         self._writer = PostgresEnqueue(
             database, dedup_window=dedup_window, batch_limit=batch_limit, metrics=metrics
         )
@@ -81,6 +83,7 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
             return
         await self._db.acquire()
         self._writer.start()
+        self._leases.start()
         self._open = True
 
     async def close(self) -> None:
@@ -88,6 +91,7 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
         if not self._open:
             return
         self._open = False
+        await self._leases.stop()
         await self._writer.stop()
         await self._db.release()
 
@@ -136,6 +140,7 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
             )
             claimed = await decode_claimed(conn, rows, now_us)
         self._count_takeovers(rows)
+        self._leases.track((d.id for d in claimed), lease)
         claimed.sort(key=lambda d: (d.next_attempt_at, d.id))
         return claimed
 
@@ -194,6 +199,7 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
             )
             claimed = await decode_claimed(conn, rows, now_us)
         self._count_takeovers(rows)
+        self._leases.track((d.id for d in claimed), lease)
         claimed.sort(key=lambda d: (d.accepted_at, d.id))
         return claimed
 
