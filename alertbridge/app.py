@@ -195,7 +195,10 @@ def create_app(
         metrics=metrics,
     )
     operational = OperationalEndpoints(
-        store=outbox, metrics=metrics, dispatcher_heartbeat=lambda: dispatcher.heartbeat
+        store=outbox,
+        metrics=metrics,
+        dispatcher_heartbeat=lambda: dispatcher.heartbeat,
+        pool_usage=stores.pool_usage,
     )
     tasks: dict[str, asyncio.Task[None]] = {}
     # Callbacks of earlier configs may still be acting on a command; drained at shutdown.

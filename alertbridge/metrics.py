@@ -8,6 +8,9 @@ a label value — an unknown receiver in a URL is counted as ``receiver=""``.
 
 Gauges that describe the outbox are read from the store when scraped (see
 ``observe_outbox``, called by /metrics), so they are right even after a restart.
+So are the connection pool's (``observe_pool``): a store without a pool
+(SQLite, one connection) exports no pool series at all rather than zeros,
+which would read as "every connection lost".
 """
 
 from __future__ import annotations
@@ -162,6 +165,15 @@ class Metrics:
             "webhooks per commit is how well bursts share one fsync.",
             registry=r,
         )
+        self.lease_takeovers = Counter(
+            "alertbridge_outbox_lease_takeovers_total",
+            "Deliveries this replica claimed whose previous lease, held by another replica, had "
+            "expired: that replica died or stalled mid-work. Always 0 on SQLite (one process).",
+            registry=r,
+        )
+        # Created on the first observe_pool: absent for a store without a pool.
+        self._pool_in_use: Gauge | None = None
+        self._pool_idle: Gauge | None = None
         self.outbox_pending = Gauge(
             "alertbridge_outbox_pending", "Deliveries waiting to be sent.", registry=r
         )
@@ -179,6 +191,22 @@ class Metrics:
         self.outbox_pending.set(pending)
         self.outbox_dead.set(dead)
         self.outbox_oldest.set(max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0)
+
+    def observe_pool(self, in_use: int, idle: int) -> None:
+        """Set the database pool gauges from a reading taken at scrape time."""
+        if self._pool_in_use is None or self._pool_idle is None:
+            self._pool_in_use = Gauge(
+                "alertbridge_store_pool_connections_in_use",
+                "Database connections of this replica's pool lent out right now (PostgreSQL).",
+                registry=self.registry,
+            )
+            self._pool_idle = Gauge(
+                "alertbridge_store_pool_connections_idle",
+                "Database connections of this replica's pool open and free right now (PostgreSQL).",
+                registry=self.registry,
+            )
+        self._pool_in_use.set(in_use)
+        self._pool_idle.set(idle)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from alertbridge.config import Config, parse_config
-from alertbridge.delivery import LEASE, Dispatcher, SendBudget, target_of
+from alertbridge.delivery import Dispatcher, SendBudget, target_of
 from alertbridge.message import Recipients
 from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.metrics import Metrics
@@ -126,7 +126,7 @@ class Rig:
 
     async def drain(self) -> None:
         """Deliver everything due now, target by target, as the run loop would."""
-        while claimed := await self.outbox.claim_due(self.now(), 1000, LEASE):
+        while claimed := await self.outbox.claim_due(self.now(), 1000, self.config.store.lease_for_claims):
             by_target = defaultdict(list)
             for delivery in claimed:
                 by_target[target_of(delivery)].append(delivery)

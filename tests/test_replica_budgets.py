@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from alertbridge.config import Config
-from alertbridge.delivery import LEASE, Dispatcher, SendBudget, target_of
+from alertbridge.delivery import Dispatcher, SendBudget, target_of
 from alertbridge.message import Recipients
 from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.stores import DeliveryStatus, NewDelivery, OutboxStore, Stores
@@ -54,6 +54,7 @@ class Replica:
     """One replica: its stores (own pool) and its dispatcher, on the shared clock."""
 
     def __init__(self, config: Config, stores: Stores, client: WeComClient, clock: ManualClock) -> None:
+        self.config = config
         self.outbox = stores.outbox
         self.state = stores.state
         self._clock = clock
@@ -71,7 +72,7 @@ class Replica:
 
     async def drain(self) -> None:
         """Claim a few due deliveries at a time and deliver them, as the run loop would."""
-        while claimed := await self.outbox.claim_due(self.now(), CLAIM, LEASE):
+        while claimed := await self.outbox.claim_due(self.now(), CLAIM, self.config.store.lease_for_claims):
             by_target = defaultdict(list)
             for delivery in claimed:
                 by_target[target_of(delivery)].append(delivery)

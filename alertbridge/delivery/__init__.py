@@ -13,11 +13,10 @@ It talks to messengers through their port (``alertbridge.messengers``) only.
 """
 
 from alertbridge.delivery.budget import SendBudget, SharedBudget
-from alertbridge.delivery.loop import LEASE, Dispatcher, target_of
+from alertbridge.delivery.loop import Dispatcher, target_of
 from alertbridge.delivery.tracking import GroupTracker, Tracked
 
 __all__ = [
-    "LEASE",
     "Dispatcher",
     "GroupTracker",
     "SendBudget",

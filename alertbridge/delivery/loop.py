@@ -38,9 +38,6 @@ from alertbridge.stores import Delivery, OutboxStore
 
 log = logging.getLogger(__name__)
 
-# A claimed delivery is ours for this long; it must exceed the slowest send
-# of all parts, or another claimer could pick it up while we still work on it.
-LEASE = timedelta(minutes=10)
 # Upper bound on sleeping: also picks up rows changed by `alertbridge outbox retry`.
 POLL_INTERVAL = 1.0
 PRUNE_INTERVAL = timedelta(hours=1)
@@ -197,13 +194,13 @@ class Dispatcher:
         free = self._slots - len(self._held)
         if free <= 0:
             return []
-        claimed = await self._store.claim_due(self._clock(), free, LEASE)
+        claimed = await self._store.claim_due(self._clock(), free, self._config.store.lease_for_claims)
         return [d for d in claimed if d.id not in self._held]
 
     async def _release_stranded(self) -> None:
         """Hand back deliveries whose bookkeeping failed while the store was down.
 
-        Their lease would otherwise hold them for ``LEASE`` after the store
+        Their lease (``[store] lease``) would otherwise hold them after the store
         recovers. A send that did reach WeCom is re-sent; WeCom's duplicate
         check hides that for app messages.
         """
@@ -263,7 +260,7 @@ class Dispatcher:
             context,
             sender,
             outcomes,
-            lease=LEASE,
+            lease=context.config.store.lease_for_claims,
             take_from_queue=lambda taken: self._take_from_queue(target, taken),
         )
         limits = context.messengers.of(receiver).limits_for(receiver, first.recipients)

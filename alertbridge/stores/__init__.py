@@ -39,6 +39,7 @@ __all__ = [
     "Enqueued",
     "NewDelivery",
     "OutboxStore",
+    "PoolUsage",
     "Reservation",
     "SendLimit",
     "StateStore",
@@ -52,6 +53,19 @@ class Held(Protocol):
     """Something held until closed (a lock)."""
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PoolUsage:
+    """A connection pool's connections at one moment: lent out, and open but free."""
+
+    in_use: int
+    idle: int
+
+
+def _no_pool() -> PoolUsage | None:
+    """Backends without a connection pool (SQLite: one connection) report none."""
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +83,9 @@ class Stores:
     # alertbridge.startup). Raises ``StartupError`` when one does. PostgreSQL
     # is shared by replicas by design: its lock holds nothing.
     lock_for_serving: Callable[[], Held]
+    # Read by /metrics at scrape time: the pool's connections now, or None
+    # for a backend without a pool (its pool gauges are then left out).
+    pool_usage: Callable[[], PoolUsage | None] = _no_pool
 
 
 def stores_for(

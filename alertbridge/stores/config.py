@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Final
+from typing import Annotated, Final
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, field_validator
@@ -18,6 +18,10 @@ from pydantic import Field, field_validator
 from alertbridge.config_base import Section, duration_value
 
 _POSTGRES_SCHEMES: Final = ("postgresql://", "postgres://")
+# [store] lease: its bounds and the backends' defaults.
+MIN_LEASE: Final = timedelta(seconds=15)
+POSTGRES_LEASE: Final = timedelta(seconds=30)
+SQLITE_LEASE: Final = timedelta(minutes=10)
 
 
 class StoreConfig(Section):
@@ -28,8 +32,15 @@ class StoreConfig(Section):
     retention: timedelta = timedelta(days=7)
     # PostgreSQL: connections per replica.
     pool_size: int = Field(default=10, ge=1, le=1000)
+    # How long a replica owns the deliveries it claimed before another may take
+    # them over (the owner was killed or stalled). Unset: the backend's
+    # default (see ``lease_for_claims``). PostgreSQL renews the leases of work
+    # still in hand every third of this, so a long send or a queue behind a
+    # slow WeCom never outlives it; the floor leaves a renewal room for a slow
+    # statement (the database timeout is 10 s).
+    lease: Annotated[timedelta, Field(ge=MIN_LEASE, le=timedelta(hours=1))] | None = None
 
-    _parse_retention = field_validator("retention", mode="before")(duration_value)
+    _parse_durations = field_validator("retention", "lease", mode="before")(duration_value)
 
     @field_validator("url")
     @classmethod
@@ -64,6 +75,15 @@ class StoreConfig(Section):
             return []
         raw = urlsplit(self.url).netloc.rpartition("@")[0].partition(":")[2]
         return [s for s in dict.fromkeys((raw, unquote(raw))) if s]
+
+    @property
+    def lease_for_claims(self) -> timedelta:
+        """``lease``, or the backend's default: 30 s on PostgreSQL (a dead replica's
+        work moves on quickly); 10 min on SQLite, where one process is the only
+        claimer and a restart frees its own leases at once."""
+        if self.lease is not None:
+            return self.lease
+        return POSTGRES_LEASE if self.is_postgres else SQLITE_LEASE
 
     @property
     def sqlite_path(self) -> Path:

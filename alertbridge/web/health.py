@@ -18,7 +18,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from alertbridge.errors import StoreError
 from alertbridge.metrics import CONTENT_TYPE, Metrics
-from alertbridge.stores import DeliveryStatus, OutboxStore
+from alertbridge.stores import DeliveryStatus, OutboxStore, PoolUsage
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,12 @@ class OperationalEndpoints:
         store: OutboxStore,
         metrics: Metrics,
         dispatcher_heartbeat: Callable[[], datetime | None],
+        pool_usage: Callable[[], PoolUsage | None] = lambda: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``pool_usage``: the store's connection pool now (``Stores.pool_usage``)."""
         self._store = store
+        self._pool_usage = pool_usage
         self._metrics = metrics
         self._heartbeat = dispatcher_heartbeat
         self._clock = clock
@@ -62,6 +65,10 @@ class OperationalEndpoints:
         return PlainTextResponse("ok\n")
 
     async def metrics(self, request: Request) -> Response:
+        # Read before the queries below borrow a connection: the replica's own load.
+        usage = self._pool_usage()
+        if usage is not None:
+            self._metrics.observe_pool(usage.in_use, usage.idle)
         try:
             pending = await self._store.count(DeliveryStatus.PENDING)
             dead = await self._store.count(DeliveryStatus.DEAD)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from alertbridge.metrics import Metrics
-from alertbridge.stores import Held, OutboxStore, Stores
+from alertbridge.stores import Held, OutboxStore, PoolUsage, Stores
 from alertbridge.stores.postgres.db import PostgresDatabase
 from alertbridge.stores.postgres.outbox import PostgresOutboxStore
 from alertbridge.stores.postgres.state import PostgresStateStore
@@ -56,4 +56,13 @@ def postgres_stores(
     def lock_for_serving() -> Held:
         return _NoLock()
 
-    return Stores(outbox=outbox, state=PostgresStateStore(database), lock_for_serving=lock_for_serving)
+    def pool_usage() -> PoolUsage | None:
+        usage = database.usage()
+        return PoolUsage(in_use=usage[0], idle=usage[1]) if usage is not None else None
+
+    return Stores(
+        outbox=outbox,
+        state=PostgresStateStore(database),
+        lock_for_serving=lock_for_serving,
+        pool_usage=pool_usage,
+    )

@@ -32,8 +32,14 @@ logger = logging.getLogger(__name__)
 Connection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 
 # What talking to PostgreSQL raises: server errors, a closed or broken
-# connection, a network failure or timeout (TimeoutError is an OSError).
-DATABASE_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+# connection, a network failure or timeout (TimeoutError is an OSError), and
+# asyncpg's own protocol confusion (InternalClientError: seen on a connection
+# the server dropped mid-query during a restart). Any of these must reach the
+# dispatcher as a StoreError: anything else would end its loop.
+DATABASE_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
+# After these a connection's state is unknown (a query may still be in
+# flight on it): it is closed rather than handed to the next caller.
+_BROKEN_CONNECTION: Final = (asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
 
 # The advisory lock key replicas take while migrating ("alertbridge" as a
 # number): replicas starting together apply each step once, in order.
@@ -128,6 +134,14 @@ class PostgresDatabase:
             raise
         return pool
 
+    def usage(self) -> tuple[int, int] | None:
+        """(in use, idle) connections of the pool right now; None while it is closed."""
+        pool = self._pool
+        if pool is None:
+            return None
+        idle = pool.get_idle_size()
+        return pool.get_size() - idle, idle
+
     def _require(self, op: str) -> asyncpg.Pool[asyncpg.Record]:
         if self._pool is None:
             raise StoreError(f"{op}: store is not open")
@@ -143,8 +157,13 @@ class PostgresDatabase:
         """
         pool = self._require(op)
         try:
-            async with pool.acquire(timeout=self.timeout.total_seconds()) as conn, conn.transaction():
-                yield conn
+            async with pool.acquire(timeout=self.timeout.total_seconds()) as conn:
+                try:
+                    async with conn.transaction():
+                        yield conn
+                except _BROKEN_CONNECTION:
+                    conn.terminate()  # the pool opens a fresh one in its place
+                    raise
         except DATABASE_ERRORS as exc:
             raise StoreError(f"{op}: {reason(exc)}") from exc
 

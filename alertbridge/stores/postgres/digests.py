@@ -19,6 +19,7 @@ import asyncpg
 
 from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
+from alertbridge.metrics import Metrics
 from alertbridge.stores.codec import (
     COLUMNS,
     DECODE_ERRORS,
@@ -32,6 +33,7 @@ from alertbridge.stores.codec import (
 )
 from alertbridge.stores.outbox import Delivery, DigestPartRecord, StoredDigest
 from alertbridge.stores.postgres.db import Connection, PostgresDatabase
+from alertbridge.stores.postgres.leases import LeaseKeeper
 from alertbridge.stores.postgres.reservations import PostgresReservations
 from alertbridge.stores.postgres.target_locks import PostgresTargetLocks
 
@@ -62,7 +64,16 @@ class PostgresDigestsAndSends(PostgresReservations, PostgresTargetLocks):
     """The digest and send-count half of ``PostgresOutboxStore`` (a mixin on its database)."""
 
     _db: PostgresDatabase
+    _metrics: Metrics | None
+    _leases: LeaseKeeper
     replica: str
+
+    def _note_takeovers(self, taken: int) -> None:
+        """``taken`` claimed deliveries had an expired lease of another replica."""
+        if taken:
+            logger.info("outbox_lease_takeover deliveries=%d replica=%s", taken, self.replica)
+            if self._metrics is not None:
+                self._metrics.lease_takeovers.inc(taken)
 
     async def create_digest(
         self, receiver: str, recipients: Recipients, parts: Sequence[DigestPartRecord], now: datetime
@@ -129,6 +140,13 @@ class PostgresDigestsAndSends(PostgresReservations, PostgresTargetLocks):
             )
             if held:
                 return []
+            # Nobody else holds a live lease here: another's lease is an expired one.
+            taken = await conn.fetchval(
+                "SELECT COUNT(*) FROM deliveries WHERE digest_id = $1 AND status = 'pending'"
+                " AND lease_until IS NOT NULL AND lease_owner IS DISTINCT FROM $2",
+                digest_id,
+                self.replica,
+            )
             rows = await conn.fetch(
                 f"UPDATE deliveries SET lease_until = $1, lease_owner = $2"
                 f" WHERE digest_id = $3 AND status = 'pending' RETURNING {COLUMNS}",
@@ -137,6 +155,8 @@ class PostgresDigestsAndSends(PostgresReservations, PostgresTargetLocks):
                 digest_id,
             )
             claimed = await decode_claimed(conn, rows, now_us)
+        self._note_takeovers(int(taken))
+        self._leases.track((d.id for d in claimed), lease)
         claimed.sort(key=lambda d: (d.accepted_at, d.id))
         return claimed
 

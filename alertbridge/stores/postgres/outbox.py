@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
+import asyncpg
+
 from alertbridge.message import Recipients
 from alertbridge.metrics import Metrics
 from alertbridge.stores.codec import COLUMNS, decode_rows, dumps, from_us, to_delivery, to_us
@@ -30,17 +32,24 @@ from alertbridge.stores.outbox import Delivery, DeliveryStatus, Enqueued, NewDel
 from alertbridge.stores.postgres.db import PostgresDatabase
 from alertbridge.stores.postgres.digests import MARK_DEAD, PostgresDigestsAndSends, decode_claimed
 from alertbridge.stores.postgres.enqueue import PostgresEnqueue
+from alertbridge.stores.postgres.leases import LeaseKeeper
 
 logger = logging.getLogger(__name__)
 
 _PRUNE_CHUNK: Final = 1000
+
+# A claimed row was taken over when it still carried a lease (so one that had
+# run out: the claim only picks those) of another replica: released, sent or
+# rescheduled rows carry none. $2 is the claiming replica.
+_TAKEN_OVER: Final = "(was_until IS NOT NULL AND was_owner IS DISTINCT FROM $2) AS taken_over"
 
 
 class PostgresOutboxStore(PostgresDigestsAndSends):
     """``OutboxStore`` on a PostgreSQL database shared by replicas.
 
     ``replica`` names this replica in the leases it takes (its pod name, say);
-    ``dedup_window`` as for SQLite: 0 stores every copy. ``metrics`` counts group commits.
+    ``dedup_window`` as for SQLite: 0 stores every copy. ``metrics`` counts group
+    commits and lease takeovers (``alertbridge_outbox_lease_takeovers_total``).
     """
 
     def __init__(
@@ -54,6 +63,8 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
     ) -> None:
         self._db = database
         self.replica = replica
+        self._metrics = metrics
+        self._leases = LeaseKeeper(database, replica)
         self._writer = PostgresEnqueue(
             database, dedup_window=dedup_window, batch_limit=batch_limit, metrics=metrics
         )
@@ -72,6 +83,7 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
             return
         await self._db.acquire()
         self._writer.start()
+        self._leases.start()
         self._open = True
 
     async def close(self) -> None:
@@ -79,6 +91,7 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
         if not self._open:
             return
         self._open = False
+        await self._leases.stop()
         await self._writer.stop()
         await self._db.release()
 
@@ -107,16 +120,18 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
         async with self._db.transaction("claim_due") as conn:
             rows = await conn.fetch(
                 f"""
-                UPDATE deliveries SET lease_until = $1, lease_owner = $2
-                WHERE id = ANY(ARRAY(
-                    SELECT id FROM deliveries
+                WITH picked AS (
+                    SELECT id AS picked_id, lease_owner AS was_owner, lease_until AS was_until
+                    FROM deliveries
                     WHERE status = 'pending' AND next_attempt_at <= $3
                       AND (lease_until IS NULL OR lease_until <= $3)
                     ORDER BY next_attempt_at, id
                     LIMIT $4
                     FOR UPDATE SKIP LOCKED
-                ))
-                RETURNING {COLUMNS}
+                )
+                UPDATE deliveries SET lease_until = $1, lease_owner = $2
+                FROM picked WHERE id = picked_id
+                RETURNING {COLUMNS}, {_TAKEN_OVER}
                 """,
                 to_us(now + lease),
                 self.replica,
@@ -124,6 +139,8 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
                 limit,
             )
             claimed = await decode_claimed(conn, rows, now_us)
+        self._count_takeovers(rows)
+        self._leases.track((d.id for d in claimed), lease)
         claimed.sort(key=lambda d: (d.next_attempt_at, d.id))
         return claimed
 
@@ -159,17 +176,19 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
         async with self._db.transaction("claim_backlog") as conn:
             rows = await conn.fetch(
                 f"""
-                UPDATE deliveries SET lease_until = $1, lease_owner = $2
-                WHERE id = ANY(ARRAY(
-                    SELECT id FROM deliveries
+                WITH picked AS (
+                    SELECT id AS picked_id, lease_owner AS was_owner, lease_until AS was_until
+                    FROM deliveries
                     WHERE status = 'pending' AND receiver = $3 AND recipients = $4 AND digest_id IS NULL
                       AND parts_sent = 0 AND sending_part IS NULL
                       AND (lease_until IS NULL OR lease_until <= $5)
                     ORDER BY accepted_at, id
                     LIMIT $6
                     FOR UPDATE SKIP LOCKED
-                ))
-                RETURNING {COLUMNS}
+                )
+                UPDATE deliveries SET lease_until = $1, lease_owner = $2
+                FROM picked WHERE id = picked_id
+                RETURNING {COLUMNS}, {_TAKEN_OVER}
                 """,
                 to_us(now + lease),
                 self.replica,
@@ -179,8 +198,14 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
                 limit,
             )
             claimed = await decode_claimed(conn, rows, now_us)
+        self._count_takeovers(rows)
+        self._leases.track((d.id for d in claimed), lease)
         claimed.sort(key=lambda d: (d.accepted_at, d.id))
         return claimed
+
+    def _count_takeovers(self, rows: Sequence[asyncpg.Record]) -> None:
+        """Count the claimed rows whose expired lease was another replica's."""
+        self._note_takeovers(sum(1 for row in rows if row["taken_over"]))
 
     async def record_progress(self, delivery_id: int, parts_sent: int) -> None:
         """Parts WeCom accepted are never resent; an accepted part restarts the backoff."""
