@@ -188,6 +188,30 @@ async def test_replicas_starting_together_migrate_once(url: str) -> None:
             await db.release()
 
 
+async def test_a_role_with_data_rights_alone_starts_on_a_migrated_database(
+    postgres: PostgresServer, url: str
+) -> None:
+    """The owner runs `alertbridge migrate`; replicas run as a role that may
+    read and write the tables but create nothing (README: the split)."""
+    owner = PostgresDatabase(url, pool_size=1)
+    await owner.acquire()
+    await owner.release()
+    database = url.rsplit("/", 1)[1]
+    postgres.psql(
+        database,
+        "CREATE ROLE replica_rw LOGIN PASSWORD 'rw-Passw0rd';"
+        f" GRANT CONNECT ON DATABASE {database} TO replica_rw;"
+        " REVOKE CREATE ON SCHEMA public FROM PUBLIC;"
+        " GRANT USAGE ON SCHEMA public TO replica_rw;"
+        " GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO replica_rw;"
+        " GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO replica_rw;",
+    )
+    limited = postgres.url(database, user="replica_rw", password="rw-Passw0rd")
+    async with opened(PostgresOutboxStore(PostgresDatabase(limited, pool_size=2), replica="a")) as store:
+        delivery_id = await store.enqueue(ha_copy("rw"))
+        assert [d.id for d in await store.list()] == [delivery_id]
+
+
 async def test_a_database_newer_than_this_release_is_refused(url: str) -> None:
     async with opened(outbox(url, "a")):
         pass

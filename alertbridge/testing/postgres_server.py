@@ -151,7 +151,7 @@ class PostgresServer:
             )
             pwfile.unlink()
             self._start_on_free_port()
-            self._psql(
+            self.psql(
                 "postgres",
                 f"CREATE ROLE {APP_USER} LOGIN CREATEDB PASSWORD '{self.password}'",
             )
@@ -211,7 +211,7 @@ class PostgresServer:
         except OSError:
             return ""
 
-    def _psql(self, database: str, sql: str) -> str:
+    def psql(self, database: str, sql: str) -> str:
         """Run ``sql`` as the superuser over TCP (password auth, like every client)."""
         return self._run(
             "psql",
@@ -236,11 +236,13 @@ class PostgresServer:
         """A new empty database owned by the application user; its URL."""
         self._databases += 1
         name = name or f"test_{self._databases}_{secrets.token_hex(4)}"
-        self._psql("postgres", f'CREATE DATABASE "{name}" OWNER {APP_USER}')
+        self.psql("postgres", f'CREATE DATABASE "{name}" OWNER {APP_USER}')
         return self.url(name)
 
-    def url(self, database: str) -> str:
-        return f"postgresql://{APP_USER}:{quote(self.password, safe='')}@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str, user: str = APP_USER, password: str | None = None) -> str:
+        """A URL for ``database``: the application user's, or ``user`` with ``password``."""
+        secret = self.password if password is None else password
+        return f"postgresql://{user}:{quote(secret, safe='')}@127.0.0.1:{self.port}/{database}"
 
     def _pid(self) -> int | None:
         """The postmaster's PID from postmaster.pid, if it is running."""

@@ -196,14 +196,18 @@ async def migrate(conn: Connection) -> None:
     """Apply the missing schema steps, each in its own transaction, under an advisory lock.
 
     Replicas starting together queue on the lock; each then reads the
-    version afresh, so every step is applied once. A database newer than
+    version afresh, so every step is applied once. A database already at
+    this version is only read: a role with data rights alone can start. A database newer than
     this release is refused rather than used with the wrong columns.
     """
     await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
     try:
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
-        )
+        # Created only when missing: a role with data rights alone (the owner ran
+        # `alertbridge migrate`) may not CREATE, even IF NOT EXISTS.
+        if not await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL"):
+            await conn.execute(
+                "CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+            )
         version = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version")
         if version > SCHEMA_VERSION:
             raise StoreError(
