@@ -20,14 +20,19 @@ killed with SIGKILL and never restarted. What must hold:
   database, so together they never send more than WeCom accepts;
 * all of it within the lease, one budget window (WeCom counts a member's
   sends per minute) and a margin.
+
+And a WeCom callback (``silence #1 1h``) that WeCom retries to another
+replica — the same encrypted request to two replicas at once — makes exactly
+one silence in the real Alertmanager and one reply.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
@@ -38,7 +43,12 @@ import pytest
 
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom, Fault
 from alertbridge.testing.postgres_server import PostgresServer, require_postgres
-from tests.harness import AlertbridgeProcess, marked_notification, wait_until
+from alertbridge.testing.wecom_callback import CallbackClient
+from tests.callback_bridge import AES_KEY, FIRING, TOKEN
+from tests.harness import AlertbridgeProcess, AlertmanagerProcess, free_port, marked_notification, wait_until
+from tests.wecom_identity import AGENT_ID
+from tests.wecom_identity import CORP_ID as CALLBACK_CORP_ID
+from tests.wecom_identity import SECRET as CALLBACK_SECRET
 
 CORP_ID = "ww7c8d9e0f1a2b3c4d"
 SECRET = "replicas-corp-secret-5a6b7c8d"
@@ -73,6 +83,33 @@ def fake() -> Iterator[tuple[FakeWeCom, str]]:
     wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=1000002)])
     with wecom.serve() as base_url:
         yield wecom, base_url
+
+
+def replica(
+    workdir: Path,
+    name: str,
+    body: str,
+    postgres: PostgresServer,
+    url: str,
+    env: dict[str, str],
+    port: int = 0,
+) -> AlertbridgeProcess:
+    """One replica named ``name`` (from its environment, as ``${POD_NAME}`` in
+    Kubernetes) on the database at ``url``, with the password from its environment too."""
+    workdir.mkdir()
+    return AlertbridgeProcess(
+        workdir,
+        body,
+        env={**env, "ALERTBRIDGE_DB_PASSWORD": postgres.password, "REPLICA": name},
+        port=port or None,
+        store_url=url.replace(quote(postgres.password, safe=""), "${ALERTBRIDGE_DB_PASSWORD}"),
+        store_settings=f'lease = "{LEASE:.0f}s"\nreplica = "${{REPLICA}}"',
+    )
+
+
+def sent(request: httpx.Request) -> httpx.Response:
+    with httpx.Client(timeout=30) as client:
+        return client.send(request)
 
 
 def config_body(api_base: str) -> str:
@@ -158,20 +195,10 @@ def test_three_replicas_one_killed_mid_storm_lose_nothing_double_nothing_and_kee
     wecom, api_base = fake
     wecom.set_fault_rate(MESSAGE_SEND, Fault(delay=SEND_DELAY), 1.0)
     url = postgres.create_database()
-    templated = url.replace(quote(postgres.password, safe=""), "${ALERTBRIDGE_DB_PASSWORD}")
-    bridges = []
-    for name in REPLICAS:
-        workdir = tmp_path / name
-        workdir.mkdir()
-        bridges.append(
-            AlertbridgeProcess(
-                workdir,
-                config_body(api_base),
-                env={"SECRET": SECRET, "ALERTBRIDGE_DB_PASSWORD": postgres.password, "REPLICA": name},
-                store_url=templated,
-                store_settings=f'lease = "{LEASE:.0f}s"\nreplica = "${{REPLICA}}"',
-            )
-        )
+    bridges = [
+        replica(tmp_path / name, name, config_body(api_base), postgres, url, {"SECRET": SECRET})
+        for name in REPLICAS
+    ]
     storm = Storm(bridges)
     victim = bridges[2]
     started = time.monotonic()
@@ -236,3 +263,92 @@ def test_three_replicas_one_killed_mid_storm_lose_nothing_double_nothing_and_kee
     assert live_leases(url, REPLICAS[2]) == 0
     assert finished - killed_at < LEASE + BUDGET_WINDOW + MARGIN
     assert finished - started < LEASE + 2 * BUDGET_WINDOW + MARGIN
+
+
+def test_a_callback_retried_to_another_replica_silences_once_and_replies_once(
+    tmp_path: Path,
+    postgres: PostgresServer,
+    start_alertmanager: Callable[..., AlertmanagerProcess],
+    fake_wecom: tuple[FakeWeCom, str],
+) -> None:
+    wecom, api_base = fake_wecom
+    url = postgres.create_database()
+    ports = [free_port(), free_port()]
+    alertmanager = start_alertmanager(f"http://127.0.0.1:{ports[0]}/alertmanager/oncall")
+    body = f"""
+[wecom]
+api_base = "{api_base}"
+[wecom.apps.ops]
+corp_id = "{CALLBACK_CORP_ID}"
+agent_id = {AGENT_ID}
+secret = "${{SECRET}}"
+token = "${{CALLBACK_TOKEN}}"
+encoding_aes_key = "${{AES_KEY}}"
+[silencers.main]
+kind = "alertmanager"
+url = "{alertmanager.base_url}"
+[receivers.oncall]
+channel = "app"
+app = "ops"
+to_user = ["zhangsan"]
+silencer = "main"
+"""
+    env = {"SECRET": CALLBACK_SECRET, "CALLBACK_TOKEN": TOKEN, "AES_KEY": AES_KEY}
+    bridges = [
+        replica(tmp_path / name, name, body, postgres, url, env, port)
+        for name, port in zip(REPLICAS[:2], ports, strict=True)
+    ]
+    try:
+        for bridge in bridges:
+            bridge.start()
+        response = httpx.post(f"{bridges[0].base_url}/alertmanager/oncall", json=FIRING, timeout=10)
+        assert response.status_code == 200, response.text
+        wait_until(lambda: wecom.messages(MESSAGE_SEND), what="the alert")
+        found = re.search(r"#(\d+)", wecom.messages(MESSAGE_SEND)[0].content or "")
+        assert found, wecom.messages(MESSAGE_SEND)[0]
+        ref = found.group(1)
+
+        with CallbackClient(
+            bridges[0].base_url, "/wecom/callback/ops", TOKEN, AES_KEY, CALLBACK_CORP_ID, AGENT_ID
+        ) as user:
+            request = user.build_text("zhangsan", f"silence #{ref} 1h")
+            # WeCom's retry of one message (same MsgId, same bytes) landing on the
+            # other replica while the first is still at it.
+            copies = [
+                httpx.Request(
+                    "POST",
+                    request.url.copy_with(scheme="http", host="127.0.0.1", port=port),
+                    headers=request.headers,
+                    content=request.content,
+                )
+                for port in ports
+            ]
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                answers = list(pool.map(sent, copies))
+        assert [answer.status_code for answer in answers] == [200, 200], [a.text for a in answers]
+
+        def silences() -> list[dict[str, object]]:
+            found = httpx.get(f"{alertmanager.base_url}/api/v2/silences", timeout=5).json()
+            return [s for s in found if s["createdBy"] == "zhangsan"]
+
+        def replies() -> list[str]:
+            return [
+                m.content or ""
+                for m in wecom.messages(MESSAGE_SEND)
+                if m.msgtype == "text" and m.to_user == ("zhangsan",)
+            ]
+
+        wait_until(silences, what="the silence")
+        wait_until(replies, what="the reply")
+        time.sleep(2)  # a second silence or reply from the other replica has its chance to arrive
+        [silence] = silences()
+        assert [m["value"] for m in silence["matchers"] if m["name"] == "alertname"]  # type: ignore[union-attr]
+        [reply] = replies()
+        assert str(silence["id"]) in reply or f"#{ref}" in reply, reply
+        # Both replicas took the request: one ran the command, the other knew it for a retry.
+        executed = [e for b in bridges for e in b.events("command_executed")]
+        assert [e["silence_id"] for e in executed] == [silence["id"]], executed
+        assert sum(len(b.events("callback_duplicate")) for b in bridges) == 1
+    finally:
+        for bridge in bridges:
+            bridge.stop()
