@@ -36,14 +36,17 @@ class AlertbridgeProcess:
         env: dict[str, str] | None = None,
         port: int | None = None,
         store_url: str | None = None,
+        store_settings: str = "",
     ) -> None:
         """``store_url``: ``[store] url`` (as written, ``${VAR}`` and all); a SQLite
-        file in ``workdir`` by default."""
+        file in ``workdir`` by default. ``store_settings``: more ``[store]`` lines
+        (``lease``, ``replica`` …)."""
         self.workdir = workdir
         self.port = port or free_port()
         self.config_path = workdir / "alertbridge.toml"
         self.db_path = workdir / "data" / "alertbridge.db"
         self.store_url = store_url
+        self.store_settings = store_settings
         self.write_config(config_body)
         self.env = {**os.environ, **(env or {})}
         self.stdout_path = workdir / "stdout.log"
@@ -59,7 +62,8 @@ class AlertbridgeProcess:
         # The SQLite file follows db_path, which a test may point elsewhere before rewriting.
         url = self.store_url or f"sqlite:///{self.db_path}"
         self.config_path.write_text(
-            f'[server]\nlisten = "127.0.0.1:{self.port}"\n[store]\nurl = "{url}"\n' + config_body,
+            f'[server]\nlisten = "127.0.0.1:{self.port}"\n[store]\nurl = "{url}"\n{self.store_settings}\n'
+            + config_body,
             encoding="utf-8",
         )
 

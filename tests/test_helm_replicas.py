@@ -32,6 +32,8 @@ from tests.helm_cli import (
 
 # What the Secret store.existingSecret names would hold (the chart never sees it).
 DB_PASSWORD = "Db-Passw0rd-only-in-the-Secret"
+# The downward API's pod name: [store] replica, the name on the pod's leases.
+POD_NAME_ENV = {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
 
 
 def template_failure(*sets: str, values: Path | None = None) -> str:
@@ -128,7 +130,10 @@ def test_three_replicas_on_postgresql(tmp_path: Path) -> None:
     assert store == {
         "url": "postgresql://alertbridge:${ALERTBRIDGE_DB_PASSWORD}@postgres.db.svc:5432/alertbridge?sslmode=require",
         "pool_size": 5,
+        # Each pod names its leases by its own name, from the downward API.
+        "replica": "${POD_NAME}",
     }
+    assert POD_NAME_ENV in container["env"]
     env = {**pod_environment(docs), "ALERTBRIDGE_DB_PASSWORD": DB_PASSWORD}
     result = check_config(config, env, tmp_path)
     assert result.returncode == 0, result.stderr + config
@@ -147,12 +152,14 @@ def test_the_whole_url_from_a_cloudnativepg_secret(tmp_path: Path) -> None:
         {
             "name": "ALERTBRIDGE_DB_URL",
             "valueFrom": {"secretKeyRef": {"name": "alertbridge-pg-app", "key": "uri"}},
-        }
+        },
+        POD_NAME_ENV,
     ]
     config = one(docs, "ConfigMap")["data"]["config.toml"]
     assert tomllib.loads(config)["store"]["url"] == "${ALERTBRIDGE_DB_URL}"
+    assert tomllib.loads(config)["store"]["replica"] == "${POD_NAME}"
     uri = f"postgresql://app:{DB_PASSWORD}@alertbridge-pg-rw.monitoring:5432/app"
-    result = check_config(config, {"ALERTBRIDGE_DB_URL": uri}, tmp_path)
+    result = check_config(config, {"ALERTBRIDGE_DB_URL": uri, "POD_NAME": "alertbridge-5c7d-q8z"}, tmp_path)
     assert result.returncode == 0, result.stderr + config
     assert DB_PASSWORD not in result.stdout + result.stderr
     assert deployment_spec(docs)["strategy"]["type"] == "RollingUpdate"
@@ -164,6 +171,26 @@ def test_one_replica_on_postgresql_rolls_without_a_claim_or_budget() -> None:
     assert deployment_spec(docs)["strategy"]["type"] == "RollingUpdate"
     assert {"PersistentVolumeClaim", "PodDisruptionBudget"}.isdisjoint(kinds(docs))
     assert "affinity" not in deployment_spec(docs)["template"]["spec"]
+
+
+def test_each_pod_names_its_leases_by_its_pod_name() -> None:
+    """Two replicas with one name would take each other's leases for their own: on
+    PostgreSQL every pod's [store] replica is its own name, unless config sets one."""
+    postgres = ("store.url=postgresql://alertbridge@db:5432/alertbridge", "store.existingSecret=db")
+    for sets in (postgres, ("config.store.url=postgresql://alertbridge@db/alertbridge",)):
+        docs = render(None, *sets)
+        config = tomllib.loads(one(docs, "ConfigMap")["data"]["config.toml"])
+        assert config["store"]["replica"] == "${POD_NAME}"
+        (container,) = deployment_spec(docs)["template"]["spec"]["containers"]
+        assert POD_NAME_ENV in container["env"]
+    docs = render(None, *postgres, "config.store.replica=alertbridge-eu")
+    assert (
+        tomllib.loads(one(docs, "ConfigMap")["data"]["config.toml"])["store"]["replica"] == "alertbridge-eu"
+    )
+    # SQLite has one process and no leases to share: nothing added.
+    docs = render()
+    assert "replica" not in tomllib.loads(one(docs, "ConfigMap")["data"]["config.toml"])["store"]
+    assert "env" not in deployment_spec(docs)["template"]["spec"]["containers"][0]
 
 
 @pytest.mark.parametrize(

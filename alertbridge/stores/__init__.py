@@ -10,7 +10,6 @@ process, PostgreSQL for several replicas); nothing else in alertbridge names a b
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -111,11 +110,9 @@ def stores_for(
     if config.store.is_postgres:
         from alertbridge.stores.postgres import postgres_stores
 
-        # The host name names this replica in its leases: a pod's name, kept
-        # across its container's restarts, unique among running replicas.
         return postgres_stores(
             url,
-            replica=socket.gethostname(),
+            replica=config.store.replica,
             dedup_window=config.delivery.dedup_window,
             pool_size=config.store.pool_size,
             outbox=outbox,

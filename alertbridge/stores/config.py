@@ -8,6 +8,8 @@ password is listed for log redaction (``url_secrets``).
 
 from __future__ import annotations
 
+import re
+import socket
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Final
@@ -22,6 +24,8 @@ _POSTGRES_SCHEMES: Final = ("postgresql://", "postgres://")
 MIN_LEASE: Final = timedelta(seconds=15)
 POSTGRES_LEASE: Final = timedelta(seconds=30)
 SQLITE_LEASE: Final = timedelta(minutes=10)
+# [store] replica: a host or pod name (a DNS subdomain: at most 253 characters).
+_REPLICA = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$")
 
 
 class StoreConfig(Section):
@@ -39,6 +43,13 @@ class StoreConfig(Section):
     # slow WeCom never outlives it; the floor leaves a renewal room for a slow
     # statement (the database timeout is 10 s).
     lease: Annotated[timedelta, Field(ge=MIN_LEASE, le=timedelta(hours=1))] | None = None
+    # This replica's name in its PostgreSQL leases: unique among the running
+    # replicas (two with one name would take each other's leases for their
+    # own), kept across a restart (its successor takes its leases over at
+    # once). The host name by default; in Kubernetes the pod name
+    # (``replica = "${POD_NAME}"``, which the Helm chart sets), since two
+    # processes on one host share a host name.
+    replica: str = Field(default_factory=socket.gethostname)
 
     _parse_durations = field_validator("retention", "lease", mode="before")(duration_value)
 
@@ -63,6 +74,16 @@ class StoreConfig(Section):
             )
         if value == "sqlite:///":
             raise ValueError("sqlite:/// needs a file path")
+        return value
+
+    @field_validator("replica")
+    @classmethod
+    def _check_replica(cls, value: str) -> str:
+        if not _REPLICA.match(value):
+            raise ValueError(
+                "must be a host or pod name: letters, digits, '_', '.', '-' (at most 253, "
+                "starting with a letter or digit)"
+            )
         return value
 
     @property

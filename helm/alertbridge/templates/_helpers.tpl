@@ -91,12 +91,19 @@ chart's Secret, `env` nor store.existingSecret provides, instead of letting the 
 {{- define "alertbridge.configToml" -}}
 {{- $config := deepCopy .Values.config }}
 {{- $_ := set $config.store "url" (include "alertbridge.storeUrl" .) }}
+{{- if and (include "alertbridge.postgres" .) (not (hasKey $config.store "replica")) }}
+{{- /* Each pod names its leases by its own name (the downward API's POD_NAME). */}}
+{{- $_ := set $config.store "replica" "${POD_NAME}" }}
+{{- end }}
 {{- include "alertbridge.integers" $config }}
 {{- $toml := toToml $config }}
 {{- if not .Values.existingSecret }}
 {{- $provided := keys (.Values.secrets | default dict) }}
 {{- if .Values.store.existingSecret }}
 {{- $provided = append $provided (include "alertbridge.storeEnvName" .) }}
+{{- end }}
+{{- if include "alertbridge.postgres" . }}
+{{- $provided = append $provided "POD_NAME" }}
 {{- end }}
 {{- range .Values.env }}
 {{- $provided = append $provided .name }}
@@ -186,7 +193,9 @@ or the whole URL), so the ConfigMap never holds the password.
 {{- end }}
 
 {{/*
-The container's variable for store.existingSecret, as a list of EnvVar; empty without it.
+The container's variables for the store, as a list of EnvVar: store.existingSecret's
+key, and on PostgreSQL the pod's name (config.store.replica, the name on its
+leases, refers to it). Empty for SQLite without a Secret.
 */}}
 {{- define "alertbridge.storeEnv" -}}
 {{- with .Values.store.existingSecret }}
@@ -196,6 +205,12 @@ The container's variable for store.existingSecret, as a list of EnvVar; empty wi
     secretKeyRef:
       name: {{ . }}
       key: {{ $key }}
+{{- end }}
+{{- if include "alertbridge.postgres" . }}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
 {{- end }}
 {{- end }}
 
