@@ -263,7 +263,13 @@ def sqlite_url(workdir: Path) -> str:
 
 
 def alertbridge_config(
-    port: int, workdir: Path, body: str, *, store_url: str, api_base: str | None = None, name: str = "alertbridge"
+    port: int,
+    workdir: Path,
+    body: str,
+    *,
+    store_url: str,
+    api_base: str | None = None,
+    name: str = "alertbridge",
 ) -> Path:
     """Write an alertbridge config (listen port, ``store_url``, the fake's app) + ``body``."""
     text = f'[server]\nlisten = "127.0.0.1:{port}"\n[store]\nurl = "{store_url}"\n'
@@ -346,7 +352,11 @@ def check_hostname_argv() -> None:
     """Raise, with the reason, when replicas cannot get their own host names here."""
     try:
         done = subprocess.run(  # noqa: S603 - our own argv
-            [*hostname_argv("bench-check"), "hostname"], capture_output=True, text=True, timeout=10, check=False
+            [*hostname_argv("bench-check"), "hostname"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
     except OSError as exc:
         raise RuntimeError(f"replicas need their own host names: unshare failed ({exc})") from exc

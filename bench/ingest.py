@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from alertbridge.testing.postgres_server import PostgresServer
 from bench.common import (
     BENCH_DIR,
     CORES,
@@ -52,7 +53,6 @@ from bench.common import (
     median,
     work_dir,
 )
-from alertbridge.testing.postgres_server import PostgresServer
 from bench.postgres import SKIPPED, find_binaries, postgres_server
 
 # wrk's threads take the targets in turn, so three threads are one per replica.
@@ -180,7 +180,10 @@ def run() -> ScenarioResult:
         postgres = stack.enter_context(postgres_server(binaries)) if skipped is None and binaries else None
         for round_no in range(1, ROUNDS + 1):
             for side in sides:
-                with work_dir(f"ingest-{side.replace(' ', '')}") as workdir, _side(side, workdir, postgres) as servers:
+                with (
+                    work_dir(f"ingest-{side.replace(' ', '')}") as workdir,
+                    _side(side, workdir, postgres) as servers,
+                ):
                     measured = _measure(servers)
                 runs[side].append(measured)
                 log(

@@ -66,8 +66,8 @@ from bench.common import (
     rss_kib,
     work_dir,
 )
-from bench.postgres import SKIPPED, find_binaries, postgres_server
 from bench.payloads import storm_instance, storm_notification
+from bench.postgres import SKIPPED, find_binaries, postgres_server
 
 GROUPS = 20 if QUICK else 200
 ALERTS_PER_GROUP = 50
