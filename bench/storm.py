@@ -145,6 +145,8 @@ class StormAnalysis:
     per_member_delivered: Mapping[str, int]
     per_member_bytes: Mapping[str, int]
     dropped: int
+    # Alerts a member got in more than one delivered message (worst member): each should arrive once.
+    repeated: int
 
     @property
     def visible_pct(self) -> float:
@@ -169,6 +171,7 @@ def analyse(
     start_wall: float,
 ) -> StormAnalysis:
     first_seen: dict[str, dict[str, float]] = defaultdict(dict)  # instance -> member -> time
+    receipts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))  # member -> instance -> count
     accepted_times: dict[str, list[float]] = defaultdict(list)
     delivered_count: dict[str, int] = defaultdict(int)
     content_bytes: dict[str, int] = defaultdict(int)
@@ -183,6 +186,7 @@ def analyse(
             content_bytes[member] += size
             seen = first_seen
             for instance in instances:
+                receipts[member][instance] += 1
                 previous = seen[instance].get(member)
                 if previous is None or at < previous:
                     seen[instance][member] = at
@@ -209,6 +213,7 @@ def analyse(
         per_member_delivered={m: delivered_count.get(m, 0) for m in MEMBERS},
         per_member_bytes={m: content_bytes.get(m, 0) for m in MEMBERS},
         dropped=dropped_count,
+        repeated=max((sum(1 for n in counts.values() if n > 1) for counts in receipts.values()), default=0),
     )
 
 
@@ -349,6 +354,12 @@ def _report(result: ScenarioResult, label: str, storm: StormRun) -> None:
         "0",
         analysis.dropped == 0,
     )
+    result.add(
+        f"{label}: alerts a member received more than once (worst member)",
+        str(analysis.repeated),
+        "0",
+        analysis.repeated == 0,
+    )
     if analysis.last_visible_at is not None:
         ratio = analysis.last_visible_at / bound
         result.add(
@@ -409,6 +420,7 @@ def _report(result: ScenarioResult, label: str, storm: StormRun) -> None:
         "per_member_delivered": dict(analysis.per_member_delivered),
         "per_member_bytes": dict(analysis.per_member_bytes),
         "dropped_member_messages": analysis.dropped,
+        "repeated_alerts_worst_member": analysis.repeated,
         "peak_rss_kib": storm.peak_kib,
     }
 
