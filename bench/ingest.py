@@ -48,12 +48,11 @@ from bench.common import (
     alertbridge_process,
     alertbridge_replicas,
     baseline_process,
-    check_hostname_argv,
     log,
     median,
     work_dir,
 )
-from bench.postgres import SKIPPED, find_binaries, postgres_server
+from bench.postgres import missing, postgres_server
 
 # wrk's threads take the targets in turn, so three threads are one per replica.
 THREADS = 3
@@ -159,25 +158,13 @@ def _side(name: str, workdir: Path, postgres: PostgresServer | None) -> Iterator
             )
 
 
-def _postgres_missing() -> str | None:
-    """Why the PostgreSQL sides cannot run here, or None when they can."""
-    if find_binaries() is None:
-        return SKIPPED
-    try:
-        check_hostname_argv()
-    except RuntimeError as exc:
-        return f"skipped: {exc}"
-    return None
-
-
 def run() -> ScenarioResult:
     result = ScenarioResult("ingest")
-    skipped = _postgres_missing()
+    skipped = missing()
     sides = SIDES if skipped is None else (BASELINE, SQLITE)
     runs: dict[str, list[WrkRun]] = {side: [] for side in sides}
     with ExitStack() as stack:
-        binaries = find_binaries()
-        postgres = stack.enter_context(postgres_server(binaries)) if skipped is None and binaries else None
+        postgres = stack.enter_context(postgres_server()) if skipped is None else None
         for round_no in range(1, ROUNDS + 1):
             for side in sides:
                 with (

@@ -7,8 +7,9 @@ so PostgreSQL must too. Its processes are pinned to the server core, because
 storing is part of the work under test (SQLite does it inside alertbridge's
 own process on that core).
 
-Without the binaries nothing starts: ``find_binaries`` returns None and the
-scenarios put ``SKIPPED`` in their PostgreSQL rows instead of failing.
+Without the binaries nothing starts: ``missing`` says why and the scenarios
+put that (``SKIPPED``) in their PostgreSQL rows instead of failing. The same
+goes for a machine that cannot give replicas their own host names.
 """
 
 from __future__ import annotations
@@ -19,11 +20,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from alertbridge.testing.postgres_server import PostgresServer, find_binaries
-from bench.common import CORES, log
+from bench.common import CORES, check_hostname_argv, log
 
 SKIPPED = "skipped: no PostgreSQL"
 
-__all__ = ["SKIPPED", "find_binaries", "postgres_server"]
+
+def missing() -> str | None:
+    """Why the PostgreSQL rows cannot run here (the text for their result), or None."""
+    if find_binaries() is None:
+        return SKIPPED
+    try:
+        check_hostname_argv()
+    except RuntimeError as exc:
+        return f"skipped: {exc}"
+    return None
 
 
 def _pin_tree(pid: int, core: int) -> None:
@@ -40,8 +50,11 @@ def _pin_tree(pid: int, core: int) -> None:
 
 
 @contextmanager
-def postgres_server(binaries: Path) -> Iterator[PostgresServer]:
+def postgres_server() -> Iterator[PostgresServer]:
     """A durable PostgreSQL on loopback, pinned to the server core; ``create_database`` per run."""
+    binaries = find_binaries()
+    if binaries is None:
+        raise RuntimeError(SKIPPED)
     with PostgresServer(binaries, durable=True) as server:
         postmaster = int((server.data_dir / "postmaster.pid").read_text(encoding="ascii").splitlines()[0])
         _pin_tree(postmaster, CORES.server)

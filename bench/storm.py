@@ -58,7 +58,6 @@ from bench.common import (
     ServerProcess,
     alertbridge_process,
     alertbridge_replicas,
-    check_hostname_argv,
     fake_messages,
     fake_wecom_process,
     log,
@@ -67,7 +66,7 @@ from bench.common import (
     work_dir,
 )
 from bench.payloads import storm_instance, storm_notification
-from bench.postgres import SKIPPED, find_binaries, postgres_server
+from bench.postgres import missing, postgres_server
 
 GROUPS = 20 if QUICK else 200
 ALERTS_PER_GROUP = 50
@@ -442,15 +441,14 @@ def run_replicas() -> ScenarioResult:
     """The storm against three replicas on one PostgreSQL database."""
     result = ScenarioResult("storm-replicas")
     label = f"storm, {REPLICAS} replicas on PostgreSQL"
-    binaries = find_binaries()
-    if binaries is None:
-        result.add(f"{label}: drain time / bound", SKIPPED)
-        result.raw = {"postgres": SKIPPED}
+    skipped = missing()
+    if skipped is not None:
+        result.add(f"{label}: drain time / bound", skipped)
+        result.raw = {"postgres": skipped}
         return result
-    check_hostname_argv()
     with (
         work_dir("storm-replicas") as workdir,
-        postgres_server(binaries) as postgres,
+        postgres_server() as postgres,
         fake_wecom_process(workdir) as fake,
         alertbridge_replicas(
             workdir, _config(), REPLICAS, store_url=postgres.create_database(), api_base=fake.base_url
