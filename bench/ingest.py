@@ -39,14 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from alertbridge.testing.postgres_server import PostgresServer
+from bench.alertbridge_serve import alertbridge_process, alertbridge_replicas
 from bench.common import (
     BENCH_DIR,
     CORES,
     QUICK,
     ScenarioResult,
     ServerProcess,
-    alertbridge_process,
-    alertbridge_replicas,
     baseline_process,
     log,
     median,

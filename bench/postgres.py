@@ -20,7 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from alertbridge.testing.postgres_server import PostgresServer, find_binaries
-from bench.common import CORES, check_hostname_argv, log
+from bench.alertbridge_serve import check_hostname_argv
+from bench.common import CORES, log
 
 SKIPPED = "skipped: no PostgreSQL"
 
