@@ -28,6 +28,7 @@ from bench.machine import describe_machine
 SCENARIOS: dict[str, Callable[[], ScenarioResult]] = {
     "ingest": ingest.run,
     "storm": storm.run,
+    "storm-replicas": storm.run_replicas,
     "token": tokens.run,
     "latency": latency.run,
     "callback": callback.run,

@@ -7,9 +7,8 @@ loopback. ``Cores`` holds that split; on a one-core machine both sides share
 core 0 and the table says so.
 
 Servers run as real processes, as users run them: ``alertbridge serve -c``
-with a config written into a fresh temp dir (SQLite on disk, so every accepted
-webhook is fsynced), the bare Starlette baseline (``bench.baseline_app``) with
-the same uvicorn settings, and the fake WeCom (``bench.fake_server``).
+(bench.alertbridge_serve), the bare Starlette baseline (``bench.baseline_app``)
+with the same uvicorn settings, and the fake WeCom (``bench.fake_server``).
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -209,7 +208,7 @@ class ServerProcess:
             raise RuntimeError(f"{self.name} is not running")
         return self.proc.pid
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
+    def start(self, timeout: float = 30.0) -> Self:
         # stdout (console receivers print there) is discarded, stderr (logs) kept for errors.
         with self.stderr_path.open("ab") as err:
             self.proc = subprocess.Popen(  # noqa: S603 - our own argv
@@ -250,40 +249,11 @@ class ServerProcess:
         except OSError:
             return ""
 
-    def __enter__(self) -> ServerProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def alertbridge_config(port: int, workdir: Path, body: str, *, api_base: str | None = None) -> Path:
-    """Write an alertbridge config (listen port, SQLite under ``workdir``, the fake's app) + ``body``."""
-    db = workdir / "data" / "alertbridge.db"
-    text = f'[server]\nlisten = "127.0.0.1:{port}"\n[store]\nurl = "sqlite:///{db}"\n'
-    if api_base is not None:
-        text += (
-            f'[wecom]\napi_base = "{api_base}"\n'
-            f'[wecom.apps.ops]\ncorp_id = "{FAKE_CORP_ID}"\n'
-            f'agent_id = {FAKE_AGENT_ID}\nsecret = "{FAKE_SECRET}"\n'
-        )
-    path = workdir / "alertbridge.toml"
-    path.write_text(text + body, encoding="utf-8")
-    return path
-
-
-def alertbridge_process(workdir: Path, body: str, *, api_base: str | None = None) -> ServerProcess:
-    """``alertbridge serve`` on the server core; ``body`` adds receivers and settings."""
-    port = free_port()
-    config = alertbridge_config(port, workdir, body, api_base=api_base)
-    return ServerProcess(
-        "alertbridge",
-        [sys.executable, "-m", "alertbridge", "serve", "-c", str(config)],
-        port,
-        workdir,
-        core=CORES.server,
-        ready_path="/readyz",
-    )
 
 
 def baseline_process(workdir: Path) -> ServerProcess:
@@ -325,21 +295,6 @@ def fake_stats(fake: ServerProcess) -> dict[str, Any]:
     response.raise_for_status()
     data: dict[str, Any] = response.json()
     return data
-
-
-def pending_deliveries(db_path: Path) -> int | None:
-    """Pending rows in alertbridge's outbox (read-only), or None when it cannot be read."""
-    import sqlite3
-
-    try:
-        connection = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1)
-        try:
-            row = connection.execute("SELECT count(*) FROM deliveries WHERE status = 'pending'").fetchone()
-        finally:
-            connection.close()
-    except sqlite3.Error:
-        return None
-    return int(row[0])
 
 
 def mib(kib: int) -> str:

@@ -26,10 +26,10 @@ import time
 
 import httpx
 
+from bench.alertbridge_serve import alertbridge_process
 from bench.common import (
     QUICK,
     ScenarioResult,
-    alertbridge_process,
     fake_messages,
     fake_wecom_process,
     log,

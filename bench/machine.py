@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+from alertbridge.testing.postgres_server import find_binaries
 from bench.common import CORES, DATA_ROOT
 
 
@@ -56,6 +57,21 @@ def _wrk_version() -> str:
     return first[0].split(" [")[0] if first else "wrk ?"
 
 
+def _postgres_version() -> str:
+    """The PostgreSQL server the PostgreSQL rows ran on (bench.postgres finds the same binaries)."""
+    binaries = find_binaries()
+    if binaries is None:
+        return "no PostgreSQL"
+    try:
+        out = subprocess.run(  # noqa: S603 - the server binary the bench runs
+            [str(binaries / "postgres"), "--version"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except OSError:
+        return "PostgreSQL ?"
+    words = out.stdout.split()  # "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
+    return "PostgreSQL " + (words[2] if len(words) > 2 else "?")
+
+
 def _disk() -> str:
     """Filesystem of the data dirs: fsync cost depends on it."""
     try:
@@ -84,5 +100,6 @@ def describe_machine() -> str:
     return (
         f"{_cpu_model()}, {cores}, {_memory_gib()}, {_os_name()} (Linux {platform.release()}), "
         f"Python {platform.python_version()}, uvicorn {uvicorn.__version__}, "
-        f"Starlette {starlette.__version__}, SQLite {sqlite3.sqlite_version}, {_wrk_version()}, {_disk()}"
+        f"Starlette {starlette.__version__}, SQLite {sqlite3.sqlite_version}, {_postgres_version()}, "
+        f"{_wrk_version()}, {_disk()}"
     )

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import time
 
+from bench.alertbridge_serve import alertbridge_process
 from bench.common import (
     ScenarioResult,
-    alertbridge_process,
     baseline_process,
     fake_wecom_process,
     log,

@@ -7,6 +7,11 @@
 -- a cheap "already stored" answer. Groups rotate over 100 alertnames, as a
 -- busy Alertmanager's notifications would. The baseline gets the same bodies.
 --
+-- Targets: BENCH_TARGETS="host:port host:port ..." points wrk's threads at
+-- them in turn (thread i at target i mod n), a client-side round robin over
+-- replicas; one target gets every thread. wrk's connections stay with their
+-- thread, so -t3 -c15 over three replicas gives each 5 connections.
+--
 -- done() prints one JSON line prefixed "BENCH_JSON " that bench/ingest.py
 -- parses: requests, duration, errors, and latency percentiles in microseconds.
 
@@ -14,7 +19,16 @@ local threads = {}
 local counter = 0
 local tid = 0
 
+local targets = {}
+for target in string.gmatch(os.getenv("BENCH_TARGETS") or "", "%S+") do
+  local host, port = string.match(target, "^(.+):(%d+)$")
+  table.insert(targets, wrk.lookup(host, port)[1])
+end
+
 function setup(thread)
+  if #targets > 0 then
+    thread.addr = targets[(#threads % #targets) + 1]
+  end
   thread:set("tid", #threads)
   table.insert(threads, thread)
 end

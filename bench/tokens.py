@@ -24,11 +24,11 @@ import time
 
 import httpx
 
+from bench.alertbridge_serve import alertbridge_process
 from bench.common import (
     QUICK,
     ScenarioResult,
     ServerProcess,
-    alertbridge_process,
     fake_messages,
     fake_stats,
     fake_wecom_process,

@@ -84,10 +84,14 @@ class PostgresServer:
 
     Also a context manager. ``url(database)`` is a ``postgresql://`` URL
     with the application user's password in it.
+
+    ``durable`` keeps PostgreSQL's fsync on: tests do not need it, but the
+    benchmark compares PostgreSQL with a SQLite outbox that fsyncs every commit.
     """
 
-    def __init__(self, binaries: Path) -> None:
+    def __init__(self, binaries: Path, *, durable: bool = False) -> None:
         self.binaries = binaries
+        self.durable = durable
         self.port = 0
         self.password = secrets.token_urlsafe(16)
         self._superuser_password = secrets.token_urlsafe(16)
@@ -173,9 +177,11 @@ class PostgresServer:
     def _pg_ctl_start(self) -> None:
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port}"
-            f" -c unix_socket_directories={self._root} -c fsync=off"
+            f" -c unix_socket_directories={self._root}"
             " -c max_connections=100 -c shared_buffers=16MB"
         )
+        if not self.durable:
+            options += " -c fsync=off"
         self._run(
             "pg_ctl",
             "start",
