@@ -5,7 +5,8 @@
   fake on its own server) and ``fake_wecom`` (the shared corp's fake);
 - manual clocks: ``clock``, and ``rig_clock``/``rig_wecom`` for the dispatcher rig;
 - the running app on a real uvicorn: ``serve_app``;
-- SQLite: ``db_path``, ``outbox``, ``state``;
+- SQLite: ``db_path``, ``outbox``, ``state`` (counting on ``metrics``);
+- a throwaway PostgreSQL server per module: ``postgres``;
 - the real Alertmanager: ``alertmanager`` (per module), ``start_alertmanager``;
 - the loopback image server: ``image_server``, ``images``;
 - the once-per-session WeCom fault run: ``fault_run``.
@@ -35,6 +36,7 @@ from alertbridge.metrics import Metrics
 from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
 from alertbridge.stores.sqlite.state import SqliteStateStore
 from alertbridge.testing.fake_wecom import FakeApp, FakeWeCom, ManualClock
+from alertbridge.testing.postgres_server import PostgresServer, require_postgres
 from alertbridge.testing.server import ServerThread, SwappableApp, serve_in_thread
 from alertbridge.testing.store_contract import opened
 from tests.dispatch_rig import RIG_START
@@ -197,3 +199,12 @@ def start_alertmanager(tmp_path: Path) -> Iterator[Callable[..., AlertmanagerPro
     finally:
         for process in started:
             process.kill()
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL on loopback for the module (skipped locally
+    without Debian's postgresql binaries, a failure under CI=true); each test
+    takes a fresh database with ``postgres.create_database()``."""
+    with PostgresServer(require_postgres()) as server:
+        yield server

@@ -12,31 +12,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from alertbridge.message import Recipients
 from alertbridge.stores import NewDelivery
 from alertbridge.stores.postgres.db import PostgresDatabase
 from alertbridge.stores.postgres.outbox import PostgresOutboxStore
-from alertbridge.testing.postgres_server import PostgresServer, require_postgres
+from alertbridge.testing.postgres_server import PostgresServer
 from alertbridge.testing.store_contract import make_group, opened
 from tests.harness import AlertbridgeProcess
 
 CONSOLE = '[receivers.console]\nchannel = "console"\n'
 DEAD_LEASE = timedelta(seconds=2)
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    with PostgresServer(require_postgres()) as server:
-        yield server
 
 
 def scrape(bridge: AlertbridgeProcess) -> tuple[str, dict[str, float]]:

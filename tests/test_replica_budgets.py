@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.stores import DeliveryStatus, NewDelivery, OutboxStore, Stores
 from alertbridge.stores.postgres import postgres_stores
 from alertbridge.testing.fake_wecom import FakeWeCom, ManualClock
-from alertbridge.testing.postgres_server import PostgresServer, require_postgres
+from alertbridge.testing.postgres_server import PostgresServer
 from alertbridge.testing.server import SwappableApp
 from alertbridge.testing.store_contract import T0, opened
 from tests.delivery_wiring import dispatcher as wired_dispatcher
@@ -37,12 +37,6 @@ from tests.dispatch_rig import MARKER, storm_config, storm_group
 OPS = Recipients(to_user=("zhangsan",))
 # Claimed per round by each replica: small, so the three share out the storm.
 CLAIM = 4
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    with PostgresServer(require_postgres()) as server:
-        yield server
 
 
 @pytest.fixture

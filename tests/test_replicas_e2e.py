@@ -42,7 +42,7 @@ import httpx
 import pytest
 
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom, Fault
-from alertbridge.testing.postgres_server import PostgresServer, require_postgres
+from alertbridge.testing.postgres_server import PostgresServer
 from alertbridge.testing.wecom_callback import CallbackClient
 from tests.callback_bridge import AES_KEY, FIRING, TOKEN
 from tests.harness import AlertbridgeProcess, AlertmanagerProcess, free_port, marked_notification, wait_until
@@ -70,12 +70,6 @@ REPEAT = "（重复）"
 def marker(index: int) -> str:
     """A string found in exactly one notification's rendered text (fixed width: no prefix clashes)."""
     return f"mkR{index:04d}x"
-
-
-@pytest.fixture
-def postgres() -> Iterator[PostgresServer]:
-    with PostgresServer(require_postgres()) as server:
-        yield server
 
 
 @pytest.fixture

@@ -6,21 +6,14 @@ fresh database for every test.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 
 from alertbridge.stores import Stores
 from alertbridge.stores.postgres import postgres_stores
-from alertbridge.testing.postgres_server import PostgresServer, require_postgres
+from alertbridge.testing.postgres_server import PostgresServer
 from alertbridge.testing.store_contract import MakeStores, OutboxContract, StateContract
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    with PostgresServer(require_postgres()) as server:
-        yield server
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from alertbridge.stores.codec import from_us
 from alertbridge.stores.postgres.db import PostgresDatabase
 from alertbridge.stores.postgres.outbox import PostgresOutboxStore
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom, Fault
-from alertbridge.testing.postgres_server import PostgresServer, require_postgres
+from alertbridge.testing.postgres_server import PostgresServer
 from alertbridge.testing.store_contract import make_delivery, opened
 from tests.harness import AlertbridgeProcess, marked_notification, wait_until
 
@@ -76,12 +75,6 @@ def test_a_bad_lease_is_a_config_error_naming_file_and_key(tmp_path: Path, value
 
 
 # -- PostgreSQL: renewal ---------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    with PostgresServer(require_postgres()) as server:
-        yield server
 
 
 async def test_a_live_replica_keeps_its_leases_and_a_stopped_one_lets_them_go(

@@ -11,7 +11,6 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -28,18 +27,12 @@ from alertbridge.stores.postgres.db import PostgresDatabase
 from alertbridge.stores.postgres.outbox import PostgresOutboxStore
 from alertbridge.stores.postgres.schema import SCHEMA_VERSION
 from alertbridge.stores.postgres.state import PostgresStateStore
-from alertbridge.testing.postgres_server import PostgresServer, require_postgres
+from alertbridge.testing.postgres_server import PostgresServer
 from alertbridge.testing.store_contract import T0, make_delivery, make_group, make_ref_group, opened
 from tests.harness import AlertbridgeProcess, marked_notification, wait_until
 
 LEASE = timedelta(minutes=1)
 OPS = Recipients(to_user=("zhangsan", "lisi"))
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    with PostgresServer(require_postgres()) as server:
-        yield server
 
 
 @pytest.fixture
