@@ -22,10 +22,13 @@ import pytest
 
 from alertbridge.config import Config
 from alertbridge.delivery import Dispatcher, SendBudget, target_of
-from alertbridge.message import Recipients
+from alertbridge.message import Recipients, RenderedMessage
+from alertbridge.messengers import Channel, Receipt
 from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.stores import DeliveryStatus, NewDelivery, OutboxStore, Stores
+from alertbridge.stores.codec import to_us
 from alertbridge.stores.postgres import postgres_stores
+from alertbridge.stores.postgres.outbox import PostgresOutboxStore
 from alertbridge.testing.fake_wecom import FakeWeCom, ManualClock
 from alertbridge.testing.postgres_server import PostgresServer
 from alertbridge.testing.server import SwappableApp
@@ -49,6 +52,7 @@ class Replica:
 
     def __init__(self, config: Config, stores: Stores, client: WeComClient, clock: ManualClock) -> None:
         self.config = config
+        self.client = client
         self.outbox = stores.outbox
         self.state = stores.state
         self._clock = clock
@@ -132,6 +136,79 @@ async def test_three_replicas_in_a_storm_never_push_a_member_past_thirty_a_minut
     # The storm was more than one member's budget: the replicas really competed for it.
     sends = [msg for msg in rig_wecom.messages() if "zhangsan" in msg.to_user]
     assert len(sends) > 30 * 3 // 2
+
+
+class Stalled:
+    """A replica's channel that stalls while ``go`` is clear: the replica is
+    mid-digest (its target lease running out) while the test goes on."""
+
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+        self.kind = channel.kind
+        self.go = asyncio.Event()
+        self.stuck = asyncio.Event()
+
+    @property
+    def duplicate_check(self) -> timedelta | None:
+        return self._channel.duplicate_check
+
+    async def send(self, message: RenderedMessage, recipients: Recipients) -> Receipt:
+        if not self.go.is_set():
+            self.stuck.set()
+            await self.go.wait()
+        return await self._channel.send(message, recipients)
+
+
+async def test_a_digest_another_replica_is_still_sending_is_never_sent_again(
+    url: str,
+    rig_clock: ManualClock,
+    rig_wecom: FakeWeCom,
+    wecom_slot: tuple[SwappableApp, str],
+    tmp_path: Path,
+) -> None:
+    """Replica a stalls mid-digest past its target lease (its deliveries' leases
+    still renewed); b takes the target over. b must not send a's digest too:
+    every alert reaches the member once."""
+    config = storm_config(wecom_slot[1], tmp_path / "unused.db")
+    lease = config.store.lease_for_claims
+    async with replicas(url, config, rig_clock, 2) as (a, b):
+        stalled = {name: Stalled(channel) for name, channel in receiver_channels(config, a.client).items()}
+        a.dispatcher = wired_dispatcher(
+            config,
+            a.outbox,
+            stalled,
+            group_tracker(config, a.state, a.client),
+            clock=a.now,
+            budget=SendBudget(),
+        )
+        for number in range(60):
+            await enqueue(a, config, "oncall", number)
+        sending = asyncio.create_task(a.drain())
+        await asyncio.wait_for(stalled["oncall"].stuck.wait(), 10)
+        rig_clock.advance(lease.total_seconds() + 1)
+        # a's lease keeper renews its deliveries' leases; its target lease has run out.
+        assert isinstance(a.outbox, PostgresOutboxStore)
+        await a.outbox.database.execute(
+            "renew",
+            "UPDATE deliveries SET lease_until = $1 WHERE lease_owner = 'a' AND status = 'pending'",
+            to_us(a.now() + lease),
+        )
+        for number in range(100, 140):
+            await enqueue(b, config, "oncall", number)
+        await b.drain()
+        stalled["oncall"].go.set()
+        await sending
+        for _ in range(40):
+            await asyncio.gather(a.drain(), b.drain())
+            if await a.outbox.count(DeliveryStatus.PENDING) == 0:
+                break
+            rig_clock.advance(5)
+        assert await a.outbox.count(DeliveryStatus.PENDING) == 0
+    delivered = [m for msg in rig_wecom.messages() for m in MARKER.findall(msg.content or "")]
+    wanted = {f"storm-{n * 10:04d}" for n in (*range(60), *range(100, 140))}
+    assert set(delivered) == wanted
+    twice = sorted({m for m in delivered if delivered.count(m) > 1})
+    assert twice == [], f"delivered more than once: {twice}"
 
 
 async def test_one_replica_at_a_time_holds_a_target(url: str) -> None:

@@ -102,12 +102,23 @@ class DigestSender:
         ctx = self._ctx
         anchor = batch[0][0]
         waiting = list(batch)
+        first = True
         while True:
             now = ctx.clock()
             if ctx.budget.available(limits, now) < 1:
                 if waiting:
                     await self._outcomes.defer([d for d, _ in waiting], ctx.budget.next_free(limits, now))
                 return
+            # Renewed each round: a long run of digests must not outlive the
+            # target's lease, or another replica would merge the same backlog.
+            if not first and not await ctx.store.lock_target(
+                anchor.receiver, anchor.recipients, now, self._lease
+            ):
+                log.warning("digest_target_lost receiver=%s: another replica took it over", anchor.receiver)
+                if waiting:
+                    await ctx.store.defer([d.id for d, _ in waiting], now)
+                return
+            first = False
             stored = await ctx.store.open_digest(anchor.receiver, anchor.recipients)
             if stored is None:
                 if not waiting:
@@ -117,6 +128,21 @@ class DigestSender:
                 if stored is None:
                     return
             members = await ctx.store.claim_digest(stored.id, now, self._lease)
+            if not members:
+                # Another replica is still sending it (its deliveries' leases
+                # are live), or nothing of it is pending any more: either way
+                # its parts are not this replica's to send — sent by both,
+                # they would reach the member twice. Closed here, it no longer
+                # holds up the target's next digest.
+                log.warning(
+                    "digest_not_ours receiver=%s digest=%d: no pending delivery of it is free to claim",
+                    anchor.receiver,
+                    stored.id,
+                )
+                await ctx.store.digest_progress(stored.id, len(stored.parts), [], now)
+                if waiting:
+                    await ctx.store.defer([d.id for d, _ in waiting], now)
+                return
             self._take_from_queue({d.id for d in members})
             waiting = [(d, t) for d, t in waiting if d.id not in {m.id for m in members}]
             if not await self._send_parts(stored, members, anchor, receiver, channel, limits):
