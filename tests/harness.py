@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeWeCom
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -154,6 +156,31 @@ def marked_notification(marker: str, prefix: str) -> bytes:
             "truncatedAlerts": 0,
         }
     ).encode()
+
+
+def post_marked(base_url: str, mark: str, prefix: str) -> int | str:
+    """Post ``marked_notification(mark, prefix)`` to ``/alertmanager/oncall``:
+    the HTTP status, or the transport error's class name when the process
+    died under the request (a storm under kill -9)."""
+    try:
+        return httpx.post(
+            f"{base_url}/alertmanager/oncall",
+            content=marked_notification(mark, prefix),
+            headers={"Content-Type": "application/json"},
+            timeout=30,
+        ).status_code
+    except httpx.TransportError as exc:
+        return type(exc).__name__
+
+
+def delivered_texts(wecom: FakeWeCom) -> list[str]:
+    """The text of every app message the fake delivered (not the ones it dropped)."""
+    return [m.content or "" for m in wecom.messages(MESSAGE_SEND)]
+
+
+def deliveries_of(mark: str, texts: list[str]) -> int:
+    """How many of ``texts`` carry ``mark``."""
+    return sum(mark in text for text in texts)
 
 
 def events_in(log: str, name: str) -> list[dict[str, str]]:

@@ -24,13 +24,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom
 from alertbridge.testing.server import ServerThread
-from tests.harness import AlertbridgeProcess, marked_notification, wait_until
+from tests.harness import AlertbridgeProcess, delivered_texts, deliveries_of, post_marked, wait_until
 from tests.wecom_identity import AGENT_ID, CORP_ID, SECRET
 
 MEMBERS = ("zhangsan", "lisi")
@@ -62,15 +61,7 @@ class Storm:
         self.outcomes: dict[str, int | str] = {}
 
     def post(self, mark: str) -> None:
-        try:
-            status: int | str = httpx.post(
-                f"{self.base_url}/alertmanager/oncall",
-                content=marked_notification(mark, "Storm"),
-                headers={"Content-Type": "application/json"},
-                timeout=30,
-            ).status_code
-        except httpx.TransportError as exc:
-            status = type(exc).__name__
+        status = post_marked(self.base_url, mark, "Storm")
         with self._lock:
             self.outcomes[mark] = status
 
@@ -81,11 +72,6 @@ class Storm:
     def answered(self) -> int:
         with self._lock:
             return len(self.outcomes)
-
-
-def delivered_texts(wecom: FakeWeCom) -> list[str]:
-    """The text of every message the fake delivered (not the ones it dropped)."""
-    return [m.content or "" for m in wecom.messages(MESSAGE_SEND)]
 
 
 class SlowAnswers:
@@ -134,10 +120,6 @@ class SlowAnswers:
             await send(message)
 
         await self.app(scope, receive, held_send)
-
-
-def deliveries_of(mark: str, texts: list[str]) -> int:
-    return sum(mark in text for text in texts)
 
 
 @pytest.fixture

@@ -45,7 +45,15 @@ from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom, Fau
 from alertbridge.testing.postgres_server import PostgresServer
 from alertbridge.testing.wecom_callback import CallbackClient
 from tests.callback_bridge import AES_KEY, FIRING, TOKEN
-from tests.harness import AlertbridgeProcess, AlertmanagerProcess, free_port, marked_notification, wait_until
+from tests.harness import (
+    AlertbridgeProcess,
+    AlertmanagerProcess,
+    delivered_texts,
+    deliveries_of,
+    free_port,
+    post_marked,
+    wait_until,
+)
 from tests.wecom_identity import AGENT_ID
 from tests.wecom_identity import CORP_ID as CALLBACK_CORP_ID
 from tests.wecom_identity import SECRET as CALLBACK_SECRET
@@ -136,15 +144,7 @@ class Storm:
 
     def post(self, index: int, replica: int) -> None:
         mark = marker(index)
-        try:
-            status: int | str = httpx.post(
-                f"{self.bridges[replica].base_url}/alertmanager/oncall",
-                content=marked_notification(mark, "Replicas"),
-                headers={"Content-Type": "application/json"},
-                timeout=30,
-            ).status_code
-        except httpx.TransportError as exc:
-            status = type(exc).__name__
+        status = post_marked(self.bridges[replica].base_url, mark, "Replicas")
         with self._lock:
             self.outcomes.setdefault(mark, []).append(status)
 
@@ -155,14 +155,6 @@ class Storm:
     def answered(self) -> int:
         with self._lock:
             return sum(len(statuses) for statuses in self.outcomes.values())
-
-
-def delivered_texts(wecom: FakeWeCom) -> list[str]:
-    return [m.content or "" for m in wecom.messages(MESSAGE_SEND)]
-
-
-def deliveries_of(mark: str, texts: list[str]) -> int:
-    return sum(mark in text for text in texts)
 
 
 def count(url: str, sql: str, *args: object) -> int:
