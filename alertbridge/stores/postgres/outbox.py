@@ -116,31 +116,19 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
         """Lease up to ``limit`` due pending deliveries, oldest first, skipping rows another claim holds."""
         if limit <= 0:
             return []
-        now_us = to_us(now)
-        async with self._db.transaction("claim_due") as conn:
-            rows = await conn.fetch(
-                f"""
-                WITH picked AS (
-                    SELECT id AS picked_id, lease_owner AS was_owner, lease_until AS was_until
-                    FROM deliveries
-                    WHERE status = 'pending' AND next_attempt_at <= $3
-                      AND (lease_until IS NULL OR lease_until <= $3)
-                    ORDER BY next_attempt_at, id
-                    LIMIT $4
-                    FOR UPDATE SKIP LOCKED
-                )
-                UPDATE deliveries SET lease_until = $1, lease_owner = $2
-                FROM picked WHERE id = picked_id
-                RETURNING {COLUMNS}, {_TAKEN_OVER}
-                """,
-                to_us(now + lease),
-                self.replica,
-                now_us,
-                limit,
-            )
-            claimed = await decode_claimed(conn, rows, now_us)
-        self._count_takeovers(rows)
-        self._leases.track((d.id for d in claimed), lease)
+        claimed = await self._lease_picked(
+            "claim_due",
+            """
+            WHERE status = 'pending' AND next_attempt_at <= $3
+              AND (lease_until IS NULL OR lease_until <= $3)
+            ORDER BY next_attempt_at, id
+            LIMIT $4
+            """,
+            now,
+            lease,
+            to_us(now),
+            limit,
+        )
         claimed.sort(key=lambda d: (d.next_attempt_at, d.id))
         return claimed
 
@@ -172,18 +160,38 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
         not, leaving deliveries a send has started (they go out as themselves)."""
         if limit <= 0:
             return []
+        claimed = await self._lease_picked(
+            "claim_backlog",
+            """
+            WHERE status = 'pending' AND receiver = $3 AND recipients = $4 AND digest_id IS NULL
+              AND parts_sent = 0 AND sending_part IS NULL
+              AND (lease_until IS NULL OR lease_until <= $5)
+            ORDER BY accepted_at, id
+            LIMIT $6
+            """,
+            now,
+            lease,
+            receiver,
+            dumps(recipients.to_dict()),
+            to_us(now),
+            limit,
+        )
+        claimed.sort(key=lambda d: (d.accepted_at, d.id))
+        return claimed
+
+    async def _lease_picked(
+        self, op: str, pick: str, now: datetime, lease: timedelta, *args: object
+    ) -> list[Delivery]:
+        """Lease to this replica the deliveries ``pick`` (WHERE … ORDER BY … LIMIT,
+        its parameters from $3 on) selects, skipping rows another claim holds;
+        count takeovers of other replicas' expired leases and keep the new ones alive."""
         now_us = to_us(now)
-        async with self._db.transaction("claim_backlog") as conn:
+        async with self._db.transaction(op) as conn:
             rows = await conn.fetch(
                 f"""
                 WITH picked AS (
                     SELECT id AS picked_id, lease_owner AS was_owner, lease_until AS was_until
-                    FROM deliveries
-                    WHERE status = 'pending' AND receiver = $3 AND recipients = $4 AND digest_id IS NULL
-                      AND parts_sent = 0 AND sending_part IS NULL
-                      AND (lease_until IS NULL OR lease_until <= $5)
-                    ORDER BY accepted_at, id
-                    LIMIT $6
+                    FROM deliveries {pick}
                     FOR UPDATE SKIP LOCKED
                 )
                 UPDATE deliveries SET lease_until = $1, lease_owner = $2
@@ -192,15 +200,11 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
                 """,
                 to_us(now + lease),
                 self.replica,
-                receiver,
-                dumps(recipients.to_dict()),
-                now_us,
-                limit,
+                *args,
             )
             claimed = await decode_claimed(conn, rows, now_us)
         self._count_takeovers(rows)
         self._leases.track((d.id for d in claimed), lease)
-        claimed.sort(key=lambda d: (d.accepted_at, d.id))
         return claimed
 
     def _count_takeovers(self, rows: Sequence[asyncpg.Record]) -> None:
