@@ -292,6 +292,13 @@ CLASSIFICATION = [
     (301002, PermanentDeliveryError, "agent_mismatch"),
     (93000, PermanentDeliveryError, "robot_invalid"),
     (93004, PermanentDeliveryError, "robot_disabled"),
+    (40004, PermanentDeliveryError, "media_refused"),
+    (40005, PermanentDeliveryError, "media_refused"),
+    (40006, PermanentDeliveryError, "media_refused"),
+    (40009, PermanentDeliveryError, "media_refused"),
+    (40011, PermanentDeliveryError, "media_refused"),
+    (44001, PermanentDeliveryError, "media_refused"),
+    (40007, PermanentDeliveryError, "invalid_media_id"),
     (12345, PermanentDeliveryError, "api_error"),  # unknown errcodes are permanent
 ]
 

@@ -38,6 +38,8 @@ tests run against the same checks WeCom would apply:
   or foreign media id get 40007;
 - robot ``image`` messages (docs §5): ``base64`` must decode, ``md5`` must be
   the MD5 of the decoded bytes, at most 2 MB, PNG or JPEG (40058 otherwise);
+- ``media/get`` and the robot's ``webhook/upload_media``: in
+  ``alertbridge.testing.fake_media`` (``fake.media``);
 - the contact reads ``user/get`` (a member's ``department`` list; unknown
   member 60111) and ``tag/get`` (``userlist`` and ``partylist``; unknown tag
   40068), from ``user_departments`` and ``tag_members``; ``contact_errcode``
@@ -411,7 +413,10 @@ class FakeWeCom:
         # Uploaded media stay valid across reset(), as tokens do.
         self._media: dict[str, Upload] = {}
         self._clear()
-        self.app = Starlette(routes=self._routes())
+        from alertbridge.testing.fake_media import FakeMedia  # it imports this module's helpers
+
+        self.media = FakeMedia(self)
+        self.app = Starlette(routes=[*self._routes(), *self.media.routes()])
 
     # ---- control (Python API) ----------------------------------------
 

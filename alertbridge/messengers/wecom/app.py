@@ -20,10 +20,11 @@ from alertbridge.errors import DeliveryError, PermanentDeliveryError
 from alertbridge.images import FetchedImage, ImageError, ImageFetcher, record_image_failure
 from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.messengers import Receipt
-from alertbridge.messengers.wecom.client import WeComClient
+from alertbridge.messengers.wecom.client import AppSendResult, WeComClient
 from alertbridge.messengers.wecom.config import WeComAppConfig
+from alertbridge.messengers.wecom.errcodes import ErrCode
 from alertbridge.messengers.wecom.errors import WeComAPIError
-from alertbridge.messengers.wecom.media import INVALID_MEDIA_ID
+from alertbridge.messengers.wecom.media_rules import MediaFile, MediaKind, MediaRejected, check_media
 from alertbridge.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -62,12 +63,14 @@ def build_app_body(
     return body
 
 
-def build_app_image_body(media_id: str, recipients: Recipients, agent_id: int) -> dict[str, object]:
-    """The message/send JSON of an ``image`` message (docs §4.3).
+def build_app_media_body(
+    kind: MediaKind, media_id: str, recipients: Recipients, agent_id: int
+) -> dict[str, object]:
+    """The message/send JSON of an ``image``/``voice``/``video``/``file`` message (docs §4.3).
 
-    Without WeCom's duplicate check: images are never retried (a failure only
-    skips them), and a re-notification showing the same panel again within
-    the interval must not be silently dropped.
+    Without WeCom's duplicate check: an alert's images are never retried (a
+    failure only skips them), and a re-notification showing the same panel
+    again within the interval must not be silently dropped.
     """
     body: dict[str, object] = {}
     for key, ids in (
@@ -77,8 +80,8 @@ def build_app_image_body(media_id: str, recipients: Recipients, agent_id: int) -
     ):
         if ids:
             body[key] = "|".join(ids)
-    body["msgtype"] = "image"
-    body["image"] = {"media_id": media_id}
+    body["msgtype"] = str(kind)
+    body[str(kind)] = {"media_id": media_id}
     body["agentid"] = agent_id
     return body
 
@@ -141,7 +144,11 @@ class AppChannel:
                 record_image_failure(
                     self.image_failures, self._metrics, exc.reason, channel=where, url=url, detail=str(exc)
                 )
-            except _StageError as exc:
+            except MediaRejected as exc:
+                record_image_failure(
+                    self.image_failures, self._metrics, exc.refusal, channel=where, url=url, detail=exc.detail
+                )
+            except MediaSendError as exc:
                 record_image_failure(
                     self.image_failures, self._metrics, exc.stage, channel=where, url=url, detail=exc.detail
                 )
@@ -160,50 +167,61 @@ class AppChannel:
                 self._metrics.images.labels(self.kind, "sent").inc()
 
     async def _send_image(self, image: FetchedImage, recipients: Recipients) -> None:
+        media = check_media(MediaKind.IMAGE, image.data, f"alert.{image.extension}")
+        await self.send_media(media, recipients)
+
+    async def send_media(self, media: MediaFile, recipients: Recipients) -> AppSendResult:
+        """Send ``media`` as an ``image``/``voice``/``video``/``file`` message.
+
+        Uploaded once per content and type (the id reused from
+        ``WeComClient.media_cache``); a cached id WeCom has forgotten early
+        (40007) is uploaded again, once.
+
+        Raises:
+            MediaSendError: the upload or the send failed (``stage`` says which).
+        """
         cache = self._client.media_cache
         corp_id = self._app.corp_id
-        media_id = cache.get(corp_id, image.sha256)
+        media_id = cache.get(corp_id, media.kind, media.sha256)
         fresh = media_id is None
         if media_id is None:
-            media_id = await self._upload(image)
+            media_id = await self._upload(media)
         try:
-            await self._send_media(media_id, recipients)
-        except _StageError as exc:
-            # WeCom forgot a cached id early (40007): upload again, once.
-            if fresh or exc.errcode != INVALID_MEDIA_ID:
+            return await self._send_media(media.kind, media_id, recipients)
+        except MediaSendError as exc:
+            if fresh or exc.errcode != ErrCode.INVALID_MEDIA_ID:
                 raise
-            cache.forget(corp_id, image.sha256, media_id)
-            await self._send_media(await self._upload(image), recipients)
+            cache.forget(corp_id, media.kind, media.sha256, media_id)
+            return await self._send_media(media.kind, await self._upload(media), recipients)
 
-    async def _upload(self, image: FetchedImage) -> str:
-        failure: _StageError | None = None
+    async def _upload(self, media: MediaFile) -> str:
+        failure: MediaSendError | None = None
         try:
-            media_id = await self._client.upload_image(
-                self._app_name, self._app, image.data, f"alert.{image.extension}", image.content_type
-            )
+            media_id = await self._client.upload_media(self._app_name, self._app, media)
         except DeliveryError as exc:
-            failure = _StageError("upload_failed", exc)
+            failure = MediaSendError("upload_failed", exc)
         if failure is not None:
             raise failure
-        self._client.media_cache.put(self._app.corp_id, image.sha256, media_id)
+        self._client.media_cache.put(self._app.corp_id, media.kind, media.sha256, media_id)
         return media_id
 
-    async def _send_media(self, media_id: str, recipients: Recipients) -> None:
-        body = build_app_image_body(media_id, recipients, self._app.agent_id)
-        failure: _StageError | None = None
+    async def _send_media(self, kind: MediaKind, media_id: str, recipients: Recipients) -> AppSendResult:
+        body = build_app_media_body(kind, media_id, recipients, self._app.agent_id)
+        failure: MediaSendError | None = None
         try:
-            await self._client.send_app_message(self._app_name, self._app, body)
+            return await self._client.send_app_message(self._app_name, self._app, body)
         except DeliveryError as exc:
-            failure = _StageError("send_failed", exc)
-        if failure is not None:
-            raise failure
+            failure = MediaSendError("send_failed", exc)
+        raise failure
 
 
-class _StageError(Exception):
-    """A WeCom failure while posting an image: ``stage`` is the counter's reason."""
+class MediaSendError(Exception):
+    """A WeCom failure while posting media: ``stage`` (``upload_failed`` or
+    ``send_failed``) is the image counter's reason, ``cause`` WeCom's error."""
 
     def __init__(self, stage: str, cause: DeliveryError) -> None:
         super().__init__(stage)
         self.stage = stage
+        self.cause = cause
         self.detail = f"{cause.reason}: {cause}"
         self.errcode = cause.errcode if isinstance(cause, WeComAPIError) else None

@@ -27,10 +27,12 @@ from dataclasses import dataclass
 
 import httpx
 
+from alertbridge.errors import PermanentDeliveryError
 from alertbridge.messengers.wecom.config import WeComAppConfig
 from alertbridge.messengers.wecom.errcodes import ErrCode, is_token_error
 from alertbridge.messengers.wecom.errors import WeComTransportError, api_error
 from alertbridge.messengers.wecom.media import MediaCache
+from alertbridge.messengers.wecom.media_rules import MediaFile, MediaKind
 from alertbridge.messengers.wecom.token import AccessTokenCache, Clock, IssuedToken
 from alertbridge.messengers.wecom.transport import Answer, WeComTransport
 from alertbridge.metrics import Metrics
@@ -42,6 +44,9 @@ MESSAGE_SEND = "/cgi-bin/message/send"
 UPDATE_TEMPLATE_CARD = "/cgi-bin/message/update_template_card"
 WEBHOOK_SEND = "/cgi-bin/webhook/send"
 MEDIA_UPLOAD = "/cgi-bin/media/upload"
+ROBOT_UPLOAD_MEDIA = "/cgi-bin/webhook/upload_media"
+# What a robot can send by media id (docs §5); images go inline as base64.
+ROBOT_MEDIA_KINDS = frozenset({MediaKind.FILE, MediaKind.VOICE})
 USER_GET = "/cgi-bin/user/get"
 TAG_GET = "/cgi-bin/tag/get"
 
@@ -96,8 +101,9 @@ class WeComClient:
     invalid/unlicensed recipients, ``token_replays`` counts sends replayed
     after a token error; both, errors and token refreshes go to ``metrics``.
 
-    ``media_cache`` holds the media ids of uploaded images by content hash
-    (on the client's clock), shared by every channel that uses this client.
+    ``media_cache`` holds the media ids of uploaded media by scope, type and
+    content hash (on the client's clock), shared by every channel that uses
+    this client.
     """
 
     def __init__(
@@ -175,39 +181,58 @@ class WeComClient:
         payload = {**body, "agentid": app.agent_id}
         await self._app_call(app_name, app, UPDATE_TEMPLATE_CARD, payload)
 
-    async def upload_image(
-        self, app_name: str, app: WeComAppConfig, data: bytes, filename: str, content_type: str
-    ) -> str:
-        """Upload a temporary image (``media/upload?type=image``, docs §7); returns its media_id.
+    async def upload_media(self, app_name: str, app: WeComAppConfig, media: MediaFile) -> str:
+        """Upload a temporary file (``media/upload?type=<kind>``, docs §7); returns its media_id.
 
-        The file goes as the multipart part ``media`` with ``filename`` (WeCom
-        judges the type by its extension: ``.png``/``.jpg``). The id is valid
-        for 3 days (see ``media_cache``). Token errors are replayed once, as
-        for ``send_app_message``.
+        ``media`` passed ``check_media``, so WeCom's type and size rules hold.
+        The file goes as the multipart part ``media`` with its ``filename``
+        (the name WeCom shows; for images WeCom also judges the type by its
+        extension). The id is valid for 3 days (see ``media_cache``) for every
+        app of the corp. Token errors are replayed once, as for ``send_app_message``.
 
         Raises:
-            PermanentWeComAPIError: 40004/40005 (bad type), 40006/40009 (bad size),
-                44001 (empty) and every other permanent errcode.
+            PermanentWeComAPIError: 40004/40005 (bad type), 40006/40009/40011 (bad
+                size), 44001 (empty) and every other permanent errcode.
             TransientDeliveryError: a retryable errcode or a transport failure,
                 or an answer without a media_id (``bad_response``).
         """
-        files = {"media": (filename, data, content_type)}
+        files = {"media": (media.filename, media.data, media.content_type)}
 
         async def call(token: str) -> Answer:
             return await self._transport.request(
                 "POST",
                 MEDIA_UPLOAD,
-                {"access_token": token, "type": "image"},
+                {"access_token": token, "type": str(media.kind)},
                 None,
                 files=files,
                 secrets=(token,),
             )
 
-        answer = await self._with_token(app_name, app, MEDIA_UPLOAD, call)
-        media_id = answer.data.get("media_id")
-        if not isinstance(media_id, str) or not media_id:
-            raise WeComTransportError(MEDIA_UPLOAD, "answer lacks media_id", reason="bad_response")
-        return media_id
+        return _media_id(await self._with_token(app_name, app, MEDIA_UPLOAD, call), MEDIA_UPLOAD)
+
+    async def upload_robot_media(self, key: str, media: MediaFile) -> str:
+        """Upload a file or voice for one robot (``webhook/upload_media``, docs §5); returns its media_id.
+
+        The id is valid for 3 days and usable by this robot only.
+
+        Raises:
+            PermanentDeliveryError: a ``media`` that is neither file nor voice
+                (``media_refused``), and every permanent errcode.
+            TransientDeliveryError: a retryable errcode or a transport failure.
+        """
+        if media.kind not in ROBOT_MEDIA_KINDS:
+            raise PermanentDeliveryError(f"a robot cannot send a {media.kind}", reason="media_refused")
+        answer = await self._transport.request(
+            "POST",
+            ROBOT_UPLOAD_MEDIA,
+            {"key": key, "type": str(media.kind)},
+            None,
+            files={"media": (media.filename, media.data, media.content_type)},
+            secrets=(key,),
+        )
+        if answer.errcode != ErrCode.OK:
+            raise api_error(answer.errcode, answer.errmsg, ROBOT_UPLOAD_MEDIA)
+        return _media_id(answer, ROBOT_UPLOAD_MEDIA)
 
     async def user_departments(self, app_name: str, app: WeComAppConfig, userid: str) -> frozenset[str]:
         """The ids of the departments ``userid`` belongs to (``user/get``'s ``department``).
@@ -358,3 +383,10 @@ def _split(value: object) -> tuple[str, ...]:
     if not isinstance(value, str) or not value:
         return ()
     return tuple(part for part in value.split("|") if part)
+
+
+def _media_id(answer: Answer, endpoint: str) -> str:
+    media_id = answer.data.get("media_id")
+    if not isinstance(media_id, str) or not media_id:
+        raise WeComTransportError(endpoint, "answer lacks media_id", reason="bad_response")
+    return media_id
