@@ -4,10 +4,12 @@
     check-config  validate a config file, compile and smoke-render its templates
     render        print the messages a receiver would be sent for a payload, with byte counts
     send-test     send those messages (a sample alert by default) through the real client
+    send          send one text, markdown or file to a receiver, within the shared rate budget
     outbox        list deliveries, or retry a dead one
     audit         list who acknowledged or silenced what
 
-Exit codes: 0 ok, 1 a check or send failed, 2 usage error (argparse).
+Exit codes: 0 ok, 1 a check or send failed, 2 usage error (argparse) or bad
+input to ``send``, 75 ``send`` failed for now (try again later).
 """
 
 from __future__ import annotations
@@ -76,6 +78,26 @@ def _parser() -> argparse.ArgumentParser:
         group.add_argument(
             "--sample", action="store_true", help="the built-in sample group (send-test's default)"
         )
+    oneoff = command("send", _send, "send one message or file to a receiver, for scripts and cron jobs")
+    oneoff.add_argument("--receiver", required=True)
+    what = oneoff.add_mutually_exclusive_group(required=True)
+    what.add_argument("--text", metavar="TEXT")
+    what.add_argument("--markdown", metavar="TEXT")
+    for kind, limit in (
+        ("image", "JPG/PNG, 10 MB"),
+        ("file", "20 MB"),
+        ("voice", "AMR, 2 MB, 60 s"),
+        ("video", "MP4, 10 MB"),
+    ):
+        what.add_argument(f"--{kind}", metavar="PATH", help=f"a {kind} ({limit})")
+    # --textcard TITLE DESC URL belongs here once the textcard message type exists.
+    oneoff.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="longest wait for a slot in the rate budget",
+    )
     command("migrate", _migrate, "create or upgrade the store's tables, then exit (serve does it too)")
 
     outbox = commands.add_parser("outbox", help="inspect and retry deliveries")
@@ -251,6 +273,44 @@ async def _send_test_async(config: Config, args: argparse.Namespace, group: Aler
                 f"msgid {receipt.msgid or '-'})"
             )
     return 0
+
+
+_ONEOFF_TYPES = ("text", "markdown", "image", "file", "voice", "video")
+
+
+def _send(args: argparse.Namespace) -> int:
+    """``send``: checked before the store or WeCom is touched, then sent (see messengers/wecom/oneoff.py)."""
+    from alertbridge.app import new_http_client
+    from alertbridge.logs import configure_logging
+    from alertbridge.messengers.wecom.client import WeComClient
+    from alertbridge.messengers.wecom.oneoff import BadInput, ExitCode, prepare, send_oneoff
+
+    config = _load(args)
+    msgtype = next(kind for kind in _ONEOFF_TYPES if getattr(args, kind) is not None)
+    try:
+        oneoff = prepare(config, args.receiver, msgtype, getattr(args, msgtype))
+    except BadInput as exc:
+        print(f"alertbridge send: {exc}", file=sys.stderr)
+        return int(ExitCode.BAD_INPUT)
+
+    async def run() -> int:
+        configure_logging(config.secrets(), sys.stderr, config.log.level, config.log.format)
+        store = stores_for(config).outbox
+        await store.open()
+        try:
+            async with new_http_client(config) as http:
+                client = WeComClient(http, config.wecom.api_base)
+                result = await send_oneoff(config, oneoff, client, store, wait=timedelta(seconds=args.wait))
+        finally:
+            await store.close()
+        sent = result.code is ExitCode.SENT
+        print(
+            result.detail if sent else f"alertbridge send: not sent: {result.detail}",
+            file=sys.stdout if sent else sys.stderr,
+        )
+        return int(result.code)
+
+    return asyncio.run(run())
 
 
 def _receiver(config: Config, name: str) -> ReceiverConfig:

@@ -168,7 +168,7 @@ class AppChannel:
 
     async def _send_image(self, image: FetchedImage, recipients: Recipients) -> None:
         media = check_media(MediaKind.IMAGE, image.data, f"alert.{image.extension}")
-        await self.send_media(media, recipients)
+        await self._send_media_staged(media, recipients)
 
     async def send_media(self, media: MediaFile, recipients: Recipients) -> AppSendResult:
         """Send ``media`` as an ``image``/``voice``/``video``/``file`` message.
@@ -178,8 +178,15 @@ class AppChannel:
         (40007) is uploaded again, once.
 
         Raises:
-            MediaSendError: the upload or the send failed (``stage`` says which).
+            DeliveryError: the upload or the send failed (see ``WeComClient``).
         """
+        try:
+            return await self._send_media_staged(media, recipients)
+        except MediaSendError as exc:
+            raise exc.cause from None
+
+    async def _send_media_staged(self, media: MediaFile, recipients: Recipients) -> AppSendResult:
+        """``send_media``, its failure wrapped in a ``MediaSendError`` naming the stage."""
         cache = self._client.media_cache
         corp_id = self._app.corp_id
         media_id = cache.get(corp_id, media.kind, media.sha256)
@@ -212,7 +219,7 @@ class AppChannel:
             return await self._client.send_app_message(self._app_name, self._app, body)
         except DeliveryError as exc:
             failure = MediaSendError("send_failed", exc)
-        raise failure
+        raise failure  # outside the except block: see WeComTransport.request
 
 
 class MediaSendError(Exception):

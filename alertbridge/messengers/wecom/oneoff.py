@@ -1,0 +1,186 @@
+"""``alertbridge send``: one message — text, markdown or a file of any media type —
+to one WeCom receiver, for scripts and cron jobs.
+
+Why it sends itself instead of queueing in the outbox: the outbox holds alert
+groups that the delivery core renders through templates, merges into digests
+and ties to acks; a one-off carries no group and may carry 20 MB of bytes,
+which would need a second kind of row in both stores, handled everywhere a
+row is. Sending directly keeps one job in one place and gives the script a
+real answer: exit 0 means *WeCom accepted it*, not "queued". What must be
+shared with a running service is shared: every send reserves its slots in
+the rate budget of the same store (``SharedBudget``, atomic across the
+service's replicas and this process), so a cron job cannot push a member or a
+robot past WeCom's limits, and errors are WeCom's errcodes classified as for
+every other send. A temporary failure (the budget full beyond ``wait``, a
+retryable errcode, a network failure) exits with ``EXIT_TEMPORARY`` so the
+caller can try again; nothing is left half-sent in a store.
+
+Bad input — a missing file, a file over its type's limit, bytes of the wrong
+type, text over the message limit, an unknown or unfit receiver — is refused
+by ``prepare`` before the store or WeCom is touched.
+
+``--textcard`` is left to the text-card message type (``OneOff.textcard``
+is where its title, description and URL would go, built by its builder).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import IntEnum
+from pathlib import Path
+
+from alertbridge.config import Config
+from alertbridge.delivery.budget import SendBudget, SharedBudget
+from alertbridge.errors import AlertbridgeError, DeliveryError
+from alertbridge.message import Recipients, RenderedMessage
+from alertbridge.messengers.wecom.app import AppChannel
+from alertbridge.messengers.wecom.client import WeComClient
+from alertbridge.messengers.wecom.config import AppReceiver, RobotReceiver
+from alertbridge.messengers.wecom.limits import WECOM_BYTE_LIMITS, limits_for
+from alertbridge.messengers.wecom.media_rules import MediaFile, MediaKind, MediaRejected, check_media
+from alertbridge.messengers.wecom.robot import RobotChannel
+from alertbridge.stores import OutboxStore
+
+DEFAULT_WAIT = timedelta(seconds=60)
+
+
+class ExitCode(IntEnum):
+    SENT = 0
+    REFUSED = 1  # WeCom refused it for good (an errcode retrying cannot fix)
+    BAD_INPUT = 2  # refused before anything was stored or sent
+    TEMPORARY = 75  # EX_TEMPFAIL: try again later
+
+
+class BadInput(AlertbridgeError):
+    """The command line asks for something that cannot be sent; nothing was touched."""
+
+
+@dataclass(frozen=True, slots=True)
+class OneOff:
+    """What to send, checked: either ``message`` (text / markdown) or ``media``."""
+
+    receiver: str
+    settings: AppReceiver | RobotReceiver
+    recipients: Recipients
+    message: RenderedMessage | None = None
+    media: MediaFile | None = None
+
+    @property
+    def what(self) -> str:
+        if self.media is not None:
+            return f"{self.media.kind} {self.media.filename!r} ({self.media.size} bytes)"
+        assert self.message is not None
+        return f"{self.message.msgtype} ({self.message.byte_count}/{self.message.limit} bytes)"
+
+
+def prepare(config: Config, receiver: str, msgtype: str, value: str) -> OneOff:
+    """Check the request: ``msgtype`` is text/markdown (``value`` the content) or a
+    media type (``value`` a file path).
+
+    Raises:
+        BadInput: one line saying what is wrong.
+    """
+    settings = config.receivers.get(receiver)
+    if settings is None:
+        known = ", ".join(sorted(config.receivers)) or "none"
+        raise BadInput(f"no receiver {receiver!r} in the config (configured: {known})")
+    if not isinstance(settings, AppReceiver | RobotReceiver):
+        raise BadInput(
+            f"receiver {receiver!r} is a {settings.channel} receiver; send takes app and robot receivers"
+        )
+    recipients = _recipients(settings)
+    if msgtype in ("text", "markdown"):
+        limit = WECOM_BYTE_LIMITS[(settings.channel, msgtype)]
+        message = RenderedMessage(msgtype, value, limit)
+        if not value.strip():
+            raise BadInput(f"the {msgtype} is empty")
+        if message.byte_count > limit:
+            raise BadInput(
+                f"the {msgtype} has {message.byte_count} bytes; {settings.channel} {msgtype} messages may have {limit}"
+            )
+        return OneOff(receiver, settings, recipients, message=message)
+    kind = MediaKind(msgtype)
+    if isinstance(settings, RobotReceiver) and kind is MediaKind.VIDEO:
+        raise BadInput(f"receiver {receiver!r} is a group robot, which cannot send a video")
+    path = Path(value)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BadInput(f"{value}: cannot read: {exc.strerror or type(exc).__name__}") from None
+    try:
+        media = check_media(kind, data, path.name)
+    except MediaRejected as exc:
+        raise BadInput(f"{value}: {exc}") from None
+    if isinstance(settings, RobotReceiver) and kind is MediaKind.IMAGE and media.size > 2 * 1024 * 1024:
+        raise BadInput(f"{value}: {media.size} bytes; a group robot's image may have 2097152 (2 MB)")
+    return OneOff(receiver, settings, recipients, media=media)
+
+
+@dataclass(frozen=True, slots=True)
+class OneOffResult:
+    code: ExitCode
+    detail: str
+
+
+async def send_oneoff(
+    config: Config,
+    oneoff: OneOff,
+    client: WeComClient,
+    store: OutboxStore,
+    *,
+    wait: timedelta = DEFAULT_WAIT,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> OneOffResult:
+    """Send ``oneoff`` within the shared rate budget (waiting up to ``wait`` for a slot)."""
+    limits = limits_for(config.wecom, config.receivers.values(), oneoff.settings, oneoff.recipients)
+    budget = SharedBudget(SendBudget(), store)
+    deadline = clock() + wait
+    while True:
+        at = clock()
+        reservation = await budget.reserve(limits, at, 0, send_timeout=config.send_timeout)
+        if reservation is not None:
+            break
+        free = budget.memory.next_free(limits, at)
+        if free > deadline:
+            return OneOffResult(
+                ExitCode.TEMPORARY, f"rate budget of {oneoff.receiver} is spent until {free:%H:%M:%S} UTC"
+            )
+        await asyncio.sleep(max(0.05, (free - at).total_seconds()))
+    try:
+        await _deliver(config, oneoff, client)
+    except DeliveryError as exc:
+        await budget.refund(limits, reservation, at)
+        code = ExitCode.TEMPORARY if exc.retryable else ExitCode.REFUSED
+        return OneOffResult(code, f"{exc.reason}: {exc}")
+    await budget.settle(limits, reservation, at, clock())
+    return OneOffResult(ExitCode.SENT, f"sent {oneoff.what} to {oneoff.receiver}")
+
+
+async def _deliver(config: Config, oneoff: OneOff, client: WeComClient) -> None:
+    settings = oneoff.settings
+    if isinstance(settings, AppReceiver):
+        app = AppChannel(client, settings.app, config.wecom.apps[settings.app])
+        if oneoff.media is not None:
+            await app.send_media(oneoff.media, oneoff.recipients)
+        else:
+            assert oneoff.message is not None
+            await app.send(oneoff.message, oneoff.recipients)
+        return
+    robot = RobotChannel(client, settings.robot_key)
+    if oneoff.media is not None:
+        await robot.send_media(oneoff.media)
+    else:
+        assert oneoff.message is not None
+        await robot.send(oneoff.message, oneoff.recipients)
+
+
+def _recipients(settings: AppReceiver | RobotReceiver) -> Recipients:
+    """An app receiver's configured users, departments and tags; a robot's group (no mentions)."""
+    if isinstance(settings, AppReceiver):
+        return Recipients(
+            to_user=tuple(settings.to_user), to_party=tuple(settings.to_party), to_tag=tuple(settings.to_tag)
+        )
+    return Recipients()
