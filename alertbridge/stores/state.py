@@ -92,6 +92,24 @@ class AuditEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file a member sent to an app (an image, voice, video or file message),
+    kept beside the audit row that records it (``audit_id``), so a screenshot
+    replied to an alert stays with who sent it and which reference it concerns."""
+
+    kind: str  # image | voice | video | file (the inbound MsgType)
+    filename: str
+    content_type: str
+    media_id: str  # WeCom's id, valid 3 days: the bytes are kept here instead
+    data: bytes
+    audit_id: int | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+@dataclass(frozen=True, slots=True)
 class CardRecord:
     """A template card sent for a reference; its response_code is usable once."""
 
@@ -191,6 +209,15 @@ class StateStore(Protocol):
 
     async def list_audit(self, limit: int) -> list[AuditEntry]:
         """Newest first."""
+
+    async def latest_audit_ref(self, user: str) -> int | None:
+        """The reference named by ``user``'s most recent audited action that named one."""
+
+    async def add_attachment(self, entry: AuditEntry, attachment: Attachment) -> int:
+        """Append ``entry`` and keep ``attachment`` beside it, in one transaction;
+        the new audit row's id (``attachment.audit_id`` is ignored)."""
+
+    async def get_attachment(self, audit_id: int) -> Attachment | None: ...
 
     async def save_card(self, card: CardRecord) -> None: ...
 

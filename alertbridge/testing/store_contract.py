@@ -28,6 +28,7 @@ from alertbridge.messengers import RateLimit
 from alertbridge.model import Alert, AlertGroup, Status
 from alertbridge.stores import DeliveryStatus, DigestPartRecord, NewDelivery, OutboxStore, Stores
 from alertbridge.stores.state import (
+    Attachment,
     AuditEntry,
     CardRecord,
     Resolution,
@@ -959,6 +960,26 @@ class StateContract:
         assert [e.user for e in await store.list_audit(2)] == ["lisi", "wangwu"]
 
         assert [replace(e, id=None) for e in reversed(listed)] == entries
+
+    async def test_attachments_sit_beside_their_audit_row(self, store: StateStore) -> None:
+        await store.add_audit(AuditEntry(at=at(0), user="zhangsan", action="ack", ref=7, result="ok"))
+        await store.add_audit(AuditEntry(at=at(1), user="zhangsan", action="help", ref=None, result="ok"))
+        await store.add_audit(AuditEntry(at=at(2), user="lisi", action="ack", ref=9, result="ok"))
+        # The reference of the member's most recent action that named one.
+        assert await store.latest_audit_ref("zhangsan") == 7
+        assert await store.latest_audit_ref("wangwu") is None
+
+        png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+        entry = AuditEntry(
+            at=at(3), user="zhangsan", action="attach:image", ref=7, result="ok", detail="截图.png"
+        )
+        audit_id = await store.add_attachment(entry, Attachment("image", "截图.png", "image/png", "m-1", png))
+        listed = await store.list_audit(10)
+        assert listed[0] == replace(entry, id=audit_id)
+        kept = await store.get_attachment(audit_id)
+        assert kept == Attachment("image", "截图.png", "image/png", "m-1", png, audit_id=audit_id)
+        assert await store.get_attachment(listed[1].id or 0) is None
+        assert await store.latest_audit_ref("zhangsan") == 7
 
     async def test_card_response_code_is_usable_once(self, store: StateStore) -> None:
         ref = (await store.record_notification("ops", make_ref_group(), OPS, at(0))).ref.ref

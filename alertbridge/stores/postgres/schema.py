@@ -207,6 +207,22 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )
         """,
     ),
+    (
+        # Files members send to an app (a screenshot replied to an alert), one
+        # per audit row that records it; kept as long as the audit trail.
+        """
+        CREATE TABLE audit_attachments (
+            audit_id     BIGINT PRIMARY KEY,
+            kind         TEXT   NOT NULL,
+            filename     TEXT   NOT NULL,
+            content_type TEXT   NOT NULL,
+            media_id     TEXT   NOT NULL,
+            data         BYTEA  NOT NULL
+        )
+        """,
+        # latest_audit_ref: a member's most recent action.
+        "CREATE INDEX audit_user ON audit (user_id, at, id)",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

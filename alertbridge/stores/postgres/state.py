@@ -25,6 +25,7 @@ from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.model import AlertGroup, Status
 from alertbridge.stores.codec import DECODE_ERRORS, decode_rows, dumps, to_us
+from alertbridge.stores.postgres.attachments import PostgresAttachments
 from alertbridge.stores.postgres.command_records import PostgresCommandRecords
 from alertbridge.stores.postgres.db import Connection, PostgresDatabase, affected
 from alertbridge.stores.postgres.resolutions import PostgresResolutions
@@ -44,7 +45,7 @@ logger = logging.getLogger(__name__)
 _PRUNE_CHUNK: Final = 500
 
 
-class PostgresStateStore(PostgresCommandRecords, PostgresResolutions):
+class PostgresStateStore(PostgresCommandRecords, PostgresResolutions, PostgresAttachments):
     """``StateStore`` on the replica's PostgreSQL database (the outbox's pool)."""
 
     def __init__(self, database: PostgresDatabase) -> None:

@@ -42,6 +42,7 @@ from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.model import AlertGroup, Status
 from alertbridge.stores.codec import DECODE_ERRORS, decode_rows, dumps, to_us
+from alertbridge.stores.sqlite.attachments import SqliteAttachments
 from alertbridge.stores.sqlite.command_records import SqliteCommandRecords
 from alertbridge.stores.sqlite.db import SqliteConnection
 from alertbridge.stores.sqlite.resolutions import SqliteResolutions
@@ -64,7 +65,7 @@ logger = logging.getLogger(__name__)
 _PRUNE_CHUNK: Final = 500
 
 
-class SqliteStateStore(SqliteCommandRecords, SqliteResolutions):
+class SqliteStateStore(SqliteCommandRecords, SqliteResolutions, SqliteAttachments):
     """``StateStore`` on one SQLite file (normally the outbox's file).
 
     Like the outbox, it is meant for a single serving process; CLI tools may
