@@ -261,7 +261,7 @@ def test_refusals_bad_input_help_and_unsupported(bridge: Bridge, caplog: pytest.
         assert "确认" in bridge.wait_reply("zhangsan", 2)
         wecom.send_xml(
             b"<xml><ToUserName>x</ToUserName><FromUserName>zhangsan</FromUserName><CreateTime>1</CreateTime>"
-            b"<MsgType>image</MsgType><PicUrl>http://x</PicUrl><MediaId>m</MediaId><MsgId>99</MsgId>"
+            b"<MsgType>location</MsgType><Location_X>23.1</Location_X><MsgId>99</MsgId>"
             b"<AgentID>1000002</AgentID></xml>"
         )
         assert "不支持" in bridge.wait_reply("zhangsan", 3)

@@ -43,10 +43,12 @@ from alertbridge.messengers.wecom.crypto import CallbackCrypto, check_timestamp
 from alertbridge.messengers.wecom.inbound import (
     EventMessage,
     InboundMessage,
+    MediaMessage,
     TextMessage,
     dedup_key,
     parse_inbound,
 )
+from alertbridge.messengers.wecom.inbound_media import keep_inbound_media
 from alertbridge.messengers.wecom.limits import member_limits
 from alertbridge.metrics import Metrics
 from alertbridge.stores.state import StateStore
@@ -192,6 +194,19 @@ class WeComCallback:
         user = message.from_user
         if isinstance(message, TextMessage):
             await self._run_text(app_name, app, user, message.content)
+            return
+        if isinstance(message, MediaMessage):
+            reply = await keep_inbound_media(
+                message,
+                app_name=app_name,
+                app=app,
+                client=self._client,
+                state=self._state,
+                max_bytes=self._config.wecom.inbound_media_max_bytes,
+                now=self._clock,
+                language=self._executor.language,
+            )
+            await self._reply(app_name, app, user, reply)
             return
         if not isinstance(message, EventMessage):
             await self._reply(

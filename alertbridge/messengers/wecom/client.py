@@ -34,7 +34,7 @@ from alertbridge.messengers.wecom.errors import WeComTransportError, api_error
 from alertbridge.messengers.wecom.media import MediaCache
 from alertbridge.messengers.wecom.media_rules import MediaFile, MediaKind
 from alertbridge.messengers.wecom.token import AccessTokenCache, Clock, IssuedToken
-from alertbridge.messengers.wecom.transport import Answer, WeComTransport
+from alertbridge.messengers.wecom.transport import Answer, Download, WeComTransport
 from alertbridge.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ UPDATE_TEMPLATE_CARD = "/cgi-bin/message/update_template_card"
 WEBHOOK_SEND = "/cgi-bin/webhook/send"
 MEDIA_UPLOAD = "/cgi-bin/media/upload"
 ROBOT_UPLOAD_MEDIA = "/cgi-bin/webhook/upload_media"
+MEDIA_GET = "/cgi-bin/media/get"
 # What a robot can send by media id (docs §5); images go inline as base64.
 ROBOT_MEDIA_KINDS = frozenset({MediaKind.FILE, MediaKind.VOICE})
 USER_GET = "/cgi-bin/user/get"
@@ -233,6 +234,30 @@ class WeComClient:
         if answer.errcode != ErrCode.OK:
             raise api_error(answer.errcode, answer.errmsg, ROBOT_UPLOAD_MEDIA)
         return _media_id(answer, ROBOT_UPLOAD_MEDIA)
+
+    async def download_media(
+        self, app_name: str, app: WeComAppConfig, media_id: str, max_bytes: int
+    ) -> Download:
+        """Fetch media a member sent to the app (``media/get``, docs §7), at most ``max_bytes``.
+
+        Raises:
+            PermanentWeComAPIError: 40007 (unknown or expired media id) and
+                every other permanent errcode.
+            TransientDeliveryError: a retryable errcode or a transport failure;
+                ``too_large`` when the file exceeds ``max_bytes``.
+        """
+        got: list[Download] = []
+
+        async def call(token: str) -> Answer:
+            params = {"access_token": token, "media_id": media_id}
+            result = await self._transport.download(MEDIA_GET, params, secrets=(token,), max_bytes=max_bytes)
+            if isinstance(result, Download):
+                got.append(result)
+                return Answer(ErrCode.OK, "ok", {})
+            return result
+
+        await self._with_token(app_name, app, MEDIA_GET, call)
+        return got[-1]
 
     async def user_departments(self, app_name: str, app: WeComAppConfig, userid: str) -> frozenset[str]:
         """The ids of the departments ``userid`` belongs to (``user/get``'s ``department``).

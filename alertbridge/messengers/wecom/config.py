@@ -75,6 +75,9 @@ class WeComConfig(Section):
     api_base: str = "https://qyapi.weixin.qq.com"
     timeout: Annotated[timedelta, Field(gt=timedelta(0))] = timedelta(seconds=10)
     apps: dict[str, WeComAppConfig] = Field(default_factory=dict)
+    # Images, voices, videos and files members send to an app are fetched
+    # (media/get) and kept in the audit trail up to this size; 0 keeps none.
+    inbound_media_max_bytes: int = Field(default=20 * 1024 * 1024, ge=0, le=20 * 1024 * 1024)
 
     _parse_timeout = field_validator("timeout", mode="before")(duration_value)
 
