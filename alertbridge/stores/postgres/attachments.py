@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from alertbridge.stores.codec import to_us
 from alertbridge.stores.postgres.db import PostgresDatabase
 from alertbridge.stores.state import Attachment, AuditEntry
+from alertbridge.stores.state_codec import (
+    ATTACHMENT_COLUMNS,
+    AUDIT_INSERT_COLUMNS,
+    attachment_values,
+    audit_values,
+    decode_one,
+    to_attachment,
+)
 
 
 class PostgresAttachments:
@@ -24,35 +31,20 @@ class PostgresAttachments:
         async with self._db.transaction("add_attachment") as conn:
             audit_id = int(
                 await conn.fetchval(
-                    "INSERT INTO audit (at, user_id, action, ref, result, detail, silence_id)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                    to_us(entry.at),
-                    entry.user,
-                    entry.action,
-                    entry.ref,
-                    entry.result,
-                    entry.detail,
-                    entry.silence_id,
+                    f"INSERT INTO audit ({AUDIT_INSERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                    *audit_values(entry),
                 )
             )
             await conn.execute(
-                "INSERT INTO audit_attachments (audit_id, kind, filename, content_type, media_id, data)"
-                " VALUES ($1, $2, $3, $4, $5, $6)",
-                audit_id,
-                attachment.kind,
-                attachment.filename,
-                attachment.content_type,
-                attachment.media_id,
-                attachment.data,
+                f"INSERT INTO audit_attachments ({ATTACHMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)",
+                *attachment_values(audit_id, attachment),
             )
         return audit_id
 
     async def get_attachment(self, audit_id: int) -> Attachment | None:
         row = await self._db.fetchrow(
             "get_attachment",
-            "SELECT kind, filename, content_type, media_id, data FROM audit_attachments WHERE audit_id = $1",
+            f"SELECT {ATTACHMENT_COLUMNS} FROM audit_attachments WHERE audit_id = $1",
             audit_id,
         )
-        if row is None:
-            return None
-        return Attachment(row[0], row[1], row[2], row[3], bytes(row[4]), audit_id=audit_id)
+        return decode_one(row, to_attachment)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from alertbridge.stores.codec import to_us
 from alertbridge.stores.sqlite.db import SqliteConnection
 from alertbridge.stores.state import Attachment, AuditEntry
+from alertbridge.stores.state_codec import (
+    ATTACHMENT_COLUMNS,
+    AUDIT_INSERT_COLUMNS,
+    attachment_values,
+    audit_values,
+    decode_one,
+    to_attachment,
+)
 
 
 class SqliteAttachments:
@@ -23,40 +30,21 @@ class SqliteAttachments:
     async def add_attachment(self, entry: AuditEntry, attachment: Attachment) -> int:
         async with self._connection.session("add_attachment", write=True) as db:
             async with db.execute(
-                "INSERT INTO audit (at, user_id, action, ref, result, detail, silence_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    to_us(entry.at),
-                    entry.user,
-                    entry.action,
-                    entry.ref,
-                    entry.result,
-                    entry.detail,
-                    entry.silence_id,
-                ),
+                f"INSERT INTO audit ({AUDIT_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                audit_values(entry),
             ) as cursor:
                 audit_id = cursor.lastrowid
             assert audit_id is not None  # an INSERT into a rowid table always has one
             await db.execute(
-                "INSERT INTO audit_attachments (audit_id, kind, filename, content_type, media_id, data)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    audit_id,
-                    attachment.kind,
-                    attachment.filename,
-                    attachment.content_type,
-                    attachment.media_id,
-                    attachment.data,
-                ),
+                f"INSERT INTO audit_attachments ({ATTACHMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                attachment_values(audit_id, attachment),
             )
         return audit_id
 
     async def get_attachment(self, audit_id: int) -> Attachment | None:
         row = await self._connection.fetchone(
             "get_attachment",
-            "SELECT kind, filename, content_type, media_id, data FROM audit_attachments WHERE audit_id = ?",
+            f"SELECT {ATTACHMENT_COLUMNS} FROM audit_attachments WHERE audit_id = ?",
             (audit_id,),
         )
-        if row is None:
-            return None
-        return Attachment(row[0], row[1], row[2], row[3], bytes(row[4]), audit_id=audit_id)
+        return decode_one(row, to_attachment)
