@@ -290,37 +290,11 @@ _ONEOFF_TYPES = ("text", "markdown", "image", "file", "voice", "video")
 
 def _send(args: argparse.Namespace) -> int:
     """``send``: checked before the store or WeCom is touched, then sent (see messengers/wecom/oneoff.py)."""
-    from alertbridge.app import new_http_client
-    from alertbridge.logs import configure_logging
-    from alertbridge.messengers.wecom.client import WeComClient
-    from alertbridge.messengers.wecom.oneoff import BadInput, ExitCode, prepare, send_oneoff
+    from alertbridge.messengers.wecom.oneoff import run_send
 
-    config = _load(args)
     msgtype = next(kind for kind in _ONEOFF_TYPES if getattr(args, kind) is not None)
-    try:
-        oneoff = prepare(config, args.receiver, msgtype, getattr(args, msgtype))
-    except BadInput as exc:
-        print(f"alertbridge send: {exc}", file=sys.stderr)
-        return int(ExitCode.BAD_INPUT)
-
-    async def run() -> int:
-        configure_logging(config.secrets(), sys.stderr, config.log.level, config.log.format)
-        store = stores_for(config).outbox
-        await store.open()
-        try:
-            async with new_http_client(config) as http:
-                client = WeComClient(http, config.wecom.api_base)
-                result = await send_oneoff(config, oneoff, client, store, wait=timedelta(seconds=args.wait))
-        finally:
-            await store.close()
-        sent = result.code is ExitCode.SENT
-        print(
-            result.detail if sent else f"alertbridge send: not sent: {result.detail}",
-            file=sys.stdout if sent else sys.stderr,
-        )
-        return int(result.code)
-
-    return asyncio.run(run())
+    wait = timedelta(seconds=args.wait)
+    return run_send(_load(args), args.receiver, msgtype, getattr(args, msgtype), wait, sys.stdout, sys.stderr)
 
 
 def _receiver(config: Config, name: str) -> ReceiverConfig:

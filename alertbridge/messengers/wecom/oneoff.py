@@ -31,10 +31,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from pathlib import Path
+from typing import TextIO
 
+from alertbridge.app import new_http_client
 from alertbridge.config import Config
 from alertbridge.delivery.budget import SendBudget, SharedBudget
 from alertbridge.errors import AlertbridgeError, DeliveryError
+from alertbridge.logs import configure_logging
 from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.messengers.wecom.app import AppChannel
 from alertbridge.messengers.wecom.client import WeComClient
@@ -42,7 +45,7 @@ from alertbridge.messengers.wecom.config import AppReceiver, RobotReceiver
 from alertbridge.messengers.wecom.limits import WECOM_BYTE_LIMITS, limits_for
 from alertbridge.messengers.wecom.media_rules import MediaFile, MediaKind, MediaRejected, check_media
 from alertbridge.messengers.wecom.robot import RobotChannel
-from alertbridge.stores import OutboxStore
+from alertbridge.stores import OutboxStore, stores_for
 
 DEFAULT_WAIT = timedelta(seconds=60)
 
@@ -184,3 +187,32 @@ def _recipients(settings: AppReceiver | RobotReceiver) -> Recipients:
             to_user=tuple(settings.to_user), to_party=tuple(settings.to_party), to_tag=tuple(settings.to_tag)
         )
     return Recipients()
+
+
+def run_send(
+    config: Config, receiver: str, msgtype: str, value: str, wait: timedelta, out: TextIO, err: TextIO
+) -> int:
+    """The ``send`` command: check, then send; one line on ``out`` (sent) or ``err``; the exit code."""
+    try:
+        oneoff = prepare(config, receiver, msgtype, value)
+    except BadInput as exc:
+        print(f"alertbridge send: {exc}", file=err)
+        return int(ExitCode.BAD_INPUT)
+
+    async def run() -> OneOffResult:
+        configure_logging(config.secrets(), err, config.log.level, config.log.format)
+        store = stores_for(config).outbox
+        await store.open()
+        try:
+            async with new_http_client(config) as http:
+                client = WeComClient(http, config.wecom.api_base)
+                return await send_oneoff(config, oneoff, client, store, wait=wait)
+        finally:
+            await store.close()
+
+    result = asyncio.run(run())
+    if result.code is ExitCode.SENT:
+        print(result.detail, file=out)
+    else:
+        print(f"alertbridge send: not sent: {result.detail}", file=err)
+    return int(result.code)
