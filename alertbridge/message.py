@@ -19,8 +19,10 @@ class RenderedMessage:
     ``part``/``parts`` number the messages a group was split into (1/1 when it
     fit in one). A ``template_card`` message carries the card JSON in ``card``
     and a plain summary in ``content``. ``images`` are URLs of alert images
-    (Grafana panels) the channel posts after the message, best effort; the
-    dispatcher sets them on the last part only.
+    (Grafana panels) the channel posts after the message, best effort;
+    ``files`` URLs of files it posts after those (a receiver's
+    ``attachment_urls``), best effort too. The dispatcher sets both on the
+    last part only.
     """
 
     msgtype: str  # "text" | "markdown" | "template_card"
@@ -30,6 +32,7 @@ class RenderedMessage:
     parts: int = 1
     card: Mapping[str, Any] | None = None
     images: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
 
     @property
     def byte_count(self) -> int:

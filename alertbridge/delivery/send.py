@@ -48,7 +48,7 @@ class StoredPart:
 
 @dataclass(frozen=True, slots=True)
 class Sent:
-    message: RenderedMessage  # as sent: with the images the budget had room for
+    message: RenderedMessage  # as sent: with the images and files the budget had room for
     receipt: Receipt
     at: datetime  # when WeCom answered
 
@@ -80,7 +80,7 @@ class Sender:
         reservation = await budget.reserve(
             limits,
             at,
-            len(message.images),
+            len(message.images) + len(message.files),
             send_timeout=self._ctx.config.send_timeout,
             part=None if stored is None else stored.part,
             delivery_id=None if stored is None else stored.delivery_id,
@@ -88,10 +88,11 @@ class Sender:
         )
         if reservation is None:
             return None
-        slots = reservation.slots
-        if slots - 1 < len(message.images):
-            # Images are best effort: only as many as the budget had room for.
-            message = dataclasses.replace(message, images=message.images[: slots - 1])
+        room = reservation.slots - 1
+        if room < len(message.images) + len(message.files):
+            # Images, then files, are best effort: only as many as the budget had room for.
+            images = message.images[:room]
+            message = dataclasses.replace(message, images=images, files=message.files[: room - len(images)])
         try:
             receipt = await channel.send(message, recipients)
         except DeliveryError as exc:

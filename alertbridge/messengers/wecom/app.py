@@ -4,9 +4,11 @@ A message that carries image URLs (``RenderedMessage.images``) is followed by
 one ``image`` message per image, to the same recipients: the image is fetched
 (``ImageFetcher``), uploaded once per content (``media/upload``, its media_id
 reused from ``WeComClient.media_cache`` for 2.5 days) and sent by media_id.
-Images are best effort: any failure is logged, counted in
-``image_failures[reason]`` and skipped; the message itself, already sent,
-carries the link.
+File URLs (``RenderedMessage.files``, a receiver's ``attach_files``) follow
+as ``file`` messages the same way (``ImageFetcher.fetch_file``, WeCom's file
+rules). Both are best effort: any failure is logged, counted in
+``image_failures[reason]`` (``images_sent`` counts both) and skipped; the
+message itself, already sent, carries the link.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import PurePosixPath
+from urllib.parse import unquote, urlsplit
 
 from alertbridge.errors import DeliveryError, PermanentDeliveryError
-from alertbridge.images import FetchedImage, ImageError, ImageFetcher, record_image_failure
+from alertbridge.images import ImageError, ImageFetcher, record_image_failure
 from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.messengers import Receipt
 from alertbridge.messengers.wecom.client import AppSendResult, WeComClient
@@ -125,21 +129,22 @@ class AppChannel:
         body = build_app_body(message, recipients, self._app.agent_id, self.duplicate_check)
         result = await self._client.send_app_message(self._app_name, self._app, body)
         if message.images:
-            await self._send_images(message.images, recipients)
+            await self._send_attachments(MediaKind.IMAGE, message.images, recipients)
+        if message.files:
+            await self._send_attachments(MediaKind.FILE, message.files, recipients)
         return Receipt(
             msgid=result.msgid or None, response_code=getattr(result, "response_code", None) or None
         )
 
-    async def _send_images(self, urls: Sequence[str], recipients: Recipients) -> None:
-        """Post each image after the message; never raises (see the module docs)."""
+    async def _send_attachments(self, kind: MediaKind, urls: Sequence[str], recipients: Recipients) -> None:
+        """Post each image or file after the message; never raises (see the module docs)."""
         where = f"app:{self._app_name}"
         if self._images is None:
-            log.debug("images_not_configured channel=%s images=%d", where, len(urls))
+            log.debug("images_not_configured channel=%s %ss=%d", where, kind, len(urls))
             return
         for url in urls:
             try:
-                image = await self._images.fetch(url)
-                await self._send_image(image, recipients)
+                await self._send_attachment(self._images, kind, url, recipients)
             except ImageError as exc:
                 record_image_failure(
                     self.image_failures, self._metrics, exc.reason, channel=where, url=url, detail=str(exc)
@@ -152,7 +157,7 @@ class AppChannel:
                 record_image_failure(
                     self.image_failures, self._metrics, exc.stage, channel=where, url=url, detail=exc.detail
                 )
-            except Exception as exc:  # the message is sent: an image bug must not re-send it
+            except Exception as exc:  # the message is sent: an attachment bug must not re-send it
                 log.exception("image_crashed channel=%s", where)
                 record_image_failure(
                     self.image_failures,
@@ -166,8 +171,15 @@ class AppChannel:
                 self.images_sent += 1
                 self._metrics.images.labels(self.kind, "sent").inc()
 
-    async def _send_image(self, image: FetchedImage, recipients: Recipients) -> None:
-        media = check_media(MediaKind.IMAGE, image.data, f"alert.{image.extension}")
+    async def _send_attachment(
+        self, fetcher: ImageFetcher, kind: MediaKind, url: str, recipients: Recipients
+    ) -> None:
+        if kind is MediaKind.IMAGE:
+            image = await fetcher.fetch(url)
+            media = check_media(kind, image.data, f"alert.{image.extension}")
+        else:
+            fetched = await fetcher.fetch_file(url)
+            media = check_media(kind, fetched.data, file_name_of(url))
         await self._send_media_staged(media, recipients)
 
     async def send_media(self, media: MediaFile, recipients: Recipients) -> AppSendResult:
@@ -232,3 +244,9 @@ class MediaSendError(Exception):
         self.cause = cause
         self.detail = f"{cause.reason}: {cause}"
         self.errcode = cause.errcode if isinstance(cause, WeComAPIError) else None
+
+
+def file_name_of(url: str) -> str:
+    """The name WeCom shows for a file fetched from ``url``: its path's last part."""
+    name = PurePosixPath(unquote(urlsplit(url).path)).name
+    return name or "attachment"

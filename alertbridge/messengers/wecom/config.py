@@ -132,6 +132,10 @@ def _default_buttons() -> list[ButtonConfig]:
     ]
 
 
+# Files posted after one message at most (each is a message in the member's budget).
+MAX_ATTACHED_FILES = 3
+
+
 class AppReceiver(ReceiverBase):
     channel: Literal["app"]
     msgtype: AppMessageType = "markdown"  # type: ignore[assignment]
@@ -143,9 +147,22 @@ class AppReceiver(ReceiverBase):
     buttons: list[ButtonConfig] = Field(default_factory=_default_buttons, max_length=6)
     # Per-alert recipients from labels, added to to_user.
     extra_recipients: MentionConfig | None = None
+    # Annotations whose http(s) URL names a file (a report, a log) to post as a
+    # `file` message after the text: fetched under the [images] rules, at most
+    # 20 MB, the first MAX_ATTACHED_FILES distinct URLs of the firing alerts.
+    attach_files: list[str] = Field(default_factory=list)
 
     def recipients_for(self, group: AlertGroup) -> Recipients:
         return app_recipients(self, group)
+
+    def attachment_urls(self, group: AlertGroup) -> tuple[str, ...]:
+        urls: list[str] = []
+        for alert in group.firing:
+            for name in self.attach_files:
+                url = alert.annotations.get(name, "").strip()
+                if url and url not in urls:
+                    urls.append(url)
+        return tuple(urls[:MAX_ATTACHED_FILES])
 
     @property
     def reply_app(self) -> str | None:
