@@ -169,6 +169,8 @@ async def token_of(raw: httpx.AsyncClient) -> str:
         ("voice", b"#!AMR\n" + b"\x00" * (2 * MiB), "a.amr", 40006),
         ("file", b"\x00" * (20 * MiB + 1), "a.bin", 40006),
         ("image", b"GIF89a" + b"\x00" * 40, "a.png", 40005),
+        ("voice", b"RIFF....WAVEfmt " + b"\x00" * 40, "a.amr", 40005),
+        ("video", b"\x1aE\xdf\xa3" + b"\x00" * 40, "a.mp4", 40005),
     ],
 )
 async def test_the_fake_refuses_what_the_rules_refuse(

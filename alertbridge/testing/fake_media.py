@@ -137,8 +137,6 @@ class FakeMedia:
             if part is None or not part.data:
                 raise core._Reject(44001, "empty media data")
             core._check_media(media_type, part)
-            if media_type == "voice" and not part.data.startswith(b"#!AMR"):
-                raise core._Reject(40005, "invalid file type, a voice must be AMR")
         except core._Reject as reject:
             return core._answer(reject.errcode, reject.errmsg)
         stored = StoredMedia(

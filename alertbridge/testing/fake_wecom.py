@@ -31,8 +31,8 @@ tests run against the same checks WeCom would apply:
   image/voice/video/file (40004); a multipart part ``media`` with content
   (44001) of more than 5 bytes (40006) and at most the type's limit (image
   10 MB: 40009, video 10 MB: 40011, voice 2 MB and file 20 MB: 40006); an
-  image must be named ``.jpg``/``.jpeg``/``.png`` and be PNG or JPEG
-  (40005, WeCom's "invalid file type"). Media ids are valid for
+  image must be named ``.jpg``/``.jpeg``/``.png`` and be PNG or JPEG, a
+  voice AMR, a video MP4 (40005, WeCom's "invalid file type"). Media ids are valid for
   ``media_lifetime`` (3 days) for every app of the uploading corp: app
   ``image``/``voice``/``video``/``file`` messages naming an unknown, expired
   or foreign media id get 40007;
@@ -1290,6 +1290,10 @@ def _check_media(media_type: str, part: _Part) -> None:
             raise _Reject(40005, "invalid file type, an image must be named .jpg or .png")
         if not part.data.startswith((_PNG_MAGIC, _JPEG_MAGIC)):
             raise _Reject(40005, "invalid file type, an image must be JPG or PNG")
+    if media_type == "voice" and not part.data.startswith(b"#!AMR"):
+        raise _Reject(40005, "invalid file type, a voice must be AMR")
+    if media_type == "video" and part.data[4:8] != b"ftyp":
+        raise _Reject(40005, "invalid file type, a video must be MP4")
 
 
 def _robot_image(section: Mapping[str, Any]) -> str:
