@@ -47,6 +47,7 @@ def config(tmp_path: Path, fake_wecom: tuple[FakeWeCom, str]) -> Path:
 url = "sqlite:///{tmp_path / "state" / "alertbridge.db"}"
 [wecom]
 api_base = "{fake_wecom[1]}"
+timeout = "1s"
 [wecom.apps.ops]
 corp_id = "{CORP_ID}"
 agent_id = {AGENT_ID}
@@ -72,6 +73,20 @@ def db_of(config: Path) -> Path:
     return config.parent / "state" / "alertbridge.db"
 
 
+def recent_sends(config: Path) -> list[tuple[str, datetime]]:
+    """The sends the store's rate budget holds (what the service reserves against)."""
+
+    async def query() -> list[tuple[str, datetime]]:
+        store = SqliteOutboxStore(db_of(config))
+        await store.open()
+        try:
+            return await store.recent_sends(datetime.now(UTC) - timedelta(hours=1))
+        finally:
+            await store.close()
+
+    return asyncio.run(query())
+
+
 def test_a_file_arrives_through_the_shared_rate_budget(
     config: Path, wecom: FakeWeCom, tmp_path: Path
 ) -> None:
@@ -85,16 +100,8 @@ def test_a_file_arrives_through_the_shared_rate_budget(
     (sent,) = wecom.messages(MESSAGE_SEND)
     assert (sent.msgtype, sent.media_id, sent.to_user) == ("file", upload.media_id, ("zhangsan",))
 
-    async def sends() -> list[tuple[str, datetime]]:
-        store = SqliteOutboxStore(db_of(config))
-        await store.open()
-        try:
-            return await store.recent_sends(datetime.now(UTC) - timedelta(hours=1))
-        finally:
-            await store.close()
-
     # The send was counted where the service counts its own: the member's budget keys.
-    keys = {key for key, _ in asyncio.run(sends())}
+    keys = {key for key, _ in recent_sends(config)}
     assert keys and all("zhangsan" in key for key in keys), keys
 
 
@@ -129,6 +136,18 @@ def test_wecom_refusals_exit_1_for_good_and_75_for_now(config: Path, wecom: Fake
     busy = run(config, "--receiver", "oncall", "--text", "hello")
     assert busy.returncode == 75
     assert "server_busy" in busy.stderr
+    # Refused or busy, WeCom answered: the budget got its slots back.
+    assert recent_sends(config) == []
+
+
+def test_a_timed_out_send_may_have_arrived_and_keeps_its_slot(config: Path, wecom: FakeWeCom) -> None:
+    wecom.add_fault("message/send", Fault(delay=3.0))
+    late = run(config, "--receiver", "oncall", "--text", "hello")
+    assert late.returncode == 75
+    assert "timeout" in late.stderr and "it may have arrived all the same" in late.stderr
+    assert {key for key, _ in recent_sends(config)} and all(
+        "zhangsan" in key for key, _ in recent_sends(config)
+    )
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ from typing import TextIO
 from alertbridge.app import new_http_client
 from alertbridge.config import Config
 from alertbridge.delivery.budget import SendBudget, SharedBudget
+from alertbridge.delivery.outcome import not_arrived
 from alertbridge.errors import AlertbridgeError, DeliveryError
 from alertbridge.logs import configure_logging
 from alertbridge.message import Recipients, RenderedMessage
@@ -155,9 +156,14 @@ async def send_oneoff(
     try:
         await _deliver(config, oneoff, client)
     except DeliveryError as exc:
-        await budget.refund(limits, reservation, at)
         code = ExitCode.TEMPORARY if exc.retryable else ExitCode.REFUSED
-        return OneOffResult(code, f"{exc.reason}: {exc}")
+        if not_arrived(exc):
+            await budget.refund(limits, reservation, at)
+            return OneOffResult(code, f"{exc.reason}: {exc}")
+        # A timeout or a broken connection: WeCom may have taken it and counts
+        # it against the receiver, so its slots stay spent (as the dispatcher's).
+        await budget.settle(limits, reservation, at, clock())
+        return OneOffResult(code, f"{exc.reason}: {exc} (it may have arrived all the same)")
     await budget.settle(limits, reservation, at, clock())
     return OneOffResult(ExitCode.SENT, f"sent {oneoff.what} to {oneoff.receiver}")
 
