@@ -118,6 +118,15 @@ def test_text_markdown_and_media_to_a_robot(config: Path, wecom: FakeWeCom, tmp_
     assert uploaded.filename == "call.amr"
 
 
+def test_a_huge_file_is_refused_by_its_size_without_being_read(config: Path, tmp_path: Path) -> None:
+    huge = tmp_path / "dump.bin"
+    with huge.open("wb") as out:
+        out.truncate(8 * 1024**3)  # sparse: 8 GB on paper, nothing on disk
+    result = run(config, "--receiver", "oncall", "--file", str(huge))
+    assert result.returncode == 2
+    assert f"has {8 * 1024**3} bytes; a file may have at most 20971520 (20 MB)" in result.stderr
+
+
 def test_a_spent_rate_budget_is_a_temporary_failure(config: Path, wecom: FakeWeCom) -> None:
     for _ in range(2):
         assert run(config, "--receiver", "room", "--markdown", "**ok**").returncode == 0

@@ -103,8 +103,24 @@ class MediaFile:
 
 def check_media(kind: MediaKind, data: bytes, filename: str) -> MediaFile:
     """``data`` as a ``MediaFile`` of ``kind``, or ``MediaRejected`` naming the broken rule."""
+    check_size(kind, len(data), filename)
     rule = MEDIA_RULES[kind]
-    size = len(data)
+    content_type, extension = _sniff(kind, data, filename)
+    if kind is MediaKind.VOICE:
+        seconds = amr_duration(data)
+        if seconds > MAX_VOICE_SECONDS:
+            raise MediaRejected(
+                kind, MediaRefusal.TOO_LONG, f"{filename!r} lasts about {seconds:.0f} s; at most 60 s"
+            )
+    name = PurePath(filename).name or f"media{extension}"
+    if extension and not name.lower().endswith(rule.extensions):
+        name = f"{PurePath(name).stem or 'media'}{extension}"
+    return MediaFile(kind, data, name, content_type, hashlib.sha256(data).hexdigest())
+
+
+def check_size(kind: MediaKind, size: int, filename: str) -> None:
+    """The size rules alone, for a file not read yet (``MediaRejected`` when broken)."""
+    rule = MEDIA_RULES[kind]
     if size == 0:
         raise MediaRejected(kind, MediaRefusal.EMPTY, f"{filename!r} is empty")
     if size < MIN_BYTES:
@@ -117,17 +133,6 @@ def check_media(kind: MediaKind, data: bytes, filename: str) -> MediaFile:
             MediaRefusal.TOO_LARGE,
             f"{filename!r} has {size} bytes; a {kind} may have at most {rule.max_bytes} ({rule.max_bytes // MiB} MB)",
         )
-    content_type, extension = _sniff(kind, data, filename)
-    if kind is MediaKind.VOICE:
-        seconds = amr_duration(data)
-        if seconds > MAX_VOICE_SECONDS:
-            raise MediaRejected(
-                kind, MediaRefusal.TOO_LONG, f"{filename!r} lasts about {seconds:.0f} s; at most 60 s"
-            )
-    name = PurePath(filename).name or f"media{extension}"
-    if extension and not name.lower().endswith(rule.extensions):
-        name = f"{PurePath(name).stem or 'media'}{extension}"
-    return MediaFile(kind, data, name, content_type, hashlib.sha256(data).hexdigest())
 
 
 def _sniff(kind: MediaKind, data: bytes, filename: str) -> tuple[str, str]:

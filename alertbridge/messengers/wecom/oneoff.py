@@ -44,8 +44,14 @@ from alertbridge.messengers.wecom.app import AppChannel
 from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.messengers.wecom.config import AppReceiver, RobotReceiver
 from alertbridge.messengers.wecom.limits import WECOM_BYTE_LIMITS, limits_for
-from alertbridge.messengers.wecom.media_rules import MediaFile, MediaKind, MediaRejected, check_media
-from alertbridge.messengers.wecom.robot import RobotChannel
+from alertbridge.messengers.wecom.media_rules import (
+    MediaFile,
+    MediaKind,
+    MediaRejected,
+    check_media,
+    check_size,
+)
+from alertbridge.messengers.wecom.robot import ROBOT_IMAGE_LIMIT, RobotChannel
 from alertbridge.stores import OutboxStore, stores_for
 
 DEFAULT_WAIT = timedelta(seconds=60)
@@ -111,15 +117,17 @@ def prepare(config: Config, receiver: str, msgtype: str, value: str) -> OneOff:
         raise BadInput(f"receiver {receiver!r} is a group robot, which cannot send a video")
     path = Path(value)
     try:
-        data = path.read_bytes()
+        # The size first: a file far over the limit is never read.
+        check_size(kind, path.stat().st_size, path.name)
+        media = check_media(kind, path.read_bytes(), path.name)
     except OSError as exc:
         raise BadInput(f"{value}: cannot read: {exc.strerror or type(exc).__name__}") from None
-    try:
-        media = check_media(kind, data, path.name)
     except MediaRejected as exc:
         raise BadInput(f"{value}: {exc}") from None
-    if isinstance(settings, RobotReceiver) and kind is MediaKind.IMAGE and media.size > 2 * 1024 * 1024:
-        raise BadInput(f"{value}: {media.size} bytes; a group robot's image may have 2097152 (2 MB)")
+    if isinstance(settings, RobotReceiver) and kind is MediaKind.IMAGE and media.size > ROBOT_IMAGE_LIMIT:
+        raise BadInput(
+            f"{value}: {media.size} bytes; a group robot's image may have {ROBOT_IMAGE_LIMIT} (2 MB)"
+        )
     return OneOff(receiver, settings, recipients, media=media)
 
 
