@@ -35,6 +35,7 @@ from alertbridge.testing.fake_wecom import (
     WEBHOOK_SEND,
     FakeApp,
     FakeWeCom,
+    Fault,
     ManualClock,
 )
 from tests.image_server import PNG
@@ -304,3 +305,11 @@ async def test_the_robot_sends_files_and_voices_by_its_own_media_id(
     with pytest.raises(PermanentDeliveryError) as video:
         await robot.send_media(check_media(MediaKind.VIDEO, MP4, "v.mp4"))
     assert video.value.reason == "media_refused"
+
+    # A cached id WeCom forgot early is uploaded again, once.
+    fake.add_fault(WEBHOOK_SEND, Fault(errcode=40007, errmsg="invalid media_id"))
+    await robot.send_media(report)
+    assert [u.type for u in fake.media.robot_uploads()] == ["file", "voice", "file"]
+    assert fake.messages(WEBHOOK_SEND)[-1].body["file"] == {
+        "media_id": fake.media.robot_uploads()[-1].media_id
+    }

@@ -35,6 +35,8 @@ from alertbridge.images import FetchedImage, ImageError, ImageFetcher, record_im
 from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.messengers import Receipt
 from alertbridge.messengers.wecom.client import WeComClient
+from alertbridge.messengers.wecom.errcodes import ErrCode
+from alertbridge.messengers.wecom.errors import WeComAPIError
 from alertbridge.messengers.wecom.media import robot_scope
 from alertbridge.messengers.wecom.media_rules import MediaFile, MediaKind
 from alertbridge.metrics import Metrics
@@ -153,7 +155,7 @@ class RobotChannel:
     async def send_media(self, media: MediaFile) -> None:
         """Send ``media`` to the robot's group: an image inline (base64, at most
         2 MB), a file or voice by a media id from ``webhook/upload_media``,
-        uploaded once per content (ids are the robot's own, kept in
+        uploaded once per content (one WeCom forgot early, 40007, again; ids are the robot's own, kept in
         ``WeComClient.media_cache`` under ``robot_scope``).
 
         Raises:
@@ -171,8 +173,20 @@ class RobotChannel:
             return
         cache, scope = self._client.media_cache, robot_scope(key)
         media_id = cache.get(scope, media.kind, media.sha256)
-        if media_id is None:
-            media_id = await self._client.upload_robot_media(key, media)
-            cache.put(scope, media.kind, media.sha256, media_id)
-        body = {"msgtype": str(media.kind), str(media.kind): {"media_id": media_id}}
-        await self._client.send_robot_message(key, body)
+        if media_id is not None:
+            try:
+                await self._client.send_robot_message(key, _media_body(media, media_id))
+                return
+            except WeComAPIError as exc:
+                # WeCom forgot the cached id early (40007): upload again, once.
+                if exc.errcode != ErrCode.INVALID_MEDIA_ID:
+                    raise
+                cache.forget(scope, media.kind, media.sha256, media_id)
+        media_id = await self._client.upload_robot_media(key, media)
+        cache.put(scope, media.kind, media.sha256, media_id)
+        await self._client.send_robot_message(key, _media_body(media, media_id))
+
+
+def _media_body(media: MediaFile, media_id: str) -> dict[str, object]:
+    """A ``file`` or ``voice`` message naming an uploaded media id (docs §5)."""
+    return {"msgtype": str(media.kind), str(media.kind): {"media_id": media_id}}
