@@ -205,6 +205,17 @@ async def test_the_fake_robot_upload_takes_file_and_voice_only(
     assert await upload("not-a-robot", "file", PDF) == 93000
     assert [m.type for m in fake.media.robot_uploads()] == ["file", "voice"]
 
+    async def send(body: dict[str, object]) -> int:
+        answer = await raw.post("/cgi-bin/webhook/send", params={"key": ROBOT_KEY}, json=body)
+        return int(answer.json()["errcode"])
+
+    file_id, voice_id = (m.media_id for m in fake.media.robot_uploads())
+    assert await send({"msgtype": "file", "file": {"media_id": file_id}}) == 0
+    assert await send({"msgtype": "voice", "voice": {"media_id": file_id}}) == 40007  # not a voice
+    assert await send({"msgtype": "file", "file": {"media_id": "unknown"}}) == 40007
+    fake.media.expire()
+    assert await send({"msgtype": "voice", "voice": {"media_id": voice_id}}) == 40007
+
 
 async def test_the_fake_serves_inbound_media_until_it_expires(
     raw: httpx.AsyncClient, fake: FakeWeCom, clock: ManualClock

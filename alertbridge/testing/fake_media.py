@@ -11,7 +11,8 @@
   (40004 for any other type) under the robot's key (93000 for an unknown
   one), with the same size rules as ``media/upload`` (44001 empty, 40006
   five bytes or fewer, or over 2 MB for voice and 20 MB for file) and AMR
-  bytes for voice (40005).
+  bytes for voice (40005). That robot's ``file``/``voice`` messages must
+  name such an upload, live (3 days), of their type (40007 otherwise).
 
 ``FakeWeCom`` builds one ``FakeMedia`` as ``fake.media`` and mounts its routes.
 """
@@ -94,6 +95,19 @@ class FakeMedia:
         with self._lock:
             self._media[stored.media_id] = stored
         return stored.media_id
+
+    def check_robot_media(self, key: str, message: core.Message) -> None:
+        """A robot ``file``/``voice`` message must name a live upload of that robot (40007)."""
+        if message.msgtype not in ROBOT_UPLOAD_KINDS:
+            return
+        section = message.body.get(message.msgtype)
+        media_id = section.get("media_id") if isinstance(section, dict) else None
+        with self._lock:
+            stored = self._media.get(media_id) if isinstance(media_id, str) else None
+        if stored is None or stored.robot_key != key or stored.type != message.msgtype:
+            raise core._Reject(40007, "invalid media_id")
+        if self._fake._clock() - stored.created_at >= self._fake.media_lifetime:
+            raise core._Reject(40007, "invalid media_id, media_id expired")
 
     def robot_uploads(self) -> list[StoredMedia]:
         """Accepted ``webhook/upload_media`` calls, oldest first."""

@@ -38,8 +38,9 @@ tests run against the same checks WeCom would apply:
   or foreign media id get 40007;
 - robot ``image`` messages (docs §5): ``base64`` must decode, ``md5`` must be
   the MD5 of the decoded bytes, at most 2 MB, PNG or JPEG (40058 otherwise);
-- ``media/get`` and the robot's ``webhook/upload_media``: in
-  ``alertbridge.testing.fake_media`` (``fake.media``);
+- ``media/get`` and the robot's ``webhook/upload_media`` (whose ids robot
+  ``file``/``voice`` messages must name): in ``alertbridge.testing.fake_media``
+  (``fake.media``);
 - the contact reads ``user/get`` (a member's ``department`` list; unknown
   member 60111) and ``tag/get`` (``userlist`` and ``partylist``; unknown tag
   40068), from ``user_departments`` and ``tag_members``; ``contact_errcode``
@@ -993,6 +994,7 @@ class FakeWeCom:
                 raise _Reject(93004, "robot is disabled")
             body = self._parse_message(await request.body())
             record = _robot_message(body, key, self._wall_clock())
+            self.media.check_robot_media(key, record)
             with self._lock:
                 now = self._clock()
                 window = self._robot_sends.setdefault(key, deque())
