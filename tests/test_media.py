@@ -220,7 +220,13 @@ async def test_the_fake_robot_upload_takes_file_and_voice_only(
 async def test_the_fake_serves_inbound_media_until_it_expires(
     raw: httpx.AsyncClient, fake: FakeWeCom, clock: ManualClock
 ) -> None:
-    media_id = fake.media.receive(PNG, filename="截图.png")
+    put = await raw.post(
+        "/_fake/inbound-media",
+        params={"filename": "截图.png"},
+        content=PNG,
+        headers={"content-type": "image/png"},
+    )
+    media_id = put.json()["media_id"]
     token = await token_of(raw)
     got = await raw.get("/cgi-bin/media/get", params={"access_token": token, "media_id": media_id})
     assert got.content == PNG

@@ -6,7 +6,9 @@
   checks the access token as every app endpoint does, answers 40007 for an
   unknown, foreign-corp or expired (``media_lifetime``, 3 days) id, and
   otherwise the raw bytes with their ``Content-Type`` and a
-  ``Content-Disposition`` naming the file, as WeCom does.
+  ``Content-Disposition`` naming the file, as WeCom does. Over HTTP,
+  ``POST /_fake/inbound-media?type=&filename=`` with the file as its body
+  does what ``receive`` does and answers ``{"media_id": …}``.
 - ``webhook/upload_media`` (§5): a robot's upload of a ``file`` or ``voice``
   (40004 for any other type) under the robot's key (93000 for an unknown
   one), with the same size rules as ``media/upload`` (44001 empty, 40006
@@ -69,6 +71,7 @@ class FakeMedia:
         return [
             Route("/cgi-bin/media/get", self._media_get, methods=["GET"]),
             Route("/cgi-bin/webhook/upload_media", self._robot_upload, methods=["POST"]),
+            Route("/_fake/inbound-media", self._http_receive, methods=["POST"]),
         ]
 
     def receive(
@@ -119,6 +122,17 @@ class FakeMedia:
         with self._lock:
             for media_id, stored in self._media.items():
                 self._media[media_id] = replace(stored, created_at=float("-inf"))
+
+    async def _http_receive(self, request: Request) -> Response:
+        """``receive`` over HTTP: the body is the file; ``type``, ``filename`` in the query."""
+        params = request.query_params
+        media_id = self.receive(
+            await request.body(),
+            type=params.get("type", "image"),
+            filename=params.get("filename", "screenshot.png"),
+            content_type=request.headers.get("content-type", "image/png"),
+        )
+        return JSONResponse({"media_id": media_id})
 
     async def _media_get(self, request: Request) -> Response:
         with self._lock:
