@@ -26,7 +26,15 @@ from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.messengers import RateLimit
 from alertbridge.model import Alert, AlertGroup, Status
-from alertbridge.stores import DeliveryStatus, DigestPartRecord, NewDelivery, OutboxStore, Stores
+from alertbridge.stores import (
+    DeliveryStatus,
+    DigestClaim,
+    DigestClaimStatus,
+    DigestPartRecord,
+    NewDelivery,
+    OutboxStore,
+    Stores,
+)
 from alertbridge.stores.state import (
     AuditEntry,
     CardRecord,
@@ -498,17 +506,41 @@ class OutboxContract:
         assert await store.count_backlog("ops", recipients, T0) == 0
         assert await store.open_digest("ops", recipients) == digest
         assert await store.open_digest("dba", recipients) is None
-        members = await store.claim_digest(digest.id, T0, timedelta(minutes=1))
-        assert [d.id for d in members] == ids and all(d.digest_id == digest.id for d in members)
+        claim = await store.claim_digest(digest.id, T0, timedelta(minutes=1))
+        assert claim.status is DigestClaimStatus.CLAIMED
+        assert [d.id for d in claim.members] == ids and all(d.digest_id == digest.id for d in claim.members)
         await store.record_attempt(["k"], T0, part=0, digest_id=digest.id)
         await store.digest_progress(digest.id, 1, [ids[0], ids[1]], T0)
         resumed = await store.open_digest("ops", recipients)
         assert resumed is not None and resumed.parts_sent == 1 and resumed.parts == tuple(parts)
-        assert [d.id for d in await store.claim_digest(digest.id, T0, timedelta(minutes=1))] == [ids[2]]
+        claim = await store.claim_digest(digest.id, T0, timedelta(minutes=1))
+        assert [d.id for d in claim.members] == [ids[2]]
         await store.digest_progress(digest.id, 2, [ids[2]], T0)
         assert await store.open_digest("ops", recipients) is None
         assert await store.count(DeliveryStatus.SENT) == 3
         assert await store.recent_sends(T0 - timedelta(seconds=1)) == [("k", T0)]
+        finished = await store.claim_digest(digest.id, T0, timedelta(minutes=1))
+        assert finished == DigestClaim(DigestClaimStatus.FINISHED)
+
+    async def test_a_due_delivery_of_an_open_digest_brings_the_whole_digest(self, store: OutboxStore) -> None:
+        ids = [await store.enqueue(make_delivery()) for _ in range(4)]
+        lone = await store.enqueue(make_delivery())
+        recipients = make_delivery().recipients
+        parts = [
+            DigestPartRecord("markdown", "part one", 2048, ((7, (ids[0],)),)),
+            DigestPartRecord("markdown", "part two", 2048, ((8, (ids[1], ids[2], ids[3])),)),
+        ]
+        digest = await store.create_digest("ops", recipients, parts, T0)
+        await store.digest_progress(digest.id, 1, [ids[0]], T0)
+        # Cut off by the budget: its rest waits, due at different times.
+        await store.defer([ids[1]], T0 + timedelta(seconds=10))
+        await store.defer([ids[2], ids[3]], T0 + timedelta(minutes=5))
+        await store.defer([lone], T0 + timedelta(seconds=10))
+        claimed = await store.claim_due(T0 + timedelta(seconds=10), limit=1, lease=timedelta(minutes=1))
+        # All of it, beyond the limit and due or not: one claimer resumes it.
+        assert sorted(d.id for d in claimed) == [ids[1], ids[2], ids[3]]
+        later = await store.claim_due(T0 + timedelta(seconds=20), limit=10, lease=timedelta(minutes=1))
+        assert [d.id for d in later] == [lone]
 
     async def test_a_value_that_cannot_be_stored_fails_only_its_own_caller(self, store: OutboxStore) -> None:
         bad = make_delivery(group=make_group(note="lone \ud800 surrogate"), request_id="bad")
