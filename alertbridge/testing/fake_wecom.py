@@ -199,13 +199,16 @@ class Fault:
     ``delay`` seconds pass first (the request is abandoned early if the client
     disconnects); then ``status`` answers with that HTTP status and an HTML
     body, or ``errcode`` answers HTTP 200 with that errcode. A fault with only
-    a delay lets the request proceed normally afterwards.
+    a delay lets the request proceed normally afterwards. ``answer_delay``
+    (``message/send``): the message is taken as usual and its answer held back
+    that long — WeCom delivered it, the sender may time out before hearing so.
     """
 
     errcode: int | None = None
     errmsg: str = "injected fault"
     status: int | None = None
     delay: float = 0.0
+    answer_delay: float = 0.0
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Fault:
@@ -216,6 +219,7 @@ class Fault:
             errmsg=str(data.get("errmsg", "injected fault")),
             status=None if status is None else int(status),
             delay=float(data.get("delay", 0.0)),
+            answer_delay=float(data.get("answer_delay", 0.0)),
         )
 
 
@@ -609,6 +613,7 @@ class FakeWeCom:
             fault = self._take_fault(endpoint)
         if fault is None:
             return None
+        request.state.answer_delay = fault.answer_delay
         if fault.delay > 0:
             await request.body()  # read first: is_disconnected() would consume it
             if await _sleep_unless_disconnected(request, fault.delay):
@@ -668,9 +673,11 @@ class FakeWeCom:
         try:
             app = self._authorize(request.query_params.get("access_token", ""))
             body = self._parse_message(await request.body())
-            return self._accept_app_message(app, body)
+            answer = self._accept_app_message(app, body)
         except _Reject as reject:
             return _answer(reject.errcode, reject.errmsg)
+        await asyncio.sleep(getattr(request.state, "answer_delay", 0.0))
+        return answer
 
     def _parse_message(self, raw: bytes) -> dict[str, Any]:
         """``_parse_body``, then the refusals ``refuse_text`` set up."""
