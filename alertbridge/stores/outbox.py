@@ -203,8 +203,10 @@ class OutboxStore(Protocol):
     async def next_due_at(self) -> datetime | None:
         """When the earliest unleased pending delivery becomes due."""
 
-    async def count_backlog(self, receiver: str, recipients: Recipients, now: datetime) -> int:
-        """Unleased pending deliveries of ``receiver`` to exactly ``recipients``, not in a digest."""
+    async def count_backlog(self, receiver: str, recipients: Recipients) -> int:
+        """Pending deliveries of ``receiver`` to exactly ``recipients`` not tied to a
+        digest, leased or not: everything competing for the target's budget
+        (another replica's claimed work included)."""
 
     async def claim_backlog(
         self, receiver: str, recipients: Recipients, now: datetime, limit: int, lease: timedelta

@@ -186,15 +186,14 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
         )
         return from_us(value) if value is not None else None
 
-    async def count_backlog(self, receiver: str, recipients: Recipients, now: datetime) -> int:
-        """Pending deliveries of ``receiver`` to exactly ``recipients`` that nobody holds a lease on."""
+    async def count_backlog(self, receiver: str, recipients: Recipients) -> int:
+        """Pending deliveries of ``receiver`` to exactly ``recipients`` outside digests, whoever holds them."""
         value = await self._db.fetchval(
             "count_backlog",
             "SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND receiver = $1 AND recipients = $2"
-            " AND digest_id IS NULL AND (lease_until IS NULL OR lease_until <= $3)",
+            " AND digest_id IS NULL",
             receiver,
             dumps(recipients.to_dict()),
-            to_us(now),
         )
         return int(value)
 

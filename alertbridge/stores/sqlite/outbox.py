@@ -169,13 +169,13 @@ class SqliteOutboxStore(SqliteDigestsAndSends):
         value = next(iter(rows))[0]
         return from_us(value) if value is not None else None
 
-    async def count_backlog(self, receiver: str, recipients: Recipients, now: datetime) -> int:
-        """Pending deliveries of ``receiver`` to exactly ``recipients`` that nobody holds a lease on."""
+    async def count_backlog(self, receiver: str, recipients: Recipients) -> int:
+        """Pending deliveries of ``receiver`` to exactly ``recipients`` outside digests, leased or not."""
         row = await self._connection.fetchone(
             "count_backlog",
             "SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND receiver = ? AND recipients = ?"
-            " AND digest_id IS NULL AND (lease_until IS NULL OR lease_until <= ?)",
-            (receiver, dumps(recipients.to_dict()), to_us(now)),
+            " AND digest_id IS NULL",
+            (receiver, dumps(recipients.to_dict())),
         )
         return int(row[0]) if row is not None else 0
 
