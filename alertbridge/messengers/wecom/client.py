@@ -1,5 +1,5 @@
-"""The WeCom API client: app messages (``message/send``, ``message/update_template_card``),
-temporary media (``media/upload``), group robots (``webhook/send``) and the two
+"""The WeCom API client: app messages (``message/send``, ``message/update_template_card``,
+``message/recall``), temporary media (``media/upload``), group robots (``webhook/send``) and the two
 contact reads command authorization needs (``user/get``, ``tag/get``).
 
 One ``httpx.AsyncClient`` per process is passed in; the composition root
@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 GETTOKEN = "/cgi-bin/gettoken"
 MESSAGE_SEND = "/cgi-bin/message/send"
 UPDATE_TEMPLATE_CARD = "/cgi-bin/message/update_template_card"
+MESSAGE_RECALL = "/cgi-bin/message/recall"
 WEBHOOK_SEND = "/cgi-bin/webhook/send"
 MEDIA_UPLOAD = "/cgi-bin/media/upload"
 USER_GET = "/cgi-bin/user/get"
@@ -174,6 +175,16 @@ class WeComClient:
         """
         payload = {**body, "agentid": app.agent_id}
         await self._app_call(app_name, app, UPDATE_TEMPLATE_CARD, payload)
+
+    async def recall_message(self, app_name: str, app: WeComAppConfig, msgid: str) -> None:
+        """Recall an app message sent within the last 24 hours (``message/recall``,
+        docs §4.5): it disappears from the WeCom clients (not from the WeChat plugin).
+
+        Raises:
+            PermanentWeComAPIError: the msgid is unknown, not the app's, or too old.
+            TransientDeliveryError: a retryable errcode or a transport failure.
+        """
+        await self._app_call(app_name, app, MESSAGE_RECALL, {"msgid": msgid})
 
     async def upload_image(
         self, app_name: str, app: WeComAppConfig, data: bytes, filename: str, content_type: str

@@ -15,7 +15,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from alertbridge.config_base import NAME, ReceiverBase, Section, duration_value, secret_not_empty
+from alertbridge.config_base import (
+    NAME,
+    ReceiverBase,
+    ResolveMode,
+    Section,
+    duration_value,
+    secret_not_empty,
+)
 from alertbridge.message import Recipients
 from alertbridge.messengers.wecom.mentions import app_recipients, robot_recipients
 from alertbridge.model import AlertGroup
@@ -158,6 +165,14 @@ class AppReceiver(ReceiverBase):
     @property
     def audience_listed(self) -> bool:
         return bool(self.to_user) and "@all" not in self.to_user and not self.to_party and not self.to_tag
+
+    @property
+    def resolve_modes(self) -> tuple[ResolveMode, ...]:
+        # message/send answers a msgid (recall, within 24 h); only a card
+        # with buttons can be edited (update_template_card).
+        if self.msgtype == "template_card":
+            return ("update", "new", "recall")
+        return ("new", "recall")
 
     def audience_listed_for(self, recipients: Recipients) -> bool:
         return "@all" not in recipients.to_user and not recipients.to_party and not recipients.to_tag
