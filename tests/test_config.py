@@ -93,7 +93,10 @@ def test_missing_env_var_is_named(tmp_path: Path) -> None:
         ("[server]\nmax_connections = 0\n", "server.max_connections: Input should be greater than 0"),
         ("surprise = true\n", "surprise: unknown key"),
         ('[store]\nurl = "mysql://x"\n', "store.url: only sqlite:///PATH is supported"),
-        ('[receivers.x]\nchannel = "email"\n', "receivers.x: channel must be one of: app, robot, console"),
+        (
+            '[receivers.x]\nchannel = "email"\n',
+            "receivers.x: channel must be one of: app, appchat, robot, console",
+        ),
         ('[receivers.x]\nmsgtype = "text"\n', "receivers.x: channel is missing"),
         (
             '[receivers.x]\nchannel = "console"\nmsgtype = "news"\n',

@@ -1,5 +1,5 @@
-"""The WeCom messenger's config: the ``[wecom]`` section and the ``app`` /
-``robot`` receivers, composed into ``alertbridge.config.Config``.
+"""The WeCom messenger's config: the ``[wecom]`` section and the ``app``,
+``appchat`` and ``robot`` receivers, composed into ``alertbridge.config.Config``.
 
 It builds on ``alertbridge.config_base`` only (never on ``alertbridge.config``),
 so the core config can import it without a cycle.
@@ -184,6 +184,28 @@ class AppReceiver(ReceiverBase):
         return "部门或标签", "a department or tag"
 
 
+class AppChatReceiver(ReceiverBase):
+    """A group chat the app created (``alertbridge appchat create``): messages
+    carry the app's identity and are not held to a robot's 20 a minute. Each
+    chat member receives at most 200 a minute and 10,000 a day from one app
+    (``limits.appchat_limits``). appchat/send answers no msgid and cannot
+    send a template card, so only ``on_resolve = "new"`` is possible."""
+
+    channel: Literal["appchat"]
+    app: str
+    chatid: str = Field(pattern=r"^[0-9A-Za-z]{1,32}$")
+
+    @property
+    def audience(self) -> tuple[str, str]:
+        return "应用群聊", "an app group chat"
+
+    @property
+    def reply_app(self) -> str | None:
+        # Whether WeCom calls the app back for messages in its chats is not
+        # documented; if it does, they are handled like any other (README).
+        return self.app
+
+
 class RobotReceiver(ReceiverBase):
     channel: Literal["robot"]
     robot_key: SecretStr
@@ -219,6 +241,16 @@ def wecom_problems(wecom: WeComConfig) -> list[tuple[str, str]]:
                 )
             )
     return problems
+
+
+def app_chat_receiver_problems(
+    key: str, receiver: AppChatReceiver, wecom: WeComConfig
+) -> list[tuple[str, str]]:
+    """What is wrong with appchat receiver ``key`` given ``[wecom]``, as (key path, reason)."""
+    if receiver.app in wecom.apps:
+        return []
+    known = ", ".join(sorted(wecom.apps)) or "none defined"
+    return [(f"{key}.app", f"no app {receiver.app!r} in [wecom.apps] ({known})")]
 
 
 def app_receiver_problems(key: str, receiver: AppReceiver, wecom: WeComConfig) -> list[tuple[str, str]]:

@@ -22,9 +22,10 @@ from alertbridge.config_base import ReceiverBase
 from alertbridge.errors import DeliveryError, TransientDeliveryError
 from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.messengers import Messenger, Notification, RateLimit, Receipt
+from alertbridge.messengers.wecom.appchat import ChatMembers
 from alertbridge.messengers.wecom.card import build_alert_card, button_update_body, task_id_for
 from alertbridge.messengers.wecom.client import WeComClient
-from alertbridge.messengers.wecom.config import AppReceiver
+from alertbridge.messengers.wecom.config import AppChatReceiver, AppReceiver
 from alertbridge.messengers.wecom.limits import WECOM_BYTE_LIMITS, limits_for
 from alertbridge.messengers.wecom.mentions import content_mentions
 from alertbridge.stores.state import CardRecord, SentMessage, StateStore
@@ -39,12 +40,12 @@ RECALL_WINDOW = timedelta(hours=24)
 
 
 class WeComMessenger(Messenger):
-    """The ``app`` and ``robot`` receivers of one config.
+    """The ``app``, ``appchat`` and ``robot`` receivers of one config.
 
     Without a client and a state store it only composes (``render`` and
     ``send-test`` previews): it updates and records no cards."""
 
-    kinds = ("app", "robot")
+    kinds = ("app", "appchat", "robot")
     byte_limits = WECOM_BYTE_LIMITS
 
     def __init__(
@@ -59,6 +60,7 @@ class WeComMessenger(Messenger):
         self._client = client
         self._state = state
         self._clock = clock
+        self._chat_members = ChatMembers(client)
 
     def compose(self, notification: Notification, receiver: ReceiverBase) -> list[RenderedMessage] | None:
         if (
@@ -85,7 +87,10 @@ class WeComMessenger(Messenger):
         return content_mentions(recipients, channel_kind, msgtype)
 
     def limits_for(self, receiver: ReceiverBase, recipients: Recipients) -> tuple[RateLimit, ...]:
-        return limits_for(self._config.wecom, self._config.receivers.values(), receiver, recipients)
+        members: tuple[str, ...] = ()
+        if isinstance(receiver, AppChatReceiver) and receiver.app in self._config.wecom.apps:
+            members = self._chat_members.known(self._config.wecom.apps[receiver.app], receiver.chatid)
+        return limits_for(self._config.wecom, self._config.receivers.values(), receiver, recipients, members)
 
     async def has_resolution_work(self, ref: int, receiver: ReceiverBase) -> bool:
         """Group ``ref`` left cards to turn "Resolved" (``on_resolve = "update"``)
@@ -168,7 +173,12 @@ class WeComMessenger(Messenger):
         sent: Sequence[tuple[RenderedMessage, Receipt]],
     ) -> None:
         """Store each sent card with its response code, and with ``on_resolve =
-        "recall"`` each message's msgid, for ``on_resolved``."""
+        "recall"`` each message's msgid, for ``on_resolved``; after a group chat
+        message, look up the chat's members when their list is stale (``limits_for``)."""
+        if isinstance(receiver, AppChatReceiver) and receiver.app in self._config.wecom.apps:
+            await self._chat_members.refresh(
+                receiver.app, self._config.wecom.apps[receiver.app], receiver.chatid
+            )
         if not isinstance(receiver, AppReceiver) or self._state is None:
             return
         for message, receipt in sent:
