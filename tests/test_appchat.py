@@ -18,9 +18,10 @@ from alertbridge.stores import DeliveryStatus
 from alertbridge.testing.fake_appchat import FakeChat
 from alertbridge.testing.fake_wecom import APPCHAT_GET, APPCHAT_SEND, FakeApp, FakeWeCom, ManualClock
 from alertbridge.testing.server import SwappableApp
-from tests.callback_bridge import Bridge
+from tests.callback_bridge import AES_KEY, TOKEN, Bridge
 from tests.dispatch_rig import rig_for, storm_group
 from tests.harness import wait_until
+from tests.test_resolve_recall import ops_config
 from tests.wecom_identity import AGENT_ID, CORP_ID, SECRET
 
 MEMBERS = ("zhangsan", "lisi", "zhaoliu")
@@ -28,21 +29,13 @@ MEMBERS = ("zhangsan", "lisi", "zhaoliu")
 
 def chat_config(base_url: str, db: Path, chats: dict[str, str]) -> Config:
     """``chats``: receiver name -> chatid."""
-    return parse_config(
+    return ops_config(
+        base_url,
+        db,
         {
-            "server": {"language": "zh"},
-            "store": {"url": f"sqlite:///{db}"},
-            "wecom": {
-                "api_base": base_url,
-                "apps": {"ops": {"corp_id": CORP_ID, "agent_id": AGENT_ID, "secret": SECRET}},
-            },
-            "receivers": {
-                name: {"channel": "appchat", "app": "ops", "chatid": chatid, "msgtype": "markdown"}
-                for name, chatid in chats.items()
-            },
+            name: {"channel": "appchat", "app": "ops", "chatid": chatid, "msgtype": "markdown"}
+            for name, chatid in chats.items()
         },
-        {},
-        "test.toml",
     )
 
 
@@ -192,3 +185,41 @@ def test_recall_is_not_possible_for_a_chat() -> None:
             {},
             "x.toml",
         )
+
+
+def test_a_reply_from_a_chat_member_is_handled_like_any_other(
+    tmp_path: Path, serve_wecom: Callable[[FakeWeCom], str], serve_app: Callable[..., str]
+) -> None:
+    """Whether WeCom calls the app back for messages in its chats is not
+    documented; a callback that does arrive (here, straight into the app's
+    conversation) is authorized from the chat receiver's allow-lists like
+    any other: a listed member may ack, another chat member may not."""
+    wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID)])
+    make_chat(wecom, "opsroom")
+    app = {
+        "corp_id": CORP_ID,
+        "agent_id": AGENT_ID,
+        "secret": SECRET,
+        "token": TOKEN,
+        "encoding_aes_key": AES_KEY,
+    }
+    config = parse_config(
+        {
+            "store": {"url": f"sqlite:///{tmp_path / 'r.db'}"},
+            "wecom": {"api_base": serve_wecom(wecom), "apps": {"ops": app}},
+            "receivers": {
+                "room": {"channel": "appchat", "app": "ops", "chatid": "opsroom", "allow_ack": ["zhaoliu"]}
+            },
+        },
+        {},
+        "test.toml",
+    )
+    bridge = Bridge(serve_app(config), wecom, tmp_path / "r.db")
+    bridge.post_alert("room")
+    wait_until(lambda: len(wecom.messages(APPCHAT_SEND)) == 1, what="the chat message")
+    with bridge.callback() as member:
+        assert member.send_text("lisi", "ack 1").status_code == 200
+        wait_until(lambda: len(bridge.audit()) == 1, what="lisi's ack")
+        assert member.send_text("zhaoliu", "ack 1").status_code == 200
+        wait_until(lambda: len(bridge.audit()) == 2, what="zhaoliu's ack")
+    assert bridge.audit() == [("lisi", "ack", "refused"), ("zhaoliu", "ack", "ok")]

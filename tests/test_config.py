@@ -12,7 +12,7 @@ import pytest
 
 from alertbridge.config import load_config
 from alertbridge.errors import ConfigError
-from alertbridge.messengers.wecom.config import AppReceiver, RobotReceiver
+from alertbridge.messengers.wecom.config import AppChatReceiver, AppReceiver, RobotReceiver
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -222,8 +222,9 @@ def test_every_commented_example_in_the_example_config_is_valid(tmp_path: Path) 
             "WECOM_OPS_AES_KEY": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
         },
     )
-    assert set(config.receivers) == {"console", "oncall", "sre-room"}
+    assert set(config.receivers) == {"console", "oncall", "oncall-room", "sre-room"}
     assert set(config.silencers) == {"main", "grafana"}
+    assert isinstance(config.receivers["oncall-room"], AppChatReceiver)
     oncall = config.receivers["oncall"]
     assert (
         isinstance(oncall, AppReceiver) and oncall.extra_recipients is not None and len(oncall.buttons) == 3

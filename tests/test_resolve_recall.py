@@ -35,7 +35,8 @@ DATA = Path(__file__).parent / "data"
 RESOLVED = json.loads((DATA / "alertmanager" / "resolved.json").read_text("utf-8"))
 
 
-def recall_config(base_url: str, db: Path, **receiver: object) -> Config:
+def ops_config(base_url: str, db: Path, receivers: dict[str, dict[str, object]]) -> Config:
+    """A config of the app "ops" (the test identity, no callback) and ``receivers``."""
     return parse_config(
         {
             "server": {"language": "zh"},
@@ -44,19 +45,16 @@ def recall_config(base_url: str, db: Path, **receiver: object) -> Config:
                 "api_base": base_url,
                 "apps": {"ops": {"corp_id": CORP_ID, "agent_id": AGENT_ID, "secret": SECRET}},
             },
-            "receivers": {
-                "oncall": {
-                    "channel": "app",
-                    "app": "ops",
-                    "to_user": ["zhaoliu"],
-                    "on_resolve": "recall",
-                    **receiver,
-                }
-            },
+            "receivers": receivers,
         },
         {},
         "test.toml",
     )
+
+
+def recall_config(base_url: str, db: Path) -> Config:
+    receiver = {"channel": "app", "app": "ops", "to_user": ["zhaoliu"], "on_resolve": "recall"}
+    return ops_config(base_url, db, {"oncall": receiver})
 
 
 def shown_to(fake: FakeWeCom, user: str) -> list[str]:
