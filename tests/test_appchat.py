@@ -40,8 +40,7 @@ def chat_config(base_url: str, db: Path, chats: dict[str, str]) -> Config:
 
 
 def make_chat(fake: FakeWeCom, chatid: str, members: tuple[str, ...] = MEMBERS) -> None:
-    with fake._lock:
-        fake.appchats._chats[chatid] = FakeChat(chatid, chatid, members[0], members, AGENT_ID)
+    fake.appchats.add_chat(FakeChat(chatid, chatid, members[0], members, AGENT_ID))
 
 
 def test_an_alert_reaches_the_chat_with_the_apps_identity(
@@ -88,10 +87,7 @@ async def test_two_chats_sharing_a_member_keep_within_that_members_limit(
 async def test_a_chat_the_app_did_not_create_is_a_dead_letter_that_says_why(
     tmp_path: Path, rig_wecom: FakeWeCom, rig_clock: ManualClock, wecom_slot: tuple[SwappableApp, str]
 ) -> None:
-    with rig_wecom._lock:
-        rig_wecom.appchats._chats["theirs"] = FakeChat(
-            "theirs", "x", "lisi", ("lisi", "zhaoliu"), AGENT_ID + 1
-        )
+    rig_wecom.appchats.add_chat(FakeChat("theirs", "x", "lisi", ("lisi", "zhaoliu"), AGENT_ID + 1))
     config = chat_config(wecom_slot[1], tmp_path / "c.db", {"a": "theirs", "b": "nosuchchat"})
     async with rig_for(config, rig_wecom, rig_clock) as rig:
         first = await rig.enqueue("a", storm_group(1))
@@ -171,6 +167,8 @@ def test_the_fake_holds_appchat_to_wecoms_rules(fake_wecom: tuple[FakeWeCom, str
         text = {"chatid": chat.chatid, "msgtype": "text", "text": {"content": "hi"}}
         answer = http.post("/cgi-bin/appchat/send", params=params, json=text).json()
         assert answer == {"errcode": 0, "errmsg": "ok"}  # no msgid: chat messages cannot be recalled
+        listed = http.get("/_fake/appchats").json()
+        assert [(c["chatid"], c["userlist"]) for c in listed] == [(chat.chatid, ["a", "b"])]
 
 
 def test_recall_is_not_possible_for_a_chat() -> None:
@@ -223,3 +221,19 @@ def test_a_reply_from_a_chat_member_is_handled_like_any_other(
         assert member.send_text("zhaoliu", "ack 1").status_code == 200
         wait_until(lambda: len(bridge.audit()) == 2, what="zhaoliu's ack")
     assert bridge.audit() == [("lisi", "ack", "refused"), ("zhaoliu", "ack", "ok")]
+
+
+def test_check_config_online_asks_for_each_chat(
+    tmp_path: Path, serve_wecom: Callable[[FakeWeCom], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID)])
+    make_chat(wecom, "opsroom")
+    config = cli_config(tmp_path, serve_wecom(wecom))
+    with config.open("a", encoding="utf-8") as toml:
+        for name, chatid in (("room", "opsroom"), ("gone", "nosuchchat")):
+            toml.write(f'[receivers.{name}]\nchannel = "appchat"\napp = "ops"\nchatid = "{chatid}"\n')
+    assert main(["check-config", "--online", "-c", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert "receivers.room.chatid" in out and "chat opsroom is this app's (3 members)" in out
+    assert "receivers.gone.chatid" in out and "86003" in out
+    assert wecom.messages() == []  # nothing sent

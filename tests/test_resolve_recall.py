@@ -65,7 +65,8 @@ def test_a_resolution_recalls_the_firing_message_and_sends_the_resolved_one(
     tmp_path: Path, serve_wecom: Callable[[FakeWeCom], str], serve_app: Callable[..., str]
 ) -> None:
     wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID)])
-    config = recall_config(serve_wecom(wecom), tmp_path / "ab.db")
+    wecom_url = serve_wecom(wecom)
+    config = recall_config(wecom_url, tmp_path / "ab.db")
     bridge = Bridge(serve_app(config), wecom, tmp_path / "ab.db")
     bridge.post_alert("oncall")
     wait_until(lambda: len(shown_to(wecom, "zhaoliu")) == 1, what="the firing message")
@@ -74,6 +75,7 @@ def test_a_resolution_recalls_the_firing_message_and_sends_the_resolved_one(
     bridge.post_alert("oncall", RESOLVED)
     wait_until(lambda: bridge.pending_deliveries() == 0 and len(wecom.recall.recalled()) == 1, what="recall")
     assert [m.msgid for m in wecom.recall.recalled()] == [firing.msgid]
+    assert [m["msgid"] for m in httpx.get(f"{wecom_url}/_fake/recalled").json()] == [firing.msgid]
     wait_until(lambda: len(shown_to(wecom, "zhaoliu")) == 1, what="the resolved message")
     (shown,) = shown_to(wecom, "zhaoliu")
     assert "恢复" in shown and shown != firing.content

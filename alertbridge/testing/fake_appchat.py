@@ -16,7 +16,8 @@
   dropped** (``FakeWeCom.dropped()``), as WeCom does. The answer has no msgid.
 
 Delivered chat messages are ``FakeWeCom.messages(APPCHAT_SEND)``, with the
-members that received them in ``to_user``. Registered by ``FakeWeCom``
+members that received them in ``to_user``; the chats are ``chats()``, over
+HTTP ``GET /_fake/appchats``. Registered by ``FakeWeCom``
 (``appchats``), which owns the token checks and the lock.
 """
 
@@ -26,7 +27,7 @@ import re
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -91,6 +92,7 @@ class FakeAppChats:
             Route("/cgi-bin/appchat/create", self._create, methods=["POST"]),
             Route("/cgi-bin/appchat/get", self._get, methods=["GET"]),
             Route("/cgi-bin/appchat/send", self._send, methods=["POST"]),
+            Route("/_fake/appchats", self._http_chats, methods=["GET"]),
         ]
 
     def clear(self) -> None:
@@ -106,6 +108,14 @@ class FakeAppChats:
     def chats(self) -> list[FakeChat]:
         with self._host._lock:
             return list(self._chats.values())
+
+    def add_chat(self, chat: FakeChat) -> None:
+        """Put ``chat`` in place as if its app had created it (no request counted)."""
+        with self._host._lock:
+            self._chats[chat.chatid] = chat
+
+    async def _http_chats(self, request: Request) -> Response:
+        return JSONResponse([asdict(chat) for chat in self.chats()])
 
     async def _create(self, request: Request) -> Response:
         async def act(app: FakeApp, body: dict[str, Any]) -> Response:

@@ -2,7 +2,7 @@
 its own ``message/send`` messages, sent less than 24 hours ago.
 
 A recalled message leaves what members see (``FakeWeCom.messages()``) and is
-listed by ``recalled()``. An unknown msgid, another app's, one already
+listed by ``recalled()`` (over HTTP ``GET /_fake/recalled``). An unknown msgid, another app's, one already
 recalled or one older than 24 h (on the fake's wall clock, as ``Message.timestamp``)
 gets 40058 — WeCom does not document which errcode it answers then.
 
@@ -37,7 +37,10 @@ class FakeRecall:
         self._recalled: list[Message] = []
 
     def routes(self) -> list[Route]:
-        return [Route("/cgi-bin/message/recall", self._recall, methods=["POST"])]
+        return [
+            Route("/cgi-bin/message/recall", self._recall, methods=["POST"]),
+            Route("/_fake/recalled", self._http_recalled, methods=["GET"]),
+        ]
 
     def clear(self) -> None:
         """Forget what was recalled (``FakeWeCom.reset``; call with the host's lock held)."""
@@ -47,6 +50,9 @@ class FakeRecall:
         """Messages taken back, oldest recall first."""
         with self._host._lock:
             return list(self._recalled)
+
+    async def _http_recalled(self, request: Request) -> Response:
+        return JSONResponse([m.to_json() for m in self.recalled()])
 
     async def _recall(self, request: Request) -> Response:
         host = self._host
