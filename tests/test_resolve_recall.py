@@ -21,9 +21,11 @@ from alertbridge.config import Config, parse_config
 from alertbridge.errors import ConfigError, PermanentDeliveryError
 from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.messengers.wecom.messenger import WeComMessenger
+from alertbridge.stores.postgres import postgres_stores
 from alertbridge.stores.sqlite import SqliteStateStore
 from alertbridge.stores.state import ResolutionState, SentMessage
 from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom, ManualClock
+from alertbridge.testing.postgres_server import PostgresServer
 from alertbridge.testing.server import SwappableApp
 from tests.callback_bridge import Bridge
 from tests.dispatch_rig import rig_for, storm_group
@@ -32,6 +34,7 @@ from tests.test_card_resolution import on_tracker_clock, resolved, upkeep_decide
 from tests.wecom_identity import AGENT_ID, CORP_ID, SECRET
 
 DATA = Path(__file__).parent / "data"
+T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 RESOLVED = json.loads((DATA / "alertmanager" / "resolved.json").read_text("utf-8"))
 
 
@@ -198,3 +201,42 @@ def test_an_on_resolve_the_channel_cannot_do_is_a_config_error(
             "alerts.toml",
         )
     assert "alerts.toml" in str(caught.value) and "receivers.x.on_resolve" in str(caught.value)
+
+
+async def test_two_replicas_recalling_one_group_recall_each_message_once(
+    tmp_path: Path, postgres: PostgresServer, fake_wecom: tuple[FakeWeCom, str]
+) -> None:
+    """Two replicas' messengers on one PostgreSQL work the same group's recall
+    at once (a hold ran out, say): WeCom gets one recall per message."""
+    fake, base_url = fake_wecom
+    config = recall_config(base_url, tmp_path / "unused.db")
+    url = postgres.create_database()
+    replicas = [
+        postgres_stores(url, replica=name, dedup_window=timedelta(0), pool_size=4) for name in ("a", "b")
+    ]
+    for stores in replicas:
+        await stores.outbox.open()
+        await stores.state.open()
+    try:
+        state = replicas[0].state
+        receiver = config.receivers["oncall"]
+        group = storm_group(1)
+        ref = (await state.record_notification("oncall", group, receiver.recipients_for(group), T0)).ref.ref
+        async with httpx.AsyncClient(timeout=5) as http:
+            client = WeComClient(http, base_url)
+            app = config.wecom.apps["ops"]
+            for number in range(6):
+                body = {"touser": "zhaoliu", "msgtype": "text", "text": {"content": f"m{number}"}}
+                msgid = (await client.send_app_message("ops", app, body)).msgid
+                await state.save_sent_message(SentMessage(msgid, ref, "ops", T0))
+            messengers = [
+                WeComMessenger(config=config, client=client, state=stores.state, clock=lambda: T0)
+                for stores in replicas
+            ]
+            await asyncio.gather(*(m.on_resolved(ref, "oncall", receiver) for m in messengers))
+    finally:
+        for stores in replicas:
+            await stores.state.close()
+            await stores.outbox.close()
+    assert fake.request_count("message/recall") == 6
+    assert len(fake.recall.recalled()) == 6 and shown_to(fake, "zhaoliu") == []
