@@ -171,18 +171,26 @@ def test_the_fake_holds_appchat_to_wecoms_rules(fake_wecom: tuple[FakeWeCom, str
         assert [(c["chatid"], c["userlist"]) for c in listed] == [(chat.chatid, ["a", "b"])]
 
 
-def test_recall_is_not_possible_for_a_chat() -> None:
-    with pytest.raises(ConfigError, match=r"receivers\.room\.on_resolve"):
+@pytest.mark.parametrize(
+    ("setting", "key"),
+    [
+        ({"on_resolve": "recall"}, "receivers.room.on_resolve"),  # appchat/send answers no msgid
+        ({"images": True}, "receivers.room.images"),
+        ({"app": "nosuchapp"}, "receivers.room.app"),
+        ({"chatid": "not-a-chatid!"}, "receivers.room.chatid"),
+    ],
+)
+def test_what_a_chat_cannot_do_is_a_config_error(setting: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
         parse_config(
             {
                 "wecom": {"apps": {"ops": {"corp_id": CORP_ID, "agent_id": AGENT_ID, "secret": SECRET}}},
-                "receivers": {
-                    "room": {"channel": "appchat", "app": "ops", "chatid": "r1", "on_resolve": "recall"}
-                },
+                "receivers": {"room": {"channel": "appchat", "app": "ops", "chatid": "r1", **setting}},
             },
             {},
             "x.toml",
         )
+    assert f"x.toml: {key}:" in str(caught.value)
 
 
 def test_a_reply_from_a_chat_member_is_handled_like_any_other(

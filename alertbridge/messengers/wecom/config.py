@@ -247,10 +247,16 @@ def app_chat_receiver_problems(
     key: str, receiver: AppChatReceiver, wecom: WeComConfig
 ) -> list[tuple[str, str]]:
     """What is wrong with appchat receiver ``key`` given ``[wecom]``, as (key path, reason)."""
-    if receiver.app in wecom.apps:
-        return []
-    known = ", ".join(sorted(wecom.apps)) or "none defined"
-    return [(f"{key}.app", f"no app {receiver.app!r} in [wecom.apps] ({known})")]
+    problems: list[tuple[str, str]] = []
+    if receiver.app not in wecom.apps:
+        known = ", ".join(sorted(wecom.apps)) or "none defined"
+        problems.append((f"{key}.app", f"no app {receiver.app!r} in [wecom.apps] ({known})"))
+    if receiver.images:
+        # Rather than silently leaving them out.
+        problems.append(
+            (f"{key}.images", "appchat receivers do not post alert images yet; set images = false")
+        )
+    return problems
 
 
 def app_receiver_problems(key: str, receiver: AppReceiver, wecom: WeComConfig) -> list[tuple[str, str]]:
