@@ -24,7 +24,14 @@ from alertbridge.messengers.wecom.messenger import WeComMessenger
 from alertbridge.stores.postgres import postgres_stores
 from alertbridge.stores.sqlite import SqliteStateStore
 from alertbridge.stores.state import ResolutionState, SentMessage
-from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom, ManualClock
+from alertbridge.testing.fake_wecom import (
+    MESSAGE_RECALL,
+    MESSAGE_SEND,
+    FakeApp,
+    FakeWeCom,
+    Fault,
+    ManualClock,
+)
 from alertbridge.testing.postgres_server import PostgresServer
 from alertbridge.testing.server import SwappableApp
 from tests.callback_bridge import Bridge
@@ -240,3 +247,39 @@ async def test_two_replicas_recalling_one_group_recall_each_message_once(
             await stores.outbox.close()
     assert fake.request_count("message/recall") == 6
     assert len(fake.recall.recalled()) == 6 and shown_to(fake, "zhaoliu") == []
+
+
+async def test_a_recall_wecom_could_not_do_for_now_is_kept_for_the_next_resolution(
+    tmp_path: Path, fake_wecom: tuple[FakeWeCom, str]
+) -> None:
+    """WeCom answers "system busy" (-1): the message stays on record, so the
+    group's next resolution recalls it; a refused recall (unknown msgid) is forgotten."""
+    fake, base_url = fake_wecom
+    config = recall_config(base_url, tmp_path / "d.db")
+    state = SqliteStateStore(tmp_path / "d.db")
+    await state.open()
+    try:
+        async with httpx.AsyncClient(timeout=5) as http:
+            client = WeComClient(http, base_url)
+            messenger = WeComMessenger(config=config, client=client, state=state, clock=lambda: T0)
+            receiver = config.receivers["oncall"]
+            group = storm_group(1)
+            ref = (
+                await state.record_notification("oncall", group, receiver.recipients_for(group), T0)
+            ).ref.ref
+            body = {"touser": "zhaoliu", "msgtype": "text", "text": {"content": "firing"}}
+            msgid = (await client.send_app_message("ops", config.wecom.apps["ops"], body)).msgid
+            kept = SentMessage(msgid, ref, "ops", T0 - timedelta(minutes=1))  # recalled first
+            await state.save_sent_message(kept)
+            await state.save_sent_message(SentMessage("unknown-msgid", ref, "ops", T0))
+
+            fake.add_fault(MESSAGE_RECALL, Fault(errcode=-1))
+            await messenger.on_resolved(ref, "oncall", receiver)
+            assert await state.sent_messages_for_ref(ref) == [kept]
+            assert shown_to(fake, "zhaoliu") == ["firing"]
+
+            await messenger.on_resolved(ref, "oncall", receiver)
+            assert await state.sent_messages_for_ref(ref) == []
+    finally:
+        await state.close()
+    assert shown_to(fake, "zhaoliu") == [] and [m.msgid for m in fake.recall.recalled()] == [msgid]
