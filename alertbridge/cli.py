@@ -27,6 +27,7 @@ from alertbridge.config import Config, ReceiverConfig, load_config
 from alertbridge.delivery import SendBudget
 from alertbridge.errors import AlertbridgeError, DeliveryError
 from alertbridge.messengers import Messengers
+from alertbridge.messengers.wecom.appchat_cli import add_appchat_commands
 from alertbridge.messengers.wecom.limits import limits_for
 from alertbridge.model import AlertGroup
 from alertbridge.stores import Delivery, DeliveryStatus, OutboxStore, stores_for
@@ -96,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     audit_list.add_argument("-c", "--config", required=True, type=Path)
     audit_list.add_argument("--limit", type=int, default=50)
     audit_list.set_defaults(run=_audit_list)
+    add_appchat_commands(commands)
     return parser
 
 

@@ -89,6 +89,11 @@ MEDIA_UPLOAD = "media/upload"
 AGENT_GET = "agent/get"
 USER_GET = "user/get"
 TAG_GET = "tag/get"
+# Served by modules of their own (fake_recall, fake_appchat), registered in FakeWeCom.__init__.
+MESSAGE_RECALL = "message/recall"
+APPCHAT_CREATE = "appchat/create"
+APPCHAT_GET = "appchat/get"
+APPCHAT_SEND = "appchat/send"
 ENDPOINTS = (
     GETTOKEN,
     MESSAGE_SEND,
@@ -98,6 +103,10 @@ ENDPOINTS = (
     AGENT_GET,
     USER_GET,
     TAG_GET,
+    MESSAGE_RECALL,
+    APPCHAT_CREATE,
+    APPCHAT_GET,
+    APPCHAT_SEND,
 )
 
 DEFAULT_CORP_ID = "ww0000fakecorp"
@@ -414,8 +423,14 @@ class FakeWeCom:
         self._disabled_robots: set[str] = set()
         # Uploaded media stay valid across reset(), as tokens do.
         self._media: dict[str, Upload] = {}
+        # Endpoints in modules of their own; they import this one.
+        from alertbridge.testing.fake_appchat import FakeAppChats
+        from alertbridge.testing.fake_recall import FakeRecall
+
+        self.recall = FakeRecall(self)
+        self.appchats = FakeAppChats(self)
         self._clear()
-        self.app = Starlette(routes=self._routes())
+        self.app = Starlette(routes=[*self._routes(), *self.recall.routes(), *self.appchats.routes()])
 
     # ---- control (Python API) ----------------------------------------
 
@@ -576,6 +591,8 @@ class FakeWeCom:
         self._card_updates: list[CardUpdate] = []
         self._uploads: list[Upload] = []
         self._refused_texts: dict[str, tuple[int, str]] = {}
+        self.recall.clear()
+        self.appchats.clear()
 
     def _issue_code(self, agent_id: int, task_id: str) -> str:
         """Record and return a fresh response_code (call with the lock held)."""

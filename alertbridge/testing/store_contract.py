@@ -40,6 +40,7 @@ from alertbridge.stores.state import (
     CardRecord,
     Resolution,
     ResolutionState,
+    SentMessage,
     SilenceRecord,
     StateStore,
 )
@@ -1033,6 +1034,31 @@ class StateContract:
         assert await store.cards_for_ref(404) == []
         assert await store.get_card("t") is None
         assert await store.use_response_code("t") is None
+
+    async def test_a_sent_message_is_taken_once_and_pruned_with_its_ref(self, store: StateStore) -> None:
+        """What ``on_resolve = "recall"`` relies on: messages kept per reference,
+        oldest first; each taken by exactly one caller; none for a gone reference."""
+        ref = (await store.record_notification("ops", make_ref_group(), OPS, at(0))).ref.ref
+        later = SentMessage(msgid="m-2", ref=ref, app="ops-app", sent_at=at(2))
+        first = SentMessage(msgid="m-1", ref=ref, app="ops-app", sent_at=at(1))
+        await store.save_sent_message(later)
+        await store.save_sent_message(first)
+        await store.save_sent_message(first)  # a retried after_sent changes nothing
+        await store.save_sent_message(SentMessage(msgid="m-x", ref=404, app="a", sent_at=at(1)))
+        assert await store.sent_messages_for_ref(ref) == [first, later]
+        assert await store.sent_messages_for_ref(404) == []
+
+        taken = await asyncio.gather(*(store.take_sent_message("m-1") for _ in range(5)))
+        assert taken.count(True) == 1
+        assert not await store.take_sent_message("m-x")
+        assert await store.sent_messages_for_ref(ref) == [later]
+        await store.save_sent_message(first)  # put back after a recall that failed
+        assert await store.sent_messages_for_ref(ref) == [first, later]
+
+        await store.record_notification("ops", make_ref_group(firing=(), resolved=("fp-a",)), OPS, at(3))
+        await store.prune(at(3) + timedelta(days=8), timedelta(days=7))
+        assert await store.sent_messages_for_ref(ref) == []
+        assert not await store.take_sent_message("m-2")
 
     async def test_prune_forgets_old_resolved_refs_keys_and_silences_but_not_audit(
         self,
