@@ -29,6 +29,7 @@ from alertbridge.config import Config, ReceiverConfig, load_config
 from alertbridge.delivery import SendBudget
 from alertbridge.errors import AlertbridgeError, DeliveryError
 from alertbridge.messengers import Messengers
+from alertbridge.messengers.wecom.appchat_cli import add_appchat_commands
 from alertbridge.messengers.wecom.limits import limits_for
 from alertbridge.model import AlertGroup
 from alertbridge.stores import Delivery, DeliveryStatus, OutboxStore, stores_for
@@ -128,6 +129,7 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--output", type=Path, help="where to write it (default: its own name, here)"
     )
     attachment.set_defaults(run=_audit_attachment)
+    add_appchat_commands(commands)
     return parser
 
 

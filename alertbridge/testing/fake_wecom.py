@@ -92,6 +92,11 @@ MEDIA_UPLOAD = "media/upload"
 AGENT_GET = "agent/get"
 USER_GET = "user/get"
 TAG_GET = "tag/get"
+# Served by modules of their own (fake_recall, fake_appchat), registered in FakeWeCom.__init__.
+MESSAGE_RECALL = "message/recall"
+APPCHAT_CREATE = "appchat/create"
+APPCHAT_GET = "appchat/get"
+APPCHAT_SEND = "appchat/send"
 ENDPOINTS = (
     GETTOKEN,
     MESSAGE_SEND,
@@ -101,6 +106,10 @@ ENDPOINTS = (
     AGENT_GET,
     USER_GET,
     TAG_GET,
+    MESSAGE_RECALL,
+    APPCHAT_CREATE,
+    APPCHAT_GET,
+    APPCHAT_SEND,
 )
 
 DEFAULT_CORP_ID = "ww0000fakecorp"
@@ -202,13 +211,16 @@ class Fault:
     ``delay`` seconds pass first (the request is abandoned early if the client
     disconnects); then ``status`` answers with that HTTP status and an HTML
     body, or ``errcode`` answers HTTP 200 with that errcode. A fault with only
-    a delay lets the request proceed normally afterwards.
+    a delay lets the request proceed normally afterwards. ``answer_delay``
+    (``message/send``): the message is taken as usual and its answer held back
+    that long — WeCom delivered it, the sender may time out before hearing so.
     """
 
     errcode: int | None = None
     errmsg: str = "injected fault"
     status: int | None = None
     delay: float = 0.0
+    answer_delay: float = 0.0
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Fault:
@@ -219,6 +231,7 @@ class Fault:
             errmsg=str(data.get("errmsg", "injected fault")),
             status=None if status is None else int(status),
             delay=float(data.get("delay", 0.0)),
+            answer_delay=float(data.get("answer_delay", 0.0)),
         )
 
 
@@ -413,11 +426,18 @@ class FakeWeCom:
         self._disabled_robots: set[str] = set()
         # Uploaded media stay valid across reset(), as tokens do.
         self._media: dict[str, Upload] = {}
-        self._clear()
-        from alertbridge.testing.fake_media import FakeMedia  # it imports this module's helpers
+        # Endpoints in modules of their own; they import this one.
+        from alertbridge.testing.fake_appchat import FakeAppChats
+        from alertbridge.testing.fake_media import FakeMedia
+        from alertbridge.testing.fake_recall import FakeRecall
 
+        self.recall = FakeRecall(self)
+        self.appchats = FakeAppChats(self)
         self.media = FakeMedia(self)
-        self.app = Starlette(routes=[*self._routes(), *self.media.routes()])
+        self._clear()
+        self.app = Starlette(
+            routes=[*self._routes(), *self.recall.routes(), *self.appchats.routes(), *self.media.routes()]
+        )
 
     # ---- control (Python API) ----------------------------------------
 
@@ -578,6 +598,8 @@ class FakeWeCom:
         self._card_updates: list[CardUpdate] = []
         self._uploads: list[Upload] = []
         self._refused_texts: dict[str, tuple[int, str]] = {}
+        self.recall.clear()
+        self.appchats.clear()
 
     def _issue_code(self, agent_id: int, task_id: str) -> str:
         """Record and return a fresh response_code (call with the lock held)."""
@@ -615,6 +637,7 @@ class FakeWeCom:
             fault = self._take_fault(endpoint)
         if fault is None:
             return None
+        request.state.answer_delay = fault.answer_delay
         if fault.delay > 0:
             await request.body()  # read first: is_disconnected() would consume it
             if await _sleep_unless_disconnected(request, fault.delay):
@@ -674,9 +697,11 @@ class FakeWeCom:
         try:
             app = self._authorize(request.query_params.get("access_token", ""))
             body = self._parse_message(await request.body())
-            return self._accept_app_message(app, body)
+            answer = self._accept_app_message(app, body)
         except _Reject as reject:
             return _answer(reject.errcode, reject.errmsg)
+        await asyncio.sleep(getattr(request.state, "answer_delay", 0.0))
+        return answer
 
     def _parse_message(self, raw: bytes) -> dict[str, Any]:
         """``_parse_body``, then the refusals ``refuse_text`` set up."""

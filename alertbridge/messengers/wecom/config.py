@@ -1,5 +1,5 @@
-"""The WeCom messenger's config: the ``[wecom]`` section and the ``app`` /
-``robot`` receivers, composed into ``alertbridge.config.Config``.
+"""The WeCom messenger's config: the ``[wecom]`` section and the ``app``,
+``appchat`` and ``robot`` receivers, composed into ``alertbridge.config.Config``.
 
 It builds on ``alertbridge.config_base`` only (never on ``alertbridge.config``),
 so the core config can import it without a cycle.
@@ -15,7 +15,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from alertbridge.config_base import NAME, ReceiverBase, Section, duration_value, secret_not_empty
+from alertbridge.config_base import (
+    NAME,
+    ReceiverBase,
+    ResolveMode,
+    Section,
+    duration_value,
+    secret_not_empty,
+)
 from alertbridge.message import Recipients
 from alertbridge.messengers.wecom.mentions import app_recipients, robot_recipients
 from alertbridge.model import AlertGroup
@@ -179,6 +186,14 @@ class AppReceiver(ReceiverBase):
     def audience_listed(self) -> bool:
         return bool(self.to_user) and "@all" not in self.to_user and not self.to_party and not self.to_tag
 
+    @property
+    def resolve_modes(self) -> tuple[ResolveMode, ...]:
+        # message/send answers a msgid (recall, within 24 h); only a card
+        # with buttons can be edited (update_template_card).
+        if self.msgtype == "template_card":
+            return ("update", "new", "recall")
+        return ("new", "recall")
+
     def audience_listed_for(self, recipients: Recipients) -> bool:
         return "@all" not in recipients.to_user and not recipients.to_party and not recipients.to_tag
 
@@ -187,6 +202,28 @@ class AppReceiver(ReceiverBase):
         if "@all" in self.to_user:
             return "全员（@all）", "everyone (@all)"
         return "部门或标签", "a department or tag"
+
+
+class AppChatReceiver(ReceiverBase):
+    """A group chat the app created (``alertbridge appchat create``): messages
+    carry the app's identity and are not held to a robot's 20 a minute. Each
+    chat member receives at most 200 a minute and 10,000 a day from one app
+    (``limits.appchat_limits``). appchat/send answers no msgid and cannot
+    send a template card, so only ``on_resolve = "new"`` is possible."""
+
+    channel: Literal["appchat"]
+    app: str
+    chatid: str = Field(pattern=r"^[0-9A-Za-z]{1,32}$")
+
+    @property
+    def audience(self) -> tuple[str, str]:
+        return "应用群聊", "an app group chat"
+
+    @property
+    def reply_app(self) -> str | None:
+        # Whether WeCom calls the app back for messages in its chats is not
+        # documented; if it does, they are handled like any other (README).
+        return self.app
 
 
 class RobotReceiver(ReceiverBase):
@@ -223,6 +260,22 @@ def wecom_problems(wecom: WeComConfig) -> list[tuple[str, str]]:
                     "set both token and encoding_aes_key (the callback settings), or neither",
                 )
             )
+    return problems
+
+
+def app_chat_receiver_problems(
+    key: str, receiver: AppChatReceiver, wecom: WeComConfig
+) -> list[tuple[str, str]]:
+    """What is wrong with appchat receiver ``key`` given ``[wecom]``, as (key path, reason)."""
+    problems: list[tuple[str, str]] = []
+    if receiver.app not in wecom.apps:
+        known = ", ".join(sorted(wecom.apps)) or "none defined"
+        problems.append((f"{key}.app", f"no app {receiver.app!r} in [wecom.apps] ({known})"))
+    if receiver.images:
+        # Rather than silently leaving them out.
+        problems.append(
+            (f"{key}.images", "appchat receivers do not post alert images yet; set images = false")
+        )
     return problems
 
 

@@ -57,6 +57,12 @@ class ErrCode(IntEnum):
     INVALID_RESPONSE_CODE = 60140
     ALL_RECIPIENTS_INVALID = 81013
     NO_RECIPIENTS = 82001
+    # appchat (应用群聊), docs §6.
+    INVALID_CHATID = 86001
+    CHAT_NOT_FOUND = 86003
+    CHAT_NOT_OWN = 86008
+    CHATID_EXISTS = 86215
+    INVALID_CHAT_MEMBER = 86216
     ROBOT_INVALID = 93000
     ROBOT_DISABLED = 93004
     TOKEN_AGENT_MISMATCH = 301002
@@ -131,7 +137,13 @@ RULES: dict[int, Rule] = {
     ErrCode.INVALID_PARAMETER: Rule(Action.FAIL, "invalid_parameter", message_at_fault=True),
     ErrCode.CONTENT_EMPTY: Rule(Action.FAIL, "content_empty", message_at_fault=True),
     ErrCode.CONTENT_TOO_LONG: Rule(Action.FAIL, "content_too_long", message_at_fault=True),
-    ErrCode.API_UNAUTHORIZED: Rule(Action.FAIL, "unauthorized"),
+    # Also what appchat/* answers an app whose visibility is not the root department.
+    ErrCode.API_UNAUTHORIZED: Rule(
+        Action.FAIL,
+        "unauthorized",
+        hint="the app may not call this API: group chats (appchat) need the app's visible range "
+        "(可见范围) to be the root department; contact reads need contact permission",
+    ),
     ErrCode.API_REVOKED: Rule(
         Action.FAIL,
         "unauthorized",
@@ -164,6 +176,29 @@ RULES: dict[int, Rule] = {
     ),
     ErrCode.ALL_RECIPIENTS_INVALID: Rule(Action.FAIL, "all_recipients_invalid"),
     ErrCode.NO_RECIPIENTS: Rule(Action.FAIL, "no_recipients"),
+    ErrCode.INVALID_CHATID: Rule(
+        Action.FAIL,
+        "invalid_chatid",
+        hint="a chatid is at most 32 letters or digits; check the receiver's chatid",
+    ),
+    ErrCode.CHAT_NOT_FOUND: Rule(
+        Action.FAIL,
+        "chat_not_found",
+        hint="no group chat has this chatid; create it with `alertbridge appchat create`",
+    ),
+    ErrCode.CHAT_NOT_OWN: Rule(
+        Action.FAIL,
+        "chat_not_own",
+        hint="an app can only use group chats it created itself; check the receiver's app and chatid",
+    ),
+    ErrCode.CHATID_EXISTS: Rule(
+        Action.FAIL, "chatid_exists", hint="a group chat with this chatid exists; choose another chatid"
+    ),
+    ErrCode.INVALID_CHAT_MEMBER: Rule(
+        Action.FAIL,
+        "invalid_chat_member",
+        hint="a member is not a valid user id of the corp (or outside the app's visible range)",
+    ),
     ErrCode.ROBOT_INVALID: Rule(
         Action.FAIL,
         "robot_invalid",

@@ -46,6 +46,7 @@ from alertbridge.stores.sqlite.attachments import SqliteAttachments
 from alertbridge.stores.sqlite.command_records import SqliteCommandRecords
 from alertbridge.stores.sqlite.db import SqliteConnection
 from alertbridge.stores.sqlite.resolutions import SqliteResolutions
+from alertbridge.stores.sqlite.sent_messages import SqliteSentMessages
 from alertbridge.stores.sqlite.state_schema import migrate
 from alertbridge.stores.state import AlertRef, RefUpdate
 from alertbridge.stores.state_codec import (
@@ -65,7 +66,7 @@ logger = logging.getLogger(__name__)
 _PRUNE_CHUNK: Final = 500
 
 
-class SqliteStateStore(SqliteCommandRecords, SqliteResolutions, SqliteAttachments):
+class SqliteStateStore(SqliteCommandRecords, SqliteResolutions, SqliteSentMessages, SqliteAttachments):
     """``StateStore`` on one SQLite file (normally the outbox's file).
 
     Like the outbox, it is meant for a single serving process; CLI tools may
@@ -310,7 +311,7 @@ class SqliteStateStore(SqliteCommandRecords, SqliteResolutions, SqliteAttachment
         """Delete what can no longer be referred to; returns the rows deleted.
 
         * references resolved before ``now - retention``, with their
-          sent-index rows, cards and resolutions (same transaction, chunked);
+          sent-index rows, cards, sent messages and resolutions (same transaction, chunked);
         * resolutions decided before ``now - retention``;
         * callback keys whose ttl has run out;
         * silence records that ended (expired, or ran out) before
@@ -328,7 +329,7 @@ class SqliteStateStore(SqliteCommandRecords, SqliteResolutions, SqliteAttachment
                 chosen = [int(row[0]) for row in rows]
                 refs = dumps(chosen)
                 chunk = 0
-                for table in ("ref_sent", "cards", "resolutions", "alert_refs"):
+                for table in ("ref_sent", "cards", "sent_messages", "resolutions", "alert_refs"):
                     async with db.execute(
                         f"DELETE FROM {table} WHERE ref IN (SELECT value FROM json_each(?))", (refs,)
                     ) as cur:
