@@ -1,5 +1,6 @@
 """The WeCom API client: app messages (``message/send``, ``message/update_template_card``,
-``message/recall``), app group chats (``appchat/*``), temporary media (``media/upload``), group
+``message/recall``), app group chats (``appchat/*``), temporary media (``media/upload``,
+``media/get``, the robot's ``webhook/upload_media``: in ``media_calls``), group
 robots (``webhook/send``) and the two
 contact reads command authorization needs (``user/get``, ``tag/get``).
 
@@ -28,14 +29,13 @@ from dataclasses import dataclass
 
 import httpx
 
-from alertbridge.errors import PermanentDeliveryError
 from alertbridge.messengers.wecom.config import WeComAppConfig
 from alertbridge.messengers.wecom.errcodes import ErrCode, is_token_error
 from alertbridge.messengers.wecom.errors import WeComTransportError, api_error
 from alertbridge.messengers.wecom.media import MediaCache
-from alertbridge.messengers.wecom.media_rules import MediaFile, MediaKind
+from alertbridge.messengers.wecom.media_calls import WeComMediaCalls
 from alertbridge.messengers.wecom.token import AccessTokenCache, Clock, IssuedToken
-from alertbridge.messengers.wecom.transport import Answer, Download, WeComTransport
+from alertbridge.messengers.wecom.transport import Answer, WeComTransport
 from alertbridge.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -48,11 +48,6 @@ APPCHAT_CREATE = "/cgi-bin/appchat/create"
 APPCHAT_GET = "/cgi-bin/appchat/get"
 APPCHAT_SEND = "/cgi-bin/appchat/send"
 WEBHOOK_SEND = "/cgi-bin/webhook/send"
-MEDIA_UPLOAD = "/cgi-bin/media/upload"
-ROBOT_UPLOAD_MEDIA = "/cgi-bin/webhook/upload_media"
-MEDIA_GET = "/cgi-bin/media/get"
-# What a robot can send by media id (docs §5); images go inline as base64.
-ROBOT_MEDIA_KINDS = frozenset({MediaKind.FILE, MediaKind.VOICE})
 USER_GET = "/cgi-bin/user/get"
 TAG_GET = "/cgi-bin/tag/get"
 
@@ -100,7 +95,7 @@ class TagMembers:
     parties: frozenset[str]
 
 
-class WeComClient:
+class WeComClient(WeComMediaCalls):
     """Sends app and robot messages; one per process, shared by all channels.
 
     Counters: ``partial_deliveries`` counts successful app sends that listed
@@ -237,83 +232,6 @@ class WeComClient:
         if not isinstance(info, dict) or not isinstance(info.get("userlist"), list):
             raise WeComTransportError(APPCHAT_GET, "answer lacks chat_info", reason="bad_response")
         return info
-
-    async def upload_media(self, app_name: str, app: WeComAppConfig, media: MediaFile) -> str:
-        """Upload a temporary file (``media/upload?type=<kind>``, docs §7); returns its media_id.
-
-        ``media`` passed ``check_media``, so WeCom's type and size rules hold.
-        The file goes as the multipart part ``media`` with its ``filename``
-        (the name WeCom shows; for images WeCom also judges the type by its
-        extension). The id is valid for 3 days (see ``media_cache``) for every
-        app of the corp. Token errors are replayed once, as for ``send_app_message``.
-
-        Raises:
-            PermanentWeComAPIError: 40004/40005 (bad type), 40006/40009/40011 (bad
-                size), 44001 (empty) and every other permanent errcode.
-            TransientDeliveryError: a retryable errcode or a transport failure,
-                or an answer without a media_id (``bad_response``).
-        """
-        files = {"media": (media.filename, media.data, media.content_type)}
-
-        async def call(token: str) -> Answer:
-            return await self._transport.request(
-                "POST",
-                MEDIA_UPLOAD,
-                {"access_token": token, "type": str(media.kind)},
-                None,
-                files=files,
-                secrets=(token,),
-            )
-
-        return _media_id(await self._with_token(app_name, app, MEDIA_UPLOAD, call), MEDIA_UPLOAD)
-
-    async def upload_robot_media(self, key: str, media: MediaFile) -> str:
-        """Upload a file or voice for one robot (``webhook/upload_media``, docs §5); returns its media_id.
-
-        The id is valid for 3 days and usable by this robot only.
-
-        Raises:
-            PermanentDeliveryError: a ``media`` that is neither file nor voice
-                (``media_refused``), and every permanent errcode.
-            TransientDeliveryError: a retryable errcode or a transport failure.
-        """
-        if media.kind not in ROBOT_MEDIA_KINDS:
-            raise PermanentDeliveryError(f"a robot cannot send a {media.kind}", reason="media_refused")
-        answer = await self._transport.request(
-            "POST",
-            ROBOT_UPLOAD_MEDIA,
-            {"key": key, "type": str(media.kind)},
-            None,
-            files={"media": (media.filename, media.data, media.content_type)},
-            secrets=(key,),
-        )
-        if answer.errcode != ErrCode.OK:
-            raise api_error(answer.errcode, answer.errmsg, ROBOT_UPLOAD_MEDIA)
-        return _media_id(answer, ROBOT_UPLOAD_MEDIA)
-
-    async def download_media(
-        self, app_name: str, app: WeComAppConfig, media_id: str, max_bytes: int
-    ) -> Download:
-        """Fetch media a member sent to the app (``media/get``, docs §7), at most ``max_bytes``.
-
-        Raises:
-            PermanentWeComAPIError: 40007 (unknown or expired media id) and
-                every other permanent errcode.
-            TransientDeliveryError: a retryable errcode or a transport failure;
-                ``too_large`` when the file exceeds ``max_bytes``.
-        """
-        got: list[Download] = []
-
-        async def call(token: str) -> Answer:
-            params = {"access_token": token, "media_id": media_id}
-            result = await self._transport.download(MEDIA_GET, params, secrets=(token,), max_bytes=max_bytes)
-            if isinstance(result, Download):
-                got.append(result)
-                return Answer(ErrCode.OK, "ok", {})
-            return result
-
-        await self._with_token(app_name, app, MEDIA_GET, call)
-        return got[-1]
 
     async def user_departments(self, app_name: str, app: WeComAppConfig, userid: str) -> frozenset[str]:
         """The ids of the departments ``userid`` belongs to (``user/get``'s ``department``).
@@ -464,10 +382,3 @@ def _split(value: object) -> tuple[str, ...]:
     if not isinstance(value, str) or not value:
         return ()
     return tuple(part for part in value.split("|") if part)
-
-
-def _media_id(answer: Answer, endpoint: str) -> str:
-    media_id = answer.data.get("media_id")
-    if not isinstance(media_id, str) or not media_id:
-        raise WeComTransportError(endpoint, "answer lacks media_id", reason="bad_response")
-    return media_id
