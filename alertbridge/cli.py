@@ -31,6 +31,7 @@ from alertbridge.errors import AlertbridgeError, DeliveryError
 from alertbridge.messengers import Messengers
 from alertbridge.messengers.wecom.appchat_cli import add_appchat_commands
 from alertbridge.messengers.wecom.limits import limits_for
+from alertbridge.messengers.wecom.oneoff import add_send_command
 from alertbridge.model import AlertGroup
 from alertbridge.stores import Delivery, DeliveryStatus, OutboxStore, stores_for
 
@@ -79,26 +80,6 @@ def _parser() -> argparse.ArgumentParser:
         group.add_argument(
             "--sample", action="store_true", help="the built-in sample group (send-test's default)"
         )
-    oneoff = command("send", _send, "send one message or file to a receiver, for scripts and cron jobs")
-    oneoff.add_argument("--receiver", required=True)
-    what = oneoff.add_mutually_exclusive_group(required=True)
-    what.add_argument("--text", metavar="TEXT")
-    what.add_argument("--markdown", metavar="TEXT")
-    for kind, limit in (
-        ("image", "JPG/PNG, 10 MB"),
-        ("file", "20 MB"),
-        ("voice", "AMR, 2 MB, 60 s"),
-        ("video", "MP4, 10 MB"),
-    ):
-        what.add_argument(f"--{kind}", metavar="PATH", help=f"a {kind} ({limit})")
-    # --textcard TITLE DESC URL belongs here once the textcard message type exists.
-    oneoff.add_argument(
-        "--wait",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="longest wait for a slot in the rate budget",
-    )
     command("migrate", _migrate, "create or upgrade the store's tables, then exit (serve does it too)")
 
     outbox = commands.add_parser("outbox", help="inspect and retry deliveries")
@@ -130,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     attachment.set_defaults(run=_audit_attachment)
     add_appchat_commands(commands)
+    add_send_command(commands)
     return parser
 
 
@@ -285,18 +267,6 @@ async def _send_test_async(config: Config, args: argparse.Namespace, group: Aler
                 f"msgid {receipt.msgid or '-'})"
             )
     return 0
-
-
-_ONEOFF_TYPES = ("text", "markdown", "image", "file", "voice", "video")
-
-
-def _send(args: argparse.Namespace) -> int:
-    """``send``: checked before the store or WeCom is touched, then sent (see messengers/wecom/oneoff.py)."""
-    from alertbridge.messengers.wecom.oneoff import run_send
-
-    msgtype = next(kind for kind in _ONEOFF_TYPES if getattr(args, kind) is not None)
-    wait = timedelta(seconds=args.wait)
-    return run_send(_load(args), args.receiver, msgtype, getattr(args, msgtype), wait, sys.stdout, sys.stderr)
 
 
 def _receiver(config: Config, name: str) -> ReceiverConfig:

@@ -25,7 +25,10 @@ is where its title, description and URL would go, built by its builder).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,8 +36,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import TextIO
 
-from alertbridge.app import new_http_client
-from alertbridge.config import Config
+from alertbridge.config import Config, load_config
 from alertbridge.delivery.budget import SendBudget, SharedBudget
 from alertbridge.delivery.outcome import not_arrived
 from alertbridge.errors import AlertbridgeError, DeliveryError
@@ -207,6 +209,8 @@ def run_send(
     config: Config, receiver: str, msgtype: str, value: str, wait: timedelta, out: TextIO, err: TextIO
 ) -> int:
     """The ``send`` command: check, then send; one line on ``out`` (sent) or ``err``; the exit code."""
+    from alertbridge.app import new_http_client  # the composition root: only when sending
+
     try:
         oneoff = prepare(config, receiver, msgtype, value)
     except BadInput as exc:
@@ -230,3 +234,41 @@ def run_send(
     else:
         print(f"alertbridge send: not sent: {result.detail}", file=err)
     return int(result.code)
+
+
+_TYPES = ("text", "markdown", "image", "file", "voice", "video")
+
+
+def add_send_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``send`` to the CLI's commands."""
+    help_text = "send one message or file to a receiver, for scripts and cron jobs"
+    send = commands.add_parser("send", help=help_text, description=help_text)
+    send.add_argument("-c", "--config", required=True, type=Path, help="the TOML config file")
+    send.add_argument("--receiver", required=True)
+    what = send.add_mutually_exclusive_group(required=True)
+    what.add_argument("--text", metavar="TEXT")
+    what.add_argument("--markdown", metavar="TEXT")
+    for kind, limit in (
+        ("image", "JPG/PNG, 10 MB"),
+        ("file", "20 MB"),
+        ("voice", "AMR, 2 MB, 60 s"),
+        ("video", "MP4, 10 MB"),
+    ):
+        what.add_argument(f"--{kind}", metavar="PATH", help=f"a {kind} ({limit})")
+    # --textcard TITLE DESC URL belongs here once the textcard message type exists
+    # (and a branch in ``prepare`` building it).
+    send.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="longest wait for a slot in the rate budget",
+    )
+    send.set_defaults(run=_send)
+
+
+def _send(args: argparse.Namespace) -> int:
+    msgtype = next(kind for kind in _TYPES if getattr(args, kind) is not None)
+    config = load_config(args.config, os.environ)
+    wait = timedelta(seconds=args.wait)
+    return run_send(config, args.receiver, msgtype, getattr(args, msgtype), wait, sys.stdout, sys.stderr)
