@@ -42,6 +42,7 @@ from alertbridge.messengers.wecom.config import (
     RobotReceiver,
     WeComConfig,
     app_receiver_problems,
+    robot_receiver_problems,
     wecom_problems,
 )
 from alertbridge.messengers.wecom.limits import WECOM_BYTE_LIMITS
@@ -172,6 +173,8 @@ class MessengerSections(Section):
         """What is wrong with receiver ``key`` given the sections it uses."""
         if isinstance(receiver, AppReceiver):
             return app_receiver_problems(key, receiver, self.wecom)
+        if isinstance(receiver, RobotReceiver):
+            return robot_receiver_problems(key, receiver)
         return []
 
 

@@ -52,8 +52,8 @@ def build_app_body(
         if ids:
             body[key] = "|".join(ids)
     body["msgtype"] = message.msgtype
-    if message.card is not None:
-        body["template_card"] = dict(message.card)
+    if message.card is not None:  # template_card, textcard, news: their section as built
+        body[message.msgtype] = dict(message.card)
     else:
         body[message.msgtype] = {"content": message.content}
     body["agentid"] = agent_id

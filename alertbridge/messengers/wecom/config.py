@@ -20,7 +20,15 @@ from alertbridge.message import Recipients
 from alertbridge.messengers.wecom.mentions import app_recipients, robot_recipients
 from alertbridge.model import AlertGroup
 
-AppMessageType = Literal["text", "markdown", "template_card"]
+# What each channel can send (docs §4.3, §5). ``image``/``file`` attachments
+# are not a receiver's msgtype: they follow a message.
+AppMessageType = Literal["text", "markdown", "textcard", "news", "template_card"]
+RobotMessageType = Literal["text", "markdown", "markdown_v2", "news", "template_card"]
+# A template card's type: ``button_interaction`` (buttons that call back, apps
+# only) or a card without commands, ``text_notice`` / ``news_notice`` (the
+# alert image on top; a group without one gets a text_notice).
+CardType = Literal["button_interaction", "text_notice", "news_notice"]
+NOTICE_CARD_TYPES = ("text_notice", "news_notice")
 
 
 class WeComAppConfig(Section):
@@ -132,6 +140,7 @@ def _default_buttons() -> list[ButtonConfig]:
 class AppReceiver(ReceiverBase):
     channel: Literal["app"]
     msgtype: AppMessageType = "markdown"  # type: ignore[assignment]
+    card_type: CardType = "button_interaction"  # for msgtype = "template_card"
     app: str
     to_user: list[str] = Field(default_factory=list)
     to_party: list[str] = Field(default_factory=list)
@@ -163,6 +172,17 @@ class AppReceiver(ReceiverBase):
         return "@all" not in recipients.to_user and not recipients.to_party and not recipients.to_tag
 
     @property
+    def rendered_msgtype(self) -> str:
+        # Cards render through markdown what a card cannot show (a resolution
+        # whose card can no longer change).
+        return "markdown" if self.msgtype == "template_card" else self.msgtype
+
+    @property
+    def digest_msgtype(self) -> str:
+        # A digest lists many groups: cards and articles cannot, markdown can.
+        return "markdown" if self.msgtype in ("textcard", "news", "template_card") else self.msgtype
+
+    @property
     def audience(self) -> tuple[str, str]:
         if "@all" in self.to_user:
             return "全员（@all）", "everyone (@all)"
@@ -171,6 +191,9 @@ class AppReceiver(ReceiverBase):
 
 class RobotReceiver(ReceiverBase):
     channel: Literal["robot"]
+    msgtype: RobotMessageType = "markdown"  # type: ignore[assignment]
+    # Robots cannot call back: no button_interaction (checked with a clear message).
+    card_type: CardType = "text_notice"
     robot_key: SecretStr
     mention: MentionConfig | None = None
     # A robot accepts 20 messages a minute (then 45009); lower only. Receivers
@@ -184,6 +207,14 @@ class RobotReceiver(ReceiverBase):
 
     def recipients_for(self, group: AlertGroup) -> Recipients:
         return robot_recipients(self, group)
+
+    @property
+    def rendered_msgtype(self) -> str:
+        return "markdown" if self.msgtype == "template_card" else self.msgtype
+
+    @property
+    def digest_msgtype(self) -> str:
+        return "markdown" if self.msgtype in ("news", "template_card") else self.msgtype
 
     @property
     def audience(self) -> tuple[str, str]:
@@ -209,7 +240,7 @@ def wecom_problems(wecom: WeComConfig) -> list[tuple[str, str]]:
 def app_receiver_problems(key: str, receiver: AppReceiver, wecom: WeComConfig) -> list[tuple[str, str]]:
     """What is wrong with app receiver ``key`` given ``[wecom]``, as (key path, reason)."""
     problems: list[tuple[str, str]] = []
-    if receiver.msgtype == "template_card":
+    if receiver.msgtype == "template_card" and receiver.card_type == "button_interaction":
         app_config = wecom.apps.get(receiver.app)
         if app_config is not None and not app_config.callback_enabled:
             problems.append(
@@ -228,3 +259,16 @@ def app_receiver_problems(key: str, receiver: AppReceiver, wecom: WeComConfig) -
     if not (receiver.to_user or receiver.to_party or receiver.to_tag):
         problems.append((key, "an app receiver needs at least one of to_user, to_party, to_tag"))
     return problems
+
+
+def robot_receiver_problems(key: str, receiver: RobotReceiver) -> list[tuple[str, str]]:
+    """What is wrong with robot receiver ``key``, as (key path, reason)."""
+    if receiver.msgtype == "template_card" and receiver.card_type not in NOTICE_CARD_TYPES:
+        return [
+            (
+                f"{key}.card_type",
+                f"a group robot cannot call back, so it sends no {receiver.card_type} cards: "
+                f"use {' or '.join(NOTICE_CARD_TYPES)}",
+            )
+        ]
+    return []

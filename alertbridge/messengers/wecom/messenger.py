@@ -1,9 +1,11 @@
-"""WeCom as the delivery core sees it: template cards, robot @mentions, send
-limits, and cards turned "已恢复 / Resolved" when their group resolves.
+"""WeCom as the delivery core sees it: template cards, text cards and news,
+robot @mentions, send limits, and cards turned "已恢复 / Resolved" when their group resolves.
 
 A firing group to an app receiver with ``msgtype = "template_card"`` becomes
-one card (``alertbridge.messengers.wecom.card``); everything else is left to
-the receiver's template. After a card is sent its one-use ``response_code``
+one button card, any group to a receiver of notice cards one notice card
+(``alertbridge.messengers.wecom.card``); textcard and news receivers get the
+parts their template renders, dressed (``alertbridge.messengers.wecom.articles``);
+everything else is left to the receiver's template. After a card is sent its one-use ``response_code``
 is stored, so the card can be updated once when the group resolves.
 """
 
@@ -18,9 +20,15 @@ from alertbridge.config_base import ReceiverBase
 from alertbridge.errors import DeliveryError
 from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.messengers import Messenger, Notification, RateLimit, Receipt
-from alertbridge.messengers.wecom.card import build_alert_card, button_update_body, task_id_for
+from alertbridge.messengers.wecom.articles import dress
+from alertbridge.messengers.wecom.card import (
+    build_alert_card,
+    build_notice_card,
+    button_update_body,
+    task_id_for,
+)
 from alertbridge.messengers.wecom.client import WeComClient
-from alertbridge.messengers.wecom.config import AppReceiver
+from alertbridge.messengers.wecom.config import NOTICE_CARD_TYPES, AppReceiver, RobotReceiver
 from alertbridge.messengers.wecom.limits import WECOM_BYTE_LIMITS, limits_for
 from alertbridge.messengers.wecom.mentions import content_mentions
 from alertbridge.stores.state import CardRecord, StateStore
@@ -55,6 +63,18 @@ class WeComMessenger(Messenger):
         self._clock = clock
 
     def compose(self, notification: Notification, receiver: ReceiverBase) -> list[RenderedMessage] | None:
+        if _notice_receiver(receiver):
+            assert isinstance(receiver, AppReceiver | RobotReceiver)
+            card = build_notice_card(
+                notification.group,
+                ref=notification.ref,
+                ack=notification.ack,
+                language=notification.language,
+                card_type=receiver.card_type,
+                tz=self._config.server.tz,
+                now=notification.at,
+            )
+            return None if card is None else [card]
         if (
             not isinstance(receiver, AppReceiver)
             or not _card_receiver(receiver)
@@ -74,6 +94,15 @@ class WeComMessenger(Messenger):
                 now=notification.at,
             )
         ]
+
+    def dress(
+        self, messages: Sequence[RenderedMessage], notification: Notification, receiver: ReceiverBase
+    ) -> list[RenderedMessage] | None:
+        """textcard and news receivers: each rendered description becomes a
+        card or an article (``alertbridge.messengers.wecom.articles``)."""
+        if receiver.msgtype not in ("textcard", "news"):
+            return list(messages)
+        return dress(messages, notification.group, ref=notification.ref, language=notification.language)
 
     def content_mentions(self, recipients: Recipients, channel_kind: str, msgtype: str) -> list[str]:
         return content_mentions(recipients, channel_kind, msgtype)
@@ -129,7 +158,7 @@ class WeComMessenger(Messenger):
         if not isinstance(receiver, AppReceiver) or self._state is None:
             return
         for message, receipt in sent:
-            if message.card is None:
+            if message.card is None or message.card.get("card_type") != "button_interaction":
                 continue
             await self._state.save_card(
                 CardRecord(
@@ -144,4 +173,14 @@ class WeComMessenger(Messenger):
 
 
 def _card_receiver(receiver: AppReceiver) -> bool:
-    return receiver.msgtype == "template_card"
+    """Sends button cards, which turn "Resolved" when their group resolves."""
+    return receiver.msgtype == "template_card" and receiver.card_type == "button_interaction"
+
+
+def _notice_receiver(receiver: ReceiverBase) -> bool:
+    """Sends cards without commands, for firing and resolved groups alike."""
+    return (
+        isinstance(receiver, AppReceiver | RobotReceiver)
+        and receiver.msgtype == "template_card"
+        and receiver.card_type in NOTICE_CARD_TYPES
+    )
