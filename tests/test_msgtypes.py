@@ -10,7 +10,10 @@ over-limit bodies with WeCom's errcodes; wrong msgtypes are config errors.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -355,23 +358,17 @@ def app_send(base_url: str, body: dict[str, Any]) -> dict[str, Any]:
         f"{base_url}/cgi-bin/gettoken", params={"corpid": CORP_ID, "corpsecret": SECRET}, timeout=5
     ).json()["access_token"]
     full = {"touser": "zhangsan", "agentid": AGENT_ID, **body}
-    answer = httpx.post(
-        f"{base_url}/cgi-bin/message/send",
-        params={"access_token": token},
-        content=json.dumps(full, ensure_ascii=False).encode(),
-        timeout=5,
-    ).json()
-    assert isinstance(answer, dict)
-    return answer
+    return post_raw(f"{base_url}/cgi-bin/message/send", {"access_token": token}, full)
 
 
 def robot_send(base_url: str, body: dict[str, Any]) -> dict[str, Any]:
-    answer = httpx.post(
-        f"{base_url}/cgi-bin/webhook/send",
-        params={"key": ROBOT_KEY},
-        content=json.dumps(body, ensure_ascii=False).encode(),
-        timeout=5,
-    ).json()
+    return post_raw(f"{base_url}/cgi-bin/webhook/send", {"key": ROBOT_KEY}, body)
+
+
+def post_raw(url: str, params: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """Posts ``body`` as WeCom wants it (UTF-8, no \\u escapes); the JSON answer."""
+    content = json.dumps(body, ensure_ascii=False).encode()
+    answer = httpx.post(url, params=params, content=content, timeout=5).json()
     assert isinstance(answer, dict)
     return answer
 
@@ -500,3 +497,50 @@ def test_notice_cards_on_an_app_need_no_callback(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         msgtype_config(tmp_path, "http://wecom.test", {"bad": receiver_section("app", "template_card", {})})
     assert "receivers.bad.msgtype" in str(caught.value)
+
+
+# ---- send-test marks every shape -------------------------------------------------------------
+
+
+def test_send_test_marks_cards_and_articles_and_the_fake_accepts_them(
+    tmp_path: Path, fake_wecom: tuple[FakeWeCom, str]
+) -> None:
+    """``send-test`` sends the sample group marked 【测试】 where each shape shows
+    it: a text card's description, a news message's first article, a notice
+    card's sub-title — within the limits, so the fake accepts each."""
+    wecom, base_url = fake_wecom
+    receivers = {
+        "card": ("app", "textcard", ""),
+        "news": ("robot", "news", ""),
+        "notice": ("robot", "template_card", 'card_type = "news_notice"'),
+        "v2": ("robot", "markdown_v2", ""),
+    }
+    blocks = []
+    for name, (channel, msgtype, extra) in receivers.items():
+        target = 'app = "ops"\nto_user = ["zhangsan"]' if channel == "app" else 'robot_key = "${ROBOT_KEY}"'
+        blocks.append(
+            f'[receivers.{name}]\nchannel = "{channel}"\nmsgtype = "{msgtype}"\n{target}\n{extra}\n'
+        )
+    config = tmp_path / "alertbridge.toml"
+    config.write_text(
+        f'[wecom]\napi_base = "{base_url}"\n[wecom.apps.ops]\ncorp_id = "{CORP_ID}"\n'
+        f'agent_id = {AGENT_ID}\nsecret = "${{SECRET}}"\n' + "\n".join(blocks),
+        encoding="utf-8",
+    )
+    for name in receivers:
+        result = subprocess.run(
+            [sys.executable, "-m", "alertbridge", "send-test", "-c", str(config), "--receiver", name],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "SECRET": SECRET, "ROBOT_KEY": ROBOT_KEY},
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+    by_type = {m.msgtype: section(m) for m in wecom.messages()}
+    assert set(by_type) == {"textcard", "news", "template_card", "markdown_v2"}
+    assert by_type["textcard"]["description"].startswith("【测试】")
+    assert by_type["news"]["articles"][0]["description"].startswith("【测试】")
+    assert by_type["template_card"]["sub_title_text"].startswith("【测试】")
+    assert by_type["markdown_v2"]["content"].startswith("【测试】")
+    for message in wecom.messages():
+        assert_within_limits(message)

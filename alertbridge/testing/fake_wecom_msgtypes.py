@@ -91,12 +91,9 @@ def notice_card_refusal(card: Mapping[str, Any], *, robot: bool) -> Refusal | No
 
 
 def _textcard_refusal(section: Mapping[str, Any]) -> Refusal | None:
-    refusal = _bytes_refusal("textcard", section, "title", TITLE_BYTES, required=True)
-    refusal = refusal or _bytes_refusal("textcard", section, "description", DESCRIPTION_BYTES, required=True)
+    refusal = _titled_refusal("textcard", section, description_required=True)
     if refusal:
         return refusal
-    if not _url_ok(section.get("url")):
-        return _invalid("textcard.url is missing or invalid")
     btntxt = section.get("btntxt", "")
     if not isinstance(btntxt, str) or len(btntxt) > BTNTXT_CHARS:
         return _invalid(f"textcard.btntxt exceed max length {BTNTXT_CHARS}")
@@ -112,15 +109,21 @@ def _news_refusal(section: Mapping[str, Any]) -> Refusal | None:
     for article in articles:
         if not isinstance(article, dict):
             return _invalid("news.articles items must be objects")
-        refusal = _bytes_refusal("news", article, "title", TITLE_BYTES, required=True)
-        refusal = refusal or _bytes_refusal("news", article, "description", DESCRIPTION_BYTES, required=False)
+        refusal = _titled_refusal("news.articles", article, description_required=False)
         if refusal:
             return refusal
-        if not _url_ok(article.get("url")):
-            return _invalid("news.articles.url is missing or invalid")
         if "picurl" in article and not _url_ok(article["picurl"]):
             return _invalid("news.articles.picurl is invalid")
     return None
+
+
+def _titled_refusal(what: str, section: Mapping[str, Any], *, description_required: bool) -> Refusal | None:
+    """A textcard's or an article's title, description and url."""
+    return (
+        _bytes_refusal(what, section, "title", TITLE_BYTES, required=True)
+        or _bytes_refusal(what, section, "description", DESCRIPTION_BYTES, required=description_required)
+        or (None if _url_ok(section.get("url")) else _invalid(f"{what}.url is missing or invalid"))
+    )
 
 
 def _bytes_refusal(
