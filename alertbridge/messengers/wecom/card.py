@@ -141,9 +141,12 @@ def _card_body(face: _Face, card_type: str) -> dict[str, Any]:
             for key, value in face.facts[:MAX_FACTS]
         ],
     }
+    return card
+
+
+def _add_sub_title(card: dict[str, Any], face: _Face) -> None:
     if face.summary:
         card["sub_title_text"] = clip(face.summary, SUB_TITLE_CHARS)
-    return card
 
 
 def build_alert_card(
@@ -170,6 +173,7 @@ def build_alert_card(
         }
         for button in buttons
     ]
+    _add_sub_title(card, face)  # after the buttons: the JSON of earlier versions, key for key
     jump = jump_url(group.firing or group.alerts)
     if jump:
         # Tapping the card opens what to do first: the runbook, else the graph.
@@ -202,6 +206,7 @@ def build_notice_card(
     face = _face(group, ref=ref, ack=ack, language=language, tz=tz, now=now)
     image = group_image(group) if card_type == "news_notice" else ""
     card = _card_body(face, "news_notice" if image else "text_notice")
+    _add_sub_title(card, face)
     if image:
         card["card_image"] = {"url": image, "aspect_ratio": 1.3}
     card["card_action"] = {"type": 1, "url": link}
