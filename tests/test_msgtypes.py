@@ -323,31 +323,54 @@ def test_a_group_without_any_link_goes_as_markdown() -> None:
     assert dress(rendered, group, ref=1, language="zh") is None
 
 
-def test_description_templates_fit_and_keep_every_alert() -> None:
-    """The description templates pack a big group into parts of at most 512
-    bytes, each alert in exactly one part."""
-    renderer = Renderer(timezone=ZoneInfo("Asia/Shanghai"))
+RENDERER = Renderer(timezone=ZoneInfo("Asia/Shanghai"))
+# Values as hostile as labels get: CJK, emoji, markup, long runs.
+VALUES = st.text(alphabet=st.sampled_from('磁盘空间不足ab<>&"🔥 é/_-'), max_size=120)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(VALUES, VALUES, st.sampled_from(Status)), min_size=1, max_size=40),
+    st.sampled_from([("app", "textcard"), ("app", "news"), ("robot", "news")]),
+    st.sampled_from(["zh", "en"]),
+)
+def test_description_templates_fit_and_keep_every_alert(
+    specs: list[tuple[str, str, Status]], combo: tuple[str, str], language: str
+) -> None:
+    """The description templates pack any group into parts of at most 512
+    bytes, each alert (its unique instance token) in exactly one part."""
     alerts = tuple(
         Alert(
-            status=Status.FIRING,
-            labels=MappingProxyType({"alertname": "磁盘空间不足" * 5, "instance": f"§{i}§"}),
-            annotations=MappingProxyType({"summary": "分区 /data 使用率超过 95%" * 4}),
+            status=status,
+            labels=MappingProxyType({"alertname": name or "X", "instance": f"§{i}§{target}"}),
+            annotations=MappingProxyType({"summary": name * 3}),
             starts_at=NOW,
-            ends_at=None,
+            ends_at=None if status is Status.FIRING else NOW,
             fingerprint=f"{i:016x}",
         )
-        for i in range(40)
+        for i, (name, target, status) in enumerate(specs)
     )
-    group = AlertGroup(source="alertmanager", status=Status.FIRING, group_key="k", alerts=alerts)
-    for channel, msgtype in (("app", "textcard"), ("app", "news"), ("robot", "news")):
-        for language in ("zh", "en"):
-            parts = renderer.render(
-                group, template="default", language=language, msgtype=msgtype, channel=channel, now=NOW, ref=3
-            )
-            assert len(parts) > 1
-            assert all(p.byte_count <= BYTE_LIMITS[(channel, msgtype)] == 512 for p in parts)
-            joined = "\n".join(p.content for p in parts)
-            assert all(joined.count(f"§{i}§") == 1 for i in range(40))
+    group = AlertGroup(
+        source="alertmanager",
+        status=Status.FIRING,
+        group_key="k",
+        alerts=alerts,
+        external_url="http://am.test",
+    )
+    channel, msgtype = combo
+    parts = RENDERER.render(
+        group, template="default", language=language, msgtype=msgtype, channel=channel, now=NOW, ref=3
+    )
+    assert all(p.byte_count <= BYTE_LIMITS[combo] == 512 for p in parts)
+    joined = "\n".join(p.content for p in parts)
+    assert all(joined.count(f"§{i}§") == 1 for i in range(len(alerts)))
+    dressed = dress(parts, group, ref=3, language=language)
+    assert dressed is not None
+    sections = [dict(m.card or {}) for m in dressed]
+    shown = [a for part in sections for a in part["articles"]] if msgtype == "news" else sections
+    assert [item["description"] for item in shown] == [p.content for p in parts]
+    assert all(utf8(item["title"]) <= 128 and item["url"] == "http://am.test" for item in shown)
+    assert all(len(part.get("articles", ())) <= 8 for part in sections)
 
 
 # ---- the fake refuses what WeCom refuses ---------------------------------------------------

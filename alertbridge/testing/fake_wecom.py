@@ -8,7 +8,7 @@ tests run against the same checks WeCom would apply:
   missing (41001); wrong corp id (40013) or secret (40001);
 - request bodies must be UTF-8 JSON without ``\\uXXXX`` escapes (40033);
 - content limits in UTF-8 bytes: app text 2048 (45002), app markdown 2048
-  (40058), robot text 2048 and markdown 4096 (40058);
+  (40058), robot text 2048, markdown and markdown_v2 4096 (40058);
 - recipients: none (82001), some unknown (listed in ``invaliduser``, the rest
   still delivered), all unknown (81013);
 - ``enable_duplicate_check``: an identical request within the interval is
