@@ -567,3 +567,18 @@ def test_send_test_marks_cards_and_articles_and_the_fake_accepts_them(
     assert by_type["markdown_v2"]["content"].startswith("【测试】")
     for message in wecom.messages():
         assert_within_limits(message)
+
+
+def test_a_group_without_a_link_reaches_a_textcard_receiver_as_markdown(
+    tmp_path: Path, serve_wecom: Callable[[FakeWeCom], str], serve_app: Callable[..., str]
+) -> None:
+    """A card needs a url: with no runbook, graph, panel or external URL the
+    group still arrives, as the receiver's markdown fallback."""
+    wecom = FakeWeCom(apps=[FakeApp(CORP_ID, SECRET, AGENT_ID)], robot_keys=[ROBOT_KEY])
+    receivers: dict[str, object] = {"cards": receiver_section("app", "textcard", {})}
+    base_url = serve_app(msgtype_config(tmp_path, serve_wecom(wecom), receivers))
+    linkless = {**FIRING, "externalURL": "", "alerts": [{**a, "generatorURL": ""} for a in FIRING["alerts"]]}
+    post(base_url, "/alertmanager/cards", linkless)
+    wait_until(lambda: len(wecom.messages()) == 1, what="the fallback message")
+    [message] = wecom.messages()
+    assert message.msgtype == "markdown" and "api-2:9100" in (message.content or "")

@@ -29,6 +29,8 @@ RobotMessageType = Literal["text", "markdown", "markdown_v2", "news", "template_
 # alert image on top; a group without one gets a text_notice).
 CardType = Literal["button_interaction", "text_notice", "news_notice"]
 NOTICE_CARD_TYPES = ("text_notice", "news_notice")
+# Msgtypes whose body is a JSON section built around (or instead of) rendered content.
+STRUCTURED_MSGTYPES = ("textcard", "news", "template_card")
 
 
 class WeComAppConfig(Section):
@@ -137,10 +139,32 @@ def _default_buttons() -> list[ButtonConfig]:
     ]
 
 
-class AppReceiver(ReceiverBase):
+class WeComReceiver(ReceiverBase):
+    """What app and robot receivers share: their msgtypes' fallbacks and card types."""
+
+    card_type: CardType = "text_notice"  # for msgtype = "template_card"
+
+    @property
+    def rendered_msgtype(self) -> str:
+        # Cards render through markdown what a card cannot show (a resolution
+        # whose card can no longer change, a group without a link).
+        return "markdown" if self.msgtype == "template_card" else self.msgtype  # type: ignore[comparison-overlap]
+
+    @property
+    def digest_msgtype(self) -> str:
+        # A digest lists many groups: cards and articles cannot, markdown can.
+        return "markdown" if self.msgtype in STRUCTURED_MSGTYPES else self.msgtype
+
+    @property
+    def notice_cards(self) -> bool:
+        """Sends cards without commands, for firing and resolved groups alike."""
+        return self.msgtype == "template_card" and self.card_type in NOTICE_CARD_TYPES  # type: ignore[comparison-overlap]
+
+
+class AppReceiver(WeComReceiver):
     channel: Literal["app"]
     msgtype: AppMessageType = "markdown"  # type: ignore[assignment]
-    card_type: CardType = "button_interaction"  # for msgtype = "template_card"
+    card_type: CardType = "button_interaction"
     app: str
     to_user: list[str] = Field(default_factory=list)
     to_party: list[str] = Field(default_factory=list)
@@ -172,28 +196,17 @@ class AppReceiver(ReceiverBase):
         return "@all" not in recipients.to_user and not recipients.to_party and not recipients.to_tag
 
     @property
-    def rendered_msgtype(self) -> str:
-        # Cards render through markdown what a card cannot show (a resolution
-        # whose card can no longer change).
-        return "markdown" if self.msgtype == "template_card" else self.msgtype
-
-    @property
-    def digest_msgtype(self) -> str:
-        # A digest lists many groups: cards and articles cannot, markdown can.
-        return "markdown" if self.msgtype in ("textcard", "news", "template_card") else self.msgtype
-
-    @property
     def audience(self) -> tuple[str, str]:
         if "@all" in self.to_user:
             return "全员（@all）", "everyone (@all)"
         return "部门或标签", "a department or tag"
 
 
-class RobotReceiver(ReceiverBase):
+class RobotReceiver(WeComReceiver):
     channel: Literal["robot"]
+    # A robot's template_card is a notice card: it cannot call back
+    # (card_type = "button_interaction" is refused with a clear message).
     msgtype: RobotMessageType = "markdown"  # type: ignore[assignment]
-    # Robots cannot call back: no button_interaction (checked with a clear message).
-    card_type: CardType = "text_notice"
     robot_key: SecretStr
     mention: MentionConfig | None = None
     # A robot accepts 20 messages a minute (then 45009); lower only. Receivers
@@ -207,14 +220,6 @@ class RobotReceiver(ReceiverBase):
 
     def recipients_for(self, group: AlertGroup) -> Recipients:
         return robot_recipients(self, group)
-
-    @property
-    def rendered_msgtype(self) -> str:
-        return "markdown" if self.msgtype == "template_card" else self.msgtype
-
-    @property
-    def digest_msgtype(self) -> str:
-        return "markdown" if self.msgtype in ("news", "template_card") else self.msgtype
 
     @property
     def audience(self) -> tuple[str, str]:

@@ -1,12 +1,13 @@
 """WeCom as the delivery core sees it: template cards, text cards and news,
-robot @mentions, send limits, and cards turned "已恢复 / Resolved" when their group resolves.
+robot @mentions, send limits, and cards turned "已恢复 / Resolved" when their
+group resolves.
 
-A firing group to an app receiver with ``msgtype = "template_card"`` becomes
-one button card, any group to a receiver of notice cards one notice card
-(``alertbridge.messengers.wecom.card``); textcard and news receivers get the
-parts their template renders, dressed (``alertbridge.messengers.wecom.articles``);
-everything else is left to the receiver's template. After a card is sent its one-use ``response_code``
-is stored, so the card can be updated once when the group resolves.
+A firing group to an app receiver of button cards becomes one card, any group
+to a receiver of notice cards one notice card (``alertbridge.messengers.wecom.card``);
+textcard and news receivers get the parts their template renders, dressed as
+cards or articles (``alertbridge.messengers.wecom.articles``); everything else
+is left to the receiver's template. After a button card is sent its one-use
+``response_code`` is stored, so the card can be updated once when the group resolves.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from alertbridge.messengers.wecom.card import (
     task_id_for,
 )
 from alertbridge.messengers.wecom.client import WeComClient
-from alertbridge.messengers.wecom.config import NOTICE_CARD_TYPES, AppReceiver, RobotReceiver
+from alertbridge.messengers.wecom.config import AppReceiver, WeComReceiver
 from alertbridge.messengers.wecom.limits import WECOM_BYTE_LIMITS, limits_for
 from alertbridge.messengers.wecom.mentions import content_mentions
 from alertbridge.stores.state import CardRecord, StateStore
@@ -63,8 +64,7 @@ class WeComMessenger(Messenger):
         self._clock = clock
 
     def compose(self, notification: Notification, receiver: ReceiverBase) -> list[RenderedMessage] | None:
-        if _notice_receiver(receiver):
-            assert isinstance(receiver, AppReceiver | RobotReceiver)
+        if isinstance(receiver, WeComReceiver) and receiver.notice_cards:
             card = build_notice_card(
                 notification.group,
                 ref=notification.ref,
@@ -175,12 +175,3 @@ class WeComMessenger(Messenger):
 def _card_receiver(receiver: AppReceiver) -> bool:
     """Sends button cards, which turn "Resolved" when their group resolves."""
     return receiver.msgtype == "template_card" and receiver.card_type == "button_interaction"
-
-
-def _notice_receiver(receiver: ReceiverBase) -> bool:
-    """Sends cards without commands, for firing and resolved groups alike."""
-    return (
-        isinstance(receiver, AppReceiver | RobotReceiver)
-        and receiver.msgtype == "template_card"
-        and receiver.card_type in NOTICE_CARD_TYPES
-    )
