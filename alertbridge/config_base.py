@@ -149,7 +149,12 @@ class ReceiverBase(Section):
         return []
 
     @property
-    def rendered_msgtype(self) -> MessageType:
-        """The msgtype its templates render: cards fall back to markdown for
-        what a card cannot show (a resolution whose card can no longer change)."""
-        return "markdown" if self.msgtype == "template_card" else self.msgtype  # type: ignore[comparison-overlap]
+    def rendered_msgtype(self) -> str:
+        """The msgtype its group template renders (``default.zh.<msgtype>.j2``);
+        a messenger's receiver whose own shapes render no template (cards) names its fallback."""
+        return self.msgtype
+
+    @property
+    def digest_msgtype(self) -> str:
+        """The msgtype of its digests: a plain-content one, as a digest lists many groups."""
+        return self.rendered_msgtype

@@ -302,6 +302,7 @@ CLASSIFICATION = [
     (40006, PermanentDeliveryError, "media_refused"),
     (40009, PermanentDeliveryError, "media_refused"),
     (40011, PermanentDeliveryError, "media_refused"),
+    (45008, PermanentDeliveryError, "too_many_articles"),
     (44001, PermanentDeliveryError, "media_refused"),
     (40007, PermanentDeliveryError, "invalid_media_id"),
     (12345, PermanentDeliveryError, "api_error"),  # unknown errcodes are permanent

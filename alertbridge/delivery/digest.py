@@ -192,7 +192,7 @@ class DigestSender:
         """Render ``digest`` once and store it with its deliveries; None when
         its template fails (its deliveries are dead letters then)."""
         ctx = self._ctx
-        msgtype = receiver.rendered_msgtype
+        msgtype = receiver.digest_msgtype
         try:
             parts = ctx.renderer.render_digest(
                 digest.sections,

@@ -45,6 +45,7 @@ from alertbridge.messengers.wecom.config import (
     WeComConfig,
     app_chat_receiver_problems,
     app_receiver_problems,
+    robot_receiver_problems,
     wecom_problems,
 )
 from alertbridge.messengers.wecom.limits import WECOM_BYTE_LIMITS
@@ -183,6 +184,8 @@ class MessengerSections(Section):
             return app_receiver_problems(key, receiver, self.wecom)
         if isinstance(receiver, AppChatReceiver):
             return app_chat_receiver_problems(key, receiver, self.wecom)
+        if isinstance(receiver, RobotReceiver):
+            return robot_receiver_problems(key, receiver)
         return []
 
 

@@ -8,7 +8,7 @@ tests run against the same checks WeCom would apply:
   missing (41001); wrong corp id (40013) or secret (40001);
 - request bodies must be UTF-8 JSON without ``\\uXXXX`` escapes (40033);
 - content limits in UTF-8 bytes: app text 2048 (45002), app markdown 2048
-  (40058), robot text 2048 and markdown 4096 (40058);
+  (40058), robot text 2048, markdown and markdown_v2 4096 (40058);
 - recipients: none (82001), some unknown (listed in ``invaliduser``, the rest
   still delivered), all unknown (81013);
 - ``enable_duplicate_check``: an identical request within the interval is
@@ -36,6 +36,7 @@ tests run against the same checks WeCom would apply:
   ``media_lifetime`` (3 days) for every app of the uploading corp: app
   ``image``/``voice``/``video``/``file`` messages naming an unknown, expired
   or foreign media id get 40007;
+- textcard, news and notice cards: see ``fake_wecom_msgtypes``;
 - robot ``image`` messages (docs §5): ``base64`` must decode, ``md5`` must be
   the MD5 of the decoded bytes, at most 2 MB, PNG or JPEG (40058 otherwise);
 - ``media/get`` and the robot's ``webhook/upload_media`` (whose ids robot
@@ -82,6 +83,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from alertbridge.testing.fake_wecom_msgtypes import (
+    NOTICE_CARD_TYPES,
+    app_section_refusal,
+    notice_card_refusal,
+    robot_section_refusal,
+)
 from alertbridge.testing.server import ServerThread
 
 GETTOKEN = "gettoken"
@@ -1159,6 +1166,7 @@ def _app_content(body: Mapping[str, Any]) -> tuple[str, str | None]:
     if msgtype not in ("text", "markdown"):
         if not isinstance(section, dict):
             raise _Reject(40058, f"invalid Request Parameter, {msgtype} is missing")
+        _refuse(app_section_refusal(msgtype, section))
         return msgtype, None
     content = section.get("content") if isinstance(section, dict) else None
     if content is not None and not isinstance(content, str):
@@ -1199,7 +1207,14 @@ def _check_card(card: Mapping[str, Any], *, sent: bool) -> _CardCheck:
     if card_type == "button_interaction":
         _check_title(card)
         _check_buttons(card.get("button_list"))
+    if card_type in NOTICE_CARD_TYPES:
+        _refuse(notice_card_refusal(card, robot=False))
     return _CardCheck(task_id, interactive)
+
+
+def _refuse(refusal: tuple[int, str] | None) -> None:
+    if refusal is not None:
+        raise _Reject(*refusal)
 
 
 def _check_title(card: Mapping[str, Any]) -> None:
@@ -1348,6 +1363,7 @@ def _robot_message(body: Mapping[str, Any], key: str, timestamp: float) -> Messa
     section = body.get(msgtype)
     if not isinstance(section, dict):
         raise _Reject(40058, f"invalid Request Parameter, {msgtype} is missing")
+    _refuse(robot_section_refusal(msgtype, section))
     content: str | None = None
     mentioned: tuple[str, ...] = ()
     mobiles: tuple[str, ...] = ()

@@ -65,8 +65,8 @@ def build_app_body(
 
 def message_fields(message: RenderedMessage) -> dict[str, object]:
     """``msgtype`` and its section, as ``message/send`` and ``appchat/send`` both take them."""
-    if message.card is not None:
-        return {"msgtype": message.msgtype, "template_card": dict(message.card)}
+    if message.card is not None:  # template_card, textcard, news: their section as built
+        return {"msgtype": message.msgtype, message.msgtype: dict(message.card)}
     return {"msgtype": message.msgtype, message.msgtype: {"content": message.content}}
 
 

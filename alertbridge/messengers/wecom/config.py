@@ -27,7 +27,17 @@ from alertbridge.message import Recipients
 from alertbridge.messengers.wecom.mentions import app_recipients, robot_recipients
 from alertbridge.model import AlertGroup
 
-AppMessageType = Literal["text", "markdown", "template_card"]
+# What each channel can send (docs §4.3, §5). ``image``/``file`` attachments
+# are not a receiver's msgtype: they follow a message.
+AppMessageType = Literal["text", "markdown", "textcard", "news", "template_card"]
+RobotMessageType = Literal["text", "markdown", "markdown_v2", "news", "template_card"]
+# A template card's type: ``button_interaction`` (buttons that call back, apps
+# only) or a card without commands, ``text_notice`` / ``news_notice`` (the
+# alert image on top; a group without one gets a text_notice).
+CardType = Literal["button_interaction", "text_notice", "news_notice"]
+NOTICE_CARD_TYPES = ("text_notice", "news_notice")
+# Msgtypes whose body is a JSON section built around (or instead of) rendered content.
+STRUCTURED_MSGTYPES = ("textcard", "news", "template_card")
 
 
 class WeComAppConfig(Section):
@@ -143,9 +153,32 @@ def _default_buttons() -> list[ButtonConfig]:
 MAX_ATTACHED_FILES = 3
 
 
-class AppReceiver(ReceiverBase):
+class WeComReceiver(ReceiverBase):
+    """What app and robot receivers share: their msgtypes' fallbacks and card types."""
+
+    card_type: CardType = "text_notice"  # for msgtype = "template_card"
+
+    @property
+    def rendered_msgtype(self) -> str:
+        # Cards render through markdown what a card cannot show (a resolution
+        # whose card can no longer change, a group without a link).
+        return "markdown" if self.msgtype == "template_card" else self.msgtype  # type: ignore[comparison-overlap]
+
+    @property
+    def digest_msgtype(self) -> str:
+        # A digest lists many groups: cards and articles cannot, markdown can.
+        return "markdown" if self.msgtype in STRUCTURED_MSGTYPES else self.msgtype
+
+    @property
+    def notice_cards(self) -> bool:
+        """Sends cards without commands, for firing and resolved groups alike."""
+        return self.msgtype == "template_card" and self.card_type in NOTICE_CARD_TYPES  # type: ignore[comparison-overlap]
+
+
+class AppReceiver(WeComReceiver):
     channel: Literal["app"]
     msgtype: AppMessageType = "markdown"  # type: ignore[assignment]
+    card_type: CardType = "button_interaction"
     app: str
     to_user: list[str] = Field(default_factory=list)
     to_party: list[str] = Field(default_factory=list)
@@ -226,8 +259,11 @@ class AppChatReceiver(ReceiverBase):
         return self.app
 
 
-class RobotReceiver(ReceiverBase):
+class RobotReceiver(WeComReceiver):
     channel: Literal["robot"]
+    # A robot's template_card is a notice card: it cannot call back
+    # (card_type = "button_interaction" is refused with a clear message).
+    msgtype: RobotMessageType = "markdown"  # type: ignore[assignment]
     robot_key: SecretStr
     mention: MentionConfig | None = None
     # A robot accepts 20 messages a minute (then 45009); lower only. Receivers
@@ -282,7 +318,7 @@ def app_chat_receiver_problems(
 def app_receiver_problems(key: str, receiver: AppReceiver, wecom: WeComConfig) -> list[tuple[str, str]]:
     """What is wrong with app receiver ``key`` given ``[wecom]``, as (key path, reason)."""
     problems: list[tuple[str, str]] = []
-    if receiver.msgtype == "template_card":
+    if receiver.msgtype == "template_card" and receiver.card_type == "button_interaction":
         app_config = wecom.apps.get(receiver.app)
         if app_config is not None and not app_config.callback_enabled:
             problems.append(
@@ -301,3 +337,16 @@ def app_receiver_problems(key: str, receiver: AppReceiver, wecom: WeComConfig) -
     if not (receiver.to_user or receiver.to_party or receiver.to_tag):
         problems.append((key, "an app receiver needs at least one of to_user, to_party, to_tag"))
     return problems
+
+
+def robot_receiver_problems(key: str, receiver: RobotReceiver) -> list[tuple[str, str]]:
+    """What is wrong with robot receiver ``key``, as (key path, reason)."""
+    if receiver.msgtype == "template_card" and receiver.card_type not in NOTICE_CARD_TYPES:
+        return [
+            (
+                f"{key}.card_type",
+                f"a group robot cannot call back, so it sends no {receiver.card_type} cards: "
+                f"use {' or '.join(NOTICE_CARD_TYPES)}",
+            )
+        ]
+    return []

@@ -47,6 +47,7 @@ class ErrCode(IntEnum):
     CALLBACK_URL_REQUIRED = 43012
     CONTENT_EMPTY = 44004
     CONTENT_TOO_LONG = 45002
+    TOO_MANY_ARTICLES = 45008
     FREQUENCY_LIMIT = 45009
     CONCURRENCY_LIMIT = 45033
     API_UNAUTHORIZED = 48002
@@ -137,6 +138,8 @@ RULES: dict[int, Rule] = {
     ErrCode.INVALID_PARAMETER: Rule(Action.FAIL, "invalid_parameter", message_at_fault=True),
     ErrCode.CONTENT_EMPTY: Rule(Action.FAIL, "content_empty", message_at_fault=True),
     ErrCode.CONTENT_TOO_LONG: Rule(Action.FAIL, "content_too_long", message_at_fault=True),
+    # More than 8 news articles: alertbridge packs at most 8 (``articles``).
+    ErrCode.TOO_MANY_ARTICLES: Rule(Action.FAIL, "too_many_articles", message_at_fault=True),
     # Also what appchat/* answers an app whose visibility is not the root department.
     ErrCode.API_UNAUTHORIZED: Rule(
         Action.FAIL,

@@ -41,14 +41,28 @@ from alertbridge.messengers.wecom.config import (
 CHAT_MEMBER_PER_MINUTE: Final = 200
 CHAT_MEMBER_PER_HOUR: Final = 10_000 // 24
 
-# (channel, msgtype) -> max UTF-8 bytes of the content.
+# Per field of the structured types (docs §4.3, §5): WeCom cuts a longer
+# textcard/news description itself, mid-character; we cut first.
+TITLE_BYTES: Final = 128
+DESCRIPTION_BYTES: Final = 512
+URL_BYTES: Final = 2048
+NEWS_ARTICLES: Final = 8  # per news message (45008 beyond)
+BTNTXT_CHARS: Final = 4
+
+# (channel, msgtype) -> max UTF-8 bytes of the content the template renders.
+# For textcard and news that content is one card's or one article's
+# description; their titles are built in code (``alertbridge.messengers.wecom.articles``).
 WECOM_BYTE_LIMITS: Final = {
     ("app", "text"): 2048,
     ("app", "markdown"): 2048,
     ("appchat", "text"): 2048,
     ("appchat", "markdown"): 2048,
+    ("app", "textcard"): DESCRIPTION_BYTES,
+    ("app", "news"): DESCRIPTION_BYTES,
     ("robot", "text"): 2048,
     ("robot", "markdown"): 4096,
+    ("robot", "markdown_v2"): 4096,
+    ("robot", "news"): DESCRIPTION_BYTES,
 }
 
 

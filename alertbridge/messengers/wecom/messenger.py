@@ -1,14 +1,17 @@
-"""WeCom as the delivery core sees it: template cards, robot @mentions, send
-limits, and what a receiver showed of a group when the group resolves.
+"""WeCom as the delivery core sees it: template cards, text cards and news,
+robot @mentions, send limits, and what a receiver showed of a group when the
+group resolves.
 
-A firing group to an app receiver with ``msgtype = "template_card"`` becomes
-one card (``alertbridge.messengers.wecom.card``); everything else is left to
-the receiver's template. After a card is sent its one-use ``response_code``
-is stored, so the card can be updated once when the group resolves
-(``on_resolve = "update"``). With ``on_resolve = "recall"`` the msgid of
-every app message is stored instead, and the resolution recalls the group's
-messages WeCom still allows (sent within 24 h) before the resolved message
-is sent: the chat shows the current state, not a stale alarm.
+A firing group to an app receiver of button cards becomes one card, any group
+to a receiver of notice cards one notice card (``alertbridge.messengers.wecom.card``);
+textcard and news receivers get the parts their template renders, dressed as
+cards or articles (``alertbridge.messengers.wecom.articles``); everything else
+is left to the receiver's template. After a button card is sent its one-use
+``response_code`` is stored, so the card can be updated once when the group
+resolves (``on_resolve = "update"``). With ``on_resolve = "recall"`` the msgid
+of every app message is stored instead, and the resolution recalls the
+group's messages WeCom still allows (sent within 24 h) before the resolved
+message is sent: the chat shows the current state, not a stale alarm.
 """
 
 from __future__ import annotations
@@ -23,9 +26,15 @@ from alertbridge.errors import DeliveryError, TransientDeliveryError
 from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.messengers import Messenger, Notification, RateLimit, Receipt
 from alertbridge.messengers.wecom.appchat import ChatMembers
-from alertbridge.messengers.wecom.card import build_alert_card, button_update_body, task_id_for
+from alertbridge.messengers.wecom.articles import dress
+from alertbridge.messengers.wecom.card import (
+    build_alert_card,
+    build_notice_card,
+    button_update_body,
+    task_id_for,
+)
 from alertbridge.messengers.wecom.client import WeComClient
-from alertbridge.messengers.wecom.config import AppChatReceiver, AppReceiver
+from alertbridge.messengers.wecom.config import AppChatReceiver, AppReceiver, WeComReceiver
 from alertbridge.messengers.wecom.limits import WECOM_BYTE_LIMITS, limits_for
 from alertbridge.messengers.wecom.mentions import content_mentions
 from alertbridge.stores.state import CardRecord, SentMessage, StateStore
@@ -63,6 +72,17 @@ class WeComMessenger(Messenger):
         self._chat_members = ChatMembers(client)
 
     def compose(self, notification: Notification, receiver: ReceiverBase) -> list[RenderedMessage] | None:
+        if isinstance(receiver, WeComReceiver) and receiver.notice_cards:
+            card = build_notice_card(
+                notification.group,
+                ref=notification.ref,
+                ack=notification.ack,
+                language=notification.language,
+                card_type=receiver.card_type,
+                tz=self._config.server.tz,
+                now=notification.at,
+            )
+            return None if card is None else [card]
         if (
             not isinstance(receiver, AppReceiver)
             or not _card_receiver(receiver)
@@ -82,6 +102,15 @@ class WeComMessenger(Messenger):
                 now=notification.at,
             )
         ]
+
+    def dress(
+        self, messages: Sequence[RenderedMessage], notification: Notification, receiver: ReceiverBase
+    ) -> list[RenderedMessage] | None:
+        """textcard and news receivers: each rendered description becomes a
+        card or an article (``alertbridge.messengers.wecom.articles``)."""
+        if receiver.msgtype not in ("textcard", "news"):
+            return list(messages)
+        return dress(messages, notification.group, ref=notification.ref, language=notification.language)
 
     def content_mentions(self, recipients: Recipients, channel_kind: str, msgtype: str) -> list[str]:
         return content_mentions(recipients, channel_kind, msgtype)
@@ -186,7 +215,7 @@ class WeComMessenger(Messenger):
                 await self._state.save_sent_message(
                     SentMessage(msgid=receipt.msgid, ref=ref, app=receiver.app, sent_at=self._clock())
                 )
-            if message.card is None:
+            if message.card is None or message.card.get("card_type") != "button_interaction":
                 continue
             await self._state.save_card(
                 CardRecord(
@@ -201,4 +230,5 @@ class WeComMessenger(Messenger):
 
 
 def _card_receiver(receiver: AppReceiver) -> bool:
-    return receiver.msgtype == "template_card"
+    """Sends button cards, which turn "Resolved" when their group resolves."""
+    return receiver.msgtype == "template_card" and receiver.card_type == "button_interaction"
