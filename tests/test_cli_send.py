@@ -127,6 +127,20 @@ def test_a_huge_file_is_refused_by_its_size_without_being_read(config: Path, tmp
     assert f"has {8 * 1024**3} bytes; a file may have at most 20971520 (20 MB)" in result.stderr
 
 
+def test_a_textcard_arrives_with_its_title_description_and_link(config: Path, wecom: FakeWeCom) -> None:
+    url = "https://reports.example/daily"
+    result = run(config, "--receiver", "oncall", "--textcard", "日报", "昨日告警 12 条", url)
+    assert result.returncode == 0, result.stderr
+    (card,) = wecom.messages(MESSAGE_SEND)
+    assert card.msgtype == "textcard"
+    assert card.body["textcard"] == {
+        "title": "日报",
+        "description": "昨日告警 12 条",
+        "url": url,
+        "btntxt": "详情",
+    }
+
+
 def test_a_spent_rate_budget_is_a_temporary_failure(config: Path, wecom: FakeWeCom) -> None:
     for _ in range(2):
         assert run(config, "--receiver", "room", "--markdown", "**ok**").returncode == 0
@@ -190,6 +204,9 @@ def test_a_timed_out_send_may_have_arrived_and_keeps_its_slot(config: Path, weco
             "the text has 2100 bytes; app text messages may have 2048",
         ),
         (("--receiver", "oncall", "--markdown", "  "), None, "the markdown is empty"),
+        (("--receiver", "room", "--textcard", "t", "d", "https://x"), None, "which cannot send a textcard"),
+        (("--receiver", "oncall", "--textcard", "长" * 43, "d", "https://x"), None, "title has 129 bytes"),
+        (("--receiver", "oncall", "--textcard", "t", "d", "ftp://x"), None, "must be an http(s) URL"),
     ],
 )
 def test_bad_input_is_refused_before_anything_is_stored_or_sent(

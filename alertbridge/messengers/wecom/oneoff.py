@@ -19,8 +19,8 @@ Bad input — a missing file, a file over its type's limit, bytes of the wrong
 type, text over the message limit, an unknown or unfit receiver — is refused
 by ``prepare`` before the store or WeCom is touched.
 
-``--textcard`` is left to the text-card message type (``OneOff.textcard``
-is where its title, description and URL would go, built by its builder).
+``--textcard TITLE DESCRIPTION URL`` sends a text card (app receivers;
+WeCom's title, description and URL limits checked like the rest).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
@@ -45,7 +45,14 @@ from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.messengers.wecom.app import AppChannel
 from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.messengers.wecom.config import AppReceiver, RobotReceiver
-from alertbridge.messengers.wecom.limits import WECOM_BYTE_LIMITS, limits_for
+from alertbridge.messengers.wecom.limits import (
+    BTNTXT_CHARS,
+    DESCRIPTION_BYTES,
+    TITLE_BYTES,
+    URL_BYTES,
+    WECOM_BYTE_LIMITS,
+    limits_for,
+)
 from alertbridge.messengers.wecom.media_rules import (
     MediaFile,
     MediaKind,
@@ -88,9 +95,9 @@ class OneOff:
         return f"{self.message.msgtype} ({self.message.byte_count}/{self.message.limit} bytes)"
 
 
-def prepare(config: Config, receiver: str, msgtype: str, value: str) -> OneOff:
-    """Check the request: ``msgtype`` is text/markdown (``value`` the content) or a
-    media type (``value`` a file path).
+def prepare(config: Config, receiver: str, msgtype: str, values: Sequence[str]) -> OneOff:
+    """Check the request: ``msgtype`` is text/markdown (``values``: the content),
+    a media type (the file's path) or textcard (title, description, URL).
 
     Raises:
         BadInput: one line saying what is wrong.
@@ -104,6 +111,11 @@ def prepare(config: Config, receiver: str, msgtype: str, value: str) -> OneOff:
             f"receiver {receiver!r} is a {settings.channel} receiver; send takes app and robot receivers"
         )
     recipients = _recipients(settings)
+    if msgtype == "textcard":
+        title, description, url = values
+        card = _textcard(config, receiver, settings, title, description, url)
+        return OneOff(receiver, settings, recipients, message=card)
+    (value,) = values
     if msgtype in ("text", "markdown"):
         limit = WECOM_BYTE_LIMITS[(settings.channel, msgtype)]
         message = RenderedMessage(msgtype, value, limit)
@@ -196,6 +208,30 @@ async def _deliver(config: Config, oneoff: OneOff, client: WeComClient) -> None:
         await robot.send(oneoff.message, oneoff.recipients)
 
 
+def _textcard(
+    config: Config,
+    receiver: str,
+    settings: AppReceiver | RobotReceiver,
+    title: str,
+    description: str,
+    url: str,
+) -> RenderedMessage:
+    """A ``textcard`` (docs §4.3): app receivers only, each field within WeCom's limits."""
+    if isinstance(settings, RobotReceiver):
+        raise BadInput(f"receiver {receiver!r} is a group robot, which cannot send a textcard")
+    for name, text, limit in (("title", title, TITLE_BYTES), ("description", description, DESCRIPTION_BYTES)):
+        size = len(text.encode("utf-8"))
+        if not text.strip():
+            raise BadInput(f"the textcard {name} is empty")
+        if size > limit:
+            raise BadInput(f"the textcard {name} has {size} bytes; WeCom allows {limit}")
+    if not url.startswith(("http://", "https://")) or len(url.encode("utf-8")) > URL_BYTES:
+        raise BadInput(f"the textcard URL must be an http(s) URL of at most {URL_BYTES} bytes")
+    button = "详情" if config.language_of(receiver) == "zh" else "More"
+    card = {"title": title, "description": description, "url": url, "btntxt": button[:BTNTXT_CHARS]}
+    return RenderedMessage("textcard", description, DESCRIPTION_BYTES, card=card)
+
+
 def _recipients(settings: AppReceiver | RobotReceiver) -> Recipients:
     """An app receiver's configured users, departments and tags; a robot's group (no mentions)."""
     if isinstance(settings, AppReceiver):
@@ -206,13 +242,19 @@ def _recipients(settings: AppReceiver | RobotReceiver) -> Recipients:
 
 
 def run_send(
-    config: Config, receiver: str, msgtype: str, value: str, wait: timedelta, out: TextIO, err: TextIO
+    config: Config,
+    receiver: str,
+    msgtype: str,
+    values: Sequence[str],
+    wait: timedelta,
+    out: TextIO,
+    err: TextIO,
 ) -> int:
     """The ``send`` command: check, then send; one line on ``out`` (sent) or ``err``; the exit code."""
     from alertbridge.app import new_http_client  # the composition root: only when sending
 
     try:
-        oneoff = prepare(config, receiver, msgtype, value)
+        oneoff = prepare(config, receiver, msgtype, values)
     except BadInput as exc:
         print(f"alertbridge send: {exc}", file=err)
         return int(ExitCode.BAD_INPUT)
@@ -236,7 +278,7 @@ def run_send(
     return int(result.code)
 
 
-_TYPES = ("text", "markdown", "image", "file", "voice", "video")
+_TYPES = ("text", "markdown", "textcard", "image", "file", "voice", "video")
 
 
 def add_send_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -255,8 +297,9 @@ def add_send_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         ("video", "MP4, 10 MB"),
     ):
         what.add_argument(f"--{kind}", metavar="PATH", help=f"a {kind} ({limit})")
-    # --textcard TITLE DESC URL belongs here once the textcard message type exists
-    # (and a branch in ``prepare`` building it).
+    what.add_argument(
+        "--textcard", nargs=3, metavar=("TITLE", "DESCRIPTION", "URL"), help="app receivers only"
+    )
     send.add_argument(
         "--wait",
         type=float,
@@ -271,4 +314,6 @@ def _send(args: argparse.Namespace) -> int:
     msgtype = next(kind for kind in _TYPES if getattr(args, kind) is not None)
     config = load_config(args.config, os.environ)
     wait = timedelta(seconds=args.wait)
-    return run_send(config, args.receiver, msgtype, getattr(args, msgtype), wait, sys.stdout, sys.stderr)
+    value = getattr(args, msgtype)
+    values = value if isinstance(value, list) else [value]
+    return run_send(config, args.receiver, msgtype, values, wait, sys.stdout, sys.stderr)
