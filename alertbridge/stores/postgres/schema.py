@@ -207,6 +207,10 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )
         """,
     ),
+    (
+        # The passive reply a callback was answered with, for WeCom's retries of it.
+        "ALTER TABLE callback_keys ADD COLUMN reply TEXT",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -179,6 +179,10 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX resolutions_ref ON resolutions (ref)",
         "CREATE INDEX resolutions_decided ON resolutions (decided_at) WHERE decided_at IS NOT NULL",
     ),
+    (
+        # The passive reply a callback was answered with, for WeCom's retries of it.
+        "ALTER TABLE callback_keys ADD COLUMN reply TEXT",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
