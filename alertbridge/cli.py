@@ -6,6 +6,7 @@
     send-test     send those messages (a sample alert by default) through the real client
     outbox        list deliveries, or retry a dead one
     audit         list who acknowledged or silenced what
+    menu          install a WeCom app's menu from its menu_commands
 
 Exit codes: 0 ok, 1 a check or send failed, 2 usage error (argparse).
 """
@@ -96,7 +97,20 @@ def _parser() -> argparse.ArgumentParser:
     audit_list.add_argument("-c", "--config", required=True, type=Path)
     audit_list.add_argument("--limit", type=int, default=50)
     audit_list.set_defaults(run=_audit_list)
+
+    menu = commands.add_parser("menu", help="the WeCom app menu")
+    menu_commands = menu.add_subparsers(dest="menu_command", required=True, metavar="ACTION")
+    install = menu_commands.add_parser("install", help="upload an app's menu_commands as its menu")
+    install.add_argument("-c", "--config", required=True, type=Path)
+    install.add_argument("--app", required=True, help="the [wecom.apps] name")
+    install.set_defaults(run=_menu_install)
     return parser
+
+
+def _menu_install(args: argparse.Namespace) -> int:
+    from alertbridge.messengers.wecom.menu_install import install_menu
+
+    return asyncio.run(install_menu(_load(args), args.app, sys.stdout))
 
 
 def _load(args: argparse.Namespace) -> Config:

@@ -411,7 +411,11 @@ class FakeWeCom:
         # Uploaded media stay valid across reset(), as tokens do.
         self._media: dict[str, Upload] = {}
         self._clear()
-        self.app = Starlette(routes=self._routes())
+        # menu/create lives in alertbridge.testing.fake_menu (imported here: it imports this module).
+        from alertbridge.testing.fake_menu import FakeMenus
+
+        self.menus = FakeMenus(self._authorize)
+        self.app = Starlette(routes=[*self._routes(), *self.menus.routes()])
 
     # ---- control (Python API) ----------------------------------------
 

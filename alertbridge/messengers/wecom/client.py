@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 GETTOKEN = "/cgi-bin/gettoken"
 MESSAGE_SEND = "/cgi-bin/message/send"
 UPDATE_TEMPLATE_CARD = "/cgi-bin/message/update_template_card"
+MENU_CREATE = "/cgi-bin/menu/create"
 WEBHOOK_SEND = "/cgi-bin/webhook/send"
 MEDIA_UPLOAD = "/cgi-bin/media/upload"
 USER_GET = "/cgi-bin/user/get"
@@ -174,6 +175,19 @@ class WeComClient:
         """
         payload = {**body, "agentid": app.agent_id}
         await self._app_call(app_name, app, UPDATE_TEMPLATE_CARD, payload)
+
+    async def create_menu(self, app_name: str, app: WeComAppConfig, body: Mapping[str, object]) -> None:
+        """Replace the app's menu (``menu/create``; the agent id goes in the query).
+
+        Raises:
+            DeliveryError: WeCom refused the menu (its errcode) or could not be reached.
+        """
+
+        async def call(token: str) -> Answer:
+            params = {"access_token": token, "agentid": str(app.agent_id)}
+            return await self._transport.post(MENU_CREATE, params, body, secrets=(token,))
+
+        await self._with_token(app_name, app, MENU_CREATE, call)
 
     async def upload_image(
         self, app_name: str, app: WeComAppConfig, data: bytes, filename: str, content_type: str
