@@ -42,7 +42,8 @@ tests run against the same checks WeCom would apply:
   member 60111) and ``tag/get`` (``userlist`` and ``partylist``; unknown tag
   40068), from ``user_departments`` and ``tag_members``; ``contact_errcode``
   (e.g. 60011, 48002) makes both answer as to an app without contact
-  permission.
+  permission;
+- ``menu/create`` (``fake.menus``, in alertbridge.testing.fake_menu).
 
 Tests inject faults (an errcode, an HTTP status, a delay) per endpoint, expire
 all tokens, and inspect what was delivered or dropped, from Python or over
