@@ -118,6 +118,7 @@ def start_bridge(
     *,
     silencer_url: str | None = None,
     app_settings: Mapping[str, Any] | None = None,
+    card_users: tuple[str, ...] = ("zhaoliu",),
 ) -> Bridge:
     """Serve the fake WeCom and an alertbridge (``bridge_config``) on SQLite."""
     wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID)])
@@ -126,6 +127,7 @@ def start_bridge(
         f"sqlite:///{tmp_path / 'ab.db'}",
         silencer_url=silencer_url,
         app_settings=app_settings,
+        card_users=card_users,
     )
     return Bridge(serve_app(config), wecom, tmp_path / "ab.db")
 
@@ -136,12 +138,14 @@ def bridge_config(
     *,
     silencer_url: str | None = None,
     app_settings: Mapping[str, Any] | None = None,
+    card_users: tuple[str, ...] = ("zhaoliu",),
 ) -> Config:
     """An alertbridge whose app "ops" takes callbacks.
 
     Receivers: "oncall" (text to zhangsan and lisi; only lisi may silence,
     through the Alertmanager at ``silencer_url``, by default one that is down)
-    and "cards" (template cards to zhaoliu). ``app_settings`` adds keys to
+    and "cards" (template cards to ``card_users``, who may also silence).
+    ``app_settings`` adds keys to
     [wecom.apps.ops].
     """
     return parse_config(
@@ -166,9 +170,9 @@ def bridge_config(
                 "cards": {
                     "channel": "app",
                     "app": "ops",
-                    "to_user": ["zhaoliu"],
+                    "to_user": list(card_users),
                     "msgtype": "template_card",
-                    "allow_silence": ["zhaoliu"],
+                    "allow_silence": list(card_users),
                     "silencer": "down",
                 },
                 "oncall": {

@@ -144,6 +144,27 @@ def test_a_card_click_is_answered_with_a_passive_button_update(bridge: Bridge) -
     assert bridge.audit() == [("zhaoliu", "button:ack", "ok")]
 
 
+def test_the_other_recipients_cards_are_greyed_out_by_update_template_card(
+    tmp_path: Path, serve_wecom: Callable[[FakeWeCom], str], serve_app: Callable[..., str]
+) -> None:
+    """The passive update reaches only the member who clicked; the card's
+    other recipients get theirs through update_template_card."""
+    bridge = start_bridge(tmp_path, serve_wecom, serve_app, card_users=("zhaoliu", "zhouba"))
+    bridge.post_alert("cards")
+    wait_until(lambda: bridge.wecom.messages(MESSAGE_SEND))
+    task_id = bridge.wecom.messages(MESSAGE_SEND)[0].task_id
+    with bridge.callback() as wecom:
+        wecom.click_button("zhouba", task_id, "ack:1")
+    assert [(r.to_user, r.content) for r in wecom.passive] == [("zhouba", "已确认 · zhouba")]
+    wait_until(lambda: bridge.wecom.card_updates(), what="the others' card update")
+    [update] = bridge.wecom.card_updates()
+    assert (update.task_id, update.replace_name, update.body["userids"]) == (
+        task_id,
+        "已确认 · zhouba",
+        ["zhaoliu"],
+    )
+
+
 def test_a_slow_card_click_updates_the_card_later(
     bridge: Bridge, alertmanager: tuple[SlowAlertmanager, str]
 ) -> None:

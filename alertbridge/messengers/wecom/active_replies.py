@@ -59,15 +59,31 @@ class ActiveReplies:
             and isinstance(message, EventMessage)
             and message.task_id
             and message.response_code
-            and await self._update_card(app_name, app, message, answer.button_label)
+            and await self._update_card(app_name, app, message, answer.button_label, everyone=True)
         ):
             return
         if answer.text:
             await self.send_text(app_name, app, message.from_user, answer.text)
 
-    async def _update_card(self, app_name: str, app: WeComAppConfig, event: EventMessage, label: str) -> bool:
+    async def update_others(
+        self, app_name: str, app: WeComAppConfig, event: EventMessage, label: str
+    ) -> None:
+        """Grey out the other recipients' copies of a clicked card: the passive
+        button update reaches only the member who clicked."""
+        if event.task_id and event.response_code:
+            await self._update_card(app_name, app, event, label, everyone=False)
+
+    async def _update_card(
+        self, app_name: str, app: WeComAppConfig, event: EventMessage, label: str, *, everyone: bool
+    ) -> bool:
+        """Update the card for all its recipients (``everyone``) or all but the
+        clicking member; False if WeCom refused (True when nobody else got it)."""
         card = await self._state.get_card(event.task_id)
         users = list(card.users) if card is not None and card.users else [event.from_user]
+        if not everyone:
+            users = [user for user in users if user != event.from_user]
+            if not users:
+                return True
         body = button_update_body(users, event.response_code, label)
         try:
             await self._client.update_template_card(app_name, app, body)

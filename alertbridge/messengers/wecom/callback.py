@@ -23,6 +23,7 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
+from typing import TypeGuard
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
@@ -197,6 +198,7 @@ class WeComCallback:
         create_time = int(self._epoch())
         if _is_card_click(message):
             if answer.button_label:
+                self._track(self._active.update_others(app_name, app, message, answer.button_label))
                 return button_reply(message.from_user, app.corp_id, answer.button_label, create_time)
             if answer.text:
                 self._track(self._active.deliver(app_name, app, message, answer))
@@ -255,7 +257,7 @@ class WeComCallback:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def _is_card_click(message: InboundMessage) -> bool:
+def _is_card_click(message: InboundMessage) -> TypeGuard[EventMessage]:
     return isinstance(message, EventMessage) and message.event == "template_card_event"
 
 
