@@ -67,7 +67,12 @@ def build_renderer(
     problems: list[tuple[str, str]] = []
     for name, receiver in config.receivers.items():
         try:
-            renderer.check(receiver.template, config.language_of(name), receiver.rendered_msgtype)
+            renderer.check(
+                receiver.template,
+                config.language_of(name),
+                receiver.rendered_msgtype,
+                receiver.digest_msgtype,
+            )
         except TemplateError as exc:
             problems.append((f"receivers.{name}.template", str(exc)))
     if problems:

@@ -28,7 +28,9 @@ from alertbridge.config import Config, ReceiverConfig, load_config
 from alertbridge.delivery import SendBudget
 from alertbridge.errors import AlertbridgeError, DeliveryError
 from alertbridge.messengers import Messengers
+from alertbridge.messengers.wecom.appchat_cli import add_appchat_commands
 from alertbridge.messengers.wecom.limits import limits_for
+from alertbridge.messengers.wecom.menu_install import add_menu_commands
 from alertbridge.model import AlertGroup
 from alertbridge.stores import Delivery, DeliveryStatus, OutboxStore, stores_for
 
@@ -97,20 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     audit_list.add_argument("-c", "--config", required=True, type=Path)
     audit_list.add_argument("--limit", type=int, default=50)
     audit_list.set_defaults(run=_audit_list)
-
-    menu = commands.add_parser("menu", help="the WeCom app menu")
-    menu_commands = menu.add_subparsers(dest="menu_command", required=True, metavar="ACTION")
-    install = menu_commands.add_parser("install", help="upload an app's menu_commands as its menu")
-    install.add_argument("-c", "--config", required=True, type=Path)
-    install.add_argument("--app", required=True, help="the [wecom.apps] name")
-    install.set_defaults(run=_menu_install)
+    add_appchat_commands(commands)
+    add_menu_commands(commands)
     return parser
-
-
-def _menu_install(args: argparse.Namespace) -> int:
-    from alertbridge.messengers.wecom.menu_install import install_menu
-
-    return asyncio.run(install_menu(_load(args), args.app, sys.stdout))
 
 
 def _load(args: argparse.Namespace) -> Config:

@@ -376,5 +376,13 @@ def _cross_checks(config: Config) -> list[tuple[str, str]]:
             )
         if receiver.ack_silences and config.silencer_of(name) is None:
             problems.append((f"{key}.ack_silences", "needs `silencer` to name where silences are created"))
+        if receiver.on_resolve is not None and receiver.on_resolve not in receiver.resolve_modes:
+            problems.append(
+                (
+                    f"{key}.on_resolve",
+                    f"{receiver.on_resolve!r} is not possible for channel = {receiver.channel!r}"
+                    f" with msgtype = {receiver.msgtype!r} (possible: {', '.join(receiver.resolve_modes)})",
+                )
+            )
         problems.extend(config.receiver_problems(key, receiver))
     return problems

@@ -19,6 +19,10 @@ from alertbridge.model import AlertGroup
 
 Language = Literal["zh", "en"]
 MessageType = Literal["text", "markdown"]
+# What a receiver does with what it showed of a group when the group resolves:
+# "new" sends a resolved message, "update" edits the messages (cards turn
+# "Resolved"), "recall" takes them back and sends a resolved message.
+ResolveMode = Literal["new", "update", "recall"]
 
 # Names of apps, receivers …: they appear in URLs and key paths.
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -74,6 +78,8 @@ class ReceiverBase(Section):
     images: bool = False
     # Grafana webhooks must carry X-Grafana-Alerting-Signature made with this secret.
     grafana_hmac_secret: SecretStr | None = None
+    # None: the first of resolve_modes (cards "update", everything else "new").
+    on_resolve: ResolveMode | None = None
 
     _check_hmac_secret = field_validator("grafana_hmac_secret")(secret_not_empty)
 
@@ -123,12 +129,28 @@ class ReceiverBase(Section):
         """Its audience, named in refusals and warnings when it is not listed: (Chinese, English)."""
         raise NotImplementedError
 
+    @property
+    def resolve_modes(self) -> tuple[ResolveMode, ...]:
+        """The ``on_resolve`` modes its channel can do, its default first: only
+        "new" unless its messenger can edit or recall what it sent."""
+        return ("new",)
+
+    @property
+    def resolve_mode(self) -> ResolveMode:
+        """What it does when a group resolves (``on_resolve``, else its default)."""
+        return self.on_resolve if self.on_resolve is not None else self.resolve_modes[0]
+
     def channel_secrets(self) -> list[SecretStr]:
         """The channel's own secrets (a robot's key …), for log redaction."""
         return []
 
     @property
-    def rendered_msgtype(self) -> MessageType:
-        """The msgtype its templates render: cards fall back to markdown for
-        what a card cannot show (a resolution whose card can no longer change)."""
-        return "markdown" if self.msgtype == "template_card" else self.msgtype  # type: ignore[comparison-overlap]
+    def rendered_msgtype(self) -> str:
+        """The msgtype its group template renders (``default.zh.<msgtype>.j2``);
+        a messenger's receiver whose own shapes render no template (cards) names its fallback."""
+        return self.msgtype
+
+    @property
+    def digest_msgtype(self) -> str:
+        """The msgtype of its digests: a plain-content one, as a digest lists many groups."""
+        return self.rendered_msgtype

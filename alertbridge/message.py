@@ -17,13 +17,14 @@ class RenderedMessage:
     """One complete message body, guaranteed to fit its limit.
 
     ``part``/``parts`` number the messages a group was split into (1/1 when it
-    fit in one). A ``template_card`` message carries the card JSON in ``card``
-    and a plain summary in ``content``. ``images`` are URLs of alert images
+    fit in one). A structured message (WeCom ``template_card``, ``textcard``,
+    ``news``) carries its msgtype's JSON section in ``card`` and a plain
+    summary in ``content``. ``images`` are URLs of alert images
     (Grafana panels) the channel posts after the message, best effort; the
     dispatcher sets them on the last part only.
     """
 
-    msgtype: str  # "text" | "markdown" | "template_card"
+    msgtype: str  # "text", "markdown", "markdown_v2", "textcard", "news", "template_card" …
     content: str
     limit: int
     part: int = 1

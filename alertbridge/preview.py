@@ -31,6 +31,7 @@ from alertbridge.delivery.tracking import Tracked
 from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.messengers import Messengers
 from alertbridge.messengers.wecom.card import SUB_TITLE_CHARS, clip
+from alertbridge.messengers.wecom.limits import DESCRIPTION_BYTES
 from alertbridge.messengers.wecom.robot import build_robot_body
 from alertbridge.model import AlertGroup
 from alertbridge.render import Renderer
@@ -139,7 +140,7 @@ def write_preview(out: TextIO, shown: Preview) -> None:
             f"{message.byte_count}/{message.limit} bytes -----\n{message.content}\n"
         )
         if message.card is not None:
-            out.write("----- template_card -----\n")
+            out.write(f"----- {message.msgtype} -----\n")
             out.write(json.dumps(message.card, ensure_ascii=False, indent=2) + "\n")
         for key, names in _mention_lists(shown, message):
             out.write(f"----- {key}: {', '.join(names)}\n")
@@ -162,13 +163,20 @@ def marked_as_test(message: RenderedMessage, language: str) -> RenderedMessage:
 
     A line of its own keeps a markdown heading at the start of its line; the
     result is cut back to the message's limit (the sample group never comes
-    close). A card shows its ``content`` nowhere, so the marker also leads
-    the card's sub-title.
+    close). A template card shows its ``content`` nowhere, so the marker also
+    leads the card's sub-title; a text card's and a news message's first
+    article's description leads with it too.
     """
     marker = TEST_MARKERS.get(language, TEST_MARKERS["en"])
     content = truncate_utf8(f"{marker}\n{message.content}", message.limit, "…")
     card = message.card
-    if card is not None:
+    if card is not None and message.msgtype == "template_card":
         sub_title = f"{marker} {card.get('sub_title_text', '')}"
         card = {**card, "sub_title_text": clip(sub_title, SUB_TITLE_CHARS)}
+    elif card is not None and message.msgtype == "textcard":
+        card = {**card, "description": content}
+    elif card is not None and message.msgtype == "news":
+        first, *rest = card["articles"]
+        description = truncate_utf8(f"{marker}\n{first['description']}", DESCRIPTION_BYTES, "…")
+        card = {**card, "articles": [{**first, "description": description}, *rest]}
     return dataclasses.replace(message, content=content, card=card)

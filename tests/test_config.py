@@ -12,7 +12,7 @@ import pytest
 
 from alertbridge.config import load_config
 from alertbridge.errors import ConfigError
-from alertbridge.messengers.wecom.config import AppReceiver, RobotReceiver
+from alertbridge.messengers.wecom.config import AppChatReceiver, AppReceiver, RobotReceiver
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -93,7 +93,10 @@ def test_missing_env_var_is_named(tmp_path: Path) -> None:
         ("[server]\nmax_connections = 0\n", "server.max_connections: Input should be greater than 0"),
         ("surprise = true\n", "surprise: unknown key"),
         ('[store]\nurl = "mysql://x"\n', "store.url: only sqlite:///PATH is supported"),
-        ('[receivers.x]\nchannel = "email"\n', "receivers.x: channel must be one of: app, robot, console"),
+        (
+            '[receivers.x]\nchannel = "email"\n',
+            "receivers.x: channel must be one of: app, appchat, robot, console",
+        ),
         ('[receivers.x]\nmsgtype = "text"\n', "receivers.x: channel is missing"),
         (
             '[receivers.x]\nchannel = "console"\nmsgtype = "news"\n',
@@ -219,8 +222,9 @@ def test_every_commented_example_in_the_example_config_is_valid(tmp_path: Path) 
             "WECOM_OPS_AES_KEY": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
         },
     )
-    assert set(config.receivers) == {"console", "oncall", "sre-room"}
+    assert set(config.receivers) == {"console", "oncall", "oncall-room", "sre-room"}
     assert set(config.silencers) == {"main", "grafana"}
+    assert isinstance(config.receivers["oncall-room"], AppChatReceiver)
     oncall = config.receivers["oncall"]
     assert (
         isinstance(oncall, AppReceiver) and oncall.extra_recipients is not None and len(oncall.buttons) == 3

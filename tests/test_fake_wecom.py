@@ -20,12 +20,16 @@ import pytest
 
 from alertbridge.testing.fake_wecom import (
     AGENT_GET,
+    APPCHAT_CREATE,
+    APPCHAT_GET,
+    APPCHAT_SEND,
     DEFAULT_AGENT_ID,
     DEFAULT_CORP_ID,
     DEFAULT_ROBOT_KEY,
     DEFAULT_SECRET,
     GETTOKEN,
     MEDIA_UPLOAD,
+    MESSAGE_RECALL,
     MESSAGE_SEND,
     TAG_GET,
     UPDATE_TEMPLATE_CARD,
@@ -526,6 +530,10 @@ async def test_http_control_and_inspection(http: httpx.AsyncClient, fake: FakeWe
         WEBHOOK_SEND: 1,
         USER_GET: 0,
         TAG_GET: 0,
+        MESSAGE_RECALL: 0,
+        APPCHAT_CREATE: 0,
+        APPCHAT_GET: 0,
+        APPCHAT_SEND: 0,
     }
     assert (stats["delivered"], stats["dropped"]) == (2, 1)
 

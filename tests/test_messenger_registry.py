@@ -109,7 +109,9 @@ def webhook_config(tmp_path: Path, url: str) -> dict[str, Any]:
 
 
 def test_a_config_without_the_messenger_rejects_its_receivers(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"receivers\.hook: channel must be one of: app, robot, console$"):
+    with pytest.raises(
+        ConfigError, match=r"receivers\.hook: channel must be one of: app, appchat, robot, console$"
+    ):
         parse_config(webhook_config(tmp_path, "http://127.0.0.1:9/hook"), {}, "t.toml")
 
 

@@ -251,3 +251,25 @@ async def test_a_digest_cut_short_by_the_budget_resumes_unchanged_after_a_restar
     assert set(shown) == {f"storm-{n * 10 + i:04d}" for n in range(100) for i in range(3)} | newcomers
     assert max(shown.values()) == 1
     assert rig_wecom.dropped() == []
+
+
+async def test_a_send_that_timed_out_after_wecom_took_it_still_counts_against_the_budget(rig: Rig) -> None:
+    """WeCom took the message but its answer came too late: it counts like any
+    send, so 30 more notifications never make a 31st message in the minute
+    (its resend is hidden by WeCom's duplicate check, but counted too)."""
+    rig.fake.add_fault(MESSAGE_SEND, Fault(answer_delay=6))  # beyond the client's 5 s timeout
+    await rig.enqueue("oncall", storm_group(0))
+    await rig.drain()
+    assert len(rig.texts_to("zhangsan")) == 1
+    assert await rig.statuses() == {DeliveryStatus.PENDING: 1, DeliveryStatus.SENT: 0, DeliveryStatus.DEAD: 0}
+    for number in range(1, 31):  # one by one: each fits what the budget thinks is left
+        await rig.enqueue("oncall", storm_group(number))
+        await rig.drain()
+    for _ in range(20):
+        await rig.drain()
+        if (await rig.statuses())[DeliveryStatus.PENDING] == 0:
+            break
+        rig.clock.advance(5)
+    over = [m for m in rig.fake.dropped() if m.reason != "duplicate"]
+    assert over == [], "a member got more than 30 messages in a minute"
+    assert rig.markers_seen_by("zhangsan") == {f"storm-{n * 10:04d}" for n in range(31)}

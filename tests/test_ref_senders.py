@@ -157,7 +157,7 @@ async def test_a_schema_2_database_is_upgraded_in_place(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     try:
         version = conn.execute("SELECT version FROM schema_versions WHERE component = ?", (COMPONENT,))
-        assert version.fetchone()[0] == SCHEMA_VERSION == 5
+        assert version.fetchone()[0] == SCHEMA_VERSION == 6
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert {"alert_refs_resolved", "alert_refs_updated"} <= indexes
     finally:

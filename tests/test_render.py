@@ -25,6 +25,9 @@ NOW = datetime(2026, 11, 29, 15, 13, 53, tzinfo=UTC)
 STARTED = datetime(2026, 11, 29, 12, 8, 44, tzinfo=UTC)  # 20:08:44 in Shanghai, 3h5m before NOW
 AM_URL = "http://am.example.org:9093"
 COMBOS = sorted(BYTE_LIMITS)  # every (channel, msgtype)
+# Those whose template renders whole messages under a title line; textcard and
+# news templates render descriptions, titled in code (tests/test_msgtypes.py).
+TITLED = [combo for combo in COMBOS if combo[1] not in ("textcard", "news")]
 
 
 def make_alert(
@@ -306,7 +309,7 @@ def _many(n: int) -> AlertGroup:
     return make_group(*alerts, truncated=3)
 
 
-@pytest.mark.parametrize(("channel", "msgtype"), COMBOS)
+@pytest.mark.parametrize(("channel", "msgtype"), TITLED)
 @pytest.mark.parametrize("language", ["zh", "en"])
 def test_large_group_is_split_between_alerts(
     renderer: Renderer, channel: str, msgtype: str, language: str
@@ -484,7 +487,7 @@ def alert_groups(draw: st.DrawFn) -> AlertGroup:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(alert_groups(), st.sampled_from(COMBOS), st.sampled_from(["zh", "en"]))
+@given(alert_groups(), st.sampled_from(TITLED), st.sampled_from(["zh", "en"]))
 def test_every_message_fits_and_no_alert_is_lost(
     renderer: Renderer, group: AlertGroup, combo: tuple[str, str], language: str
 ) -> None:

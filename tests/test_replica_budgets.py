@@ -211,6 +211,67 @@ async def test_a_digest_another_replica_is_still_sending_is_never_sent_again(
     assert twice == [], f"delivered more than once: {twice}"
 
 
+async def test_a_digest_cut_off_by_the_budget_is_resumed_whole_by_one_replica(
+    url: str,
+    rig_clock: ManualClock,
+    rig_wecom: FakeWeCom,
+    wecom_slot: tuple[SwappableApp, str],
+    tmp_path: Path,
+) -> None:
+    """A digest of groups spanning several parts stops when the member's budget
+    is spent. When it is due again, two replicas claim at once: one of them
+    must resume it, part by part as stored — split between them, neither
+    could, and a group half sent before the stop would be sent again whole."""
+    config = storm_config(wecom_slot[1], tmp_path / "unused.db")
+    async with replicas(url, config, rig_clock, 2) as (a, b):
+        for number in range(30):
+            await a.outbox.enqueue(
+                NewDelivery(
+                    receiver="oncall",
+                    channel="app",
+                    recipients=OPS,
+                    # Markers storm-NN00 … storm-NN39: unique across groups.
+                    group=storm_group(number * 10, alerts=40),
+                    request_id=f"storm-{number}",
+                    accepted_at=a.now(),
+                )
+            )
+        await a.drain()
+        assert await a.outbox.count(DeliveryStatus.PENDING) > 0, "the digest outran one minute's budget"
+        for _ in range(40):
+            rig_clock.advance(61)
+            await asyncio.gather(a.drain(), b.drain())
+            if await a.outbox.count(DeliveryStatus.PENDING) == 0:
+                break
+        assert await a.outbox.count(DeliveryStatus.PENDING) == 0
+    delivered = [m for msg in rig_wecom.messages() for m in MARKER.findall(msg.content or "")]
+    assert set(delivered) == {f"storm-{n * 100 + i:04d}" for n in range(30) for i in range(40)}
+    twice = sorted({m for m in delivered if delivered.count(m) > 1})
+    assert twice == [], f"delivered more than once: {len(twice)} alerts, e.g. {twice[:5]}"
+
+
+async def test_a_replica_holding_a_small_share_of_a_storm_still_digests_it(
+    url: str,
+    rig_clock: ManualClock,
+    rig_wecom: FakeWeCom,
+    wecom_slot: tuple[SwappableApp, str],
+    tmp_path: Path,
+) -> None:
+    """Forty multi-part groups wait for one member; replica a has claimed 36 of
+    them. Replica b's four fit the budget on their own, but the member's
+    backlog does not: b must merge them into a digest, not spend the minute's
+    budget on four groups sent part by part."""
+    config = storm_config(wecom_slot[1], tmp_path / "unused.db")
+    async with replicas(url, config, rig_clock, 2) as (a, b):
+        for number in range(40):
+            await enqueue(a, config, "oncall", number)
+        held = await a.outbox.claim_due(a.now(), 36, config.store.lease_for_claims)
+        assert len(held) == 36
+        await b.drain()
+    texts = [msg.content or "" for msg in rig_wecom.messages()]
+    assert texts and all("告警汇总" in text for text in texts), "b sent groups one by one"
+
+
 async def test_one_replica_at_a_time_holds_a_target(url: str) -> None:
     lease = timedelta(minutes=1)
     async with replicas_stores(url, "a", "b") as (a, b):

@@ -22,7 +22,7 @@ import pytest
 from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.metrics import Metrics
-from alertbridge.stores import DeliveryStatus, DigestPartRecord, NewDelivery
+from alertbridge.stores import DeliveryStatus, DigestClaim, DigestClaimStatus, DigestPartRecord, NewDelivery
 from alertbridge.stores.postgres.db import PostgresDatabase
 from alertbridge.stores.postgres.outbox import PostgresOutboxStore
 from alertbridge.stores.postgres.schema import SCHEMA_VERSION
@@ -141,11 +141,24 @@ async def test_one_replica_at_a_time_resumes_a_digest(url: str) -> None:
         digest = await a.create_digest(
             "ops", recipients, [DigestPartRecord("text", "one", 2048, ((7, tuple(ids)),))], T0
         )
-        assert [d.id for d in await a.claim_digest(digest.id, T0, LEASE)] == ids
-        assert await b.claim_digest(digest.id, T0 + timedelta(seconds=1), LEASE) == []
-        assert [d.id for d in await a.claim_digest(digest.id, T0, LEASE)] == ids  # its own lease
+        assert [d.id for d in (await a.claim_digest(digest.id, T0, LEASE)).members] == ids
+        held = await b.claim_digest(digest.id, T0 + timedelta(seconds=1), LEASE)
+        assert held == DigestClaim(DigestClaimStatus.HELD_ELSEWHERE)
+        assert [d.id for d in (await a.claim_digest(digest.id, T0, LEASE)).members] == ids  # its own lease
         # Replica a died: once its lease ran out, b resumes the digest.
-        assert [d.id for d in await b.claim_digest(digest.id, T0 + LEASE, LEASE)] == ids
+        assert [d.id for d in (await b.claim_digest(digest.id, T0 + LEASE, LEASE)).members] == ids
+
+
+async def test_two_replicas_claiming_at_once_never_split_an_open_digest(url: str) -> None:
+    async with opened(outbox(url, "a")) as a, opened(outbox(url, "b")) as b:
+        ids = [await a.enqueue(make_delivery()) for _ in range(40)]
+        recipients = make_delivery().recipients
+        digest = await a.create_digest(
+            "ops", recipients, [DigestPartRecord("text", "one", 2048, ((7, tuple(ids)),))], T0
+        )
+        batches = await asyncio.gather(*(s.claim_due(T0, limit=3, lease=LEASE) for s in (a, b) * 5))
+        holders = [batch for batch in batches if any(d.digest_id == digest.id for d in batch)]
+        assert len(holders) == 1 and sorted(d.id for d in holders[0]) == ids
 
 
 async def test_two_replicas_recording_one_group_at_once_share_its_reference(url: str) -> None:

@@ -249,5 +249,5 @@ async def test_a_version_2_database_is_migrated_with_its_rows(db_path: Path) -> 
     conn.commit()
     conn.close()
     async with opened(SqliteOutboxStore(db_path)) as outbox:
-        assert await outbox.count_backlog("ops", make_delivery().recipients, T0) == 1
+        assert await outbox.count_backlog("ops", make_delivery().recipients) == 1
         assert await outbox.recent_sends(T0 - timedelta(days=1)) == []

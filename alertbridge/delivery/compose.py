@@ -3,7 +3,9 @@
 A messenger may shape a notification itself (WeCom: a firing group to a card
 receiver becomes one template card, ``Messenger.compose``); anything else is
 rendered by the receiver's template, with the messenger's @mentions in the
-content and the firing alerts' images on the last part. Rendering is against the time
+content and the firing alerts' images on the last part, then dressed by the
+messenger (WeCom: each rendered part a textcard, or a news article) — or, for
+a group that cannot be dressed, rendered again as the receiver's plain fallback. Rendering is against the time
 the notification was accepted, so a re-render after a crash yields the same
 parts and the parts already sent are not sent again.
 """
@@ -61,22 +63,28 @@ def compose(
     shaped = messenger.compose(notification, receiver)
     if shaped is not None:
         return shaped
-    msgtype = receiver.rendered_msgtype
-    # @mentions that live in the content (WeCom robot markdown): the renderer
-    # adds them to the last part, within the byte limit.
-    mentions = messenger.content_mentions(delivery.recipients, channel_kind, msgtype)
-    return renderer.render(
-        delivery.group,
-        template=receiver.template,
-        language=language,
-        msgtype=msgtype,
-        channel=channel_kind,
-        now=delivery.accepted_at,
-        ref=tracked.ref,
-        ack=tracked.ack,
-        mentions=mentions,
-        replies=replies_for(config, delivery.receiver),
-    )
+
+    def rendered(msgtype: str) -> list[RenderedMessage]:
+        # @mentions that live in the content (WeCom robot markdown): the renderer
+        # adds them to the last part, within the byte limit.
+        mentions = messenger.content_mentions(delivery.recipients, channel_kind, msgtype)
+        return renderer.render(
+            delivery.group,
+            template=receiver.template,
+            language=language,
+            msgtype=msgtype,
+            channel=channel_kind,
+            now=delivery.accepted_at,
+            ref=tracked.ref,
+            ack=tracked.ack,
+            mentions=mentions,
+            replies=replies_for(config, delivery.receiver),
+        )
+
+    dressed = messenger.dress(rendered(receiver.rendered_msgtype), notification, receiver)
+    if dressed is not None:
+        return dressed
+    return rendered(receiver.digest_msgtype)
 
 
 def with_images(

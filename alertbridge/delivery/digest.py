@@ -28,7 +28,7 @@ from alertbridge.messengers import Channel, RateLimit
 from alertbridge.model import AlertGroup
 from alertbridge.render.digest import DigestSection
 from alertbridge.render.replies import replies_for
-from alertbridge.stores import Delivery, DigestPartRecord, StoredDigest
+from alertbridge.stores import Delivery, DigestClaimStatus, DigestPartRecord, StoredDigest
 
 log = logging.getLogger(__name__)
 
@@ -127,22 +127,25 @@ class DigestSender:
                 waiting = []
                 if stored is None:
                     return
-            members = await ctx.store.claim_digest(stored.id, now, self._lease)
-            if not members:
-                # Another replica is still sending it (its deliveries' leases
-                # are live), or nothing of it is pending any more: either way
-                # its parts are not this replica's to send — sent by both,
-                # they would reach the member twice. Closed here, it no longer
-                # holds up the target's next digest.
-                log.warning(
-                    "digest_not_ours receiver=%s digest=%d: no pending delivery of it is free to claim",
+            claim = await ctx.store.claim_digest(stored.id, now, self._lease)
+            if claim.status is DigestClaimStatus.HELD_ELSEWHERE:
+                # Another replica claimed it and is about to send it (or is
+                # sending it): its parts are not this replica's to send — sent
+                # by both, they would reach the member twice.
+                log.info(
+                    "digest_held_elsewhere receiver=%s digest=%d: another replica is resuming it",
                     anchor.receiver,
                     stored.id,
                 )
-                await ctx.store.digest_progress(stored.id, len(stored.parts), [], now)
                 if waiting:
-                    await ctx.store.defer([d.id for d, _ in waiting], now)
+                    await ctx.store.defer([d.id for d, _ in waiting], now + TARGET_BUSY_RETRY)
                 return
+            if claim.status is DigestClaimStatus.FINISHED:
+                # Every delivery of it finished (a crash after its last
+                # bookkeeping): closed, it no longer holds up the next digest.
+                await ctx.store.digest_progress(stored.id, len(stored.parts), [], now)
+                continue
+            members = claim.members
             self._take_from_queue({d.id for d in members})
             waiting = [(d, t) for d, t in waiting if d.id not in {m.id for m in members}]
             if not await self._send_parts(stored, members, anchor, receiver, channel, limits):
@@ -189,7 +192,7 @@ class DigestSender:
         """Render ``digest`` once and store it with its deliveries; None when
         its template fails (its deliveries are dead letters then)."""
         ctx = self._ctx
-        msgtype = receiver.rendered_msgtype
+        msgtype = receiver.digest_msgtype
         try:
             parts = ctx.renderer.render_digest(
                 digest.sections,

@@ -292,19 +292,23 @@ class Dispatcher:
             )
 
     async def _over_budget(self, batch: Sequence[Delivery], limits: Sequence[RateLimit]) -> bool:
-        """Would this target's backlog (each delivery at least one message) exceed what may be sent now?"""
-        now = self._clock()
-        available = self._budget.available(limits, now)
+        """Would this target's backlog (each delivery at least one message) exceed what may be sent now?
+
+        The backlog is every pending delivery to the target, ``batch`` and what
+        other replicas claimed included: counting only its own share, each of
+        three replicas would find that it fits and send one by one.
+        """
+        available = self._budget.available(limits, self._clock())
         if len(batch) > available:
             return True
         first = batch[0]
         try:
-            waiting = await self._store.count_backlog(first.receiver, first.recipients, now)
+            waiting = await self._store.count_backlog(first.receiver, first.recipients)
         except StoreError as exc:
             # Sending one by one still never takes more than the budget allows.
             log.error("outbox_backlog_unknown receiver=%s error=%s", first.receiver, exc)
             return False
-        return len(batch) + waiting > available
+        return max(len(batch), waiting) > available
 
     async def _guarded(
         self, outcomes: Outcomes, deliveries: Sequence[Delivery], work: Awaitable[_T | None]

@@ -1,6 +1,6 @@
 """Resolution work: what a messenger updates when a group resolves (WeCom turns
-the group's cards into "已恢复 / Resolved"), done by the upkeep task, never
-before a send.
+the group's cards into "已恢复 / Resolved", or recalls its messages with
+``on_resolve = "recall"``), done by the upkeep task, never before a send.
 
 Whether a resolved message is sent at all depends on that work: a group
 whose every card now says "Resolved" gets no message, one whose cards could

@@ -3,9 +3,11 @@
 Every message the delivery core sends — a part of a notification, an alert
 sent alone, a part of a digest — goes through ``Sender.attempt``: reserve
 budget slots in the outbox (shared by every replica), recording the part as
-on its way in the same step, send, then refund the slots on failure or
-settle them at WeCom's answer, and count the message. Writing that once keeps the rate budget, the crash bookkeeping
-and /metrics the same for every kind of send.
+on its way in the same step, send, then refund the slots when WeCom
+refused the message, or settle them at its answer (or at a timeout: the
+message may have arrived), and count the message. Writing that once keeps
+the rate budget, the crash bookkeeping and /metrics the same for every kind
+of send.
 
 Progress is recorded after each part, so a restart never re-sends a part
 WeCom accepted; a part cut off by a crash may have arrived, which is why its
@@ -73,7 +75,9 @@ class Sender:
         """Send one message within the budget; None when the budget has no slot.
 
         Raises:
-            DeliveryError: the send failed; its budget slots are refunded.
+            DeliveryError: the send failed; its budget slots are refunded when
+                the messenger answered (the message did not arrive), kept when
+                it may have arrived.
         """
         budget = self._budget
         at = self._ctx.clock()
@@ -95,9 +99,14 @@ class Sender:
         try:
             receipt = await channel.send(message, recipients)
         except DeliveryError as exc:
-            await budget.refund(limits, reservation, at)
             self._outcomes.count_message(channel, receiver, exc)
-            if stored is not None and not_arrived(exc):
+            if not not_arrived(exc):
+                # A timeout or a broken connection: WeCom may have taken it
+                # and counts it against the member, so its slots stay spent.
+                await budget.settle(limits, reservation, at, self._ctx.clock())
+                raise
+            await budget.refund(limits, reservation, at)
+            if stored is not None:
                 await self._ctx.store.record_attempt(
                     [], at, part=None, delivery_id=stored.delivery_id, digest_id=stored.digest_id
                 )

@@ -101,6 +101,15 @@ class Messenger(Protocol):
         WeCom template card); None: the receiver's template renders it."""
         return None
 
+    def dress(
+        self, messages: Sequence[RenderedMessage], notification: Notification, receiver: ReceiverBase
+    ) -> list[RenderedMessage] | None:
+        """The template-rendered ``messages`` in the messenger's structured shape
+        (a WeCom textcard's title and link around each rendered description).
+        None: this group cannot take that shape, render it as ``receiver.digest_msgtype``
+        instead. By default the messages go as rendered."""
+        return list(messages)
+
     def content_mentions(self, recipients: Recipients, channel_kind: str, msgtype: str) -> list[str]:
         """The @mentions the renderer puts into the content (``Renderer.render(mentions=...)``)."""
         return []

@@ -36,12 +36,16 @@ from alertbridge.messengers.console import (
     ConsoleReceiver,
 )
 from alertbridge.messengers.wecom.app import AppChannel
+from alertbridge.messengers.wecom.appchat import AppChatChannel
 from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.messengers.wecom.config import (
+    AppChatReceiver,
     AppReceiver,
     RobotReceiver,
     WeComConfig,
+    app_chat_receiver_problems,
     app_receiver_problems,
+    robot_receiver_problems,
     wecom_problems,
 )
 from alertbridge.messengers.wecom.limits import WECOM_BYTE_LIMITS
@@ -104,13 +108,19 @@ def _wecom_channel(name: str, receiver: ReceiverBase, deps: MessengerDeps) -> Ch
             duplicate_check_interval=deps.config.delivery.duplicate_check_interval,
             metrics=deps.metrics,
         )
+    if isinstance(receiver, AppChatReceiver):
+        if receiver.app not in wecom.apps:
+            raise ConfigError(
+                "config", [(f"receivers.{name}.app", f"no app {receiver.app!r} in [wecom.apps]")]
+            )
+        return AppChatChannel(deps.client, receiver.app, wecom.apps[receiver.app], receiver.chatid)
     if isinstance(receiver, RobotReceiver):
         return RobotChannel(deps.client, receiver.robot_key, images=deps.images, metrics=deps.metrics)
     raise TypeError(f"not a WeCom receiver: {type(receiver).__name__}")
 
 
 WECOM: Final = MessengerEntry(
-    receivers=(AppReceiver, RobotReceiver),
+    receivers=(AppReceiver, AppChatReceiver, RobotReceiver),
     byte_limits=WECOM_BYTE_LIMITS,
     build=_wecom_messenger,
     channel=_wecom_channel,
@@ -172,6 +182,10 @@ class MessengerSections(Section):
         """What is wrong with receiver ``key`` given the sections it uses."""
         if isinstance(receiver, AppReceiver):
             return app_receiver_problems(key, receiver, self.wecom)
+        if isinstance(receiver, AppChatReceiver):
+            return app_chat_receiver_problems(key, receiver, self.wecom)
+        if isinstance(receiver, RobotReceiver):
+            return robot_receiver_problems(key, receiver)
         return []
 
 

@@ -87,9 +87,10 @@ class Renderer:
         self._compiled: dict[tuple[str, str, str], jinja2.Template] = {}
         self._mention_aware: dict[str, bool] = {}
 
-    def check(self, template: str, language: str, msgtype: str) -> None:
+    def check(self, template: str, language: str, msgtype: str, digest_msgtype: str | None = None) -> None:
         """Compile the template and render the sample group once per channel that
-        could use it, and a digest of it (``digest.*.j2``) in the same language and msgtype.
+        could use it, and a digest of it (``digest.*.j2``) in the same language
+        and ``digest_msgtype`` (by default ``msgtype``: cards and articles digest as markdown).
 
         Raises:
             TemplateError: naming the file (and line, when known).
@@ -111,7 +112,7 @@ class Renderer:
             self.render_digest(
                 [DigestSection(ref=27, group=group, ack=Ack(user="zhangsan", at=_CHECK_NOW))],
                 language=language,
-                msgtype=msgtype,
+                msgtype=digest_msgtype or msgtype,
                 channel=channel,
                 now=_CHECK_NOW,
                 replies=Replies(ack=True, silence=True),  # the branch with reply hints

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Protocol
 from alertbridge.stores.outbox import (
     Delivery,
     DeliveryStatus,
+    DigestClaim,
+    DigestClaimStatus,
     DigestPartRecord,
     Enqueued,
     NewDelivery,
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 __all__ = [
     "Delivery",
     "DeliveryStatus",
+    "DigestClaim",
+    "DigestClaimStatus",
     "DigestPartRecord",
     "Enqueued",
     "NewDelivery",

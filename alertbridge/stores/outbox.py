@@ -118,6 +118,22 @@ class StoredDigest:
     sending_at: datetime | None = None  # as Delivery.sending_at
 
 
+class DigestClaimStatus(StrEnum):
+    """What ``claim_digest`` found."""
+
+    CLAIMED = "claimed"  # its pending deliveries are leased to the caller
+    HELD_ELSEWHERE = "held_elsewhere"  # another replica holds a live lease on one of them
+    FINISHED = "finished"  # none of its deliveries is pending any more
+
+
+@dataclass(frozen=True, slots=True)
+class DigestClaim:
+    """``claim_digest``'s answer: with ``CLAIMED``, the deliveries, oldest first."""
+
+    status: DigestClaimStatus
+    members: tuple[Delivery, ...] = ()
+
+
 class SendLimit(Protocol):
     """At most ``allowed`` sends to ``key`` in any ``window`` (``alertbridge.messengers.RateLimit``)."""
 
@@ -176,13 +192,21 @@ class OutboxStore(Protocol):
         """
 
     async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[Delivery]:
-        """Pending deliveries due at ``now``, oldest first, leased to the caller."""
+        """Pending deliveries due at ``now``, oldest first, leased to the caller.
+
+        A delivery of an open stored digest comes with every pending delivery
+        of that digest, due or not, beyond ``limit``: a digest is resumed by
+        one claimer as a whole. Split between two replicas, neither could
+        resume it, and a group it had half sent would go out again whole.
+        """
 
     async def next_due_at(self) -> datetime | None:
         """When the earliest unleased pending delivery becomes due."""
 
-    async def count_backlog(self, receiver: str, recipients: Recipients, now: datetime) -> int:
-        """Unleased pending deliveries of ``receiver`` to exactly ``recipients``, not in a digest."""
+    async def count_backlog(self, receiver: str, recipients: Recipients) -> int:
+        """Pending deliveries of ``receiver`` to exactly ``recipients`` not tied to a
+        digest, leased or not: everything competing for the target's budget
+        (another replica's claimed work included)."""
 
     async def claim_backlog(
         self, receiver: str, recipients: Recipients, now: datetime, limit: int, lease: timedelta
@@ -208,15 +232,16 @@ class OutboxStore(Protocol):
     async def open_digest(self, receiver: str, recipients: Recipients) -> StoredDigest | None:
         """The oldest digest to this target with parts still to send."""
 
-    async def claim_digest(self, digest_id: int, now: datetime, lease: timedelta) -> list[Delivery]:
+    async def claim_digest(self, digest_id: int, now: datetime, lease: timedelta) -> DigestClaim:
         """Lease every pending delivery of a stored digest (the caller is resuming it).
 
         Single process: leased or not — a lease on a digest's delivery can
         only be this process's own, and resuming the digest is what it was
         taken for. With several replicas, another replica may be sending the
-        digest: the store must lease the digest itself (or only deliveries
-        whose lease ran out) and return nothing while another replica holds
-        it, so two replicas never send its parts twice.
+        digest: the store leases nothing and answers ``HELD_ELSEWHERE`` while
+        another replica holds a live lease on one of its deliveries, so two
+        replicas never send its parts twice. ``FINISHED``: nothing of it is
+        pending (a crash after its last bookkeeping); it may be closed.
         """
 
     async def lock_target(

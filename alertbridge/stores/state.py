@@ -27,6 +27,7 @@ __all__ = [
     "RefUpdate",
     "Resolution",
     "ResolutionState",
+    "SentMessage",
     "SilenceRecord",
     "StateStore",
 ]
@@ -103,12 +104,25 @@ class CardRecord:
     response_code_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """A message sent for a reference under a msgid, kept so that its group's
+    resolution can recall it (``on_resolve = "recall"``); taken once."""
+
+    msgid: str
+    ref: int
+    app: str  # the [wecom.apps] name that sent it (recall needs its token)
+    sent_at: datetime
+
+
 class ResolutionState(StrEnum):
     """Where the update of a resolved group's messages (cards turned "Resolved") stands."""
 
     PENDING = "pending"  # the upkeep has yet to do it: the resolved delivery waits
     DONE = "done"  # every message now says resolved: no resolved message is sent
-    FAILED = "failed"  # at least one could not be updated (or it took too long): send one
+    # At least one could not be updated (or it took too long), or the messages
+    # were recalled (on_resolve = "recall"): send one.
+    FAILED = "failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +224,16 @@ class StateStore(Protocol):
     async def use_response_code(self, task_id: str) -> str | None:
         """Take the card's response_code (it is valid once) and clear it."""
 
+    async def save_sent_message(self, message: SentMessage) -> None:
+        """Store (or put back) ``message``; skipped if its reference is gone."""
+
+    async def sent_messages_for_ref(self, ref: int) -> list[SentMessage]:
+        """The messages of ``ref`` not yet taken, oldest first."""
+
+    async def take_sent_message(self, msgid: str) -> bool:
+        """Take ``msgid`` to recall it: True for the one caller (on any
+        replica) that took it; it is forgotten, so a recall is never repeated."""
+
     async def request_resolution(
         self, delivery_id: int, ref: int, receiver: str, now: datetime
     ) -> Resolution:
@@ -231,5 +255,5 @@ class StateStore(Protocol):
 
     async def prune(self, now: datetime, retention: timedelta) -> int:
         """Forget references resolved longer than ``retention`` ago, old
-        dedup keys, cards and resolutions of gone references, resolutions
+        dedup keys, cards, sent messages and resolutions of gone references, resolutions
         decided longer than ``retention`` ago; audit rows are kept."""

@@ -1,5 +1,5 @@
 """How the state store's rows become ``AlertRef``, ``SilenceRecord``, ``CardRecord``,
-``AuditEntry`` and ``Resolution``.
+``AuditEntry``, ``SentMessage`` and ``Resolution``.
 
 Shared by every backend, with the encodings of ``alertbridge.stores.codec``.
 """
@@ -24,6 +24,7 @@ from alertbridge.stores.state import (
     RefAlert,
     Resolution,
     ResolutionState,
+    SentMessage,
     SilenceRecord,
 )
 
@@ -57,6 +58,7 @@ SILENCE_COLUMNS: Final = (
 )
 CARD_COLUMNS: Final = "task_id, ref, app, users, response_code, response_code_at"
 AUDIT_COLUMNS: Final = "id, at, user_id, action, ref, result, detail, silence_id"
+SENT_MESSAGE_COLUMNS: Final = "msgid, ref, app, sent_at"
 RESOLUTION_COLUMNS: Final = "delivery_id, ref, receiver, requested_at, state, decided_at"
 
 
@@ -168,6 +170,11 @@ def to_card(row: Row) -> CardRecord:
         response_code=row[4],
         response_code_at=_dt_or_none(row[5]),
     )
+
+
+def to_sent_message(row: Row) -> SentMessage:
+    """Decode one row selected with ``SENT_MESSAGE_COLUMNS``."""
+    return SentMessage(msgid=row[0], ref=row[1], app=row[2], sent_at=from_us(row[3]))
 
 
 def to_audit(row: Row) -> AuditEntry:

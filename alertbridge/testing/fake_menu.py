@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from alertbridge.testing.fake_wecom import FakeApp, _agent_id, _answer, _Reject
+from alertbridge.testing.fake_wecom import FakeWeCom, _agent_id, _answer, _Reject
 
 MENU_CREATE = "menu/create"
 _TYPES = frozenset(
@@ -32,10 +32,10 @@ _TYPES = frozenset(
 
 
 class FakeMenus:
-    """The menus apps installed, by agent id; ``authorize(token)`` is the fake's token check."""
+    """The menus apps installed, by agent id; ``host`` checks the tokens."""
 
-    def __init__(self, authorize: Callable[[str], FakeApp]) -> None:
-        self._authorize = authorize
+    def __init__(self, host: FakeWeCom) -> None:
+        self._host = host
         self._lock = threading.Lock()
         self._menus: dict[int, list[Mapping[str, Any]]] = {}
         self.requests = 0
@@ -52,7 +52,7 @@ class FakeMenus:
         with self._lock:
             self.requests += 1
         try:
-            app = self._authorize(request.query_params.get("access_token", ""))
+            app = self._host._authorize(request.query_params.get("access_token", ""))
             agent_id = _agent_id(request.query_params.get("agentid"))
             if agent_id is None:
                 raise _Reject(40056, "invalid agentid")

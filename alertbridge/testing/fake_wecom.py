@@ -8,7 +8,7 @@ tests run against the same checks WeCom would apply:
   missing (41001); wrong corp id (40013) or secret (40001);
 - request bodies must be UTF-8 JSON without ``\\uXXXX`` escapes (40033);
 - content limits in UTF-8 bytes: app text 2048 (45002), app markdown 2048
-  (40058), robot text 2048 and markdown 4096 (40058);
+  (40058), robot text 2048, markdown and markdown_v2 4096 (40058);
 - recipients: none (82001), some unknown (listed in ``invaliduser``, the rest
   still delivered), all unknown (81013);
 - ``enable_duplicate_check``: an identical request within the interval is
@@ -36,6 +36,7 @@ tests run against the same checks WeCom would apply:
   ``media_lifetime`` (3 days) for every app of the uploading corp: app
   ``image``/``voice``/``video``/``file`` messages naming an unknown, expired
   or foreign media id get 40007;
+- textcard, news and notice cards: see ``fake_wecom_msgtypes``;
 - robot ``image`` messages (docs §5): ``base64`` must decode, ``md5`` must be
   the MD5 of the decoded bytes, at most 2 MB, PNG or JPEG (40058 otherwise);
 - the contact reads ``user/get`` (a member's ``department`` list; unknown
@@ -80,6 +81,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from alertbridge.testing.fake_wecom_msgtypes import (
+    NOTICE_CARD_TYPES,
+    app_section_refusal,
+    notice_card_refusal,
+    robot_section_refusal,
+)
 from alertbridge.testing.server import ServerThread
 
 GETTOKEN = "gettoken"
@@ -90,6 +97,11 @@ MEDIA_UPLOAD = "media/upload"
 AGENT_GET = "agent/get"
 USER_GET = "user/get"
 TAG_GET = "tag/get"
+# Served by modules of their own (fake_recall, fake_appchat), registered in FakeWeCom.__init__.
+MESSAGE_RECALL = "message/recall"
+APPCHAT_CREATE = "appchat/create"
+APPCHAT_GET = "appchat/get"
+APPCHAT_SEND = "appchat/send"
 ENDPOINTS = (
     GETTOKEN,
     MESSAGE_SEND,
@@ -99,6 +111,10 @@ ENDPOINTS = (
     AGENT_GET,
     USER_GET,
     TAG_GET,
+    MESSAGE_RECALL,
+    APPCHAT_CREATE,
+    APPCHAT_GET,
+    APPCHAT_SEND,
 )
 
 DEFAULT_CORP_ID = "ww0000fakecorp"
@@ -200,13 +216,16 @@ class Fault:
     ``delay`` seconds pass first (the request is abandoned early if the client
     disconnects); then ``status`` answers with that HTTP status and an HTML
     body, or ``errcode`` answers HTTP 200 with that errcode. A fault with only
-    a delay lets the request proceed normally afterwards.
+    a delay lets the request proceed normally afterwards. ``answer_delay``
+    (``message/send``): the message is taken as usual and its answer held back
+    that long — WeCom delivered it, the sender may time out before hearing so.
     """
 
     errcode: int | None = None
     errmsg: str = "injected fault"
     status: int | None = None
     delay: float = 0.0
+    answer_delay: float = 0.0
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Fault:
@@ -217,6 +236,7 @@ class Fault:
             errmsg=str(data.get("errmsg", "injected fault")),
             status=None if status is None else int(status),
             delay=float(data.get("delay", 0.0)),
+            answer_delay=float(data.get("answer_delay", 0.0)),
         )
 
 
@@ -411,12 +431,18 @@ class FakeWeCom:
         self._disabled_robots: set[str] = set()
         # Uploaded media stay valid across reset(), as tokens do.
         self._media: dict[str, Upload] = {}
-        self._clear()
-        # menu/create lives in alertbridge.testing.fake_menu (imported here: it imports this module).
+        # Endpoints in modules of their own; they import this one.
+        from alertbridge.testing.fake_appchat import FakeAppChats
         from alertbridge.testing.fake_menu import FakeMenus
+        from alertbridge.testing.fake_recall import FakeRecall
 
-        self.menus = FakeMenus(self._authorize)
-        self.app = Starlette(routes=[*self._routes(), *self.menus.routes()])
+        self.recall = FakeRecall(self)
+        self.appchats = FakeAppChats(self)
+        self.menus = FakeMenus(self)
+        self._clear()
+        self.app = Starlette(
+            routes=[*self._routes(), *self.recall.routes(), *self.appchats.routes(), *self.menus.routes()]
+        )
 
     # ---- control (Python API) ----------------------------------------
 
@@ -577,6 +603,8 @@ class FakeWeCom:
         self._card_updates: list[CardUpdate] = []
         self._uploads: list[Upload] = []
         self._refused_texts: dict[str, tuple[int, str]] = {}
+        self.recall.clear()
+        self.appchats.clear()
 
     def _issue_code(self, agent_id: int, task_id: str) -> str:
         """Record and return a fresh response_code (call with the lock held)."""
@@ -614,6 +642,7 @@ class FakeWeCom:
             fault = self._take_fault(endpoint)
         if fault is None:
             return None
+        request.state.answer_delay = fault.answer_delay
         if fault.delay > 0:
             await request.body()  # read first: is_disconnected() would consume it
             if await _sleep_unless_disconnected(request, fault.delay):
@@ -673,9 +702,11 @@ class FakeWeCom:
         try:
             app = self._authorize(request.query_params.get("access_token", ""))
             body = self._parse_message(await request.body())
-            return self._accept_app_message(app, body)
+            answer = self._accept_app_message(app, body)
         except _Reject as reject:
             return _answer(reject.errcode, reject.errmsg)
+        await asyncio.sleep(getattr(request.state, "answer_delay", 0.0))
+        return answer
 
     def _parse_message(self, raw: bytes) -> dict[str, Any]:
         """``_parse_body``, then the refusals ``refuse_text`` set up."""
@@ -1132,6 +1163,7 @@ def _app_content(body: Mapping[str, Any]) -> tuple[str, str | None]:
     if msgtype not in ("text", "markdown"):
         if not isinstance(section, dict):
             raise _Reject(40058, f"invalid Request Parameter, {msgtype} is missing")
+        _refuse(app_section_refusal(msgtype, section))
         return msgtype, None
     content = section.get("content") if isinstance(section, dict) else None
     if content is not None and not isinstance(content, str):
@@ -1172,7 +1204,14 @@ def _check_card(card: Mapping[str, Any], *, sent: bool) -> _CardCheck:
     if card_type == "button_interaction":
         _check_title(card)
         _check_buttons(card.get("button_list"))
+    if card_type in NOTICE_CARD_TYPES:
+        _refuse(notice_card_refusal(card, robot=False))
     return _CardCheck(task_id, interactive)
+
+
+def _refuse(refusal: tuple[int, str] | None) -> None:
+    if refusal is not None:
+        raise _Reject(*refusal)
 
 
 def _check_title(card: Mapping[str, Any]) -> None:
@@ -1317,6 +1356,7 @@ def _robot_message(body: Mapping[str, Any], key: str, timestamp: float) -> Messa
     section = body.get(msgtype)
     if not isinstance(section, dict):
         raise _Reject(40058, f"invalid Request Parameter, {msgtype} is missing")
+    _refuse(robot_section_refusal(msgtype, section))
     content: str | None = None
     mentioned: tuple[str, ...] = ()
     mobiles: tuple[str, ...] = ()

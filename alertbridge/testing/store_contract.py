@@ -26,12 +26,21 @@ from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.messengers import RateLimit
 from alertbridge.model import Alert, AlertGroup, Status
-from alertbridge.stores import DeliveryStatus, DigestPartRecord, NewDelivery, OutboxStore, Stores
+from alertbridge.stores import (
+    DeliveryStatus,
+    DigestClaim,
+    DigestClaimStatus,
+    DigestPartRecord,
+    NewDelivery,
+    OutboxStore,
+    Stores,
+)
 from alertbridge.stores.state import (
     AuditEntry,
     CardRecord,
     Resolution,
     ResolutionState,
+    SentMessage,
     SilenceRecord,
     StateStore,
 )
@@ -428,24 +437,25 @@ class OutboxContract:
             )
             assert await store.enqueue(same) != await store.enqueue(same)
 
-    async def test_backlog_is_the_unleased_pending_rows_of_one_receiver_and_recipients(
+    async def test_backlog_is_the_pending_rows_of_one_receiver_and_recipients_outside_digests(
         self,
         store: OutboxStore,
     ) -> None:
         ids = [await store.enqueue(make_delivery(T0 + timedelta(seconds=i))) for i in range(4)]
         recipients = make_delivery().recipients
-        assert await store.count_backlog("ops", recipients, T0) == 4
-        # Leased rows are someone's work in progress, not backlog.
+        assert await store.count_backlog("ops", recipients) == 4
+        # Leased rows still compete for the target's budget: they count.
         [leased] = await store.claim_due(T0, limit=1, lease=timedelta(minutes=1))
         assert leased.id == ids[0]
-        assert await store.count_backlog("ops", recipients, T0) == 3
-        assert await store.count_backlog("ops", Recipients(to_user=("wangwu",)), T0) == 0
-        assert await store.count_backlog("dba", recipients, T0) == 0
+        assert await store.count_backlog("ops", recipients) == 4
+        assert await store.count_backlog("ops", Recipients(to_user=("wangwu",))) == 0
+        assert await store.count_backlog("dba", recipients) == 0
         # A digest takes the backlog whether due or not (a deferred row included), oldest first.
         await store.defer([ids[3]], T0 + timedelta(minutes=5))
         claimed = await store.claim_backlog("ops", recipients, T0, limit=10, lease=timedelta(minutes=1))
         assert [d.id for d in claimed] == ids[1:]
-        assert await store.count_backlog("ops", recipients, T0) == 0
+        await store.mark_sent(ids[0], T0)
+        assert await store.count_backlog("ops", recipients) == 3
 
     async def test_a_digest_never_takes_a_delivery_a_send_has_started(self, store: OutboxStore) -> None:
         """Merged into a digest, what already reached the member would show a second time."""
@@ -495,20 +505,44 @@ class OutboxContract:
         ]
         digest = await store.create_digest("ops", recipients, parts, T0)
         # Its deliveries are no longer backlog for another digest.
-        assert await store.count_backlog("ops", recipients, T0) == 0
+        assert await store.count_backlog("ops", recipients) == 0
         assert await store.open_digest("ops", recipients) == digest
         assert await store.open_digest("dba", recipients) is None
-        members = await store.claim_digest(digest.id, T0, timedelta(minutes=1))
-        assert [d.id for d in members] == ids and all(d.digest_id == digest.id for d in members)
+        claim = await store.claim_digest(digest.id, T0, timedelta(minutes=1))
+        assert claim.status is DigestClaimStatus.CLAIMED
+        assert [d.id for d in claim.members] == ids and all(d.digest_id == digest.id for d in claim.members)
         await store.record_attempt(["k"], T0, part=0, digest_id=digest.id)
         await store.digest_progress(digest.id, 1, [ids[0], ids[1]], T0)
         resumed = await store.open_digest("ops", recipients)
         assert resumed is not None and resumed.parts_sent == 1 and resumed.parts == tuple(parts)
-        assert [d.id for d in await store.claim_digest(digest.id, T0, timedelta(minutes=1))] == [ids[2]]
+        claim = await store.claim_digest(digest.id, T0, timedelta(minutes=1))
+        assert [d.id for d in claim.members] == [ids[2]]
         await store.digest_progress(digest.id, 2, [ids[2]], T0)
         assert await store.open_digest("ops", recipients) is None
         assert await store.count(DeliveryStatus.SENT) == 3
         assert await store.recent_sends(T0 - timedelta(seconds=1)) == [("k", T0)]
+        finished = await store.claim_digest(digest.id, T0, timedelta(minutes=1))
+        assert finished == DigestClaim(DigestClaimStatus.FINISHED)
+
+    async def test_a_due_delivery_of_an_open_digest_brings_the_whole_digest(self, store: OutboxStore) -> None:
+        ids = [await store.enqueue(make_delivery()) for _ in range(4)]
+        lone = await store.enqueue(make_delivery())
+        recipients = make_delivery().recipients
+        parts = [
+            DigestPartRecord("markdown", "part one", 2048, ((7, (ids[0],)),)),
+            DigestPartRecord("markdown", "part two", 2048, ((8, (ids[1], ids[2], ids[3])),)),
+        ]
+        digest = await store.create_digest("ops", recipients, parts, T0)
+        await store.digest_progress(digest.id, 1, [ids[0]], T0)
+        # Cut off by the budget: its rest waits, due at different times.
+        await store.defer([ids[1]], T0 + timedelta(seconds=10))
+        await store.defer([ids[2], ids[3]], T0 + timedelta(minutes=5))
+        await store.defer([lone], T0 + timedelta(seconds=10))
+        claimed = await store.claim_due(T0 + timedelta(seconds=10), limit=1, lease=timedelta(minutes=1))
+        # All of it, beyond the limit and due or not: one claimer resumes it.
+        assert sorted(d.id for d in claimed) == [ids[1], ids[2], ids[3]]
+        later = await store.claim_due(T0 + timedelta(seconds=20), limit=10, lease=timedelta(minutes=1))
+        assert [d.id for d in later] == [lone]
 
     async def test_a_value_that_cannot_be_stored_fails_only_its_own_caller(self, store: OutboxStore) -> None:
         bad = make_delivery(group=make_group(note="lone \ud800 surrogate"), request_id="bad")
@@ -1021,6 +1055,31 @@ class StateContract:
         assert await store.cards_for_ref(404) == []
         assert await store.get_card("t") is None
         assert await store.use_response_code("t") is None
+
+    async def test_a_sent_message_is_taken_once_and_pruned_with_its_ref(self, store: StateStore) -> None:
+        """What ``on_resolve = "recall"`` relies on: messages kept per reference,
+        oldest first; each taken by exactly one caller; none for a gone reference."""
+        ref = (await store.record_notification("ops", make_ref_group(), OPS, at(0))).ref.ref
+        later = SentMessage(msgid="m-2", ref=ref, app="ops-app", sent_at=at(2))
+        first = SentMessage(msgid="m-1", ref=ref, app="ops-app", sent_at=at(1))
+        await store.save_sent_message(later)
+        await store.save_sent_message(first)
+        await store.save_sent_message(first)  # a retried after_sent changes nothing
+        await store.save_sent_message(SentMessage(msgid="m-x", ref=404, app="a", sent_at=at(1)))
+        assert await store.sent_messages_for_ref(ref) == [first, later]
+        assert await store.sent_messages_for_ref(404) == []
+
+        taken = await asyncio.gather(*(store.take_sent_message("m-1") for _ in range(5)))
+        assert taken.count(True) == 1
+        assert not await store.take_sent_message("m-x")
+        assert await store.sent_messages_for_ref(ref) == [later]
+        await store.save_sent_message(first)  # put back after a recall that failed
+        assert await store.sent_messages_for_ref(ref) == [first, later]
+
+        await store.record_notification("ops", make_ref_group(firing=(), resolved=("fp-a",)), OPS, at(3))
+        await store.prune(at(3) + timedelta(days=8), timedelta(days=7))
+        assert await store.sent_messages_for_ref(ref) == []
+        assert not await store.take_sent_message("m-2")
 
     async def test_prune_forgets_old_resolved_refs_keys_and_silences_but_not_audit(
         self,

@@ -51,15 +51,18 @@ def build_app_body(
     ):
         if ids:
             body[key] = "|".join(ids)
-    body["msgtype"] = message.msgtype
-    if message.card is not None:
-        body["template_card"] = dict(message.card)
-    else:
-        body[message.msgtype] = {"content": message.content}
+    body.update(message_fields(message))
     body["agentid"] = agent_id
     body["enable_duplicate_check"] = 1
     body["duplicate_check_interval"] = max(1, int(duplicate_check_interval.total_seconds()))
     return body
+
+
+def message_fields(message: RenderedMessage) -> dict[str, object]:
+    """``msgtype`` and its section, as ``message/send`` and ``appchat/send`` both take them."""
+    if message.card is not None:  # template_card, textcard, news: their section as built
+        return {"msgtype": message.msgtype, message.msgtype: dict(message.card)}
+    return {"msgtype": message.msgtype, message.msgtype: {"content": message.content}}
 
 
 def build_app_image_body(media_id: str, recipients: Recipients, agent_id: int) -> dict[str, object]:

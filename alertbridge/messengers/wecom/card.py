@@ -1,4 +1,5 @@
-"""Interactive alert cards: WeCom ``template_card`` of type ``button_interaction``.
+"""Alert cards: WeCom ``template_card`` of type ``button_interaction``, and
+``text_notice`` / ``news_notice`` for receivers without commands (robots).
 
 A card shows one alert group compactly — status, reference and the key facts
 — with buttons (确认, 静默1小时 …) whose keys carry the action and the
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -75,19 +77,21 @@ def task_id_for(ref: int, delivery_id: int, part: int = 1) -> str:
     return _TASK_ID.sub("_", f"ab-{ref}-{delivery_id}-{part}")[:128]
 
 
-def build_alert_card(
-    group: AlertGroup,
-    *,
-    ref: int,
-    ack: Ack | None,
-    language: str,
-    buttons: Sequence[ButtonConfig],
-    task_id: str,
-    tz: ZoneInfo,
-    now: datetime,
-) -> RenderedMessage:
+@dataclass(frozen=True, slots=True)
+class _Face:
+    """What every alert card shows of a group, whatever its card type."""
+
+    title: str
+    desc: str
+    facts: list[tuple[str, str]]
+    summary: str
+    content: str  # the plain summary for logs and the console
+
+
+def _face(
+    group: AlertGroup, *, ref: int, ack: Ack | None, language: str, tz: ZoneInfo, now: datetime
+) -> _Face:
     words = _WORDS.get(language, _WORDS["en"])
-    group = clean_group(group)  # control characters would make WeCom refuse the card (40033)
     firing = group.firing
     name = group_title(group)  # never empty, in no particular language
     status = words["firing"] if firing else words["resolved"]
@@ -117,39 +121,115 @@ def build_alert_card(
         facts.append((words["since"], UNKNOWN_TIME))
     if ack is not None:
         facts.append((words["acked"], f"{ack.user} {localtime(ack.at, tz, '%H:%M')}"))
+    content = "\n".join([title, *(f"{k}: {v}" for k, v in facts), summary]).strip()
+    return _Face(
+        title=title,
+        desc=clip(f"{group.source} · {now.astimezone(tz):%Y-%m-%d %H:%M}", DESC_CHARS),
+        facts=facts,
+        summary=summary,
+        content=content[:SUMMARY_CHARS],
+    )
 
+
+def _card_body(face: _Face, card_type: str) -> dict[str, Any]:
     card: dict[str, Any] = {
-        "card_type": "button_interaction",
+        "card_type": card_type,
         "source": {"desc": "alertbridge"},
-        "main_title": {
-            "title": title,
-            "desc": clip(f"{group.source} · {now.astimezone(tz):%Y-%m-%d %H:%M}", DESC_CHARS),
-        },
+        "main_title": {"title": face.title, "desc": face.desc},
         "horizontal_content_list": [
             {"keyname": clip(key, KEYNAME_CHARS), "value": clip(value, VALUE_CHARS)}
-            for key, value in facts[:MAX_FACTS]
-        ],
-        "task_id": task_id,
-        "button_list": [
-            {
-                "text": button.text or _button_text(button, language),
-                "style": 1 if button.action == "ack" else 2,
-                "key": _key(button, ref),
-            }
-            for button in buttons
+            for key, value in face.facts[:MAX_FACTS]
         ],
     }
-    if summary:
-        card["sub_title_text"] = clip(summary, SUB_TITLE_CHARS)
-    jump = jump_url(firing or group.alerts)
+    return card
+
+
+def _add_sub_title(card: dict[str, Any], face: _Face) -> None:
+    if face.summary:
+        card["sub_title_text"] = clip(face.summary, SUB_TITLE_CHARS)
+
+
+def build_alert_card(
+    group: AlertGroup,
+    *,
+    ref: int,
+    ack: Ack | None,
+    language: str,
+    buttons: Sequence[ButtonConfig],
+    task_id: str,
+    tz: ZoneInfo,
+    now: datetime,
+) -> RenderedMessage:
+    """A ``button_interaction`` card of ``group``: its facts and the receiver's buttons."""
+    group = clean_group(group)  # control characters would make WeCom refuse the card (40033)
+    face = _face(group, ref=ref, ack=ack, language=language, tz=tz, now=now)
+    card = _card_body(face, "button_interaction")
+    card["task_id"] = task_id
+    card["button_list"] = [
+        {
+            "text": button.text or _button_text(button, language),
+            "style": 1 if button.action == "ack" else 2,
+            "key": _key(button, ref),
+        }
+        for button in buttons
+    ]
+    _add_sub_title(card, face)  # after the buttons: the JSON of earlier versions, key for key
+    jump = jump_url(group.firing or group.alerts)
     if jump:
         # Tapping the card opens what to do first: the runbook, else the graph.
         card["card_action"] = {"type": 1, "url": jump}
-    content = "\n".join([title, *(f"{k}: {v}" for k, v in facts), summary]).strip()
     # The summary only shows in logs and the console; the card's own parts are clipped above.
-    return RenderedMessage(
-        msgtype="template_card", content=content[:SUMMARY_CHARS], limit=SUMMARY_CHARS * 4, card=card
-    )
+    return RenderedMessage(msgtype="template_card", content=face.content, limit=SUMMARY_CHARS * 4, card=card)
+
+
+def build_notice_card(
+    group: AlertGroup,
+    *,
+    ref: int,
+    ack: Ack | None,
+    language: str,
+    card_type: str,
+    tz: ZoneInfo,
+    now: datetime,
+) -> RenderedMessage | None:
+    """A card without commands: ``text_notice``, or ``news_notice`` with the
+    group's panel image on top (a group without one gets a text_notice).
+
+    A card shows the group's facts, not every alert, so one card carries any
+    group. WeCom requires a notice card's ``card_action``: None when the group
+    has no link (``group_link``), and the group goes as plain markdown instead.
+    """
+    group = clean_group(group)
+    link = group_link(group)
+    if not link:
+        return None
+    face = _face(group, ref=ref, ack=ack, language=language, tz=tz, now=now)
+    image = group_image(group) if card_type == "news_notice" else ""
+    card = _card_body(face, "news_notice" if image else "text_notice")
+    _add_sub_title(card, face)
+    if image:
+        card["card_image"] = {"url": image, "aspect_ratio": 1.3}
+    card["card_action"] = {"type": 1, "url": link}
+    return RenderedMessage(msgtype="template_card", content=face.content, limit=SUMMARY_CHARS * 4, card=card)
+
+
+def group_link(group: AlertGroup) -> str:
+    """Where a card or article of ``group`` links: ``jump_url`` of its alerts
+    (firing first), else the Alertmanager/Grafana external URL; ``""`` when none."""
+    jump = jump_url((*group.firing, *group.resolved))
+    if jump:
+        return jump
+    external = safe_url(group.external_url)
+    return external if len(external.encode("utf-8")) <= CARD_URL_BYTES else ""
+
+
+def group_image(group: AlertGroup) -> str:
+    """The group's first alert image (a Grafana panel), firing alerts first; ``""`` when none."""
+    for alert in (*group.firing, *group.resolved):
+        url = safe_url(alert.image_url)
+        if url and len(url.encode("utf-8")) <= CARD_URL_BYTES:
+            return url
+    return ""
 
 
 def jump_url(alerts: Sequence[Alert]) -> str:

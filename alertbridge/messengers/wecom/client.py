@@ -1,5 +1,6 @@
-"""The WeCom API client: app messages (``message/send``, ``message/update_template_card``),
-temporary media (``media/upload``), group robots (``webhook/send``) and the two
+"""The WeCom API client: app messages (``message/send``, ``message/update_template_card``,
+``message/recall``), app group chats (``appchat/*``), temporary media (``media/upload``), group
+robots (``webhook/send``) and the two
 contact reads command authorization needs (``user/get``, ``tag/get``).
 
 One ``httpx.AsyncClient`` per process is passed in; the composition root
@@ -40,6 +41,10 @@ logger = logging.getLogger(__name__)
 GETTOKEN = "/cgi-bin/gettoken"
 MESSAGE_SEND = "/cgi-bin/message/send"
 UPDATE_TEMPLATE_CARD = "/cgi-bin/message/update_template_card"
+MESSAGE_RECALL = "/cgi-bin/message/recall"
+APPCHAT_CREATE = "/cgi-bin/appchat/create"
+APPCHAT_GET = "/cgi-bin/appchat/get"
+APPCHAT_SEND = "/cgi-bin/appchat/send"
 MENU_CREATE = "/cgi-bin/menu/create"
 WEBHOOK_SEND = "/cgi-bin/webhook/send"
 MEDIA_UPLOAD = "/cgi-bin/media/upload"
@@ -175,6 +180,57 @@ class WeComClient:
         """
         payload = {**body, "agentid": app.agent_id}
         await self._app_call(app_name, app, UPDATE_TEMPLATE_CARD, payload)
+
+    async def recall_message(self, app_name: str, app: WeComAppConfig, msgid: str) -> None:
+        """Recall an app message sent within the last 24 hours (``message/recall``,
+        docs §4.5): it disappears from the WeCom clients (not from the WeChat plugin).
+
+        Raises:
+            PermanentWeComAPIError: the msgid is unknown, not the app's, or too old.
+            TransientDeliveryError: a retryable errcode or a transport failure.
+        """
+        await self._app_call(app_name, app, MESSAGE_RECALL, {"msgid": msgid})
+
+    async def send_appchat(self, app_name: str, app: WeComAppConfig, body: Mapping[str, object]) -> None:
+        """Post one message into a group chat the app created (``appchat/send``,
+        docs §6; ``body`` has ``chatid``, ``msgtype`` and its section). WeCom
+        answers no msgid: such messages cannot be recalled.
+
+        Raises:
+            PermanentWeComAPIError: 86001/86003/86008 (chatid), 48002 (the app's
+                visibility is not the root department) and every other permanent errcode.
+            TransientDeliveryError: a retryable errcode or a transport failure.
+        """
+        await self._app_call(app_name, app, APPCHAT_SEND, body)
+
+    async def create_appchat(self, app_name: str, app: WeComAppConfig, body: Mapping[str, object]) -> str:
+        """Create a group chat (``appchat/create``: ``name``, ``owner``, ``userlist``,
+        optional ``chatid``); returns its chatid.
+
+        Raises:
+            PermanentWeComAPIError: 86215 (chatid taken), 86216 (a member is not
+                valid), 48002 and every other permanent errcode.
+            TransientDeliveryError: a retryable errcode, a transport failure or no chatid.
+        """
+        answer = await self._app_call(app_name, app, APPCHAT_CREATE, body)
+        chatid = answer.data.get("chatid")
+        if not isinstance(chatid, str) or not chatid:
+            raise WeComTransportError(APPCHAT_CREATE, "answer lacks chatid", reason="bad_response")
+        return chatid
+
+    async def get_appchat(self, app_name: str, app: WeComAppConfig, chatid: str) -> Mapping[str, object]:
+        """A group chat the app created (``appchat/get``): its ``chat_info``
+        (``chatid``, ``name``, ``owner``, ``userlist``).
+
+        Raises:
+            PermanentWeComAPIError: 86003 (no such chat), 86008 (another app's), 48002 …
+            TransientDeliveryError: a retryable errcode, a transport failure or no chat_info.
+        """
+        answer = await self._app_get(app_name, app, APPCHAT_GET, {"chatid": chatid})
+        info = answer.data.get("chat_info")
+        if not isinstance(info, dict) or not isinstance(info.get("userlist"), list):
+            raise WeComTransportError(APPCHAT_GET, "answer lacks chat_info", reason="bad_response")
+        return info
 
     async def create_menu(self, app_name: str, app: WeComAppConfig, body: Mapping[str, object]) -> None:
         """Replace the app's menu (``menu/create``; the agent id goes in the query).

@@ -1,5 +1,5 @@
-"""The WeCom messenger's config: the ``[wecom]`` section and the ``app`` /
-``robot`` receivers, composed into ``alertbridge.config.Config``.
+"""The WeCom messenger's config: the ``[wecom]`` section and the ``app``,
+``appchat`` and ``robot`` receivers, composed into ``alertbridge.config.Config``.
 
 It builds on ``alertbridge.config_base`` only (never on ``alertbridge.config``),
 so the core config can import it without a cycle.
@@ -15,13 +15,30 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from alertbridge.config_base import NAME, ReceiverBase, Section, duration_value, secret_not_empty
+from alertbridge.config_base import (
+    NAME,
+    ReceiverBase,
+    ResolveMode,
+    Section,
+    duration_value,
+    secret_not_empty,
+)
 from alertbridge.message import Recipients
 from alertbridge.messengers.wecom.mentions import app_recipients, robot_recipients
 from alertbridge.messengers.wecom.menu import check_menu_commands
 from alertbridge.model import AlertGroup
 
-AppMessageType = Literal["text", "markdown", "template_card"]
+# What each channel can send (docs §4.3, §5). ``image``/``file`` attachments
+# are not a receiver's msgtype: they follow a message.
+AppMessageType = Literal["text", "markdown", "textcard", "news", "template_card"]
+RobotMessageType = Literal["text", "markdown", "markdown_v2", "news", "template_card"]
+# A template card's type: ``button_interaction`` (buttons that call back, apps
+# only) or a card without commands, ``text_notice`` / ``news_notice`` (the
+# alert image on top; a group without one gets a text_notice).
+CardType = Literal["button_interaction", "text_notice", "news_notice"]
+NOTICE_CARD_TYPES = ("text_notice", "news_notice")
+# Msgtypes whose body is a JSON section built around (or instead of) rendered content.
+STRUCTURED_MSGTYPES = ("textcard", "news", "template_card")
 
 
 class WeComAppConfig(Section):
@@ -144,9 +161,32 @@ def _default_buttons() -> list[ButtonConfig]:
     ]
 
 
-class AppReceiver(ReceiverBase):
+class WeComReceiver(ReceiverBase):
+    """What app and robot receivers share: their msgtypes' fallbacks and card types."""
+
+    card_type: CardType = "text_notice"  # for msgtype = "template_card"
+
+    @property
+    def rendered_msgtype(self) -> str:
+        # Cards render through markdown what a card cannot show (a resolution
+        # whose card can no longer change, a group without a link).
+        return "markdown" if self.msgtype == "template_card" else self.msgtype  # type: ignore[comparison-overlap]
+
+    @property
+    def digest_msgtype(self) -> str:
+        # A digest lists many groups: cards and articles cannot, markdown can.
+        return "markdown" if self.msgtype in STRUCTURED_MSGTYPES else self.msgtype
+
+    @property
+    def notice_cards(self) -> bool:
+        """Sends cards without commands, for firing and resolved groups alike."""
+        return self.msgtype == "template_card" and self.card_type in NOTICE_CARD_TYPES  # type: ignore[comparison-overlap]
+
+
+class AppReceiver(WeComReceiver):
     channel: Literal["app"]
     msgtype: AppMessageType = "markdown"  # type: ignore[assignment]
+    card_type: CardType = "button_interaction"
     app: str
     to_user: list[str] = Field(default_factory=list)
     to_party: list[str] = Field(default_factory=list)
@@ -174,6 +214,14 @@ class AppReceiver(ReceiverBase):
     def audience_listed(self) -> bool:
         return bool(self.to_user) and "@all" not in self.to_user and not self.to_party and not self.to_tag
 
+    @property
+    def resolve_modes(self) -> tuple[ResolveMode, ...]:
+        # message/send answers a msgid (recall, within 24 h); only a card
+        # with buttons can be edited (update_template_card).
+        if self.msgtype == "template_card":
+            return ("update", "new", "recall")
+        return ("new", "recall")
+
     def audience_listed_for(self, recipients: Recipients) -> bool:
         return "@all" not in recipients.to_user and not recipients.to_party and not recipients.to_tag
 
@@ -184,8 +232,33 @@ class AppReceiver(ReceiverBase):
         return "部门或标签", "a department or tag"
 
 
-class RobotReceiver(ReceiverBase):
+class AppChatReceiver(ReceiverBase):
+    """A group chat the app created (``alertbridge appchat create``): messages
+    carry the app's identity and are not held to a robot's 20 a minute. Each
+    chat member receives at most 200 a minute and 10,000 a day from one app
+    (``limits.appchat_limits``). appchat/send answers no msgid and cannot
+    send a template card, so only ``on_resolve = "new"`` is possible."""
+
+    channel: Literal["appchat"]
+    app: str
+    chatid: str = Field(pattern=r"^[0-9A-Za-z]{1,32}$")
+
+    @property
+    def audience(self) -> tuple[str, str]:
+        return "应用群聊", "an app group chat"
+
+    @property
+    def reply_app(self) -> str | None:
+        # Whether WeCom calls the app back for messages in its chats is not
+        # documented; if it does, they are handled like any other (README).
+        return self.app
+
+
+class RobotReceiver(WeComReceiver):
     channel: Literal["robot"]
+    # A robot's template_card is a notice card: it cannot call back
+    # (card_type = "button_interaction" is refused with a clear message).
+    msgtype: RobotMessageType = "markdown"  # type: ignore[assignment]
     robot_key: SecretStr
     mention: MentionConfig | None = None
     # A robot accepts 20 messages a minute (then 45009); lower only. Receivers
@@ -221,10 +294,26 @@ def wecom_problems(wecom: WeComConfig) -> list[tuple[str, str]]:
     return problems
 
 
+def app_chat_receiver_problems(
+    key: str, receiver: AppChatReceiver, wecom: WeComConfig
+) -> list[tuple[str, str]]:
+    """What is wrong with appchat receiver ``key`` given ``[wecom]``, as (key path, reason)."""
+    problems: list[tuple[str, str]] = []
+    if receiver.app not in wecom.apps:
+        known = ", ".join(sorted(wecom.apps)) or "none defined"
+        problems.append((f"{key}.app", f"no app {receiver.app!r} in [wecom.apps] ({known})"))
+    if receiver.images:
+        # Rather than silently leaving them out.
+        problems.append(
+            (f"{key}.images", "appchat receivers do not post alert images yet; set images = false")
+        )
+    return problems
+
+
 def app_receiver_problems(key: str, receiver: AppReceiver, wecom: WeComConfig) -> list[tuple[str, str]]:
     """What is wrong with app receiver ``key`` given ``[wecom]``, as (key path, reason)."""
     problems: list[tuple[str, str]] = []
-    if receiver.msgtype == "template_card":
+    if receiver.msgtype == "template_card" and receiver.card_type == "button_interaction":
         app_config = wecom.apps.get(receiver.app)
         if app_config is not None and not app_config.callback_enabled:
             problems.append(
@@ -243,3 +332,16 @@ def app_receiver_problems(key: str, receiver: AppReceiver, wecom: WeComConfig) -
     if not (receiver.to_user or receiver.to_party or receiver.to_tag):
         problems.append((key, "an app receiver needs at least one of to_user, to_party, to_tag"))
     return problems
+
+
+def robot_receiver_problems(key: str, receiver: RobotReceiver) -> list[tuple[str, str]]:
+    """What is wrong with robot receiver ``key``, as (key path, reason)."""
+    if receiver.msgtype == "template_card" and receiver.card_type not in NOTICE_CARD_TYPES:
+        return [
+            (
+                f"{key}.card_type",
+                f"a group robot cannot call back, so it sends no {receiver.card_type} cards: "
+                f"use {' or '.join(NOTICE_CARD_TYPES)}",
+            )
+        ]
+    return []

@@ -40,6 +40,7 @@ class ErrCode(IntEnum):
     CALLBACK_URL_REQUIRED = 43012
     CONTENT_EMPTY = 44004
     CONTENT_TOO_LONG = 45002
+    TOO_MANY_ARTICLES = 45008
     FREQUENCY_LIMIT = 45009
     CONCURRENCY_LIMIT = 45033
     API_UNAUTHORIZED = 48002
@@ -50,6 +51,12 @@ class ErrCode(IntEnum):
     INVALID_RESPONSE_CODE = 60140
     ALL_RECIPIENTS_INVALID = 81013
     NO_RECIPIENTS = 82001
+    # appchat (应用群聊), docs §6.
+    INVALID_CHATID = 86001
+    CHAT_NOT_FOUND = 86003
+    CHAT_NOT_OWN = 86008
+    CHATID_EXISTS = 86215
+    INVALID_CHAT_MEMBER = 86216
     ROBOT_INVALID = 93000
     ROBOT_DISABLED = 93004
     TOKEN_AGENT_MISMATCH = 301002
@@ -124,7 +131,15 @@ RULES: dict[int, Rule] = {
     ErrCode.INVALID_PARAMETER: Rule(Action.FAIL, "invalid_parameter", message_at_fault=True),
     ErrCode.CONTENT_EMPTY: Rule(Action.FAIL, "content_empty", message_at_fault=True),
     ErrCode.CONTENT_TOO_LONG: Rule(Action.FAIL, "content_too_long", message_at_fault=True),
-    ErrCode.API_UNAUTHORIZED: Rule(Action.FAIL, "unauthorized"),
+    # More than 8 news articles: alertbridge packs at most 8 (``articles``).
+    ErrCode.TOO_MANY_ARTICLES: Rule(Action.FAIL, "too_many_articles", message_at_fault=True),
+    # Also what appchat/* answers an app whose visibility is not the root department.
+    ErrCode.API_UNAUTHORIZED: Rule(
+        Action.FAIL,
+        "unauthorized",
+        hint="the app may not call this API: group chats (appchat) need the app's visible range "
+        "(可见范围) to be the root department; contact reads need contact permission",
+    ),
     ErrCode.API_REVOKED: Rule(
         Action.FAIL,
         "unauthorized",
@@ -157,6 +172,29 @@ RULES: dict[int, Rule] = {
     ),
     ErrCode.ALL_RECIPIENTS_INVALID: Rule(Action.FAIL, "all_recipients_invalid"),
     ErrCode.NO_RECIPIENTS: Rule(Action.FAIL, "no_recipients"),
+    ErrCode.INVALID_CHATID: Rule(
+        Action.FAIL,
+        "invalid_chatid",
+        hint="a chatid is at most 32 letters or digits; check the receiver's chatid",
+    ),
+    ErrCode.CHAT_NOT_FOUND: Rule(
+        Action.FAIL,
+        "chat_not_found",
+        hint="no group chat has this chatid; create it with `alertbridge appchat create`",
+    ),
+    ErrCode.CHAT_NOT_OWN: Rule(
+        Action.FAIL,
+        "chat_not_own",
+        hint="an app can only use group chats it created itself; check the receiver's app and chatid",
+    ),
+    ErrCode.CHATID_EXISTS: Rule(
+        Action.FAIL, "chatid_exists", hint="a group chat with this chatid exists; choose another chatid"
+    ),
+    ErrCode.INVALID_CHAT_MEMBER: Rule(
+        Action.FAIL,
+        "invalid_chat_member",
+        hint="a member is not a valid user id of the corp (or outside the app's visible range)",
+    ),
     ErrCode.ROBOT_INVALID: Rule(
         Action.FAIL,
         "robot_invalid",

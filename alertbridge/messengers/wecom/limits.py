@@ -6,6 +6,16 @@ budget is keyed by what WeCom counts against — one app's member, party or
 tag, or one robot key (hashed: the key is a secret) — so receivers that
 share a member or a robot share its budget.
 
+An app's group chats (appchat) have limits of their own: each member
+receives at most 200 chat messages a minute and 10,000 a day from one app.
+A chat message counts against the chat (``app:<corp>:<agent>:chat:<chatid>``)
+and against each of its members (``app:<corp>:<agent>:chat-member:<userid>``),
+so two chats sharing a member share that member's budget; the members are
+the ones ``appchat/get`` last listed (none before the first lookup: the
+chat's key alone then keeps each member within what this chat sends). The
+budget's windows are at most an hour long, so the day's 10,000 is kept as
+416 an hour: any 24 hours then hold at most 9,984.
+
 Content limits are in UTF-8 bytes (a CJK character is 3 bytes); sources:
 WeCom message/send and group robot docs.
 """
@@ -19,23 +29,56 @@ from typing import Final
 from alertbridge.config_base import ReceiverBase
 from alertbridge.message import Recipients
 from alertbridge.messengers import HOUR, MINUTE, RateLimit
-from alertbridge.messengers.wecom.config import AppReceiver, RobotReceiver, WeComAppConfig, WeComConfig
+from alertbridge.messengers.wecom.config import (
+    AppChatReceiver,
+    AppReceiver,
+    RobotReceiver,
+    WeComAppConfig,
+    WeComConfig,
+)
 
-# (channel, msgtype) -> max UTF-8 bytes of the content.
+# Per app and chat member (appchat): a minute's and an hour's share of the day's 10,000.
+CHAT_MEMBER_PER_MINUTE: Final = 200
+CHAT_MEMBER_PER_HOUR: Final = 10_000 // 24
+
+# Per field of the structured types (docs §4.3, §5): WeCom cuts a longer
+# textcard/news description itself, mid-character; we cut first.
+TITLE_BYTES: Final = 128
+DESCRIPTION_BYTES: Final = 512
+URL_BYTES: Final = 2048
+NEWS_ARTICLES: Final = 8  # per news message (45008 beyond)
+BTNTXT_CHARS: Final = 4
+
+# (channel, msgtype) -> max UTF-8 bytes of the content the template renders.
+# For textcard and news that content is one card's or one article's
+# description; their titles are built in code (``alertbridge.messengers.wecom.articles``).
 WECOM_BYTE_LIMITS: Final = {
     ("app", "text"): 2048,
     ("app", "markdown"): 2048,
+    ("appchat", "text"): 2048,
+    ("appchat", "markdown"): 2048,
+    ("app", "textcard"): DESCRIPTION_BYTES,
+    ("app", "news"): DESCRIPTION_BYTES,
     ("robot", "text"): 2048,
     ("robot", "markdown"): 4096,
+    ("robot", "markdown_v2"): 4096,
+    ("robot", "news"): DESCRIPTION_BYTES,
 }
 
 
 def limits_for(
-    wecom: WeComConfig, receivers: Iterable[ReceiverBase], receiver: ReceiverBase, recipients: Recipients
+    wecom: WeComConfig,
+    receivers: Iterable[ReceiverBase],
+    receiver: ReceiverBase,
+    recipients: Recipients,
+    chat_members: Sequence[str] = (),
 ) -> tuple[RateLimit, ...]:
     """The limits a message from ``receiver`` to ``recipients`` counts against;
     ``receivers`` are all configured ones (receivers sharing a robot key share
-    its budget at the lowest of their rates). None for other messengers' receivers."""
+    its budget at the lowest of their rates); ``chat_members``: an appchat
+    receiver's chat members, as known. None for other messengers' receivers."""
+    if isinstance(receiver, AppChatReceiver):
+        return appchat_limits(wecom.apps[receiver.app], receiver.chatid, chat_members)
     if isinstance(receiver, AppReceiver):
         targets = [
             *(f"user:{user.casefold()}" for user in recipients.to_user),
@@ -52,6 +95,20 @@ def limits_for(
         )
         return (RateLimit(robot_budget_key(robot_key), MINUTE, allowed),)
     return ()
+
+
+def appchat_limits(app: WeComAppConfig, chatid: str, members: Sequence[str]) -> tuple[RateLimit, ...]:
+    """The limits of one message into group chat ``chatid`` (see the module docs)."""
+    prefix = f"app:{app.corp_id}:{app.agent_id}"
+    keys = [
+        f"{prefix}:chat:{chatid}",
+        *(f"{prefix}:chat-member:{m.casefold()}" for m in dict.fromkeys(members)),
+    ]
+    return tuple(
+        RateLimit(key, window, allowed)
+        for key in keys
+        for window, allowed in ((MINUTE, CHAT_MEMBER_PER_MINUTE), (HOUR, CHAT_MEMBER_PER_HOUR))
+    )
 
 
 def member_limits(app: WeComAppConfig, user: str) -> tuple[RateLimit, ...]:

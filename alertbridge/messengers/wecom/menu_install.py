@@ -6,12 +6,31 @@ the menu is installed once (and again after a change) rather than at startup.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
 from typing import TextIO
 
-from alertbridge.config import Config
+from alertbridge.config import Config, load_config
 from alertbridge.errors import DeliveryError
 from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.messengers.wecom.menu import menu_body
+
+
+def add_menu_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``menu install`` to the CLI's commands."""
+    menu = commands.add_parser("menu", help="the WeCom app menu")
+    actions = menu.add_subparsers(dest="menu_command", required=True, metavar="ACTION")
+    install = actions.add_parser("install", help="upload an app's menu_commands as its menu (menu/create)")
+    install.add_argument("-c", "--config", required=True, type=Path, help="the TOML config file")
+    install.add_argument("--app", required=True, help="the [wecom.apps] name")
+    install.set_defaults(run=_install)
+
+
+def _install(args: argparse.Namespace) -> int:
+    return asyncio.run(install_menu(load_config(args.config, os.environ), args.app, sys.stdout))
 
 
 async def install_menu(config: Config, app_name: str, out: TextIO) -> int:

@@ -1,8 +1,10 @@
-"""``check-config --online`` for WeCom: each app's credentials, each robot key's shape.
+"""``check-config --online`` for WeCom: each app's credentials, each group chat,
+each robot key's shape.
 
 Each app gets a real ``gettoken`` and an ``agent/get`` (WeCom's read-only
 call that fails when the agent id does not belong to the secret, or the app
-is disabled); robot keys are checked for their shape only (WeCom has no
+is disabled), and each ``appchat`` receiver an ``appchat/get`` (the chat
+exists, the app created it and may use appchat at all); robot keys are checked for their shape only (WeCom has no
 send-free robot call). Secrets never appear: WeCom takes the secret in the
 query string, so transport errors are described without the URL.
 """
@@ -16,7 +18,8 @@ from typing import Any, Final
 import httpx
 
 from alertbridge.config import Config
-from alertbridge.messengers.wecom.config import RobotReceiver, WeComAppConfig
+from alertbridge.messengers.wecom.config import AppChatReceiver, RobotReceiver, WeComAppConfig
+from alertbridge.messengers.wecom.errcodes import classify
 from alertbridge.online_check import Check
 
 # What the errcodes a wrong config gets mean, and which key of the app to fix.
@@ -79,7 +82,33 @@ async def _check_app(http: httpx.AsyncClient, config: Config, name: str, app: We
         checks.append(
             Check(f"{key}.agent_id", True, f"agent/get: agent {app.agent_id} ({shown}) is this app's")
         )
+    for receiver_name, receiver in config.receivers.items():
+        if isinstance(receiver, AppChatReceiver) and receiver.app == name:
+            checks.append(
+                await _check_chat(http, config, f"receivers.{receiver_name}.chatid", receiver, token)
+            )
     return checks
+
+
+async def _check_chat(
+    http: httpx.AsyncClient, config: Config, key: str, receiver: AppChatReceiver, token: str
+) -> Check:
+    """``appchat/get`` of an appchat receiver's chat, with its app's token."""
+    base = config.wecom.api_base
+    params = {"access_token": token, "chatid": receiver.chatid}
+    answer = await _wecom_get(
+        http, f"{base}/cgi-bin/appchat/get", params, config.wecom.timeout.total_seconds(), token
+    )
+    if isinstance(answer, str):
+        return Check(key, False, f"WeCom at {base} {answer}")
+    errcode = answer.get("errcode", 0)
+    if errcode != 0:
+        why = classify(int(errcode)).hint if isinstance(errcode, int) else ""
+        return Check(key, False, f"WeCom says {errcode} {why or 'appchat/get failed'}")
+    info = answer.get("chat_info")
+    users = info.get("userlist") if isinstance(info, dict) else None
+    count = len(users) if isinstance(users, list) else 0
+    return Check(key, True, f"appchat/get: chat {receiver.chatid} is this app's ({count} members)")
 
 
 async def _wecom_get(

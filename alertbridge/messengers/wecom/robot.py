@@ -44,7 +44,10 @@ ROBOT_IMAGE_LIMIT = 2 * 1024 * 1024
 
 
 def build_robot_body(message: RenderedMessage, recipients: Recipients | None = None) -> dict[str, object]:
-    """The webhook/send JSON; text messages carry the @mentions on the group's last part."""
+    """The webhook/send JSON; text messages carry the @mentions on the group's last part.
+    news and template_card messages carry their section as built (no mentions: they have none)."""
+    if message.card is not None:
+        return {"msgtype": message.msgtype, message.msgtype: dict(message.card)}
     section: dict[str, object] = {"content": message.content}
     if message.msgtype == "text" and recipients is not None and message.part == message.parts:
         users = list(recipients.mention_users)

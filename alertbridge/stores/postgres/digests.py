@@ -31,7 +31,7 @@ from alertbridge.stores.codec import (
     to_delivery,
     to_us,
 )
-from alertbridge.stores.outbox import Delivery, DigestPartRecord, StoredDigest
+from alertbridge.stores.outbox import Delivery, DigestClaim, DigestClaimStatus, DigestPartRecord, StoredDigest
 from alertbridge.stores.postgres.db import Connection, PostgresDatabase
 from alertbridge.stores.postgres.leases import LeaseKeeper
 from alertbridge.stores.postgres.reservations import PostgresReservations
@@ -121,9 +121,9 @@ class PostgresDigestsAndSends(PostgresReservations, PostgresTargetLocks):
             sending_at=from_us(row[5]) if row[5] is not None else None,
         )
 
-    async def claim_digest(self, digest_id: int, now: datetime, lease: timedelta) -> list[Delivery]:
+    async def claim_digest(self, digest_id: int, now: datetime, lease: timedelta) -> DigestClaim:
         """Lease every pending delivery of a stored digest, oldest first — unless
-        another replica holds a live lease on one of them: then nothing.
+        another replica holds a live lease on one of them: then nothing (``HELD_ELSEWHERE``).
 
         The digest's row lock makes the check and the lease one step against
         another replica resuming the same digest.
@@ -139,7 +139,7 @@ class PostgresDigestsAndSends(PostgresReservations, PostgresTargetLocks):
                 self.replica,
             )
             if held:
-                return []
+                return DigestClaim(DigestClaimStatus.HELD_ELSEWHERE)
             # Nobody else holds a live lease here: another's lease is an expired one.
             taken = await conn.fetchval(
                 "SELECT COUNT(*) FROM deliveries WHERE digest_id = $1 AND status = 'pending'"
@@ -157,8 +157,10 @@ class PostgresDigestsAndSends(PostgresReservations, PostgresTargetLocks):
             claimed = await decode_claimed(conn, rows, now_us)
         self._note_takeovers(int(taken))
         self._leases.track((d.id for d in claimed), lease)
+        if not claimed:
+            return DigestClaim(DigestClaimStatus.FINISHED)
         claimed.sort(key=lambda d: (d.accepted_at, d.id))
-        return claimed
+        return DigestClaim(DigestClaimStatus.CLAIMED, tuple(claimed))
 
     async def digest_progress(
         self, digest_id: int, parts_sent: int, finished: Sequence[int], now: datetime

@@ -29,7 +29,7 @@ from alertbridge.message import Recipients
 from alertbridge.metrics import Metrics
 from alertbridge.stores.codec import COLUMNS, decode_rows, dumps, from_us, to_delivery, to_us
 from alertbridge.stores.outbox import Delivery, DeliveryStatus, Enqueued, NewDelivery
-from alertbridge.stores.postgres.db import PostgresDatabase
+from alertbridge.stores.postgres.db import Connection, PostgresDatabase
 from alertbridge.stores.postgres.digests import MARK_DEAD, PostgresDigestsAndSends, decode_claimed
 from alertbridge.stores.postgres.enqueue import PostgresEnqueue
 from alertbridge.stores.postgres.leases import LeaseKeeper
@@ -113,22 +113,67 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
     # -- dispatcher side ----------------------------------------------------
 
     async def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[Delivery]:
-        """Lease up to ``limit`` due pending deliveries, oldest first, skipping rows another claim holds."""
+        """Lease up to ``limit`` due pending deliveries, oldest first, skipping rows another claim holds.
+
+        Open stored digests with a due delivery come first and whole (see
+        ``OutboxStore.claim_due``): the claim locks each digest's row, skipping
+        digests another claim holds, and leases all its free pending
+        deliveries. Other claims never pick a delivery of an open digest they
+        have not locked, so concurrent claims cannot split one digest.
+        """
         if limit <= 0:
             return []
-        claimed = await self._lease_picked(
-            "claim_due",
-            """
-            WHERE status = 'pending' AND next_attempt_at <= $3
-              AND (lease_until IS NULL OR lease_until <= $3)
-            ORDER BY next_attempt_at, id
-            LIMIT $4
-            """,
-            now,
-            lease,
-            to_us(now),
-            limit,
-        )
+        now_us = to_us(now)
+        async with self._db.transaction("claim_due") as conn:
+            digests = [
+                int(row[0])
+                for row in await conn.fetch(
+                    """
+                    SELECT g.id FROM digests AS g
+                    WHERE g.parts_sent < g.part_count
+                      AND EXISTS (SELECT 1 FROM deliveries AS d WHERE d.digest_id = g.id
+                                  AND d.status = 'pending' AND d.next_attempt_at <= $1)
+                      AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.digest_id = g.id
+                                      AND d.status = 'pending' AND d.lease_until > $1)
+                    ORDER BY g.id
+                    LIMIT $2
+                    FOR UPDATE SKIP LOCKED
+                    """,
+                    now_us,
+                    limit,
+                )
+            ]
+            rows: list[asyncpg.Record] = []
+            if digests:
+                rows += await self._lease_picked(
+                    conn,
+                    """
+                WHERE status = 'pending' AND digest_id = ANY($3::bigint[])
+                  AND (lease_until IS NULL OR lease_until <= $4)
+                """,
+                    now,
+                    lease,
+                    digests,
+                    now_us,
+                )
+            if len(rows) < limit:
+                rows += await self._lease_picked(
+                    conn,
+                    """
+                WHERE status = 'pending' AND next_attempt_at <= $3
+                  AND (lease_until IS NULL OR lease_until <= $3)
+                  AND (digest_id IS NULL OR NOT EXISTS (SELECT 1 FROM digests AS g
+                       WHERE g.id = digest_id AND g.parts_sent < g.part_count))
+                ORDER BY next_attempt_at, id
+                LIMIT $4
+                """,
+                    now,
+                    lease,
+                    now_us,
+                    limit - len(rows),
+                )
+            claimed = await decode_claimed(conn, rows, now_us)
+        self._claimed(rows, claimed, lease)
         claimed.sort(key=lambda d: (d.next_attempt_at, d.id))
         return claimed
 
@@ -141,15 +186,14 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
         )
         return from_us(value) if value is not None else None
 
-    async def count_backlog(self, receiver: str, recipients: Recipients, now: datetime) -> int:
-        """Pending deliveries of ``receiver`` to exactly ``recipients`` that nobody holds a lease on."""
+    async def count_backlog(self, receiver: str, recipients: Recipients) -> int:
+        """Pending deliveries of ``receiver`` to exactly ``recipients`` outside digests, whoever holds them."""
         value = await self._db.fetchval(
             "count_backlog",
             "SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND receiver = $1 AND recipients = $2"
-            " AND digest_id IS NULL AND (lease_until IS NULL OR lease_until <= $3)",
+            " AND digest_id IS NULL",
             receiver,
             dumps(recipients.to_dict()),
-            to_us(now),
         )
         return int(value)
 
@@ -160,34 +204,36 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
         not, leaving deliveries a send has started (they go out as themselves)."""
         if limit <= 0:
             return []
-        claimed = await self._lease_picked(
-            "claim_backlog",
-            """
-            WHERE status = 'pending' AND receiver = $3 AND recipients = $4 AND digest_id IS NULL
-              AND parts_sent = 0 AND sending_part IS NULL
-              AND (lease_until IS NULL OR lease_until <= $5)
-            ORDER BY accepted_at, id
-            LIMIT $6
-            """,
-            now,
-            lease,
-            receiver,
-            dumps(recipients.to_dict()),
-            to_us(now),
-            limit,
-        )
+        now_us = to_us(now)
+        async with self._db.transaction("claim_backlog") as conn:
+            rows = await self._lease_picked(
+                conn,
+                """
+                WHERE status = 'pending' AND receiver = $3 AND recipients = $4 AND digest_id IS NULL
+                  AND parts_sent = 0 AND sending_part IS NULL
+                  AND (lease_until IS NULL OR lease_until <= $5)
+                ORDER BY accepted_at, id
+                LIMIT $6
+                """,
+                now,
+                lease,
+                receiver,
+                dumps(recipients.to_dict()),
+                now_us,
+                limit,
+            )
+            claimed = await decode_claimed(conn, rows, now_us)
+        self._claimed(rows, claimed, lease)
         claimed.sort(key=lambda d: (d.accepted_at, d.id))
         return claimed
 
     async def _lease_picked(
-        self, op: str, pick: str, now: datetime, lease: timedelta, *args: object
-    ) -> list[Delivery]:
+        self, conn: Connection, pick: str, now: datetime, lease: timedelta, *args: object
+    ) -> list[asyncpg.Record]:
         """Lease to this replica the deliveries ``pick`` (WHERE … ORDER BY … LIMIT,
-        its parameters from $3 on) selects, skipping rows another claim holds;
-        count takeovers of other replicas' expired leases and keep the new ones alive."""
-        now_us = to_us(now)
-        async with self._db.transaction(op) as conn:
-            rows = await conn.fetch(
+        its parameters from $3 on) selects, skipping rows another claim holds."""
+        return list(
+            await conn.fetch(
                 f"""
                 WITH picked AS (
                     SELECT id AS picked_id, lease_owner AS was_owner, lease_until AS was_until
@@ -202,10 +248,13 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
                 self.replica,
                 *args,
             )
-            claimed = await decode_claimed(conn, rows, now_us)
+        )
+
+    def _claimed(self, rows: Sequence[asyncpg.Record], claimed: Sequence[Delivery], lease: timedelta) -> None:
+        """After a claim committed: count takeovers of other replicas' expired
+        leases and keep the new leases alive."""
         self._count_takeovers(rows)
         self._leases.track((d.id for d in claimed), lease)
-        return claimed
 
     def _count_takeovers(self, rows: Sequence[asyncpg.Record]) -> None:
         """Count the claimed rows whose expired lease was another replica's."""

@@ -28,6 +28,7 @@ from alertbridge.stores.codec import DECODE_ERRORS, decode_rows, dumps, to_us
 from alertbridge.stores.postgres.command_records import PostgresCommandRecords
 from alertbridge.stores.postgres.db import Connection, PostgresDatabase, affected
 from alertbridge.stores.postgres.resolutions import PostgresResolutions
+from alertbridge.stores.postgres.sent_messages import PostgresSentMessages
 from alertbridge.stores.state import AlertRef, RefUpdate
 from alertbridge.stores.state_codec import (
     R_REF_COLUMNS,
@@ -44,7 +45,7 @@ logger = logging.getLogger(__name__)
 _PRUNE_CHUNK: Final = 500
 
 
-class PostgresStateStore(PostgresCommandRecords, PostgresResolutions):
+class PostgresStateStore(PostgresCommandRecords, PostgresResolutions, PostgresSentMessages):
     """``StateStore`` on the replica's PostgreSQL database (the outbox's pool)."""
 
     def __init__(self, database: PostgresDatabase) -> None:
@@ -264,7 +265,7 @@ class PostgresStateStore(PostgresCommandRecords, PostgresResolutions):
 
     async def prune(self, now: datetime, retention: timedelta) -> int:
         """Forget references resolved before ``now - retention`` (with their
-        sent-index rows, cards and resolutions), spent callback keys, ended
+        sent-index rows, cards, sent messages and resolutions), spent callback keys, ended
         silences and resolutions decided before then; the audit trail is
         kept. Returns the rows deleted."""
         cutoff = to_us(now - retention)
@@ -279,7 +280,7 @@ class PostgresStateStore(PostgresCommandRecords, PostgresResolutions):
                         _PRUNE_CHUNK,
                     )
                 ]
-                for table in ("ref_sent", "cards", "resolutions", "alert_refs"):
+                for table in ("ref_sent", "cards", "sent_messages", "resolutions", "alert_refs"):
                     status = await conn.execute(f"DELETE FROM {table} WHERE ref = ANY($1::bigint[])", chosen)
                     total += affected(status)
             if len(chosen) < _PRUNE_CHUNK:

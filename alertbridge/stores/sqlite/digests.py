@@ -19,7 +19,7 @@ from alertbridge.stores.codec import (
     part_to_json,
     to_us,
 )
-from alertbridge.stores.outbox import Delivery, DigestPartRecord, StoredDigest
+from alertbridge.stores.outbox import DigestClaim, DigestClaimStatus, DigestPartRecord, StoredDigest
 from alertbridge.stores.sqlite.db import SqliteConnection
 from alertbridge.stores.sqlite.outbox_schema import decode_claimed
 from alertbridge.stores.sqlite.reservations import SqliteReservations
@@ -76,7 +76,7 @@ class SqliteDigestsAndSends(SqliteReservations):
             sending_at=from_us(row[5]) if row[5] is not None else None,
         )
 
-    async def claim_digest(self, digest_id: int, now: datetime, lease: timedelta) -> list[Delivery]:
+    async def claim_digest(self, digest_id: int, now: datetime, lease: timedelta) -> DigestClaim:
         """Lease every pending delivery of a stored digest, oldest first.
 
         Leased or not: with one serving process, a lease on a digest's
@@ -90,8 +90,10 @@ class SqliteDigestsAndSends(SqliteReservations):
                 (to_us(now + lease), digest_id),
             )
             claimed = await decode_claimed(db, rows, now_us)
+        if not claimed:
+            return DigestClaim(DigestClaimStatus.FINISHED)
         claimed.sort(key=lambda d: (d.accepted_at, d.id))
-        return claimed
+        return DigestClaim(DigestClaimStatus.CLAIMED, tuple(claimed))
 
     async def lock_target(
         self, receiver: str, recipients: Recipients, now: datetime, lease: timedelta

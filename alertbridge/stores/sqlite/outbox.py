@@ -122,9 +122,10 @@ class SqliteOutboxStore(SqliteDigestsAndSends):
         """Lease up to ``limit`` due pending deliveries, oldest first.
 
         One ``UPDATE … RETURNING`` picks and leases the rows atomically, so
-        two claimers (even on two connections) never get the same row. A row
-        this version cannot decode is dead-lettered in the same transaction
-        instead of blocking the queue forever.
+        two claimers (even on two connections) never get the same row. A
+        picked row of a stored digest brings the digest's other pending rows
+        (see ``OutboxStore.claim_due``). A row this version cannot decode is
+        dead-lettered in the same transaction instead of blocking the queue forever.
         """
         if limit <= 0:
             return []
@@ -133,17 +134,20 @@ class SqliteOutboxStore(SqliteDigestsAndSends):
         async with self._connection.session("claim_due", write=True, durable=False) as db:
             rows = await db.execute_fetchall(
                 f"""
-                UPDATE deliveries SET lease_until = ?
-                WHERE id IN (
-                    SELECT id FROM deliveries
+                WITH picked AS (
+                    SELECT id, digest_id FROM deliveries
                     WHERE status = 'pending' AND next_attempt_at <= ?
                       AND (lease_until IS NULL OR lease_until <= ?)
                     ORDER BY next_attempt_at, id
                     LIMIT ?
                 )
+                UPDATE deliveries SET lease_until = ?
+                WHERE id IN (SELECT id FROM picked)
+                   OR (status = 'pending' AND (lease_until IS NULL OR lease_until <= ?)
+                       AND digest_id IN (SELECT digest_id FROM picked WHERE digest_id IS NOT NULL))
                 RETURNING {COLUMNS}
                 """,
-                (lease_us, now_us, now_us, limit),
+                (now_us, now_us, limit, lease_us, now_us),
             )
             claimed = await decode_claimed(db, rows, now_us)
         # RETURNING order is unspecified; the contract is oldest first.
@@ -165,13 +169,13 @@ class SqliteOutboxStore(SqliteDigestsAndSends):
         value = next(iter(rows))[0]
         return from_us(value) if value is not None else None
 
-    async def count_backlog(self, receiver: str, recipients: Recipients, now: datetime) -> int:
-        """Pending deliveries of ``receiver`` to exactly ``recipients`` that nobody holds a lease on."""
+    async def count_backlog(self, receiver: str, recipients: Recipients) -> int:
+        """Pending deliveries of ``receiver`` to exactly ``recipients`` outside digests, leased or not."""
         row = await self._connection.fetchone(
             "count_backlog",
             "SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND receiver = ? AND recipients = ?"
-            " AND digest_id IS NULL AND (lease_until IS NULL OR lease_until <= ?)",
-            (receiver, dumps(recipients.to_dict()), to_us(now)),
+            " AND digest_id IS NULL",
+            (receiver, dumps(recipients.to_dict())),
         )
         return int(row[0]) if row is not None else 0
 

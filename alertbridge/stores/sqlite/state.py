@@ -45,6 +45,7 @@ from alertbridge.stores.codec import DECODE_ERRORS, decode_rows, dumps, to_us
 from alertbridge.stores.sqlite.command_records import SqliteCommandRecords
 from alertbridge.stores.sqlite.db import SqliteConnection
 from alertbridge.stores.sqlite.resolutions import SqliteResolutions
+from alertbridge.stores.sqlite.sent_messages import SqliteSentMessages
 from alertbridge.stores.sqlite.state_schema import migrate
 from alertbridge.stores.state import AlertRef, RefUpdate
 from alertbridge.stores.state_codec import (
@@ -64,7 +65,7 @@ logger = logging.getLogger(__name__)
 _PRUNE_CHUNK: Final = 500
 
 
-class SqliteStateStore(SqliteCommandRecords, SqliteResolutions):
+class SqliteStateStore(SqliteCommandRecords, SqliteResolutions, SqliteSentMessages):
     """``StateStore`` on one SQLite file (normally the outbox's file).
 
     Like the outbox, it is meant for a single serving process; CLI tools may
@@ -322,7 +323,7 @@ class SqliteStateStore(SqliteCommandRecords, SqliteResolutions):
         """Delete what can no longer be referred to; returns the rows deleted.
 
         * references resolved before ``now - retention``, with their
-          sent-index rows, cards and resolutions (same transaction, chunked);
+          sent-index rows, cards, sent messages and resolutions (same transaction, chunked);
         * resolutions decided before ``now - retention``;
         * callback keys whose ttl has run out;
         * silence records that ended (expired, or ran out) before
@@ -340,7 +341,7 @@ class SqliteStateStore(SqliteCommandRecords, SqliteResolutions):
                 chosen = [int(row[0]) for row in rows]
                 refs = dumps(chosen)
                 chunk = 0
-                for table in ("ref_sent", "cards", "resolutions", "alert_refs"):
+                for table in ("ref_sent", "cards", "sent_messages", "resolutions", "alert_refs"):
                     async with db.execute(
                         f"DELETE FROM {table} WHERE ref IN (SELECT value FROM json_each(?))", (refs,)
                     ) as cur:

@@ -180,6 +180,19 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX resolutions_decided ON resolutions (decided_at) WHERE decided_at IS NOT NULL",
     ),
     (
+        # Messages sent under a msgid for receivers with on_resolve = "recall":
+        # the group's resolution recalls them (a row is deleted when taken).
+        """
+        CREATE TABLE sent_messages (
+            msgid   TEXT    PRIMARY KEY,
+            ref     INTEGER NOT NULL,
+            app     TEXT    NOT NULL,
+            sent_at INTEGER NOT NULL
+        )
+        """,
+        "CREATE INDEX sent_messages_ref ON sent_messages (ref, sent_at)",
+    ),
+    (
         # The passive reply a callback was answered with, for WeCom's retries of it.
         "ALTER TABLE callback_keys ADD COLUMN reply TEXT",
     ),
