@@ -7,6 +7,7 @@
     send          send one text, markdown or file to a receiver, within the shared rate budget
     outbox        list deliveries, or retry a dead one
     audit         list who acknowledged or silenced what (and files members sent)
+    menu          install a WeCom app's menu from its menu_commands
 
 Exit codes: 0 ok, 1 a check or send failed, 2 usage error (argparse) or bad
 input to ``send``, 75 ``send`` failed for now (try again later).
@@ -31,6 +32,7 @@ from alertbridge.errors import AlertbridgeError, DeliveryError
 from alertbridge.messengers import Messengers
 from alertbridge.messengers.wecom.appchat_cli import add_appchat_commands
 from alertbridge.messengers.wecom.limits import limits_for
+from alertbridge.messengers.wecom.menu_install import add_menu_commands
 from alertbridge.messengers.wecom.oneoff import add_send_command
 from alertbridge.model import AlertGroup
 from alertbridge.stores import Delivery, DeliveryStatus, OutboxStore, stores_for
@@ -111,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     attachment.set_defaults(run=_audit_attachment)
     add_appchat_commands(commands)
+    add_menu_commands(commands)
     add_send_command(commands)
     return parser
 

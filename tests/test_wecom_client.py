@@ -275,6 +275,7 @@ CLASSIFICATION = [
     (40058, PermanentDeliveryError, "invalid_parameter"),
     (44004, PermanentDeliveryError, "content_empty"),
     (45002, PermanentDeliveryError, "content_too_long"),
+    (45008, PermanentDeliveryError, "too_many_articles"),
     (48002, PermanentDeliveryError, "unauthorized"),
     (48006, PermanentDeliveryError, "unauthorized"),
     (60011, PermanentDeliveryError, "out_of_visibility"),

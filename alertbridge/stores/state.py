@@ -205,7 +205,16 @@ class StateStore(Protocol):
 
     async def claim_callback(self, key: str, now: datetime, ttl: timedelta) -> bool:
         """True the first time ``key`` is seen within ``ttl``: WeCom re-sends
-        callbacks it got no answer for, and each must act once."""
+        callbacks it got no answer for, and each must act once. Taking over an
+        expired key forgets its reply."""
+
+    async def save_callback_reply(self, key: str, reply: str) -> None:
+        """Remember the passive reply a claimed ``key`` was answered with, so
+        WeCom's retry of it gets the same answer on any replica. An unknown key
+        is a no-op."""
+
+    async def callback_reply(self, key: str, now: datetime) -> str | None:
+        """The reply saved for ``key`` while it is live at ``now``, else None."""
 
     async def add_silence(self, record: SilenceRecord) -> None: ...
 

@@ -46,7 +46,8 @@ tests run against the same checks WeCom would apply:
   member 60111) and ``tag/get`` (``userlist`` and ``partylist``; unknown tag
   40068), from ``user_departments`` and ``tag_members``; ``contact_errcode``
   (e.g. 60011, 48002) makes both answer as to an app without contact
-  permission.
+  permission;
+- ``menu/create`` (``fake.menus``, in alertbridge.testing.fake_menu).
 
 Tests inject faults (an errcode, an HTTP status, a delay) per endpoint, expire
 all tokens, and inspect what was delivered or dropped, from Python or over
@@ -436,14 +437,22 @@ class FakeWeCom:
         # Endpoints in modules of their own; they import this one.
         from alertbridge.testing.fake_appchat import FakeAppChats
         from alertbridge.testing.fake_media import FakeMedia
+        from alertbridge.testing.fake_menu import FakeMenus
         from alertbridge.testing.fake_recall import FakeRecall
 
         self.recall = FakeRecall(self)
         self.appchats = FakeAppChats(self)
         self.media = FakeMedia(self)
+        self.menus = FakeMenus(self)
         self._clear()
         self.app = Starlette(
-            routes=[*self._routes(), *self.recall.routes(), *self.appchats.routes(), *self.media.routes()]
+            routes=[
+                *self._routes(),
+                *self.recall.routes(),
+                *self.appchats.routes(),
+                *self.media.routes(),
+                *self.menus.routes(),
+            ]
         )
 
     # ---- control (Python API) ----------------------------------------

@@ -901,6 +901,27 @@ class StateContract:
         assert not await store.claim_callback("msg-1", at(9), ttl), "the re-claim starts a new ttl"
         assert await store.claim_callback("msg-1", at(10), ttl)
 
+    async def test_callback_reply_is_kept_with_its_key(self, store: StateStore) -> None:
+        ttl = timedelta(minutes=5)
+        assert await store.claim_callback("msg-1", at(0), ttl)
+        assert await store.callback_reply("msg-1", at(1)) is None, "claimed, not answered yet"
+        await store.save_callback_reply("msg-1", "<xml>回复</xml>")
+        await store.save_callback_reply("unknown", "ignored")
+        assert await store.callback_reply("msg-1", at(2)) == "<xml>回复</xml>"
+        assert await store.callback_reply("unknown", at(2)) is None
+        assert await store.callback_reply("msg-1", at(5)) is None, "expired with its key"
+        assert await store.claim_callback("msg-1", at(5), ttl)
+        assert await store.callback_reply("msg-1", at(6)) is None, "a new claim forgets the old reply"
+
+    async def test_callback_reply_is_seen_from_another_connection(
+        self, store: StateStore, make_stores: MakeStores
+    ) -> None:
+        async with opened(make_stores().state) as other:
+            assert await store.claim_callback("msg-1", at(0), timedelta(minutes=5))
+            assert not await other.claim_callback("msg-1", at(1), timedelta(minutes=5))
+            await store.save_callback_reply("msg-1", "reply")
+            assert await other.callback_reply("msg-1", at(1)) == "reply"
+
     async def test_concurrent_claims_exactly_one_wins(self, store: StateStore) -> None:
         results = await asyncio.gather(
             *(store.claim_callback("dup", at(0), timedelta(minutes=5)) for _ in range(20))

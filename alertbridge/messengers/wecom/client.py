@@ -47,6 +47,7 @@ MESSAGE_RECALL = "/cgi-bin/message/recall"
 APPCHAT_CREATE = "/cgi-bin/appchat/create"
 APPCHAT_GET = "/cgi-bin/appchat/get"
 APPCHAT_SEND = "/cgi-bin/appchat/send"
+MENU_CREATE = "/cgi-bin/menu/create"
 WEBHOOK_SEND = "/cgi-bin/webhook/send"
 USER_GET = "/cgi-bin/user/get"
 TAG_GET = "/cgi-bin/tag/get"
@@ -232,6 +233,19 @@ class WeComClient(WeComMediaCalls):
         if not isinstance(info, dict) or not isinstance(info.get("userlist"), list):
             raise WeComTransportError(APPCHAT_GET, "answer lacks chat_info", reason="bad_response")
         return info
+
+    async def create_menu(self, app_name: str, app: WeComAppConfig, body: Mapping[str, object]) -> None:
+        """Replace the app's menu (``menu/create``; the agent id goes in the query).
+
+        Raises:
+            DeliveryError: WeCom refused the menu (its errcode) or could not be reached.
+        """
+
+        async def call(token: str) -> Answer:
+            params = {"access_token": token, "agentid": str(app.agent_id)}
+            return await self._transport.post(MENU_CREATE, params, body, secrets=(token,))
+
+        await self._with_token(app_name, app, MENU_CREATE, call)
 
     async def user_departments(self, app_name: str, app: WeComAppConfig, userid: str) -> frozenset[str]:
         """The ids of the departments ``userid`` belongs to (``user/get``'s ``department``).

@@ -25,6 +25,7 @@ from alertbridge.config_base import (
 )
 from alertbridge.message import Recipients
 from alertbridge.messengers.wecom.mentions import app_recipients, robot_recipients
+from alertbridge.messengers.wecom.menu import check_menu_commands
 from alertbridge.model import AlertGroup
 
 # What each channel can send (docs §4.3, §5). ``image``/``file`` attachments
@@ -55,8 +56,22 @@ class WeComAppConfig(Section):
     # and 1000 an hour; the dispatcher keeps under these (lower only).
     rate_limit_per_minute: int = Field(default=30, ge=1, le=30)
     rate_limit_per_hour: int = Field(default=1000, ge=1, le=1000)
+    # How long a callback waits for its command before answering "working on
+    # it" passively and sending the result later (WeCom gives up after 5 s).
+    callback_reply_budget: Annotated[timedelta, Field(gt=timedelta(0), le=timedelta(seconds=4))] = timedelta(
+        seconds=2.5
+    )
+    # The app's menu: button name (also its click key) → the command it runs,
+    # e.g. {"告警" = "alerts"}; `alertbridge menu install` uploads it.
+    menu_commands: dict[str, str] = Field(default_factory=dict)
 
     _non_empty = field_validator("secret")(secret_not_empty)
+    _parse_budget = field_validator("callback_reply_budget", mode="before")(duration_value)
+
+    @field_validator("menu_commands")
+    @classmethod
+    def _check_menu(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_menu_commands(value)
 
     @field_validator("token")
     @classmethod

@@ -242,13 +242,27 @@ class PostgresStateStore(
         claimed = await self._db.execute(
             "claim_callback",
             "INSERT INTO callback_keys AS c (key, expires_at) VALUES ($1, $2)"
-            " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at"
+            " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at, reply = NULL"
             " WHERE c.expires_at <= $3",
             key,
             to_us(now + ttl),
             to_us(now),
         )
         return claimed > 0
+
+    async def save_callback_reply(self, key: str, reply: str) -> None:
+        await self._db.execute(
+            "save_callback_reply", "UPDATE callback_keys SET reply = $1 WHERE key = $2", reply, key
+        )
+
+    async def callback_reply(self, key: str, now: datetime) -> str | None:
+        row = await self._db.fetchrow(
+            "callback_reply",
+            "SELECT reply FROM callback_keys WHERE key = $1 AND expires_at > $2",
+            key,
+            to_us(now),
+        )
+        return None if row is None or row["reply"] is None else str(row["reply"])
 
     # -- retention -----------------------------------------------------------------
 

@@ -299,11 +299,24 @@ class SqliteStateStore(SqliteCommandRecords, SqliteResolutions, SqliteSentMessag
         claimed = await self._connection.execute(
             "claim_callback",
             "INSERT INTO callback_keys (key, expires_at) VALUES (?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at"
+            " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at, reply = NULL"
             " WHERE callback_keys.expires_at <= ?",
             (key, to_us(now + ttl), now_us),
         )
         return claimed > 0
+
+    async def save_callback_reply(self, key: str, reply: str) -> None:
+        await self._connection.execute(
+            "save_callback_reply", "UPDATE callback_keys SET reply = ? WHERE key = ?", (reply, key)
+        )
+
+    async def callback_reply(self, key: str, now: datetime) -> str | None:
+        row = await self._connection.fetchone(
+            "callback_reply",
+            "SELECT reply FROM callback_keys WHERE key = ? AND expires_at > ?",
+            (key, to_us(now)),
+        )
+        return None if row is None or row[0] is None else str(row[0])
 
     # -- retention -----------------------------------------------------------------
 

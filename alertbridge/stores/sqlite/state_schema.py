@@ -193,6 +193,10 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX sent_messages_ref ON sent_messages (ref, sent_at)",
     ),
     (
+        # The passive reply a callback was answered with, for WeCom's retries of it.
+        "ALTER TABLE callback_keys ADD COLUMN reply TEXT",
+    ),
+    (
         # Files members send to an app (a screenshot replied to an alert), one
         # per audit row that records it; kept as long as the audit trail.
         """
