@@ -272,6 +272,42 @@ async def test_a_replica_holding_a_small_share_of_a_storm_still_digests_it(
     assert texts and all("告警汇总" in text for text in texts), "b sent groups one by one"
 
 
+async def test_new_deliveries_wait_behind_a_digest_another_replica_is_resuming(
+    url: str,
+    rig_clock: ManualClock,
+    rig_wecom: FakeWeCom,
+    wecom_slot: tuple[SwappableApp, str],
+    tmp_path: Path,
+) -> None:
+    """A digest outran one minute's budget; a minute later replica a claims
+    its rest. Three new notifications reach replica b: alone they would fit
+    the budget, but the minute belongs to the digest — b must not spend it
+    on them, one by one."""
+    config = storm_config(wecom_slot[1], tmp_path / "unused.db")
+    async with replicas(url, config, rig_clock, 2) as (a, b):
+        for number in range(200):
+            await a.outbox.enqueue(
+                NewDelivery(
+                    receiver="oncall",
+                    channel="app",
+                    recipients=OPS,
+                    group=storm_group(number * 10, alerts=20),
+                    request_id=f"storm-{number}",
+                    accepted_at=a.now(),
+                )
+            )
+        await a.drain()
+        assert await a.outbox.count(DeliveryStatus.PENDING) > 30, "the digest outran one minute's budget"
+        rig_clock.advance(61)
+        resumed = await a.outbox.claim_due(a.now(), CLAIM, config.store.lease_for_claims)
+        assert all(d.digest_id is not None for d in resumed)
+        for number in range(900, 903):
+            await enqueue(b, config, "oncall", number)
+        sent = len(rig_wecom.messages())
+        await b.drain()
+        assert len(rig_wecom.messages()) == sent, "b sent the new notifications ahead of the digest"
+
+
 async def test_one_replica_at_a_time_holds_a_target(url: str) -> None:
     lease = timedelta(minutes=1)
     async with replicas_stores(url, "a", "b") as (a, b):

@@ -294,9 +294,10 @@ class Dispatcher:
     async def _over_budget(self, batch: Sequence[Delivery], limits: Sequence[RateLimit]) -> bool:
         """Would this target's backlog (each delivery at least one message) exceed what may be sent now?
 
-        The backlog is every pending delivery to the target, ``batch`` and what
-        other replicas claimed included: counting only its own share, each of
-        three replicas would find that it fits and send one by one.
+        The backlog is every pending delivery to the target, ``batch``, what
+        other replicas claimed and an open digest's rest included: counting
+        only its own share, each of three replicas would find that it fits and
+        send one by one, spending the minute meant for the digest.
         """
         available = self._budget.available(limits, self._clock())
         if len(batch) > available:

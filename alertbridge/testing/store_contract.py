@@ -438,7 +438,7 @@ class OutboxContract:
             )
             assert await store.enqueue(same) != await store.enqueue(same)
 
-    async def test_backlog_is_the_pending_rows_of_one_receiver_and_recipients_outside_digests(
+    async def test_backlog_is_every_pending_row_of_one_receiver_and_recipients(
         self,
         store: OutboxStore,
     ) -> None:
@@ -505,8 +505,10 @@ class OutboxContract:
             DigestPartRecord("markdown", "part two", 2048, ((8, (ids[2],)),)),
         ]
         digest = await store.create_digest("ops", recipients, parts, T0)
-        # Its deliveries are no longer backlog for another digest.
-        assert await store.count_backlog("ops", recipients) == 0
+        # Its deliveries are no longer backlog for another digest, but they
+        # still compete for the target's budget.
+        assert await store.claim_backlog("ops", recipients, T0, limit=10, lease=timedelta(minutes=1)) == []
+        assert await store.count_backlog("ops", recipients) == 3
         assert await store.open_digest("ops", recipients) == digest
         assert await store.open_digest("dba", recipients) is None
         claim = await store.claim_digest(digest.id, T0, timedelta(minutes=1))

@@ -187,11 +187,10 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
         return from_us(value) if value is not None else None
 
     async def count_backlog(self, receiver: str, recipients: Recipients) -> int:
-        """Pending deliveries of ``receiver`` to exactly ``recipients`` outside digests, whoever holds them."""
+        """Pending deliveries of ``receiver`` to exactly ``recipients``, whoever holds them."""
         value = await self._db.fetchval(
             "count_backlog",
-            "SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND receiver = $1 AND recipients = $2"
-            " AND digest_id IS NULL",
+            "SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND receiver = $1 AND recipients = $2",
             receiver,
             dumps(recipients.to_dict()),
         )
