@@ -224,7 +224,7 @@ async def test_a_digest_cut_off_by_the_budget_is_resumed_whole_by_one_replica(
     could, and a group half sent before the stop would be sent again whole."""
     config = storm_config(wecom_slot[1], tmp_path / "unused.db")
     async with replicas(url, config, rig_clock, 2) as (a, b):
-        for number in range(30):
+        for number in range(60):
             await a.outbox.enqueue(
                 NewDelivery(
                     receiver="oncall",
@@ -245,7 +245,7 @@ async def test_a_digest_cut_off_by_the_budget_is_resumed_whole_by_one_replica(
                 break
         assert await a.outbox.count(DeliveryStatus.PENDING) == 0
     delivered = [m for msg in rig_wecom.messages() for m in MARKER.findall(msg.content or "")]
-    assert set(delivered) == {f"storm-{n * 100 + i:04d}" for n in range(30) for i in range(40)}
+    assert set(delivered) == {f"storm-{n * 100 + i:04d}" for n in range(60) for i in range(40)}
     twice = sorted({m for m in delivered if delivered.count(m) > 1})
     assert twice == [], f"delivered more than once: {len(twice)} alerts, e.g. {twice[:5]}"
 
