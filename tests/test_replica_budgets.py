@@ -90,14 +90,16 @@ async def replicas(url: str, config: Config, clock: ManualClock, count: int) -> 
         yield running
 
 
-async def enqueue(replica: Replica, config: Config, receiver: str, number: int) -> None:
+async def enqueue(replica: Replica, config: Config, receiver: str, number: int, *, alerts: int = 1) -> None:
+    """Group ``number`` with ``alerts`` alerts; several alerts are marked
+    storm-NN00 … (``number * 100 + i``), unique across groups."""
     settings = config.receivers[receiver]
     await replica.outbox.enqueue(
         NewDelivery(
             receiver=receiver,
             channel=settings.channel,
             recipients=Recipients(to_user=tuple(getattr(settings, "to_user", ()))),
-            group=storm_group(number),
+            group=storm_group(number) if alerts == 1 else storm_group(number * 10, alerts=alerts),
             request_id=f"storm-{number}",
             accepted_at=replica.now(),
         )
@@ -225,17 +227,7 @@ async def test_a_digest_cut_off_by_the_budget_is_resumed_whole_by_one_replica(
     config = storm_config(wecom_slot[1], tmp_path / "unused.db")
     async with replicas(url, config, rig_clock, 2) as (a, b):
         for number in range(60):
-            await a.outbox.enqueue(
-                NewDelivery(
-                    receiver="oncall",
-                    channel="app",
-                    recipients=OPS,
-                    # Markers storm-NN00 … storm-NN39: unique across groups.
-                    group=storm_group(number * 10, alerts=40),
-                    request_id=f"storm-{number}",
-                    accepted_at=a.now(),
-                )
-            )
+            await enqueue(a, config, "oncall", number, alerts=40)
         await a.drain()
         assert await a.outbox.count(DeliveryStatus.PENDING) > 0, "the digest outran one minute's budget"
         for _ in range(40):
@@ -286,16 +278,7 @@ async def test_new_deliveries_wait_behind_a_digest_another_replica_is_resuming(
     config = storm_config(wecom_slot[1], tmp_path / "unused.db")
     async with replicas(url, config, rig_clock, 2) as (a, b):
         for number in range(200):
-            await a.outbox.enqueue(
-                NewDelivery(
-                    receiver="oncall",
-                    channel="app",
-                    recipients=OPS,
-                    group=storm_group(number * 10, alerts=20),
-                    request_id=f"storm-{number}",
-                    accepted_at=a.now(),
-                )
-            )
+            await enqueue(a, config, "oncall", number, alerts=20)
         await a.drain()
         assert await a.outbox.count(DeliveryStatus.PENDING) > 30, "the digest outran one minute's budget"
         rig_clock.advance(61)
