@@ -106,6 +106,14 @@ async def enqueue(replica: Replica, config: Config, receiver: str, number: int, 
     )
 
 
+def assert_each_once(fake: FakeWeCom, wanted: set[str]) -> None:
+    """Every alert marked in ``wanted`` reached the member, none twice."""
+    delivered = [m for msg in fake.messages() for m in MARKER.findall(msg.content or "")]
+    assert set(delivered) == wanted
+    twice = sorted({m for m in delivered if delivered.count(m) > 1})
+    assert twice == [], f"delivered more than once: {len(twice)} alerts, e.g. {twice[:5]}"
+
+
 async def test_three_replicas_in_a_storm_never_push_a_member_past_thirty_a_minute(
     url: str,
     rig_clock: ManualClock,
@@ -206,11 +214,7 @@ async def test_a_digest_another_replica_is_still_sending_is_never_sent_again(
                 break
             rig_clock.advance(5)
         assert await a.outbox.count(DeliveryStatus.PENDING) == 0
-    delivered = [m for msg in rig_wecom.messages() for m in MARKER.findall(msg.content or "")]
-    wanted = {f"storm-{n * 10:04d}" for n in (*range(60), *range(100, 140))}
-    assert set(delivered) == wanted
-    twice = sorted({m for m in delivered if delivered.count(m) > 1})
-    assert twice == [], f"delivered more than once: {twice}"
+    assert_each_once(rig_wecom, {f"storm-{n * 10:04d}" for n in (*range(60), *range(100, 140))})
 
 
 async def test_a_digest_cut_off_by_the_budget_is_resumed_whole_by_one_replica(
@@ -236,10 +240,7 @@ async def test_a_digest_cut_off_by_the_budget_is_resumed_whole_by_one_replica(
             if await a.outbox.count(DeliveryStatus.PENDING) == 0:
                 break
         assert await a.outbox.count(DeliveryStatus.PENDING) == 0
-    delivered = [m for msg in rig_wecom.messages() for m in MARKER.findall(msg.content or "")]
-    assert set(delivered) == {f"storm-{n * 100 + i:04d}" for n in range(60) for i in range(40)}
-    twice = sorted({m for m in delivered if delivered.count(m) > 1})
-    assert twice == [], f"delivered more than once: {len(twice)} alerts, e.g. {twice[:5]}"
+    assert_each_once(rig_wecom, {f"storm-{n * 100 + i:04d}" for n in range(60) for i in range(40)})
 
 
 async def test_a_replica_holding_a_small_share_of_a_storm_still_digests_it(
