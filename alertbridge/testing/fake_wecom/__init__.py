@@ -53,6 +53,15 @@ Tests inject faults (an errcode, an HTTP status, a delay) per endpoint, expire
 all tokens, and inspect what was delivered or dropped, from Python or over
 HTTP under ``/_fake/``. Time comes from an injectable clock.
 
+The package has one module per responsibility: ``spec`` (endpoint names and
+limits), ``records`` (what the fake hands out and records), ``faults``,
+``parsing``, ``state`` (the attributes every part shares and the steps every
+request takes), ``tokens``, ``app_send``, ``cards``, ``media_upload``,
+``robot``, ``contacts``, ``control`` (the Python API), ``inspection``
+(``/_fake/*``), and ``fake``, where ``FakeWeCom`` assembles them and registers
+the endpoints of the sibling modules (fake_recall, fake_appchat, fake_media,
+fake_menu). This module re-exports every name the single module had.
+
 Run it standalone for manual trials::
 
     python -m alertbridge.testing.fake_wecom --port 8081 \\
