@@ -34,7 +34,7 @@ from alertbridge.messengers.wecom.card import (
     task_id_for,
 )
 from alertbridge.messengers.wecom.client import WeComClient
-from alertbridge.messengers.wecom.config import AppChatReceiver, AppReceiver, WeComReceiver
+from alertbridge.messengers.wecom.config import AppChatReceiver, AppReceiver, CardReceiver
 from alertbridge.messengers.wecom.limits import WECOM_BYTE_LIMITS, limits_for
 from alertbridge.messengers.wecom.mentions import content_mentions
 from alertbridge.stores.state import CardRecord, SentMessage, StateStore
@@ -72,7 +72,7 @@ class WeComMessenger(Messenger):
         self._chat_members = ChatMembers(client)
 
     def compose(self, notification: Notification, receiver: ReceiverBase) -> list[RenderedMessage] | None:
-        if isinstance(receiver, WeComReceiver) and receiver.notice_cards:
+        if isinstance(receiver, CardReceiver) and receiver.notice_cards:
             card = build_notice_card(
                 notification.group,
                 ref=notification.ref,
