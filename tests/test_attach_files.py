@@ -1,4 +1,4 @@
-"""``attach_files``: an app receiver posts the files its alerts' annotations point
+"""``attach_files``: an app or robot receiver posts the files its alerts' annotations point
 at (a report, a log) as ``file`` messages after the text — picked from the
 firing alerts, fetched under the [images] rules, best effort — through a real
 ``alertbridge serve``, the loopback file server and the fake WeCom."""
@@ -17,11 +17,11 @@ from alertbridge.messengers.wecom.app import file_name_of
 from alertbridge.messengers.wecom.config import MAX_ATTACHED_FILES, AppReceiver
 from alertbridge.model import Alert, AlertGroup, Status
 from alertbridge.stores import Delivery, DeliveryStatus
-from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom
+from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND, FakeApp, FakeWeCom
 from alertbridge.testing.store_contract import T0
 from tests.harness import AlertbridgeProcess, wait_until
 from tests.image_server import JPEG, ImageServer
-from tests.wecom_identity import AGENT_ID, CORP_ID, SECRET
+from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
 
 FIRING = json.loads(
     (Path(__file__).parent / "data" / "alertmanager" / "firing.json").read_text(encoding="utf-8")
@@ -120,3 +120,46 @@ attach_files = ["report_url"]
     logged = process.stderr()
     assert "image_skipped" in logged and "http_error" in logged
     assert "signed-77" not in logged and "signed-78" not in logged
+
+
+def test_end_to_end_a_robot_posts_the_report_after_the_text(tmp_path: Path, images: ImageServer) -> None:
+    """A robot uploads the file with its own webhook/upload_media and posts it
+    by that media id after the text; a broken link is skipped."""
+    images.reset()
+    fake = FakeWeCom([FakeApp(CORP_ID, SECRET, AGENT_ID)], [ROBOT_KEY])
+    with fake.serve() as api_base:
+        config = f"""
+[wecom]
+api_base = "{api_base}"
+timeout = "3s"
+
+[images]
+allow = ["127.0.0.1"]
+timeout = "3s"
+
+[receivers.room]
+channel = "robot"
+robot_key = "{ROBOT_KEY}"
+msgtype = "text"
+attach_files = ["report_url"]
+"""
+        process = AlertbridgeProcess(tmp_path, config).start()
+        try:
+            payload = json.loads(json.dumps(FIRING))
+            payload["alerts"][0]["annotations"]["report_url"] = f"{images.base_url}/jpeg?sig=signed-77"
+            payload["alerts"][1]["annotations"]["report_url"] = f"{images.base_url}/status/404?sig=signed-78"
+            answer = httpx.post(f"{process.base_url}/alertmanager/room", json=payload, timeout=10)
+            assert answer.status_code == 200, answer.text
+            wait_until(lambda: len(fake.messages(WEBHOOK_SEND)) >= 2, what="the text and its file")
+            time.sleep(0.3)  # nothing more arrives
+        finally:
+            process.stop()
+    text, report = fake.messages(WEBHOOK_SEND)
+    assert text.msgtype == "text" and report.msgtype == "file"
+    (upload,) = fake.media.robot_uploads()
+    assert (upload.type, upload.filename, upload.data) == ("file", "jpeg", JPEG)
+    assert report.body["file"] == {"media_id": upload.media_id}
+    assert fake.uploads() == []  # the app's media/upload was not used
+    logged = process.stderr()
+    assert "image_skipped" in logged and "http_error" in logged
+    assert "signed-77" not in logged and "signed-78" not in logged and ROBOT_KEY not in logged
