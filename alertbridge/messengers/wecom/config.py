@@ -225,15 +225,6 @@ class AppReceiver(CardReceiver):
     def recipients_for(self, group: AlertGroup) -> Recipients:
         return app_recipients(self, group)
 
-    def attachment_urls(self, group: AlertGroup) -> tuple[str, ...]:
-        urls: list[str] = []
-        for alert in group.firing:
-            for name in self.attach_files:
-                url = alert.annotations.get(name, "").strip()
-                if url and url not in urls:
-                    urls.append(url)
-        return tuple(urls[:MAX_ATTACHED_FILES])
-
     @property
     def reply_app(self) -> str | None:
         return self.app
