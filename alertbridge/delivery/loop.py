@@ -28,6 +28,7 @@ from alertbridge.delivery.budget import LONGEST_WINDOW, SendBudget
 from alertbridge.delivery.context import BatchContext
 from alertbridge.delivery.digest import DigestSender
 from alertbridge.delivery.outcome import Outcomes, ids
+from alertbridge.delivery.priority import WebhookLoad
 from alertbridge.delivery.send import Sender
 from alertbridge.delivery.tracking import GroupTracker, Tracked
 from alertbridge.errors import StoreError
@@ -66,10 +67,13 @@ class Dispatcher:
         tracker: GroupTracker,
         budget: SendBudget | None = None,
         metrics: Metrics | None = None,
+        webhooks: WebhookLoad | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._config = config
+        # Webhooks being accepted: the dispatcher gives way to them (see delivery.priority).
+        self._webhooks = webhooks if webhooks is not None else WebhookLoad()
         self._tracker = tracker
         self._store = store
         self._channels = channels
@@ -280,12 +284,15 @@ class Dispatcher:
             )
             return
         too_big: list[tuple[Delivery, Tracked]] = []
+        loop = asyncio.get_running_loop()
         for delivery in batch:
+            began = loop.time()
             tracked = await self._guarded(
                 outcomes, [delivery], sender.send_one(delivery, receiver, channel, limits)
             )
             if tracked is not None:
                 too_big.append((delivery, tracked))
+            await self._webhooks.give_way(loop.time() - began)
         if too_big:
             await self._guarded(
                 outcomes, [d for d, _ in too_big], digests.send_digests(too_big, receiver, channel, limits)
