@@ -4,10 +4,13 @@
     check-config  validate a config file, compile and smoke-render its templates
     render        print the messages a receiver would be sent for a payload, with byte counts
     send-test     send those messages (a sample alert by default) through the real client
+    send          send one text, markdown or file to a receiver, within the shared rate budget
     outbox        list deliveries, or retry a dead one
-    audit         list who acknowledged or silenced what
+    audit         list who acknowledged or silenced what (and files members sent)
+    menu          install a WeCom app's menu from its menu_commands
 
-Exit codes: 0 ok, 1 a check or send failed, 2 usage error (argparse).
+Exit codes: 0 ok, 1 a check or send failed, 2 usage error (argparse) or bad
+input to ``send``, 75 ``send`` failed for now (try again later).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from alertbridge.errors import AlertbridgeError, DeliveryError
 from alertbridge.messengers import Messengers
 from alertbridge.messengers.wecom.appchat_cli import add_appchat_commands
 from alertbridge.messengers.wecom.limits import limits_for
+from alertbridge.messengers.wecom.menu_install import add_menu_commands
+from alertbridge.messengers.wecom.oneoff import add_send_command
 from alertbridge.model import AlertGroup
 from alertbridge.stores import Delivery, DeliveryStatus, OutboxStore, stores_for
 
@@ -96,8 +101,20 @@ def _parser() -> argparse.ArgumentParser:
     audit_list = audit_commands.add_parser("list", help="audit entries, newest first")
     audit_list.add_argument("-c", "--config", required=True, type=Path)
     audit_list.add_argument("--limit", type=int, default=50)
+    audit_list.add_argument("--ids", action="store_true", help="show each entry's id")
     audit_list.set_defaults(run=_audit_list)
+    attachment = audit_commands.add_parser(
+        "attachment", help="write out the file a member sent (an audit entry with action attach:*)"
+    )
+    attachment.add_argument("-c", "--config", required=True, type=Path)
+    attachment.add_argument("id", type=int, help="the audit entry's id (`audit list --ids`)")
+    attachment.add_argument(
+        "-o", "--output", type=Path, help="where to write it (default: its own name, here)"
+    )
+    attachment.set_defaults(run=_audit_attachment)
     add_appchat_commands(commands)
+    add_menu_commands(commands)
+    add_send_command(commands)
     return parser
 
 
@@ -386,13 +403,30 @@ def _migrate(args: argparse.Namespace) -> int:
 def _audit_list(args: argparse.Namespace) -> int:
     config = _load(args)
     entries = _using(stores_for(config).state, lambda state: state.list_audit(args.limit))
-    print(f"{'TIME (UTC)':19}  {'USER':16}  {'ACTION':18}  {'REF':>5}  {'RESULT':8}  SILENCE / DETAIL")
+    ids = f"{'ID':>6}  " if args.ids else ""
+    print(f"{ids}{'TIME (UTC)':19}  {'USER':16}  {'ACTION':18}  {'REF':>5}  {'RESULT':8}  SILENCE / DETAIL")
     for e in entries:
         ref = f"#{e.ref}" if e.ref is not None else "-"
+        entry_id = f"{e.id:>6}  " if args.ids else ""
         print(
-            f"{e.at:%Y-%m-%d %H:%M:%S}  {e.user[:16]:16}  {e.action[:18]:18}  {ref:>5}  {e.result:8}  "
+            f"{entry_id}{e.at:%Y-%m-%d %H:%M:%S}  {e.user[:16]:16}  {e.action[:18]:18}  {ref:>5}  {e.result:8}  "
             f"{e.silence_id or ''} {e.detail}".rstrip()
         )
     if not entries:
         print("(none)")
+    return 0
+
+
+def _audit_attachment(args: argparse.Namespace) -> int:
+    config = _load(args)
+    kept = _using(stores_for(config).state, lambda state: state.get_attachment(args.id))
+    if kept is None:
+        print(f"audit entry {args.id} has no attachment", file=sys.stderr)
+        return 1
+    # Only the name's last part: a member chose it, and it must not climb out of here.
+    target = (
+        args.output if args.output is not None else Path(Path(kept.filename).name or f"attachment-{args.id}")
+    )
+    target.write_bytes(kept.data)
+    print(f"wrote {kept.kind} {kept.filename!r} ({kept.size} bytes, {kept.content_type}) to {target}")
     return 0

@@ -101,6 +101,10 @@ class ReceiverBase(Section):
         to, who it @mentions (fixed when the webhook is accepted). None by default."""
         return Recipients()
 
+    def attachment_urls(self, group: AlertGroup) -> tuple[str, ...]:
+        """URLs of files to post after the last part of ``group``'s messages. None by default."""
+        return ()
+
     @property
     def reply_app(self) -> str | None:
         """The app whose callback hears replies to its messages; None: nobody can reply."""

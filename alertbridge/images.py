@@ -22,7 +22,8 @@ as hostile — server-side request forgery is the threat:
   refused before reading), the whole fetch — DNS, every hop, the body — has
   one deadline (``timeout``);
 - the answer must say ``image/png`` or ``image/jpeg`` **and** start with that
-  format's magic bytes.
+  format's magic bytes — except for ``fetch_file`` (a receiver's
+  ``attach_files``), which takes any type under the same rules otherwise.
 
 Failures raise ``ImageError`` whose ``reason`` is a fixed word for metric
 labels. Messages name the host, never the whole URL: image URLs can carry
@@ -97,8 +98,8 @@ class FetchedImage:
 
     @property
     def extension(self) -> str:
-        """``png`` or ``jpg``: for the file name WeCom shows."""
-        return _EXTENSIONS[self.content_type]
+        """``png`` or ``jpg`` (``bin`` for a ``fetch_file`` of another type): for the file name WeCom shows."""
+        return _EXTENSIONS.get(self.content_type, "bin")
 
     @property
     def size(self) -> int:
@@ -160,28 +161,39 @@ class ImageFetcher:
         Raises:
             ImageError: see ``ImageErrorReason`` for the reasons.
         """
+        return await self._within_deadline(url, typed=True)
+
+    async def fetch_file(self, url: str) -> FetchedImage:
+        """The file at ``url``, of any content type, under every other rule of ``fetch``.
+
+        Raises:
+            ImageError: see ``ImageErrorReason`` (never ``bad_type``).
+        """
+        return await self._within_deadline(url, typed=False)
+
+    async def _within_deadline(self, url: str, *, typed: bool) -> FetchedImage:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._timeout):
-                return await self._fetch(url)
-        raise ImageError("timeout", f"no image from {_host_of(url)} within {self._timeout:g}s")
+                return await self._fetch(url, typed)
+        raise ImageError("timeout", f"nothing from {_host_of(url)} within {self._timeout:g}s")
 
-    async def _fetch(self, url: str) -> FetchedImage:
+    async def _fetch(self, url: str, typed: bool) -> FetchedImage:
         current = url
         for _hop in range(self._max_redirects + 1):
             target = _parse_url(current)
-            outcome = await self._get(target)
+            outcome = await self._get(target, typed)
             if isinstance(outcome, FetchedImage):
                 return outcome
             current = str(target.join(outcome.location))
         raise ImageError("too_many_redirects", f"{_host_of(url)}: more than {self._max_redirects} redirects")
 
-    async def _get(self, target: httpx.URL) -> FetchedImage | _Redirect:
+    async def _get(self, target: httpx.URL, typed: bool) -> FetchedImage | _Redirect:
         host = target.raw_host.decode("ascii")
         port = target.port or (443 if target.scheme == "https" else 80)
         addresses = await self._vetted_addresses(host, port)
         headers = {
             "Host": target.netloc.decode("ascii"),
-            "Accept": f"{PNG}, {JPEG}",
+            "Accept": f"{PNG}, {JPEG}" if typed else "*/*",
             "Accept-Encoding": "identity",
             "Connection": "close",
         }
@@ -211,7 +223,7 @@ class ImageFetcher:
                 failure = ImageError("http_error", f"{host}: {type(exc).__name__}")
                 break
             try:
-                return await self._read(response, host)
+                return await self._read(response, host, typed)
             finally:
                 await response.aclose()
         assert failure is not None
@@ -242,7 +254,7 @@ class ImageFetcher:
                 )
         return addresses
 
-    async def _read(self, response: httpx.Response, host: str) -> FetchedImage | _Redirect:
+    async def _read(self, response: httpx.Response, host: str, typed: bool) -> FetchedImage | _Redirect:
         status = response.status_code
         if status in _REDIRECTS:
             location = response.headers.get("location")
@@ -252,15 +264,15 @@ class ImageFetcher:
         if status != 200:
             raise ImageError("http_error", f"{host}: HTTP {status}")
         declared = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        if declared not in _MAGIC:
+        if typed and declared not in _MAGIC:
             raise ImageError("bad_type", f"{host}: content type {declared or 'missing'!r} is not PNG or JPEG")
         length = response.headers.get("content-length", "")
         if length.isdigit() and int(length) > self._max_bytes:
             raise ImageError("too_large", f"{host}: {length} bytes declared, limit {self._max_bytes}")
         body = await self._body(response, host)
-        if not body.startswith(_MAGIC[declared]):
+        if typed and not body.startswith(_MAGIC[declared]):
             raise ImageError("bad_type", f"{host}: the bytes are not {declared}")
-        return FetchedImage(body, declared, hashlib.sha256(body).hexdigest())
+        return FetchedImage(body, declared or "application/octet-stream", hashlib.sha256(body).hexdigest())
 
     async def _body(self, response: httpx.Response, host: str) -> bytes:
         """The body, read until it exceeds ``max_bytes`` at most.

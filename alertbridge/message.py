@@ -20,8 +20,10 @@ class RenderedMessage:
     fit in one). A structured message (WeCom ``template_card``, ``textcard``,
     ``news``) carries its msgtype's JSON section in ``card`` and a plain
     summary in ``content``. ``images`` are URLs of alert images
-    (Grafana panels) the channel posts after the message, best effort; the
-    dispatcher sets them on the last part only.
+    (Grafana panels) the channel posts after the message, best effort;
+    ``files`` URLs of files it posts after those (a receiver's
+    ``attachment_urls``), best effort too. The dispatcher sets both on the
+    last part only.
     """
 
     msgtype: str  # "text", "markdown", "markdown_v2", "textcard", "news", "template_card" …
@@ -31,6 +33,7 @@ class RenderedMessage:
     parts: int = 1
     card: Mapping[str, Any] | None = None
     images: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
 
     @property
     def byte_count(self) -> int:

@@ -133,6 +133,12 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.callback_events = Counter(
+            "alertbridge_callback_events_total",
+            "WeCom callback events by type (subscribe, enter_agent, click, ...; unknown types as other).",
+            ["event"],
+            registry=r,
+        )
         self.commands = Counter(
             "alertbridge_commands_total",
             "Commands from WeCom by name and outcome.",
@@ -141,8 +147,8 @@ class Metrics:
         )
         self.command_replies = Counter(
             "alertbridge_command_replies_total",
-            "Replies to WeCom commands: sent, failed, or not sent because the member's "
-            "WeCom rate budget (shared with alerts) was spent.",
+            "Replies to WeCom commands: passive (in the callback response), sent, failed, "
+            "or not sent because the member's WeCom rate budget (shared with alerts) was spent.",
             ["outcome"],
             registry=r,
         )

@@ -14,12 +14,12 @@ import pytest
 
 from alertbridge.app import create_app
 from alertbridge.config import parse_config
-from alertbridge.testing.fake_wecom import MESSAGE_SEND, UPDATE_TEMPLATE_CARD, FakeApp, FakeWeCom, Fault
+from alertbridge.testing.fake_wecom import MESSAGE_SEND, UPDATE_TEMPLATE_CARD, FakeWeCom, Fault
 from alertbridge.testing.server import ServerThread
 from alertbridge.testing.wecom_callback import CallbackClient
-from tests.callback_bridge import AES_KEY, FIRING, TOKEN, Bridge
-from tests.harness import free_port, wait_until
-from tests.wecom_identity import AGENT_ID, CORP_ID, SECRET
+from tests.callback_bridge import AES_KEY, FIRING, TOKEN, Bridge, start_bridge
+from tests.harness import wait_until
+from tests.wecom_identity import AGENT_ID, CORP_ID
 
 DATA = Path(__file__).parent / "data"
 VECTORS = {
@@ -30,53 +30,7 @@ VECTORS = {
 
 @pytest.fixture
 def bridge(tmp_path: Path, serve_wecom: Callable[[FakeWeCom], str], serve_app: Callable[..., str]) -> Bridge:
-    wecom = FakeWeCom(apps=[FakeApp(corp_id=CORP_ID, secret=SECRET, agent_id=AGENT_ID)])
-    wecom_url = serve_wecom(wecom)
-    config = parse_config(
-        {
-            "server": {"language": "zh"},
-            "store": {"url": f"sqlite:///{tmp_path / 'ab.db'}"},
-            "wecom": {
-                "api_base": wecom_url,
-                "apps": {
-                    "ops": {
-                        "corp_id": CORP_ID,
-                        "agent_id": AGENT_ID,
-                        "secret": SECRET,
-                        "token": TOKEN,
-                        "encoding_aes_key": AES_KEY,
-                    },
-                    "nocallback": {"corp_id": CORP_ID, "agent_id": AGENT_ID, "secret": SECRET},
-                },
-            },
-            "silencers": {
-                "down": {
-                    "kind": "alertmanager",
-                    "url": f"http://127.0.0.1:{free_port()}",
-                    "timeout": "2s",
-                }
-            },
-            "receivers": {
-                "cards": {
-                    "channel": "app",
-                    "app": "ops",
-                    "to_user": ["zhaoliu"],
-                    "msgtype": "template_card",
-                },
-                "oncall": {
-                    "channel": "app",
-                    "app": "ops",
-                    "to_user": ["zhangsan", "lisi"],
-                    "allow_silence": ["lisi"],
-                    "silencer": "down",
-                    "msgtype": "text",
-                },
-            },
-        },
-        {},
-        "test.toml",
-    )
-    return Bridge(serve_app(config), wecom, tmp_path / "ab.db")
+    return start_bridge(tmp_path, serve_wecom, serve_app)
 
 
 def test_url_verification_answers_the_bare_plaintext(bridge: Bridge) -> None:
@@ -206,13 +160,16 @@ def test_ack_by_reply_and_a_retried_callback_acts_once(bridge: Bridge) -> None:
 
     with bridge.callback() as wecom:
         first = wecom.send_text("zhangsan", "确认 1")
-        assert first.status_code == 200 and first.content == b""
-        # WeCom heard nothing within 5 s and sends the very same request again.
-        assert wecom.resend().status_code == 200
-        reply = bridge.wait_reply("zhangsan")
-    assert "已确认 #1" in reply
+        assert first.status_code == 200
+        # WeCom heard nothing within 5 s and sends the very same request again:
+        # it gets the same reply (sealed afresh), and nothing is done twice.
+        again = wecom.resend()
+        assert again.status_code == 200 and again.content != first.content
+    [reply, replayed] = wecom.passive
+    assert "已确认 #1" in reply.content
+    assert replayed.plaintext == reply.plaintext
     time.sleep(0.5)
-    assert len(bridge.replies_to("zhangsan")) == 1
+    assert bridge.active_replies_to("zhangsan") == []  # answered in the response only
     assert bridge.audit() == [("zhangsan", "ack", "ok")]
 
     # An identical repeat of the acknowledged group is not sent at all; a
@@ -261,7 +218,7 @@ def test_refusals_bad_input_help_and_unsupported(bridge: Bridge, caplog: pytest.
         assert "确认" in bridge.wait_reply("zhangsan", 2)
         wecom.send_xml(
             b"<xml><ToUserName>x</ToUserName><FromUserName>zhangsan</FromUserName><CreateTime>1</CreateTime>"
-            b"<MsgType>image</MsgType><PicUrl>http://x</PicUrl><MediaId>m</MediaId><MsgId>99</MsgId>"
+            b"<MsgType>location</MsgType><Location_X>23.1</Location_X><MsgId>99</MsgId>"
             b"<AgentID>1000002</AgentID></xml>"
         )
         assert "不支持" in bridge.wait_reply("zhangsan", 3)
@@ -290,8 +247,9 @@ def test_enter_agent_greets_once_and_menu_click_runs_a_command(bridge: Bridge) -
     with bridge.callback() as wecom:
         wecom.enter_agent("zhangsan")
         greeting = bridge.wait_reply("zhangsan")
-        assert "帮助" in greeting
-        wecom.enter_agent("zhangsan")
+        assert "可用命令" in greeting
+        # Opened again a second later (in the same second it would be a retry).
+        wecom.send(wecom.build_enter_agent("zhangsan", int(time.time()) + 1))
         wecom.click_menu("zhangsan", "alerts")
         listing = bridge.wait_reply("zhangsan", 2)
     assert "没有" in listing
@@ -331,12 +289,21 @@ def test_a_resolved_group_turns_its_card_to_resolved_else_gets_a_message(bridge:
     assert "已恢复" in resolution and "#1" in resolution  # the same group keeps its reference
 
 
-def test_replies_count_against_the_members_wecom_budget_shared_with_alerts(bridge: Bridge) -> None:
-    """Item 7 of issue 10: 30 `help`s a minute used up a member's WeCom limit
-    outside the budget, and WeCom silently dropped the next alert."""
+def test_active_replies_count_against_the_members_wecom_budget_shared_with_alerts(bridge: Bridge) -> None:
+    """Item 7 of issue 10: 30 replies a minute used up a member's WeCom limit
+    outside the budget, and WeCom silently dropped the next alert. Replies
+    that go out through message/send — here refusals of card clicks, which
+    cannot be answered passively — still count against that limit."""
+    bridge.post_alert("cards")
+    wait_until(lambda: bridge.wecom.messages(MESSAGE_SEND))
+    task_id = bridge.wecom.messages(MESSAGE_SEND)[0].task_id
+    start = int(time.time())
     with bridge.callback() as wecom:
-        for _ in range(31):
-            assert wecom.send_text("zhangsan", "help").status_code == 200
+        for i in range(31):
+            # zhangsan is no recipient of the card: each click is refused.
+            click = wecom.build_click_button("zhangsan", task_id, "ack:1", create_time=start + i)
+            response = wecom.send(click)
+            assert response.status_code == 200 and response.content == b""
         bridge.wait_reply("zhangsan", 30)
         wait_until(
             lambda: (
@@ -345,9 +312,12 @@ def test_replies_count_against_the_members_wecom_budget_shared_with_alerts(bridg
             ),
             what="the reply not sent",
         )
-    assert len(bridge.replies_to("zhangsan")) == 30
+    assert len(bridge.active_replies_to("zhangsan")) == 30
+    assert all("无权" in reply for reply in bridge.active_replies_to("zhangsan"))
     bridge.post_alert()  # to zhangsan and lisi: zhangsan's minute is spent
     time.sleep(1.0)
     assert bridge.pending_deliveries() == 1  # held until a slot frees, not sent to be dropped
-    assert [m for m in bridge.wecom.messages(MESSAGE_SEND) if m.msgtype != "text"] == []
+    assert [m.msgtype for m in bridge.wecom.messages(MESSAGE_SEND) if m.msgtype != "text"] == [
+        "template_card"
+    ]
     assert bridge.wecom.dropped() == []

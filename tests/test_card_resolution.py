@@ -31,7 +31,7 @@ from alertbridge.testing.fake_wecom import (
     ManualClock,
 )
 from alertbridge.testing.server import SwappableApp
-from tests.callback_bridge import AES_KEY, FIRING, TOKEN, Bridge
+from tests.callback_bridge import FIRING, Bridge, callback_app
 from tests.delivery_wiring import dispatcher as wired_dispatcher
 from tests.delivery_wiring import group_tracker, receiver_channels
 from tests.dispatch_rig import Rig, rig_for, storm_group
@@ -50,16 +50,7 @@ def card_config(base_url: str, db: Path, **app_overrides: object) -> Config:
             "store": {"url": f"sqlite:///{db}"},
             "wecom": {
                 "api_base": base_url,
-                "apps": {
-                    "ops": {
-                        "corp_id": CORP_ID,
-                        "agent_id": AGENT_ID,
-                        "secret": SECRET,
-                        "token": TOKEN,
-                        "encoding_aes_key": AES_KEY,
-                        **app_overrides,
-                    }
-                },
+                "apps": {"ops": callback_app(**app_overrides)},
             },
             "receivers": {
                 "cards": {"channel": "app", "app": "ops", "to_user": ["zhaoliu"], "msgtype": "template_card"}

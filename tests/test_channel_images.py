@@ -37,6 +37,7 @@ from alertbridge.messengers.wecom.app import AppChannel
 from alertbridge.messengers.wecom.client import WeComClient, quiet_http_loggers
 from alertbridge.messengers.wecom.config import AppReceiver, RobotReceiver, WeComAppConfig
 from alertbridge.messengers.wecom.errors import WeComTransportError
+from alertbridge.messengers.wecom.media_rules import MediaKind, check_media
 from alertbridge.messengers.wecom.robot import ROBOT_IMAGE_LIMIT, RobotChannel
 from alertbridge.metrics import Metrics
 from alertbridge.model import Alert, AlertGroup, Status
@@ -234,7 +235,7 @@ async def test_app_uploads_again_when_wecom_forgot_the_media(
 
 async def test_upload_image_replays_a_rejected_token(client: WeComClient, fake: FakeWeCom) -> None:
     fake.add_fault(MEDIA_UPLOAD, Fault(errcode=40014))
-    media_id = await client.upload_image("ops-app", APP, PNG, "alert.png", "image/png")
+    media_id = await client.upload_media("ops-app", APP, check_media(MediaKind.IMAGE, PNG, "alert.png"))
     assert [u.media_id for u in fake.uploads()] == [media_id]
     assert client.token_replays == 1 and fake.request_count(MEDIA_UPLOAD) == 2
 
@@ -242,7 +243,7 @@ async def test_upload_image_replays_a_rejected_token(client: WeComClient, fake: 
 async def test_upload_image_without_media_id_is_a_bad_response(client: WeComClient, fake: FakeWeCom) -> None:
     fake.add_fault(MEDIA_UPLOAD, Fault(errcode=0, errmsg="ok"))
     with pytest.raises(WeComTransportError) as caught:
-        await client.upload_image("ops-app", APP, PNG, "alert.png", "image/png")
+        await client.upload_media("ops-app", APP, check_media(MediaKind.IMAGE, PNG, "alert.png"))
     assert caught.value.reason == "bad_response"
 
 

@@ -35,7 +35,7 @@ from alertbridge.testing.fake_wecom import (
     ManualClock,
 )
 from alertbridge.testing.server import ServerThread
-from tests.callback_bridge import AES_KEY, FIRING, TOKEN, Bridge
+from tests.callback_bridge import FIRING, Bridge, callback_app
 from tests.harness import AlertmanagerProcess, free_port, wait_until
 from tests.wecom_identity import AGENT_ID, CORP_ID, SECRET
 
@@ -78,15 +78,7 @@ def _config(tmp_path: Path, wecom_url: str, silencer_url: str) -> dict[str, obje
         "store": {"url": f"sqlite:///{tmp_path / 'ab.db'}"},
         "wecom": {
             "api_base": wecom_url,
-            "apps": {
-                "ops": {
-                    "corp_id": CORP_ID,
-                    "agent_id": AGENT_ID,
-                    "secret": SECRET,
-                    "token": TOKEN,
-                    "encoding_aes_key": AES_KEY,
-                }
-            },
+            "apps": {"ops": callback_app()},
         },
         "silencers": {"am": {"kind": "alertmanager", "url": silencer_url, "timeout": "3s"}},
         "receivers": {

@@ -273,3 +273,17 @@ async def test_a_send_that_timed_out_after_wecom_took_it_still_counts_against_th
     over = [m for m in rig.fake.dropped() if m.reason != "duplicate"]
     assert over == [], "a member got more than 30 messages in a minute"
     assert rig.markers_seen_by("zhangsan") == {f"storm-{n * 10:04d}" for n in range(31)}
+
+
+async def test_a_burst_of_large_groups_that_cannot_all_go_part_by_part_goes_as_one_digest(rig: Rig) -> None:
+    """Eleven groups of 40 alerts (several messages each) at once: part by part
+    only six would fit the minute and five would wait for the next; as a
+    digest every alert is visible now."""
+    for number in range(11):
+        await rig.enqueue("oncall", storm_group(number * 10, alerts=40))
+    await rig.drain()
+    assert rig.markers_seen_by("zhangsan") == {
+        f"storm-{n * 100 + i:04d}" for n in range(11) for i in range(40)
+    }
+    assert all("告警汇总" in text for text in rig.texts_to("zhangsan"))
+    assert rig.fake.dropped() == []

@@ -157,7 +157,7 @@ async def test_a_schema_2_database_is_upgraded_in_place(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     try:
         version = conn.execute("SELECT version FROM schema_versions WHERE component = ?", (COMPONENT,))
-        assert version.fetchone()[0] == SCHEMA_VERSION == 4
+        assert version.fetchone()[0] == SCHEMA_VERSION >= 6
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert {"alert_refs_resolved", "alert_refs_updated"} <= indexes
     finally:
@@ -214,16 +214,11 @@ silencer = "am"
                 assert response.status_code == 200, response.text
                 wait_until(lambda n=count: len(wecom.messages(MESSAGE_SEND)) >= n, what=f"{path}'s message")
 
-            def replied(text: str) -> bool:
-                return any(
-                    text in (m.content or "") for m in wecom.messages(MESSAGE_SEND) if m.msgtype == "text"
-                )
-
             with CallbackClient(
                 bridge.base_url, "/wecom/callback/ops", CALLBACK_TOKEN, AES_KEY, CORP_ID, AGENT_ID
             ) as user:
                 user.send_text("zhangsan", "ack 1")
-                wait_until(lambda: replied("已确认 #1"), what="the ack reply")
+                assert "已确认 #1" in user.passive[-1].content  # answered in the callback response
                 user.send_text("zhangsan", "silence 1 1h")
                 wait_until(lambda: len(httpx.get(f"{alertmanager.base_url}/api/v2/silences").json()) == 1)
                 # The Alertmanager's alert went straight to the Alertmanager.

@@ -224,7 +224,7 @@ async def test_a_digest_cut_off_by_the_budget_is_resumed_whole_by_one_replica(
     could, and a group half sent before the stop would be sent again whole."""
     config = storm_config(wecom_slot[1], tmp_path / "unused.db")
     async with replicas(url, config, rig_clock, 2) as (a, b):
-        for number in range(30):
+        for number in range(60):
             await a.outbox.enqueue(
                 NewDelivery(
                     receiver="oncall",
@@ -245,7 +245,7 @@ async def test_a_digest_cut_off_by_the_budget_is_resumed_whole_by_one_replica(
                 break
         assert await a.outbox.count(DeliveryStatus.PENDING) == 0
     delivered = [m for msg in rig_wecom.messages() for m in MARKER.findall(msg.content or "")]
-    assert set(delivered) == {f"storm-{n * 100 + i:04d}" for n in range(30) for i in range(40)}
+    assert set(delivered) == {f"storm-{n * 100 + i:04d}" for n in range(60) for i in range(40)}
     twice = sorted({m for m in delivered if delivered.count(m) > 1})
     assert twice == [], f"delivered more than once: {len(twice)} alerts, e.g. {twice[:5]}"
 
@@ -270,6 +270,42 @@ async def test_a_replica_holding_a_small_share_of_a_storm_still_digests_it(
         await b.drain()
     texts = [msg.content or "" for msg in rig_wecom.messages()]
     assert texts and all("告警汇总" in text for text in texts), "b sent groups one by one"
+
+
+async def test_new_deliveries_wait_behind_a_digest_another_replica_is_resuming(
+    url: str,
+    rig_clock: ManualClock,
+    rig_wecom: FakeWeCom,
+    wecom_slot: tuple[SwappableApp, str],
+    tmp_path: Path,
+) -> None:
+    """A digest outran one minute's budget; a minute later replica a claims
+    its rest. Three new notifications reach replica b: alone they would fit
+    the budget, but the minute belongs to the digest — b must not spend it
+    on them, one by one."""
+    config = storm_config(wecom_slot[1], tmp_path / "unused.db")
+    async with replicas(url, config, rig_clock, 2) as (a, b):
+        for number in range(200):
+            await a.outbox.enqueue(
+                NewDelivery(
+                    receiver="oncall",
+                    channel="app",
+                    recipients=OPS,
+                    group=storm_group(number * 10, alerts=20),
+                    request_id=f"storm-{number}",
+                    accepted_at=a.now(),
+                )
+            )
+        await a.drain()
+        assert await a.outbox.count(DeliveryStatus.PENDING) > 30, "the digest outran one minute's budget"
+        rig_clock.advance(61)
+        resumed = await a.outbox.claim_due(a.now(), CLAIM, config.store.lease_for_claims)
+        assert all(d.digest_id is not None for d in resumed)
+        for number in range(900, 903):
+            await enqueue(b, config, "oncall", number)
+        sent = len(rig_wecom.messages())
+        await b.drain()
+        assert len(rig_wecom.messages()) == sent, "b sent the new notifications ahead of the digest"
 
 
 async def test_one_replica_at_a_time_holds_a_target(url: str) -> None:

@@ -7,7 +7,7 @@ Two real ``alertbridge serve`` runs are grepped, stderr (logs) and stdout:
   secret, robot keys and a stream of access tokens in every request URL;
 - a fuzz run: the hostile corpus of tests/corpus_replay.py plus a few
   hundred hypothesis cases against the webhook endpoints (with bearer auth)
-  and the WeCom callback, a validly signed URL check and ``help`` commands
+  and the WeCom callback, a validly signed URL check and refused card taps
   whose replies go to a fake WeCom that fails the first attempts.
 
 Every configured secret (``Config.secrets()``: corp secret, callback token,
@@ -20,6 +20,7 @@ asserts both first.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,7 @@ class FuzzRun:
     statuses: dict[int, int]  # answers to the corpus and the forged callbacks, by status
     checked: int  # hypothesis webhook cases that passed Target.check
     echo: str  # what the signed URL check answered
-    replies: int  # help replies WeCom delivered
+    replies: int  # replies WeCom delivered
     robot_messages: int
 
 
@@ -145,8 +146,16 @@ def fuzz_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzRun]:
         try:
             statuses, checked = _fuzz(replayer)
             echo = replayer.wecom.verify_url("secrets-echo-1616140317").text
-            for msg_id in ("7301928374650101", "7301928374650102"):
-                assert replayer.wecom.send_text("zhangsan", "help", msg_id=msg_id).status_code == 200
+            # Taps on a card button of an unknown reference: refused, and a refused
+            # tap is answered by message/send (help would be answered passively).
+            # The first reply meets the failing gettoken, the second the failing send.
+            for offset in (0, 1, 2):
+                tap = replayer.wecom.build_click_button(
+                    "zhangsan", "task-404", "ack:404", "code-404", create_time=int(time.time()) + offset
+                )
+                assert replayer.wecom.send(tap).status_code == 200
+                if offset == 0:  # the failed token fetch is over before the next reply asks again
+                    wait_until(lambda: "callback_reply_failed" in bridge.stderr(), what="the first failure")
             alert = {**FIRING, "groupKey": "secrets-room"}
             assert replayer.target.post(
                 "/alertmanager/room", json.dumps(alert).encode(), "application/json"
@@ -160,7 +169,7 @@ def fuzz_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzRun]:
             )
             assert wrong.status_code == 401
             wait_until(lambda: len(fake.messages(WEBHOOK_SEND)) >= 1, timeout=20, what="robot message")
-            wait_until(lambda: len(fake.messages(MESSAGE_SEND)) >= 1, timeout=20, what="a help reply")
+            wait_until(lambda: len(fake.messages(MESSAGE_SEND)) >= 1, timeout=20, what="a reply")
         finally:
             replayer.close()
             bridge.stop()

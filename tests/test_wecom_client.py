@@ -275,6 +275,7 @@ CLASSIFICATION = [
     (40058, PermanentDeliveryError, "invalid_parameter"),
     (44004, PermanentDeliveryError, "content_empty"),
     (45002, PermanentDeliveryError, "content_too_long"),
+    (45008, PermanentDeliveryError, "too_many_articles"),
     (48002, PermanentDeliveryError, "unauthorized"),
     (48006, PermanentDeliveryError, "unauthorized"),
     (60011, PermanentDeliveryError, "out_of_visibility"),
@@ -297,6 +298,14 @@ CLASSIFICATION = [
     (301002, PermanentDeliveryError, "agent_mismatch"),
     (93000, PermanentDeliveryError, "robot_invalid"),
     (93004, PermanentDeliveryError, "robot_disabled"),
+    (40004, PermanentDeliveryError, "media_refused"),
+    (40005, PermanentDeliveryError, "media_refused"),
+    (40006, PermanentDeliveryError, "media_refused"),
+    (40009, PermanentDeliveryError, "media_refused"),
+    (40011, PermanentDeliveryError, "media_refused"),
+    (45008, PermanentDeliveryError, "too_many_articles"),
+    (44001, PermanentDeliveryError, "media_refused"),
+    (40007, PermanentDeliveryError, "invalid_media_id"),
     (12345, PermanentDeliveryError, "api_error"),  # unknown errcodes are permanent
 ]
 

@@ -15,6 +15,7 @@ from alertbridge.messengers.wecom.callback_errors import MalformedMessage
 from alertbridge.messengers.wecom.inbound import (
     EventMessage,
     InboundMessage,
+    MediaMessage,
     OtherMessage,
     TextMessage,
     dedup_key,
@@ -135,8 +136,29 @@ def test_subscribe_without_event_key() -> None:
     assert parse_inbound(SUBSCRIBE) == EventMessage("zhangsan", 1700000004, 1000002, "subscribe")
 
 
-def test_image_is_another_message() -> None:
-    assert parse_inbound(IMAGE) == OtherMessage("zhaoliu", 1700000003, "image", "1234567890123456", 1000002)
+def test_image_voice_and_file_carry_their_media_id() -> None:
+    assert parse_inbound(IMAGE) == MediaMessage(
+        "zhaoliu", 1700000003, "1234567890123456", 1000002, "image", "media-1"
+    )
+    voice = IMAGE.replace(b"[image]", b"[voice]").replace(b"<AgentID>", b"<Format>AMR</Format><AgentID>")
+    assert parse_inbound(voice) == MediaMessage(
+        "zhaoliu", 1700000003, "1234567890123456", 1000002, "voice", "media-1", format="amr"
+    )
+    file = IMAGE.replace(b"[image]", b"[file]").replace(
+        b"<AgentID>", "<FileName>报表.pdf</FileName><AgentID>".encode()
+    )
+    assert parse_inbound(file) == MediaMessage(
+        "zhaoliu", 1700000003, "1234567890123456", 1000002, "file", "media-1", filename="报表.pdf"
+    )
+    with pytest.raises(MalformedMessage, match="MediaId"):
+        parse_inbound(IMAGE.replace(b"<MediaId><![CDATA[media-1]]></MediaId>", b""))
+
+
+def test_location_is_another_message() -> None:
+    location = IMAGE.replace(b"[image]", b"[location]")
+    assert parse_inbound(location) == OtherMessage(
+        "zhaoliu", 1700000003, "location", "1234567890123456", 1000002
+    )
 
 
 def test_text_content_keeps_whitespace_and_markup_characters() -> None:
@@ -199,7 +221,7 @@ def test_arbitrary_bytes_parse_or_are_malformed_never_crash(xml: bytes) -> None:
         message = parse_inbound(xml)
     except MalformedMessage:
         return
-    assert isinstance(message, TextMessage | EventMessage | OtherMessage)
+    assert isinstance(message, TextMessage | EventMessage | MediaMessage | OtherMessage)
 
 
 # ---- dedup keys ---------------------------------------------------------------------

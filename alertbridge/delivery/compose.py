@@ -91,16 +91,19 @@ def with_images(
     messages: list[RenderedMessage], delivery: Delivery, receiver: ReceiverConfig
 ) -> list[RenderedMessage]:
     """The messages, the last one carrying the firing alerts' distinct image URLs
-    (at most ``MAX_IMAGES``) when the receiver posts images."""
-    if not receiver.images or not messages:
+    (at most ``MAX_IMAGES``) when the receiver posts images, and the receiver's
+    ``attachment_urls`` of files."""
+    if not messages:
         return messages
     urls: list[str] = []
-    for alert in delivery.group.firing:
+    for alert in delivery.group.firing if receiver.images else ():
         if alert.image_url and alert.image_url not in urls:
             urls.append(alert.image_url)
-    if not urls:
+    files = receiver.attachment_urls(delivery.group)
+    if not urls and not files:
         return messages
-    return [*messages[:-1], dataclasses.replace(messages[-1], images=tuple(urls[:MAX_IMAGES]))]
+    last = dataclasses.replace(messages[-1], images=tuple(urls[:MAX_IMAGES]), files=files)
+    return [*messages[:-1], last]
 
 
 def resent(

@@ -32,7 +32,7 @@ from alertbridge.delivery.priority import WebhookLoad
 from alertbridge.delivery.send import Sender
 from alertbridge.delivery.tracking import GroupTracker, Tracked
 from alertbridge.errors import StoreError
-from alertbridge.messengers import Channel, RateLimit
+from alertbridge.messengers import Channel
 from alertbridge.metrics import Metrics
 from alertbridge.render import Renderer
 from alertbridge.stores import Delivery, OutboxStore
@@ -278,44 +278,48 @@ class Dispatcher:
             return
         # A delivery tied to a stored digest finishes with that digest, sent as stored.
         in_digest = any(d.digest_id is not None for d in batch)
-        if in_digest or (limits and await self._over_budget(batch, limits)):
+        backlog = await self._backlog(batch) if limits else len(batch)
+        if in_digest or (limits and backlog > self._budget.available(limits, self._clock())):
             await self._guarded(
                 outcomes, batch, digests.send_digests([(d, None) for d in batch], receiver, channel, limits)
             )
             return
-        too_big: list[tuple[Delivery, Tracked]] = []
+        # From the first delivery that does not fit on, the rest go into the
+        # digest with it: sent one by one after it, they would overtake it.
+        digested: list[tuple[Delivery, Tracked | None]] = []
         loop = asyncio.get_running_loop()
-        for delivery in batch:
+        for index, delivery in enumerate(batch):
+            if digested:
+                digested.append((delivery, None))
+                continue
+            behind = max(0, backlog - index - 1)
             began = loop.time()
             tracked = await self._guarded(
-                outcomes, [delivery], sender.send_one(delivery, receiver, channel, limits)
+                outcomes, [delivery], sender.send_one(delivery, receiver, channel, limits, behind=behind)
             )
             if tracked is not None:
-                too_big.append((delivery, tracked))
+                digested.append((delivery, tracked))
             await self._webhooks.give_way(loop.time() - began)
-        if too_big:
+        if digested:
             await self._guarded(
-                outcomes, [d for d, _ in too_big], digests.send_digests(too_big, receiver, channel, limits)
+                outcomes, [d for d, _ in digested], digests.send_digests(digested, receiver, channel, limits)
             )
 
-    async def _over_budget(self, batch: Sequence[Delivery], limits: Sequence[RateLimit]) -> bool:
-        """Would this target's backlog (each delivery at least one message) exceed what may be sent now?
+    async def _backlog(self, batch: Sequence[Delivery]) -> int:
+        """How many deliveries wait for this target (each at least one message).
 
-        The backlog is every pending delivery to the target, ``batch`` and what
-        other replicas claimed included: counting only its own share, each of
-        three replicas would find that it fits and send one by one.
+        Every pending delivery to the target counts, ``batch``, what other
+        replicas claimed and an open digest's rest included: counting only its
+        own share, each of three replicas would find that it fits and send one
+        by one, spending the minute meant for the digest.
         """
-        available = self._budget.available(limits, self._clock())
-        if len(batch) > available:
-            return True
         first = batch[0]
         try:
-            waiting = await self._store.count_backlog(first.receiver, first.recipients)
+            return max(len(batch), await self._store.count_backlog(first.receiver, first.recipients))
         except StoreError as exc:
             # Sending one by one still never takes more than the budget allows.
             log.error("outbox_backlog_unknown receiver=%s error=%s", first.receiver, exc)
-            return False
-        return max(len(batch), waiting) > available
+            return len(batch)
 
     async def _guarded(
         self, outcomes: Outcomes, deliveries: Sequence[Delivery], work: Awaitable[_T | None]

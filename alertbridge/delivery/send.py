@@ -50,7 +50,7 @@ class StoredPart:
 
 @dataclass(frozen=True, slots=True)
 class Sent:
-    message: RenderedMessage  # as sent: with the images the budget had room for
+    message: RenderedMessage  # as sent: with the images and files the budget had room for
     receipt: Receipt
     at: datetime  # when WeCom answered
 
@@ -84,7 +84,7 @@ class Sender:
         reservation = await budget.reserve(
             limits,
             at,
-            len(message.images),
+            len(message.images) + len(message.files),
             send_timeout=self._ctx.config.send_timeout,
             part=None if stored is None else stored.part,
             delivery_id=None if stored is None else stored.delivery_id,
@@ -92,10 +92,11 @@ class Sender:
         )
         if reservation is None:
             return None
-        slots = reservation.slots
-        if slots - 1 < len(message.images):
-            # Images are best effort: only as many as the budget had room for.
-            message = dataclasses.replace(message, images=message.images[: slots - 1])
+        room = reservation.slots - 1
+        if room < len(message.images) + len(message.files):
+            # Images, then files, are best effort: only as many as the budget had room for.
+            images = message.images[:room]
+            message = dataclasses.replace(message, images=images, files=message.files[: room - len(images)])
         try:
             receipt = await channel.send(message, recipients)
         except DeliveryError as exc:
@@ -117,12 +118,24 @@ class Sender:
         return Sent(message, receipt, sent_at)
 
     async def send_one(
-        self, delivery: Delivery, receiver: ReceiverConfig, channel: Channel, limits: Sequence[RateLimit]
+        self,
+        delivery: Delivery,
+        receiver: ReceiverConfig,
+        channel: Channel,
+        limits: Sequence[RateLimit],
+        *,
+        behind: int = 0,
     ) -> Tracked | None:
         """Send a delivery's parts in order. Returns its tracking when its parts
         do not fit the budget, so the caller sends it in a digest instead —
         unless a send has ``started`` it: then it sends what the budget allows
-        and waits for room for the rest."""
+        and waits for room for the rest.
+
+        ``behind`` deliveries to the same target wait after it; taken to need
+        as many messages each, they must fit too. Otherwise a burst of large
+        groups would spend the minute on the first few, part by part, and the
+        rest would wait for the next one, where a digest now shows them all.
+        """
         ctx = self._ctx
         tracked = await ctx.tracker.before_send(delivery, receiver)
         if tracked.awaiting_resolution:
@@ -156,7 +169,8 @@ class Sender:
         except TemplateError as exc:
             await self._outcomes.dead(delivery, str(exc))
             return None
-        fits = len(messages) - delivery.parts_sent <= ctx.budget.available(limits, ctx.clock())
+        needed = (len(messages) - delivery.parts_sent) * (1 + behind)
+        fits = needed <= ctx.budget.available(limits, ctx.clock())
         if limits and not fits and not delivery.started:
             return tracked
         sent: list[tuple[RenderedMessage, Receipt]] = []

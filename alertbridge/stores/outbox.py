@@ -204,9 +204,9 @@ class OutboxStore(Protocol):
         """When the earliest unleased pending delivery becomes due."""
 
     async def count_backlog(self, receiver: str, recipients: Recipients) -> int:
-        """Pending deliveries of ``receiver`` to exactly ``recipients`` not tied to a
-        digest, leased or not: everything competing for the target's budget
-        (another replica's claimed work included)."""
+        """Pending deliveries of ``receiver`` to exactly ``recipients``, leased or
+        not, in a stored digest or not: everything competing for the target's
+        budget (another replica's claimed work and an open digest included)."""
 
     async def claim_backlog(
         self, receiver: str, recipients: Recipients, now: datetime, limit: int, lease: timedelta

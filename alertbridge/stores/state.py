@@ -93,6 +93,24 @@ class AuditEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file a member sent to an app (an image, voice, video or file message),
+    kept beside the audit row that records it (``audit_id``), so a screenshot
+    replied to an alert stays with who sent it and which reference it concerns."""
+
+    kind: str  # image | voice | video | file (the inbound MsgType)
+    filename: str
+    content_type: str
+    media_id: str  # WeCom's id, valid 3 days: the bytes are kept here instead
+    data: bytes
+    audit_id: int | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+@dataclass(frozen=True, slots=True)
 class CardRecord:
     """A template card sent for a reference; its response_code is usable once."""
 
@@ -187,7 +205,16 @@ class StateStore(Protocol):
 
     async def claim_callback(self, key: str, now: datetime, ttl: timedelta) -> bool:
         """True the first time ``key`` is seen within ``ttl``: WeCom re-sends
-        callbacks it got no answer for, and each must act once."""
+        callbacks it got no answer for, and each must act once. Taking over an
+        expired key forgets its reply."""
+
+    async def save_callback_reply(self, key: str, reply: str) -> None:
+        """Remember the passive reply a claimed ``key`` was answered with, so
+        WeCom's retry of it gets the same answer on any replica. An unknown key
+        is a no-op."""
+
+    async def callback_reply(self, key: str, now: datetime) -> str | None:
+        """The reply saved for ``key`` while it is live at ``now``, else None."""
 
     async def add_silence(self, record: SilenceRecord) -> None: ...
 
@@ -205,6 +232,15 @@ class StateStore(Protocol):
 
     async def list_audit(self, limit: int) -> list[AuditEntry]:
         """Newest first."""
+
+    async def latest_audit_ref(self, user: str) -> int | None:
+        """The reference named by ``user``'s most recent audited action that named one."""
+
+    async def add_attachment(self, entry: AuditEntry, attachment: Attachment) -> int:
+        """Append ``entry`` and keep ``attachment`` beside it, in one transaction;
+        the new audit row's id (``attachment.audit_id`` is ignored)."""
+
+    async def get_attachment(self, audit_id: int) -> Attachment | None: ...
 
     async def save_card(self, card: CardRecord) -> None: ...
 

@@ -18,6 +18,7 @@ from alertbridge.stores.codec import DECODE_ERRORS, Row, Undecodable, dumps, fro
 from alertbridge.stores.state import (
     Ack,
     AlertRef,
+    Attachment,
     AuditEntry,
     CardRecord,
     RefAlert,
@@ -57,6 +58,9 @@ SILENCE_COLUMNS: Final = (
 )
 CARD_COLUMNS: Final = "task_id, ref, app, users, response_code, response_code_at"
 AUDIT_COLUMNS: Final = "id, at, user_id, action, ref, result, detail, silence_id"
+# What an INSERT writes (the id is the database's): with ``audit_values``.
+AUDIT_INSERT_COLUMNS: Final = "at, user_id, action, ref, result, detail, silence_id"
+ATTACHMENT_COLUMNS: Final = "audit_id, kind, filename, content_type, media_id, data"
 SENT_MESSAGE_COLUMNS: Final = "msgid, ref, app, sent_at"
 RESOLUTION_COLUMNS: Final = "delivery_id, ref, receiver, requested_at, state, decided_at"
 
@@ -187,6 +191,30 @@ def to_audit(row: Row) -> AuditEntry:
         detail=row[6],
         silence_id=row[7],
     )
+
+
+def audit_values(entry: AuditEntry) -> tuple[object, ...]:
+    """``entry`` as the values of ``AUDIT_INSERT_COLUMNS``."""
+    return (
+        to_us(entry.at),
+        entry.user,
+        entry.action,
+        entry.ref,
+        entry.result,
+        entry.detail,
+        entry.silence_id,
+    )
+
+
+def attachment_values(audit_id: int, attachment: Attachment) -> tuple[object, ...]:
+    """``attachment`` as the values of ``ATTACHMENT_COLUMNS``, beside audit row ``audit_id``."""
+    a = attachment
+    return (audit_id, a.kind, a.filename, a.content_type, a.media_id, a.data)
+
+
+def to_attachment(row: Row) -> Attachment:
+    """Decode one row selected with ``ATTACHMENT_COLUMNS``."""
+    return Attachment(row[1], row[2], row[3], row[4], bytes(row[5]), audit_id=row[0])
 
 
 def to_resolution(row: Row) -> Resolution:

@@ -31,19 +31,23 @@ tests run against the same checks WeCom would apply:
   image/voice/video/file (40004); a multipart part ``media`` with content
   (44001) of more than 5 bytes (40006) and at most the type's limit (image
   10 MB: 40009, video 10 MB: 40011, voice 2 MB and file 20 MB: 40006); an
-  image must be named ``.jpg``/``.jpeg``/``.png`` and be PNG or JPEG
-  (40005, WeCom's "invalid file type"). Media ids are valid for
+  image must be named ``.jpg``/``.jpeg``/``.png`` and be PNG or JPEG, a
+  voice AMR, a video MP4 (40005, WeCom's "invalid file type"). Media ids are valid for
   ``media_lifetime`` (3 days) for every app of the uploading corp: app
   ``image``/``voice``/``video``/``file`` messages naming an unknown, expired
   or foreign media id get 40007;
 - textcard, news and notice cards: see ``fake_wecom_msgtypes``;
 - robot ``image`` messages (docs §5): ``base64`` must decode, ``md5`` must be
   the MD5 of the decoded bytes, at most 2 MB, PNG or JPEG (40058 otherwise);
+- ``media/get`` and the robot's ``webhook/upload_media`` (whose ids robot
+  ``file``/``voice`` messages must name): in ``alertbridge.testing.fake_media``
+  (``fake.media``);
 - the contact reads ``user/get`` (a member's ``department`` list; unknown
   member 60111) and ``tag/get`` (``userlist`` and ``partylist``; unknown tag
   40068), from ``user_departments`` and ``tag_members``; ``contact_errcode``
   (e.g. 60011, 48002) makes both answer as to an app without contact
-  permission.
+  permission;
+- ``menu/create`` (``fake.menus``, in alertbridge.testing.fake_menu).
 
 Tests inject faults (an errcode, an HTTP status, a delay) per endpoint, expire
 all tokens, and inspect what was delivered or dropped, from Python or over
@@ -432,12 +436,24 @@ class FakeWeCom:
         self._media: dict[str, Upload] = {}
         # Endpoints in modules of their own; they import this one.
         from alertbridge.testing.fake_appchat import FakeAppChats
+        from alertbridge.testing.fake_media import FakeMedia
+        from alertbridge.testing.fake_menu import FakeMenus
         from alertbridge.testing.fake_recall import FakeRecall
 
         self.recall = FakeRecall(self)
         self.appchats = FakeAppChats(self)
+        self.media = FakeMedia(self)
+        self.menus = FakeMenus(self)
         self._clear()
-        self.app = Starlette(routes=[*self._routes(), *self.recall.routes(), *self.appchats.routes()])
+        self.app = Starlette(
+            routes=[
+                *self._routes(),
+                *self.recall.routes(),
+                *self.appchats.routes(),
+                *self.media.routes(),
+                *self.menus.routes(),
+            ]
+        )
 
     # ---- control (Python API) ----------------------------------------
 
@@ -1019,6 +1035,7 @@ class FakeWeCom:
                 raise _Reject(93004, "robot is disabled")
             body = self._parse_message(await request.body())
             record = _robot_message(body, key, self._wall_clock())
+            self.media.check_robot_media(key, record)
             with self._lock:
                 now = self._clock()
                 window = self._robot_sends.setdefault(key, deque())
@@ -1324,6 +1341,10 @@ def _check_media(media_type: str, part: _Part) -> None:
             raise _Reject(40005, "invalid file type, an image must be named .jpg or .png")
         if not part.data.startswith((_PNG_MAGIC, _JPEG_MAGIC)):
             raise _Reject(40005, "invalid file type, an image must be JPG or PNG")
+    if media_type == "voice" and not part.data.startswith(b"#!AMR"):
+        raise _Reject(40005, "invalid file type, a voice must be AMR")
+    if media_type == "video" and part.data[4:8] != b"ftyp":
+        raise _Reject(40005, "invalid file type, a video must be MP4")
 
 
 def _robot_image(section: Mapping[str, Any]) -> str:

@@ -36,6 +36,7 @@ from alertbridge.stores import (
     Stores,
 )
 from alertbridge.stores.state import (
+    Attachment,
     AuditEntry,
     CardRecord,
     Resolution,
@@ -437,7 +438,7 @@ class OutboxContract:
             )
             assert await store.enqueue(same) != await store.enqueue(same)
 
-    async def test_backlog_is_the_pending_rows_of_one_receiver_and_recipients_outside_digests(
+    async def test_backlog_is_every_pending_row_of_one_receiver_and_recipients(
         self,
         store: OutboxStore,
     ) -> None:
@@ -504,8 +505,10 @@ class OutboxContract:
             DigestPartRecord("markdown", "part two", 2048, ((8, (ids[2],)),)),
         ]
         digest = await store.create_digest("ops", recipients, parts, T0)
-        # Its deliveries are no longer backlog for another digest.
-        assert await store.count_backlog("ops", recipients) == 0
+        # Its deliveries are no longer backlog for another digest, but they
+        # still compete for the target's budget.
+        assert await store.claim_backlog("ops", recipients, T0, limit=10, lease=timedelta(minutes=1)) == []
+        assert await store.count_backlog("ops", recipients) == 3
         assert await store.open_digest("ops", recipients) == digest
         assert await store.open_digest("dba", recipients) is None
         claim = await store.claim_digest(digest.id, T0, timedelta(minutes=1))
@@ -900,6 +903,27 @@ class StateContract:
         assert not await store.claim_callback("msg-1", at(9), ttl), "the re-claim starts a new ttl"
         assert await store.claim_callback("msg-1", at(10), ttl)
 
+    async def test_callback_reply_is_kept_with_its_key(self, store: StateStore) -> None:
+        ttl = timedelta(minutes=5)
+        assert await store.claim_callback("msg-1", at(0), ttl)
+        assert await store.callback_reply("msg-1", at(1)) is None, "claimed, not answered yet"
+        await store.save_callback_reply("msg-1", "<xml>回复</xml>")
+        await store.save_callback_reply("unknown", "ignored")
+        assert await store.callback_reply("msg-1", at(2)) == "<xml>回复</xml>"
+        assert await store.callback_reply("unknown", at(2)) is None
+        assert await store.callback_reply("msg-1", at(5)) is None, "expired with its key"
+        assert await store.claim_callback("msg-1", at(5), ttl)
+        assert await store.callback_reply("msg-1", at(6)) is None, "a new claim forgets the old reply"
+
+    async def test_callback_reply_is_seen_from_another_connection(
+        self, store: StateStore, make_stores: MakeStores
+    ) -> None:
+        async with opened(make_stores().state) as other:
+            assert await store.claim_callback("msg-1", at(0), timedelta(minutes=5))
+            assert not await other.claim_callback("msg-1", at(1), timedelta(minutes=5))
+            await store.save_callback_reply("msg-1", "reply")
+            assert await other.callback_reply("msg-1", at(1)) == "reply"
+
     async def test_concurrent_claims_exactly_one_wins(self, store: StateStore) -> None:
         results = await asyncio.gather(
             *(store.claim_callback("dup", at(0), timedelta(minutes=5)) for _ in range(20))
@@ -993,6 +1017,26 @@ class StateContract:
         assert [e.user for e in await store.list_audit(2)] == ["lisi", "wangwu"]
 
         assert [replace(e, id=None) for e in reversed(listed)] == entries
+
+    async def test_attachments_sit_beside_their_audit_row(self, store: StateStore) -> None:
+        await store.add_audit(AuditEntry(at=at(0), user="zhangsan", action="ack", ref=7, result="ok"))
+        await store.add_audit(AuditEntry(at=at(1), user="zhangsan", action="help", ref=None, result="ok"))
+        await store.add_audit(AuditEntry(at=at(2), user="lisi", action="ack", ref=9, result="ok"))
+        # The reference of the member's most recent action that named one.
+        assert await store.latest_audit_ref("zhangsan") == 7
+        assert await store.latest_audit_ref("wangwu") is None
+
+        png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+        entry = AuditEntry(
+            at=at(3), user="zhangsan", action="attach:image", ref=7, result="ok", detail="截图.png"
+        )
+        audit_id = await store.add_attachment(entry, Attachment("image", "截图.png", "image/png", "m-1", png))
+        listed = await store.list_audit(10)
+        assert listed[0] == replace(entry, id=audit_id)
+        kept = await store.get_attachment(audit_id)
+        assert kept == Attachment("image", "截图.png", "image/png", "m-1", png, audit_id=audit_id)
+        assert await store.get_attachment(listed[1].id or 0) is None
+        assert await store.latest_audit_ref("zhangsan") == 7
 
     async def test_card_response_code_is_usable_once(self, store: StateStore) -> None:
         ref = (await store.record_notification("ops", make_ref_group(), OPS, at(0))).ref.ref

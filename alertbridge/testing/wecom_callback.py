@@ -31,6 +31,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 from xml.etree.ElementTree import Element
@@ -40,6 +41,19 @@ import httpx
 from Crypto.Cipher import AES
 
 _PAD_BLOCK = 32  # WeCom's PKCS#7 block, not AES's 16
+
+
+@dataclass(frozen=True, slots=True)
+class PassiveReply:
+    """A passive reply as WeCom would read it from a callback response:
+    ``content`` is a text reply's Content or an ``update_button``'s ReplaceName;
+    ``plaintext`` the decrypted XML; ``received_at`` wall-clock seconds."""
+
+    to_user: str
+    msg_type: str
+    content: str
+    plaintext: bytes
+    received_at: float
 
 
 class CallbackClient:
@@ -81,6 +95,8 @@ class CallbackClient:
         self._owns_http = http is None
         self._http = http if http is not None else httpx.Client(timeout=timeout)
         self.last_request: httpx.Request | None = None
+        # The non-empty answers to POSTs, with when they came (read through ``passive``).
+        self._answers: list[tuple[bytes, float]] = []
 
     # ---- the protocol, computed independently of alertbridge.messengers.wecom.crypto --
 
@@ -240,7 +256,29 @@ class CallbackClient:
     def send(self, request: httpx.Request) -> httpx.Response:
         """Send a built request; it is kept as ``last_request`` for ``resend``."""
         self.last_request = request
-        return self._http.send(request)
+        response = self._http.send(request)
+        if request.method == "POST" and response.status_code == 200 and response.content:
+            self._answers.append((response.content, time.time()))
+        return response
+
+    @property
+    def passive(self) -> list[PassiveReply]:
+        """Every passive reply answered to a POST, checked and decrypted, oldest
+        first (AssertionError if one is not what WeCom would accept)."""
+        return [self.read_reply(body, at) for body, at in self._answers]
+
+    def read_reply(self, body: bytes, received_at: float | None = None) -> PassiveReply:
+        """Check, decrypt and parse a passive reply body (AssertionError if WeCom would refuse it)."""
+        plaintext = self.decrypt_reply(body)
+        root: Element = DefusedET.fromstring(plaintext, forbid_dtd=True)
+        if root.findtext("FromUserName") != self.corp_id:
+            raise AssertionError("passive reply is not from our CorpID")
+        msg_type = root.findtext("MsgType") or ""
+        content = (
+            root.findtext("Button/ReplaceName") if msg_type == "update_button" else root.findtext("Content")
+        )
+        at = received_at if received_at is not None else time.time()
+        return PassiveReply(root.findtext("ToUserName") or "", msg_type, content or "", plaintext, at)
 
     def resend(self) -> httpx.Response:
         """Send the last request again, byte for byte, as WeCom's retry after 5 s of silence."""

@@ -4,9 +4,11 @@ A message that carries image URLs (``RenderedMessage.images``) is followed by
 one ``image`` message per image, to the same recipients: the image is fetched
 (``ImageFetcher``), uploaded once per content (``media/upload``, its media_id
 reused from ``WeComClient.media_cache`` for 2.5 days) and sent by media_id.
-Images are best effort: any failure is logged, counted in
-``image_failures[reason]`` and skipped; the message itself, already sent,
-carries the link.
+File URLs (``RenderedMessage.files``, a receiver's ``attach_files``) follow
+as ``file`` messages the same way (``ImageFetcher.fetch_file``, WeCom's file
+rules). Both are best effort: any failure is logged, counted in
+``image_failures[reason]`` (``images_sent`` counts both) and skipped; the
+message itself, already sent, carries the link.
 """
 
 from __future__ import annotations
@@ -15,15 +17,18 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import PurePosixPath
+from urllib.parse import unquote, urlsplit
 
 from alertbridge.errors import DeliveryError, PermanentDeliveryError
-from alertbridge.images import FetchedImage, ImageError, ImageFetcher, record_image_failure
+from alertbridge.images import ImageError, ImageFetcher, record_image_failure
 from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.messengers import Receipt
-from alertbridge.messengers.wecom.client import WeComClient
+from alertbridge.messengers.wecom.client import AppSendResult, WeComClient
 from alertbridge.messengers.wecom.config import WeComAppConfig
+from alertbridge.messengers.wecom.errcodes import ErrCode
 from alertbridge.messengers.wecom.errors import WeComAPIError
-from alertbridge.messengers.wecom.media import INVALID_MEDIA_ID
+from alertbridge.messengers.wecom.media_rules import MediaFile, MediaKind, MediaRejected, check_media
 from alertbridge.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -65,12 +70,14 @@ def message_fields(message: RenderedMessage) -> dict[str, object]:
     return {"msgtype": message.msgtype, message.msgtype: {"content": message.content}}
 
 
-def build_app_image_body(media_id: str, recipients: Recipients, agent_id: int) -> dict[str, object]:
-    """The message/send JSON of an ``image`` message (docs §4.3).
+def build_app_media_body(
+    kind: MediaKind, media_id: str, recipients: Recipients, agent_id: int
+) -> dict[str, object]:
+    """The message/send JSON of an ``image``/``voice``/``video``/``file`` message (docs §4.3).
 
-    Without WeCom's duplicate check: images are never retried (a failure only
-    skips them), and a re-notification showing the same panel again within
-    the interval must not be silently dropped.
+    Without WeCom's duplicate check: an alert's images are never retried (a
+    failure only skips them), and a re-notification showing the same panel
+    again within the interval must not be silently dropped.
     """
     body: dict[str, object] = {}
     for key, ids in (
@@ -80,8 +87,8 @@ def build_app_image_body(media_id: str, recipients: Recipients, agent_id: int) -
     ):
         if ids:
             body[key] = "|".join(ids)
-    body["msgtype"] = "image"
-    body["image"] = {"media_id": media_id}
+    body["msgtype"] = str(kind)
+    body[str(kind)] = {"media_id": media_id}
     body["agentid"] = agent_id
     return body
 
@@ -125,30 +132,35 @@ class AppChannel:
         body = build_app_body(message, recipients, self._app.agent_id, self.duplicate_check)
         result = await self._client.send_app_message(self._app_name, self._app, body)
         if message.images:
-            await self._send_images(message.images, recipients)
+            await self._send_attachments(MediaKind.IMAGE, message.images, recipients)
+        if message.files:
+            await self._send_attachments(MediaKind.FILE, message.files, recipients)
         return Receipt(
             msgid=result.msgid or None, response_code=getattr(result, "response_code", None) or None
         )
 
-    async def _send_images(self, urls: Sequence[str], recipients: Recipients) -> None:
-        """Post each image after the message; never raises (see the module docs)."""
+    async def _send_attachments(self, kind: MediaKind, urls: Sequence[str], recipients: Recipients) -> None:
+        """Post each image or file after the message; never raises (see the module docs)."""
         where = f"app:{self._app_name}"
         if self._images is None:
-            log.debug("images_not_configured channel=%s images=%d", where, len(urls))
+            log.debug("images_not_configured channel=%s %ss=%d", where, kind, len(urls))
             return
         for url in urls:
             try:
-                image = await self._images.fetch(url)
-                await self._send_image(image, recipients)
+                await self._send_attachment(self._images, kind, url, recipients)
             except ImageError as exc:
                 record_image_failure(
                     self.image_failures, self._metrics, exc.reason, channel=where, url=url, detail=str(exc)
                 )
-            except _StageError as exc:
+            except MediaRejected as exc:
+                record_image_failure(
+                    self.image_failures, self._metrics, exc.refusal, channel=where, url=url, detail=exc.detail
+                )
+            except MediaSendError as exc:
                 record_image_failure(
                     self.image_failures, self._metrics, exc.stage, channel=where, url=url, detail=exc.detail
                 )
-            except Exception as exc:  # the message is sent: an image bug must not re-send it
+            except Exception as exc:  # the message is sent: an attachment bug must not re-send it
                 log.exception("image_crashed channel=%s", where)
                 record_image_failure(
                     self.image_failures,
@@ -162,51 +174,82 @@ class AppChannel:
                 self.images_sent += 1
                 self._metrics.images.labels(self.kind, "sent").inc()
 
-    async def _send_image(self, image: FetchedImage, recipients: Recipients) -> None:
+    async def _send_attachment(
+        self, fetcher: ImageFetcher, kind: MediaKind, url: str, recipients: Recipients
+    ) -> None:
+        if kind is MediaKind.IMAGE:
+            image = await fetcher.fetch(url)
+            media = check_media(kind, image.data, f"alert.{image.extension}")
+        else:
+            fetched = await fetcher.fetch_file(url)
+            media = check_media(kind, fetched.data, file_name_of(url))
+        await self._send_media_staged(media, recipients)
+
+    async def send_media(self, media: MediaFile, recipients: Recipients) -> AppSendResult:
+        """Send ``media`` as an ``image``/``voice``/``video``/``file`` message.
+
+        Uploaded once per content and type (the id reused from
+        ``WeComClient.media_cache``); a cached id WeCom has forgotten early
+        (40007) is uploaded again, once.
+
+        Raises:
+            DeliveryError: the upload or the send failed (see ``WeComClient``).
+        """
+        try:
+            return await self._send_media_staged(media, recipients)
+        except MediaSendError as exc:
+            raise exc.cause from None
+
+    async def _send_media_staged(self, media: MediaFile, recipients: Recipients) -> AppSendResult:
+        """``send_media``, its failure wrapped in a ``MediaSendError`` naming the stage."""
         cache = self._client.media_cache
         corp_id = self._app.corp_id
-        media_id = cache.get(corp_id, image.sha256)
+        media_id = cache.get(corp_id, media.kind, media.sha256)
         fresh = media_id is None
         if media_id is None:
-            media_id = await self._upload(image)
+            media_id = await self._upload(media)
         try:
-            await self._send_media(media_id, recipients)
-        except _StageError as exc:
-            # WeCom forgot a cached id early (40007): upload again, once.
-            if fresh or exc.errcode != INVALID_MEDIA_ID:
+            return await self._send_media(media.kind, media_id, recipients)
+        except MediaSendError as exc:
+            if fresh or exc.errcode != ErrCode.INVALID_MEDIA_ID:
                 raise
-            cache.forget(corp_id, image.sha256, media_id)
-            await self._send_media(await self._upload(image), recipients)
+            cache.forget(corp_id, media.kind, media.sha256, media_id)
+            return await self._send_media(media.kind, await self._upload(media), recipients)
 
-    async def _upload(self, image: FetchedImage) -> str:
-        failure: _StageError | None = None
+    async def _upload(self, media: MediaFile) -> str:
+        failure: MediaSendError | None = None
         try:
-            media_id = await self._client.upload_image(
-                self._app_name, self._app, image.data, f"alert.{image.extension}", image.content_type
-            )
+            media_id = await self._client.upload_media(self._app_name, self._app, media)
         except DeliveryError as exc:
-            failure = _StageError("upload_failed", exc)
+            failure = MediaSendError("upload_failed", exc)
         if failure is not None:
             raise failure
-        self._client.media_cache.put(self._app.corp_id, image.sha256, media_id)
+        self._client.media_cache.put(self._app.corp_id, media.kind, media.sha256, media_id)
         return media_id
 
-    async def _send_media(self, media_id: str, recipients: Recipients) -> None:
-        body = build_app_image_body(media_id, recipients, self._app.agent_id)
-        failure: _StageError | None = None
+    async def _send_media(self, kind: MediaKind, media_id: str, recipients: Recipients) -> AppSendResult:
+        body = build_app_media_body(kind, media_id, recipients, self._app.agent_id)
+        failure: MediaSendError | None = None
         try:
-            await self._client.send_app_message(self._app_name, self._app, body)
+            return await self._client.send_app_message(self._app_name, self._app, body)
         except DeliveryError as exc:
-            failure = _StageError("send_failed", exc)
-        if failure is not None:
-            raise failure
+            failure = MediaSendError("send_failed", exc)
+        raise failure  # outside the except block: see WeComTransport.request
 
 
-class _StageError(Exception):
-    """A WeCom failure while posting an image: ``stage`` is the counter's reason."""
+class MediaSendError(Exception):
+    """A WeCom failure while posting media: ``stage`` (``upload_failed`` or
+    ``send_failed``) is the image counter's reason, ``cause`` WeCom's error."""
 
     def __init__(self, stage: str, cause: DeliveryError) -> None:
         super().__init__(stage)
         self.stage = stage
+        self.cause = cause
         self.detail = f"{cause.reason}: {cause}"
         self.errcode = cause.errcode if isinstance(cause, WeComAPIError) else None
+
+
+def file_name_of(url: str) -> str:
+    """The name WeCom shows for a file fetched from ``url``: its path's last part."""
+    name = PurePosixPath(unquote(urlsplit(url).path)).name
+    return name or "attachment"

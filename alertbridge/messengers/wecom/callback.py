@@ -1,10 +1,14 @@
 """``GET|POST /wecom/callback/{app}``: WeCom's verified, encrypted callback URL.
 
 GET answers WeCom's URL verification with the decrypted ``echostr``. POST
-verifies, decrypts and parses a user's message or click, drops WeCom's
-re-sends (it retries when it hears nothing within 5 s), answers 200 with an
-empty body at once, and does the slow part — Alertmanager calls, replies —
-in a background task that answers the user with an active message.
+verifies, decrypts and parses a user's message or click and runs it
+(``CallbackAnswers``). What it has to say goes back **passively**, encrypted
+in the HTTP response (no token, no send quota, works when sending is refused),
+if it is ready within the app's ``callback_reply_budget``; otherwise the
+response says "working on it" and the result follows through
+``ActiveReplies``. WeCom re-sends a callback it heard nothing from within 5 s:
+a re-send acts no second time but gets the reply saved with the dedup key,
+on whichever replica it lands.
 
 Every verification failure gets the same 403 with no detail, so the answer
 cannot be used as an oracle; the reason is logged.
@@ -15,19 +19,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
+from typing import TypeGuard
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 
-from alertbridge.commands import Command, CommandError, Help
 from alertbridge.commands.executor import CommandExecutor
-from alertbridge.commands.parser import parse_button_key, parse_command
 from alertbridge.config import Config
 from alertbridge.delivery import SharedBudget
-from alertbridge.errors import DeliveryError, StoreError
+from alertbridge.errors import StoreError
+from alertbridge.messengers.wecom.active_replies import ActiveReplies
+from alertbridge.messengers.wecom.callback_answers import CallbackAnswers
 from alertbridge.messengers.wecom.callback_errors import (
     CallbackError,
     DecryptError,
@@ -36,18 +42,11 @@ from alertbridge.messengers.wecom.callback_errors import (
     SignatureMismatch,
     StaleTimestamp,
 )
-from alertbridge.messengers.wecom.card import button_update_body
 from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.messengers.wecom.config import WeComAppConfig
 from alertbridge.messengers.wecom.crypto import CallbackCrypto, check_timestamp
-from alertbridge.messengers.wecom.inbound import (
-    EventMessage,
-    InboundMessage,
-    TextMessage,
-    dedup_key,
-    parse_inbound,
-)
-from alertbridge.messengers.wecom.limits import member_limits
+from alertbridge.messengers.wecom.inbound import EventMessage, InboundMessage, dedup_key, parse_inbound
+from alertbridge.messengers.wecom.passive import NOTHING, Answer, button_reply, text_reply
 from alertbridge.metrics import Metrics
 from alertbridge.stores.state import StateStore
 from alertbridge.web.body import BodyTooLarge, read_body
@@ -57,8 +56,11 @@ log = logging.getLogger(__name__)
 MAX_CALLBACK_BYTES = 64 * 1024
 # WeCom re-sends for about 5 s × (3–4) tries; remember keys well beyond that.
 DEDUP_TTL = timedelta(hours=1)
-# enter_agent fires whenever a member opens the app: greet at most daily.
-GREETING_INTERVAL = timedelta(days=1)
+# A re-send waits this long past the budget for the first request's reply to
+# be saved (WeCom re-sends only after 5 s, so it is normally there at once),
+# polling the store every _POLL seconds.
+_SAVE_GRACE = 1.0
+_POLL = 0.1
 
 
 # What an operator checks when WeCom's callbacks are refused: the error code
@@ -100,15 +102,15 @@ class WeComCallback:
     ) -> None:
         self._config = config
         self._state = state
-        self._executor = executor
-        self._client = client
         self._metrics = metrics if metrics is not None else Metrics()
-        # The dispatcher's budget: a reply counts against the member's WeCom
-        # limit like an alert, else replies would push alerts over it (and,
-        # reserved in the store, against every replica's alerts).
-        self._budget = budget
         self._epoch = epoch
         self._clock = clock
+        self._answers = CallbackAnswers(
+            config=config, state=state, executor=executor, client=client, metrics=self._metrics, clock=clock
+        )
+        self._active = ActiveReplies(
+            config=config, state=state, client=client, metrics=self._metrics, budget=budget, clock=clock
+        )
         self._crypto: dict[str, CallbackCrypto] = {}
         for name, app in config.wecom.apps.items():
             if app.token is not None and app.encoding_aes_key is not None:
@@ -157,19 +159,92 @@ class WeComCallback:
         except ClientDisconnect:
             return "incomplete", PlainTextResponse("incomplete body\n", status_code=400)
 
+        key = f"{name}:{dedup_key(message)}"
         try:
-            first = await self._state.claim_callback(f"{name}:{dedup_key(message)}", self._clock(), DEDUP_TTL)
+            first = await self._state.claim_callback(key, self._clock(), DEDUP_TTL)
         except StoreError as exc:
             # Without dedup we could act twice; a 503 makes WeCom try again later.
             log.error("callback_dedup_failed app=%s error=%s", name, exc)
             return "store_unavailable", PlainTextResponse("store unavailable\n", status_code=503)
         if not first:
             log.info("callback_duplicate app=%s key=%s", name, dedup_key(message))
-            return "duplicate", Response(b"", media_type="text/plain")
-        task = asyncio.create_task(self._handle(name, app, message))
+            reply = await self._saved_reply(key, app)
+        else:
+            reply = await self._respond(name, app, message)
+            try:
+                await self._state.save_callback_reply(key, reply)
+            except StoreError as exc:
+                # WeCom's retry (if any) then gets an empty answer, never a second action.
+                log.warning("callback_reply_not_saved app=%s error=%s", name, exc)
+        if reply:
+            self._metrics.command_replies.labels("passive").inc()
+        return "ok" if first else "duplicate", self._sealed(crypto, reply, timestamp)
+
+    async def _respond(self, app_name: str, app: WeComAppConfig, message: InboundMessage) -> str:
+        """Run ``message`` and return the plaintext of its passive reply ("" for none).
+
+        What is not ready within the budget, and a card click's text (only a
+        button update can answer a click passively), goes out actively later.
+        """
+        work = asyncio.create_task(self._answers.answer(app_name, app, message))
+        done, _ = await asyncio.wait({work}, timeout=app.callback_reply_budget.total_seconds())
+        if not done:
+            self._track(self._deliver_later(app_name, app, message, work))
+            if _is_card_click(message):
+                return ""
+            answer = Answer(self._answers.working())
+        else:
+            answer = _result(work, app_name)
+        create_time = int(self._epoch())
+        if _is_card_click(message):
+            if answer.button_label:
+                self._track(self._active.update_others(app_name, app, message, answer.button_label))
+                return button_reply(message.from_user, app.corp_id, answer.button_label, create_time)
+            if answer.text:
+                self._track(self._active.deliver(app_name, app, message, answer))
+            return ""
+        if answer.text:
+            return text_reply(message.from_user, app.corp_id, answer.text, create_time)
+        return ""
+
+    async def _deliver_later(
+        self, app_name: str, app: WeComAppConfig, message: InboundMessage, work: asyncio.Task[Answer]
+    ) -> None:
+        await asyncio.wait({work})
+        await self._active.deliver(app_name, app, message, _result(work, app_name))
+
+    async def _saved_reply(self, key: str, app: WeComAppConfig) -> str:
+        """The reply saved for ``key`` by the request that claimed it, waiting
+        for it while that request may still be within its budget."""
+        deadline = self._epoch() + app.callback_reply_budget.total_seconds() + _SAVE_GRACE
+        while True:
+            try:
+                reply = await self._state.callback_reply(key, self._clock())
+            except StoreError as exc:
+                log.warning("callback_reply_unreadable error=%s", exc)
+                return ""
+            if reply is not None or self._epoch() >= deadline:
+                return reply or ""
+            await asyncio.sleep(_POLL)
+
+    def _sealed(self, crypto: CallbackCrypto, reply: str, timestamp: str) -> Response:
+        if not reply:
+            return Response(b"", media_type="text/plain")
+        nonce = str(secrets.randbelow(10**10))
+        return Response(crypto.seal_reply(reply.encode("utf-8"), timestamp, nonce), media_type="text/xml")
+
+    def _track(self, work: Coroutine[object, object, None]) -> None:
+        task = asyncio.create_task(self._guarded(work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return "ok", Response(b"", media_type="text/plain")
+
+    @staticmethod
+    async def _guarded(work: Coroutine[object, object, None]) -> None:
+        # The background-task boundary: log anything unexpected, never crash the loop.
+        try:
+            await work
+        except Exception:
+            log.exception("callback_task_failed")
 
     @property
     def busy(self) -> bool:
@@ -181,133 +256,20 @@ class WeComCallback:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _handle(self, app_name: str, app: WeComAppConfig, message: InboundMessage) -> None:
-        # The background-task boundary: log anything unexpected, never crash the loop.
-        try:
-            await self._process(app_name, app, message)
-        except Exception:
-            log.exception("callback_task_failed app=%s", app_name)
 
-    async def _process(self, app_name: str, app: WeComAppConfig, message: InboundMessage) -> None:
-        user = message.from_user
-        if isinstance(message, TextMessage):
-            await self._run_text(app_name, app, user, message.content)
-            return
-        if not isinstance(message, EventMessage):
-            await self._reply(
-                app_name,
-                app,
-                user,
-                self._executor.t(
-                    "暂不支持这种消息；发送“帮助”查看可用命令。",
-                    "This kind of message is not supported; send “help” for commands.",
-                ),
-            )
-            return
-        if message.event == "enter_agent":
-            if await self._state.claim_callback(f"greet:{app_name}:{user}", self._clock(), GREETING_INTERVAL):
-                await self._reply(app_name, app, user, self._executor.short_help())
-        elif message.event == "click":
-            await self._run_text(app_name, app, user, message.event_key or "")
-        elif message.event == "template_card_event":
-            await self._run_button(app_name, app, message)
-        else:
-            log.info("callback_event_ignored app=%s event=%s", app_name, message.event)
+def _is_card_click(message: InboundMessage) -> TypeGuard[EventMessage]:
+    return isinstance(message, EventMessage) and message.event == "template_card_event"
 
-    async def _run_text(self, app_name: str, app: WeComAppConfig, user: str, text: str) -> None:
-        try:
-            command: Command = parse_command(text, max_silence=self._config.commands.max_silence)
-        except CommandError as exc:
-            await self._reply(app_name, app, user, exc.message(self._executor.language))
-            return
-        outcome = await self._executor.execute(user, command, action=_action(command), app=app_name)
-        await self._reply(app_name, app, user, outcome.reply)
 
-    async def _run_button(self, app_name: str, app: WeComAppConfig, event: EventMessage) -> None:
-        user = event.from_user
-        try:
-            command = parse_button_key(event.event_key or "", max_silence=self._config.commands.max_silence)
-        except CommandError:
-            log.warning("callback_unknown_button app=%s key=%r", app_name, (event.event_key or "")[:64])
-            return
-        if isinstance(command, Help):
-            return
-        outcome = await self._executor.execute(
-            user, command, action=f"button:{_action(command)}", app=app_name
-        )
-        if (
-            outcome.ok
-            and outcome.card_label
-            and event.response_code
-            and event.task_id
-            and await self._update_card(
-                app_name, app, event.task_id, event.response_code, user, outcome.card_label
-            )
-        ):
-            return
-        await self._reply(app_name, app, user, outcome.reply)
-
-    async def _update_card(
-        self,
-        app_name: str,
-        app: WeComAppConfig,
-        task_id: str,
-        response_code: str,
-        user: str,
-        label: str,
-    ) -> bool:
-        card = await self._state.get_card(task_id)
-        users = list(card.users) if card is not None and card.users else [user]
-        body = button_update_body(users, response_code, label)
-        try:
-            await self._client.update_template_card(app_name, app, body)
-        except DeliveryError as exc:
-            log.warning("card_update_failed app=%s task_id=%s error=%s", app_name, task_id, exc)
-            return False
-        return True
-
-    async def _reply(self, app_name: str, app: WeComAppConfig, user: str, text: str) -> None:
-        """Send a reply within the member's WeCom budget; beyond it WeCom would
-        drop the message silently (and the next alert with it), so it is not sent."""
-        limits = member_limits(app, user)
-        reserved_at = self._clock()
-        try:
-            reservation = await self._budget.reserve(
-                limits, reserved_at, 0, send_timeout=self._config.send_timeout
-            )
-        except StoreError as exc:
-            # Unreserved, a reply could push the member past WeCom's limit.
-            self._metrics.command_replies.labels("failed").inc()
-            log.error("callback_reply_not_sent app=%s user=%s reason=store error=%s", app_name, user, exc)
-            return
-        if reservation is None:
-            self._metrics.command_replies.labels("rate_limited").inc()
-            log.warning(
-                "callback_reply_not_sent app=%s user=%s reason=rate_limit next_free=%s: "
-                "the member's WeCom budget (%d a minute, %d an hour, shared with alerts) is spent",
-                app_name,
-                user,
-                self._budget.memory.next_free(limits, reserved_at).isoformat(),
-                app.rate_limit_per_minute,
-                app.rate_limit_per_hour,
-            )
-            return
-        body = {"touser": user, "msgtype": "text", "text": {"content": text}}
-        try:
-            await self._client.send_app_message(app_name, app, body)
-        except DeliveryError as exc:
-            self._metrics.command_replies.labels("failed").inc()
-            log.error("callback_reply_failed app=%s user=%s error=%s", app_name, user, exc)
-            await self._budget.refund(limits, reservation, reserved_at)
-            return
-        await self._budget.settle(limits, reservation, reserved_at, self._clock())
-        self._metrics.command_replies.labels("sent").inc()
+def _result(work: asyncio.Task[Answer], app_name: str) -> Answer:
+    """A finished answer task's answer; a crash is logged and says nothing."""
+    try:
+        return work.result()
+    except Exception:
+        log.exception("callback_task_failed app=%s", app_name)
+        return NOTHING
 
 
 def _snake(name: str) -> str:
     """``SignatureMismatch`` → ``signature_mismatch``: a callback error class as a metrics label."""
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-def _action(command: Command) -> str:
-    return type(command).__name__.lower()

@@ -1,5 +1,6 @@
 """The WeCom API client: app messages (``message/send``, ``message/update_template_card``,
-``message/recall``), app group chats (``appchat/*``), temporary media (``media/upload``), group
+``message/recall``), app group chats (``appchat/*``), temporary media (``media/upload``,
+``media/get``, the robot's ``webhook/upload_media``: in ``media_calls``), group
 robots (``webhook/send``) and the two
 contact reads command authorization needs (``user/get``, ``tag/get``).
 
@@ -32,6 +33,7 @@ from alertbridge.messengers.wecom.config import WeComAppConfig
 from alertbridge.messengers.wecom.errcodes import ErrCode, is_token_error
 from alertbridge.messengers.wecom.errors import WeComTransportError, api_error
 from alertbridge.messengers.wecom.media import MediaCache
+from alertbridge.messengers.wecom.media_calls import WeComMediaCalls
 from alertbridge.messengers.wecom.token import AccessTokenCache, Clock, IssuedToken
 from alertbridge.messengers.wecom.transport import Answer, WeComTransport
 from alertbridge.metrics import Metrics
@@ -45,8 +47,8 @@ MESSAGE_RECALL = "/cgi-bin/message/recall"
 APPCHAT_CREATE = "/cgi-bin/appchat/create"
 APPCHAT_GET = "/cgi-bin/appchat/get"
 APPCHAT_SEND = "/cgi-bin/appchat/send"
+MENU_CREATE = "/cgi-bin/menu/create"
 WEBHOOK_SEND = "/cgi-bin/webhook/send"
-MEDIA_UPLOAD = "/cgi-bin/media/upload"
 USER_GET = "/cgi-bin/user/get"
 TAG_GET = "/cgi-bin/tag/get"
 
@@ -94,15 +96,16 @@ class TagMembers:
     parties: frozenset[str]
 
 
-class WeComClient:
+class WeComClient(WeComMediaCalls):
     """Sends app and robot messages; one per process, shared by all channels.
 
     Counters: ``partial_deliveries`` counts successful app sends that listed
     invalid/unlicensed recipients, ``token_replays`` counts sends replayed
     after a token error; both, errors and token refreshes go to ``metrics``.
 
-    ``media_cache`` holds the media ids of uploaded images by content hash
-    (on the client's clock), shared by every channel that uses this client.
+    ``media_cache`` holds the media ids of uploaded media by scope, type and
+    content hash (on the client's clock), shared by every channel that uses
+    this client.
     """
 
     def __init__(
@@ -231,39 +234,18 @@ class WeComClient:
             raise WeComTransportError(APPCHAT_GET, "answer lacks chat_info", reason="bad_response")
         return info
 
-    async def upload_image(
-        self, app_name: str, app: WeComAppConfig, data: bytes, filename: str, content_type: str
-    ) -> str:
-        """Upload a temporary image (``media/upload?type=image``, docs §7); returns its media_id.
-
-        The file goes as the multipart part ``media`` with ``filename`` (WeCom
-        judges the type by its extension: ``.png``/``.jpg``). The id is valid
-        for 3 days (see ``media_cache``). Token errors are replayed once, as
-        for ``send_app_message``.
+    async def create_menu(self, app_name: str, app: WeComAppConfig, body: Mapping[str, object]) -> None:
+        """Replace the app's menu (``menu/create``; the agent id goes in the query).
 
         Raises:
-            PermanentWeComAPIError: 40004/40005 (bad type), 40006/40009 (bad size),
-                44001 (empty) and every other permanent errcode.
-            TransientDeliveryError: a retryable errcode or a transport failure,
-                or an answer without a media_id (``bad_response``).
+            DeliveryError: WeCom refused the menu (its errcode) or could not be reached.
         """
-        files = {"media": (filename, data, content_type)}
 
         async def call(token: str) -> Answer:
-            return await self._transport.request(
-                "POST",
-                MEDIA_UPLOAD,
-                {"access_token": token, "type": "image"},
-                None,
-                files=files,
-                secrets=(token,),
-            )
+            params = {"access_token": token, "agentid": str(app.agent_id)}
+            return await self._transport.post(MENU_CREATE, params, body, secrets=(token,))
 
-        answer = await self._with_token(app_name, app, MEDIA_UPLOAD, call)
-        media_id = answer.data.get("media_id")
-        if not isinstance(media_id, str) or not media_id:
-            raise WeComTransportError(MEDIA_UPLOAD, "answer lacks media_id", reason="bad_response")
-        return media_id
+        await self._with_token(app_name, app, MENU_CREATE, call)
 
     async def user_departments(self, app_name: str, app: WeComAppConfig, userid: str) -> frozenset[str]:
         """The ids of the departments ``userid`` belongs to (``user/get``'s ``department``).

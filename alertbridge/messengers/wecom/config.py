@@ -25,6 +25,7 @@ from alertbridge.config_base import (
 )
 from alertbridge.message import Recipients
 from alertbridge.messengers.wecom.mentions import app_recipients, robot_recipients
+from alertbridge.messengers.wecom.menu import check_menu_commands
 from alertbridge.model import AlertGroup
 
 # What each channel can send (docs §4.3, §5). ``image``/``file`` attachments
@@ -55,8 +56,22 @@ class WeComAppConfig(Section):
     # and 1000 an hour; the dispatcher keeps under these (lower only).
     rate_limit_per_minute: int = Field(default=30, ge=1, le=30)
     rate_limit_per_hour: int = Field(default=1000, ge=1, le=1000)
+    # How long a callback waits for its command before answering "working on
+    # it" passively and sending the result later (WeCom gives up after 5 s).
+    callback_reply_budget: Annotated[timedelta, Field(gt=timedelta(0), le=timedelta(seconds=4))] = timedelta(
+        seconds=2.5
+    )
+    # The app's menu: button name (also its click key) → the command it runs,
+    # e.g. {"告警" = "alerts"}; `alertbridge menu install` uploads it.
+    menu_commands: dict[str, str] = Field(default_factory=dict)
 
     _non_empty = field_validator("secret")(secret_not_empty)
+    _parse_budget = field_validator("callback_reply_budget", mode="before")(duration_value)
+
+    @field_validator("menu_commands")
+    @classmethod
+    def _check_menu(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_menu_commands(value)
 
     @field_validator("token")
     @classmethod
@@ -92,6 +107,9 @@ class WeComConfig(Section):
     api_base: str = "https://qyapi.weixin.qq.com"
     timeout: Annotated[timedelta, Field(gt=timedelta(0))] = timedelta(seconds=10)
     apps: dict[str, WeComAppConfig] = Field(default_factory=dict)
+    # Images, voices, videos and files members send to an app are fetched
+    # (media/get) and kept in the audit trail up to this size; 0 keeps none.
+    inbound_media_max_bytes: int = Field(default=20 * 1024 * 1024, ge=0, le=20 * 1024 * 1024)
 
     _parse_timeout = field_validator("timeout", mode="before")(duration_value)
 
@@ -146,6 +164,10 @@ def _default_buttons() -> list[ButtonConfig]:
     ]
 
 
+# Files posted after one message at most (each is a message in the member's budget).
+MAX_ATTACHED_FILES = 3
+
+
 class WeComReceiver(ReceiverBase):
     """What app and robot receivers share: their msgtypes' fallbacks and card types."""
 
@@ -180,9 +202,22 @@ class AppReceiver(WeComReceiver):
     buttons: list[ButtonConfig] = Field(default_factory=_default_buttons, max_length=6)
     # Per-alert recipients from labels, added to to_user.
     extra_recipients: MentionConfig | None = None
+    # Annotations whose http(s) URL names a file (a report, a log) to post as a
+    # `file` message after the text: fetched under the [images] rules, at most
+    # 20 MB, the first MAX_ATTACHED_FILES distinct URLs of the firing alerts.
+    attach_files: list[str] = Field(default_factory=list)
 
     def recipients_for(self, group: AlertGroup) -> Recipients:
         return app_recipients(self, group)
+
+    def attachment_urls(self, group: AlertGroup) -> tuple[str, ...]:
+        urls: list[str] = []
+        for alert in group.firing:
+            for name in self.attach_files:
+                url = alert.annotations.get(name, "").strip()
+                if url and url not in urls:
+                    urls.append(url)
+        return tuple(urls[:MAX_ATTACHED_FILES])
 
     @property
     def reply_app(self) -> str | None:

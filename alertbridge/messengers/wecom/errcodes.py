@@ -21,7 +21,13 @@ class ErrCode(IntEnum):
     SYSTEM_BUSY = -1
     INVALID_SECRET = 40001
     INVALID_USERID = 40003
+    INVALID_MEDIA_TYPE = 40004
+    INVALID_FILE_TYPE = 40005
+    INVALID_FILE_SIZE = 40006
+    INVALID_MEDIA_ID = 40007
     INVALID_MSGTYPE = 40008
+    INVALID_IMAGE_SIZE = 40009
+    INVALID_VIDEO_SIZE = 40011
     INVALID_CORPID = 40013
     INVALID_ACCESS_TOKEN = 40014
     INVALID_REQUEST_CHARS = 40033
@@ -29,6 +35,7 @@ class ErrCode(IntEnum):
     INVALID_PARAMETER = 40058
     ACCESS_TOKEN_MISSING = 41001
     ACCESS_TOKEN_EXPIRED = 42001
+    MEDIA_EMPTY = 44001
     # Button errcodes of the legacy task card (任务卡片), worded without a card
     # type in the errcode table; template cards document 42038/42039 instead.
     BUTTON_KEY_NOT_FOUND = 42017
@@ -201,6 +208,16 @@ RULES: dict[int, Rule] = {
         hint="the robot key is wrong or the robot was removed from its group chat",
     ),
     ErrCode.ROBOT_DISABLED: Rule(Action.FAIL, "robot_disabled"),
+    # media/upload refusals (docs §7): the file breaks a rule media_rules.py
+    # checks first, so seeing one means WeCom's rules changed.
+    ErrCode.INVALID_MEDIA_TYPE: Rule(Action.FAIL, "media_refused", message_at_fault=True),
+    ErrCode.INVALID_FILE_TYPE: Rule(Action.FAIL, "media_refused", message_at_fault=True),
+    ErrCode.INVALID_FILE_SIZE: Rule(Action.FAIL, "media_refused", message_at_fault=True),
+    ErrCode.INVALID_IMAGE_SIZE: Rule(Action.FAIL, "media_refused", message_at_fault=True),
+    ErrCode.INVALID_VIDEO_SIZE: Rule(Action.FAIL, "media_refused", message_at_fault=True),
+    ErrCode.MEDIA_EMPTY: Rule(Action.FAIL, "media_refused", message_at_fault=True),
+    # A media id WeCom no longer knows (expired early): upload again, once.
+    ErrCode.INVALID_MEDIA_ID: Rule(Action.FAIL, "invalid_media_id", message_at_fault=True),
 }
 
 # What ``user/get`` / ``tag/get`` answer when the app may not read the

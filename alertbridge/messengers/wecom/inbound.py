@@ -1,13 +1,15 @@
 """Read a decrypted WeCom callback message into a typed value.
 
 ``CallbackCrypto.open_message`` returns the inner XML; this module turns it
-into one of three frozen dataclasses (docs/wecom-api.md §3):
+into one of four frozen dataclasses (docs/wecom-api.md §3):
 
 - ``TextMessage``: a member typed text in the app's conversation (commands);
 - ``EventMessage``: menu clicks, entering the app, template-card button
   clicks (``template_card_event``), card menu clicks, (un)subscribe …;
-- ``OtherMessage``: any other ``MsgType`` (image, voice, video, location,
-  link …), kept only so the caller can acknowledge and ignore it.
+- ``MediaMessage``: an image, voice, video or file a member sent (a
+  screenshot replied to an alert), named by its ``MediaId`` for ``media/get``;
+- ``OtherMessage``: any other ``MsgType`` (location, link …), kept only so
+  the caller can acknowledge and ignore it.
 
 Only the fields alertbridge acts on are read; anything else in the XML
 (``SelectedItems`` of vote cards, ``PicUrl`` …) is ignored, so new WeCom
@@ -63,8 +65,30 @@ class EventMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaMessage:
+    """``MsgType`` image / voice / video / file: ``media_id`` fetches it (3 days).
+
+    ``filename`` is the file message's ``FileName`` ("" for the other types,
+    which WeCom names nowhere); ``format`` a voice's ``Format`` (``amr``).
+    """
+
+    from_user: str
+    create_time: int
+    msg_id: str
+    agent_id: int | None
+    kind: str
+    media_id: str
+    filename: str = ""
+    format: str = ""
+
+
+# The inbound MsgTypes that carry a MediaId alertbridge keeps.
+MEDIA_MSG_TYPES = frozenset({"image", "voice", "video", "file"})
+
+
+@dataclass(frozen=True, slots=True)
 class OtherMessage:
-    """A message type alertbridge does not act on (image, voice, video, location, link …)."""
+    """A message type alertbridge does not act on (location, link …)."""
 
     from_user: str
     create_time: int
@@ -73,7 +97,7 @@ class OtherMessage:
     agent_id: int | None = None
 
 
-InboundMessage = TextMessage | EventMessage | OtherMessage
+InboundMessage = TextMessage | EventMessage | MediaMessage | OtherMessage
 
 
 def parse_inbound(xml: bytes) -> InboundMessage:
@@ -104,7 +128,19 @@ def parse_inbound(xml: bytes) -> InboundMessage:
             card_type=_text(root, "CardType"),
             response_code=_text(root, "ResponseCode"),
         )
-    return OtherMessage(from_user, create_time, msg_type, _text(root, "MsgId").strip(), agent_id)
+    msg_id = _text(root, "MsgId").strip()
+    if msg_type in MEDIA_MSG_TYPES:
+        return MediaMessage(
+            from_user,
+            create_time,
+            msg_id,
+            agent_id,
+            msg_type,
+            _required(root, "MediaId"),
+            filename=_text(root, "FileName").strip(),
+            format=_text(root, "Format").strip().lower(),
+        )
+    return OtherMessage(from_user, create_time, msg_type, msg_id, agent_id)
 
 
 def dedup_key(message: InboundMessage) -> str:
@@ -127,9 +163,10 @@ def dedup_key(message: InboundMessage) -> str:
             message.task_id,
         ]
         return "event:" + json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
-    if isinstance(message, OtherMessage) and not message.msg_id:
+    if isinstance(message, MediaMessage | OtherMessage) and not message.msg_id:
         # A message type without MsgId (none is documented, but be safe).
-        parts = [message.from_user, message.create_time, message.msg_type]
+        kind = message.kind if isinstance(message, MediaMessage) else message.msg_type
+        parts = [message.from_user, message.create_time, kind]
         return "msg:" + json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
     return f"msg:{message.msg_id}"
 

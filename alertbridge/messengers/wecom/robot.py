@@ -30,11 +30,15 @@ from collections.abc import Sequence
 
 from pydantic import SecretStr
 
-from alertbridge.errors import DeliveryError
+from alertbridge.errors import DeliveryError, PermanentDeliveryError
 from alertbridge.images import FetchedImage, ImageError, ImageFetcher, record_image_failure
 from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.messengers import Receipt
 from alertbridge.messengers.wecom.client import WeComClient
+from alertbridge.messengers.wecom.errcodes import ErrCode
+from alertbridge.messengers.wecom.errors import WeComAPIError
+from alertbridge.messengers.wecom.media import robot_scope
+from alertbridge.messengers.wecom.media_rules import MediaFile, MediaKind
 from alertbridge.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -150,3 +154,42 @@ class RobotChannel:
             # The client's errors never carry the key.
             return "send_failed", f"{exc.reason}: {exc}"
         return None
+
+    async def send_media(self, media: MediaFile) -> None:
+        """Send ``media`` to the robot's group: an image inline (base64, at most
+        2 MB), a file or voice by a media id from ``webhook/upload_media``,
+        uploaded once per content (one WeCom forgot early, 40007, again; ids are the robot's own, kept in
+        ``WeComClient.media_cache`` under ``robot_scope``).
+
+        Raises:
+            PermanentDeliveryError: a video (robots cannot send one), an image
+                over 2 MB (``media_refused``), and every permanent errcode.
+            TransientDeliveryError: a retryable errcode or a transport failure.
+        """
+        key = self._key.get_secret_value()
+        if media.kind is MediaKind.IMAGE:
+            if media.size > ROBOT_IMAGE_LIMIT:
+                raise PermanentDeliveryError(
+                    f"{media.size} bytes; a robot image may have {ROBOT_IMAGE_LIMIT}", reason="media_refused"
+                )
+            await self._client.send_robot_message(key, build_robot_image_body(media.data))
+            return
+        cache, scope = self._client.media_cache, robot_scope(key)
+        media_id = cache.get(scope, media.kind, media.sha256)
+        if media_id is not None:
+            try:
+                await self._client.send_robot_message(key, _media_body(media, media_id))
+                return
+            except WeComAPIError as exc:
+                # WeCom forgot the cached id early (40007): upload again, once.
+                if exc.errcode != ErrCode.INVALID_MEDIA_ID:
+                    raise
+                cache.forget(scope, media.kind, media.sha256, media_id)
+        media_id = await self._client.upload_robot_media(key, media)
+        cache.put(scope, media.kind, media.sha256, media_id)
+        await self._client.send_robot_message(key, _media_body(media, media_id))
+
+
+def _media_body(media: MediaFile, media_id: str) -> dict[str, object]:
+    """A ``file`` or ``voice`` message naming an uploaded media id (docs §5)."""
+    return {"msgtype": str(media.kind), str(media.kind): {"media_id": media_id}}

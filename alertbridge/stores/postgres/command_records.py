@@ -9,8 +9,10 @@ from alertbridge.stores.postgres.db import PostgresDatabase
 from alertbridge.stores.state import AuditEntry, CardRecord, SilenceRecord
 from alertbridge.stores.state_codec import (
     AUDIT_COLUMNS,
+    AUDIT_INSERT_COLUMNS,
     CARD_COLUMNS,
     SILENCE_COLUMNS,
+    audit_values,
     decode_one,
     to_audit,
     to_card,
@@ -99,15 +101,8 @@ class PostgresCommandRecords:
         """Append ``entry``; its ``id`` is ignored (the sequence assigns one)."""
         await self._db.execute(
             "add_audit",
-            "INSERT INTO audit (at, user_id, action, ref, result, detail, silence_id)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            to_us(entry.at),
-            entry.user,
-            entry.action,
-            entry.ref,
-            entry.result,
-            entry.detail,
-            entry.silence_id,
+            f"INSERT INTO audit ({AUDIT_INSERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            *audit_values(entry),
         )
 
     async def list_audit(self, limit: int) -> list[AuditEntry]:

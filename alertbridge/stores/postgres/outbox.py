@@ -148,9 +148,9 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
                 rows += await self._lease_picked(
                     conn,
                     """
-                WHERE status = 'pending' AND digest_id = ANY($3::bigint[])
-                  AND (lease_until IS NULL OR lease_until <= $4)
-                """,
+                    WHERE status = 'pending' AND digest_id = ANY($3::bigint[])
+                      AND (lease_until IS NULL OR lease_until <= $4)
+                    """,
                     now,
                     lease,
                     digests,
@@ -160,13 +160,13 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
                 rows += await self._lease_picked(
                     conn,
                     """
-                WHERE status = 'pending' AND next_attempt_at <= $3
-                  AND (lease_until IS NULL OR lease_until <= $3)
-                  AND (digest_id IS NULL OR NOT EXISTS (SELECT 1 FROM digests AS g
-                       WHERE g.id = digest_id AND g.parts_sent < g.part_count))
-                ORDER BY next_attempt_at, id
-                LIMIT $4
-                """,
+                    WHERE status = 'pending' AND next_attempt_at <= $3
+                      AND (lease_until IS NULL OR lease_until <= $3)
+                      AND (digest_id IS NULL OR NOT EXISTS (SELECT 1 FROM digests AS g
+                           WHERE g.id = digest_id AND g.parts_sent < g.part_count))
+                    ORDER BY next_attempt_at, id
+                    LIMIT $4
+                    """,
                     now,
                     lease,
                     now_us,
@@ -187,11 +187,10 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
         return from_us(value) if value is not None else None
 
     async def count_backlog(self, receiver: str, recipients: Recipients) -> int:
-        """Pending deliveries of ``receiver`` to exactly ``recipients`` outside digests, whoever holds them."""
+        """Pending deliveries of ``receiver`` to exactly ``recipients``, whoever holds them."""
         value = await self._db.fetchval(
             "count_backlog",
-            "SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND receiver = $1 AND recipients = $2"
-            " AND digest_id IS NULL",
+            "SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND receiver = $1 AND recipients = $2",
             receiver,
             dumps(recipients.to_dict()),
         )

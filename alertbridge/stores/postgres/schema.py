@@ -220,6 +220,26 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """,
         "CREATE INDEX sent_messages_ref ON sent_messages (ref, sent_at)",
     ),
+    (
+        # The passive reply a callback was answered with, for WeCom's retries of it.
+        "ALTER TABLE callback_keys ADD COLUMN reply TEXT",
+    ),
+    (
+        # Files members send to an app (a screenshot replied to an alert), one
+        # per audit row that records it; kept as long as the audit trail.
+        """
+        CREATE TABLE audit_attachments (
+            audit_id     BIGINT PRIMARY KEY,
+            kind         TEXT   NOT NULL,
+            filename     TEXT   NOT NULL,
+            content_type TEXT   NOT NULL,
+            media_id     TEXT   NOT NULL,
+            data         BYTEA  NOT NULL
+        )
+        """,
+        # latest_audit_ref: a member's most recent action.
+        "CREATE INDEX audit_user ON audit (user_id, at, id)",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

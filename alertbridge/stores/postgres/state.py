@@ -25,6 +25,7 @@ from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.model import AlertGroup, Status
 from alertbridge.stores.codec import DECODE_ERRORS, decode_rows, dumps, to_us
+from alertbridge.stores.postgres.attachments import PostgresAttachments
 from alertbridge.stores.postgres.command_records import PostgresCommandRecords
 from alertbridge.stores.postgres.db import Connection, PostgresDatabase, affected
 from alertbridge.stores.postgres.resolutions import PostgresResolutions
@@ -45,7 +46,9 @@ logger = logging.getLogger(__name__)
 _PRUNE_CHUNK: Final = 500
 
 
-class PostgresStateStore(PostgresCommandRecords, PostgresResolutions, PostgresSentMessages):
+class PostgresStateStore(
+    PostgresCommandRecords, PostgresResolutions, PostgresSentMessages, PostgresAttachments
+):
     """``StateStore`` on the replica's PostgreSQL database (the outbox's pool)."""
 
     def __init__(self, database: PostgresDatabase) -> None:
@@ -239,13 +242,27 @@ class PostgresStateStore(PostgresCommandRecords, PostgresResolutions, PostgresSe
         claimed = await self._db.execute(
             "claim_callback",
             "INSERT INTO callback_keys AS c (key, expires_at) VALUES ($1, $2)"
-            " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at"
+            " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at, reply = NULL"
             " WHERE c.expires_at <= $3",
             key,
             to_us(now + ttl),
             to_us(now),
         )
         return claimed > 0
+
+    async def save_callback_reply(self, key: str, reply: str) -> None:
+        await self._db.execute(
+            "save_callback_reply", "UPDATE callback_keys SET reply = $1 WHERE key = $2", reply, key
+        )
+
+    async def callback_reply(self, key: str, now: datetime) -> str | None:
+        row = await self._db.fetchrow(
+            "callback_reply",
+            "SELECT reply FROM callback_keys WHERE key = $1 AND expires_at > $2",
+            key,
+            to_us(now),
+        )
+        return None if row is None or row["reply"] is None else str(row["reply"])
 
     # -- retention -----------------------------------------------------------------
 

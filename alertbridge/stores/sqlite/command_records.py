@@ -9,8 +9,10 @@ from alertbridge.stores.sqlite.db import SqliteConnection
 from alertbridge.stores.state import AuditEntry, CardRecord, SilenceRecord
 from alertbridge.stores.state_codec import (
     AUDIT_COLUMNS,
+    AUDIT_INSERT_COLUMNS,
     CARD_COLUMNS,
     SILENCE_COLUMNS,
+    audit_values,
     decode_one,
     to_audit,
     to_card,
@@ -106,17 +108,8 @@ class SqliteCommandRecords:
         """Append ``entry``; its ``id`` is ignored (the database assigns one)."""
         await self._connection.execute(
             "add_audit",
-            "INSERT INTO audit (at, user_id, action, ref, result, detail, silence_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                to_us(entry.at),
-                entry.user,
-                entry.action,
-                entry.ref,
-                entry.result,
-                entry.detail,
-                entry.silence_id,
-            ),
+            f"INSERT INTO audit ({AUDIT_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            audit_values(entry),
         )
 
     async def list_audit(self, limit: int) -> list[AuditEntry]:

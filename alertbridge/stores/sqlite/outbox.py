@@ -170,11 +170,10 @@ class SqliteOutboxStore(SqliteDigestsAndSends):
         return from_us(value) if value is not None else None
 
     async def count_backlog(self, receiver: str, recipients: Recipients) -> int:
-        """Pending deliveries of ``receiver`` to exactly ``recipients`` outside digests, leased or not."""
+        """Pending deliveries of ``receiver`` to exactly ``recipients``, leased or not, in a digest or not."""
         row = await self._connection.fetchone(
             "count_backlog",
-            "SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND receiver = ? AND recipients = ?"
-            " AND digest_id IS NULL",
+            "SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND receiver = ? AND recipients = ?",
             (receiver, dumps(recipients.to_dict())),
         )
         return int(row[0]) if row is not None else 0

@@ -42,6 +42,7 @@ from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.model import AlertGroup, Status
 from alertbridge.stores.codec import DECODE_ERRORS, decode_rows, dumps, to_us
+from alertbridge.stores.sqlite.attachments import SqliteAttachments
 from alertbridge.stores.sqlite.command_records import SqliteCommandRecords
 from alertbridge.stores.sqlite.db import SqliteConnection
 from alertbridge.stores.sqlite.resolutions import SqliteResolutions
@@ -65,7 +66,7 @@ logger = logging.getLogger(__name__)
 _PRUNE_CHUNK: Final = 500
 
 
-class SqliteStateStore(SqliteCommandRecords, SqliteResolutions, SqliteSentMessages):
+class SqliteStateStore(SqliteCommandRecords, SqliteResolutions, SqliteSentMessages, SqliteAttachments):
     """``StateStore`` on one SQLite file (normally the outbox's file).
 
     Like the outbox, it is meant for a single serving process; CLI tools may
@@ -298,11 +299,24 @@ class SqliteStateStore(SqliteCommandRecords, SqliteResolutions, SqliteSentMessag
         claimed = await self._connection.execute(
             "claim_callback",
             "INSERT INTO callback_keys (key, expires_at) VALUES (?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at"
+            " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at, reply = NULL"
             " WHERE callback_keys.expires_at <= ?",
             (key, to_us(now + ttl), now_us),
         )
         return claimed > 0
+
+    async def save_callback_reply(self, key: str, reply: str) -> None:
+        await self._connection.execute(
+            "save_callback_reply", "UPDATE callback_keys SET reply = ? WHERE key = ?", (reply, key)
+        )
+
+    async def callback_reply(self, key: str, now: datetime) -> str | None:
+        row = await self._connection.fetchone(
+            "callback_reply",
+            "SELECT reply FROM callback_keys WHERE key = ? AND expires_at > ?",
+            (key, to_us(now)),
+        )
+        return None if row is None or row[0] is None else str(row[0])
 
     # -- retention -----------------------------------------------------------------
 
