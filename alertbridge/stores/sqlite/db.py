@@ -111,9 +111,9 @@ class LoopConnection(aiosqlite.Connection):
     per delivery, and they, not SQLite, were what the server spent its core on
     (bench/README.md, Phase 10). A statement on a WAL database is
     microseconds of work, so it now runs where it is awaited; only what may
-    wait on the disk — the fsync of a durable ``COMMIT`` — still goes to the
-    thread (``on_thread``), so the event loop serves other requests
-    meanwhile. ``SqliteConnection`` hands the connection to one session at a
+    wait on the disk — ``COMMIT``: a durable one fsyncs the WAL, and any one
+    may run a WAL checkpoint — still goes to the thread (``on_thread``), so
+    the event loop serves other requests meanwhile. ``SqliteConnection`` hands the connection to one session at a
     time, so the two threads never use it at once.
     """
 
@@ -263,11 +263,11 @@ class SqliteConnection:
                         self._synchronous = wanted
                     await db.execute("BEGIN IMMEDIATE")
                 yield db
-                if write and self._synchronous == "FULL":
-                    with db.on_thread():  # fsyncs the WAL
+                if write:
+                    # A durable commit fsyncs the WAL; any commit may run a WAL
+                    # checkpoint, which writes and syncs the database file.
+                    with db.on_thread():
                         await db.execute("COMMIT")
-                elif write:
-                    await db.execute("COMMIT")
             except (sqlite3.Error, OSError) as exc:
                 await rollback(db)
                 raise StoreError(f"{op}: {reason(exc)}") from exc
