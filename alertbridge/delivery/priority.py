@@ -10,6 +10,11 @@ accepting at least three quarters of the time under a flood, and costs
 nothing when no webhook is in flight (the latency of a lone alert is
 untouched). Under a sustained flood the dispatcher still progresses at its
 share, so nothing waits forever.
+
+"How long the send took" is wall time, its wait for WeCom's answer included:
+that errs towards longer pauses for slow sends, which ``MAX_PAUSE`` bounds,
+and each target's worker pauses on its own, so targets still go out side
+by side.
 """
 
 from __future__ import annotations
