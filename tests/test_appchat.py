@@ -175,7 +175,6 @@ def test_the_fake_holds_appchat_to_wecoms_rules(fake_wecom: tuple[FakeWeCom, str
     ("setting", "key"),
     [
         ({"on_resolve": "recall"}, "receivers.room.on_resolve"),  # appchat/send answers no msgid
-        ({"images": True}, "receivers.room.images"),
         ({"app": "nosuchapp"}, "receivers.room.app"),
         ({"chatid": "not-a-chatid!"}, "receivers.room.chatid"),
     ],

@@ -1,4 +1,4 @@
-"""``attach_files``: an app receiver posts the files its alerts' annotations point
+"""``attach_files``: an app or robot receiver posts the files its alerts' annotations point
 at (a report, a log) as ``file`` messages after the text — picked from the
 firing alerts, fetched under the [images] rules, best effort — through a real
 ``alertbridge serve``, the loopback file server and the fake WeCom."""
@@ -17,11 +17,11 @@ from alertbridge.messengers.wecom.app import file_name_of
 from alertbridge.messengers.wecom.config import MAX_ATTACHED_FILES, AppReceiver
 from alertbridge.model import Alert, AlertGroup, Status
 from alertbridge.stores import Delivery, DeliveryStatus
-from alertbridge.testing.fake_wecom import MESSAGE_SEND, FakeApp, FakeWeCom
+from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND, FakeApp, FakeWeCom, Message
 from alertbridge.testing.store_contract import T0
 from tests.harness import AlertbridgeProcess, wait_until
 from tests.image_server import JPEG, ImageServer
-from tests.wecom_identity import AGENT_ID, CORP_ID, SECRET
+from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
 
 FIRING = json.loads(
     (Path(__file__).parent / "data" / "alertmanager" / "firing.json").read_text(encoding="utf-8")
@@ -75,9 +75,13 @@ def test_file_names_come_from_the_url_path() -> None:
     assert file_name_of("https://reports.example/") == "attachment"
 
 
-def test_end_to_end_the_report_follows_the_text(tmp_path: Path, images: ImageServer) -> None:
-    images.reset()
-    fake = FakeWeCom([FakeApp(CORP_ID, SECRET, AGENT_ID)])
+def serve_and_post(
+    tmp_path: Path, images: ImageServer, fake: FakeWeCom, receiver: str, endpoint: str
+) -> list[Message]:
+    """alertbridge with the TOML ``receiver`` (as ``[receivers.r]``) posts a group
+    whose alerts point at a report and at a broken link; the messages that
+    arrived at ``endpoint``. The broken link costs nothing but itself, and is
+    logged without its query."""
     with fake.serve() as api_base:
         config = f"""
 [wecom]
@@ -93,10 +97,8 @@ secret = "{SECRET}"
 allow = ["127.0.0.1"]
 timeout = "3s"
 
-[receivers.oncall]
-channel = "app"
-app = "ops"
-to_user = ["alice"]
+[receivers.r]
+{receiver}
 msgtype = "text"
 attach_files = ["report_url"]
 """
@@ -105,18 +107,35 @@ attach_files = ["report_url"]
             payload = json.loads(json.dumps(FIRING))
             payload["alerts"][0]["annotations"]["report_url"] = f"{images.base_url}/jpeg?sig=signed-77"
             payload["alerts"][1]["annotations"]["report_url"] = f"{images.base_url}/status/404?sig=signed-78"
-            answer = httpx.post(f"{process.base_url}/alertmanager/oncall", json=payload, timeout=10)
+            answer = httpx.post(f"{process.base_url}/alertmanager/r", json=payload, timeout=10)
             assert answer.status_code == 200, answer.text
-            wait_until(lambda: len(fake.messages(MESSAGE_SEND)) >= 2, what="the text and its file")
+            wait_until(lambda: len(fake.messages(endpoint)) >= 2, what="the text and its file")
             time.sleep(0.3)  # nothing more arrives
         finally:
             process.stop()
-    text, report = fake.messages(MESSAGE_SEND)
+    logged = process.stderr()
+    assert "image_skipped" in logged and "http_error" in logged
+    assert "signed-77" not in logged and "signed-78" not in logged and ROBOT_KEY not in logged
+    return fake.messages(endpoint)
+
+
+def test_end_to_end_the_report_follows_the_text(tmp_path: Path, images: ImageServer) -> None:
+    fake = FakeWeCom([FakeApp(CORP_ID, SECRET, AGENT_ID)])
+    app = 'channel = "app"\napp = "ops"\nto_user = ["alice"]'
+    text, report = serve_and_post(tmp_path, images, fake, app, MESSAGE_SEND)
     assert text.msgtype == "text" and report.msgtype == "file"
     (upload,) = fake.uploads()
     assert (upload.type, upload.filename, upload.size) == ("file", "jpeg", len(JPEG))
     assert report.media_id == upload.media_id and report.to_user == ("alice",)
-    # The broken link cost nothing but itself, and was logged without its query.
-    logged = process.stderr()
-    assert "image_skipped" in logged and "http_error" in logged
-    assert "signed-77" not in logged and "signed-78" not in logged
+
+
+def test_end_to_end_a_robot_posts_the_report_after_the_text(tmp_path: Path, images: ImageServer) -> None:
+    """A robot uploads the file with its own webhook/upload_media and posts it by that media id."""
+    fake = FakeWeCom([FakeApp(CORP_ID, SECRET, AGENT_ID)], [ROBOT_KEY])
+    robot = f'channel = "robot"\nrobot_key = "{ROBOT_KEY}"'
+    text, report = serve_and_post(tmp_path, images, fake, robot, WEBHOOK_SEND)
+    assert text.msgtype == "text" and report.msgtype == "file"
+    (upload,) = fake.media.robot_uploads()
+    assert (upload.type, upload.filename, upload.data) == ("file", "jpeg", JPEG)
+    assert report.body["file"] == {"media_id": upload.media_id}
+    assert fake.uploads() == []  # the app's media/upload was not used

@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 
 from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
-from alertbridge.testing.fake_wecom import MEDIA_UPLOAD, MESSAGE_SEND, WEBHOOK_SEND, FakeWeCom, Fault
+from alertbridge.testing.fake_appchat import FakeChat
+from alertbridge.testing.fake_wecom import (
+    APPCHAT_SEND,
+    MEDIA_UPLOAD,
+    MESSAGE_SEND,
+    WEBHOOK_SEND,
+    FakeWeCom,
+    Fault,
+)
 from tests.image_server import PNG
 from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
 
@@ -60,6 +68,10 @@ to_user = ["zhangsan"]
 channel = "robot"
 robot_key = "${{ROBOT_KEY}}"
 rate_limit_per_minute = 2
+[receivers.chat]
+channel = "appchat"
+app = "ops"
+chatid = "opschat"
 [receivers.console]
 channel = "console"
 """,
@@ -116,6 +128,32 @@ def test_text_markdown_and_media_to_a_robot(config: Path, wecom: FakeWeCom, tmp_
     (uploaded,) = wecom.media.robot_uploads()
     assert robot_voice.body["voice"] == {"media_id": uploaded.media_id}
     assert uploaded.filename == "call.amr"
+
+
+def test_a_file_and_a_textcard_go_into_an_app_chat_within_its_budget(
+    config: Path, wecom: FakeWeCom, tmp_path: Path
+) -> None:
+    """The one-off goes through appchat/send and counts against the keys the
+    service counts chat messages against: the chat's and each member's."""
+    wecom.appchats.add_chat(FakeChat("opschat", "ops", "zhangsan", ("zhangsan", "lisi"), AGENT_ID))
+    report = tmp_path / "report.pdf"
+    report.write_bytes(PDF)
+    assert run(config, "--receiver", "chat", "--file", str(report)).returncode == 0
+    card = run(config, "--receiver", "chat", "--textcard", "日报", "昨日告警 12 条", "https://r.example/")
+    assert card.returncode == 0, card.stderr
+    file_message, card_message = wecom.messages(APPCHAT_SEND)
+    (upload,) = wecom.uploads()
+    assert file_message.body == {
+        "chatid": "opschat",
+        "msgtype": "file",
+        "file": {"media_id": upload.media_id},
+    }
+    assert card_message.body["textcard"]["title"] == "日报"
+    assert card_message.to_user == ("zhangsan", "lisi") and wecom.messages(MESSAGE_SEND) == []
+    keys = [key for key, _ in recent_sends(config)]
+    prefix = f"app:{CORP_ID}:{AGENT_ID}"
+    for key in (f"{prefix}:chat:opschat", f"{prefix}:chat-member:zhangsan", f"{prefix}:chat-member:lisi"):
+        assert keys.count(key) == 2, keys
 
 
 def test_a_huge_file_is_refused_by_its_size_without_being_read(config: Path, tmp_path: Path) -> None:
@@ -197,7 +235,7 @@ def test_a_timed_out_send_may_have_arrived_and_keeps_its_slot(config: Path, weco
             "a group robot's image may have",
         ),
         (("--receiver", "nobody", "--text", "hi"), None, "no receiver 'nobody' in the config"),
-        (("--receiver", "console", "--text", "hi"), None, "send takes app and robot receivers"),
+        (("--receiver", "console", "--text", "hi"), None, "send takes app, appchat and robot receivers"),
         (
             ("--receiver", "oncall", "--text", "长" * 700),
             None,

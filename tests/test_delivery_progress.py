@@ -26,7 +26,9 @@ from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
 SEED = 20_261_205
 
 
-def progress_config(base_url: str, db: Path, robot_language: str = "zh", **delivery: Any) -> Config:
+def progress_config(
+    base_url: str, db: Path, robot_language: str = "zh", robot_msgtype: str = "text", **delivery: Any
+) -> Config:
     """Default backoff (1 s doubling up to 5 min), text messages, one app receiver and a robot."""
     return parse_config(
         {
@@ -41,7 +43,7 @@ def progress_config(base_url: str, db: Path, robot_language: str = "zh", **deliv
                 "room": {
                     "channel": "robot",
                     "robot_key": ROBOT_KEY,
-                    "msgtype": "text",
+                    "msgtype": robot_msgtype,
                     "language": robot_language,
                 },
             },
@@ -286,6 +288,47 @@ async def test_a_robot_send_cut_off_by_a_crash_is_repeated_marked_as_a_repeat(
     # The app message, which WeCom's duplicate check covers, is not marked.
     assert not any(m.content.startswith(prefix) for m in rig_wecom.messages(MESSAGE_SEND) if m.content)
     assert all(d.sending_part is None for d in rows)
+
+
+@pytest.mark.parametrize("msgtype", ["news", "template_card"])
+@pytest.mark.parametrize(("language", "prefix"), [("zh", "（重复）"), ("en", "(repeat) ")])
+async def test_a_robot_card_or_news_cut_off_by_a_crash_shows_the_repeat_mark(
+    msgtype: str,
+    language: str,
+    prefix: str,
+    tmp_path: Path,
+    rig_wecom: FakeWeCom,
+    rig_clock: ManualClock,
+    wecom_slot: tuple[SwappableApp, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A card or a news message shows its section, not the content: the mark
+    goes into the card's sub-title or the first article's description."""
+    group = wide_group(6)
+    linked = group.with_alerts(
+        tuple(dataclasses.replace(a, generator_url="https://prom.example/graph") for a in group.alerts)
+    )
+    settings = {"robot_language": language, "robot_msgtype": msgtype}
+    async with progress_rig(wecom_slot, tmp_path / "n.db", rig_wecom, rig_clock, **settings) as rig:
+        await rig.enqueue("room", linked)
+        await crash_after_first_send(rig, monkeypatch)
+        await restart(rig)
+        await run_until_settled(rig, limit=60)
+        assert (await rig.statuses())[DeliveryStatus.SENT] == 1
+    first, again, *_ = rig_wecom.messages(WEBHOOK_SEND)
+    assert first.msgtype == again.msgtype == msgtype
+    if msgtype == "news":
+        shown, shown_again = first.body["news"]["articles"], again.body["news"]["articles"]
+        assert not shown[0]["description"].startswith(prefix)
+        assert shown_again[0]["description"].startswith(prefix)
+        assert shown_again[1:] == shown[1:] and len(shown) > 1
+    else:
+        card, card_again = first.body["template_card"], again.body["template_card"]
+        assert not card["sub_title_text"].startswith(prefix)
+        assert card_again["sub_title_text"].startswith(prefix.strip())
+        assert {k: v for k, v in card_again.items() if k != "sub_title_text"} == {
+            k: v for k, v in card.items() if k != "sub_title_text"
+        }
 
 
 @pytest.mark.parametrize("down_for", [10, 120])

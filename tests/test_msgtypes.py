@@ -30,7 +30,7 @@ from alertbridge.config import Config
 from alertbridge.errors import ConfigError
 from alertbridge.message import RenderedMessage
 from alertbridge.messengers.registry import BYTE_LIMITS
-from alertbridge.messengers.wecom.articles import clip_bytes, dress, part_title
+from alertbridge.messengers.wecom.articles import clip_bytes, dress, mark_card, part_title
 from alertbridge.messengers.wecom.config import AppReceiver
 from alertbridge.messengers.wecom.errcodes import ErrCode, classify
 from alertbridge.model import Alert, AlertGroup, Status
@@ -582,3 +582,17 @@ def test_a_group_without_a_link_reaches_a_textcard_receiver_as_markdown(
     wait_until(lambda: len(wecom.messages()) == 1, what="the fallback message")
     [message] = wecom.messages()
     assert message.msgtype == "markdown" and "api-2:9100" in (message.content or "")
+
+
+def test_a_repeat_mark_shows_in_cards_and_news_within_their_limits() -> None:
+    """``mark_card``: where each structured type shows the re-send's mark."""
+    full = "描" * 170 + "ab"  # 512 bytes
+    article = {"title": "t", "description": full, "url": "https://x.example/"}
+    textcard = mark_card("textcard", {**article, "btntxt": "详情"}, "（重复）")
+    assert textcard["description"].startswith("（重复）") and utf8(textcard["description"]) <= 512
+    news = mark_card("news", {"articles": [article, article]}, "(repeat) ")
+    first, second = news["articles"]
+    assert first["description"].startswith("(repeat) ") and utf8(first["description"]) <= 512
+    assert second == article
+    card = mark_card("template_card", {"card_type": "text_notice", "sub_title_text": "x" * 120}, "（重复）")
+    assert card["sub_title_text"].startswith("（重复）") and len(card["sub_title_text"]) <= 120

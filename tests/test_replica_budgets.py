@@ -90,18 +90,28 @@ async def replicas(url: str, config: Config, clock: ManualClock, count: int) -> 
         yield running
 
 
-async def enqueue(replica: Replica, config: Config, receiver: str, number: int) -> None:
+async def enqueue(replica: Replica, config: Config, receiver: str, number: int, *, alerts: int = 1) -> None:
+    """Group ``number`` with ``alerts`` alerts; several alerts are marked
+    storm-NN00 … (``number * 100 + i``), unique across groups."""
     settings = config.receivers[receiver]
     await replica.outbox.enqueue(
         NewDelivery(
             receiver=receiver,
             channel=settings.channel,
             recipients=Recipients(to_user=tuple(getattr(settings, "to_user", ()))),
-            group=storm_group(number),
+            group=storm_group(number) if alerts == 1 else storm_group(number * 10, alerts=alerts),
             request_id=f"storm-{number}",
             accepted_at=replica.now(),
         )
     )
+
+
+def assert_each_once(fake: FakeWeCom, wanted: set[str]) -> None:
+    """Every alert marked in ``wanted`` reached the member, none twice."""
+    delivered = [m for msg in fake.messages() for m in MARKER.findall(msg.content or "")]
+    assert set(delivered) == wanted
+    twice = sorted({m for m in delivered if delivered.count(m) > 1})
+    assert twice == [], f"delivered more than once: {len(twice)} alerts, e.g. {twice[:5]}"
 
 
 async def test_three_replicas_in_a_storm_never_push_a_member_past_thirty_a_minute(
@@ -204,11 +214,7 @@ async def test_a_digest_another_replica_is_still_sending_is_never_sent_again(
                 break
             rig_clock.advance(5)
         assert await a.outbox.count(DeliveryStatus.PENDING) == 0
-    delivered = [m for msg in rig_wecom.messages() for m in MARKER.findall(msg.content or "")]
-    wanted = {f"storm-{n * 10:04d}" for n in (*range(60), *range(100, 140))}
-    assert set(delivered) == wanted
-    twice = sorted({m for m in delivered if delivered.count(m) > 1})
-    assert twice == [], f"delivered more than once: {twice}"
+    assert_each_once(rig_wecom, {f"storm-{n * 10:04d}" for n in (*range(60), *range(100, 140))})
 
 
 async def test_a_digest_cut_off_by_the_budget_is_resumed_whole_by_one_replica(
@@ -225,17 +231,7 @@ async def test_a_digest_cut_off_by_the_budget_is_resumed_whole_by_one_replica(
     config = storm_config(wecom_slot[1], tmp_path / "unused.db")
     async with replicas(url, config, rig_clock, 2) as (a, b):
         for number in range(60):
-            await a.outbox.enqueue(
-                NewDelivery(
-                    receiver="oncall",
-                    channel="app",
-                    recipients=OPS,
-                    # Markers storm-NN00 … storm-NN39: unique across groups.
-                    group=storm_group(number * 10, alerts=40),
-                    request_id=f"storm-{number}",
-                    accepted_at=a.now(),
-                )
-            )
+            await enqueue(a, config, "oncall", number, alerts=40)
         await a.drain()
         assert await a.outbox.count(DeliveryStatus.PENDING) > 0, "the digest outran one minute's budget"
         for _ in range(40):
@@ -244,10 +240,7 @@ async def test_a_digest_cut_off_by_the_budget_is_resumed_whole_by_one_replica(
             if await a.outbox.count(DeliveryStatus.PENDING) == 0:
                 break
         assert await a.outbox.count(DeliveryStatus.PENDING) == 0
-    delivered = [m for msg in rig_wecom.messages() for m in MARKER.findall(msg.content or "")]
-    assert set(delivered) == {f"storm-{n * 100 + i:04d}" for n in range(60) for i in range(40)}
-    twice = sorted({m for m in delivered if delivered.count(m) > 1})
-    assert twice == [], f"delivered more than once: {len(twice)} alerts, e.g. {twice[:5]}"
+    assert_each_once(rig_wecom, {f"storm-{n * 100 + i:04d}" for n in range(60) for i in range(40)})
 
 
 async def test_a_replica_holding_a_small_share_of_a_storm_still_digests_it(
@@ -286,16 +279,7 @@ async def test_new_deliveries_wait_behind_a_digest_another_replica_is_resuming(
     config = storm_config(wecom_slot[1], tmp_path / "unused.db")
     async with replicas(url, config, rig_clock, 2) as (a, b):
         for number in range(200):
-            await a.outbox.enqueue(
-                NewDelivery(
-                    receiver="oncall",
-                    channel="app",
-                    recipients=OPS,
-                    group=storm_group(number * 10, alerts=20),
-                    request_id=f"storm-{number}",
-                    accepted_at=a.now(),
-                )
-            )
+            await enqueue(a, config, "oncall", number, alerts=20)
         await a.drain()
         assert await a.outbox.count(DeliveryStatus.PENDING) > 30, "the digest outran one minute's budget"
         rig_clock.advance(61)

@@ -108,6 +108,7 @@ def with_images(
 
 def resent(
     config: Config,
+    messenger: Messenger,
     message: RenderedMessage,
     channel: Channel,
     receiver: str,
@@ -123,17 +124,14 @@ def resent(
     identical message goes again and WeCom hides it if the first one arrived.
     Past it, or on a channel without one (robots), the user would get a
     silent second copy: a visible "(repeat)" beats that and a dropped part.
+    The messenger puts the mark where its message shows it (``Messenger.mark_repeat``).
     """
     window = channel.duplicate_check
     if window is not None and since is not None and now - since < window - RESEND_MARGIN:
         log.info("resend_identical receiver=%s %s part=%d/%d", receiver, what, message.part, message.parts)
         return message
-    return _as_repeat(config, message, receiver, what)
-
-
-def _as_repeat(config: Config, message: RenderedMessage, receiver: str, what: str) -> RenderedMessage:
-    """``message`` marked as a repeat, in the receiver's language."""
     log.warning("resend_marked_repeat receiver=%s %s part=%d/%d", receiver, what, message.part, message.parts)
-    prefix = REPEAT_PREFIX.get(config.language_of(receiver), REPEAT_PREFIX["en"])
-    room = message.limit - utf8_len(prefix)
-    return dataclasses.replace(message, content=prefix + truncate_utf8(message.content, room, "…"))
+    mark = REPEAT_PREFIX.get(config.language_of(receiver), REPEAT_PREFIX["en"])
+    room = message.limit - utf8_len(mark)
+    marked = dataclasses.replace(message, content=mark + truncate_utf8(message.content, room, "…"))
+    return messenger.mark_repeat(marked, mark)

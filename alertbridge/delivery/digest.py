@@ -304,6 +304,7 @@ class DigestSender:
             if index == stored.sending_part:
                 message = resent(
                     ctx.config,
+                    ctx.messengers.of(receiver),
                     message,
                     channel,
                     anchor.receiver,

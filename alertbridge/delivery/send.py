@@ -179,6 +179,7 @@ class Sender:
             if index == delivery.sending_part:
                 message = resent(
                     ctx.config,
+                    ctx.messengers.of(receiver),
                     message,
                     channel,
                     delivery.receiver,

@@ -110,6 +110,13 @@ class Messenger(Protocol):
         instead. By default the messages go as rendered."""
         return list(messages)
 
+    def mark_repeat(self, message: RenderedMessage, mark: str) -> RenderedMessage:
+        """A re-sent ``message`` whose content already starts with ``mark``
+        ("(repeat) "), marked where else the user sees it first: a messenger's
+        structured message (a WeCom card) does not show its content. By default
+        the content is all there is."""
+        return message
+
     def content_mentions(self, recipients: Recipients, channel_kind: str, msgtype: str) -> list[str]:
         """The @mentions the renderer puts into the content (``Renderer.render(mentions=...)``)."""
         return []

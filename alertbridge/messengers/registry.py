@@ -113,7 +113,14 @@ def _wecom_channel(name: str, receiver: ReceiverBase, deps: MessengerDeps) -> Ch
             raise ConfigError(
                 "config", [(f"receivers.{name}.app", f"no app {receiver.app!r} in [wecom.apps]")]
             )
-        return AppChatChannel(deps.client, receiver.app, wecom.apps[receiver.app], receiver.chatid)
+        return AppChatChannel(
+            deps.client,
+            receiver.app,
+            wecom.apps[receiver.app],
+            receiver.chatid,
+            images=deps.images,
+            metrics=deps.metrics,
+        )
     if isinstance(receiver, RobotReceiver):
         return RobotChannel(deps.client, receiver.robot_key, images=deps.images, metrics=deps.metrics)
     raise TypeError(f"not a WeCom receiver: {type(receiver).__name__}")

@@ -11,7 +11,8 @@
   created by this app (86008);
 - send: the documented msgtypes (text, image, voice, video, file, textcard,
   news, mpnews, markdown; a template card is 40008), checked like
-  ``message/send`` (content limits, media ids); each member receives at
+  ``message/send`` (content limits, the textcard and news sections by
+  ``fake_wecom_msgtypes``, media ids); each member receives at
   most 200 a minute and 10,000 a day from one app, the excess **silently
   dropped** (``FakeWeCom.dropped()``), as WeCom does. The answer has no msgid.
 

@@ -24,7 +24,7 @@ from alertbridge.errors import DeliveryError, PermanentDeliveryError
 from alertbridge.images import ImageError, ImageFetcher, record_image_failure
 from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.messengers import Receipt
-from alertbridge.messengers.wecom.client import AppSendResult, WeComClient
+from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.messengers.wecom.config import WeComAppConfig
 from alertbridge.messengers.wecom.errcodes import ErrCode
 from alertbridge.messengers.wecom.errors import WeComAPIError
@@ -110,7 +110,7 @@ class AppChannel:
     ) -> None:
         self._client = client
         self._metrics = metrics if metrics is not None else Metrics()
-        self.duplicate_check = duplicate_check_interval
+        self.duplicate_check: timedelta | None = duplicate_check_interval
         self._app_name = app_name
         self._app = app_config
         self._images = images
@@ -129,19 +129,25 @@ class AppChannel:
             raise PermanentDeliveryError(
                 f"app {self._app_name!r}: message has no recipients", reason="no_recipients"
             )
-        body = build_app_body(message, recipients, self._app.agent_id, self.duplicate_check)
+        body = build_app_body(
+            message, recipients, self._app.agent_id, self.duplicate_check or DUPLICATE_CHECK_INTERVAL
+        )
         result = await self._client.send_app_message(self._app_name, self._app, body)
-        if message.images:
-            await self._send_attachments(MediaKind.IMAGE, message.images, recipients)
-        if message.files:
-            await self._send_attachments(MediaKind.FILE, message.files, recipients)
+        await self._post_attachments(message, recipients)
         return Receipt(
             msgid=result.msgid or None, response_code=getattr(result, "response_code", None) or None
         )
 
+    async def _post_attachments(self, message: RenderedMessage, recipients: Recipients) -> None:
+        """The message's images, then its files, after it; never raises."""
+        if message.images:
+            await self._send_attachments(MediaKind.IMAGE, message.images, recipients)
+        if message.files:
+            await self._send_attachments(MediaKind.FILE, message.files, recipients)
+
     async def _send_attachments(self, kind: MediaKind, urls: Sequence[str], recipients: Recipients) -> None:
         """Post each image or file after the message; never raises (see the module docs)."""
-        where = f"app:{self._app_name}"
+        where = f"{self.kind}:{self._app_name}"
         if self._images is None:
             log.debug("images_not_configured channel=%s %ss=%d", where, kind, len(urls))
             return
@@ -185,7 +191,7 @@ class AppChannel:
             media = check_media(kind, fetched.data, file_name_of(url))
         await self._send_media_staged(media, recipients)
 
-    async def send_media(self, media: MediaFile, recipients: Recipients) -> AppSendResult:
+    async def send_media(self, media: MediaFile, recipients: Recipients) -> None:
         """Send ``media`` as an ``image``/``voice``/``video``/``file`` message.
 
         Uploaded once per content and type (the id reused from
@@ -196,11 +202,11 @@ class AppChannel:
             DeliveryError: the upload or the send failed (see ``WeComClient``).
         """
         try:
-            return await self._send_media_staged(media, recipients)
+            await self._send_media_staged(media, recipients)
         except MediaSendError as exc:
             raise exc.cause from None
 
-    async def _send_media_staged(self, media: MediaFile, recipients: Recipients) -> AppSendResult:
+    async def _send_media_staged(self, media: MediaFile, recipients: Recipients) -> None:
         """``send_media``, its failure wrapped in a ``MediaSendError`` naming the stage."""
         cache = self._client.media_cache
         corp_id = self._app.corp_id
@@ -209,12 +215,12 @@ class AppChannel:
         if media_id is None:
             media_id = await self._upload(media)
         try:
-            return await self._send_media(media.kind, media_id, recipients)
+            await self._send_media(media.kind, media_id, recipients)
         except MediaSendError as exc:
             if fresh or exc.errcode != ErrCode.INVALID_MEDIA_ID:
                 raise
             cache.forget(corp_id, media.kind, media.sha256, media_id)
-            return await self._send_media(media.kind, await self._upload(media), recipients)
+            await self._send_media(media.kind, await self._upload(media), recipients)
 
     async def _upload(self, media: MediaFile) -> str:
         failure: MediaSendError | None = None
@@ -227,14 +233,19 @@ class AppChannel:
         self._client.media_cache.put(self._app.corp_id, media.kind, media.sha256, media_id)
         return media_id
 
-    async def _send_media(self, kind: MediaKind, media_id: str, recipients: Recipients) -> AppSendResult:
-        body = build_app_media_body(kind, media_id, recipients, self._app.agent_id)
+    async def _send_media(self, kind: MediaKind, media_id: str, recipients: Recipients) -> None:
         failure: MediaSendError | None = None
         try:
-            return await self._client.send_app_message(self._app_name, self._app, body)
+            await self._post_media(kind, media_id, recipients)
         except DeliveryError as exc:
             failure = MediaSendError("send_failed", exc)
-        raise failure  # outside the except block: see WeComTransport.request
+        if failure is not None:
+            raise failure  # outside the except block: see WeComTransport.request
+
+    async def _post_media(self, kind: MediaKind, media_id: str, recipients: Recipients) -> None:
+        """Send one uploaded media id as its own message (``AppChatChannel``: into its chat)."""
+        body = build_app_media_body(kind, media_id, recipients, self._app.agent_id)
+        await self._client.send_app_message(self._app_name, self._app, body)
 
 
 class MediaSendError(Exception):

@@ -21,11 +21,14 @@ from datetime import timedelta
 from typing import Final
 
 from alertbridge.errors import DeliveryError, PermanentDeliveryError
+from alertbridge.images import ImageFetcher
 from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.messengers import Receipt
-from alertbridge.messengers.wecom.app import message_fields
+from alertbridge.messengers.wecom.app import AppChannel, message_fields
 from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.messengers.wecom.config import WeComAppConfig
+from alertbridge.messengers.wecom.media_rules import MediaKind
+from alertbridge.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +40,29 @@ APPCHAT_MSGTYPES: Final = frozenset(
 MEMBERS_TTL: Final = timedelta(minutes=10)
 
 
-class AppChatChannel:
-    """Sends into one group chat through one configured WeCom app."""
+class AppChatChannel(AppChannel):
+    """Sends into one group chat through one configured WeCom app.
+
+    An ``AppChannel`` whose messages go to a chat: text cards and news are
+    dressed as for app receivers, and images and ``attach_files`` follow the
+    message by media_id the same way (``appchat/send`` takes them as
+    ``message/send`` does), uploaded once per content with the app's media."""
 
     kind = "appchat"
-    # appchat/send has no duplicate check: a part a crash cut off is re-sent marked as a repeat.
-    duplicate_check: timedelta | None = None
 
-    def __init__(self, client: WeComClient, app_name: str, app_config: WeComAppConfig, chatid: str) -> None:
-        self._client = client
-        self._app_name = app_name
-        self._app = app_config
+    def __init__(
+        self,
+        client: WeComClient,
+        app_name: str,
+        app_config: WeComAppConfig,
+        chatid: str,
+        *,
+        images: ImageFetcher | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        super().__init__(client, app_name, app_config, images=images, metrics=metrics)
+        # appchat/send has no duplicate check: a part a crash cut off is re-sent marked as a repeat.
+        self.duplicate_check = None
         self._chatid = chatid
 
     def __repr__(self) -> str:
@@ -62,7 +77,12 @@ class AppChatChannel:
             )
         body = {"chatid": self._chatid, **message_fields(message)}
         await self._client.send_appchat(self._app_name, self._app, body)
+        await self._post_attachments(message, recipients)
         return Receipt()
+
+    async def _post_media(self, kind: MediaKind, media_id: str, recipients: Recipients) -> None:
+        body = {"chatid": self._chatid, "msgtype": str(kind), str(kind): {"media_id": media_id}}
+        await self._client.send_appchat(self._app_name, self._app, body)
 
 
 class ChatMembers:

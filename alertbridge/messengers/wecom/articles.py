@@ -21,11 +21,11 @@ plain fallback (``dress`` answers None).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from alertbridge.message import RenderedMessage
-from alertbridge.messengers.wecom.card import group_image, group_link
+from alertbridge.messengers.wecom.card import group_image, group_link, mark_sub_title
 from alertbridge.messengers.wecom.limits import BTNTXT_CHARS, DESCRIPTION_BYTES, NEWS_ARTICLES, TITLE_BYTES
 from alertbridge.model import AlertGroup
 from alertbridge.render.filters import group_title
@@ -116,3 +116,23 @@ def _news(
             )
         )
     return dressed
+
+
+def mark_card(msgtype: str, card: Mapping[str, Any], mark: str) -> dict[str, Any]:
+    """A structured message's section with ``mark`` (a re-send's "(repeat)")
+    where it shows: a template card's sub-title, a text card's description,
+    a news message's first article's description (each within its limit)."""
+    if msgtype == "template_card":
+        return mark_sub_title(card, mark)
+    marked = dict(card)
+    if msgtype == "textcard":
+        marked["description"] = _marked_description(card, mark)
+    elif msgtype == "news":
+        first, *rest = card["articles"]
+        marked["articles"] = [{**first, "description": _marked_description(first, mark)}, *rest]
+    return marked
+
+
+def _marked_description(section: Mapping[str, Any], mark: str) -> str:
+    room = DESCRIPTION_BYTES - len(mark.encode("utf-8"))
+    return mark + truncate_utf8(str(section.get("description", "")), room, ELLIPSIS)

@@ -11,7 +11,7 @@ templates: their structure is fixed by WeCom.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -147,6 +147,14 @@ def _card_body(face: _Face, card_type: str) -> dict[str, Any]:
 def _add_sub_title(card: dict[str, Any], face: _Face) -> None:
     if face.summary:
         card["sub_title_text"] = clip(face.summary, SUB_TITLE_CHARS)
+
+
+def mark_sub_title(card: Mapping[str, Any], mark: str) -> dict[str, Any]:
+    """``card`` with ``mark`` (a re-send's "(repeat)") in front of its sub-title,
+    the first text under its title; clipped like any sub-title."""
+    marked = dict(card)
+    marked["sub_title_text"] = clip(mark + str(card.get("sub_title_text", "")), SUB_TITLE_CHARS)
+    return marked
 
 
 def build_alert_card(

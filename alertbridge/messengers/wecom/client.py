@@ -1,8 +1,8 @@
 """The WeCom API client: app messages (``message/send``, ``message/update_template_card``,
-``message/recall``), app group chats (``appchat/*``), temporary media (``media/upload``,
+``message/recall``), app group chats (``appchat/*``: in ``chat_calls``), temporary media (``media/upload``,
 ``media/get``, the robot's ``webhook/upload_media``: in ``media_calls``), group
 robots (``webhook/send``) and the two
-contact reads command authorization needs (``user/get``, ``tag/get``).
+contact reads command authorization needs (``user/get``, ``tag/get``: in ``contact_calls``).
 
 One ``httpx.AsyncClient`` per process is passed in; the composition root
 creates it with timeouts and closes it. The client keeps one access-token
@@ -29,7 +29,9 @@ from dataclasses import dataclass
 
 import httpx
 
+from alertbridge.messengers.wecom.chat_calls import WeComChatCalls
 from alertbridge.messengers.wecom.config import WeComAppConfig
+from alertbridge.messengers.wecom.contact_calls import WeComContactCalls
 from alertbridge.messengers.wecom.errcodes import ErrCode, is_token_error
 from alertbridge.messengers.wecom.errors import WeComTransportError, api_error
 from alertbridge.messengers.wecom.media import MediaCache
@@ -44,13 +46,8 @@ GETTOKEN = "/cgi-bin/gettoken"
 MESSAGE_SEND = "/cgi-bin/message/send"
 UPDATE_TEMPLATE_CARD = "/cgi-bin/message/update_template_card"
 MESSAGE_RECALL = "/cgi-bin/message/recall"
-APPCHAT_CREATE = "/cgi-bin/appchat/create"
-APPCHAT_GET = "/cgi-bin/appchat/get"
-APPCHAT_SEND = "/cgi-bin/appchat/send"
 MENU_CREATE = "/cgi-bin/menu/create"
 WEBHOOK_SEND = "/cgi-bin/webhook/send"
-USER_GET = "/cgi-bin/user/get"
-TAG_GET = "/cgi-bin/tag/get"
 
 
 def quiet_http_loggers() -> None:
@@ -87,16 +84,7 @@ class AppSendResult:
         return bool(self.invalid_user or self.invalid_party or self.invalid_tag or self.unlicensed_user)
 
 
-@dataclass(frozen=True, slots=True)
-class TagMembers:
-    """A tag's members as ``tag/get`` lists them: user ids (lower-cased: WeCom
-    user ids are case-insensitive) and the departments tagged as a whole."""
-
-    users: frozenset[str]
-    parties: frozenset[str]
-
-
-class WeComClient(WeComMediaCalls):
+class WeComClient(WeComChatCalls, WeComContactCalls, WeComMediaCalls):
     """Sends app and robot messages; one per process, shared by all channels.
 
     Counters: ``partial_deliveries`` counts successful app sends that listed
@@ -193,47 +181,6 @@ class WeComClient(WeComMediaCalls):
         """
         await self._app_call(app_name, app, MESSAGE_RECALL, {"msgid": msgid})
 
-    async def send_appchat(self, app_name: str, app: WeComAppConfig, body: Mapping[str, object]) -> None:
-        """Post one message into a group chat the app created (``appchat/send``,
-        docs §6; ``body`` has ``chatid``, ``msgtype`` and its section). WeCom
-        answers no msgid: such messages cannot be recalled.
-
-        Raises:
-            PermanentWeComAPIError: 86001/86003/86008 (chatid), 48002 (the app's
-                visibility is not the root department) and every other permanent errcode.
-            TransientDeliveryError: a retryable errcode or a transport failure.
-        """
-        await self._app_call(app_name, app, APPCHAT_SEND, body)
-
-    async def create_appchat(self, app_name: str, app: WeComAppConfig, body: Mapping[str, object]) -> str:
-        """Create a group chat (``appchat/create``: ``name``, ``owner``, ``userlist``,
-        optional ``chatid``); returns its chatid.
-
-        Raises:
-            PermanentWeComAPIError: 86215 (chatid taken), 86216 (a member is not
-                valid), 48002 and every other permanent errcode.
-            TransientDeliveryError: a retryable errcode, a transport failure or no chatid.
-        """
-        answer = await self._app_call(app_name, app, APPCHAT_CREATE, body)
-        chatid = answer.data.get("chatid")
-        if not isinstance(chatid, str) or not chatid:
-            raise WeComTransportError(APPCHAT_CREATE, "answer lacks chatid", reason="bad_response")
-        return chatid
-
-    async def get_appchat(self, app_name: str, app: WeComAppConfig, chatid: str) -> Mapping[str, object]:
-        """A group chat the app created (``appchat/get``): its ``chat_info``
-        (``chatid``, ``name``, ``owner``, ``userlist``).
-
-        Raises:
-            PermanentWeComAPIError: 86003 (no such chat), 86008 (another app's), 48002 …
-            TransientDeliveryError: a retryable errcode, a transport failure or no chat_info.
-        """
-        answer = await self._app_get(app_name, app, APPCHAT_GET, {"chatid": chatid})
-        info = answer.data.get("chat_info")
-        if not isinstance(info, dict) or not isinstance(info.get("userlist"), list):
-            raise WeComTransportError(APPCHAT_GET, "answer lacks chat_info", reason="bad_response")
-        return info
-
     async def create_menu(self, app_name: str, app: WeComAppConfig, body: Mapping[str, object]) -> None:
         """Replace the app's menu (``menu/create``; the agent id goes in the query).
 
@@ -246,46 +193,6 @@ class WeComClient(WeComMediaCalls):
             return await self._transport.post(MENU_CREATE, params, body, secrets=(token,))
 
         await self._with_token(app_name, app, MENU_CREATE, call)
-
-    async def user_departments(self, app_name: str, app: WeComAppConfig, userid: str) -> frozenset[str]:
-        """The ids of the departments ``userid`` belongs to (``user/get``'s ``department``).
-
-        WeCom answers only for members inside the app's visible range, and only
-        to apps with contact read permission (developer.work.weixin.qq.com
-        document 90196, 读取成员).
-
-        Raises:
-            PermanentWeComAPIError: 60011 (outside the visible range), 48002
-                (no contact permission) and every other permanent errcode.
-            TransientDeliveryError: a retryable errcode or a transport failure.
-        """
-        answer = await self._app_get(app_name, app, USER_GET, {"userid": userid})
-        departments = answer.data.get("department")
-        if not isinstance(departments, list):
-            raise WeComTransportError(USER_GET, "answer lacks the department list", reason="bad_response")
-        return frozenset(str(d) for d in departments if isinstance(d, int) and not isinstance(d, bool))
-
-    async def tag_members(self, app_name: str, app: WeComAppConfig, tagid: str) -> TagMembers:
-        """The members of tag ``tagid`` (``tag/get``: ``userlist`` and ``partylist``,
-        limited to the app's visible range; document 90213, 获取标签成员).
-
-        Raises:
-            PermanentWeComAPIError: 60011 / 48002 and every other permanent errcode.
-            TransientDeliveryError: a retryable errcode or a transport failure.
-        """
-        answer = await self._app_get(app_name, app, TAG_GET, {"tagid": tagid})
-        users = answer.data.get("userlist", [])
-        parties = answer.data.get("partylist", [])
-        if not isinstance(users, list) or not isinstance(parties, list):
-            raise WeComTransportError(TAG_GET, "answer has malformed member lists", reason="bad_response")
-        return TagMembers(
-            users=frozenset(
-                u["userid"].casefold()
-                for u in users
-                if isinstance(u, dict) and isinstance(u.get("userid"), str)
-            ),
-            parties=frozenset(str(p) for p in parties if isinstance(p, int) and not isinstance(p, bool)),
-        )
 
     async def send_robot_message(self, key: str, body: Mapping[str, object]) -> None:
         """Send one group-robot message (``body`` is the webhook/send JSON).

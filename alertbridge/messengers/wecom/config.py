@@ -31,6 +31,7 @@ from alertbridge.model import AlertGroup
 # What each channel can send (docs §4.3, §5). ``image``/``file`` attachments
 # are not a receiver's msgtype: they follow a message.
 AppMessageType = Literal["text", "markdown", "textcard", "news", "template_card"]
+AppChatMessageType = Literal["text", "markdown", "textcard", "news"]  # appchat/send: no template card
 RobotMessageType = Literal["text", "markdown", "markdown_v2", "news", "template_card"]
 # A template card's type: ``button_interaction`` (buttons that call back, apps
 # only) or a card without commands, ``text_notice`` / ``news_notice`` (the
@@ -169,9 +170,21 @@ MAX_ATTACHED_FILES = 3
 
 
 class WeComReceiver(ReceiverBase):
-    """What app and robot receivers share: their msgtypes' fallbacks and card types."""
+    """What app, appchat and robot receivers share: their msgtypes' fallbacks and attached files."""
 
-    card_type: CardType = "text_notice"  # for msgtype = "template_card"
+    # Annotations whose http(s) URL names a file (a report, a log) to post as a
+    # `file` message after the text: fetched under the [images] rules, at most
+    # 20 MB, the first MAX_ATTACHED_FILES distinct URLs of the firing alerts.
+    attach_files: list[str] = Field(default_factory=list)
+
+    def attachment_urls(self, group: AlertGroup) -> tuple[str, ...]:
+        urls: list[str] = []
+        for alert in group.firing:
+            for name in self.attach_files:
+                url = alert.annotations.get(name, "").strip()
+                if url and url not in urls:
+                    urls.append(url)
+        return tuple(urls[:MAX_ATTACHED_FILES])
 
     @property
     def rendered_msgtype(self) -> str:
@@ -184,13 +197,19 @@ class WeComReceiver(ReceiverBase):
         # A digest lists many groups: cards and articles cannot, markdown can.
         return "markdown" if self.msgtype in STRUCTURED_MSGTYPES else self.msgtype
 
+
+class CardReceiver(WeComReceiver):
+    """App and robot receivers: they can send template cards."""
+
+    card_type: CardType = "text_notice"  # for msgtype = "template_card"
+
     @property
     def notice_cards(self) -> bool:
         """Sends cards without commands, for firing and resolved groups alike."""
         return self.msgtype == "template_card" and self.card_type in NOTICE_CARD_TYPES  # type: ignore[comparison-overlap]
 
 
-class AppReceiver(WeComReceiver):
+class AppReceiver(CardReceiver):
     channel: Literal["app"]
     msgtype: AppMessageType = "markdown"  # type: ignore[assignment]
     card_type: CardType = "button_interaction"
@@ -202,22 +221,9 @@ class AppReceiver(WeComReceiver):
     buttons: list[ButtonConfig] = Field(default_factory=_default_buttons, max_length=6)
     # Per-alert recipients from labels, added to to_user.
     extra_recipients: MentionConfig | None = None
-    # Annotations whose http(s) URL names a file (a report, a log) to post as a
-    # `file` message after the text: fetched under the [images] rules, at most
-    # 20 MB, the first MAX_ATTACHED_FILES distinct URLs of the firing alerts.
-    attach_files: list[str] = Field(default_factory=list)
 
     def recipients_for(self, group: AlertGroup) -> Recipients:
         return app_recipients(self, group)
-
-    def attachment_urls(self, group: AlertGroup) -> tuple[str, ...]:
-        urls: list[str] = []
-        for alert in group.firing:
-            for name in self.attach_files:
-                url = alert.annotations.get(name, "").strip()
-                if url and url not in urls:
-                    urls.append(url)
-        return tuple(urls[:MAX_ATTACHED_FILES])
 
     @property
     def reply_app(self) -> str | None:
@@ -252,7 +258,7 @@ class AppReceiver(WeComReceiver):
         return "部门或标签", "a department or tag"
 
 
-class AppChatReceiver(ReceiverBase):
+class AppChatReceiver(WeComReceiver):
     """A group chat the app created (``alertbridge appchat create``): messages
     carry the app's identity and are not held to a robot's 20 a minute. Each
     chat member receives at most 200 a minute and 10,000 a day from one app
@@ -260,6 +266,7 @@ class AppChatReceiver(ReceiverBase):
     send a template card, so only ``on_resolve = "new"`` is possible."""
 
     channel: Literal["appchat"]
+    msgtype: AppChatMessageType = "markdown"  # type: ignore[assignment]
     app: str
     chatid: str = Field(pattern=r"^[0-9A-Za-z]{1,32}$")
 
@@ -274,7 +281,7 @@ class AppChatReceiver(ReceiverBase):
         return self.app
 
 
-class RobotReceiver(WeComReceiver):
+class RobotReceiver(CardReceiver):
     channel: Literal["robot"]
     # A robot's template_card is a notice card: it cannot call back
     # (card_type = "button_interaction" is refused with a clear message).
@@ -322,11 +329,6 @@ def app_chat_receiver_problems(
     if receiver.app not in wecom.apps:
         known = ", ".join(sorted(wecom.apps)) or "none defined"
         problems.append((f"{key}.app", f"no app {receiver.app!r} in [wecom.apps] ({known})"))
-    if receiver.images:
-        # Rather than silently leaving them out.
-        problems.append(
-            (f"{key}.images", "appchat receivers do not post alert images yet; set images = false")
-        )
     return problems
 
 

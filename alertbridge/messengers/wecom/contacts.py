@@ -16,8 +16,9 @@ from typing import Generic, TypeVar
 from alertbridge.commands.authz import ContactUnavailable
 from alertbridge.config import Config
 from alertbridge.errors import DeliveryError
-from alertbridge.messengers.wecom.client import TagMembers, WeComClient
+from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.messengers.wecom.config import WeComAppConfig
+from alertbridge.messengers.wecom.contact_calls import TagMembers
 from alertbridge.messengers.wecom.errcodes import CONTACT_PERMISSION_DENIED
 from alertbridge.messengers.wecom.errors import WeComAPIError
 

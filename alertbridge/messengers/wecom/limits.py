@@ -59,6 +59,8 @@ WECOM_BYTE_LIMITS: Final = {
     ("appchat", "markdown"): 2048,
     ("app", "textcard"): DESCRIPTION_BYTES,
     ("app", "news"): DESCRIPTION_BYTES,
+    ("appchat", "textcard"): DESCRIPTION_BYTES,
+    ("appchat", "news"): DESCRIPTION_BYTES,
     ("robot", "text"): 2048,
     ("robot", "markdown"): 4096,
     ("robot", "markdown_v2"): 4096,

@@ -16,6 +16,7 @@ message is sent: the chat shows the current state, not a stale alarm.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,7 @@ from alertbridge.errors import DeliveryError, TransientDeliveryError
 from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.messengers import Messenger, Notification, RateLimit, Receipt
 from alertbridge.messengers.wecom.appchat import ChatMembers
-from alertbridge.messengers.wecom.articles import dress
+from alertbridge.messengers.wecom.articles import dress, mark_card
 from alertbridge.messengers.wecom.card import (
     build_alert_card,
     build_notice_card,
@@ -34,7 +35,7 @@ from alertbridge.messengers.wecom.card import (
     task_id_for,
 )
 from alertbridge.messengers.wecom.client import WeComClient
-from alertbridge.messengers.wecom.config import AppChatReceiver, AppReceiver, WeComReceiver
+from alertbridge.messengers.wecom.config import AppChatReceiver, AppReceiver, CardReceiver
 from alertbridge.messengers.wecom.limits import WECOM_BYTE_LIMITS, limits_for
 from alertbridge.messengers.wecom.mentions import content_mentions
 from alertbridge.stores.state import CardRecord, SentMessage, StateStore
@@ -72,7 +73,7 @@ class WeComMessenger(Messenger):
         self._chat_members = ChatMembers(client)
 
     def compose(self, notification: Notification, receiver: ReceiverBase) -> list[RenderedMessage] | None:
-        if isinstance(receiver, WeComReceiver) and receiver.notice_cards:
+        if isinstance(receiver, CardReceiver) and receiver.notice_cards:
             card = build_notice_card(
                 notification.group,
                 ref=notification.ref,
@@ -111,6 +112,12 @@ class WeComMessenger(Messenger):
         if receiver.msgtype not in ("textcard", "news"):
             return list(messages)
         return dress(messages, notification.group, ref=notification.ref, language=notification.language)
+
+    def mark_repeat(self, message: RenderedMessage, mark: str) -> RenderedMessage:
+        """Cards, text cards and news show their section, not the content: the mark goes there too."""
+        if message.card is None:
+            return message
+        return dataclasses.replace(message, card=mark_card(message.msgtype, message.card, mark))
 
     def content_mentions(self, recipients: Recipients, channel_kind: str, msgtype: str) -> list[str]:
         return content_mentions(recipients, channel_kind, msgtype)

@@ -19,8 +19,12 @@ Bad input — a missing file, a file over its type's limit, bytes of the wrong
 type, text over the message limit, an unknown or unfit receiver — is refused
 by ``prepare`` before the store or WeCom is touched.
 
-``--textcard TITLE DESCRIPTION URL`` sends a text card (app receivers;
-WeCom's title, description and URL limits checked like the rest).
+``--textcard TITLE DESCRIPTION URL`` sends a text card (app and appchat
+receivers; WeCom's title, description and URL limits checked like the rest).
+
+An appchat receiver's one-off goes into its chat (``appchat/send``) and
+counts against the same budget keys as its alerts: the chat's and each of
+its members' (asked of ``appchat/get`` first, as the service does after a send).
 """
 
 from __future__ import annotations
@@ -43,8 +47,9 @@ from alertbridge.errors import AlertbridgeError, DeliveryError
 from alertbridge.logs import configure_logging
 from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.messengers.wecom.app import AppChannel
+from alertbridge.messengers.wecom.appchat import AppChatChannel, ChatMembers
 from alertbridge.messengers.wecom.client import WeComClient
-from alertbridge.messengers.wecom.config import AppReceiver, RobotReceiver
+from alertbridge.messengers.wecom.config import AppChatReceiver, AppReceiver, RobotReceiver
 from alertbridge.messengers.wecom.limits import (
     BTNTXT_CHARS,
     DESCRIPTION_BYTES,
@@ -64,6 +69,8 @@ from alertbridge.messengers.wecom.robot import ROBOT_IMAGE_LIMIT, RobotChannel
 from alertbridge.stores import OutboxStore, stores_for
 
 DEFAULT_WAIT = timedelta(seconds=60)
+# The receivers a one-off can go to.
+OneOffReceiver = AppReceiver | AppChatReceiver | RobotReceiver
 
 
 class ExitCode(IntEnum):
@@ -82,7 +89,7 @@ class OneOff:
     """What to send, checked: either ``message`` (text / markdown) or ``media``."""
 
     receiver: str
-    settings: AppReceiver | RobotReceiver
+    settings: OneOffReceiver
     recipients: Recipients
     message: RenderedMessage | None = None
     media: MediaFile | None = None
@@ -106,9 +113,10 @@ def prepare(config: Config, receiver: str, msgtype: str, values: Sequence[str]) 
     if settings is None:
         known = ", ".join(sorted(config.receivers)) or "none"
         raise BadInput(f"no receiver {receiver!r} in the config (configured: {known})")
-    if not isinstance(settings, AppReceiver | RobotReceiver):
+    if not isinstance(settings, OneOffReceiver):
         raise BadInput(
-            f"receiver {receiver!r} is a {settings.channel} receiver; send takes app and robot receivers"
+            f"receiver {receiver!r} is a {settings.channel} receiver; "
+            "send takes app, appchat and robot receivers"
         )
     recipients = _recipients(settings)
     if msgtype == "textcard":
@@ -161,7 +169,13 @@ async def send_oneoff(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> OneOffResult:
     """Send ``oneoff`` within the shared rate budget (waiting up to ``wait`` for a slot)."""
-    limits = limits_for(config.wecom, config.receivers.values(), oneoff.settings, oneoff.recipients)
+    members: tuple[str, ...] = ()
+    settings = oneoff.settings
+    if isinstance(settings, AppChatReceiver):
+        chats = ChatMembers(client)
+        await chats.refresh(settings.app, config.wecom.apps[settings.app], settings.chatid)
+        members = chats.known(config.wecom.apps[settings.app], settings.chatid)
+    limits = limits_for(config.wecom, config.receivers.values(), settings, oneoff.recipients, members)
     budget = SharedBudget(SendBudget(), store)
     deadline = clock() + wait
     while True:
@@ -192,8 +206,12 @@ async def send_oneoff(
 
 async def _deliver(config: Config, oneoff: OneOff, client: WeComClient) -> None:
     settings = oneoff.settings
-    if isinstance(settings, AppReceiver):
-        app = AppChannel(client, settings.app, config.wecom.apps[settings.app])
+    if isinstance(settings, AppReceiver | AppChatReceiver):
+        app = (
+            AppChannel(client, settings.app, config.wecom.apps[settings.app])
+            if isinstance(settings, AppReceiver)
+            else AppChatChannel(client, settings.app, config.wecom.apps[settings.app], settings.chatid)
+        )
         if oneoff.media is not None:
             await app.send_media(oneoff.media, oneoff.recipients)
         else:
@@ -211,12 +229,12 @@ async def _deliver(config: Config, oneoff: OneOff, client: WeComClient) -> None:
 def _textcard(
     config: Config,
     receiver: str,
-    settings: AppReceiver | RobotReceiver,
+    settings: OneOffReceiver,
     title: str,
     description: str,
     url: str,
 ) -> RenderedMessage:
-    """A ``textcard`` (docs §4.3): app receivers only, each field within WeCom's limits."""
+    """A ``textcard`` (docs §4.3, §6): app and appchat receivers, each field within WeCom's limits."""
     if isinstance(settings, RobotReceiver):
         raise BadInput(f"receiver {receiver!r} is a group robot, which cannot send a textcard")
     for name, text, limit in (("title", title, TITLE_BYTES), ("description", description, DESCRIPTION_BYTES)):
@@ -232,8 +250,8 @@ def _textcard(
     return RenderedMessage("textcard", description, DESCRIPTION_BYTES, card=card)
 
 
-def _recipients(settings: AppReceiver | RobotReceiver) -> Recipients:
-    """An app receiver's configured users, departments and tags; a robot's group (no mentions)."""
+def _recipients(settings: OneOffReceiver) -> Recipients:
+    """An app receiver's configured users, departments and tags; a chat's or a robot's group (no mentions)."""
     if isinstance(settings, AppReceiver):
         return Recipients(
             to_user=tuple(settings.to_user), to_party=tuple(settings.to_party), to_tag=tuple(settings.to_tag)
@@ -298,7 +316,7 @@ def add_send_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     ):
         what.add_argument(f"--{kind}", metavar="PATH", help=f"a {kind} ({limit})")
     what.add_argument(
-        "--textcard", nargs=3, metavar=("TITLE", "DESCRIPTION", "URL"), help="app receivers only"
+        "--textcard", nargs=3, metavar=("TITLE", "DESCRIPTION", "URL"), help="app and appchat receivers"
     )
     send.add_argument(
         "--wait",

@@ -17,7 +17,10 @@ A message that carries image URLs (``RenderedMessage.images``) is followed by
 one ``image`` message per image: the fetched bytes as base64 with their MD5
 (docs §5; at most 2 MB raw, larger ones are skipped). Images are best effort:
 any failure is logged, counted in ``image_failures[reason]`` and skipped; the
-message itself, already sent, carries the link.
+message itself, already sent, carries the link. File URLs
+(``RenderedMessage.files``, a receiver's ``attach_files``) follow as
+``file`` messages the same way, uploaded with the robot's
+``webhook/upload_media`` (``send_media``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import base64
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from pydantic import SecretStr
 
@@ -34,11 +37,12 @@ from alertbridge.errors import DeliveryError, PermanentDeliveryError
 from alertbridge.images import FetchedImage, ImageError, ImageFetcher, record_image_failure
 from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.messengers import Receipt
+from alertbridge.messengers.wecom.app import file_name_of
 from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.messengers.wecom.errcodes import ErrCode
 from alertbridge.messengers.wecom.errors import WeComAPIError
 from alertbridge.messengers.wecom.media import robot_scope
-from alertbridge.messengers.wecom.media_rules import MediaFile, MediaKind
+from alertbridge.messengers.wecom.media_rules import MediaFile, MediaKind, MediaRejected, check_media
 from alertbridge.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -106,24 +110,28 @@ class RobotChannel:
         body = build_robot_body(message, recipients)
         await self._client.send_robot_message(self._key.get_secret_value(), body)
         if message.images:
-            await self._send_images(message.images)
+            await self._send_attachments(message.images, self._post_image)
+        if message.files:
+            await self._send_attachments(message.files, self._post_file)
         return Receipt()
 
-    async def _send_images(self, urls: Sequence[str]) -> None:
-        """Post each image after the message; never raises (see the module docs)."""
+    async def _send_attachments(
+        self, urls: Sequence[str], post: Callable[[ImageFetcher, str], Awaitable[tuple[str, str] | None]]
+    ) -> None:
+        """Post each image or file after the message; never raises (see the module docs).
+        ``post`` sends one URL's content and answers the (reason, detail) it was skipped for."""
         if self._images is None:
-            log.debug("images_not_configured channel=robot images=%d", len(urls))
+            log.debug("images_not_configured channel=robot attachments=%d", len(urls))
             return
         for url in urls:
             try:
-                image = await self._images.fetch(url)
-                reason = await self._send_image(image)
+                reason = await post(self._images, url)
             except ImageError as exc:
                 record_image_failure(
                     self.image_failures, self._metrics, exc.reason, channel="robot", url=url, detail=str(exc)
                 )
                 continue
-            except Exception as exc:  # the message is sent: an image bug must not re-send it
+            except Exception as exc:  # the message is sent: an attachment bug must not re-send it
                 log.exception("image_crashed channel=robot")
                 record_image_failure(
                     self.image_failures,
@@ -141,6 +149,21 @@ class RobotChannel:
                 record_image_failure(
                     self.image_failures, self._metrics, reason[0], channel="robot", url=url, detail=reason[1]
                 )
+
+    async def _post_image(self, fetcher: ImageFetcher, url: str) -> tuple[str, str] | None:
+        return await self._send_image(await fetcher.fetch(url))
+
+    async def _post_file(self, fetcher: ImageFetcher, url: str) -> tuple[str, str] | None:
+        """One ``attach_files`` file, uploaded with the robot's ``webhook/upload_media`` (``send_media``)."""
+        fetched = await fetcher.fetch_file(url)
+        try:
+            await self.send_media(check_media(MediaKind.FILE, fetched.data, file_name_of(url)))
+        except MediaRejected as exc:
+            return exc.refusal, exc.detail
+        except DeliveryError as exc:
+            # The client's errors never carry the key.
+            return "send_failed", f"{exc.reason}: {exc}"
+        return None
 
     async def _send_image(self, image: FetchedImage) -> tuple[str, str] | None:
         """Send one image; the (reason, detail) it was skipped for, or None when sent."""
