@@ -26,6 +26,7 @@ from alertbridge import __version__
 from alertbridge.commands.executor import CommandExecutor
 from alertbridge.config import Config
 from alertbridge.delivery import Dispatcher, GroupTracker, SendBudget, SharedBudget
+from alertbridge.delivery.priority import WebhookLoad
 from alertbridge.errors import ConfigError, TemplateError
 from alertbridge.images import ImageFetcher, new_image_http_client
 from alertbridge.messengers.registry import (
@@ -154,6 +155,8 @@ def create_app(
     client = WeComClient(http, config.wecom.api_base, metrics=metrics)
     stream = out if out is not None else sys.stdout
     refusals = RefusalLog()
+    # Webhooks in flight, which the dispatcher gives way to; shared across reloads.
+    webhook_load = WebhookLoad()
     # Department and tag lookups for allow-lists, cached across config reloads.
     directory = ContactDirectory(client)
     # WeCom's per-member limits count alerts and command replies alike: one budget for both.
@@ -176,7 +179,13 @@ def create_app(
             channels=build_channels(deps, extra_messengers),
             tracker=GroupTracker(config=cfg, state=state, silencers=silencers, messengers=messengers),
             ingest=WebhookIngest(
-                cfg, outbox, auth, on_enqueued=lambda: dispatcher.wake(), metrics=metrics, refusals=refusals
+                cfg,
+                outbox,
+                auth,
+                on_enqueued=lambda: dispatcher.wake(),
+                metrics=metrics,
+                refusals=refusals,
+                load=webhook_load,
             ),
             callback=WeComCallback(
                 config=cfg,
@@ -198,6 +207,7 @@ def create_app(
         tracker=current.tracker,
         budget=budget,
         metrics=metrics,
+        webhooks=webhook_load,
     )
     operational = OperationalEndpoints(
         store=outbox,

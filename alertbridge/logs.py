@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+import orjson
+
 MASK = "***"
 _QUERY_SECRET = re.compile(r"(?i)\b(access_token|corpsecret|key|secret)=([^&\s\"']+)")
 
@@ -126,11 +128,21 @@ class JsonFormatter(logging.Formatter):
         document["message"] = message
         if record.exc_text:
             document["exception"] = record.exc_text
-        return json.dumps(document, ensure_ascii=False)
+        try:
+            return orjson.dumps(document).decode("utf-8")
+        except TypeError:  # a lone surrogate (from a client's bytes) that orjson refuses
+            return json.dumps(document, ensure_ascii=False)
 
 
 def configure_logging(secrets: Iterable[str], stream: TextIO, level: str, fmt: str) -> None:
     """Log to ``stream``: JSON lines, or text (``fmt="auto"``: JSON unless ``stream`` is a terminal)."""
+    # Nothing printed names the calling file, line, thread or process: leave
+    # them out of every record rather than look them up per line (the
+    # logging HOWTO's "Optimization"; findCaller walks the stack each time).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(stream)
     as_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     handler.setFormatter(

@@ -21,12 +21,13 @@ import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from bench import callback, ingest, latency, memory, storm, tokens
+from bench import callback, ingest, ingest_open, latency, memory, storm, tokens
 from bench.common import BENCH_DIR, CORES, QUICK, Metric, ScenarioResult, log, pin_self_to_load_core
 from bench.machine import describe_machine
 
 SCENARIOS: dict[str, Callable[[], ScenarioResult]] = {
     "ingest": ingest.run,
+    "ingest-open": ingest_open.run,
     "storm": storm.run,
     "storm-replicas": storm.run_replicas,
     "token": tokens.run,

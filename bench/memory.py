@@ -4,8 +4,8 @@ Both are started as in the ingest scenario (alertbridge with an app receiver
 pointed at the fake WeCom and a console receiver, its SQLite store opened and
 its dispatcher running), left idle for ``IDLE_SECONDS`` after they answer
 their readiness probe, then their ``VmRSS`` is read from /proc. The peak
-during the storm is reported by the storm scenario. Informational: the issue
-sets no target for the idle figure.
+during the storm is reported by the storm scenario. Target (Phase 10): the
+idle ratio at most ``TARGET_RATIO``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from bench.common import (
 )
 
 IDLE_SECONDS = 3.0
+TARGET_RATIO = 1.5
 
 _CONFIG = """
 [receivers.oncall]
@@ -52,6 +53,8 @@ def run() -> ScenarioResult:
     result.add(
         "idle RSS (alertbridge / bare Starlette)",
         f"{mib(alertbridge_kib)} / {mib(baseline_kib)} = {ratio:.1f}×",
+        f"≤ {TARGET_RATIO}×",
+        ratio <= TARGET_RATIO,
     )
     result.raw = {"alertbridge_kib": alertbridge_kib, "baseline_kib": baseline_kib, "ratio": ratio}
     return result

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from alertbridge.config import Config, ReceiverConfig, parse_config
 from alertbridge.delivery import SendBudget
 from alertbridge.message import Recipients
-from alertbridge.messengers import HOUR, MINUTE, RateLimit
+from alertbridge.messengers import DAY, HOUR, MINUTE, RateLimit
 from alertbridge.messengers.wecom import limits
 from alertbridge.messengers.wecom.limits import robot_budget_key
 
@@ -151,3 +151,20 @@ def test_robot_budget_is_keyed_by_a_hash_and_shared_at_the_lowest_limit() -> Non
 def test_console_receivers_have_no_limits() -> None:
     config = config_with(console={"channel": "console"})
     assert limits_for(config, config.receivers["console"], Recipients()) == ()
+
+
+def test_a_chat_member_gets_200_a_minute_until_the_days_10000() -> None:
+    """appchat: WeCom's 10,000 a day per member is counted over any 24 hours,
+    not cut down to an hour's share: a busy hour may take all of it."""
+    app = config_with(oncall={"channel": "app", "app": "ops", "to_user": ["zhangsan"]}).wecom.apps["ops"]
+    chat = limits.appchat_limits(app, "ops1", ["zhangsan"])
+    budget = SendBudget()
+    for minute in range(50):
+        for i in range(200):
+            assert budget.reserve(chat, at(minute * 60 + i * 0.25)), f"minute {minute}, send {i}"
+        assert not budget.reserve(chat, at(minute * 60 + 50))
+    assert budget.available(chat, at(51 * 60)) == 0
+    # The first send ages out of the day a day later.
+    assert budget.next_free(chat, at(51 * 60)) == T0 + DAY
+    budget.forget_before(at(51 * 60) - DAY)
+    assert budget.available(chat, T0 + DAY - timedelta(seconds=1)) == 0

@@ -29,31 +29,37 @@ the store refused a reservation the memory allowed (another replica sent).
 
 from __future__ import annotations
 
+import bisect
 import logging
-from collections import deque
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from alertbridge.errors import StoreError
-from alertbridge.messengers import HOUR, RateLimit
+from alertbridge.messengers import DAY, RateLimit
 from alertbridge.stores import OutboxStore, Reservation
 
 log = logging.getLogger(__name__)
 
-# The longest window any limit uses: older sends are forgotten.
-LONGEST_WINDOW = HOUR
+# The longest window any limit uses (appchat's 10,000 a day per member):
+# older sends are forgotten. Counting walks back only over a limit's own
+# window, so keeping a day costs memory and store rows, not time per send.
+LONGEST_WINDOW = DAY
 
 
 class SendBudget:
-    """Sliding-window send counts per key; in memory, seeded from the store."""
+    """Sliding-window send counts per key; in memory, seeded from the store.
+
+    Each key's sends are kept sorted, so counting a window is a binary
+    search, even over a day of a busy group chat's sends.
+    """
 
     def __init__(self) -> None:
-        self._sends: dict[str, deque[datetime]] = {}
+        self._sends: dict[str, list[datetime]] = {}
 
     def load(self, sends: Iterable[tuple[str, datetime]]) -> None:
         """Seed with earlier sends (key, when), e.g. from before a restart."""
-        for key, at in sorted(sends, key=lambda item: item[1]):
-            self._sends.setdefault(key, deque()).append(at)
+        for key, at in sends:
+            bisect.insort(self._sends.setdefault(key, []), at)
 
     def replace(self, keys: Iterable[str], sends: Iterable[tuple[str, datetime]]) -> None:
         """Take the store's record of ``keys`` (``sends``: key, when) as this budget's."""
@@ -85,7 +91,7 @@ class SendBudget:
         if self.available(limits, now) < 1:
             return False
         for key in {limit.key for limit in limits}:
-            self._sends.setdefault(key, deque()).append(now)
+            bisect.insort(self._sends.setdefault(key, []), now)
         return True
 
     def reserve_message(self, limits: Sequence[RateLimit], now: datetime, images: int) -> int | None:
@@ -121,36 +127,24 @@ class SendBudget:
                 if sends is None or reserved_at not in sends:
                     continue
                 sends.remove(reserved_at)
-                # Keep time order: _recent walks back from the newest.
-                index = len(sends)
-                while index > 0 and sends[index - 1] > sent_at:
-                    index -= 1
-                sends.insert(index, sent_at)
+                bisect.insort(sends, sent_at)
 
     def forget_before(self, cutoff: datetime) -> None:
         """Drop sends older than every window (memory stays bounded)."""
         for key in list(self._sends):
             sends = self._sends[key]
-            while sends and sends[0] < cutoff:
-                sends.popleft()
+            del sends[: bisect.bisect_left(sends, cutoff)]
             if not sends:
                 del self._sends[key]
 
     def _used(self, limit: RateLimit, now: datetime) -> int:
-        return len(self._recent(limit.key, now - limit.window))
+        sends = self._sends.get(limit.key, [])
+        return len(sends) - bisect.bisect_right(sends, now - limit.window)
 
     def _recent(self, key: str, since: datetime) -> list[datetime]:
-        sends = self._sends.get(key)
-        if not sends:
-            return []
-        # Sends are appended in time order; walk back from the newest.
-        recent: list[datetime] = []
-        for at in reversed(sends):
-            if at <= since:
-                break
-            recent.append(at)
-        recent.reverse()
-        return recent
+        """This key's sends after ``since``, oldest first."""
+        sends = self._sends.get(key, [])
+        return sends[bisect.bisect_right(sends, since) :]
 
 
 class SharedBudget:

@@ -28,6 +28,7 @@ from alertbridge.delivery.budget import LONGEST_WINDOW, SendBudget
 from alertbridge.delivery.context import BatchContext
 from alertbridge.delivery.digest import DigestSender
 from alertbridge.delivery.outcome import Outcomes, ids
+from alertbridge.delivery.priority import WebhookLoad
 from alertbridge.delivery.send import Sender
 from alertbridge.delivery.tracking import GroupTracker, Tracked
 from alertbridge.errors import StoreError
@@ -66,10 +67,13 @@ class Dispatcher:
         tracker: GroupTracker,
         budget: SendBudget | None = None,
         metrics: Metrics | None = None,
+        webhooks: WebhookLoad | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._config = config
+        # Webhooks being accepted: the dispatcher gives way to them (see delivery.priority).
+        self._webhooks = webhooks if webhooks is not None else WebhookLoad()
         self._tracker = tracker
         self._store = store
         self._channels = channels
@@ -287,16 +291,19 @@ class Dispatcher:
         # From the first delivery that does not fit on, the rest go into the
         # digest with it: sent one by one after it, they would overtake it.
         digested: list[tuple[Delivery, Tracked | None]] = []
+        loop = asyncio.get_running_loop()
         for index, delivery in enumerate(batch):
             if digested:
                 digested.append((delivery, None))
                 continue
             behind = max(0, backlog - index - 1)
+            began = loop.time()
             tracked = await self._guarded(
                 outcomes, [delivery], sender.send_one(delivery, receiver, channel, limits, behind=behind)
             )
             if tracked is not None:
                 digested.append((delivery, tracked))
+            await self._webhooks.give_way(loop.time() - began)
         if digested:
             await self._guarded(
                 outcomes, [d for d, _ in digested], digests.send_digests(digested, receiver, channel, limits)

@@ -31,6 +31,7 @@ from alertbridge.model import Ack, AlertGroup
 
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from alertbridge.sources.common import (
     MessageV4,
     first_error,
     grafana_flavour,
+    has_surrogate_escape,
     load_object,
     v4_alert,
     v4_group,
@@ -41,6 +42,15 @@ def parse(body: bytes) -> AlertGroup:
             unified or legacy, is told to go to ``/grafana/``), or a field of
             the wrong type; the message names the first offending field.
     """
+    if not has_surrogate_escape(body):
+        # The common case in one pass: pydantic parses the JSON and validates it
+        # together (15 µs less per webhook than json.loads + model_validate,
+        # Phase 10). A body it does not take goes the way below, which names the
+        # problem exactly as before, or takes what only json.loads reads.
+        try:
+            return _group(_MessageV4.model_validate_json(body))
+        except ValidationError:
+            pass
     data = load_object(SOURCE, body)
     if grafana_flavour(data) is not None:
         raise PayloadError(SOURCE, GRAFANA_ELSEWHERE)
@@ -51,4 +61,8 @@ def parse(body: bytes) -> AlertGroup:
         message = _MessageV4.model_validate(data)
     except ValidationError as exc:
         raise PayloadError(SOURCE, first_error(exc)) from None
+    return _group(message)
+
+
+def _group(message: _MessageV4) -> AlertGroup:
     return v4_group(SOURCE, message, tuple(v4_alert(a) for a in message.alerts))

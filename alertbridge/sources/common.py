@@ -179,7 +179,7 @@ def load_object(source: str, body: bytes) -> dict[str, Any]:
         raise PayloadError(source, f"body is not valid JSON ({short(exc)})") from None
     if not isinstance(data, dict):
         raise PayloadError(source, "body must be a JSON object")
-    if _SURROGATE_ESCAPE.search(body):
+    if has_surrogate_escape(body):
         # A lone \ud800 escape decodes to a string no UTF-8 store or
         # WeCom accepts; replace it as Go's encoder (Alertmanager's) would.
         return cast(dict[str, Any], _without_lone_surrogates(data))
@@ -187,6 +187,13 @@ def load_object(source: str, body: bytes) -> dict[str, Any]:
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def has_surrogate_escape(body: bytes) -> bool:
+    """Whether ``body`` may escape a UTF-16 surrogate (``\\ud800``), which needs ``load_object``."""
+    return _SURROGATE_ESCAPE.search(body) is not None
+
+
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 

@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol, TypeVar
 
+import orjson
+
 from alertbridge.message import Recipients
 from alertbridge.model import AlertGroup
 from alertbridge.stores.outbox import Delivery, DeliveryStatus, DigestPartRecord, OneOffMessage
@@ -53,8 +55,24 @@ def from_us(value: int) -> datetime:
 
 
 def dumps(data: Any) -> str:
-    # Compact and readable in a database shell (CJK stays CJK).
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON, readable in a database shell (CJK stays CJK).
+
+    orjson writes every accepted webhook's group several times faster than
+    ``json`` (Phase 10), and the same text for what the stores keep (str
+    keys, str/int/bool/None values, lists), so values compared as text in
+    queries (a backlog's recipients) match rows written before. ``json``
+    takes what orjson refuses: integers beyond 64 bits, and lone surrogates,
+    which ``enqueue`` then refuses as unstorable.
+    """
+    try:
+        return orjson.dumps(data).decode("utf-8")
+    except TypeError:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def loads(text: str | bytes) -> Any:
+    """A stored JSON value (``orjson.JSONDecodeError`` is a ``ValueError``, a ``DECODE_ERRORS``)."""
+    return orjson.loads(text)
 
 
 # What a stored value this version cannot read raises while being decoded.
@@ -96,8 +114,8 @@ def to_delivery(row: Row) -> Delivery:
             id=row[0],
             receiver=row[1],
             channel=row[2],
-            recipients=Recipients.from_dict(json.loads(row[3])),
-            group=AlertGroup.from_dict(json.loads(row[4])),
+            recipients=Recipients.from_dict(loads(row[3])),
+            group=AlertGroup.from_dict(loads(row[4])),
             request_id=row[5],
             accepted_at=from_us(row[6]),
             status=DeliveryStatus(row[7]),

@@ -6,7 +6,6 @@ Shared by every backend, with the encodings of ``alertbridge.stores.codec``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import MappingProxyType
@@ -15,7 +14,7 @@ from typing import Final, TypeVar
 from alertbridge.errors import StoreError
 from alertbridge.message import Recipients
 from alertbridge.model import AlertGroup, Status
-from alertbridge.stores.codec import DECODE_ERRORS, Row, Undecodable, dumps, from_us, to_us
+from alertbridge.stores.codec import DECODE_ERRORS, Row, Undecodable, dumps, from_us, loads, to_us
 from alertbridge.stores.state import (
     Ack,
     AlertRef,
@@ -119,7 +118,7 @@ def decode_alerts(text: str) -> tuple[RefAlert, ...]:
             labels=_frozen({str(k): str(v) for k, v in item["labels"].items()}),
             firing=bool(item["firing"]),
         )
-        for item in json.loads(text)
+        for item in loads(text)
     )
 
 
@@ -135,7 +134,7 @@ def to_ref(row: Row) -> AlertRef:
             external_url=row[4],
             title=row[5],
             alerts=decode_alerts(row[6]),
-            recipients=Recipients.from_dict(json.loads(row[7])),
+            recipients=Recipients.from_dict(loads(row[7])),
             firing=bool(row[8]),
             created_at=from_us(row[9]),
             updated_at=from_us(row[10]),
@@ -163,7 +162,7 @@ def to_silence(row: Row) -> SilenceRecord:
 
 def to_card(row: Row) -> CardRecord:
     try:
-        users = tuple(str(u) for u in json.loads(row[3]))
+        users = tuple(str(u) for u in loads(row[3]))
     except DECODE_ERRORS as exc:
         raise Undecodable(f"card {row[0]}", exc) from exc
     return CardRecord(

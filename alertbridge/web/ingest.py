@@ -26,6 +26,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 from alertbridge.config import Config
+from alertbridge.delivery.priority import WebhookLoad
 from alertbridge.errors import PayloadError, StoreError
 from alertbridge.metrics import Metrics
 from alertbridge.model import AlertGroup
@@ -88,8 +89,11 @@ class WebhookIngest:
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         refusals: RefusalLog | None = None,
+        load: WebhookLoad | None = None,
     ) -> None:
         self._config = config
+        # Shared with the dispatcher, which gives way while webhooks are in flight.
+        self._load = load if load is not None else WebhookLoad()
         # Shared across reloads by the app, so a reload does not reset the rate limit.
         self._refusals = refusals if refusals is not None else RefusalLog()
         self._metrics = metrics if metrics is not None else Metrics()
@@ -106,7 +110,8 @@ class WebhookIngest:
 
     async def _ingest(self, request: Request, source: _Source) -> JSONResponse:
         name = request.path_params["receiver"]
-        answer = await self._accept(request, source, name)
+        with self._load.accepting():
+            answer = await self._accept(request, source, name)
         # A name from the URL is a label only when configured (clients cannot grow
         # the series) and only once the caller proved who it is: /metrics must not
         # tell an unauthenticated poster which receiver names exist.

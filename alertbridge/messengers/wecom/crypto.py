@@ -32,13 +32,8 @@ import hmac
 import re
 import secrets
 from collections.abc import Callable
-from xml.etree.ElementTree import Element, ParseError
 
-import defusedxml.ElementTree as DefusedET  # type: ignore[import-untyped]
 from Crypto.Cipher import AES
-
-# One ignore above covers the package: install types-defusedxml to drop it.
-from defusedxml import DefusedXmlException
 
 from alertbridge.messengers.wecom.callback_errors import (
     CallbackError,
@@ -48,6 +43,7 @@ from alertbridge.messengers.wecom.callback_errors import (
     SignatureMismatch,
     StaleTimestamp,
 )
+from alertbridge.messengers.wecom.callback_xml import xml_fields
 
 __all__ = [
     "BLOCK_SIZE",
@@ -59,11 +55,11 @@ __all__ = [
     "SignatureMismatch",
     "StaleTimestamp",
     "check_timestamp",
-    "parse_xml",
 ]
 
 # WeCom pads to 32-byte multiples (its PKCS7Encoder.block_size); AES itself uses 16.
 BLOCK_SIZE = 32
+_AES_BLOCK = 16
 _RANDOM_PREFIX = 16
 _LENGTH_FIELD = 4
 _ENCODING_AES_KEY_LENGTH = 43
@@ -82,31 +78,6 @@ _REPLY_TEMPLATE = (
 )
 
 RandomBytes = Callable[[int], bytes]
-
-
-def parse_xml(data: bytes, what: str) -> Element:
-    """Parse callback XML with defusedxml, refusing any DTD, entity or external reference.
-
-    Callback bodies arrive from the internet before (envelope) and after
-    (inner message) authentication; neither ever carries a DTD, so refusing
-    one outright stops XXE and entity-expansion ("billion laughs") attacks
-    without having to reason about which expansions are harmless.
-
-    ``what`` names the document in the error reason ("envelope", "message").
-
-    Raises:
-        MalformedMessage: not well-formed XML, or a DTD/entity/external reference.
-    """
-    try:
-        root: Element = DefusedET.fromstring(
-            data, forbid_dtd=True, forbid_entities=True, forbid_external=True
-        )
-    except DefusedXmlException as exc:
-        raise MalformedMessage(f"{what} XML refused: {type(exc).__name__}") from None
-    except ParseError as exc:
-        # ParseError's text is "not well-formed (invalid token): line 1, column 5"; no content.
-        raise MalformedMessage(f"{what} XML does not parse: {exc}") from None
-    return root
 
 
 def check_timestamp(timestamp: str, now: float, max_skew_seconds: int) -> None:
@@ -166,6 +137,10 @@ class CallbackCrypto:
         self._token = token
         self._key = key
         self._iv = key[:16]
+        # Decryption is CBC done as ECB blocks XOR the previous ciphertext block:
+        # one ECB object serves every callback, where AES.new per message was
+        # 6 µs of a callback's ~30 (Phase 10). ECB holds no state between calls.
+        self._blocks = AES.new(key, AES.MODE_ECB)
         self._receive_id = receive_id.encode("utf-8")
         self._random_bytes = random_bytes
 
@@ -220,8 +195,10 @@ class CallbackCrypto:
             raise DecryptError("payload is not valid base64") from None
         if not data or len(data) % BLOCK_SIZE:
             raise DecryptError(f"ciphertext length {len(data)} is not a positive multiple of {BLOCK_SIZE}")
-        plain = AES.new(self._key, AES.MODE_CBC, iv=self._iv).decrypt(data)
-        content = _unpad(plain)
+        # CBC: plaintext block i = D(ciphertext block i) XOR ciphertext block i-1 (the IV for i = 0).
+        chained = self._iv + data[:-_AES_BLOCK]
+        decrypted = int.from_bytes(self._blocks.decrypt(data), "big") ^ int.from_bytes(chained, "big")
+        content = _unpad(decrypted.to_bytes(len(data), "big"))
         header = _RANDOM_PREFIX + _LENGTH_FIELD
         if len(content) < header:
             raise DecryptError("plaintext shorter than the random prefix and length field")
@@ -260,11 +237,7 @@ class CallbackCrypto:
             MalformedMessage: the envelope is not XML, has a DTD/entities, or lacks ``<Encrypt>``.
             SignatureMismatch, DecryptError, ReceiverMismatch.
         """
-        root = parse_xml(body, "envelope")
-        if root.tag != "xml":
-            raise MalformedMessage("envelope root element is not <xml>")
-        node = root.find("Encrypt")
-        encrypted = node.text if node is not None else None
+        encrypted = xml_fields(body, "envelope").get("Encrypt")
         if not encrypted:
             raise MalformedMessage("envelope has no <Encrypt> text")
         self.verify_signature(msg_signature, timestamp, nonce, encrypted)

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from xml.etree.ElementTree import Element
 
 from alertbridge.messengers.wecom.callback_errors import MalformedMessage
-from alertbridge.messengers.wecom.crypto import parse_xml
+from alertbridge.messengers.wecom.callback_xml import xml_fields
 
 _DIGITS = re.compile(r"[0-9]{1,20}")
 
@@ -107,9 +107,7 @@ def parse_inbound(xml: bytes) -> InboundMessage:
         MalformedMessage: not well-formed, has a DTD/entities, the root is not
             ``<xml>``, or a required field is missing or not a number.
     """
-    root = parse_xml(xml, "message")
-    if root.tag != "xml":
-        raise MalformedMessage("message root element is not <xml>")
+    root = xml_fields(xml, "message")
     from_user = _required(root, "FromUserName")
     create_time = _number(root, "CreateTime")
     msg_type = _required(root, "MsgType").lower()
@@ -173,29 +171,26 @@ def dedup_key(message: InboundMessage) -> str:
     return f"msg:{message.msg_id}"
 
 
-def _text(root: Element, tag: str) -> str:
+def _text(root: Mapping[str, str], tag: str) -> str:
     """The text of the first ``tag`` child, "" if absent or empty (CDATA is plain text here)."""
-    node = root.find(tag)
-    if node is None or node.text is None:
-        return ""
-    return node.text
+    return root.get(tag, "")
 
 
-def _required(root: Element, tag: str) -> str:
+def _required(root: Mapping[str, str], tag: str) -> str:
     value = _text(root, tag).strip()
     if not value:
         raise MalformedMessage(f"message has no <{tag}>")
     return value
 
 
-def _number(root: Element, tag: str) -> int:
+def _number(root: Mapping[str, str], tag: str) -> int:
     value = _text(root, tag).strip()
     if not _DIGITS.fullmatch(value):
         raise MalformedMessage(f"message <{tag}> is missing or not a number")
     return int(value)
 
 
-def _agent_id(root: Element) -> int | None:
+def _agent_id(root: Mapping[str, str]) -> int | None:
     value = _text(root, "AgentID").strip()
     if not value:
         return None

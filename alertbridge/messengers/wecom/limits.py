@@ -13,8 +13,7 @@ and against each of its members (``app:<corp>:<agent>:chat-member:<userid>``),
 so two chats sharing a member share that member's budget; the members are
 the ones ``appchat/get`` last listed (none before the first lookup: the
 chat's key alone then keeps each member within what this chat sends). The
-budget's windows are at most an hour long, so the day's 10,000 is kept as
-416 an hour: any 24 hours then hold at most 9,984.
+day is counted as any 24 hours, never more than WeCom's natural day allows.
 
 Content limits are in UTF-8 bytes (a CJK character is 3 bytes); sources:
 WeCom message/send and group robot docs.
@@ -28,7 +27,7 @@ from typing import Final
 
 from alertbridge.config_base import ReceiverBase
 from alertbridge.message import Recipients
-from alertbridge.messengers import HOUR, MINUTE, RateLimit
+from alertbridge.messengers import DAY, HOUR, MINUTE, RateLimit
 from alertbridge.messengers.wecom.config import (
     AppChatReceiver,
     AppReceiver,
@@ -37,9 +36,9 @@ from alertbridge.messengers.wecom.config import (
     WeComConfig,
 )
 
-# Per app and chat member (appchat): a minute's and an hour's share of the day's 10,000.
+# Per app and chat member (appchat).
 CHAT_MEMBER_PER_MINUTE: Final = 200
-CHAT_MEMBER_PER_HOUR: Final = 10_000 // 24
+CHAT_MEMBER_PER_DAY: Final = 10_000
 
 # Per field of the structured types (docs §4.3, §5): WeCom cuts a longer
 # textcard/news description itself, mid-character; we cut first.
@@ -109,7 +108,7 @@ def appchat_limits(app: WeComAppConfig, chatid: str, members: Sequence[str]) -> 
     return tuple(
         RateLimit(key, window, allowed)
         for key in keys
-        for window, allowed in ((MINUTE, CHAT_MEMBER_PER_MINUTE), (HOUR, CHAT_MEMBER_PER_HOUR))
+        for window, allowed in ((MINUTE, CHAT_MEMBER_PER_MINUTE), (DAY, CHAT_MEMBER_PER_DAY))
     )
 
 

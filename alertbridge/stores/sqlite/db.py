@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -101,6 +101,59 @@ async def transaction(db: aiosqlite.Connection) -> AsyncIterator[None]:
         raise
 
 
+class LoopConnection(aiosqlite.Connection):
+    """An aiosqlite connection that runs statements on the event loop's thread.
+
+    aiosqlite runs every call on its own thread: each ``execute``, ``fetchone``
+    and ``COMMIT`` is a round trip between two threads, and with the server
+    pinned to one core each round trip is two context switches. A dispatcher
+    round (claim, reference, reserve, settle, mark) made some fifteen of them
+    per delivery, and they, not SQLite, were what the server spent its core on
+    (bench/README.md, Phase 10). A statement on a WAL database is
+    microseconds of work, so it now runs where it is awaited; only what may
+    wait on the disk — ``COMMIT``: a durable one fsyncs the WAL, and any one
+    may run a WAL checkpoint — still goes to the thread (``on_thread``), so
+    the event loop serves other requests meanwhile. ``SqliteConnection`` hands the connection to one session at a
+    time, so the two threads never use it at once.
+    """
+
+    _inline = False
+
+    def run_inline(self) -> None:
+        """From now on run calls on the caller's thread (once connected and configured)."""
+        self._inline = True
+
+    @contextmanager
+    def on_thread(self) -> Iterator[None]:
+        """Run the calls made inside on aiosqlite's thread (a call that may wait on the disk)."""
+        inline, self._inline = self._inline, False
+        try:
+            yield
+        finally:
+            self._inline = inline
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not self._inline:
+            return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+        if not self._running or self._connection is None:
+            raise ValueError("Connection closed")
+        return fn(*args, **kwargs)
+
+
+def _connect(path: Path) -> LoopConnection:
+    """A ``LoopConnection`` to ``path``, not yet connected (await it).
+
+    ``isolation_level=None``: the module never opens transactions behind our
+    back; every BEGIN/COMMIT is explicit. ``check_same_thread=False``: the
+    connection is made on aiosqlite's thread and used on the loop's too.
+    """
+
+    def connector() -> sqlite3.Connection:
+        return sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+
+    return LoopConnection(connector, 64)
+
+
 async def _close_quietly(db: aiosqlite.Connection) -> None:
     """Close after a failed open; the open error is the one worth raising."""
     try:
@@ -124,7 +177,7 @@ class SqliteConnection:
         self.path = path
         self.busy_timeout = busy_timeout
         self._foreign_keys = foreign_keys
-        self._db: aiosqlite.Connection | None = None
+        self._db: LoopConnection | None = None
         self._lock = asyncio.Lock()
         self._synchronous = "FULL"  # as configure_connection leaves it
 
@@ -141,9 +194,8 @@ class SqliteConnection:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: the module never opens transactions behind
-            # our back; every BEGIN/COMMIT is explicit.
-            db = await aiosqlite.connect(self.path, isolation_level=None)
+            db = _connect(self.path)
+            await db  # starts aiosqlite's thread and connects on it
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open {self.path}: {reason(exc)}") from exc
         try:
@@ -156,6 +208,7 @@ class SqliteConnection:
             if isinstance(exc, StoreError):
                 raise
             raise StoreError(f"cannot open {self.path}: {reason(exc)}") from exc
+        db.run_inline()
         self._db = db
 
     async def migrate(self, migrate: Callable[[aiosqlite.Connection], Awaitable[None]]) -> None:
@@ -211,7 +264,10 @@ class SqliteConnection:
                     await db.execute("BEGIN IMMEDIATE")
                 yield db
                 if write:
-                    await db.execute("COMMIT")
+                    # A durable commit fsyncs the WAL; any commit may run a WAL
+                    # checkpoint, which writes and syncs the database file.
+                    with db.on_thread():
+                        await db.execute("COMMIT")
             except (sqlite3.Error, OSError) as exc:
                 await rollback(db)
                 raise StoreError(f"{op}: {reason(exc)}") from exc
