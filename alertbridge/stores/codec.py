@@ -128,7 +128,7 @@ def to_delivery(row: Row) -> Delivery:
             failures_since_progress=row[14],
             sending_part=row[15],
             sending_at=from_us(row[16]) if row[16] is not None else None,
-            oneoff=oneoff_from_json(json.loads(row[17])) if row[17] is not None else None,
+            oneoff=oneoff_from_json(loads(row[17])) if row[17] is not None else None,
         )
     except DECODE_ERRORS as exc:
         raise Undecodable(f"delivery {row[0]}", exc) from exc
