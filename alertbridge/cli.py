@@ -4,13 +4,13 @@
     check-config  validate a config file, compile and smoke-render its templates
     render        print the messages a receiver would be sent for a payload, with byte counts
     send-test     send those messages (a sample alert by default) through the real client
-    send          send one text, markdown or file to a receiver, within the shared rate budget
+    send          queue one text, markdown, card or file for a receiver; the service sends it
     outbox        list deliveries, or retry a dead one
     audit         list who acknowledged or silenced what (and files members sent)
     menu          install a WeCom app's menu from its menu_commands
 
 Exit codes: 0 ok, 1 a check or send failed, 2 usage error (argparse) or bad
-input to ``send``, 75 ``send`` failed for now (try again later).
+input to ``send``, 75 ``send`` not queued, or with ``--wait`` not sent, for now.
 """
 
 from __future__ import annotations

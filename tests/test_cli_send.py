@@ -1,7 +1,7 @@
 """``alertbridge send``: one-off messages and files from scripts, run as the real
-command against the fake WeCom over HTTP and a real SQLite store — what
-arrives, the shared rate budget, exit codes, and bad input refused before
-the store or WeCom is touched."""
+command against a real ``alertbridge serve`` (SQLite), the fake WeCom over HTTP:
+queued in the outbox and delivered by the service, exit codes, ``--wait``, and
+bad input refused before anything is stored or sent."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from alertbridge.stores import Delivery
 from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
 from alertbridge.testing.fake_appchat import FakeChat
 from alertbridge.testing.fake_wecom import (
@@ -24,20 +27,22 @@ from alertbridge.testing.fake_wecom import (
     FakeWeCom,
     Fault,
 )
+from tests.harness import AlertbridgeProcess, wait_until
 from tests.image_server import PNG
 from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
 
 PDF = b"%PDF-1.7\n" + b"quarterly report " * 100
 AMR_FRAME = bytes([7 << 3 | 0x04]) + b"\x00" * 31
+ENV = {"SECRET": SECRET, "ROBOT_KEY": ROBOT_KEY}
 
 
-def run(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run(bridge: AlertbridgeProcess, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "alertbridge", "send", "-c", str(config), *args],
+        [sys.executable, "-m", "alertbridge", "send", "-c", str(bridge.config_path), *args],
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "SECRET": SECRET, "ROBOT_KEY": ROBOT_KEY},
+        env={**os.environ, **ENV},
     )
 
 
@@ -47,12 +52,9 @@ def wecom(fake_wecom: tuple[FakeWeCom, str]) -> FakeWeCom:
 
 
 @pytest.fixture
-def config(tmp_path: Path, fake_wecom: tuple[FakeWeCom, str]) -> Path:
-    path = tmp_path / "alertbridge.toml"
-    path.write_text(
-        f"""
-[store]
-url = "sqlite:///{tmp_path / "state" / "alertbridge.db"}"
+def bridge(tmp_path: Path, fake_wecom: tuple[FakeWeCom, str]) -> Iterator[AlertbridgeProcess]:
+    """The service's config and process, not started: ``send`` and ``serve`` share the config."""
+    body = f"""
 [wecom]
 api_base = "{fake_wecom[1]}"
 timeout = "1s"
@@ -74,22 +76,33 @@ app = "ops"
 chatid = "opschat"
 [receivers.console]
 channel = "console"
-""",
-        encoding="utf-8",
-    )
-    (tmp_path / "state").mkdir()
-    return path
+"""
+    process = AlertbridgeProcess(tmp_path, body, env=ENV)
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
-def db_of(config: Path) -> Path:
-    return config.parent / "state" / "alertbridge.db"
+def stored(bridge: AlertbridgeProcess) -> list[Delivery]:
+    """Every delivery in the outbox, newest first."""
+
+    async def query() -> list[Delivery]:
+        store = SqliteOutboxStore(bridge.db_path)
+        await store.open()
+        try:
+            return await store.list()
+        finally:
+            await store.close()
+
+    return asyncio.run(query())
 
 
-def recent_sends(config: Path) -> list[tuple[str, datetime]]:
-    """The sends the store's rate budget holds (what the service reserves against)."""
+def recent_sends(bridge: AlertbridgeProcess) -> list[tuple[str, datetime]]:
+    """The sends the store's rate budget holds."""
 
     async def query() -> list[tuple[str, datetime]]:
-        store = SqliteOutboxStore(db_of(config))
+        store = SqliteOutboxStore(bridge.db_path)
         await store.open()
         try:
             return await store.recent_sends(datetime.now(UTC) - timedelta(hours=1))
@@ -99,48 +112,68 @@ def recent_sends(config: Path) -> list[tuple[str, datetime]]:
     return asyncio.run(query())
 
 
-def test_a_file_arrives_through_the_shared_rate_budget(
-    config: Path, wecom: FakeWeCom, tmp_path: Path
+def test_a_file_is_queued_and_the_running_service_delivers_it(
+    bridge: AlertbridgeProcess, wecom: FakeWeCom, tmp_path: Path
 ) -> None:
+    bridge.start()
     report = tmp_path / "report.pdf"
     report.write_bytes(PDF)
-    result = run(config, "--receiver", "oncall", "--file", str(report))
+    result = run(bridge, "--receiver", "oncall", "--file", str(report))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"sent file 'report.pdf' ({len(PDF)} bytes) to oncall"
-    (upload,) = wecom.uploads()
+    (delivery,) = stored(bridge)
+    assert (
+        result.stdout.strip()
+        == f"queued file 'report.pdf' ({len(PDF)} bytes) to oncall: delivery {delivery.id}"
+    )
+    (upload,) = wecom.uploads()  # uploaded by send, before the delivery was stored
     assert (upload.type, upload.filename, upload.size) == ("file", "report.pdf", len(PDF))
+    wait_until(lambda: wecom.messages(MESSAGE_SEND), what="the file")
     (sent,) = wecom.messages(MESSAGE_SEND)
     assert (sent.msgtype, sent.media_id, sent.to_user) == ("file", upload.media_id, ("zhangsan",))
-
-    # The send was counted where the service counts its own: the member's budget keys.
-    keys = {key for key, _ in recent_sends(config)}
+    # Sent by the service, within the member's budget, and finished in the outbox.
+    keys = {key for key, _ in recent_sends(bridge)}
     assert keys and all("zhangsan" in key for key in keys), keys
+    wait_until(lambda: stored(bridge)[0].status == "sent", what="the delivery marked sent")
 
 
-def test_text_markdown_and_media_to_a_robot(config: Path, wecom: FakeWeCom, tmp_path: Path) -> None:
-    voice = tmp_path / "call.amr"
-    voice.write_bytes(b"#!AMR\n" + AMR_FRAME * 100)
-    assert run(config, "--receiver", "oncall", "--text", "备份完成").returncode == 0
-    assert run(config, "--receiver", "room", "--voice", str(voice)).returncode == 0
+def test_a_text_queued_while_the_service_is_stopped_goes_out_once_it_starts(
+    bridge: AlertbridgeProcess, wecom: FakeWeCom
+) -> None:
+    result = run(bridge, "--receiver", "oncall", "--text", "备份完成")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("queued text (12/2048 bytes) to oncall: delivery ")
+    assert wecom.messages(MESSAGE_SEND) == []
+    bridge.start()
+    wait_until(lambda: wecom.messages(MESSAGE_SEND), what="the text")
+    time.sleep(1.5)  # a poll round more: it is not sent twice
     (text,) = wecom.messages(MESSAGE_SEND)
     assert (text.msgtype, text.content) == ("text", "备份完成")
-    (robot_voice,) = wecom.messages(WEBHOOK_SEND)
-    (uploaded,) = wecom.media.robot_uploads()
-    assert robot_voice.body["voice"] == {"media_id": uploaded.media_id}
-    assert uploaded.filename == "call.amr"
 
 
-def test_a_file_and_a_textcard_go_into_an_app_chat_within_its_budget(
-    config: Path, wecom: FakeWeCom, tmp_path: Path
+def test_wait_follows_robot_media_and_app_chat_messages_until_sent(
+    bridge: AlertbridgeProcess, wecom: FakeWeCom, tmp_path: Path
 ) -> None:
-    """The one-off goes through appchat/send and counts against the keys the
-    service counts chat messages against: the chat's and each member's."""
     wecom.appchats.add_chat(FakeChat("opschat", "ops", "zhangsan", ("zhangsan", "lisi"), AGENT_ID))
+    bridge.start()
+    voice = tmp_path / "call.amr"
+    voice.write_bytes(b"#!AMR\n" + AMR_FRAME * 100)
+    image = tmp_path / "panel.png"
+    image.write_bytes(PNG)
     report = tmp_path / "report.pdf"
     report.write_bytes(PDF)
-    assert run(config, "--receiver", "chat", "--file", str(report)).returncode == 0
-    card = run(config, "--receiver", "chat", "--textcard", "日报", "昨日告警 12 条", "https://r.example/")
-    assert card.returncode == 0, card.stderr
+    for args in (
+        ("--receiver", "room", "--voice", str(voice)),
+        ("--receiver", "room", "--image", str(image)),
+        ("--receiver", "chat", "--file", str(report)),
+        ("--receiver", "chat", "--textcard", "日报", "昨日告警 12 条", "https://r.example/"),
+    ):
+        result = run(bridge, *args, "--wait", "20")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("sent "), result.stdout
+    robot_voice, robot_image = wecom.messages(WEBHOOK_SEND)
+    (uploaded,) = wecom.media.robot_uploads()
+    assert robot_voice.body["voice"] == {"media_id": uploaded.media_id} and uploaded.filename == "call.amr"
+    assert robot_image.body["msgtype"] == "image" and robot_image.body["image"]["md5"]
     file_message, card_message = wecom.messages(APPCHAT_SEND)
     (upload,) = wecom.uploads()
     assert file_message.body == {
@@ -150,65 +183,43 @@ def test_a_file_and_a_textcard_go_into_an_app_chat_within_its_budget(
     }
     assert card_message.body["textcard"]["title"] == "日报"
     assert card_message.to_user == ("zhangsan", "lisi") and wecom.messages(MESSAGE_SEND) == []
-    keys = [key for key, _ in recent_sends(config)]
-    prefix = f"app:{CORP_ID}:{AGENT_ID}"
-    for key in (f"{prefix}:chat:opschat", f"{prefix}:chat-member:zhangsan", f"{prefix}:chat-member:lisi"):
-        assert keys.count(key) == 2, keys
 
 
-def test_a_huge_file_is_refused_by_its_size_without_being_read(config: Path, tmp_path: Path) -> None:
+def test_wait_exits_1_for_a_dead_letter_and_75_while_not_sent(
+    bridge: AlertbridgeProcess, wecom: FakeWeCom
+) -> None:
+    pending = run(bridge, "--receiver", "oncall", "--text", "hello", "--wait", "0.5")
+    assert pending.returncode == 75
+    last = pending.stderr.splitlines()[-1]  # after the store's migration log line
+    assert last.startswith("alertbridge send: queued text (5/2048 bytes) to oncall: delivery ")
+    assert last.endswith(", not sent yet")
+    bridge.start()
+    wait_until(lambda: wecom.messages(MESSAGE_SEND), what="the queued text")
+    wecom.add_fault("message/send", Fault(errcode=81013, errmsg="user invalid"))
+    refused = run(bridge, "--receiver", "oncall", "--text", "hello again", "--wait", "20")
+    assert refused.returncode == 1
+    assert " is dead: " in refused.stderr and "all_recipients_invalid" in refused.stderr
+
+
+def test_a_failed_upload_stores_nothing(bridge: AlertbridgeProcess, wecom: FakeWeCom, tmp_path: Path) -> None:
+    report = tmp_path / "report.pdf"
+    report.write_bytes(PDF)
+    wecom.add_fault("media/upload", Fault(errcode=-1, errmsg="system busy"))
+    busy = run(bridge, "--receiver", "oncall", "--file", str(report))
+    assert busy.returncode == 75
+    assert "alertbridge send: upload failed: server_busy" in busy.stderr.splitlines()[-1]
+    assert stored(bridge) == []
+
+
+def test_a_huge_file_is_refused_by_its_size_without_being_read(
+    bridge: AlertbridgeProcess, tmp_path: Path
+) -> None:
     huge = tmp_path / "dump.bin"
     with huge.open("wb") as out:
         out.truncate(8 * 1024**3)  # sparse: 8 GB on paper, nothing on disk
-    result = run(config, "--receiver", "oncall", "--file", str(huge))
+    result = run(bridge, "--receiver", "oncall", "--file", str(huge))
     assert result.returncode == 2
     assert f"has {8 * 1024**3} bytes; a file may have at most 20971520 (20 MB)" in result.stderr
-
-
-def test_a_textcard_arrives_with_its_title_description_and_link(config: Path, wecom: FakeWeCom) -> None:
-    url = "https://reports.example/daily"
-    result = run(config, "--receiver", "oncall", "--textcard", "日报", "昨日告警 12 条", url)
-    assert result.returncode == 0, result.stderr
-    (card,) = wecom.messages(MESSAGE_SEND)
-    assert card.msgtype == "textcard"
-    assert card.body["textcard"] == {
-        "title": "日报",
-        "description": "昨日告警 12 条",
-        "url": url,
-        "btntxt": "详情",
-    }
-
-
-def test_a_spent_rate_budget_is_a_temporary_failure(config: Path, wecom: FakeWeCom) -> None:
-    for _ in range(2):
-        assert run(config, "--receiver", "room", "--markdown", "**ok**").returncode == 0
-    held = run(config, "--receiver", "room", "--markdown", "**ok**", "--wait", "0")
-    assert held.returncode == 75
-    assert held.stderr.startswith("alertbridge send: not sent: rate budget of room is spent until ")
-    assert len(wecom.messages(WEBHOOK_SEND)) == 2
-
-
-def test_wecom_refusals_exit_1_for_good_and_75_for_now(config: Path, wecom: FakeWeCom) -> None:
-    wecom.add_fault("message/send", Fault(errcode=81013, errmsg="user invalid"))
-    refused = run(config, "--receiver", "oncall", "--text", "hello")
-    assert refused.returncode == 1
-    assert "all_recipients_invalid" in refused.stderr
-    wecom.add_fault("message/send", Fault(errcode=-1, errmsg="system busy"))
-    busy = run(config, "--receiver", "oncall", "--text", "hello")
-    assert busy.returncode == 75
-    assert "server_busy" in busy.stderr
-    # Refused or busy, WeCom answered: the budget got its slots back.
-    assert recent_sends(config) == []
-
-
-def test_a_timed_out_send_may_have_arrived_and_keeps_its_slot(config: Path, wecom: FakeWeCom) -> None:
-    wecom.add_fault("message/send", Fault(delay=3.0))
-    late = run(config, "--receiver", "oncall", "--text", "hello")
-    assert late.returncode == 75
-    assert "timeout" in late.stderr and "it may have arrived all the same" in late.stderr
-    assert {key for key, _ in recent_sends(config)} and all(
-        "zhangsan" in key for key, _ in recent_sends(config)
-    )
 
 
 @pytest.mark.parametrize(
@@ -248,17 +259,22 @@ def test_a_timed_out_send_may_have_arrived_and_keeps_its_slot(config: Path, weco
     ],
 )
 def test_bad_input_is_refused_before_anything_is_stored_or_sent(
-    config: Path, wecom: FakeWeCom, tmp_path: Path, args: tuple[str, ...], data: bytes | None, error: str
+    bridge: AlertbridgeProcess,
+    wecom: FakeWeCom,
+    tmp_path: Path,
+    args: tuple[str, ...],
+    data: bytes | None,
+    error: str,
 ) -> None:
     if args[-1].startswith("--") and args[-1] not in ("--text", "--markdown"):
         path = tmp_path / "input.bin"
         if data is not None:
             path.write_bytes(data)
         args = (*args, str(path))
-    result = run(config, *args)
+    result = run(bridge, *args)
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
     assert line.startswith("alertbridge send: ") and error in line, line
-    assert not db_of(config).exists()  # the store was never opened
+    assert not bridge.db_path.exists()  # the store was never opened: the outbox stays empty
     assert sum(wecom.stats()["requests"].values()) == 0
     assert wecom.request_count(MEDIA_UPLOAD) == 0

@@ -268,12 +268,16 @@ class Dispatcher:
             take_from_queue=lambda taken: self._take_from_queue(target, taken),
         )
         limits = context.messengers.of(receiver).limits_for(receiver, first.recipients)
+        # A one-off message goes out as itself, as its budget allows (it waits
+        # for a slot rather than join a digest).
+        for delivery in [d for d in batch if d.oneoff is not None]:
+            await self._guarded(outcomes, [delivery], sender.send_oneoff(delivery, channel, limits))
         # A delivery a send has started finishes as itself, as its budget allows;
         # merged into a digest, what already reached the member would show again.
-        started = [d for d in batch if d.started and d.digest_id is None]
+        started = [d for d in batch if d.oneoff is None and d.started and d.digest_id is None]
         for delivery in started:
             await self._guarded(outcomes, [delivery], sender.send_one(delivery, receiver, channel, limits))
-        batch = [d for d in batch if not (d.started and d.digest_id is None)]
+        batch = [d for d in batch if d.oneoff is None and not (d.started and d.digest_id is None)]
         if not batch:
             return
         # A delivery tied to a stored digest finishes with that digest, sent as stored.

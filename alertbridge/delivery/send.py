@@ -232,6 +232,42 @@ class Sender:
         await ctx.tracker.after_send(delivery, receiver, tracked, sent)
         return None
 
+    async def send_oneoff(self, delivery: Delivery, channel: Channel, limits: Sequence[RateLimit]) -> None:
+        """Send a one-off message (``Delivery.oneoff``) exactly as stored.
+
+        It has one part and no alerts: no template, no digest, no tracking.
+        A send a crash cut off goes again unmarked: WeCom's duplicate check
+        hides an app message that did arrive, and a file has nowhere to
+        carry a "(repeat)" mark.
+        """
+        ctx = self._ctx
+        assert delivery.oneoff is not None
+        try:
+            outcome = await self.attempt(
+                channel,
+                delivery.oneoff.message(),
+                delivery.receiver,
+                delivery.recipients,
+                limits,
+                StoredPart(0, delivery_id=delivery.id),
+            )
+        except DeliveryError as exc:
+            await self._outcomes.failed([delivery], exc, progressed=False)
+            return
+        if outcome is None:
+            await self._outcomes.defer_until_free([delivery], limits)
+            return
+        log.info(
+            "message_sent delivery=%d request_id=%s receiver=%s oneoff=%s msgid=%s",
+            delivery.id,
+            delivery.request_id,
+            delivery.receiver,
+            delivery.oneoff.msgtype,
+            outcome.receipt.msgid or "-",
+        )
+        await ctx.store.mark_sent(delivery.id, outcome.at)
+        self._outcomes.observe_latency(channel, delivery, outcome.at)
+
     async def _send_alerts_alone(
         self,
         delivery: Delivery,

@@ -25,7 +25,7 @@ import orjson
 
 from alertbridge.message import Recipients
 from alertbridge.model import AlertGroup
-from alertbridge.stores.outbox import Delivery, DeliveryStatus, DigestPartRecord
+from alertbridge.stores.outbox import Delivery, DeliveryStatus, DigestPartRecord, OneOffMessage
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def decode_rows(rows: Iterable[Row], decode: Callable[[Row], _T], op: str) -> li
 COLUMNS: Final = (
     "id, receiver, channel, recipients, alert_group, request_id, accepted_at, status,"
     " attempts, parts_sent, next_attempt_at, last_error, finished_at, digest_id, failures_since_progress,"
-    " sending_part, sending_at"
+    " sending_part, sending_at, oneoff"
 )
 
 
@@ -128,6 +128,7 @@ def to_delivery(row: Row) -> Delivery:
             failures_since_progress=row[14],
             sending_part=row[15],
             sending_at=from_us(row[16]) if row[16] is not None else None,
+            oneoff=oneoff_from_json(loads(row[17])) if row[17] is not None else None,
         )
     except DECODE_ERRORS as exc:
         raise Undecodable(f"delivery {row[0]}", exc) from exc
@@ -148,4 +149,27 @@ def part_from_json(data: dict[str, Any]) -> DigestPartRecord:
         content=str(data["content"]),
         limit=int(data["limit"]),
         finished=tuple((int(ref), tuple(int(i) for i in ids)) for ref, ids in data["finished"]),
+    )
+
+
+def oneoff_to_text(message: OneOffMessage | None) -> str | None:
+    """The ``oneoff`` column: JSON, or NULL for an alert group's delivery."""
+    if message is None:
+        return None
+    data: dict[str, Any] = {"msgtype": message.msgtype, "content": message.content, "limit": message.limit}
+    if message.card is not None:
+        data["card"] = dict(message.card)
+    if message.what:
+        data["what"] = message.what
+    return dumps(data)
+
+
+def oneoff_from_json(data: dict[str, Any]) -> OneOffMessage:
+    card = data.get("card")
+    return OneOffMessage(
+        msgtype=str(data["msgtype"]),
+        content=str(data["content"]),
+        limit=int(data["limit"]),
+        card=dict(card) if card is not None else None,
+        what=str(data.get("what", "")),
     )

@@ -14,13 +14,13 @@ do instead.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
-from alertbridge.message import Recipients
+from alertbridge.message import Recipients, RenderedMessage
 from alertbridge.model import AlertGroup
 
 
@@ -28,6 +28,27 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"
     SENT = "sent"
     DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class OneOffMessage:
+    """A message stored ready to send, as it is (``alertbridge send``).
+
+    It carries no alerts: the dispatcher sends it alone, never rendered,
+    merged into a digest or tied to acks. ``card`` is WeCom's section as
+    sent (a textcard's fields, an uploaded file's ``media_id``); without
+    one, ``content`` is the section's content (text, markdown). ``what``
+    names it in logs and in ``outbox list``.
+    """
+
+    msgtype: str
+    content: str
+    limit: int
+    card: Mapping[str, Any] | None = None
+    what: str = ""
+
+    def message(self) -> RenderedMessage:
+        return RenderedMessage(self.msgtype, self.content, self.limit, card=self.card)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +64,8 @@ class NewDelivery:
     # Identifies the notification regardless of which HA peer sent it; see
     # AlertGroup.notification_key.
     dedup_key: str | None = None
+    # Set for a one-off message: what goes out instead of ``group`` (a placeholder).
+    oneoff: OneOffMessage | None = None
 
 
 class Enqueued(int):
@@ -83,6 +106,7 @@ class Delivery:
     # may have reached WeCom (see OutboxStore.record_attempt); and since when.
     sending_part: int | None = None
     sending_at: datetime | None = None
+    oneoff: OneOffMessage | None = None  # as NewDelivery.oneoff
 
     @property
     def started(self) -> bool:
@@ -212,7 +236,8 @@ class OutboxStore(Protocol):
         self, receiver: str, recipients: Recipients, now: datetime, limit: int, lease: timedelta
     ) -> list[Delivery]:
         """Lease up to ``limit`` of that backlog, due or not, oldest accepted
-        first — leaving deliveries a send has ``started`` (they go out as themselves)."""
+        first — leaving deliveries a send has ``started`` and one-off messages
+        (they go out as themselves)."""
 
     async def record_progress(self, delivery_id: int, parts_sent: int) -> None:
         """Store how many parts were sent (their sends were counted before:

@@ -1,30 +1,28 @@
-"""``alertbridge send``: one message — text, markdown or a file of any media type —
-to one WeCom receiver, for scripts and cron jobs.
+"""``alertbridge send``: one message — text, markdown, a text card or a file
+of any media type — to one WeCom receiver, for scripts and cron jobs.
 
-Why it sends itself instead of queueing in the outbox: the outbox holds alert
-groups that the delivery core renders through templates, merges into digests
-and ties to acks; a one-off carries no group and may carry 20 MB of bytes,
-which would need a second kind of row in both stores, handled everywhere a
-row is. Sending directly keeps one job in one place and gives the script a
-real answer: exit 0 means *WeCom accepted it*, not "queued". What must be
-shared with a running service is shared: every send reserves its slots in
-the rate budget of the same store (``SharedBudget``, atomic across the
-service's replicas and this process), so a cron job cannot push a member or a
-robot past WeCom's limits, and errors are WeCom's errcodes classified as for
-every other send. A temporary failure (the budget full beyond ``wait``, a
-retryable errcode, a network failure) exits with ``EXIT_TEMPORARY`` so the
-caller can try again; nothing is left half-sent in a store.
+It goes the way alerts go: ``send`` checks everything, then commits one
+delivery to the outbox of the store the config names and exits 0 — accepted
+means the running service (any replica's dispatcher) will deliver it within
+the shared rate budget, retrying, or dead-letter it with a reason, counted
+in /metrics like every other send; a service that is down sends it once it
+is up. ``--wait SECONDS`` follows it: exit 0 once sent, 1 when dead-lettered,
+75 when still pending at the end.
+
+The delivery carries a ``OneOffMessage`` (``alertbridge.stores.outbox``): the
+message ready to send, never rendered or merged into a digest — when the
+budget is spent it waits for a slot. A file is uploaded here, before the
+delivery is stored (``stored_message``): its bytes, up to 20 MB, never go
+into the store, and its media_id outlives any wait (3 days).
 
 Bad input — a missing file, a file over its type's limit, bytes of the wrong
 type, text over the message limit, an unknown or unfit receiver — is refused
-by ``prepare`` before the store or WeCom is touched.
+by ``prepare`` (exit 2) before the store or WeCom is touched. An upload
+WeCom refuses exits 1 (for good) or 75 (try again), nothing stored.
 
 ``--textcard TITLE DESCRIPTION URL`` sends a text card (app and appchat
 receivers; WeCom's title, description and URL limits checked like the rest).
-
-An appchat receiver's one-off goes into its chat (``appchat/send``) and
-counts against the same budget keys as its alerts: the chat's and each of
-its members' (asked of ``appchat/get`` first, as the service does after a send).
+An appchat receiver's one-off goes into its chat (``appchat/send``).
 """
 
 from __future__ import annotations
@@ -33,21 +31,18 @@ import argparse
 import asyncio
 import os
 import sys
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO, cast
 
 from alertbridge.config import Config, load_config
-from alertbridge.delivery.budget import SendBudget, SharedBudget
-from alertbridge.delivery.outcome import not_arrived
-from alertbridge.errors import AlertbridgeError, DeliveryError
+from alertbridge.errors import AlertbridgeError, DeliveryError, StoreError
 from alertbridge.logs import configure_logging
 from alertbridge.message import Recipients, RenderedMessage
-from alertbridge.messengers.wecom.app import AppChannel
-from alertbridge.messengers.wecom.appchat import AppChatChannel, ChatMembers
 from alertbridge.messengers.wecom.client import WeComClient
 from alertbridge.messengers.wecom.config import AppChatReceiver, AppReceiver, RobotReceiver
 from alertbridge.messengers.wecom.limits import (
@@ -56,7 +51,6 @@ from alertbridge.messengers.wecom.limits import (
     TITLE_BYTES,
     URL_BYTES,
     WECOM_BYTE_LIMITS,
-    limits_for,
 )
 from alertbridge.messengers.wecom.media_rules import (
     MediaFile,
@@ -65,19 +59,21 @@ from alertbridge.messengers.wecom.media_rules import (
     check_media,
     check_size,
 )
-from alertbridge.messengers.wecom.robot import ROBOT_IMAGE_LIMIT, RobotChannel
-from alertbridge.stores import OutboxStore, stores_for
+from alertbridge.messengers.wecom.robot import ROBOT_IMAGE_LIMIT, build_robot_image_body
+from alertbridge.model import AlertGroup, Status
+from alertbridge.stores import DeliveryStatus, NewDelivery, OneOffMessage, OutboxStore, stores_for
 
-DEFAULT_WAIT = timedelta(seconds=60)
+# How often ``--wait`` looks at the delivery.
+WAIT_POLL = 0.2
 # The receivers a one-off can go to.
 OneOffReceiver = AppReceiver | AppChatReceiver | RobotReceiver
 
 
 class ExitCode(IntEnum):
-    SENT = 0
-    REFUSED = 1  # WeCom refused it for good (an errcode retrying cannot fix)
+    SENT = 0  # queued (and, with --wait, sent)
+    REFUSED = 1  # WeCom refused it for good: the upload, or (--wait) the send, dead-lettered
     BAD_INPUT = 2  # refused before anything was stored or sent
-    TEMPORARY = 75  # EX_TEMPFAIL: try again later
+    TEMPORARY = 75  # EX_TEMPFAIL: not queued (try again later), or (--wait) not sent yet
 
 
 class BadInput(AlertbridgeError):
@@ -159,71 +155,94 @@ class OneOffResult:
     detail: str
 
 
-async def send_oneoff(
+async def stored_message(config: Config, oneoff: OneOff, client: WeComClient) -> OneOffMessage:
+    """``oneoff`` as the outbox stores it: a media file uploaded now, its media_id kept.
+
+    Uploaded here, not by the service: the bytes (up to 20 MB) never enter the
+    store, and a path read later could name a file changed or gone by then.
+    The id is valid for 3 days (docs §7), far longer than a delivery waits.
+    A robot's image has no media id (docs §5): its section carries the bytes
+    (at most 2 MB, checked by ``prepare``).
+
+    Raises:
+        DeliveryError: the upload failed; nothing was stored.
+    """
+    if oneoff.message is not None:
+        message = oneoff.message
+        return OneOffMessage(message.msgtype, message.content, message.limit, message.card, oneoff.what)
+    media = oneoff.media
+    assert media is not None
+    settings = oneoff.settings
+    section: dict[str, Any]
+    if isinstance(settings, RobotReceiver):
+        if media.kind is MediaKind.IMAGE:
+            section = dict(cast(dict[str, Any], build_robot_image_body(media.data)["image"]))
+        else:
+            key = settings.robot_key.get_secret_value()
+            section = {"media_id": await client.upload_robot_media(key, media)}
+    else:
+        section = {
+            "media_id": await client.upload_media(settings.app, config.wecom.apps[settings.app], media)
+        }
+    return OneOffMessage(str(media.kind), media.filename, media.size, section, oneoff.what)
+
+
+def placeholder_group(receiver: str) -> AlertGroup:
+    """The outbox row's group (a column every delivery has): no alerts, never rendered."""
+    return AlertGroup(
+        source="alertbridge send", status=Status.FIRING, group_key=f"send:{receiver}", alerts=()
+    )
+
+
+async def enqueue_oneoff(
     config: Config,
     oneoff: OneOff,
     client: WeComClient,
     store: OutboxStore,
     *,
-    wait: timedelta = DEFAULT_WAIT,
+    wait: timedelta = timedelta(0),
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> OneOffResult:
-    """Send ``oneoff`` within the shared rate budget (waiting up to ``wait`` for a slot)."""
-    members: tuple[str, ...] = ()
-    settings = oneoff.settings
-    if isinstance(settings, AppChatReceiver):
-        chats = ChatMembers(client)
-        await chats.refresh(settings.app, config.wecom.apps[settings.app], settings.chatid)
-        members = chats.known(config.wecom.apps[settings.app], settings.chatid)
-    limits = limits_for(config.wecom, config.receivers.values(), settings, oneoff.recipients, members)
-    budget = SharedBudget(SendBudget(), store)
-    deadline = clock() + wait
-    while True:
-        at = clock()
-        reservation = await budget.reserve(limits, at, 0, send_timeout=config.send_timeout)
-        if reservation is not None:
-            break
-        free = budget.memory.next_free(limits, at)
-        if free > deadline:
-            return OneOffResult(
-                ExitCode.TEMPORARY, f"rate budget of {oneoff.receiver} is spent until {free:%H:%M:%S} UTC"
-            )
-        await asyncio.sleep(max(0.05, (free - at).total_seconds()))
+    """Upload any media, store ``oneoff`` as one delivery and, with ``wait``,
+    follow it until the service sent or dead-lettered it.
+
+    Committed, it is the service's (any replica's dispatcher): sent within
+    the shared rate budget, retried, or dead-lettered with a reason, exactly
+    as an alert's delivery — and counted in /metrics.
+    """
     try:
-        await _deliver(config, oneoff, client)
+        message = await stored_message(config, oneoff, client)
     except DeliveryError as exc:
         code = ExitCode.TEMPORARY if exc.retryable else ExitCode.REFUSED
-        if not_arrived(exc):
-            await budget.refund(limits, reservation, at)
-            return OneOffResult(code, f"{exc.reason}: {exc}")
-        # A timeout or a broken connection: WeCom may have taken it and counts
-        # it against the receiver, so its slots stay spent (as the dispatcher's).
-        await budget.settle(limits, reservation, at, clock())
-        return OneOffResult(code, f"{exc.reason}: {exc} (it may have arrived all the same)")
-    await budget.settle(limits, reservation, at, clock())
-    return OneOffResult(ExitCode.SENT, f"sent {oneoff.what} to {oneoff.receiver}")
-
-
-async def _deliver(config: Config, oneoff: OneOff, client: WeComClient) -> None:
-    settings = oneoff.settings
-    if isinstance(settings, AppReceiver | AppChatReceiver):
-        app = (
-            AppChannel(client, settings.app, config.wecom.apps[settings.app])
-            if isinstance(settings, AppReceiver)
-            else AppChatChannel(client, settings.app, config.wecom.apps[settings.app], settings.chatid)
+        return OneOffResult(code, f"upload failed: {exc.reason}: {exc}")
+    delivery_id = await store.enqueue(
+        NewDelivery(
+            receiver=oneoff.receiver,
+            channel=oneoff.settings.channel,
+            recipients=oneoff.recipients,
+            group=placeholder_group(oneoff.receiver),
+            request_id=f"send-{uuid.uuid4().hex[:16]}",
+            accepted_at=clock(),
+            oneoff=message,
         )
-        if oneoff.media is not None:
-            await app.send_media(oneoff.media, oneoff.recipients)
-        else:
-            assert oneoff.message is not None
-            await app.send(oneoff.message, oneoff.recipients)
-        return
-    robot = RobotChannel(client, settings.robot_key)
-    if oneoff.media is not None:
-        await robot.send_media(oneoff.media)
-    else:
-        assert oneoff.message is not None
-        await robot.send(oneoff.message, oneoff.recipients)
+    )
+    queued = f"queued {oneoff.what} to {oneoff.receiver}: delivery {int(delivery_id)}"
+    deadline = clock() + wait
+    while wait > timedelta(0):
+        delivery = await store.get(delivery_id)
+        if delivery is not None and delivery.status is DeliveryStatus.SENT:
+            return OneOffResult(
+                ExitCode.SENT, f"sent {oneoff.what} to {oneoff.receiver}: delivery {int(delivery_id)}"
+            )
+        if delivery is not None and delivery.status is DeliveryStatus.DEAD:
+            return OneOffResult(
+                ExitCode.REFUSED, f"delivery {int(delivery_id)} is dead: {delivery.last_error}"
+            )
+        if clock() >= deadline:
+            why = f": {delivery.last_error}" if delivery is not None and delivery.last_error else ""
+            return OneOffResult(ExitCode.TEMPORARY, f"{queued}, not sent yet{why}")
+        await asyncio.sleep(WAIT_POLL)
+    return OneOffResult(ExitCode.SENT, queued)
 
 
 def _textcard(
@@ -268,7 +287,7 @@ def run_send(
     out: TextIO,
     err: TextIO,
 ) -> int:
-    """The ``send`` command: check, then send; one line on ``out`` (sent) or ``err``; the exit code."""
+    """The ``send`` command: check, then queue; one line on ``out`` (queued or sent) or ``err``; the exit code."""
     from alertbridge.app import new_http_client  # the composition root: only when sending
 
     try:
@@ -284,15 +303,18 @@ def run_send(
         try:
             async with new_http_client(config) as http:
                 client = WeComClient(http, config.wecom.api_base)
-                return await send_oneoff(config, oneoff, client, store, wait=wait)
+                return await enqueue_oneoff(config, oneoff, client, store, wait=wait)
         finally:
             await store.close()
 
-    result = asyncio.run(run())
+    try:
+        result = asyncio.run(run())
+    except StoreError as exc:
+        result = OneOffResult(ExitCode.TEMPORARY, f"the outbox did not take it: {exc}")
     if result.code is ExitCode.SENT:
         print(result.detail, file=out)
     else:
-        print(f"alertbridge send: not sent: {result.detail}", file=err)
+        print(f"alertbridge send: {result.detail}", file=err)
     return int(result.code)
 
 
@@ -321,9 +343,9 @@ def add_send_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     send.add_argument(
         "--wait",
         type=float,
-        default=60.0,
+        default=0.0,
         metavar="SECONDS",
-        help="longest wait for a slot in the rate budget",
+        help="wait up to SECONDS for the service to send it (exit 0 sent, 1 dead-lettered, 75 not yet)",
     )
     send.set_defaults(run=_send)
 

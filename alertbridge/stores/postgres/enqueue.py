@@ -21,7 +21,7 @@ from typing import Final
 
 from alertbridge.errors import StoreError
 from alertbridge.metrics import Metrics
-from alertbridge.stores.codec import dumps, to_us
+from alertbridge.stores.codec import dumps, oneoff_to_text, to_us
 from alertbridge.stores.group_commit import GroupCommit
 from alertbridge.stores.outbox import Enqueued, NewDelivery
 from alertbridge.stores.postgres.db import Connection, PostgresDatabase
@@ -30,10 +30,11 @@ _NEXT_IDS: Final = "SELECT nextval(pg_get_serial_sequence('deliveries', 'id')) F
 
 _INSERT: Final = (
     "INSERT INTO deliveries (id, receiver, channel, recipients, alert_group, request_id,"
-    " accepted_at, next_attempt_at)"
-    " SELECT id, receiver, channel, recipients, alert_group, request_id, accepted_at, accepted_at"
-    " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])"
-    " AS r(id, receiver, channel, recipients, alert_group, request_id, accepted_at)"
+    " accepted_at, next_attempt_at, oneoff)"
+    " SELECT id, receiver, channel, recipients, alert_group, request_id, accepted_at, accepted_at, oneoff"
+    " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],"
+    " $8::text[])"
+    " AS r(id, receiver, channel, recipients, alert_group, request_id, accepted_at, oneoff)"
 )
 
 # Take the key, or take it over when its delivery is older than the window
@@ -57,6 +58,7 @@ class _Row:
     request_id: str
     accepted_at: int
     dedup_key: str | None
+    oneoff: str | None
 
 
 def _storable(value: str) -> str:
@@ -106,6 +108,7 @@ class PostgresEnqueue:
             request_id=_storable(delivery.request_id),
             accepted_at=to_us(delivery.accepted_at),
             dedup_key=_storable(delivery.dedup_key) if delivery.dedup_key and self.dedup_window else None,
+            oneoff=None if (text := oneoff_to_text(delivery.oneoff)) is None else _storable(text),
         )
         return await self._group.submit(row)
 
@@ -132,6 +135,7 @@ class PostgresEnqueue:
                     [rows[i].group for i in fresh],
                     [rows[i].request_id for i in fresh],
                     [rows[i].accepted_at for i in fresh],
+                    [rows[i].oneoff for i in fresh],
                 )
         return [result if result is not None else Enqueued(ids[i]) for i, result in enumerate(results)]
 

@@ -200,7 +200,7 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
         self, receiver: str, recipients: Recipients, now: datetime, limit: int, lease: timedelta
     ) -> list[Delivery]:
         """Lease up to ``limit`` of that backlog, oldest accepted first, due or
-        not, leaving deliveries a send has started (they go out as themselves)."""
+        not, leaving deliveries a send has started and one-offs (they go out as themselves)."""
         if limit <= 0:
             return []
         now_us = to_us(now)
@@ -209,7 +209,7 @@ class PostgresOutboxStore(PostgresDigestsAndSends):
                 conn,
                 """
                 WHERE status = 'pending' AND receiver = $3 AND recipients = $4 AND digest_id IS NULL
-                  AND parts_sent = 0 AND sending_part IS NULL
+                  AND parts_sent = 0 AND sending_part IS NULL AND oneoff IS NULL
                   AND (lease_until IS NULL OR lease_until <= $5)
                 ORDER BY accepted_at, id
                 LIMIT $6

@@ -240,6 +240,11 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         # latest_audit_ref: a member's most recent action.
         "CREATE INDEX audit_user ON audit (user_id, at, id)",
     ),
+    (
+        # A one-off message (``alertbridge send``): JSON, OneOffMessage; NULL
+        # for an alert group's delivery. Sent as stored, never in a digest.
+        "ALTER TABLE deliveries ADD COLUMN oneoff TEXT",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -16,7 +16,7 @@ import aiosqlite
 
 from alertbridge.errors import StoreError
 from alertbridge.metrics import Metrics
-from alertbridge.stores.codec import dumps, to_us
+from alertbridge.stores.codec import dumps, oneoff_to_text, to_us
 from alertbridge.stores.group_commit import GroupCommit
 from alertbridge.stores.outbox import Enqueued, NewDelivery
 from alertbridge.stores.sqlite.db import SqliteConnection, reason
@@ -25,9 +25,9 @@ logger = logging.getLogger(__name__)
 
 _INSERT_ROWS: Final = (
     "INSERT INTO deliveries (receiver, channel, recipients, alert_group, request_id,"
-    " accepted_at, next_attempt_at, dedup_key) VALUES"
+    " accepted_at, next_attempt_at, dedup_key, oneoff) VALUES"
 )
-# Rows (or keys) per statement: 8 × 100 bound values stays far below every
+# Rows (or keys) per statement: 9 × 100 bound values stays far below every
 # SQLite build's variable limit (999 in old ones).
 _INSERT_CHUNK: Final = 100
 
@@ -81,6 +81,7 @@ class GroupCommitWriter:
             accepted,
             accepted,
             delivery.dedup_key if self.dedup_window else None,
+            oneoff_to_text(delivery.oneoff),
         )
         for value in params:
             if isinstance(value, str):
@@ -129,7 +130,7 @@ class GroupCommitWriter:
             fresh.append(index)
         for start in range(0, len(fresh), _INSERT_CHUNK):
             chunk = fresh[start : start + _INSERT_CHUNK]
-            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
             inserted = await db.execute_fetchall(
                 f"{_INSERT_ROWS} {values} RETURNING id", [p for index in chunk for p in rows[index]]
             )

@@ -193,7 +193,7 @@ class SqliteOutboxStore(SqliteDigestsAndSends):
                 WHERE id IN (
                     SELECT id FROM deliveries
                     WHERE status = 'pending' AND receiver = ? AND recipients = ? AND digest_id IS NULL
-                      AND parts_sent = 0 AND sending_part IS NULL
+                      AND parts_sent = 0 AND sending_part IS NULL AND oneoff IS NULL
                       AND (lease_until IS NULL OR lease_until <= ?)
                     ORDER BY accepted_at, id
                     LIMIT ?

@@ -119,6 +119,11 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         # reserve_sends counts one key's sends in its window before taking a slot.
         "CREATE INDEX sends_key ON sends (budget_key, sent_at)",
     ),
+    (
+        # A one-off message (``alertbridge send``): JSON, OneOffMessage; NULL
+        # for an alert group's delivery. Sent as stored, never in a digest.
+        "ALTER TABLE deliveries ADD COLUMN oneoff TEXT",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -1,4 +1,4 @@
-"""``OutboxContract``: the two outbox parts with the one fixture they share."""
+"""``OutboxContract``: the outbox parts with the one fixture they share."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import pytest
 from alertbridge.stores import OutboxStore
 from alertbridge.testing.store_contract.helpers import MakeStores, opened
 from alertbridge.testing.store_contract.outbox_digests import OutboxDigestContract
+from alertbridge.testing.store_contract.outbox_oneoff import OutboxOneOffContract
 from alertbridge.testing.store_contract.outbox_queue import OutboxQueueContract
 
 
-class OutboxContract(OutboxQueueContract, OutboxDigestContract):
+class OutboxContract(OutboxQueueContract, OutboxDigestContract, OutboxOneOffContract):
     """What the webhook handler and the dispatcher rely on from any ``OutboxStore``:
     nothing acknowledged is lost, nothing is claimed twice."""
 
