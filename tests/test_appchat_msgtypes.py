@@ -22,7 +22,7 @@ from alertbridge.testing.fake_appchat import FakeChat
 from alertbridge.testing.fake_wecom import APPCHAT_SEND, MESSAGE_SEND, FakeApp, FakeWeCom
 from tests.harness import AlertbridgeProcess, wait_until
 from tests.image_server import JPEG, PNG, ImageServer
-from tests.wecom_identity import AGENT_ID, CORP_ID, SECRET
+from tests.wecom_identity import AGENT_ID, CORP_ID, SECRET, wecom_toml
 
 GRAFANA_FIRING = Path(__file__).parent / "data" / "grafana" / "unified-firing.json"
 MEMBERS = ("zhangsan", "lisi")
@@ -30,17 +30,7 @@ MEMBERS = ("zhangsan", "lisi")
 
 def serve_config(api_base: str) -> str:
     return f"""
-[wecom]
-api_base = "{api_base}"
-timeout = "3s"
-[wecom.apps.ops]
-corp_id = "{CORP_ID}"
-agent_id = {AGENT_ID}
-secret = "{SECRET}"
-[images]
-allow = ["127.0.0.1"]
-timeout = "3s"
-[receivers.cards]
+{wecom_toml(api_base)}[receivers.cards]
 channel = "appchat"
 app = "ops"
 chatid = "cardroom"

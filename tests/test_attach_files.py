@@ -21,7 +21,7 @@ from alertbridge.testing.fake_wecom import MESSAGE_SEND, WEBHOOK_SEND, FakeApp, 
 from alertbridge.testing.store_contract import T0
 from tests.harness import AlertbridgeProcess, wait_until
 from tests.image_server import JPEG, ImageServer
-from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
+from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET, wecom_toml
 
 FIRING = json.loads(
     (Path(__file__).parent / "data" / "alertmanager" / "firing.json").read_text(encoding="utf-8")
@@ -84,19 +84,7 @@ def serve_and_post(
     logged without its query."""
     with fake.serve() as api_base:
         config = f"""
-[wecom]
-api_base = "{api_base}"
-timeout = "3s"
-
-[wecom.apps.ops]
-corp_id = "{CORP_ID}"
-agent_id = {AGENT_ID}
-secret = "{SECRET}"
-
-[images]
-allow = ["127.0.0.1"]
-timeout = "3s"
-
+{wecom_toml(api_base)}
 [receivers.r]
 {receiver}
 msgtype = "text"

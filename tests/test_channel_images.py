@@ -54,7 +54,7 @@ from alertbridge.testing.fake_wecom import (
 from alertbridge.testing.server import SwappableApp
 from tests.harness import AlertbridgeProcess, wait_until
 from tests.image_server import BIG_PNG, JPEG, PNG, ImageServer, make_png
-from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET
+from tests.wecom_identity import AGENT_ID, CORP_ID, ROBOT_KEY, SECRET, wecom_toml
 
 APP = WeComAppConfig(corp_id=CORP_ID, agent_id=AGENT_ID, secret=SecretStr(SECRET))
 OTHER_APP = WeComAppConfig(corp_id=CORP_ID, agent_id=AGENT_ID + 1, secret=SecretStr(SECRET + "-2"))
@@ -718,19 +718,7 @@ def test_end_to_end_grafana_image_reaches_app_and_robot(tmp_path: Path, images: 
     fake = FakeWeCom([FakeApp(CORP_ID, SECRET, AGENT_ID)], [ROBOT_KEY])
     with fake.serve() as api_base:
         config = f"""
-[wecom]
-api_base = "{api_base}"
-timeout = "3s"
-
-[wecom.apps.ops]
-corp_id = "{CORP_ID}"
-agent_id = {AGENT_ID}
-secret = "{SECRET}"
-
-[images]
-allow = ["127.0.0.1"]
-timeout = "3s"
-
+{wecom_toml(api_base)}
 [receivers.oncall]
 channel = "app"
 app = "ops"
