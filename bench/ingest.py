@@ -28,6 +28,7 @@ PostgreSQL rows say so and the rest still runs.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -61,6 +62,9 @@ ROUNDS = 1 if QUICK else 3
 SECONDS = 3 if QUICK else 10
 WARMUP_SECONDS = 1 if QUICK else 2
 TARGET_RATIO = 0.5
+# Each wrk process gets its own number (bench/post.lua puts it into every
+# fingerprint), so a measured run never re-sends its warm-up's notifications.
+_RUNS = itertools.count(1)
 
 _ALERTBRIDGE_CONFIG = """
 [receivers.bench]
@@ -109,7 +113,7 @@ def run_wrk(urls: Sequence[str], seconds: int) -> WrkRun:
         text=True,
         timeout=seconds + 60,
         check=False,
-        env={**os.environ, "BENCH_TARGETS": targets},
+        env={**os.environ, "BENCH_TARGETS": targets, "BENCH_RUN": str(next(_RUNS))},
     )
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
     if done.returncode != 0 or line is None:

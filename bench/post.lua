@@ -1,8 +1,10 @@
 -- wrk script for the ingest scenario: POST an Alertmanager v4 webhook with
 -- three firing alerts to the URL's path (/alertmanager/<receiver>).
 --
--- Every request is a new notification: the fingerprints carry the wrk thread
--- id and a per-thread counter, so alertbridge's HA de-duplication (same
+-- Every request is a new notification: the fingerprints carry the wrk run
+-- (BENCH_RUN, distinct for every wrk process of a bench run, so a measured
+-- run never repeats its warm-up's bodies), the wrk thread id and a
+-- per-thread counter, so alertbridge's HA de-duplication (same
 -- group, same alerts within delivery.dedup_window) never turns a request into
 -- a cheap "already stored" answer. Groups rotate over 100 alertnames, as a
 -- busy Alertmanager's notifications would. The baseline gets the same bodies.
@@ -17,7 +19,10 @@
 
 local threads = {}
 local counter = 0
-local tid = 0
+local run = tonumber(os.getenv("BENCH_RUN") or "0") % 256
+-- `tid` is a global on purpose: setup() sets it in each thread's Lua state
+-- (thread:set), which a `local tid` here would shadow (every thread then
+-- sent thread 0's bodies, and two of three requests were HA duplicates).
 
 local targets = {}
 for target in string.gmatch(os.getenv("BENCH_TARGETS") or "", "%S+") do
@@ -43,7 +48,7 @@ local alert_fmt = '{"status":"firing","labels":{"alertname":"Bench%03d","instanc
   .. '"description":"web-%d:9100 的 CPU 使用率已连续 10 分钟超过 90%%。"},'
   .. '"startsAt":"2026-11-29T02:05:30.000Z","endsAt":"0001-01-01T00:00:00Z",'
   .. '"generatorURL":"http://prometheus.example.com:9090/graph?g0.expr=node_cpu_usage%%3E0.9",'
-  .. '"fingerprint":"%02x%08x%02x"}'
+  .. '"fingerprint":"%02x%02x%010x%02x"}'
 
 local body_fmt = '{"version":"4","groupKey":"{}:{alertname=\\"Bench%03d\\"}","truncatedAlerts":0,'
   .. '"status":"firing","receiver":"bench","groupLabels":{"alertname":"Bench%03d"},'
@@ -56,7 +61,7 @@ function request()
   local g = counter % 100
   local a = {}
   for i = 1, 3 do
-    a[i] = string.format(alert_fmt, g, i, i, i, tid, counter, i)
+    a[i] = string.format(alert_fmt, g, i, i, i, run, tid, counter, i)
   end
   local body = string.format(body_fmt, g, g, g, a[1], a[2], a[3])
   return wrk.format(nil, nil, nil, body)
