@@ -17,6 +17,7 @@ import logging
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, TextIO
 
 import orjson
@@ -44,7 +45,14 @@ class SecretRedactor(logging.Filter):
         message = record.getMessage()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        record.msg = self.redact(message)
+        redacted = self.redact(message)
+        if redacted == message:
+            # Nothing to mask: the fields come from the arguments themselves,
+            # so the JSON formatter need not parse the line back (Phase 10).
+            fields = _fields_from_args(record.msg, record.args)
+            if fields is not None:
+                record.event_fields = fields
+        record.msg = redacted
         record.args = None
         if record.exc_text:
             record.exc_text = self.redact(record.exc_text)
@@ -98,6 +106,60 @@ def message_fields(message: str) -> tuple[str | None, dict[str, str]]:
     return head, fields
 
 
+_PLACEHOLDER = r"%[-#0 +]*[0-9]*(?:\.[0-9]+)?[sdifrx]"
+_TEMPLATE_HEAD = re.compile(rf"(?:([a-z][a-z0-9_]*)|({_PLACEHOLDER}))(?= |\Z)")
+_TEMPLATE_FIELD = re.compile(rf" ([a-z_][a-z0-9_]*)=({_PLACEHOLDER})(?= |\Z)")
+
+# (event, or None when the first argument is the event) and the (key, placeholder) pairs.
+_Template = tuple[str | None, tuple[tuple[str, str], ...]]
+
+
+@lru_cache(maxsize=512)
+def _template(fmt: str) -> _Template | None:
+    """``"%s receiver=%s delivery=%d"`` → ``(None, (("receiver", "%s"), ("delivery", "%d")))``.
+
+    Only a format that is exactly ``event key=%x key=%x…`` has one: anything
+    else (literal text in a value, ``%%``) is left to ``message_fields``.
+    Formats are constants in the code, so the cache stays small.
+    """
+    head = _TEMPLATE_HEAD.match(fmt)
+    if head is None:
+        return None
+    fields: list[tuple[str, str]] = []
+    position = head.end()
+    for mark in _TEMPLATE_FIELD.finditer(fmt, position):
+        if mark.start() != position:
+            return None
+        fields.append((mark.group(1), mark.group(2)))
+        position = mark.end()
+    if position != len(fmt):
+        return None
+    return head.group(1), tuple(fields)
+
+
+def _fields_from_args(fmt: object, args: object) -> tuple[str, dict[str, str]] | None:
+    """What ``message_fields`` would read from the formatted line, taken from the
+    arguments instead; None when the format is not ``event key=%x…``."""
+    if not isinstance(fmt, str) or not isinstance(args, tuple):
+        return None
+    template = _template(fmt)
+    if template is None:
+        return None
+    event, specs = template
+    values = list(args)
+    if event is None:
+        event = str(values.pop(0)) if values else ""
+        if not _EVENT.match(event):
+            return None
+    if len(values) != len(specs):
+        return None
+    fields: dict[str, str] = {}
+    for (key, spec), value in zip(specs, values, strict=True):
+        if key not in _RESERVED:
+            fields.setdefault(key, spec % (value,))
+    return event, fields
+
+
 def typed_fields(fields: dict[str, str]) -> dict[str, str | int | float]:
     """The fields as JSON values: numbers as numbers, absent values (``None``, empty) left out."""
     typed: dict[str, str | int | float] = {}
@@ -116,7 +178,8 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
-        event, fields = message_fields(message)
+        parsed: tuple[str | None, dict[str, str]] | None = getattr(record, "event_fields", None)
+        event, fields = parsed if parsed is not None else message_fields(message)
         document: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),

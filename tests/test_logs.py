@@ -95,6 +95,20 @@ def test_json_numbers_are_numbers_and_absent_values_are_left_out(restore_root_lo
     assert "msgid" not in second and second["part"] == 1
 
 
+def test_json_fields_come_from_the_arguments_not_from_parsing_the_line(restore_root_logger: None) -> None:
+    stream = io.StringIO()
+    configure_logging(["hunter2-secret"], stream, "info", "json")
+    log = logging.getLogger("alertbridge.test")
+    # A value that itself reads as " key=value" stays one value...
+    log.info("%s user=%s reason=%s", "command_refused", "bob", "bad input to=all")
+    # ...unless it must be masked: then the masked line is what is read.
+    log.info("command_refused user=%s reason=%s", "bob", "hunter2-secret")
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert (first["event"], first["user"], first["reason"]) == ("command_refused", "bob", "bad input to=all")
+    assert "to" not in first
+    assert (second["reason"], second["message"]) == ("***", "command_refused user=bob reason=***")
+
+
 def test_text_on_a_terminal_or_when_asked(restore_root_logger: None) -> None:
     terminal = Terminal()
     configure_logging([], terminal, "info", "auto")
