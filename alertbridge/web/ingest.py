@@ -17,13 +17,16 @@ Grafana secret refuses the unsigned Alertmanager endpoint outright (401).
 from __future__ import annotations
 
 import logging
-import uuid
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+import orjson
+from prometheus_client import Counter
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 
 from alertbridge.config import Config
 from alertbridge.delivery.priority import WebhookLoad
@@ -62,7 +65,7 @@ class _Answer:
     """One webhook's answer, its outcome for /metrics, and whether the caller proved who it is."""
 
     outcome: str
-    response: JSONResponse
+    response: Response
     authenticated: bool = False
     # Why the webhook was refused (a 4xx), for the log; None when it was not.
     refusal: str | None = None
@@ -73,8 +76,16 @@ def _refuse(outcome: str, status: int, reason: str, authenticated: bool = False)
     return _Answer(outcome, error(status, reason), authenticated, refusal=reason)
 
 
-def error(status: int, reason: str) -> JSONResponse:
-    return JSONResponse({"status": "error", "error": reason}, status_code=status)
+def error(status: int, reason: str) -> Response:
+    return json_answer({"status": "error", "error": reason}, status)
+
+
+def json_answer(
+    content: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """A JSON answer: the same compact UTF-8 text as Starlette's ``JSONResponse``,
+    written by orjson (a few microseconds less on every webhook, Phase 10)."""
+    return Response(orjson.dumps(content), status, headers, media_type="application/json")
 
 
 class WebhookIngest:
@@ -101,14 +112,24 @@ class WebhookIngest:
         self._auth = auth
         self._on_enqueued = on_enqueued
         self._clock = clock
+        # The webhook counter's children by (source, receiver, outcome): a few
+        # dozen at most (configured receivers only), looked up once each.
+        self._counted: dict[tuple[str, str, str], Counter] = {}
 
-    async def alertmanager(self, request: Request) -> JSONResponse:
+    async def alertmanager(self, request: Request) -> Response:
         return await self._ingest(request, _ALERTMANAGER)
 
-    async def grafana(self, request: Request) -> JSONResponse:
+    async def grafana(self, request: Request) -> Response:
         return await self._ingest(request, _GRAFANA)
 
-    async def _ingest(self, request: Request, source: _Source) -> JSONResponse:
+    def _count(self, source: str, receiver: str, outcome: str) -> None:
+        key = (source, receiver, outcome)
+        child = self._counted.get(key)
+        if child is None:
+            child = self._counted[key] = self._metrics.webhooks.labels(source, receiver, outcome)
+        child.inc()
+
+    async def _ingest(self, request: Request, source: _Source) -> Response:
         name = request.path_params["receiver"]
         with self._load.accepting():
             answer = await self._accept(request, source, name)
@@ -116,7 +137,7 @@ class WebhookIngest:
         # the series) and only once the caller proved who it is: /metrics must not
         # tell an unauthenticated poster which receiver names exist.
         receiver = name if answer.authenticated and name in self._config.receivers else ""
-        self._metrics.webhooks.labels(source.name, receiver, answer.outcome).inc()
+        self._count(source.name, receiver, answer.outcome)
         if answer.refusal is not None:
             self._refusals.refused(
                 source=source.name,
@@ -130,7 +151,8 @@ class WebhookIngest:
 
     async def _accept(self, request: Request, source: _Source, name: str) -> _Answer:
         """The answer to one webhook, its outcome for /metrics and whether the caller authenticated."""
-        request_id = uuid.uuid4().hex[:16]
+        # 64 random bits as 16 hex digits, as a uuid4's first half was, for a third of its cost.
+        request_id = secrets.token_hex(8)
         if not self._auth.allows(request.headers.get("authorization")):
             return _refuse("unauthorized", 401, "missing or invalid credentials (see [webhook_auth])")
         receiver = self._config.receivers.get(name)
@@ -182,7 +204,7 @@ class WebhookIngest:
             if not kept:
                 return _Answer(
                     "dropped",
-                    JSONResponse({"status": "dropped", "reason": "resolved and send_resolved = false"}),
+                    json_answer({"status": "dropped", "reason": "resolved and send_resolved = false"}),
                     authenticated,
                 )
             group = group.with_alerts(kept)
@@ -223,7 +245,7 @@ class WebhookIngest:
         )
         return _Answer(
             status,
-            JSONResponse(
+            json_answer(
                 {"status": status, "request_id": request_id, "delivery": delivery_id},
                 headers={"X-Request-Id": request_id},
             ),
