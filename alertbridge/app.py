@@ -25,6 +25,7 @@ from starlette.routing import Route
 from alertbridge import __version__
 from alertbridge.commands.executor import CommandExecutor
 from alertbridge.config import Config
+from alertbridge.deferred_http import DeferredPoolClient
 from alertbridge.delivery import Dispatcher, GroupTracker, SendBudget, SharedBudget
 from alertbridge.delivery.priority import WebhookLoad
 from alertbridge.errors import ConfigError, TemplateError
@@ -111,8 +112,10 @@ def unauthenticated_warnings(config: Config) -> list[tuple[str, str]]:
 
 
 def new_http_client(config: Config) -> httpx.AsyncClient:
+    """The client for WeCom's API and the silencers; its pool (and TLS context)
+    is built on its first request (see ``alertbridge.deferred_http``)."""
     timeout = config.wecom.timeout.total_seconds()
-    return httpx.AsyncClient(
+    return DeferredPoolClient(
         timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
         headers={"User-Agent": f"alertbridge/{__version__}"},
         follow_redirects=False,
