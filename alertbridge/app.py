@@ -23,7 +23,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from alertbridge import __version__
-from alertbridge.commands.executor import CommandExecutor
 from alertbridge.config import Config
 from alertbridge.deferred_http import DeferredPoolClient
 from alertbridge.delivery import Dispatcher, GroupTracker, SendBudget, SharedBudget
@@ -38,7 +37,7 @@ from alertbridge.messengers.registry import (
     build_messengers,
     receiver_models,
 )
-from alertbridge.messengers.wecom.callback import WeComCallback
+from alertbridge.messengers.wecom.callback_endpoint import CallbackEndpoint, callback_endpoint
 from alertbridge.messengers.wecom.client import WeComClient, quiet_http_loggers
 from alertbridge.messengers.wecom.contacts import ContactDirectory
 from alertbridge.metrics import Metrics
@@ -173,9 +172,6 @@ def create_app(
         renderer = build_renderer(cfg, source, messengers.byte_limits)
         silencers = build_silencers(cfg, http, metrics)
         auth = WebhookAuthenticator(cfg.webhook_auth)
-        executor = CommandExecutor(
-            config=cfg, state=state, silencers=silencers, metrics=metrics, directory=directory
-        )
         return Services(
             config=cfg,
             renderer=renderer,
@@ -190,12 +186,13 @@ def create_app(
                 refusals=refusals,
                 load=webhook_load,
             ),
-            callback=WeComCallback(
-                config=cfg,
+            callback=callback_endpoint(
+                cfg,
                 state=state,
-                executor=executor,
-                client=client,
+                silencers=silencers,
                 metrics=metrics,
+                directory=directory,
+                client=client,
                 budget=shared_budget,
             ),
             auth=auth,
@@ -220,7 +217,7 @@ def create_app(
     )
     tasks: dict[str, asyncio.Task[None]] = {}
     # Callbacks of earlier configs may still be acting on a command; drained at shutdown.
-    retired: list[WeComCallback] = []
+    retired: list[CallbackEndpoint] = []
     reloads: set[asyncio.Task[ConfigError | None]] = set()
 
     def install(services: Services) -> None:
