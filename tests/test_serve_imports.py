@@ -85,21 +85,25 @@ def serve_imports(tmp_path: Path, body: str) -> set[str]:
     return set(done.stdout.split())
 
 
+def wecom_head(keys: str = "") -> str:
+    """The fake corp's [wecom] head, its app ``ops`` given ``keys`` (callback keys or none)."""
+    return wecom_toml("http://127.0.0.1:9").replace(
+        f"agent_id = {AGENT_ID}\n", f"agent_id = {AGENT_ID}\n{keys}"
+    )
+
+
 def loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
     return sorted(m for m in modules if any(m == n or m.startswith(n + ".") for n in names))
 
 
 def test_serve_imports_only_what_its_config_needs(tmp_path: Path) -> None:
-    modules = serve_imports(tmp_path, wecom_toml("http://127.0.0.1:9") + RECEIVERS)
+    modules = serve_imports(tmp_path, wecom_head() + RECEIVERS)
     assert "alertbridge.app" in modules and "alertbridge.messengers.wecom.messenger" in modules
     assert loaded(modules, NEVER + CALLBACKS + SILENCERS) == []
 
 
 def test_callbacks_and_silencers_are_imported_when_configured(tmp_path: Path) -> None:
-    head = wecom_toml("http://127.0.0.1:9").replace(
-        f"agent_id = {AGENT_ID}\n", f"agent_id = {AGENT_ID}\n{CALLBACK_KEYS}"
-    )
-    modules = serve_imports(tmp_path, head + RECEIVERS + SILENCER)
+    modules = serve_imports(tmp_path, wecom_head(CALLBACK_KEYS) + RECEIVERS + SILENCER)
     assert set(loaded(modules, CALLBACKS + SILENCERS)) >= {*CALLBACKS, *SILENCERS}
     assert loaded(modules, NEVER) == []
 
@@ -110,10 +114,7 @@ def bridge(tmp_path: Path) -> AlertbridgeProcess:
 
 
 def _reloadable(keys: str) -> str:
-    head = wecom_toml("http://127.0.0.1:9").replace(
-        f"agent_id = {AGENT_ID}\n", f"agent_id = {AGENT_ID}\n{keys}"
-    )
-    return '[webhook_auth]\nbearer_token = "${WEBHOOK_TOKEN}"\n' + head + RECEIVERS
+    return '[webhook_auth]\nbearer_token = "${WEBHOOK_TOKEN}"\n' + wecom_head(keys) + RECEIVERS
 
 
 def test_callback_keys_added_by_a_reload_are_served(bridge: AlertbridgeProcess) -> None:
