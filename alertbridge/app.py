@@ -23,8 +23,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from alertbridge import __version__
-from alertbridge.commands.executor import CommandExecutor
 from alertbridge.config import Config
+from alertbridge.deferred_http import DeferredPoolClient
 from alertbridge.delivery import Dispatcher, GroupTracker, SendBudget, SharedBudget
 from alertbridge.delivery.priority import WebhookLoad
 from alertbridge.errors import ConfigError, TemplateError
@@ -37,7 +37,7 @@ from alertbridge.messengers.registry import (
     build_messengers,
     receiver_models,
 )
-from alertbridge.messengers.wecom.callback import WeComCallback
+from alertbridge.messengers.wecom.callback_endpoint import CallbackEndpoint, callback_endpoint
 from alertbridge.messengers.wecom.client import WeComClient, quiet_http_loggers
 from alertbridge.messengers.wecom.contacts import ContactDirectory
 from alertbridge.metrics import Metrics
@@ -111,8 +111,10 @@ def unauthenticated_warnings(config: Config) -> list[tuple[str, str]]:
 
 
 def new_http_client(config: Config) -> httpx.AsyncClient:
+    """The client for WeCom's API and the silencers; its pool (and TLS context)
+    is built on its first request (see ``alertbridge.deferred_http``)."""
     timeout = config.wecom.timeout.total_seconds()
-    return httpx.AsyncClient(
+    return DeferredPoolClient(
         timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
         headers={"User-Agent": f"alertbridge/{__version__}"},
         follow_redirects=False,
@@ -170,9 +172,6 @@ def create_app(
         renderer = build_renderer(cfg, source, messengers.byte_limits)
         silencers = build_silencers(cfg, http, metrics)
         auth = WebhookAuthenticator(cfg.webhook_auth)
-        executor = CommandExecutor(
-            config=cfg, state=state, silencers=silencers, metrics=metrics, directory=directory
-        )
         return Services(
             config=cfg,
             renderer=renderer,
@@ -187,12 +186,13 @@ def create_app(
                 refusals=refusals,
                 load=webhook_load,
             ),
-            callback=WeComCallback(
-                config=cfg,
+            callback=callback_endpoint(
+                cfg,
                 state=state,
-                executor=executor,
-                client=client,
+                silencers=silencers,
                 metrics=metrics,
+                directory=directory,
+                client=client,
                 budget=shared_budget,
             ),
             auth=auth,
@@ -217,7 +217,7 @@ def create_app(
     )
     tasks: dict[str, asyncio.Task[None]] = {}
     # Callbacks of earlier configs may still be acting on a command; drained at shutdown.
-    retired: list[WeComCallback] = []
+    retired: list[CallbackEndpoint] = []
     reloads: set[asyncio.Task[ConfigError | None]] = set()
 
     def install(services: Services) -> None:

@@ -22,18 +22,17 @@ import sys
 from pathlib import Path
 
 from alertbridge import __version__
-from alertbridge.config_command import config_command, load_from_args
 from alertbridge.errors import AlertbridgeError
-from alertbridge.messengers.wecom.appchat_cli import add_appchat_commands
-from alertbridge.messengers.wecom.menu_install import add_menu_commands
-from alertbridge.messengers.wecom.oneoff import add_send_command
-from alertbridge.preview_cli import add_preview_commands
-from alertbridge.store_cli import add_store_commands
-from alertbridge.stores import stores_for
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    # httpx imports its own command line (httpx._main) when click, pygments and
+    # rich are installed: ~0.5-1 MB resident that no alertbridge command uses.
+    # A None entry (the import system's documented "not importable" mark, which
+    # typeshed does not allow for) turns that import into the ImportError httpx handles.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser(serving=argv[:1] == ["serve"]).parse_args(argv)
     try:
         result: int = args.run(args)
         # Flushed here, so a reader gone meanwhile is caught below, not at exit.
@@ -49,12 +48,18 @@ def main(argv: list[str] | None = None) -> int:
     return result
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(*, serving: bool = False) -> argparse.ArgumentParser:
+    """The command line; ``serving`` (the first argument is ``serve``) leaves the
+    other commands out, so the service does not keep their modules in memory."""
+    from alertbridge.config_command import config_command
+
     parser = argparse.ArgumentParser(prog="alertbridge", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"alertbridge {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     config_command(commands, "serve", _serve, "run the service")
+    if serving:
+        return parser
     check = config_command(
         commands, "check-config", _check_config, "validate a config file and its templates"
     )
@@ -63,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also try the WeCom apps, robot keys and silencers (sends nothing)",
     )
+    from alertbridge.messengers.wecom.appchat_cli import add_appchat_commands
+    from alertbridge.messengers.wecom.menu_install import add_menu_commands
+    from alertbridge.messengers.wecom.oneoff import add_send_command
+    from alertbridge.preview_cli import add_preview_commands
+    from alertbridge.store_cli import add_store_commands
+
     add_preview_commands(commands)
     add_store_commands(commands)
     add_appchat_commands(commands)
@@ -75,8 +86,10 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from alertbridge.app import create_app
+    from alertbridge.config_command import load_from_args
     from alertbridge.logs import configure_logging
     from alertbridge.startup import bind_listen
+    from alertbridge.stores import stores_for
     from alertbridge.web.limits import ConnectionLimits, guarded_http_protocol
 
     config = load_from_args(args)
@@ -121,6 +134,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _check_config(args: argparse.Namespace) -> int:
     from alertbridge.app import build_renderer, unauthenticated_warnings
     from alertbridge.commands.authz import command_warnings
+    from alertbridge.config_command import load_from_args
 
     config = load_from_args(args)
     build_renderer(config, str(args.config))

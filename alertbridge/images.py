@@ -53,6 +53,7 @@ import httpx
 
 from alertbridge import __version__
 from alertbridge.addresses import AllowList, IPAddress, is_public_address, parse_ip
+from alertbridge.deferred_http import DeferredPoolClient
 from alertbridge.errors import AlertbridgeError
 from alertbridge.metrics import Metrics
 
@@ -120,9 +121,10 @@ async def system_resolve(host: str, port: int) -> list[str]:
 
 
 def new_image_http_client(config: ImagesConfig) -> httpx.AsyncClient:
-    """The client an ``ImageFetcher`` should use (see the module docs for why)."""
+    """The client an ``ImageFetcher`` should use (see the module docs for why); its
+    pool (and TLS context) is built on its first request (``alertbridge.deferred_http``)."""
     timeout = config.timeout.total_seconds()
-    return httpx.AsyncClient(
+    return DeferredPoolClient(
         timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
         headers={"User-Agent": f"alertbridge/{__version__}"},
         follow_redirects=False,

@@ -31,7 +31,7 @@ from alertbridge.errors import ConfigError
 from alertbridge.logs import extend_redaction
 from alertbridge.messengers import Channel
 from alertbridge.messengers.registry import RECEIVER_MODELS
-from alertbridge.messengers.wecom.callback import WeComCallback
+from alertbridge.messengers.wecom.callback_endpoint import CallbackEndpoint
 from alertbridge.metrics import Metrics
 from alertbridge.render import Renderer
 from alertbridge.web.auth import WebhookAuthenticator
@@ -60,7 +60,7 @@ class Services:
     channels: Mapping[str, Channel]
     tracker: GroupTracker
     ingest: WebhookIngest
-    callback: WeComCallback
+    callback: CallbackEndpoint
     auth: WebhookAuthenticator
 
 

@@ -34,6 +34,7 @@ from alertbridge.delivery import SharedBudget
 from alertbridge.errors import StoreError
 from alertbridge.messengers.wecom.active_replies import ActiveReplies
 from alertbridge.messengers.wecom.callback_answers import CallbackAnswers
+from alertbridge.messengers.wecom.callback_endpoint import UNKNOWN_APP, UNKNOWN_APP_BODY
 from alertbridge.messengers.wecom.callback_errors import (
     CallbackError,
     DecryptError,
@@ -129,7 +130,7 @@ class WeComCallback:
         name = request.path_params["app"]
         crypto = self._crypto.get(name)
         if crypto is None:
-            return "unknown_app", PlainTextResponse("no callback configured for this app\n", status_code=404)
+            return UNKNOWN_APP, PlainTextResponse(UNKNOWN_APP_BODY, status_code=404)
         app = self._config.wecom.apps[name]
         params = request.query_params
         signature, timestamp, nonce = (params.get(k, "") for k in ("msg_signature", "timestamp", "nonce"))
