@@ -34,7 +34,8 @@ Outcome = tuple[str, ...]
 
 
 def outcome(body: bytes, parse: object) -> Outcome:
-    """What a parser made of ``body``: the stored text and dedup key, or the refusal."""
+    """What a parser made of ``body``: the group (its repr: down to the time
+    zone objects), the stored text and the dedup key; or the refusal."""
     assert callable(parse)
     try:
         group = parse(body)
