@@ -193,6 +193,37 @@ def bodies(
     return st.tuples(group, st.booleans()).map(lambda pair: write(pair[0], pair[1]).encode())
 
 
+_numbers = (
+    st.floats(allow_nan=False) | st.integers() | st.sampled_from([-0, -0.0, 1e308, 2**64, 10**30, 1e-320])
+)
+GRAFANA_ALERT_OPTIONAL: dict[str, st.SearchStrategy[Any]] = {
+    **ALERT_OPTIONAL,
+    "silenceURL": texts,
+    "dashboardURL": texts,
+    "panelURL": texts,
+    "imageURL": texts,
+    "values": st.lists(st.tuples(texts, _rarely(any_json, _numbers, 30)), max_size=3).map(Obj),
+    "valueString": texts,
+    "ruleUID": texts,
+    "orgId": st.integers(0, 3),
+}
+GRAFANA_GROUP_OPTIONAL: dict[str, st.SearchStrategy[Any]] = {
+    **GROUP_OPTIONAL,
+    "orgId": _rarely(st.integers() | st.sampled_from(["1", 1.0, 2**63, 2**64]), st.integers(0, 3), 5),
+    "title": texts,
+    "message": texts,
+    "state": st.sampled_from(["alerting", "ok"]),
+    "appVersion": st.just("11.2.0"),
+}
+
+grafana_bodies = bodies(
+    _rarely(st.sampled_from([1, "4", None]), st.just("1"), 20),
+    ALERT_FIELDS,
+    GRAFANA_ALERT_OPTIONAL,
+    GROUP_FIELDS,
+    GRAFANA_GROUP_OPTIONAL,
+)
+
 alertmanager_bodies = bodies(
     _rarely(st.sampled_from([4, "1", "4 "]), st.just("4"), 20),
     ALERT_FIELDS,
@@ -247,7 +278,8 @@ valid_alertmanager_bodies = valid_alertmanager_messages.map(
 )
 
 # Values that some field takes and another refuses, or one parser takes and another might not.
-odd_values = (
+odd_values = st.one_of(
+    st.none(),
     st.sampled_from(
         [
             "3",
@@ -279,20 +311,59 @@ odd_values = (
         ]
     )
     | time_texts
-    | any_json
+    | any_json,
 )
 
 
 @st.composite
-def one_field_off(draw: st.DrawFn, messages: st.SearchStrategy[dict[str, Any]]) -> bytes:
+def one_field_off(
+    draw: st.DrawFn, messages: st.SearchStrategy[dict[str, Any]], grafana: bool = False
+) -> bytes:
     """A valid message with one field (of the group or of an alert) replaced by an odd
-    value, or removed, or joined by an unknown one: each rule on its own."""
+    value, or removed, or added (known or not): each rule on its own."""
     data = draw(messages)
     alerts = data["alerts"]
-    target = draw(st.sampled_from([data, alerts[draw(st.integers(0, len(alerts) - 1))]]))
-    name = draw(st.sampled_from(sorted(target)) | st.sampled_from(["truncatedAlerts", "endsAt", "x"]))
+    group_names = [
+        *GROUP_FIELDS,
+        *(GRAFANA_GROUP_OPTIONAL if grafana else GROUP_OPTIONAL),
+        "version",
+        "alerts",
+    ]
+    alert_names = [*ALERT_FIELDS, *(GRAFANA_ALERT_OPTIONAL if grafana else ALERT_OPTIONAL)]
+    target, names = draw(
+        st.sampled_from([(data, group_names), (alerts[draw(st.integers(0, len(alerts) - 1))], alert_names)])
+    )
+    name = draw(st.sampled_from([*names, "x"]))
     if draw(st.integers(0, 9)) == 5:
         target.pop(name, None)
     else:
         target[name] = draw(odd_values)
     return json.dumps(data, ensure_ascii=draw(st.booleans())).encode()
+
+
+@st.composite
+def valid_grafana_messages(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid Alertmanager message made a Grafana unified one: version 1, its group
+    and alert fields, values of every numeric shape."""
+    data = draw(valid_alertmanager_messages)
+    data["version"] = "1"
+    data.update(
+        draw(st.fixed_dictionaries({}, optional={"orgId": st.integers(0, 9), "title": texts, "state": texts}))
+    )
+    for alert in data["alerts"]:
+        alert.update(
+            draw(
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "values": st.dictionaries(texts, _numbers, max_size=3) | st.none(),
+                        "valueString": texts,
+                        "dashboardURL": texts,
+                        "silenceURL": texts,
+                        "ruleUID": texts,
+                        "orgId": st.integers(0, 9),
+                    },
+                )
+            )
+        )
+    return data

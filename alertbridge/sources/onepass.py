@@ -27,7 +27,7 @@ from __future__ import annotations
 from datetime import datetime
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Annotated, Final, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
 from pydantic import TypeAdapter, ValidationError
@@ -78,6 +78,38 @@ class _AlertmanagerMessage(MessageV4, kw_only=True):
 
 _ALERTMANAGER: Final = msgspec.json.Decoder(_AlertmanagerMessage)
 
+# pydantic takes integers of any size; these take what fits 64 bits.
+_Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+
+class UnifiedAlert(AlertV4, kw_only=True):
+    """A Grafana unified alert; ``orgId`` (repeated per alert) is read only so
+    that nothing is skipped unread."""
+
+    silenceURL: str = ""
+    dashboardURL: str = ""
+    panelURL: str = ""
+    imageURL: str = ""
+    values: dict[str, float] | None = None
+    valueString: str = ""
+    ruleUID: str = ""
+    orgId: _Int64 | None = None
+
+
+class UnifiedMessage(MessageV4, kw_only=True):
+    """A Grafana unified alerting body; ``state`` and ``appVersion`` are read, not used."""
+
+    version: Literal["1"]
+    alerts: Annotated[list[UnifiedAlert], msgspec.Meta(min_length=1)]
+    orgId: _Int64 | None = None
+    title: str = ""
+    message: str = ""
+    state: str = ""
+    appVersion: str = ""
+
+
+UNIFIED: Final = msgspec.json.Decoder(UnifiedMessage)
+
 
 def alertmanager_group(source: str, body: bytes) -> AlertGroup:
     """The group of an Alertmanager v4 body, as ``alertmanager.parse`` makes it.
@@ -97,7 +129,7 @@ def decode(decoder: msgspec.json.Decoder[_V], body: bytes) -> _V:
         raise NotTaken from None
 
 
-def v4_alert(raw: AlertV4, **extra: object) -> Alert:
+def v4_alert(raw: AlertV4, **extra: Any) -> Alert:
     """The model alert for ``raw``, its times checked as the pydantic model's validators do."""
     return model_alert(raw, start_time(raw.startsAt), end_time(raw.endsAt), sorted_view, **extra)
 
