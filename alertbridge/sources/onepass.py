@@ -83,8 +83,9 @@ _Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 class UnifiedAlert(AlertV4, kw_only=True):
-    """A Grafana unified alert; ``orgId`` (repeated per alert) is read only so
-    that nothing is skipped unread."""
+    """A Grafana unified alert: ``grafana._UnifiedAlert``'s fields again, for msgspec
+    (the tests hold the two to one result); ``orgId`` (repeated per alert) is
+    read only so that nothing is skipped unread."""
 
     silenceURL: str = ""
     dashboardURL: str = ""
