@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError
 
 from alertbridge.errors import PayloadError
 from alertbridge.model import AlertGroup
+from alertbridge.sources import onepass
 from alertbridge.sources.common import (
     GRAFANA_ELSEWHERE,
     AlertV4,
@@ -43,10 +44,23 @@ def parse(body: bytes) -> AlertGroup:
             the wrong type; the message names the first offending field.
     """
     if not has_surrogate_escape(body):
-        # The common case in one pass: pydantic parses the JSON and validates it
-        # together (15 µs less per webhook than json.loads + model_validate,
-        # Phase 10). A body it does not take goes the way below, which names the
-        # problem exactly as before, or takes what only json.loads reads.
+        # The common case in one pass with msgspec (12 µs less per webhook than
+        # pydantic, Phase 10), which takes only what the validating way takes,
+        # and makes the same group of it.
+        try:
+            return onepass.alertmanager_group(SOURCE, body)
+        except onepass.NotTaken:
+            pass
+    return validating_parse(body)
+
+
+def validating_parse(body: bytes) -> AlertGroup:
+    """``parse`` without the one-pass decoder: the way that names every problem."""
+    if not has_surrogate_escape(body):
+        # Pydantic parses the JSON and validates it together (15 µs
+        # less per webhook than json.loads + model_validate, Phase 10). A body it
+        # does not take goes the way below, which names the problem exactly as
+        # before, or takes what only json.loads reads.
         try:
             return _group(_MessageV4.model_validate_json(body))
         except ValidationError:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Final, Literal, TypeVar, cast
+from typing import Any, Final, Literal, Protocol, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
@@ -94,33 +94,69 @@ EARLIEST: Final = datetime(1, 1, 2, tzinfo=UTC)
 LATEST: Final = datetime(9999, 12, 30, tzinfo=UTC)
 
 
+def in_range(moment: datetime) -> bool:
+    """Whether ``moment`` (naive is UTC) converts safely to any time zone.
+
+    Comparing aware datetimes compares instants and cannot overflow, so a
+    time whose UTC conversion would leave datetime's range is simply outside.
+    """
+    return EARLIEST <= aware(moment) <= LATEST
+
+
 def _in_range(moment: datetime) -> datetime:
     """``moment`` if it converts safely to any time zone, else a validation error.
 
     Answered 200, a time like ``9999-12-31`` failed only later, in the
     template, and the alert was lost; refusing it names the field instead.
     """
-    try:
-        utc = aware(moment).astimezone(UTC)
-    except OverflowError:
-        utc = None
-    if utc is None or not EARLIEST <= utc <= LATEST:
+    if not in_range(moment):
         raise PydanticCustomError(
             "time_range", "time out of range: must lie between 0001-01-02 and 9999-12-30 (UTC)"
         )
     return moment
 
 
+STATUS: Final = {"firing": Status.FIRING, "resolved": Status.RESOLVED}
+
+
+class V4AlertFields(Protocol):
+    """What the model alert takes from a parsed v4 alert, the pydantic model's
+    or the one-pass decoder's (``alertbridge.sources.onepass``): same names."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def labels(self) -> dict[str, str]: ...
+    @property
+    def annotations(self) -> dict[str, str]: ...
+    @property
+    def generatorURL(self) -> str: ...
+    @property
+    def fingerprint(self) -> str: ...
+
+
+Freeze = Callable[[dict[str, _V]], Mapping[str, _V]]
+
+
 def v4_alert(raw: AlertV4, **extra: Any) -> Alert:
     """The model alert for a v4 alert; ``extra`` carries a source's own fields."""
+    return model_alert(raw, aware(raw.startsAt), open_end(raw.endsAt), frozen, **extra)
+
+
+def model_alert(
+    raw: V4AlertFields, starts_at: datetime, ends_at: datetime | None, freeze: Freeze[str], **extra: Any
+) -> Alert:
+    """The model alert from ``raw`` and what its parser made of the times (aware,
+    ``ends_at`` ``None`` while open); ``freeze`` makes the read-only mappings."""
+    # Positional, in the dataclass's field order: 0.4 µs less per alert than keywords.
     return Alert(
-        status=Status(raw.status),
-        labels=frozen(raw.labels),
-        annotations=frozen(raw.annotations),
-        starts_at=aware(raw.startsAt),
-        ends_at=open_end(raw.endsAt),
-        fingerprint=raw.fingerprint or label_fingerprint(raw.labels),
-        generator_url=raw.generatorURL,
+        STATUS[raw.status],
+        freeze(raw.labels),
+        freeze(raw.annotations),
+        starts_at,
+        ends_at,
+        raw.fingerprint or label_fingerprint(raw.labels),
+        raw.generatorURL,
         **extra,
     )
 
@@ -148,19 +184,47 @@ def label_fingerprint(labels: Mapping[str, str]) -> str:
     return f"{digest:016x}"
 
 
-def v4_group(source: str, payload: MessageV4, alerts: tuple[Alert, ...], **extra: Any) -> AlertGroup:
+class V4MessageFields(Protocol):
+    """The group fields of a parsed v4 message, the pydantic model's or the one-pass decoder's."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def receiver(self) -> str: ...
+    @property
+    def groupKey(self) -> str: ...
+    @property
+    def groupLabels(self) -> dict[str, str]: ...
+    @property
+    def commonLabels(self) -> dict[str, str]: ...
+    @property
+    def commonAnnotations(self) -> dict[str, str]: ...
+    @property
+    def externalURL(self) -> str: ...
+    @property
+    def truncatedAlerts(self) -> int: ...
+
+
+def v4_group(
+    source: str,
+    payload: V4MessageFields,
+    alerts: tuple[Alert, ...],
+    freeze: Freeze[str] = frozen,
+    **extra: Any,
+) -> AlertGroup:
     """The model group for a v4 message; ``extra`` carries a source's own fields."""
+    # Positional, in the dataclass's field order, as in model_alert.
     return AlertGroup(
-        source=source,
-        status=Status(payload.status),
-        group_key=payload.groupKey,
-        alerts=alerts,
-        group_labels=frozen(payload.groupLabels),
-        common_labels=frozen(payload.commonLabels),
-        common_annotations=frozen(payload.commonAnnotations),
-        external_url=payload.externalURL,
-        source_receiver=payload.receiver,
-        truncated_alerts=payload.truncatedAlerts,
+        source,
+        STATUS[payload.status],
+        payload.groupKey,
+        alerts,
+        freeze(payload.groupLabels),
+        freeze(payload.commonLabels),
+        freeze(payload.commonAnnotations),
+        payload.externalURL,
+        payload.receiver,
+        payload.truncatedAlerts,
         **extra,
     )
 
