@@ -64,6 +64,20 @@ def test_the_captured_alertmanager_bodies_take_the_one_pass() -> None:
         same_as_validating(body)
 
 
+def test_newer_alertmanagers_fields_take_the_one_pass_too() -> None:
+    data = json.loads((DATA / "alertmanager" / "firing.json").read_bytes())
+    # 0.32 added notification_reason, 0.34 routeLabels (docs: Alertmanager's notify/webhook).
+    data |= {"notification_reason": "new alerts added", "routeLabels": {"team": "db"}}
+    body = json.dumps(data).encode()
+    assert onepass.alertmanager_group(ALERTMANAGER, body) == alertmanager.validating_parse(body)
+    same_as_validating(body)
+    # A shape the model does not know still goes the validating way, with the same result.
+    odd = json.dumps(data | {"routeLabels": {"team": 1}}).encode()
+    with pytest.raises(onepass.NotTaken):
+        onepass.alertmanager_group(ALERTMANAGER, odd)
+    same_as_validating(odd)
+
+
 @pytest.mark.parametrize("path", FIXTURES + FUZZ, ids=lambda p: p.name)
 def test_every_fixture_ends_as_the_validating_path_ends(path: Path) -> None:
     body = path.read_bytes()

@@ -74,6 +74,11 @@ class MessageV4(_Strict, kw_only=True):
 class _AlertmanagerMessage(MessageV4, kw_only=True):
     version: Literal["4"]
     alerts: Annotated[list[AlertV4], msgspec.Meta(min_length=1)]
+    # Read (typed, so nothing is skipped unread) and not used, as the pydantic
+    # model ignores them: without them every webhook of Alertmanager 0.32+
+    # (notification_reason) and 0.34+ (routeLabels) would go the slow way.
+    notification_reason: str = ""
+    routeLabels: dict[str, str] = {}
 
 
 _ALERTMANAGER: Final = msgspec.json.Decoder(_AlertmanagerMessage)
