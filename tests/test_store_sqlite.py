@@ -187,11 +187,15 @@ async def test_newer_schema_is_refused(db_path: Path) -> None:
 
 
 async def test_connection_is_configured_for_durability(outbox: SqliteOutboxStore) -> None:
-    assert await pragmas(outbox, "journal_mode", "synchronous", "foreign_keys", "busy_timeout") == {
+    assert await pragmas(
+        outbox, "journal_mode", "synchronous", "foreign_keys", "busy_timeout", "temp_store"
+    ) == {
         "journal_mode": "wal",
         "synchronous": 2,
         "foreign_keys": 1,
         "busy_timeout": 5000,
+        # 2 = MEMORY: a statement's scratch b-tree never becomes a file to create and unlink.
+        "temp_store": 2,
     }
 
 
