@@ -188,7 +188,13 @@ async def test_newer_schema_is_refused(db_path: Path) -> None:
 
 async def test_connection_is_configured_for_durability(outbox: SqliteOutboxStore) -> None:
     assert await pragmas(
-        outbox, "journal_mode", "synchronous", "foreign_keys", "busy_timeout", "temp_store"
+        outbox,
+        "journal_mode",
+        "synchronous",
+        "foreign_keys",
+        "busy_timeout",
+        "temp_store",
+        "wal_autocheckpoint",
     ) == {
         "journal_mode": "wal",
         "synchronous": 2,
@@ -196,6 +202,7 @@ async def test_connection_is_configured_for_durability(outbox: SqliteOutboxStore
         "busy_timeout": 5000,
         # 2 = MEMORY: a statement's scratch b-tree never becomes a file to create and unlink.
         "temp_store": 2,
+        "wal_autocheckpoint": 8000,
     }
 
 
