@@ -196,6 +196,12 @@ def bodies(
 _numbers = (
     st.floats(allow_nan=False) | st.integers() | st.sampled_from([-0, -0.0, 1e308, 2**64, 10**30, 1e-320])
 )
+# What a Grafana can send: Go's encoder refuses ±Inf (json.dumps would write "Infinity").
+_finite_numbers = (
+    st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers()
+    | st.sampled_from([-0, -0.0, 1e308, 2**64, 10**30, 1e-320])
+)
 GRAFANA_ALERT_OPTIONAL: dict[str, st.SearchStrategy[Any]] = {
     **ALERT_OPTIONAL,
     "silenceURL": texts,
@@ -356,7 +362,7 @@ def valid_grafana_messages(draw: st.DrawFn) -> dict[str, Any]:
                 st.fixed_dictionaries(
                     {},
                     optional={
-                        "values": st.dictionaries(texts, _numbers, max_size=3) | st.none(),
+                        "values": st.dictionaries(texts, _finite_numbers, max_size=3) | st.none(),
                         "valueString": texts,
                         "dashboardURL": texts,
                         "silenceURL": texts,
