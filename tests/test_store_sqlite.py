@@ -23,7 +23,7 @@ from alertbridge.metrics import Metrics
 from alertbridge.stores import DeliveryStatus, NewDelivery
 from alertbridge.stores.codec import from_us as _from_us
 from alertbridge.stores.codec import to_us as _to_us
-from alertbridge.stores.sqlite.outbox import SqliteOutboxStore
+from alertbridge.stores.sqlite.outbox import CLAIM_DUE, SqliteOutboxStore
 from alertbridge.stores.sqlite.outbox_schema import MIGRATIONS, SCHEMA_VERSION
 from alertbridge.testing.store_contract import T0, make_delivery, make_group, opened
 from tests.sqlite_probes import pragmas, private_connection, write_locked
@@ -68,6 +68,23 @@ async def test_batch_limit_caps_a_transaction(db_path: Path, metrics: Metrics) -
 
 
 # -- claiming ---------------------------------------------------------------------
+
+
+async def test_a_claim_reads_only_what_it_claims_under_any_backlog(db_path: Path) -> None:
+    """The claim reaches the digest siblings by index: with ``OR digest_id IN …``
+    it walked every pending row, milliseconds under the ingest bench's backlog."""
+    async with opened(SqliteOutboxStore(db_path)):
+        pass
+    conn = sqlite3.connect(db_path)
+    try:
+        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {CLAIM_DUE}", (0, 0, 1, 0, 0))]
+    finally:
+        conn.close()
+    assert not [step for step in plan if step.startswith("SCAN deliveries")], plan
+    assert "SEARCH deliveries USING INDEX deliveries_digest (digest_id=?)" in plan
+    assert not [step for step in plan if "deliveries_finished" in step or "deliveries_status_id" in step], (
+        plan
+    )
 
 
 # -- outcomes -----------------------------------------------------------------------

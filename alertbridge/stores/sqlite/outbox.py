@@ -51,6 +51,31 @@ logger = logging.getLogger(__name__)
 _PRUNE_CHUNK: Final = 1000
 
 
+# Leases up to LIMIT due rows and their digests' pending siblings:
+# (now, now, limit, lease_until, now). The siblings are found through
+# deliveries_digest; ``+status`` keeps the planner off the status indexes,
+# which would walk every pending row, so a claim costs the same under any
+# backlog (tests/test_store_sqlite.py reads the plan).
+CLAIM_DUE: Final = f"""
+    WITH picked AS (
+        SELECT id, digest_id FROM deliveries
+        WHERE status = 'pending' AND next_attempt_at <= ?
+          AND (lease_until IS NULL OR lease_until <= ?)
+        ORDER BY next_attempt_at, id
+        LIMIT ?
+    )
+    UPDATE deliveries SET lease_until = ?
+    WHERE id IN (
+        SELECT id FROM picked
+        UNION
+        SELECT id FROM deliveries
+        WHERE digest_id IN (SELECT digest_id FROM picked) AND digest_id IS NOT NULL
+          AND +status = 'pending' AND (lease_until IS NULL OR lease_until <= ?)
+    )
+    RETURNING {COLUMNS}
+"""
+
+
 class SqliteOutboxStore(SqliteDigestsAndSends):
     """``OutboxStore`` on one SQLite file, for a single alertbridge process.
 
@@ -133,20 +158,7 @@ class SqliteOutboxStore(SqliteDigestsAndSends):
         lease_us = to_us(now + lease)
         async with self._connection.session("claim_due", write=True, durable=False) as db:
             rows = await db.execute_fetchall(
-                f"""
-                WITH picked AS (
-                    SELECT id, digest_id FROM deliveries
-                    WHERE status = 'pending' AND next_attempt_at <= ?
-                      AND (lease_until IS NULL OR lease_until <= ?)
-                    ORDER BY next_attempt_at, id
-                    LIMIT ?
-                )
-                UPDATE deliveries SET lease_until = ?
-                WHERE id IN (SELECT id FROM picked)
-                   OR (status = 'pending' AND (lease_until IS NULL OR lease_until <= ?)
-                       AND digest_id IN (SELECT digest_id FROM picked WHERE digest_id IS NOT NULL))
-                RETURNING {COLUMNS}
-                """,
+                CLAIM_DUE,
                 (now_us, now_us, limit, lease_us, now_us),
             )
             claimed = await decode_claimed(db, rows, now_us)
