@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import logging
+import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -141,6 +142,26 @@ def test_415_wrong_content_type(server) -> None:  # type: ignore[no-untyped-def]
         base_url, "/alertmanager/console", FIRING, **{"Content-Type": "application/x-www-form-urlencoded"}
     )
     assert response.status_code == 415
+    # An empty Content-Type is not JSON either (it does not default to JSON the way an absent one does).
+    assert post(base_url, "/alertmanager/console", FIRING, **{"Content-Type": ""}).status_code == 415
+
+
+def test_a_client_gone_mid_body_stores_nothing(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    base_url, _, _ = server
+    host, port = base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        client.sendall(
+            b"POST /alertmanager/console HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(FIRING)}\r\n\r\n".encode()
+            + FIRING[:100]
+        )
+    deadline = time.monotonic() + 10
+    counted = 'alertbridge_webhooks_received_total{outcome="incomplete",receiver="console",source="alertmanager"} 1.0'
+    while counted not in httpx.get(f"{base_url}/metrics", timeout=10).text:
+        assert time.monotonic() < deadline, "the cut-off webhook was never counted as incomplete"
+        time.sleep(0.05)
+    assert stored_rows(tmp_path) == []
+    assert post(base_url, "/alertmanager/console", FIRING).status_code == 200
 
 
 def test_503_when_the_store_cannot_commit_then_recovers(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -37,7 +37,7 @@ from alertbridge.sources import alertmanager, grafana
 from alertbridge.sources.grafana_signature import SignatureError, verify_signature
 from alertbridge.stores import NewDelivery, OutboxStore
 from alertbridge.web.auth import WebhookAuthenticator
-from alertbridge.web.body import BodyTooLarge, read_body
+from alertbridge.web.body import BodyTooLarge, header, read_body
 from alertbridge.web.refusals import RefusalLog
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ class WebhookIngest:
         # 64 random bits as 16 hex digits, as a uuid4's first half was. An id to
         # follow a webhook by, not a secret: no getrandom syscall per request.
         request_id = f"{random.getrandbits(64):016x}"
-        if not self._auth.allows(request.headers.get("authorization")):
+        if not self._auth.allows(header(request, b"authorization")):
             return _refuse("unauthorized", 401, "missing or invalid credentials (see [webhook_auth])")
         receiver = self._config.receivers.get(name)
         if receiver is None:
@@ -170,7 +170,9 @@ class WebhookIngest:
         # [webhook_auth] (when set) has passed; a signed receiver also needs its signature.
         # Without any credentials configured there is nothing to prove (and 404 tells names anyway).
         authenticated = secret is None
-        content_type = request.headers.get("content-type", "application/json")
+        content_type = header(request, b"content-type")
+        if content_type is None:
+            content_type = "application/json"
         if content_type.split(";")[0].strip().lower() not in _JSON_TYPES:
             return _refuse(
                 "unsupported_media_type",
