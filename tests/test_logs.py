@@ -11,10 +11,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from alertbridge.config import parse_config
 from alertbridge.errors import ConfigError
-from alertbridge.logs import configure_logging, message_fields
+from alertbridge.logs import JsonFormatter, SecretRedactor, configure_logging, message_fields
 from tests.harness import AlertbridgeProcess, wait_until
 
 FIRING = (Path(__file__).parent / "data" / "alertmanager" / "firing.json").read_bytes()
@@ -107,6 +109,53 @@ def test_json_fields_come_from_the_arguments_not_from_parsing_the_line(restore_r
     assert (first["event"], first["user"], first["reason"]) == ("command_refused", "bob", "bad input to=all")
     assert "to" not in first
     assert (second["reason"], second["message"]) == ("***", "command_refused user=bob reason=***")
+
+
+_KEYS = st.sampled_from(["delivery", "request_id", "user", "attempt", "in", "error", "status", "count"])
+_VALUES = st.one_of(
+    st.none(),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=False, allow_infinity=False, width=32),
+    st.text(st.characters(blacklist_categories=("Cs", "Zs", "Cc")), max_size=12),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_KEYS, st.sampled_from(["%s", "%d", "%.1f"]), _VALUES), max_size=6))
+def test_fields_from_the_arguments_equal_the_fields_read_back_from_the_line(
+    fields: list[tuple[str, str, object]],
+) -> None:
+    """The fast path (fields from the call's arguments) writes what parsing the
+    formatted line writes, for every line the parser reads unambiguously."""
+    usable = []
+    for key, spec, value in fields:
+        if spec != "%s" and not isinstance(value, int | float):
+            spec = "%s"
+        text = spec % (value,)
+        if "=" in text or (not text and usable):  # the parser splits at " key="
+            continue
+        usable.append((key, spec, value))
+    fmt = " ".join(["event_x", *(f"{key}={spec}" for key, spec, _ in usable)])
+    args = tuple(value for _, _, value in usable)
+    formatter = JsonFormatter()
+    fast = logging.LogRecord("alertbridge.test", logging.INFO, "", 0, fmt, args, None)
+    assert SecretRedactor([]).filter(fast) and hasattr(fast, "event_fields")
+    slow = logging.LogRecord("alertbridge.test", logging.INFO, "", 0, fmt % args, None, None)
+    slow.created = fast.created
+    assert json.loads(formatter.format(fast)) == json.loads(formatter.format(slow))
+
+
+def test_credentials_in_query_strings_are_masked_in_any_case() -> None:
+    redactor = SecretRedactor([])
+    assert redactor.redact("GET /gettoken?corpid=ww1&CorpSecret=abc&x=1") == (
+        "GET /gettoken?corpid=ww1&CorpSecret=***&x=1"
+    )
+    assert redactor.redact("send?Access_Token=t0k3n") == "send?Access_Token=***"
+    assert redactor.redact("webhook/send?key=693a91f6") == "webhook/send?key=***"
+    assert (
+        redactor.redact("webhook_accepted receiver=ops delivery=3")
+        == "webhook_accepted receiver=ops delivery=3"
+    )
 
 
 def test_text_on_a_terminal_or_when_asked(restore_root_logger: None) -> None:
