@@ -1,7 +1,9 @@
 """What the store keeps of a group must come out the same in every version: a
 dedup key that changed would let an HA peer's copy of a notification accepted
 before an upgrade through, and the stored JSON is compared and read back by
-other versions. The values below were computed before Phase 10's rewrites."""
+other versions. The keys below were computed before Phase 10's rewrites; the
+stored text was pinned again when Phase 10 left out fields at their defaults,
+and the text stored before that (tests/data/stored/) must still read back."""
 
 from __future__ import annotations
 
@@ -27,23 +29,50 @@ def test_keys_of_captured_bodies_are_the_keys_stored_before() -> None:
     assert multi.notification_key() == "7e75d013a3ec5de80825e4824554832048bb1dc76e807755ebf488f4e6ba78b2"
 
 
-def test_stored_text_of_captured_bodies_is_the_text_stored_before() -> None:
+def test_stored_text_of_captured_bodies_is_pinned_and_reads_back() -> None:
     for source, path, digest in [
         (
             alertmanager.parse,
             "alertmanager/firing.json",
-            "55b5d3964702706497ad6638d93ae07af690b894222278a665b9e56e42df394b",
+            "6e937337b5ca8a749eeb1b2e4dce2fbaab5e85aaa95e8d8880abd5d19773d882",
         ),
         (
             grafana.parse,
             "grafana/unified-multi.json",
-            "5697f53bd583de7edb641cc577463ddf19e76e556a9c20b89c89624a7c8c9dac",
+            "9a3bdfee0231f0cc697f46703a3d34b8d748c09bf9a94d7f928ec21dddd3759c",
         ),
     ]:
         group = source((DATA / path).read_bytes())
         text = dumps(group.to_dict())
         assert hashlib.sha256(text.encode()).hexdigest() == digest, path
         assert AlertGroup.from_dict(loads(text)) == group
+
+
+def test_text_stored_with_every_field_still_reads_back() -> None:
+    """Rows written before Phase 10 carry every field, defaults included."""
+    for source, path, stored in [
+        (alertmanager.parse, "alertmanager/firing.json", "stored/alertmanager-firing.json"),
+        (grafana.parse, "grafana/unified-multi.json", "stored/grafana-unified-multi.json"),
+    ]:
+        group = source((DATA / path).read_bytes())
+        old = loads((DATA / stored).read_text(encoding="utf-8"))
+        assert AlertGroup.from_dict(old) == group
+        # What is left out now is exactly what was at its default then.
+        new = group.to_dict()
+        for was, now in zip(old["alerts"], new["alerts"], strict=True):
+            assert {k: v for k, v in was.items() if k not in now} == {
+                k: v for k, v in was.items() if k not in now and v in ("", None)
+            }
+        assert all(old[k] in ("", None, 0, False) for k in old.keys() - new.keys())
+
+
+def test_every_version_reads_the_keys_it_requires() -> None:
+    """Older releases index these keys without a default: they are always written."""
+    group = alertmanager.parse((DATA / "alertmanager" / "firing.json").read_bytes())
+    data = group.to_dict()
+    assert {"source", "status", "group_key", "alerts"} <= data.keys()
+    for alert in data["alerts"]:
+        assert {"status", "labels", "annotations", "starts_at", "ends_at", "fingerprint"} <= alert.keys()
 
 
 def _alert(fingerprint: str, status: Status, starts_at: datetime, ends_at: datetime | None) -> Alert:
