@@ -87,6 +87,31 @@ async def test_a_claim_reads_only_what_it_claims_under_any_backlog(db_path: Path
     )
 
 
+async def test_pending_rows_stay_out_of_the_pruning_index(db_path: Path) -> None:
+    """Only finished rows are pruned, so only they are in deliveries_finished:
+    a new webhook's row writes one index less."""
+    async with opened(SqliteOutboxStore(db_path)) as outbox:
+        first, second = await outbox.enqueue(make_delivery()), await outbox.enqueue(make_delivery())
+        await outbox.mark_sent(first, T0)
+    conn = sqlite3.connect(db_path)
+    try:
+        indexed = conn.execute(
+            "SELECT id FROM deliveries INDEXED BY deliveries_finished WHERE finished_at > 0"
+        )
+        assert [row[0] for row in indexed] == [first]
+        assert conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 2
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM deliveries WHERE status = 'sent' AND finished_at < ? LIMIT ?",
+            (0, 1),
+        ).fetchall()
+        assert "deliveries_finished" in plan[0][3]
+        (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'deliveries_finished'").fetchone()
+        assert sql.endswith("WHERE finished_at IS NOT NULL"), sql
+    finally:
+        conn.close()
+    assert second != first
+
+
 # -- outcomes -----------------------------------------------------------------------
 
 
