@@ -28,9 +28,13 @@ from alertbridge.errors import AlertbridgeError
 def main(argv: list[str] | None = None) -> int:
     # httpx imports its own command line (httpx._main) when click, pygments and
     # rich are installed: ~0.5-1 MB resident that no alertbridge command uses.
+    # uvicorn imports watchfiles (uvicorn[standard]) for its --reload when
+    # installed: ~0.7 MB resident for serve, which never reloads that way.
     # A None entry (the import system's documented "not importable" mark, which
-    # typeshed does not allow for) turns that import into the ImportError httpx handles.
+    # typeshed does not allow for) turns those imports into the ImportError
+    # httpx and uvicorn handle (uvicorn falls back to its own file poller).
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    sys.modules.setdefault("watchfiles", None)  # type: ignore[arg-type]
     argv = sys.argv[1:] if argv is None else argv
     args = _parser(serving=argv[:1] == ["serve"]).parse_args(argv)
     try:

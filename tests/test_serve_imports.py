@@ -1,7 +1,8 @@
 """``alertbridge serve`` imports only what serving its config needs: no test,
 fake or CLI-only module, nothing a feature it has not configured would use
-(WeCom callbacks, silencers), and not httpx's own command line. Each of
-those is resident memory for the life of the service."""
+(WeCom callbacks, silencers), and neither httpx's own command line nor
+uvicorn's watchfiles reloader. Each of those is resident memory for the
+life of the service."""
 
 from __future__ import annotations
 
@@ -17,16 +18,22 @@ from tests.harness import AlertbridgeProcess, free_port
 from tests.wecom_identity import AGENT_ID, CORP_ID, wecom_toml
 
 # Serve as the command does, but report sys.modules instead of serving.
+# uvicorn is imported where serve imports it, after main() has set up imports.
 _SERVE_AND_REPORT = """
 import sys
-import uvicorn
+from alertbridge import cli
 
 def report(server, sockets=None):
     print("\\n".join(sorted(name for name, module in sys.modules.items() if module is not None)))
 
-uvicorn.Server.run = report
-from alertbridge.cli import main
-sys.exit(main(["serve", "-c", sys.argv[1]]))
+def serve(args):
+    import uvicorn
+
+    uvicorn.Server.run = report
+    return run_serve(args)
+
+run_serve, cli._serve = cli._serve, serve
+sys.exit(cli.main(["serve", "-c", sys.argv[1]]))
 """
 
 TOKEN = "cbToken12345"
@@ -36,7 +43,7 @@ RECEIVERS = '[receivers.oncall]\nchannel = "app"\napp = "ops"\nto_user = ["membe
 SILENCER = '[silencers.am]\nkind = "alertmanager"\nurl = ["http://127.0.0.1:9"]\n'
 
 # Never in a serving process: tests and fakes, CLI-only commands, httpx's CLI
-# (click, pygments, rich), property-testing.
+# (click, pygments, rich), uvicorn's watchfiles reloader, property-testing.
 NEVER = (
     "tests",
     "alertbridge.testing",
@@ -46,6 +53,8 @@ NEVER = (
     "pygments",
     "rich",
     "httpx._main",
+    "watchfiles",
+    "uvicorn.supervisors.watchfilesreload",
     "alertbridge.store_cli",
     "alertbridge.preview_cli",
     "alertbridge.preview",
