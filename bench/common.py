@@ -269,6 +269,19 @@ def baseline_process(workdir: Path) -> ServerProcess:
     )
 
 
+def floor_process(workdir: Path) -> ServerProcess:
+    """The durable floor (``bench.floor_app``) on the server core, its table in ``workdir``."""
+    port = free_port()
+    return ServerProcess(
+        "floor",
+        [sys.executable, "-m", "bench.floor_app", "--port", str(port), "--db", str(workdir / "floor.db")],
+        port,
+        workdir,
+        core=CORES.server,
+        ready_path="/healthz",
+    )
+
+
 def fake_wecom_process(workdir: Path) -> ServerProcess:
     """The fake WeCom (``bench.fake_server``) on the load core, as WeCom is not the server under test."""
     port = free_port()

@@ -5,6 +5,9 @@
 to ``POST /alertmanager/bench``:
 
 - baseline: ``bench.baseline_app``, same uvicorn settings, only ``request.json()``.
+- durable floor: ``bench.floor_app``, the baseline plus a JSON check and an
+  fsynced group commit of the body into one SQLite table: what a 200 that
+  means "stored" costs at the least, with nothing of alertbridge's own work.
 - alertbridge on SQLite: the real ``alertbridge serve`` process with the SQLite
   outbox on disk (every 200 is answered after an fsynced commit) and one
   ``console`` receiver whose output goes to /dev/null. Its dispatcher renders
@@ -48,6 +51,7 @@ from bench.common import (
     ScenarioResult,
     ServerProcess,
     baseline_process,
+    floor_process,
     log,
     median,
     work_dir,
@@ -139,8 +143,9 @@ def _measure(servers: Sequence[ServerProcess]) -> WrkRun:
 
 
 # The sides, in the order each round runs them.
-BASELINE, SQLITE, POSTGRES, REPLICATED = "baseline", "alertbridge", "postgres", f"postgres x{REPLICAS}"
-SIDES = (BASELINE, SQLITE, POSTGRES, REPLICATED)
+BASELINE, FLOOR, SQLITE = "baseline", "durable floor", "alertbridge"
+POSTGRES, REPLICATED = "postgres", f"postgres x{REPLICAS}"
+SIDES = (BASELINE, FLOOR, SQLITE, POSTGRES, REPLICATED)
 
 
 @contextmanager
@@ -149,6 +154,8 @@ def _side(name: str, workdir: Path, postgres: PostgresServer | None) -> Iterator
     with ExitStack() as stack:
         if name == BASELINE:
             yield [stack.enter_context(baseline_process(workdir))]
+        elif name == FLOOR:
+            yield [stack.enter_context(floor_process(workdir))]
         elif name == SQLITE:
             yield [stack.enter_context(alertbridge_process(workdir, _ALERTBRIDGE_CONFIG))]
         else:
@@ -164,7 +171,7 @@ def _side(name: str, workdir: Path, postgres: PostgresServer | None) -> Iterator
 def run() -> ScenarioResult:
     result = ScenarioResult("ingest")
     skipped = missing()
-    sides = SIDES if skipped is None else (BASELINE, SQLITE)
+    sides = SIDES if skipped is None else (BASELINE, FLOOR, SQLITE)
     runs: dict[str, list[WrkRun]] = {side: [] for side in sides}
     with ExitStack() as stack:
         postgres = stack.enter_context(postgres_server()) if skipped is None else None
@@ -195,6 +202,14 @@ def run() -> ScenarioResult:
         f"{med(SQLITE, 'rps'):,.0f} / {med(BASELINE, 'rps'):,.0f} = {sqlite_ratio:.2f}×",
         f"≥ {TARGET_RATIO}×",
         sqlite_ratio >= TARGET_RATIO and errors == 0,
+    )
+    result.add(
+        "ingest req/s durable floor / bare Starlette (fsynced group commit of the body, nothing else)",
+        f"{med(FLOOR, 'rps'):,.0f} / {med(BASELINE, 'rps'):,.0f} = {ratio(FLOOR, BASELINE):.2f}×",
+    )
+    result.add(
+        "ingest req/s alertbridge / durable floor",
+        f"{med(SQLITE, 'rps'):,.0f} / {med(FLOOR, 'rps'):,.0f} = {ratio(SQLITE, FLOOR):.2f}×",
     )
     for side, label in ((SQLITE, "alertbridge"), (BASELINE, "bare Starlette")):
         result.add(
@@ -232,4 +247,5 @@ def run() -> ScenarioResult:
     if skipped is None:
         result.raw["ratio_postgres_sqlite"] = ratio(POSTGRES, SQLITE)
         result.raw["ratio_replicas_one"] = ratio(REPLICATED, POSTGRES)
+    result.raw["ratio_floor_baseline"] = ratio(FLOOR, BASELINE)
     return result
