@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sys
 from pathlib import Path
@@ -128,6 +129,12 @@ def _serve(args: argparse.Namespace) -> int:
             limit_concurrency=config.server.max_connections,
         )
     )
+    # Everything built so far (modules, config, app) lives as long as the
+    # process: moved out of the collector's generations, a full collection
+    # walks only what serving allocates since. Under the ingest bench those
+    # full collections were the p99 (~35 ms -> ~15 ms without them, Phase 10).
+    gc.collect()
+    gc.freeze()
     try:
         server.run(sockets=[listener])
     finally:

@@ -24,7 +24,10 @@ import sys
 from alertbridge import cli
 
 def report(server, sockets=None):
+    import gc
+
     print("\\n".join(sorted(name for name, module in sys.modules.items() if module is not None)))
+    print(f"#frozen={gc.get_freeze_count()}")
 
 def serve(args):
     import uvicorn
@@ -109,6 +112,13 @@ def test_serve_imports_only_what_its_config_needs(tmp_path: Path) -> None:
     modules = serve_imports(tmp_path, wecom_head() + RECEIVERS)
     assert "alertbridge.app" in modules and "alertbridge.messengers.wecom.messenger" in modules
     assert loaded(modules, NEVER + CALLBACKS + SILENCERS) == []
+
+
+def test_what_serve_built_before_serving_is_out_of_the_collectors_reach(tmp_path: Path) -> None:
+    """gc.freeze() before serving: full collections skip the start-up's objects."""
+    modules = serve_imports(tmp_path, wecom_head() + RECEIVERS)
+    (frozen,) = (int(m.removeprefix("#frozen=")) for m in modules if m.startswith("#frozen="))
+    assert frozen > 10_000
 
 
 def test_callbacks_and_silencers_are_imported_when_configured(tmp_path: Path) -> None:
