@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 import orjson
 
@@ -115,8 +115,10 @@ _PLACEHOLDER = r"%[-#0 +]*[0-9]*(?:\.[0-9]+)?[sdifrx]"
 _TEMPLATE_HEAD = re.compile(rf"(?:([a-z][a-z0-9_]*)|({_PLACEHOLDER}))(?= |\Z)")
 _TEMPLATE_FIELD = re.compile(rf" ([a-z_][a-z0-9_]*)=({_PLACEHOLDER})(?= |\Z)")
 
-# (event, or None when the first argument is the event) and the (key, placeholder) pairs.
-_Template = tuple[str | None, tuple[tuple[str, str], ...]]
+# (event, or None when the first argument is the event) and the (key, placeholder)
+# pairs; the key is None where the line's reader would skip the field (a reserved
+# name, or a name already given earlier in the line).
+_Template = tuple[str | None, tuple[tuple[str | None, str], ...]]
 
 
 @lru_cache(maxsize=512)
@@ -130,12 +132,15 @@ def _template(fmt: str) -> _Template | None:
     head = _TEMPLATE_HEAD.match(fmt)
     if head is None:
         return None
-    fields: list[tuple[str, str]] = []
+    fields: list[tuple[str | None, str]] = []
+    named: set[str] = set()
     position = head.end()
     for mark in _TEMPLATE_FIELD.finditer(fmt, position):
         if mark.start() != position:
             return None
-        fields.append((mark.group(1), mark.group(2)))
+        key = mark.group(1)
+        fields.append((None if key in _RESERVED or key in named else key, mark.group(2)))
+        named.add(key)
         position = mark.end()
     if position != len(fmt):
         return None
@@ -158,24 +163,33 @@ def _fields_from_args(fmt: object, args: object) -> tuple[str, dict[str, str | i
             return None
     if len(values) != len(specs):
         return None
-    fields: dict[str, str] = {}
+    typed: dict[str, str | int | float] = {}
     for (key, spec), value in zip(specs, values, strict=True):
-        if key not in _RESERVED and key not in fields:
-            fields[key] = value if spec == "%s" and type(value) is str else spec % (value,)
-    return event, typed_fields(fields)
+        if key is None:
+            continue
+        if spec == "%d" and type(value) is int and key not in _TEXT_KEYS and -_INT_LIMIT < value < _INT_LIMIT:
+            typed[key] = value  # what _typed would read back from str(value)
+            continue
+        text = value if spec == "%s" and type(value) is str else spec % (value,)
+        if text not in _ABSENT:
+            typed[key] = _typed(key, text)
+    return event, typed
+
+
+# Integers _NUMBER reads as numbers: up to 18 digits.
+_INT_LIMIT: Final = 10**18
+
+
+def _typed(key: str, value: str) -> str | int | float:
+    """A number as a number, unless ``key`` names text."""
+    if key not in _TEXT_KEYS and _NUMBER.match(value):
+        return float(value) if "." in value else int(value)
+    return value
 
 
 def typed_fields(fields: dict[str, str]) -> dict[str, str | int | float]:
     """The fields as JSON values: numbers as numbers, absent values (``None``, empty) left out."""
-    typed: dict[str, str | int | float] = {}
-    for key, value in fields.items():
-        if value in _ABSENT:
-            continue
-        if key not in _TEXT_KEYS and _NUMBER.match(value):
-            typed[key] = float(value) if "." in value else int(value)
-        else:
-            typed[key] = value
-    return typed
+    return {key: _typed(key, value) for key, value in fields.items() if value not in _ABSENT}
 
 
 @lru_cache(maxsize=4)

@@ -111,7 +111,9 @@ def test_json_fields_come_from_the_arguments_not_from_parsing_the_line(restore_r
     assert (second["reason"], second["message"]) == ("***", "command_refused user=bob reason=***")
 
 
-_KEYS = st.sampled_from(["delivery", "request_id", "user", "attempt", "in", "error", "status", "count"])
+_KEYS = st.sampled_from(
+    ["delivery", "request_id", "user", "attempt", "in", "error", "status", "count", "level"]
+)
 _VALUES = st.one_of(
     st.none(),
     st.integers(-(10**20), 10**20),
