@@ -41,6 +41,8 @@ RATE = int(os.environ.get("BENCH_OPEN_RATE", "1000"))
 SECONDS = 3 if QUICK else 10
 WARMUP_SECONDS = 1
 TIMEOUT = 10.0
+# Reuse an idle connection only this long: below uvicorn's 5 s keep-alive (see _Connections).
+_REUSE_SECONDS = 4.0
 
 
 def body(n: int) -> bytes:
@@ -99,12 +101,26 @@ class _Connections:
 
     def __init__(self, host: str, port: int) -> None:
         self._host, self._port = host, port
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        # (reader, writer, when it was last returned), most recently used last.
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
+
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """An idle connection the server still keeps open, else a new one.
+
+        uvicorn closes a connection idle for 5 s (``timeout_keep_alive``); a
+        request written into one as it closes gets no answer. HTTP clients
+        (Go's, Alertmanager's) do not reuse such a connection, so neither do we.
+        """
+        while self._idle:
+            reader, writer, since = self._idle.pop()
+            if time.monotonic() - since < _REUSE_SECONDS:
+                return reader, writer
+            writer.close()
+        return await asyncio.open_connection(self._host, self._port)
 
     async def post(self, path: str, payload: bytes) -> int:
         """POST ``payload``; the status code (raises OSError/IncompleteReadError on a broken connection)."""
-        conn = self._idle.pop() if self._idle else await asyncio.open_connection(self._host, self._port)
-        reader, writer = conn
+        reader, writer = await self._connection()
         writer.write(
             f"POST {path} HTTP/1.1\r\nHost: {self._host}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(payload)}\r\n\r\n".encode("ascii")
@@ -117,11 +133,11 @@ class _Connections:
             if line.lower().startswith(b"content-length:"):
                 length = int(line.split(b":", 1)[1])
         await reader.readexactly(length)
-        self._idle.append(conn)
+        self._idle.append((reader, writer, time.monotonic()))
         return status
 
     def close(self) -> None:
-        for _, writer in self._idle:
+        for _, writer, _ in self._idle:
             writer.close()
 
 
