@@ -41,16 +41,13 @@ def create_app() -> Starlette:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
+def serve(app: Starlette, host: str, port: int) -> None:
+    """Serve ``app`` the way ``alertbridge serve`` serves (see the module's docstring)."""
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(),
-            host=args.host,
-            port=args.port,
+            app,
+            host=host,
+            port=port,
             log_config=None,
             access_log=False,
             server_header=False,
@@ -58,6 +55,14 @@ def main() -> None:
         )
     )
     server.run()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    serve(create_app(), args.host, args.port)
 
 
 if __name__ == "__main__":

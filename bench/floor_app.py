@@ -23,11 +23,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import msgspec
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
+
+from bench.baseline_app import serve
 
 _Item = tuple[tuple[str, bytes], "asyncio.Future[int]"]
 
@@ -103,18 +104,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--db", type=Path, required=True)
     args = parser.parse_args()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(args.db),
-            host=args.host,
-            port=args.port,
-            log_config=None,
-            access_log=False,
-            server_header=False,
-            lifespan="on",
-        )
-    )
-    server.run()
+    serve(create_app(args.db), args.host, args.port)
 
 
 if __name__ == "__main__":
