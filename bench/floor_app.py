@@ -54,11 +54,11 @@ class GroupCommitLog:
     def _commit(self, rows: list[tuple[str, bytes]]) -> list[int]:
         self._db.execute("BEGIN IMMEDIATE")
         ids = [
-            self._db.execute("INSERT INTO inbox (receiver, body) VALUES (?, ?)", row).lastrowid
+            int(self._db.execute("INSERT INTO inbox (receiver, body) VALUES (?, ?)", row).lastrowid or 0)
             for row in rows
         ]
         self._db.execute("COMMIT")
-        return [int(i) for i in ids if i is not None]
+        return ids
 
     async def run_writer(self) -> None:
         loop = asyncio.get_running_loop()
