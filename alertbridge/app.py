@@ -46,6 +46,7 @@ from alertbridge.render import Renderer
 from alertbridge.silencers.registry import build_silencers
 from alertbridge.stores import OutboxStore, stores_for
 from alertbridge.web.auth import WebhookAuthenticator
+from alertbridge.web.direct_routes import DirectRoutes
 from alertbridge.web.health import OperationalEndpoints, healthz
 from alertbridge.web.ingest import WebhookIngest
 from alertbridge.web.refusals import RefusalLog
@@ -137,7 +138,7 @@ def create_app(
     out: TextIO | None = None,
     store: OutboxStore | None = None,
     extra_messengers: Sequence[MessengerEntry] = (),
-) -> Starlette:
+) -> DirectRoutes:
     """The ASGI app. Raises ``ConfigError`` for templates that do not render.
 
     ``config_path`` (and ``environ`` for its ``${VAR}``s) is what SIGHUP and
@@ -315,16 +316,20 @@ def create_app(
             )
         return JSONResponse({"status": "reloaded", "receivers": sorted(current.config.receivers)})
 
-    routes = [
+    # Every alert comes in through these two: served before Starlette's layers (DirectRoutes).
+    webhooks = [
         Route("/alertmanager/{receiver}", alertmanager, methods=["POST"]),
         Route("/grafana/{receiver}", grafana, methods=["POST", "PUT"]),
+    ]
+    routes = [
+        *webhooks,
         Route("/wecom/callback/{app}", wecom_callback, methods=["GET", "POST"]),
         Route("/-/reload", reload_endpoint, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", operational.readyz, methods=["GET"]),
         Route("/metrics", operational.metrics, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return DirectRoutes(Starlette(routes=routes, lifespan=lifespan), webhooks)
 
 
 def _listen_for_sighup(handler: Callable[[], None]) -> bool:
