@@ -14,6 +14,7 @@ import sys
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -88,6 +89,34 @@ async def test_concurrent_webhooks_share_a_transaction(url: str) -> None:
         # Copies of one notification in one batch are folded too.
         assert len(set(ids)) == 50 and sum(i.duplicate for i in ids) == 150
         assert await store.count(DeliveryStatus.PENDING) == 50
+
+
+async def test_a_batch_claims_its_dedup_keys_in_one_statement(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every statement the store's connections run, by asyncpg's own query logger.
+    statements: list[str] = []
+    create_pool = asyncpg.create_pool
+
+    def logged_pool(*args: Any, **kwargs: Any) -> Any:
+        async def init(conn: asyncpg.Connection) -> None:
+            conn.add_query_logger(lambda logged: statements.append(logged.query))
+
+        return create_pool(*args, init=init, **kwargs)
+
+    monkeypatch.setattr(asyncpg, "create_pool", logged_pool)
+    metrics = Metrics()
+    store = PostgresOutboxStore(
+        PostgresDatabase(url, pool_size=4), replica="a", dedup_window=timedelta(minutes=5), metrics=metrics
+    )
+    async with opened(store):
+        statements.clear()
+        copies = [ha_copy(f"r{i}", key=f"n{i % 10}") for i in range(40)]
+        ids = await asyncio.gather(*(store.enqueue(copy) for copy in copies))
+        batches = metrics.registry.get_sample_value("alertbridge_outbox_group_commits_total") or 0.0
+    assert len(set(ids)) == 10 and sum(i.duplicate for i in ids) == 30
+    claims = [s for s in statements if s.startswith("INSERT INTO dedup_keys")]
+    assert 1 <= len(claims) == batches < 10, (len(claims), batches)
 
 
 async def test_a_copy_after_the_window_is_a_new_delivery(url: str) -> None:

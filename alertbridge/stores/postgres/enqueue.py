@@ -2,8 +2,10 @@
 
 Concurrent enqueues share one transaction (``alertbridge.stores.group_commit``):
 one WAL flush per burst, and one connection of the pool instead of one per
-webhook. A batch takes its delivery ids from the sequence in one statement
-and inserts its rows in one more.
+webhook. A batch takes its delivery ids from the sequence in one statement,
+claims its dedup keys in one more, and inserts its rows in a third: a
+statement per webhook (the key claim, once) cost the PostgreSQL ingest a
+round trip per row (Phase 10).
 
 Alertmanager's HA peers send each notification from every peer, possibly to
 two replicas at the same moment. Each copy claims the (receiver, dedup_key)
@@ -37,13 +39,22 @@ _INSERT: Final = (
     " AS r(id, receiver, channel, recipients, alert_group, request_id, accepted_at, oneoff)"
 )
 
-# Take the key, or take it over when its delivery is older than the window
-# ($5); no row back while it is live.
-_CLAIM_KEY: Final = (
+# Each key of a batch (one row per key; array order is the claim order): take
+# it, or take it over when its delivery is older than the window ($5, in µs);
+# the keys that come back are this batch's, a key not back is held by a live delivery.
+_CLAIM_KEYS: Final = (
     "INSERT INTO dedup_keys AS k (receiver, dedup_key, delivery_id, accepted_at)"
-    " VALUES ($1, $2, $3, $4) ON CONFLICT (receiver, dedup_key) DO UPDATE"
+    " SELECT receiver, dedup_key, delivery_id, accepted_at"
+    " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])"
+    " WITH ORDINALITY AS r(receiver, dedup_key, delivery_id, accepted_at, n) ORDER BY n"
+    " ON CONFLICT (receiver, dedup_key) DO UPDATE"
     " SET delivery_id = excluded.delivery_id, accepted_at = excluded.accepted_at"
-    " WHERE k.accepted_at < $5 RETURNING delivery_id"
+    " WHERE k.accepted_at < excluded.accepted_at - $5::bigint RETURNING receiver, dedup_key"
+)
+
+_KEY_OWNERS: Final = (
+    "SELECT k.receiver, k.dedup_key, k.delivery_id FROM dedup_keys AS k"
+    " JOIN unnest($1::text[], $2::text[]) AS r(receiver, dedup_key) USING (receiver, dedup_key)"
 )
 
 
@@ -115,16 +126,8 @@ class PostgresEnqueue:
     async def _commit_batch(self, rows: list[_Row]) -> list[Enqueued]:
         async with self._db.transaction("enqueue") as conn:
             ids = [int(r[0]) for r in await conn.fetch(_NEXT_IDS, len(rows))]
-            results: list[Enqueued | None] = [None] * len(rows)
-            keyed = sorted(
-                (i for i, row in enumerate(rows) if row.dedup_key is not None),
-                key=lambda i: (rows[i].receiver, rows[i].dedup_key or "", i),
-            )
-            for i in keyed:
-                earlier = await self._earlier_copy(conn, rows[i], ids[i])
-                if earlier is not None:
-                    results[i] = Enqueued(earlier, duplicate=True)
-            fresh = [i for i in range(len(rows)) if results[i] is None]
+            earlier = await self._earlier_copies(conn, rows, ids)
+            fresh = [i for i in range(len(rows)) if i not in earlier]
             if fresh:
                 await conn.execute(
                     _INSERT,
@@ -137,27 +140,49 @@ class PostgresEnqueue:
                     [rows[i].accepted_at for i in fresh],
                     [rows[i].oneoff for i in fresh],
                 )
-        return [result if result is not None else Enqueued(ids[i]) for i, result in enumerate(results)]
+        return [
+            Enqueued(earlier[i], duplicate=True) if i in earlier else Enqueued(ids[i])
+            for i in range(len(rows))
+        ]
 
-    async def _earlier_copy(self, conn: Connection, row: _Row, new_id: int) -> int | None:
-        """The delivery id of a copy stored within the window, or None once ``row`` holds the key.
+    async def _earlier_copies(self, conn: Connection, rows: list[_Row], ids: list[int]) -> dict[int, int]:
+        """Row index → the delivery id of its copy stored within the window, for the rows that have one.
 
-        A copy earlier in this very batch counts too: its key row is visible
-        to the batch's own transaction.
+        All keys of the batch are claimed in one statement, in sorted order,
+        so two replicas' batches never wait on each other in a cycle. A copy
+        earlier in this very batch counts too: only the first copy of a key
+        claims it, the others are duplicates of whatever that claim found.
         """
-        owner = await conn.fetchval(
-            _CLAIM_KEY,
-            row.receiver,
-            row.dedup_key,
-            new_id,
-            row.accepted_at,
-            row.accepted_at - self.dedup_window // timedelta(microseconds=1),
+        first: dict[tuple[str, str], int] = {}
+        for i in sorted(
+            (i for i, row in enumerate(rows) if row.dedup_key is not None),
+            key=lambda i: (rows[i].receiver, rows[i].dedup_key or "", i),
+        ):
+            first.setdefault((rows[i].receiver, rows[i].dedup_key or ""), i)
+        if not first:
+            return {}
+        claimers = list(first.values())
+        claimed = await conn.fetch(
+            _CLAIM_KEYS,
+            [rows[i].receiver for i in claimers],
+            [rows[i].dedup_key for i in claimers],
+            [ids[i] for i in claimers],
+            [rows[i].accepted_at for i in claimers],
+            self.dedup_window // timedelta(microseconds=1),
         )
-        if owner is not None:
-            return None
-        earlier = await conn.fetchval(
-            "SELECT delivery_id FROM dedup_keys WHERE receiver = $1 AND dedup_key = $2",
-            row.receiver,
-            row.dedup_key,
-        )
-        return int(earlier)
+        held = set(first) - {(r[0], r[1]) for r in claimed}
+        owners: dict[tuple[str, str], int] = {}
+        if held:
+            found = await conn.fetch(_KEY_OWNERS, [k[0] for k in held], [k[1] for k in held])
+            owners = {(r[0], r[1]): int(r[2]) for r in found}
+        earlier: dict[int, int] = {}
+        for i, row in enumerate(rows):
+            if row.dedup_key is None:
+                continue
+            key = (row.receiver, row.dedup_key)
+            if key in held:
+                # Its conflicting row stays locked until we commit, so it is there.
+                earlier[i] = owners[key]
+            elif first[key] != i:
+                earlier[i] = ids[first[key]]
+        return earlier
