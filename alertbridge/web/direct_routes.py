@@ -3,8 +3,8 @@
 Every alert arrives through ``POST /alertmanager/{receiver}`` or
 ``POST|PUT /grafana/{receiver}``. Their endpoints answer every refusal they
 expect themselves (``alertbridge.web.ingest``), so Starlette's error and
-exception middleware and its route list do nothing for them but cost: ~6 %
-of the core per webhook under the ingest bench (Phase 10, bench/README.md).
+exception middleware and its route list do nothing for them but cost: ~9 %
+of the CPU a webhook takes under the ingest bench (Phase 10, bench/README.md).
 ``DirectRoutes`` matches those routes with Starlette's own ``Route.matches``
 and calls their endpoints at once; everything else, including a webhook
 path with the wrong method (405 from Starlette), goes to the app behind.
