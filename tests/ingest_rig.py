@@ -36,10 +36,12 @@ class FailingStore(SqliteOutboxStore):
     """A real store whose commits can be made to fail, as a full or read-only disk does."""
 
     failing = False
+    # What a failing commit raises; a test of an unexpected failure sets another.
+    error: Exception = StoreError("database or disk is full")
 
     async def enqueue(self, delivery: NewDelivery) -> int:
         if self.failing:
-            raise StoreError("database or disk is full")
+            raise self.error
         return await super().enqueue(delivery)
 
 

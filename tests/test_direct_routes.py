@@ -16,7 +16,6 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from alertbridge.app import create_app
-from alertbridge.stores import NewDelivery
 from alertbridge.testing.server import ServerThread
 from alertbridge.web.direct_routes import DirectRoutes
 from tests.ingest_rig import FIRING, FailingStore, ingest_config, post
@@ -97,26 +96,16 @@ async def test_lifespan_goes_to_the_app_behind(direct: tuple[DirectRoutes, _Behi
     assert behind.paths == ["lifespan"]
 
 
-class _BrokenStore(FailingStore):
-    """A store that fails in a way the webhook endpoint does not expect (not a StoreError)."""
-
-    broken = True
-
-    async def enqueue(self, delivery: NewDelivery) -> int:
-        if self.broken:
-            raise RuntimeError("a bug")
-        return await super().enqueue(delivery)
-
-
 def test_an_unexpected_error_is_a_logged_500_and_the_next_webhook_is_accepted(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, serve_app: Callable[..., str]
 ) -> None:
     config = ingest_config(tmp_path)
-    store = _BrokenStore(config.store.sqlite_path)
+    store = FailingStore(config.store.sqlite_path)
+    store.failing, store.error = True, RuntimeError("a bug")  # not a StoreError: a bug
     with caplog.at_level(logging.ERROR):
         base_url = serve_app(config, out=io.StringIO(), store=store)
         broken = post(base_url, "/alertmanager/console", FIRING)
-        store.broken = False
+        store.failing = False
         fine = post(base_url, "/alertmanager/console", FIRING)
     # Alertmanager retries a 5xx: nothing accepted is lost, the retry is stored.
     assert broken.status_code == 500
