@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
@@ -23,7 +24,7 @@ from datetime import UTC, datetime
 
 from bench import callback, ingest, ingest_open, latency, memory, storm, tokens
 from bench.common import BENCH_DIR, CORES, QUICK, Metric, ScenarioResult, log, pin_self_to_load_core
-from bench.machine import describe_machine
+from bench.machine import describe_machine, stolen_cpu_seconds
 
 SCENARIOS: dict[str, Callable[[], ScenarioResult]] = {
     "ingest": ingest.run,
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for name in chosen:
         log(f"--- {name} ---")
-        begun = time.monotonic()
+        begun, stolen = time.monotonic(), stolen_cpu_seconds()
         try:
             results.append(SCENARIOS[name]())
         except Exception as exc:  # noqa: BLE001 - one broken scenario must not hide the others' numbers
@@ -62,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             broken = ScenarioResult(name)
             broken.add(f"{name}: scenario failed", f"{type(exc).__name__}: {str(exc)[:120]}", "—", False)
             results.append(broken)
-        log(f"{name} took {time.monotonic() - begun:.0f} s")
+        took = time.monotonic() - begun
+        steal = steal_percent(stolen_cpu_seconds() - stolen, took)
+        log(f"{name} took {took:.0f} s; CPU stolen by the hypervisor {steal:.1f} %")
+        results[-1].notes.append(f"{name}: CPU stolen by the hypervisor during the scenario {steal:.1f} %")
     elapsed = time.monotonic() - started
     machine = describe_machine()
     table = render_table([m for r in results for m in r.metrics])
@@ -84,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         log("a subset of the scenarios ran: bench/results.md and results.json were left as they were")
     return 1 if failed else 0
+
+
+def steal_percent(stolen_seconds: float, wall_seconds: float) -> float:
+    """Stolen CPU as a share of all the machine's cores over ``wall_seconds``."""
+    cores = os.cpu_count() or 1
+    return 100 * stolen_seconds / (wall_seconds * cores) if wall_seconds > 0 else 0.0
 
 
 def render_table(metrics: list[Metric]) -> str:

@@ -88,6 +88,23 @@ def _disk() -> str:
     return f"data on {fstype}"
 
 
+def stolen_cpu_seconds() -> float:
+    """CPU time the hypervisor gave to other guests so far, all cores together
+    (the ``steal`` column of /proc/stat); 0.0 where the kernel does not say.
+
+    On a shared VM this is the noise behind a run's spread: the latency
+    scenario's p99 was 9 ms with no steal and 33 ms with ~4 % (Phase 10).
+    """
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return 0.0
+    if fields[:1] != ["cpu"] or len(fields) < 9:
+        return 0.0
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+
+
 def describe_machine() -> str:
     import starlette
     import uvicorn
