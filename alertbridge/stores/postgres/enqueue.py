@@ -153,15 +153,13 @@ class PostgresEnqueue:
         earlier in this very batch counts too: only the first copy of a key
         claims it, the others are duplicates of whatever that claim found.
         """
+        keys = {i: (row.receiver, row.dedup_key) for i, row in enumerate(rows) if row.dedup_key is not None}
         first: dict[tuple[str, str], int] = {}
-        for i in sorted(
-            (i for i, row in enumerate(rows) if row.dedup_key is not None),
-            key=lambda i: (rows[i].receiver, rows[i].dedup_key or "", i),
-        ):
-            first.setdefault((rows[i].receiver, rows[i].dedup_key or ""), i)
+        for i, key in keys.items():
+            first.setdefault(key, i)
         if not first:
             return {}
-        claimers = list(first.values())
+        claimers = [first[key] for key in sorted(first)]
         claimed = await conn.fetch(
             _CLAIM_KEYS,
             [rows[i].receiver for i in claimers],
@@ -176,10 +174,7 @@ class PostgresEnqueue:
             found = await conn.fetch(_KEY_OWNERS, [k[0] for k in held], [k[1] for k in held])
             owners = {(r[0], r[1]): int(r[2]) for r in found}
         earlier: dict[int, int] = {}
-        for i, row in enumerate(rows):
-            if row.dedup_key is None:
-                continue
-            key = (row.receiver, row.dedup_key)
+        for i, key in keys.items():
             if key in held:
                 # Its conflicting row stays locked until we commit, so it is there.
                 earlier[i] = owners[key]
