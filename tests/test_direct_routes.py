@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -94,6 +95,18 @@ async def test_lifespan_goes_to_the_app_behind(direct: tuple[DirectRoutes, _Behi
     app, behind = direct
     await app({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
     assert behind.paths == ["lifespan"]
+
+
+async def test_a_direct_endpoint_sees_the_app_as_behind_starlette() -> None:
+    """``request.app`` and ``url_for`` work as they would under Starlette's router."""
+
+    async def links(request: Request) -> Response:
+        return PlainTextResponse(f"{type(request.app).__name__} {request.url_for('health').path}")
+
+    webhook = Route("/alertmanager/{receiver}", links, methods=["POST"])
+    behind = Starlette(routes=[webhook, Route("/healthz", _endpoint, name="health")])
+    sent = await _call(DirectRoutes(behind, [webhook]), "POST", "/alertmanager/oncall")
+    assert sent[1]["body"] == b"Starlette /healthz"
 
 
 def test_an_unexpected_error_is_a_logged_500_and_the_next_webhook_is_accepted(

@@ -9,6 +9,9 @@ of the CPU a webhook takes under the ingest bench (Phase 10, bench/README.md).
 and calls their endpoints at once; everything else, including a webhook
 path with the wrong method (405 from Starlette), goes to the app behind.
 
+The scope gets ``app`` as Starlette would give it, so ``request.app`` and
+``request.url_for`` work in these endpoints as in any other.
+
 An exception an endpoint did not expect reaches uvicorn, which logs it and
 answers 500, as it does behind Starlette's ``ServerErrorMiddleware``.
 """
@@ -34,6 +37,7 @@ class DirectRoutes:
             for route in self._routes:
                 match, child_scope = route.matches(scope)
                 if match is Match.FULL:
+                    scope["app"] = self.app
                     scope.update(child_scope)
                     response = await route.endpoint(Request(scope, receive, send))
                     await response(scope, receive, send)
